@@ -1,0 +1,107 @@
+# strix - the one build entry point. GNU make.
+#
+#   make            build/libstrix.a, build/libstrix.so, tests and bench
+#   make test       install missing packages, build, run every unit and stress test
+#   make bench      install missing packages, build, run the suite against the peers
+#   make bench-smoke  every benchmark once at tiny sizes (CI)
+#   make check-asan   tests under AddressSanitizer + UndefinedBehaviorSanitizer
+#   make check-tsan   tests under ThreadSanitizer (ck built on compiler builtins)
+#   make clean
+
+CC       ?= gcc
+CXX      ?= g++
+B        := build
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
+JEMALLOC_PIC := /usr/lib/$(MULTIARCH)/libjemalloc_pic.a
+
+WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
+CSTD     := -std=c11 -D_GNU_SOURCE
+CFLAGS   ?= -O2 -g
+ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude -Isrc -pthread
+LIBS     := -lck -lpthread -ldl -lm
+
+LIB_SRCS := src/pool.c src/worker.c src/node.c src/futex.c src/error.c
+UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
+STRESS_TESTS := $(patsubst tests/stress/%.c,%,$(wildcard tests/stress/stress_*.c))
+
+.PHONY: all lib tests test bench bench-build bench-smoke check-asan check-tsan clean deps-test deps-bench perf
+
+all: lib tests bench-build
+
+# ---- the library ------------------------------------------------------------------------------
+# Release objects are prelinked with jemalloc's PIC archive into one relocatable object, then every
+# symbol but the public sx_ ones is made local: the archive and the shared library carry a private
+# jemalloc and never replace the application's malloc.
+REL_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRCS) src/alloc_jemalloc.c)
+
+$(B)/obj/%.o: src/%.c $(wildcard src/*.h include/strix/*.h include/*.h) | $(B)/obj
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/obj $(B)/tests $(B)/bench $(B)/asan $(B)/tsan:
+	mkdir -p $@
+
+$(B)/strix.o: $(REL_OBJS)
+	ld -r -o $(B)/strix-prelink.o $(REL_OBJS) $(JEMALLOC_PIC)
+	nm -g --defined-only $(B)/strix-prelink.o | awk '$$3 ~ /^sx_[a-z]/ {print $$3}' > $(B)/exports.txt
+	objcopy --keep-global-symbols=$(B)/exports.txt $(B)/strix-prelink.o $@
+
+$(B)/libstrix.a: $(B)/strix.o
+	rm -f $@ && ar rcs $@ $<
+
+$(B)/libstrix.so: $(B)/strix.o src/strix.map
+	$(CC) -shared -o $@ $< -Wl,--version-script=src/strix.map -Wl,-soname,libstrix.so.0 $(LIBS)
+
+lib: deps-test $(B)/libstrix.a $(B)/libstrix.so
+
+# ---- tests ------------------------------------------------------------------------------------
+TEST_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -Iinclude -Isrc -Itests -pthread
+TEST_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS) $(STRESS_TESTS))
+
+$(B)/tests/%: tests/unit/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
+	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS)
+$(B)/tests/%: tests/stress/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
+	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS)
+
+tests: lib $(TEST_BINS)
+
+test: deps-test
+	$(MAKE) --no-print-directory tests
+	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(STRESS_TESTS)
+
+# ---- sanitizers -------------------------------------------------------------------------------
+# Sanitizer builds compile the library straight into each test (no prelink) with the C library
+# allocator (alloc_libc.c), so ASan/LSan see strix's own memory.
+SAN_SRCS := $(LIB_SRCS) src/alloc_libc.c
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+TSAN_FLAGS := -O1 -g -fsanitize=thread -DCK_USE_CC_BUILTINS=1
+
+define san_rule
+$(B)/$(1)/%: tests/unit/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h) tests/testutil.h | $(B)/$(1)
+	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
+$(B)/$(1)/%: tests/stress/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h) tests/testutil.h | $(B)/$(1)
+	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
+endef
+$(eval $(call san_rule,asan,$(ASAN_FLAGS)))
+$(eval $(call san_rule,tsan,$(TSAN_FLAGS)))
+
+check-asan: deps-test
+	$(MAKE) --no-print-directory $(addprefix $(B)/asan/,$(UNIT_TESTS) $(STRESS_TESTS))
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  tools/run-tests.sh $(B)/asan $(UNIT_TESTS) $(STRESS_TESTS)
+
+check-tsan: deps-test
+	$(MAKE) --no-print-directory $(addprefix $(B)/tsan/,$(UNIT_TESTS) $(STRESS_TESTS))
+	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	  tools/run-tests.sh $(B)/tsan $(UNIT_TESTS) $(STRESS_TESTS)
+
+# ---- bench ------------------------------------------------------------------------------------
+include bench/bench.mk
+
+# ---- packages ---------------------------------------------------------------------------------
+deps-test:
+	@tools/deps.sh test
+deps-bench:
+	@tools/deps.sh bench
+
+clean:
+	rm -rf $(B)

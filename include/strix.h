@@ -1,0 +1,8 @@
+/* strix - umbrella header: includes every public module. */
+#ifndef STRIX_H
+#define STRIX_H
+
+#include <strix/error.h>
+#include <strix/pool.h>
+
+#endif /* STRIX_H */

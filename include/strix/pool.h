@@ -1,0 +1,221 @@
+/*
+ * strix pool - a lock-free, work-stealing task executor.
+ *
+ * A pool owns N worker threads. Each worker has a local queue (a ck_ring used single-producer /
+ * multi-consumer) plus a one-task LIFO slot holding the task it spawned last. Tasks submitted from
+ * threads outside the pool go through a lock-free injector (an intrusive ck_stack). Idle workers
+ * steal about half of another worker's queue in one CAS, spin for a configurable budget, then
+ * park on a futex.
+ *
+ * Two ways to hand work to a pool:
+ *   - sx_pool_submit(pool, fn, arg): strix supplies the task node from per-thread free lists
+ *     (no malloc per task in steady state);
+ *   - sx_pool_submit_task(pool, &task): the caller embeds an sx_task in its own struct; strix
+ *     allocates nothing.
+ *
+ * Guarantee: a task that was accepted (submit returned 0) either runs exactly once, or - only
+ * under sx_pool_shutdown(SX_CANCEL) - is handed exactly once to its cancel callback with
+ * -ECANCELED. Nothing is dropped silently.
+ *
+ * Thread-safety summary: every function may be called from any thread concurrently, except
+ * sx_pool_destroy, which must be the last call on the pool. Calls made from inside one of the
+ * pool's own workers take the local (faster) path automatically.
+ */
+#ifndef STRIX_POOL_H
+#define STRIX_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <ck_stack.h>
+
+#include <strix/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sx_pool sx_pool;
+typedef struct sx_task sx_task;
+
+/*
+ * An intrusive task: embed it in your own struct and recover the struct in run() with
+ * SX_CONTAINER_OF. While the task is queued its first two fields belong to strix; the caller
+ * must not touch the task from submit until run() or cancel() is called. After that the memory
+ * is the caller's again (it may be freed or resubmitted from inside run()).
+ */
+struct sx_task {
+	ck_stack_entry_t sx_link;        /* private: queue link */
+	struct sx_task *sx_chain_tail;   /* private: set on the head of an injector chain */
+	void (*run)(struct sx_task *task);
+	/* Called instead of run() with -ECANCELED when the pool is shut down with SX_CANCEL before
+	 * the task ran. May be NULL: the task is then counted in sx_pool_stats' cancelled. */
+	void (*cancel)(struct sx_task *task, int err);
+};
+
+#define SX_TASK_INIT(run_fn, cancel_fn) { { NULL }, NULL, (run_fn), (cancel_fn) }
+#define SX_CONTAINER_OF(ptr, type, member) \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+
+/*
+ * A memory allocator for the pool's own structures and its task-node slabs. alloc returns memory
+ * aligned to `align` (a power of two, at most 4096) or NULL; free receives the size and alignment
+ * that were allocated. Both may be called from any worker or submitting thread concurrently, but
+ * never on the path of a single task in steady state (only when a free list runs dry, when an
+ * outside thread first submits, and at create/destroy).
+ */
+typedef struct sx_allocator {
+	void *(*alloc)(void *ctx, size_t size, size_t align);
+	void (*free)(void *ctx, void *ptr, size_t size, size_t align);
+	void *ctx;
+} sx_allocator;
+
+/* The default allocator: jemalloc's mallocx/sdallocx, linked privately into strix so that linking
+ * strix never replaces the application's malloc. (Sanitizer builds use the C library instead.) */
+SX_API extern const sx_allocator sx_allocator_default;
+
+#define SX_SPIN_DEFAULT 0LL    /* 50 microseconds */
+#define SX_SPIN_NONE    (-1LL) /* park as soon as a search for work fails */
+#define SX_SPIN_FOREVER (-2LL) /* never park: busy-poll (lowest latency, burns a core per worker) */
+
+#define SX_POOL_PIN 0x1u /* pin worker i to online CPU (i mod ncpu) */
+
+#define SX_POOL_MAX_WORKERS   1024u
+#define SX_POOL_MIN_RING      4u
+#define SX_POOL_MAX_RING      (1u << 20)
+#define SX_POOL_DEFAULT_RING  256u
+
+typedef struct sx_pool_opts {
+	unsigned workers;        /* 0: number of online CPUs; at most SX_POOL_MAX_WORKERS */
+	unsigned ring_size;      /* local ring slots, a power of two in [MIN_RING, MAX_RING]; 0: 256 */
+	long long spin_ns;       /* idle spin before parking: > 0 ns, or an SX_SPIN_* value */
+	unsigned lifo_cap;       /* max consecutive runs from the LIFO slot; 0: 4 */
+	unsigned flags;          /* SX_POOL_* */
+	const sx_allocator *allocator; /* NULL: sx_allocator_default; copied at create */
+	/* Called for every fn-form task (sx_pool_submit) that SX_CANCEL discards, with -ECANCELED,
+	 * on the thread calling sx_pool_shutdown. NULL: such tasks are only counted. */
+	void (*on_cancel)(void (*fn)(void *), void *arg, int err);
+} sx_pool_opts;
+
+#define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL }
+
+/* Per-worker counters. Each is written only by its worker; a snapshot taken while the pool runs
+ * is approximate but every counter is monotone. */
+typedef struct sx_worker_counters {
+	uint64_t executed;       /* tasks this worker ran */
+	uint64_t stolen;         /* tasks it took from other workers' rings or LIFO slots */
+	uint64_t steals;         /* successful steal operations (each takes about half a ring) */
+	uint64_t steal_attempts; /* steal operations it tried on a victim */
+	uint64_t parks;          /* times it went to sleep on its futex */
+	uint64_t wakeups;        /* times another thread woke it */
+	uint64_t injected;       /* tasks it took out of the injector */
+	uint64_t overflowed;     /* tasks it moved from its full ring to the injector */
+	uint64_t lifo_runs;      /* tasks it ran from its LIFO slot */
+} sx_worker_counters;
+
+typedef struct sx_pool_counters {
+	unsigned workers;
+	uint64_t submitted;      /* tasks accepted, from anywhere */
+	uint64_t remote;         /* of those, submitted from outside the pool (via the injector) */
+	uint64_t executed;       /* sum of workers' executed */
+	uint64_t cancelled;      /* tasks handed to cancel at SX_CANCEL shutdown (or only counted) */
+	sx_worker_counters total;   /* the per-worker counters summed */
+} sx_pool_counters;
+
+enum { SX_DRAIN = 1, SX_CANCEL = 2 };
+
+/*
+ * sx_pool_create - start a pool.
+ *
+ * opts may be NULL (all defaults). Starts the workers before returning; on success *out holds the
+ * pool. Returns 0; -EINVAL for NULL out, a worker count above SX_POOL_MAX_WORKERS, a ring size
+ * that is not a power of two in range, a negative spin other than SX_SPIN_*, or unknown flags;
+ * -ENOMEM if the allocator fails; -EAGAIN if a thread or a thread-specific key cannot be created.
+ * On failure nothing is left allocated or running and *out is unchanged.
+ * Blocking (thread creation); cold path, takes no pool lock. Any thread.
+ */
+SX_API int sx_pool_create(sx_pool **out, const sx_pool_opts *opts);
+
+/*
+ * sx_pool_submit - run fn(arg) on the pool.
+ *
+ * From a worker of this pool the task goes to that worker's LIFO slot (the task spawned last runs
+ * next, the one it displaces goes to the local ring); from any other thread it goes to the
+ * injector and wakes a parked worker if none is searching. The task node comes from a per-thread
+ * free list; only an empty list calls the allocator (one slab for many tasks).
+ * Returns 0; -EINVAL for a NULL pool or fn; -ESHUTDOWN once sx_pool_shutdown has begun (from a
+ * worker of a pool that is draining, spawning still succeeds: drain runs what tasks spawn);
+ * -ENOMEM if the free list is empty and the allocator fails (the pool stays usable).
+ * Never blocks. Lock-free (wait-free on the local path but for the wake-up hint).
+ * Any thread, concurrently.
+ */
+SX_API int sx_pool_submit(sx_pool *pool, void (*fn)(void *arg), void *arg);
+
+/*
+ * sx_pool_submit_task - run an intrusive task: task->run(task). Allocates nothing.
+ *
+ * task->run must be set; task->cancel may be NULL. The task must not be queued already.
+ * Returns 0; -EINVAL for a NULL pool, task or run; -ESHUTDOWN as for sx_pool_submit; -ENOMEM only
+ * the first time a thread outside the pool submits to it (its per-thread record is allocated).
+ * Never blocks. Lock-free. Any thread, concurrently.
+ */
+SX_API int sx_pool_submit_task(sx_pool *pool, sx_task *task);
+
+/*
+ * sx_pool_wait_idle - wait until no task is queued or running.
+ *
+ * Returns 0 once the pool was observed idle at one instant (every accepted task had finished,
+ * including the tasks they spawned); -EINVAL for NULL; -EDEADLK when called from one of the
+ * pool's own workers (it would wait for itself); -ESHUTDOWN if the pool was shut down with
+ * SX_CANCEL. Other threads may keep submitting; the call then returns at some idle instant or
+ * keeps waiting.
+ * Blocks (futex), without spinning a core. Any thread outside the pool, concurrently.
+ */
+SX_API int sx_pool_wait_idle(sx_pool *pool);
+
+/*
+ * sx_pool_shutdown - stop the pool, exactly one of:
+ *   SX_DRAIN:  refuse new submissions from outside, run everything queued and everything those
+ *              tasks spawn, then stop the workers.
+ *   SX_CANCEL: refuse new submissions, let running tasks finish, stop the workers, then hand every
+ *              task that never ran to its cancel callback (or opts.on_cancel for the fn form) with
+ *              -ECANCELED, exactly once, on the calling thread.
+ * Afterwards every submit returns -ESHUTDOWN. Worker threads are joined before it returns.
+ * Returns 0; -EINVAL for a NULL pool or a mode that is not exactly one of the two; -EDEADLK from
+ * one of the pool's own workers; -ESHUTDOWN if a shutdown was already started (that one wins).
+ * Blocks until the workers have exited. Any thread outside the pool.
+ */
+SX_API int sx_pool_shutdown(sx_pool *pool, int mode);
+
+/*
+ * sx_pool_destroy - shut down (SX_DRAIN, unless already shut down) and free everything.
+ *
+ * destroy(NULL) is a no-op. Must be the last call on the pool: no other thread may use it
+ * concurrently or afterwards. Blocking. Any thread outside the pool.
+ */
+SX_API void sx_pool_destroy(sx_pool *pool);
+
+/*
+ * sx_pool_stats - snapshot the counters.
+ *
+ * Fills *out (totals) and, when per_worker is not NULL, the first min(n, workers) entries of
+ * per_worker. Returns 0; -EINVAL for a NULL pool or out. Never blocks; wait-free (reads only).
+ * Any thread, concurrently with everything but destroy.
+ */
+SX_API int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counters *per_worker, unsigned n);
+
+/*
+ * sx_pool_worker_index - the index (0..workers-1) of the calling worker within pool, or -1 when
+ * the caller is not one of pool's workers. Wait-free; any thread.
+ */
+SX_API int sx_pool_worker_index(const sx_pool *pool);
+
+/*
+ * sx_pool_workers - the pool's worker count (0 for NULL). Wait-free; any thread.
+ */
+SX_API unsigned sx_pool_workers(const sx_pool *pool);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STRIX_POOL_H */

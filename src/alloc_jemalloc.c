@@ -1,0 +1,22 @@
+/*
+ * The default allocator: jemalloc through its non-standard API. The build links jemalloc's PIC
+ * archive into strix and then hides every symbol that is not sx_*, so the application's malloc
+ * stays whatever it was (glibc, or its own jemalloc/tcmalloc) - see the Makefile's prelink step.
+ */
+#include <jemalloc/jemalloc.h>
+
+#include <strix/pool.h>
+
+static void *je_alloc(void *ctx, size_t size, size_t align)
+{
+	(void)ctx;
+	return mallocx(size, MALLOCX_ALIGN(align));
+}
+
+static void je_free(void *ctx, void *ptr, size_t size, size_t align)
+{
+	(void)ctx;
+	sdallocx(ptr, size, MALLOCX_ALIGN(align));
+}
+
+const sx_allocator sx_allocator_default = { je_alloc, je_free, NULL };

@@ -1,0 +1,47 @@
+/*
+ * Linux futex operations for ck_ec, the event counts workers park on and wait_idle blocks on.
+ * ck_ec brings the protocol (a waiter flag so that an increment makes a system call only when
+ * somebody sleeps); the platform brings waiting and waking, here.
+ */
+#include <limits.h>
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pool_impl.h"
+
+static int ec_gettime(const struct ck_ec_ops *ops, struct timespec *out)
+{
+	(void)ops;
+	return clock_gettime(CLOCK_MONOTONIC, out);
+}
+
+static void ec_wait32(const struct ck_ec_wait_state *state, const uint32_t *addr,
+    uint32_t expected, const struct timespec *deadline)
+{
+	(void)state;
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, which is what ck_ec gives. */
+	syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, deadline,
+	    NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+static void ec_wake32(const struct ck_ec_ops *ops, const uint32_t *addr)
+{
+	(void)ops;
+	syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
+}
+
+static const struct ck_ec_ops ec_ops = {
+	.gettime = ec_gettime,
+	.wait32 = ec_wait32,
+	.wake32 = ec_wake32,
+	/* Callers spin on their own terms before waiting; ck_ec's extra spin would only add
+	 * latency-free CPU burn. */
+	.busy_loop_iter = 1,
+};
+
+const struct ck_ec_mode sx__ec_mode = {
+	.ops = &ec_ops,
+	.single_producer = false,
+};

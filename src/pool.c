@@ -1,0 +1,495 @@
+/*
+ * The pool's life cycle and its submission paths.
+ *
+ * Submission from a worker of the same pool (the local path) puts the task in the worker's LIFO
+ * slot with one exchange; the task it displaces goes to the local ring. Submission from any other
+ * thread (the remote path) goes through that thread's sx__tcache (found via the pool's pthread
+ * key) and the injector. Shutdown must not miss a remote submission that is half way through:
+ * each remote submit raises its tcache's `busy` flag, fences, and only then reads the pool state;
+ * shutdown changes the state, fences, and waits until no tcache is busy (Dekker again). After that
+ * no task can enter the injector any more.
+ *
+ * Locks: none. The only blocking is in create/shutdown/destroy (thread start and join) and in
+ * wait_idle (a futex wait).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pool_impl.h"
+
+#define SX__DEFAULT_SPIN_NS 50000LL
+#define SX__DEFAULT_LIFO_CAP 4u
+
+void *sx__palloc(sx_pool *p, size_t size)
+{
+	void *ptr = p->alloc.alloc(p->alloc.ctx, size, SX__CACHELINE);
+
+	if (ptr != NULL)
+		memset(ptr, 0, size);
+	return ptr;
+}
+
+void sx__pfree(sx_pool *p, void *ptr, size_t size)
+{
+	if (ptr != NULL)
+		p->alloc.free(p->alloc.ctx, ptr, size, SX__CACHELINE);
+}
+
+static int check_opts(const sx_pool_opts *o)
+{
+	if (o->workers > SX_POOL_MAX_WORKERS)
+		return -EINVAL;
+	if (o->ring_size != 0 && (o->ring_size < SX_POOL_MIN_RING ||
+	    o->ring_size > SX_POOL_MAX_RING || (o->ring_size & (o->ring_size - 1)) != 0))
+		return -EINVAL;
+	if (o->spin_ns < 0 && o->spin_ns != SX_SPIN_NONE && o->spin_ns != SX_SPIN_FOREVER)
+		return -EINVAL;
+	if ((o->flags & ~SX_POOL_PIN) != 0 || o->lifo_cap > 1024)
+		return -EINVAL;
+	if (o->allocator != NULL && (o->allocator->alloc == NULL || o->allocator->free == NULL))
+		return -EINVAL;
+	return 0;
+}
+
+static void tcache_exit(void *arg)
+{
+	sx__tcache *c = arg;
+
+	/* The thread is going away: give its nodes back, then let another thread claim the record. */
+	sx__tcache_release(c);
+	ck_pr_store_uint(&c->dead, 1);
+}
+
+static void free_memory(sx_pool *p)
+{
+	ck_stack_entry_t *e, *next;
+
+	for (e = ck_stack_batch_pop_upmc(&p->slabs); e != NULL; e = next) {
+		next = e->next;
+		sx__pfree(p, e, SX__SLAB_BYTES);
+	}
+	for (e = ck_stack_batch_pop_upmc(&p->caches); e != NULL; e = next) {
+		next = e->next;
+		sx__pfree(p, SX_CONTAINER_OF(e, sx__tcache, reg_link), sizeof(sx__tcache));
+	}
+	if (p->workers != NULL) {
+		for (unsigned i = 0; i < p->nworkers; i++)
+			sx__pfree(p, p->workers[i].buf, sizeof(ck_ring_buffer_t) * p->ring_size);
+		sx__pfree(p, p->workers, sizeof(sx__worker) * p->nworkers);
+	}
+	sx__pfree(p, p->parked, sizeof(uint64_t) * p->nbitmap);
+}
+
+static int init_workers(sx_pool *p)
+{
+	p->workers = sx__palloc(p, sizeof(sx__worker) * p->nworkers);
+	p->parked = sx__palloc(p, sizeof(uint64_t) * p->nbitmap);
+	if (p->workers == NULL || p->parked == NULL)
+		return -ENOMEM;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		sx__worker *w = &p->workers[i];
+
+		w->buf = sx__palloc(p, sizeof(ck_ring_buffer_t) * p->ring_size);
+		if (w->buf == NULL)
+			return -ENOMEM;
+		ck_ring_init(&w->ring, p->ring_size);
+		ck_ec32_init(&w->ec, 0);
+		w->pool = p;
+		w->index = i;
+		w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
+		w->cache.pool = p;
+	}
+	return 0;
+}
+
+static void pin_worker(sx_pool *p, sx__worker *w, pthread_attr_t *attr)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+
+	if (!(p->flags & SX_POOL_PIN) || ncpu < 1)
+		return;
+	CPU_ZERO(&set);
+	CPU_SET((int)(w->index % (unsigned)ncpu), &set);
+	pthread_attr_setaffinity_np(attr, sizeof(set), &set);
+}
+
+/* Stop and join the first n workers (create's failure path and shutdown). */
+static void stop_and_join(sx_pool *p, unsigned n, int final_state)
+{
+	ck_pr_store_int(&p->state, final_state);
+	ck_pr_fence_store_atomic();
+	sx__wake_all(p);
+	for (unsigned i = 0; i < n; i++)
+		pthread_join(p->workers[i].thread, NULL);
+}
+
+static int start_workers(sx_pool *p)
+{
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		sx__worker *w = &p->workers[i];
+		pthread_attr_t attr;
+		int rc;
+
+		pthread_attr_init(&attr);
+		pin_worker(p, w, &attr);
+		rc = pthread_create(&w->thread, &attr, sx__worker_main, w);
+		pthread_attr_destroy(&attr);
+		if (rc != 0) {
+			stop_and_join(p, i, SX__STOPPED);
+			return -EAGAIN;
+		}
+	}
+	return 0;
+}
+
+int sx_pool_create(sx_pool **out, const sx_pool_opts *opts)
+{
+	static const sx_pool_opts defaults = SX_POOL_OPTS_INIT;
+	const sx_allocator *a;
+	sx_pool *p;
+	long ncpu;
+	int rc;
+
+	if (out == NULL)
+		return -EINVAL;
+	if (opts == NULL)
+		opts = &defaults;
+	rc = check_opts(opts);
+	if (rc != 0)
+		return rc;
+	a = opts->allocator != NULL ? opts->allocator : &sx_allocator_default;
+	p = a->alloc(a->ctx, sizeof(*p), SX__CACHELINE);
+	if (p == NULL)
+		return -ENOMEM;
+	memset(p, 0, sizeof(*p));
+	p->alloc = *a;
+	ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	p->nworkers = opts->workers != 0 ? opts->workers : (ncpu > 0 ? (unsigned)ncpu : 1u);
+	if (p->nworkers > SX_POOL_MAX_WORKERS)
+		p->nworkers = SX_POOL_MAX_WORKERS;
+	p->ring_size = opts->ring_size != 0 ? opts->ring_size : SX_POOL_DEFAULT_RING;
+	p->spin_ns = opts->spin_ns != SX_SPIN_DEFAULT ? opts->spin_ns : SX__DEFAULT_SPIN_NS;
+	p->lifo_cap = opts->lifo_cap != 0 ? opts->lifo_cap : SX__DEFAULT_LIFO_CAP;
+	p->flags = opts->flags;
+	p->on_cancel = opts->on_cancel;
+	p->nbitmap = (p->nworkers + 63) / 64;
+	p->idle = p->nworkers * SX__IDLE_UNPARKED_ONE;
+	ck_ec32_init(&p->idle_ec, 0);
+
+	rc = init_workers(p);
+	if (rc == 0 && pthread_key_create(&p->key, tcache_exit) != 0)
+		rc = -EAGAIN;
+	else if (rc == 0 && (rc = start_workers(p)) != 0)
+		pthread_key_delete(p->key);
+	if (rc != 0) {
+		free_memory(p);
+		a->free(a->ctx, p, sizeof(*p), SX__CACHELINE);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+/* ---- submission -------------------------------------------------------------------------- */
+
+static sx__tcache *tcache_claim(sx_pool *p)
+{
+	ck_stack_entry_t *e;
+	sx__tcache *c = NULL;
+
+	/* Cold: once per thread and pool. Recycle the record of a thread that exited. */
+	for (e = ck_pr_load_ptr(&p->caches.head); e != NULL; e = ck_pr_load_ptr(&e->next)) {
+		sx__tcache *d = SX_CONTAINER_OF(e, sx__tcache, reg_link);
+
+		if (ck_pr_load_uint(&d->dead) && ck_pr_cas_uint(&d->dead, 1, 0)) {
+			c = d;
+			break;
+		}
+	}
+	if (c == NULL) {
+		c = sx__palloc(p, sizeof(*c));
+		if (c == NULL)
+			return NULL;
+		c->pool = p;
+		ck_stack_push_upmc(&p->caches, &c->reg_link);
+	}
+	if (pthread_setspecific(p->key, c) != 0) {
+		ck_pr_store_uint(&c->dead, 1);
+		return NULL;
+	}
+	return c;
+}
+
+static void local_push(sx__worker *w, sx_task *t)
+{
+	sx_pool *p = w->pool;
+	sx_task *old;
+	uint32_t st;
+
+	t->sx_chain_tail = NULL;
+	sx__stat_add(&w->cache.submitted, 1);
+	old = ck_pr_fas_ptr(&w->lifo, t);
+	if (old != NULL)
+		sx__ring_push(w, old);
+	/* A parallelism hint only (no fence): this worker runs the task itself if nobody comes. */
+	st = ck_pr_load_32(&p->idle);
+	if (SX__IDLE_SEARCHING(st) == 0 && SX__IDLE_UNPARKED(st) < p->nworkers)
+		sx__notify(p);
+}
+
+/*
+ * Remote path, shared by both submit forms. With t == NULL the task is a fresh fn-form node
+ * taken from the thread's cache, running fn(arg).
+ */
+static int remote_submit(sx_pool *p, sx_task *t, void (*fn)(void *), void *arg)
+{
+	sx__tcache *c = pthread_getspecific(p->key);
+	int rc = 0;
+
+	if (SX__UNLIKELY(c == NULL) && (c = tcache_claim(p)) == NULL)
+		return -ENOMEM;
+	ck_pr_fas_uint(&c->busy, 1);
+	ck_pr_fence_atomic_load(); /* our busy flag before the state load */
+	if (SX__UNLIKELY(ck_pr_load_int(&p->state) != SX__RUNNING)) {
+		rc = -ESHUTDOWN;
+		goto out;
+	}
+	if (t == NULL) {
+		sx__node *n = sx__node_get(c);
+
+		if (n == NULL) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		n->fn = fn;
+		n->arg = arg;
+		n->task.run = sx__node_task_run;
+		n->task.cancel = NULL;
+		t = &n->task;
+	}
+	t->sx_chain_tail = NULL;
+	sx__stat_add(&c->submitted, 1);
+	ck_stack_push_upmc(&p->inj, &t->sx_link);
+	ck_pr_fence_atomic_load(); /* the push (an RMW) before reading idle state */
+	sx__notify(p);
+out:
+	ck_pr_fence_store();
+	ck_pr_store_uint(&c->busy, 0);
+	return rc;
+}
+
+int sx_pool_submit(sx_pool *pool, void (*fn)(void *arg), void *arg)
+{
+	sx__worker *w;
+	sx__node *n;
+
+	if (SX__UNLIKELY(pool == NULL || fn == NULL))
+		return -EINVAL;
+	w = sx__worker_of(pool);
+	if (w == NULL)
+		return remote_submit(pool, NULL, fn, arg);
+	n = sx__node_get(&w->cache);
+	if (SX__UNLIKELY(n == NULL))
+		return -ENOMEM;
+	n->fn = fn;
+	n->arg = arg;
+	n->task.run = sx__node_task_run;
+	n->task.cancel = NULL;
+	local_push(w, &n->task);
+	return 0;
+}
+
+int sx_pool_submit_task(sx_pool *pool, sx_task *task)
+{
+	sx__worker *w;
+
+	if (SX__UNLIKELY(pool == NULL || task == NULL || task->run == NULL))
+		return -EINVAL;
+	w = sx__worker_of(pool);
+	if (w == NULL)
+		return remote_submit(pool, task, NULL, NULL);
+	local_push(w, task);
+	return 0;
+}
+
+/* ---- waiting, shutdown, destroy ---------------------------------------------------------- */
+
+/* Block until quiescent (or, with stop_on_cancel, cancelled). For wait_idle and SX_DRAIN. */
+static int wait_quiescent(sx_pool *p, bool stop_on_cancel)
+{
+	int rc = 0;
+
+	ck_pr_inc_uint(&p->idle_waiters);
+	ck_pr_fence_atomic_load();
+	for (;;) {
+		uint32_t seq = ck_ec32_value(&p->idle_ec);
+
+		if (sx__quiescent(p))
+			break;
+		if (stop_on_cancel && ck_pr_load_int(&p->state) >= SX__CANCELLING) {
+			rc = -ESHUTDOWN;
+			break;
+		}
+		ck_ec32_wait(&p->idle_ec, &sx__ec_mode, seq, NULL);
+	}
+	ck_pr_dec_uint(&p->idle_waiters);
+	return rc;
+}
+
+int sx_pool_wait_idle(sx_pool *pool)
+{
+	if (pool == NULL)
+		return -EINVAL;
+	if (sx__worker_of(pool) != NULL)
+		return -EDEADLK;
+	if (ck_pr_load_int(&pool->state) >= SX__CANCELLING && pool->cancelled)
+		return -ESHUTDOWN;
+	return wait_quiescent(pool, true);
+}
+
+/* Wait until every remote submit that may have read RUNNING has finished its push. */
+static void wait_submitters(sx_pool *p)
+{
+	ck_stack_entry_t *e;
+
+	ck_pr_fence_store_load();
+	for (e = ck_pr_load_ptr(&p->caches.head); e != NULL; e = ck_pr_load_ptr(&e->next)) {
+		sx__tcache *c = SX_CONTAINER_OF(e, sx__tcache, reg_link);
+
+		while (ck_pr_load_uint(&c->busy) != 0)
+			sched_yield(); /* a submit takes nanoseconds; it may be descheduled */
+	}
+}
+
+static void cancel_one(sx_pool *p, sx_task *t)
+{
+	if (t->run == sx__node_task_run) {
+		sx__node *n = SX_CONTAINER_OF(t, sx__node, task);
+
+		if (p->on_cancel != NULL)
+			p->on_cancel(n->fn, n->arg, -ECANCELED);
+	} else if (t->cancel != NULL) {
+		t->cancel(t, -ECANCELED);
+	}
+	p->cancelled_tasks++;
+}
+
+/* After the workers are joined: hand every queued task to its cancel callback. */
+static void cancel_queued(sx_pool *p)
+{
+	ck_stack_entry_t *e, *next;
+
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		sx__worker *w = &p->workers[i];
+		sx_task *t;
+
+		if ((t = w->lifo) != NULL) {
+			w->lifo = NULL;
+			cancel_one(p, t);
+		}
+		while (ck_ring_dequeue_spmc(&w->ring, w->buf, &t))
+			cancel_one(p, t);
+	}
+	/* The injector is one linked list through sx_link, chains included. */
+	for (e = ck_stack_batch_pop_upmc(&p->inj); e != NULL; e = next) {
+		next = e->next;
+		cancel_one(p, SX_CONTAINER_OF(e, sx_task, sx_link));
+	}
+}
+
+int sx_pool_shutdown(sx_pool *pool, int mode)
+{
+	int next;
+
+	if (pool == NULL || (mode != SX_DRAIN && mode != SX_CANCEL))
+		return -EINVAL;
+	if (sx__worker_of(pool) != NULL)
+		return -EDEADLK;
+	next = (mode == SX_DRAIN) ? SX__DRAINING : SX__CANCELLING;
+	if (!ck_pr_cas_int(&pool->state, SX__RUNNING, next))
+		return -ESHUTDOWN;
+	pool->cancelled = (mode == SX_CANCEL);
+	wait_submitters(pool);
+	if (mode == SX_DRAIN) {
+		wait_quiescent(pool, false);
+		stop_and_join(pool, pool->nworkers, SX__STOPPED);
+	} else {
+		stop_and_join(pool, pool->nworkers, SX__CANCELLING);
+		cancel_queued(pool);
+		ck_pr_store_int(&pool->state, SX__STOPPED);
+		/* Wake wait_idle callers so they see the cancellation. */
+		ck_ec32_inc(&pool->idle_ec, &sx__ec_mode);
+	}
+	return 0;
+}
+
+void sx_pool_destroy(sx_pool *pool)
+{
+	sx_allocator a;
+
+	if (pool == NULL)
+		return;
+	if (ck_pr_load_int(&pool->state) == SX__RUNNING)
+		sx_pool_shutdown(pool, SX_DRAIN);
+	/* Nodes sitting in worker caches belong to slabs; the slabs are freed whole. */
+	pthread_key_delete(pool->key);
+	a = pool->alloc;
+	free_memory(pool);
+	a.free(a.ctx, pool, sizeof(*pool), SX__CACHELINE);
+}
+
+static void add_stats(sx_worker_counters *sum, const sx_worker_counters *s)
+{
+	sum->executed += ck_pr_load_64(&s->executed);
+	sum->stolen += ck_pr_load_64(&s->stolen);
+	sum->steals += ck_pr_load_64(&s->steals);
+	sum->steal_attempts += ck_pr_load_64(&s->steal_attempts);
+	sum->parks += ck_pr_load_64(&s->parks);
+	sum->wakeups += ck_pr_load_64(&s->wakeups);
+	sum->injected += ck_pr_load_64(&s->injected);
+	sum->overflowed += ck_pr_load_64(&s->overflowed);
+	sum->lifo_runs += ck_pr_load_64(&s->lifo_runs);
+}
+
+int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counters *per_worker, unsigned n)
+{
+	ck_stack_entry_t *e;
+
+	if (pool == NULL || out == NULL)
+		return -EINVAL;
+	memset(out, 0, sizeof(*out));
+	out->workers = pool->nworkers;
+	for (unsigned i = 0; i < pool->nworkers; i++) {
+		const sx__worker *w = &pool->workers[i];
+
+		if (per_worker != NULL && i < n) {
+			memset(&per_worker[i], 0, sizeof(per_worker[i]));
+			add_stats(&per_worker[i], &w->stats);
+		}
+		add_stats(&out->total, &w->stats);
+		out->submitted += ck_pr_load_64(&w->cache.submitted);
+	}
+	for (e = ck_pr_load_ptr(&pool->caches.head); e != NULL; e = ck_pr_load_ptr(&e->next))
+		out->remote += ck_pr_load_64(&SX_CONTAINER_OF(e, sx__tcache, reg_link)->submitted);
+	out->submitted += out->remote;
+	out->executed = out->total.executed;
+	out->cancelled = ck_pr_load_64(&pool->cancelled_tasks);
+	return 0;
+}
+
+int sx_pool_worker_index(const sx_pool *pool)
+{
+	sx__worker *w = sx__worker_of(pool);
+
+	return w != NULL ? (int)w->index : -1;
+}
+
+unsigned sx_pool_workers(const sx_pool *pool)
+{
+	return pool != NULL ? pool->nworkers : 0;
+}

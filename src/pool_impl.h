@@ -1,0 +1,168 @@
+/*
+ * Internal layout of the pool, shared by pool.c (lifecycle, submission, shutdown), worker.c (the
+ * worker loop: local queue, stealing, injector, parking) and node.c (fn-form task nodes).
+ * Nothing here is public API.
+ */
+#ifndef STRIX_SRC_POOL_IMPL_H
+#define STRIX_SRC_POOL_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <ck_ec.h>
+#include <ck_pr.h>
+#include <ck_ring.h>
+#include <ck_stack.h>
+
+#include <strix/pool.h>
+
+#define SX__CACHELINE 64
+#define SX__ALIGNED __attribute__((aligned(SX__CACHELINE)))
+#define SX__LIKELY(x) __builtin_expect(!!(x), 1)
+#define SX__UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* Debug checks are compiled always and folded away unless SX_DEBUG is 1 (jemalloc's style). */
+#ifndef SX_DEBUG
+#define SX_DEBUG 0
+#endif
+
+enum sx__state {
+	SX__RUNNING = 0,
+	SX__DRAINING = 1,   /* SX_DRAIN: outside submissions refused, queued work still runs */
+	SX__CANCELLING = 2, /* SX_CANCEL: workers stop after their current task */
+	SX__STOPPED = 3,    /* workers exit */
+};
+
+/*
+ * A task node for the fn + arg form: exactly one cache line, so two nodes run by different
+ * workers never share a line. While free, `free_next` links it into a free list; a chain of free
+ * nodes handed between threads keeps its tail in task.sx_chain_tail and its length in nfree.
+ */
+typedef struct sx__node {
+	sx_task task;
+	void (*fn)(void *);
+	void *arg;
+	struct sx__node *free_next;
+	uint64_t nfree;
+} SX__ALIGNED sx__node;
+
+#define SX__NODE_BATCH 256u  /* nodes moved between threads at a time */
+#define SX__SLAB_NODES 255u  /* nodes per slab, after one header line: 16 KiB */
+#define SX__SLAB_BYTES ((size_t)(SX__SLAB_NODES + 1) * SX__CACHELINE)
+
+_Static_assert(sizeof(sx__node) == SX__CACHELINE, "a task node is one cache line");
+_Static_assert(sizeof(sx_task) <= 32, "sx_task stays small enough to embed");
+
+/*
+ * Per-thread submission record: a free list of nodes and the count of tasks this thread
+ * submitted. Every worker embeds one; each outside thread that submits to a pool gets one
+ * (allocated once, found through the pool's pthread key, listed in pool->caches, recycled when
+ * the thread exits). Only its owner thread writes it, except `dead`, which a new thread claims
+ * with a CAS.
+ */
+typedef struct sx__tcache {
+	ck_stack_entry_t reg_link;  /* in pool->caches, for the life of the pool */
+	sx_pool *pool;
+	sx__node *free;             /* nodes ready to hand out */
+	uint64_t nfree;
+	sx__node *out_head;         /* nodes released here, exported to pool->spare in batches */
+	sx__node *out_tail;
+	uint64_t nout;
+	uint64_t submitted;         /* monotone; atomic stores by the owner, loads by anyone */
+	unsigned busy;              /* 1 while the owner is inside a submit (shutdown handshake) */
+	unsigned dead;              /* owner thread exited; claimable by another thread */
+} SX__ALIGNED sx__tcache;
+
+typedef struct sx__worker {
+	/* Shared with thieves: the ring (its fields are padded to separate lines by ck) and the
+	 * LIFO slot on a line of its own. */
+	ck_ring_t ring;
+	ck_ring_buffer_t *buf;
+	SX__ALIGNED sx_task *lifo;
+	/* Event count this worker parks on. */
+	SX__ALIGNED struct ck_ec32 ec;
+
+	/* Owner-private from here on (stats are read by others with atomic loads). */
+	SX__ALIGNED sx_pool *pool;
+	unsigned index;
+	unsigned lifo_streak;       /* consecutive tasks run from the LIFO slot */
+	unsigned tick;              /* tasks run, for the periodic injector check */
+	bool searching;             /* counted in pool->idle's searching field */
+	bool went_idle;             /* already told wait_idle waiters since the last task */
+	uint64_t rng;               /* xorshift state for victim selection */
+	pthread_t thread;
+	sx_worker_counters stats;
+	sx__tcache cache;
+} SX__ALIGNED sx__worker;
+
+/* pool->idle packs two counters so one CAS moves a worker between states. */
+#define SX__IDLE_UNPARKED_ONE 1u
+#define SX__IDLE_SEARCHING_ONE (1u << 16)
+#define SX__IDLE_UNPARKED(v) ((v) & 0xffffu)
+#define SX__IDLE_SEARCHING(v) ((v) >> 16)
+
+struct sx_pool {
+	/* Read-mostly configuration. */
+	unsigned nworkers;
+	unsigned ring_size;
+	unsigned lifo_cap;
+	unsigned flags;
+	long long spin_ns;
+	unsigned nbitmap;           /* 64-bit words in `parked` */
+	pthread_key_t key;          /* per outside thread: its sx__tcache */
+	sx_allocator alloc;
+	void (*on_cancel)(void (*fn)(void *), void *arg, int err);
+	sx__worker *workers;
+	uint64_t *parked;           /* bit i set: worker i is parked (or about to) */
+
+	SX__ALIGNED int state;      /* enum sx__state */
+	bool cancelled;             /* the shutdown was SX_CANCEL */
+
+	SX__ALIGNED uint32_t idle;  /* searching << 16 | unparked */
+
+	SX__ALIGNED ck_stack_t inj;   /* injector: sx_task.sx_link, batch-popped whole */
+	SX__ALIGNED ck_stack_t spare; /* chains of free nodes between threads */
+	SX__ALIGNED ck_stack_t slabs; /* every node slab, freed at destroy */
+	ck_stack_t caches;            /* every outside thread's sx__tcache */
+
+	SX__ALIGNED struct ck_ec32 idle_ec; /* bumped when a worker goes idle and someone waits */
+	unsigned idle_waiters;
+	uint64_t cancelled_tasks;
+};
+
+extern const struct ck_ec_mode sx__ec_mode;
+
+/* node.c */
+sx__node *sx__node_get(sx__tcache *c);
+void sx__node_put(sx__tcache *c, sx__node *n);
+void sx__tcache_release(sx__tcache *c);
+void sx__node_task_run(sx_task *t);
+
+/* worker.c */
+extern __thread sx__worker *sx__self __attribute__((tls_model("initial-exec")));
+void *sx__worker_main(void *arg);
+void sx__ring_push(sx__worker *w, sx_task *t);
+void sx__inj_push_chain(sx_pool *p, sx_task *head, sx_task *tail);
+void sx__notify(sx_pool *p);
+void sx__wake_all(sx_pool *p);
+bool sx__quiescent(sx_pool *p);
+
+/* pool.c */
+void *sx__palloc(sx_pool *p, size_t size);
+void sx__pfree(sx_pool *p, void *ptr, size_t size);
+
+static inline void sx__stat_add(uint64_t *ctr, uint64_t n)
+{
+	/* Single writer: a plain read of our own counter, an atomic store so readers never tear. */
+	ck_pr_store_64(ctr, *ctr + n);
+}
+
+static inline sx__worker *sx__worker_of(const sx_pool *p)
+{
+	sx__worker *w = sx__self;
+
+	return (w != NULL && w->pool == p) ? w : NULL;
+}
+
+#endif /* STRIX_SRC_POOL_IMPL_H */

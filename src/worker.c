@@ -1,0 +1,508 @@
+/*
+ * The worker loop: where a worker finds its next task, how it steals, and how it sleeps.
+ *
+ * Order of search (sx__worker_main -> next_local, then find_work):
+ *   1. every 61st task, the injector first, so outside submissions cannot starve behind a worker
+ *      that keeps spawning (61: prime, as in Go's scheduler);
+ *   2. the LIFO slot, unless lifo_cap tasks in a row came from it - then its task is moved to the
+ *      ring's tail and the ring's head runs, so a task that respawns itself cannot starve the ring;
+ *   3. the local ring (FIFO from the owner's side);
+ *   4. the injector;
+ *   5. searching: steal half of another worker's ring (or its LIFO slot), random victim order,
+ *      then the injector again; spin like that for spin_ns, then park.
+ *
+ * Steal-half on ck_ring's fields. ck_ring (SPMC) keeps c_head (consumer position, advanced by
+ * CAS) and p_tail (producer position, written only by the owner). A thief snapshots c_head then
+ * p_tail, copies the first ceil(n/2) slots of the victim into its own (unpublished) slots, and
+ * claims them all with one CAS on the victim's c_head, then publishes its own p_tail. If the CAS
+ * fails, someone else consumed first; the copies are discarded. The copy may read a slot that the
+ * owner is rewriting after a wrap-around; that can only happen when c_head has moved, so the CAS
+ * fails and the torn value is never used (the same reasoning as ck_ring_trydequeue_spmc).
+ *
+ * Injector. Outside threads push single tasks on an intrusive ck_stack; a full ring moves half of
+ * itself there as one FIFO chain (its head marked with sx_chain_tail). A worker takes the whole
+ * stack with one exchange, restores FIFO order (reversing single pushes, splicing chains as they
+ * are, so each task is reversed at most once), runs the oldest, moves up to half a ring into its
+ * own ring, and pushes the rest back as one chain with one CAS. No producer can stall another
+ * (unlike ck_ring MPMC's reserve/commit) and nothing is ever copied twice.
+ *
+ * Parking (no lost wake-ups). pool->idle counts unparked and searching workers; pool->parked is a
+ * bitmap. A worker parks by: reading its event count, setting its bit, decrementing the counters
+ * (atomic RMW), then re-checking every queue. A submitter pushes, then (after a full barrier)
+ * reads pool->idle; if nobody searches and somebody sleeps it claims a sleeper by clearing its bit
+ * and bumps that sleeper's event count. Either the submitter sees the parker's decrement, or the
+ * parker's re-check sees the task: both sides order their write before their read with an atomic
+ * RMW (Dekker). A searching worker that finds work and was the last searcher wakes another one if
+ * more work is visible, so work spreads without a storm of wake-ups.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <sched.h>
+#include <time.h>
+
+#include "pool_impl.h"
+
+__thread sx__worker *sx__self __attribute__((tls_model("initial-exec")));
+
+#define SX__INJECT_EVERY 61u
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static sx_task *task_of(ck_stack_entry_t *e)
+{
+	return SX_CONTAINER_OF(e, sx_task, sx_link);
+}
+
+static bool stopping(const sx_pool *p)
+{
+	int s = ck_pr_load_int(&p->state);
+
+	return s == SX__CANCELLING || s == SX__STOPPED;
+}
+
+/* ---- injector ---------------------------------------------------------------------------- */
+
+/*
+ * Push the FIFO chain head..tail (linked through sx_link.next) as one entry. ck_stack offers
+ * single-entry pushes only; this is the same CAS loop as ck_stack_push_upmc with the chain's tail
+ * linked to the old top instead of the entry itself. Pops are all batch pops, so no ABA.
+ */
+void sx__inj_push_chain(sx_pool *p, sx_task *head, sx_task *tail)
+{
+	ck_stack_entry_t *top = ck_pr_load_ptr(&p->inj.head);
+
+	head->sx_chain_tail = (head == tail) ? NULL : tail;
+	tail->sx_link.next = top;
+	ck_pr_fence_store();
+	while (!ck_pr_cas_ptr_value(&p->inj.head, top, &head->sx_link, &top)) {
+		tail->sx_link.next = top;
+		ck_pr_fence_store();
+	}
+}
+
+static unsigned ring_free_slots(const sx__worker *w)
+{
+	return w->ring.mask - ck_ring_size(&w->ring);
+}
+
+/* Take the whole injector; return its oldest task and queue up to half a ring locally. */
+static sx_task *inj_grab(sx__worker *w)
+{
+	sx_pool *p = w->pool;
+	ck_stack_entry_t *e;
+	sx_task *head = NULL, *tail = NULL, *t, *first;
+	unsigned room, taken = 1;
+
+	if (ck_pr_load_ptr(&p->inj.head) == NULL)
+		return NULL;
+	e = ck_stack_batch_pop_upmc(&p->inj);
+	if (e == NULL)
+		return NULL;
+
+	/* Stack order is newest first; rebuild oldest first. Chains are already oldest first. */
+	while (e != NULL) {
+		sx_task *last;
+
+		t = task_of(e);
+		last = (t->sx_chain_tail != NULL) ? t->sx_chain_tail : t;
+		t->sx_chain_tail = NULL;
+		e = last->sx_link.next;
+		last->sx_link.next = (head != NULL) ? &head->sx_link : NULL;
+		if (tail == NULL)
+			tail = last;
+		head = t;
+	}
+
+	first = head;
+	t = (first->sx_link.next != NULL) ? task_of(first->sx_link.next) : NULL;
+	room = ring_free_slots(w);
+	if (room > p->ring_size / 2)
+		room = p->ring_size / 2;
+	while (t != NULL && room > 0) {
+		sx_task *next = (t->sx_link.next != NULL) ? task_of(t->sx_link.next) : NULL;
+
+		ck_ring_enqueue_spmc(&w->ring, w->buf, t);
+		t = next;
+		room--;
+		taken++;
+	}
+	if (t != NULL)
+		sx__inj_push_chain(p, t, tail);
+	sx__stat_add(&w->stats.injected, taken);
+	return first;
+}
+
+/* ---- local ring -------------------------------------------------------------------------- */
+
+/* Full ring: move the older half to the injector as one chain (one CAS on our own c_head). */
+static void ring_overflow(sx__worker *w)
+{
+	unsigned c = ck_pr_load_uint(&w->ring.c_head);
+	unsigned n = w->ring.p_tail - c;
+	unsigned k = n / 2;
+	sx_task *head, *prev;
+
+	if (k == 0 || !ck_pr_cas_uint(&w->ring.c_head, c, c + k))
+		return; /* thieves made room */
+	/* The claimed slots are ours now: only the owner ever writes a slot. */
+	head = prev = w->buf[c & w->ring.mask].value;
+	for (unsigned i = 1; i < k; i++) {
+		sx_task *t = w->buf[(c + i) & w->ring.mask].value;
+
+		prev->sx_link.next = &t->sx_link;
+		prev = t;
+	}
+	sx__inj_push_chain(w->pool, head, prev);
+	sx__stat_add(&w->stats.overflowed, k);
+	ck_pr_fence_atomic_load();
+	sx__notify(w->pool);
+}
+
+void sx__ring_push(sx__worker *w, sx_task *t)
+{
+	while (SX__UNLIKELY(!ck_ring_enqueue_spmc(&w->ring, w->buf, t)))
+		ring_overflow(w);
+}
+
+static sx_task *ring_pop(sx__worker *w)
+{
+	sx_task *t;
+
+	return ck_ring_dequeue_spmc(&w->ring, w->buf, &t) ? t : NULL;
+}
+
+/*
+ * Steal about half of v's ring into w's (which is empty: only its owner fills it, and the owner
+ * is here). Returns the first stolen task, to run at once; NULL if v had nothing.
+ */
+static sx_task *sx__ring_steal_half(sx__worker *w, sx__worker *v)
+{
+	const unsigned vmask = v->ring.mask, wmask = w->ring.mask;
+
+	for (int tries = 0; tries < 4; tries++) {
+		unsigned c = ck_pr_load_uint(&v->ring.c_head);
+		unsigned p, n, k, wp;
+		sx_task *first;
+
+		ck_pr_fence_load();
+		p = ck_pr_load_uint(&v->ring.p_tail);
+		n = p - c;
+		if (n == 0)
+			return NULL;
+		if (n > vmask)
+			continue; /* c_head moved between the two loads */
+		k = n - n / 2;
+		ck_pr_fence_load(); /* slot contents after the producer's p_tail */
+		first = ck_pr_load_ptr(&v->buf[c & vmask].value);
+		wp = w->ring.p_tail;
+		for (unsigned i = 1; i < k; i++) {
+			ck_pr_store_ptr(&w->buf[(wp + i - 1) & wmask].value,
+			    ck_pr_load_ptr(&v->buf[(c + i) & vmask].value));
+		}
+		/* The copies must be read before the claim makes the slots reusable. */
+		ck_pr_fence_load_atomic();
+		if (ck_pr_cas_uint(&v->ring.c_head, c, c + k)) {
+			ck_pr_fence_store();
+			ck_pr_store_uint(&w->ring.p_tail, wp + k - 1);
+			sx__stat_add(&w->stats.stolen, k);
+			sx__stat_add(&w->stats.steals, 1);
+			return first;
+		}
+	}
+	return NULL;
+}
+
+static sx_task *steal_any(sx__worker *w)
+{
+	sx_pool *p = w->pool;
+	unsigned n = p->nworkers, start;
+
+	if (n < 2)
+		return NULL;
+	w->rng ^= w->rng << 13;
+	w->rng ^= w->rng >> 7;
+	w->rng ^= w->rng << 17;
+	start = (unsigned)(w->rng % n);
+	for (unsigned i = 0; i < n; i++) {
+		sx__worker *v = &p->workers[(start + i) % n];
+		sx_task *t;
+
+		if (v == w)
+			continue;
+		sx__stat_add(&w->stats.steal_attempts, 1);
+		t = sx__ring_steal_half(w, v);
+		if (t == NULL && ck_pr_load_ptr(&v->lifo) != NULL) {
+			t = ck_pr_fas_ptr(&v->lifo, NULL);
+			if (t != NULL) {
+				sx__stat_add(&w->stats.stolen, 1);
+				sx__stat_add(&w->stats.steals, 1);
+			}
+		}
+		if (t != NULL)
+			return t;
+	}
+	return NULL;
+}
+
+/* ---- idle accounting and parking --------------------------------------------------------- */
+
+static bool work_visible(const sx_pool *p)
+{
+	if (ck_pr_load_ptr(&p->inj.head) != NULL)
+		return true;
+	for (unsigned i = 0; i < p->nworkers; i++) {
+		const sx__worker *v = &p->workers[i];
+
+		if (ck_ring_size(&v->ring) != 0 || ck_pr_load_ptr(&v->lifo) != NULL)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Wake one parked worker if nobody is searching. Callers have published their task and ordered
+ * that before this call's first load (an atomic RMW or a full fence). Lock-free.
+ */
+void sx__notify(sx_pool *p)
+{
+	uint32_t st = ck_pr_load_32(&p->idle);
+
+	for (;;) {
+		if (SX__IDLE_SEARCHING(st) != 0 || SX__IDLE_UNPARKED(st) == p->nworkers)
+			return;
+		if (ck_pr_cas_32_value(&p->idle, st,
+		    st + SX__IDLE_SEARCHING_ONE + SX__IDLE_UNPARKED_ONE, &st))
+			break;
+	}
+	/* We now own one "unparked searching" unit on behalf of the worker we are about to claim. */
+	for (unsigned wi = 0; wi < p->nbitmap; wi++) {
+		uint64_t bits = ck_pr_load_64(&p->parked[wi]);
+
+		while (bits != 0) {
+			unsigned b = (unsigned)__builtin_ctzll(bits);
+			uint64_t mask = UINT64_C(1) << b;
+
+			if (ck_pr_btr_64(&p->parked[wi], b)) {
+				sx__worker *v = &p->workers[wi * 64 + b];
+
+				ck_ec32_inc(&v->ec, &sx__ec_mode);
+				return;
+			}
+			bits &= ~mask;
+		}
+	}
+	/* No bit to claim: every would-be sleeper is un-parking itself and will search. */
+	ck_pr_sub_32(&p->idle, SX__IDLE_SEARCHING_ONE + SX__IDLE_UNPARKED_ONE);
+}
+
+void sx__wake_all(sx_pool *p)
+{
+	for (unsigned i = 0; i < p->nworkers; i++)
+		ck_ec32_inc(&p->workers[i].ec, &sx__ec_mode);
+}
+
+static void become_searching(sx__worker *w)
+{
+	if (!w->searching) {
+		w->searching = true;
+		ck_pr_add_32(&w->pool->idle, SX__IDLE_SEARCHING_ONE);
+	}
+}
+
+static void leave_searching(sx__worker *w)
+{
+	uint32_t old;
+
+	if (!w->searching)
+		return;
+	w->searching = false;
+	old = ck_pr_faa_32(&w->pool->idle, (uint32_t)-SX__IDLE_SEARCHING_ONE);
+	ck_pr_fence_atomic_load();
+	if (SX__IDLE_SEARCHING(old) == 1 &&
+	    (ck_ring_size(&w->ring) != 0 || ck_pr_load_ptr(&w->pool->inj.head) != NULL))
+		sx__notify(w->pool);
+}
+
+/* Tell wait_idle waiters this worker found nothing to do. Once per idle period. */
+static void signal_idle(sx__worker *w)
+{
+	sx_pool *p = w->pool;
+
+	if (w->went_idle)
+		return;
+	w->went_idle = true;
+	ck_pr_fence_store_load(); /* our executed count before the waiter count (Dekker) */
+	if (ck_pr_load_uint(&p->idle_waiters) != 0)
+		ck_ec32_inc(&p->idle_ec, &sx__ec_mode);
+}
+
+/* Returns true if it un-parked itself, false if a waker claimed it (and counted it). */
+static bool unannounce(sx__worker *w, uint64_t *word, unsigned bit)
+{
+	if (ck_pr_btr_64(word, bit)) {
+		ck_pr_add_32(&w->pool->idle, SX__IDLE_SEARCHING_ONE + SX__IDLE_UNPARKED_ONE);
+		return true;
+	}
+	return false;
+}
+
+/* Sleep until claimed by a waker or the pool stops. On return the worker is searching. */
+static void park(sx__worker *w)
+{
+	sx_pool *p = w->pool;
+	uint64_t *word = &p->parked[w->index / 64];
+	unsigned bit = w->index % 64;
+	uint32_t seq = ck_ec32_value(&w->ec);
+
+	ck_pr_bts_64(word, bit);
+	/* We were searching: leave both counts in one RMW. */
+	ck_pr_sub_32(&p->idle, SX__IDLE_SEARCHING_ONE + SX__IDLE_UNPARKED_ONE);
+	w->searching = false;
+	ck_pr_fence_atomic_load();
+	if (work_visible(p) || stopping(p)) {
+		if (!unannounce(w, word, bit))
+			sx__stat_add(&w->stats.wakeups, 1);
+		w->searching = true;
+		return;
+	}
+	sx__stat_add(&w->stats.parks, 1);
+	for (;;) {
+		if ((ck_pr_load_64(word) & (UINT64_C(1) << bit)) == 0) {
+			sx__stat_add(&w->stats.wakeups, 1);
+			break;
+		}
+		if (stopping(p)) {
+			if (!unannounce(w, word, bit))
+				sx__stat_add(&w->stats.wakeups, 1);
+			break;
+		}
+		ck_ec32_wait(&w->ec, &sx__ec_mode, seq, NULL);
+		seq = ck_ec32_value(&w->ec);
+	}
+	w->searching = true;
+}
+
+/* Search until a task turns up (spinning, then parking) or the pool stops (NULL). */
+static sx_task *find_work(sx__worker *w)
+{
+	sx_pool *p = w->pool;
+	uint64_t spin_start = 0;
+	unsigned round = 0;
+
+	become_searching(w);
+	for (;;) {
+		sx_task *t;
+
+		if (stopping(p))
+			break;
+		t = steal_any(w);
+		if (t == NULL)
+			t = inj_grab(w);
+		if (t != NULL) {
+			leave_searching(w);
+			return t;
+		}
+		signal_idle(w);
+		if (p->spin_ns == SX_SPIN_FOREVER) {
+			ck_pr_stall();
+			continue;
+		}
+		if (p->spin_ns != SX_SPIN_NONE) {
+			if (round++ % 32 != 0) {
+				ck_pr_stall();
+				continue;
+			}
+			if (spin_start == 0) {
+				spin_start = now_ns();
+				continue;
+			}
+			if (now_ns() - spin_start < (uint64_t)p->spin_ns) {
+				sched_yield();
+				continue;
+			}
+		}
+		park(w);
+		spin_start = 0;
+		round = 0;
+	}
+	leave_searching(w);
+	return NULL;
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+static sx_task *next_local(sx__worker *w)
+{
+	sx_task *t;
+
+	if (SX__UNLIKELY(w->tick % SX__INJECT_EVERY == 0)) {
+		t = inj_grab(w);
+		if (t != NULL)
+			return t;
+	}
+	if (ck_pr_load_ptr(&w->lifo) != NULL) {
+		t = ck_pr_fas_ptr(&w->lifo, NULL);
+		if (t != NULL) {
+			if (w->lifo_streak < w->pool->lifo_cap) {
+				w->lifo_streak++;
+				sx__stat_add(&w->stats.lifo_runs, 1);
+				return t;
+			}
+			sx__ring_push(w, t); /* its turn comes after what the ring holds */
+		}
+	}
+	w->lifo_streak = 0;
+	t = ring_pop(w);
+	if (t == NULL)
+		t = inj_grab(w);
+	return t;
+}
+
+void *sx__worker_main(void *arg)
+{
+	sx__worker *w = arg;
+
+	sx__self = w;
+	for (;;) {
+		sx_task *t;
+
+		/* SX_CANCEL stops a worker between two tasks, whatever is still queued. */
+		if (SX__UNLIKELY(stopping(w->pool)))
+			break;
+		t = next_local(w);
+		if (t == NULL) {
+			t = find_work(w);
+			if (t == NULL)
+				break;
+		}
+		w->tick++;
+		w->went_idle = false;
+		t->run(t);
+		sx__stat_add(&w->stats.executed, 1);
+	}
+	sx__self = NULL;
+	return NULL;
+}
+
+/* Every task submitted has finished, observed at one instant: completions are summed before
+ * submissions, both monotone, and a task is counted submitted before it can be completed. */
+bool sx__quiescent(sx_pool *p)
+{
+	uint64_t done = 0, sub = 0;
+	ck_stack_entry_t *e;
+
+	for (unsigned i = 0; i < p->nworkers; i++)
+		done += ck_pr_load_64(&p->workers[i].stats.executed);
+	ck_pr_fence_load();
+	for (unsigned i = 0; i < p->nworkers; i++)
+		sub += ck_pr_load_64(&p->workers[i].cache.submitted);
+	for (e = ck_pr_load_ptr(&p->caches.head); e != NULL; e = ck_pr_load_ptr(&e->next))
+		sub += ck_pr_load_64(&SX_CONTAINER_OF(e, sx__tcache, reg_link)->submitted);
+	return done == sub;
+}

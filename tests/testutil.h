@@ -1,0 +1,53 @@
+/* Helpers shared by strix's tests: cmocka, time, waiting on a condition with a deadline. */
+#ifndef STRIX_TESTUTIL_H
+#define STRIX_TESTUTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <time.h>
+#include <sched.h>
+
+#include <cmocka.h>
+
+static inline uint64_t tu_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Generous bound for anything that "must happen": the machine is shared and sanitizers are slow. */
+#define TU_DEADLINE_NS (60ull * 1000000000ull)
+
+/* Spin (yielding) until cond holds; fail the test if it has not within TU_DEADLINE_NS. */
+#define TU_WAIT_FOR(cond)                                                        \
+	do {                                                                     \
+		uint64_t tu_t0_ = tu_now_ns();                                   \
+		while (!(cond)) {                                                \
+			if (tu_now_ns() - tu_t0_ > TU_DEADLINE_NS)               \
+				fail_msg("timed out waiting for: %s", #cond);    \
+			sched_yield();                                           \
+		}                                                                \
+	} while (0)
+
+static inline uint64_t tu_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* STRESS=1 in the environment makes stress tests longer. */
+static inline unsigned tu_stress_scale(void)
+{
+	const char *s = getenv("STRESS");
+
+	return (s != NULL && atoi(s) > 0) ? (unsigned)atoi(s) * 10u : 1u;
+}
+
+#endif
