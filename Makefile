@@ -73,12 +73,12 @@ test: deps-test
 # allocator (alloc_libc.c), so ASan/LSan see strix's own memory.
 SAN_SRCS := $(LIB_SRCS) src/alloc_libc.c
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-TSAN_FLAGS := -O1 -g -fsanitize=thread -DCK_USE_CC_BUILTINS=1
+TSAN_FLAGS := -O1 -g -fsanitize=thread -DCK_USE_CC_BUILTINS=1 -include tests/ck_tsan.h
 
 define san_rule
-$(B)/$(1)/%: tests/unit/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h) tests/testutil.h | $(B)/$(1)
+$(B)/$(1)/%: tests/unit/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tests/*.h) | $(B)/$(1)
 	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
-$(B)/$(1)/%: tests/stress/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h) tests/testutil.h | $(B)/$(1)
+$(B)/$(1)/%: tests/stress/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tests/*.h) | $(B)/$(1)
 	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
 endef
 $(eval $(call san_rule,asan,$(ASAN_FLAGS)))
