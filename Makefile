@@ -91,7 +91,7 @@ check-asan: deps-test
 
 check-tsan: deps-test
 	$(MAKE) --no-print-directory $(addprefix $(B)/tsan/,$(UNIT_TESTS) $(STRESS_TESTS))
-	TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
+	TSAN_OPTIONS="halt_on_error=1 history_size=7 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  tools/run-tests.sh $(B)/tsan $(UNIT_TESTS) $(STRESS_TESTS)
 
 # ---- bench ------------------------------------------------------------------------------------

@@ -1,1 +1,36 @@
-bench-build:
+# The benchmark binary (included by the top-level Makefile).
+BENCH_C   := bench/harness.c bench/hist.c bench/common.c bench/strix_impl.c \
+             bench/peers/thpool_impl.c bench/peers/uv_bench.c bench/peers/futex_bench.c
+BENCH_OBJ := $(patsubst bench/%.c,$(B)/bench/%.o,$(BENCH_C)) $(B)/bench/peers/omp_bench.o \
+             $(B)/bench/peers/tbb_bench.o $(B)/bench/peers/thpool.o $(B)/bench/bench_main.o
+BENCH_CFLAGS := $(CSTD) $(WARN) -O2 -g -Iinclude -pthread
+THPOOL_SRC := /usr/share/cthreadpool/thpool.c
+
+$(B)/bench/%.o: bench/%.c bench/workloads.h bench/hist.h include/strix/pool.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -c $< -o $@
+$(B)/bench/peers/omp_bench.o: bench/peers/omp_bench.c bench/workloads.h
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -fopenmp -c $< -o $@
+$(B)/bench/peers/tbb_bench.o: bench/peers/tbb_bench.cc bench/workloads.h
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -pthread -c $< -o $@
+# The peer as Debian ships it: its own source, its own header directory, its own warnings.
+$(B)/bench/peers/thpool.o: $(THPOOL_SRC)
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -g -w -pthread -I/usr/include/cthreadpool -c $< -o $@
+$(B)/bench/bench_main.o: bench/bench_main.cc bench/workloads.h bench/hist.h
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -pthread -c $< -o $@
+
+$(B)/bench/strix-bench: $(BENCH_OBJ) $(B)/libstrix.a
+	$(CXX) -o $@ $(BENCH_OBJ) $(B)/libstrix.a -lbenchmark -luv -ltbb -fopenmp $(LIBS)
+
+bench-build: deps-bench lib
+	$(MAKE) --no-print-directory $(B)/bench/strix-bench
+
+bench: bench-build
+	tools/bench.sh full
+
+bench-smoke: bench-build
+	tools/bench.sh smoke

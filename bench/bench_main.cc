@@ -1,0 +1,184 @@
+// strix-bench: Google Benchmark registration for the suite in ../shared/BENCHMARKS.md.
+// The bodies are C (harness.c, peers/*); this file only registers them as <workload>/<impl>
+// and turns their results into the counters the report reads.
+//
+// Extra flags (removed before Google Benchmark sees argv):
+//   --smoke        every benchmark once at tiny sizes (make bench-smoke)
+//   --workers=N    worker count for every impl (default: online CPUs)
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "workloads.h"
+
+namespace {
+
+unsigned g_workers;
+bool g_smoke;
+
+uint64_t size(uint64_t full, uint64_t smoke) { return g_smoke ? smoke : full; }
+int reps(int full) { return g_smoke ? 1 : full; }
+
+using spawn_body = int (*)(unsigned, uint64_t, bench_out *);
+using pingpong_body = int (*)(unsigned, uint64_t, bench_hist *, bench_out *);
+using wake_body = int (*)(unsigned, uint64_t, uint64_t, double, bench_hist *, bench_out *);
+
+void set_latency(benchmark::State &st, const bench_hist &h)
+{
+	st.counters["p50_ns"] = (double)hist_quantile(&h, 0.50);
+	st.counters["p99_ns"] = (double)hist_quantile(&h, 0.99);
+	st.counters["p999_ns"] = (double)hist_quantile(&h, 0.999);
+	st.counters["max_ns"] = (double)h.max;
+}
+
+void run_spawn(benchmark::State &st, spawn_body body, uint64_t n)
+{
+	double ns = 0;
+	uint64_t tasks = 0;
+
+	for (auto _ : st) {
+		bench_out o{};
+		if (body(g_workers, n, &o) != 0) {
+			st.SkipWithError(o.err);
+			return;
+		}
+		st.SetIterationTime(o.seconds);
+		ns += o.seconds * 1e9;
+		tasks += o.tasks;
+	}
+	st.counters["ns_per_task"] = ns / (double)tasks;
+	st.counters["workers"] = g_workers;
+}
+
+void run_pingpong(benchmark::State &st, pingpong_body body, uint64_t rounds)
+{
+	static bench_hist h;
+
+	hist_reset(&h);
+	for (auto _ : st) {
+		bench_out o{};
+		if (body(g_workers, rounds, &h, &o) != 0) {
+			st.SkipWithError(o.err);
+			return;
+		}
+		st.SetIterationTime(o.seconds);
+	}
+	set_latency(st, h);
+	st.counters["workers"] = g_workers;
+}
+
+void run_wake(benchmark::State &st, wake_body body, uint64_t samples)
+{
+	static bench_hist h;
+	double idle = 0;
+
+	hist_reset(&h);
+	for (auto _ : st) {
+		bench_out o{};
+		if (body(g_workers, samples, 200000, g_smoke ? 0.2 : 2.0, &h, &o) != 0) {
+			st.SkipWithError(o.err);
+			return;
+		}
+		st.SetIterationTime(o.seconds);
+		idle = o.idle_cpu_pct;
+	}
+	set_latency(st, h);
+	st.counters["idle_cpu_pct"] = idle;
+	st.counters["workers"] = g_workers;
+}
+
+template <typename F>
+void add(const std::string &name, int repetitions, F f)
+{
+	auto *b = benchmark::RegisterBenchmark(name.c_str(), f);
+	b->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
+	if (repetitions > 1)
+		b->Repetitions(repetitions)->ReportAggregatesOnly(true);
+}
+
+void register_all()
+{
+	const uint64_t n = size(1000000, 2000);
+	struct spawn_impl {
+		const char *impl;
+		spawn_body many, remote;
+	};
+	static const spawn_impl spawns[] = {
+		{ "strix",
+		  [](unsigned w, uint64_t k, bench_out *o) {
+			  return harness_spawn_many(&bench_strix_api, w, k, o); },
+		  [](unsigned w, uint64_t k, bench_out *o) {
+			  return harness_spawn_remote(&bench_strix_api, w, k, o); } },
+		{ "thpool",
+		  [](unsigned w, uint64_t k, bench_out *o) {
+			  return harness_spawn_many(&bench_thpool_api, w, k, o); },
+		  [](unsigned w, uint64_t k, bench_out *o) {
+			  return harness_spawn_remote(&bench_thpool_api, w, k, o); } },
+		{ "uv", uv_spawn_many, uv_spawn_remote },
+		{ "omp", omp_spawn_many, nullptr },
+		{ "tbb", tbb_spawn_many, tbb_spawn_remote },
+	};
+
+	for (const auto &s : spawns)
+		add(std::string("spawn_many/") + s.impl, reps(5),
+		    [s, n](benchmark::State &st) { run_spawn(st, s.many, n); });
+	for (const auto &s : spawns)
+		if (s.remote != nullptr)
+			add(std::string("spawn_remote/") + s.impl, reps(5),
+			    [s, n](benchmark::State &st) { run_spawn(st, s.remote, n); });
+
+	const uint64_t rounds = size(100000, 300);
+	add("ping_pong/strix", reps(3), [rounds](benchmark::State &st) {
+		run_pingpong(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
+			return harness_ping_pong(&bench_strix_api, w, r, h, o); }, rounds);
+	});
+	add("ping_pong/thpool", reps(3), [rounds](benchmark::State &st) {
+		run_pingpong(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
+			return harness_ping_pong(&bench_thpool_api, w, r, h, o); }, rounds);
+	});
+
+	const uint64_t samples = size(20000, 100);
+	add("wake/futex", 1, [samples](benchmark::State &st) { run_wake(st, futex_wake, samples); });
+	add("wake/strix", 1, [samples](benchmark::State &st) {
+		run_wake(st, [](unsigned w, uint64_t s, uint64_t g, double i, bench_hist *h,
+				 bench_out *o) {
+			return harness_wake(&bench_strix_api, w, s, g, i, h, o); }, samples);
+	});
+	add("wake/thpool", 1, [samples](benchmark::State &st) {
+		run_wake(st, [](unsigned w, uint64_t s, uint64_t g, double i, bench_hist *h,
+				 bench_out *o) {
+			return harness_wake(&bench_thpool_api, w, s, g, i, h, o); }, samples);
+	});
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	std::vector<char *> args;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+
+	g_workers = ncpu > 0 ? (unsigned)ncpu : 1;
+	for (int i = 0; i < argc; i++) {
+		if (std::strcmp(argv[i], "--smoke") == 0)
+			g_smoke = true;
+		else if (std::strncmp(argv[i], "--workers=", 10) == 0)
+			g_workers = (unsigned)std::atoi(argv[i] + 10);
+		else
+			args.push_back(argv[i]);
+	}
+	// libuv sizes its pool from the environment when it first starts its threads.
+	setenv("UV_THREADPOOL_SIZE", std::to_string(g_workers).c_str(), 1);
+	int n = (int)args.size();
+	benchmark::Initialize(&n, args.data());
+	register_all();
+	benchmark::AddCustomContext("workers", std::to_string(g_workers));
+	benchmark::AddCustomContext("smoke", g_smoke ? "yes" : "no");
+	benchmark::RunSpecifiedBenchmarks();
+	benchmark::Shutdown();
+	return 0;
+}
