@@ -105,3 +105,6 @@ deps-bench:
 
 clean:
 	rm -rf $(B)
+
+perf: bench-build
+	perf/profile.sh
