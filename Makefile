@@ -24,9 +24,13 @@ LIB_SRCS := src/pool.c src/worker.c src/node.c src/futex.c src/error.c
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 STRESS_TESTS := $(patsubst tests/stress/%.c,%,$(wildcard tests/stress/stress_*.c))
 
-.PHONY: all lib tests test bench bench-build bench-smoke check-asan check-tsan clean deps-test deps-bench perf
+.PHONY: all lib tests test bench bench-build bench-smoke check-asan check-tsan clean perf
 
-all: lib tests bench-build
+# Targets that build first make sure the Debian packages are there (tools/deps.sh), then build in
+# a sub-make, so a parallel make never compiles before the headers are installed.
+all:
+	@tools/deps.sh bench
+	$(MAKE) --no-print-directory lib tests $(B)/bench/strix-bench
 
 # ---- the library ------------------------------------------------------------------------------
 # Release objects are prelinked with jemalloc's PIC archive into one relocatable object, then every
@@ -51,7 +55,7 @@ $(B)/libstrix.a: $(B)/strix.o
 $(B)/libstrix.so: $(B)/strix.o src/strix.map
 	$(CC) -shared -o $@ $< -Wl,--version-script=src/strix.map -Wl,-soname,libstrix.so.0 $(LIBS)
 
-lib: deps-test $(B)/libstrix.a $(B)/libstrix.so
+lib: $(B)/libstrix.a $(B)/libstrix.so
 
 # ---- tests ------------------------------------------------------------------------------------
 TEST_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -Iinclude -Isrc -Itests -pthread
@@ -64,7 +68,8 @@ $(B)/tests/%: tests/stress/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 
 tests: lib $(TEST_BINS)
 
-test: deps-test
+test:
+	@tools/deps.sh test
 	$(MAKE) --no-print-directory tests
 	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(STRESS_TESTS)
 
@@ -84,24 +89,20 @@ endef
 $(eval $(call san_rule,asan,$(ASAN_FLAGS)))
 $(eval $(call san_rule,tsan,$(TSAN_FLAGS)))
 
-check-asan: deps-test
+check-asan:
+	@tools/deps.sh test
 	$(MAKE) --no-print-directory $(addprefix $(B)/asan/,$(UNIT_TESTS) $(STRESS_TESTS))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  tools/run-tests.sh $(B)/asan $(UNIT_TESTS) $(STRESS_TESTS)
 
-check-tsan: deps-test
+check-tsan:
+	@tools/deps.sh test
 	$(MAKE) --no-print-directory $(addprefix $(B)/tsan/,$(UNIT_TESTS) $(STRESS_TESTS))
 	TSAN_OPTIONS="halt_on_error=1 history_size=7 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
 	  tools/run-tests.sh $(B)/tsan $(UNIT_TESTS) $(STRESS_TESTS)
 
 # ---- bench ------------------------------------------------------------------------------------
 include bench/bench.mk
-
-# ---- packages ---------------------------------------------------------------------------------
-deps-test:
-	@tools/deps.sh test
-deps-bench:
-	@tools/deps.sh bench
 
 clean:
 	rm -rf $(B)

@@ -26,8 +26,9 @@ $(B)/bench/bench_main.o: bench/bench_main.cc bench/workloads.h bench/hist.h
 $(B)/bench/strix-bench: $(BENCH_OBJ) $(B)/libstrix.a
 	$(CXX) -o $@ $(BENCH_OBJ) $(B)/libstrix.a -lbenchmark -luv -ltbb -fopenmp $(LIBS)
 
-bench-build: deps-bench lib
-	$(MAKE) --no-print-directory $(B)/bench/strix-bench
+bench-build:
+	@tools/deps.sh bench
+	$(MAKE) --no-print-directory lib $(B)/bench/strix-bench
 
 bench: bench-build
 	tools/bench.sh full

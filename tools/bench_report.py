@@ -87,7 +87,7 @@ def chart(rows, png):
         return
     with tempfile.NamedTemporaryFile("w", suffix=".dat", delete=False) as f:
         for label, impl, x in data:
-            f.write(f'"{label}\\n{impl}" {x}\n')
+            f.write(f'"{label}: {impl}" {x}\n')
         dat = f.name
     script = f"""
 set terminal pngcairo size 1400,600 noenhanced
