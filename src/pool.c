@@ -347,7 +347,7 @@ int sx_pool_wait_idle(sx_pool *pool)
 		return -EINVAL;
 	if (sx__worker_of(pool) != NULL)
 		return -EDEADLK;
-	if (ck_pr_load_int(&pool->state) >= SX__CANCELLING && pool->cancelled)
+	if (ck_pr_load_int(&pool->cancelled) != 0)
 		return -ESHUTDOWN;
 	return wait_quiescent(pool, true);
 }
@@ -413,7 +413,7 @@ int sx_pool_shutdown(sx_pool *pool, int mode)
 	next = (mode == SX_DRAIN) ? SX__DRAINING : SX__CANCELLING;
 	if (!ck_pr_cas_int(&pool->state, SX__RUNNING, next))
 		return -ESHUTDOWN;
-	pool->cancelled = (mode == SX_CANCEL);
+	ck_pr_store_int(&pool->cancelled, mode == SX_CANCEL);
 	wait_submitters(pool);
 	if (mode == SX_DRAIN) {
 		wait_quiescent(pool, false);

@@ -117,7 +117,7 @@ struct sx_pool {
 	uint64_t *parked;           /* bit i set: worker i is parked (or about to) */
 
 	SX__ALIGNED int state;      /* enum sx__state */
-	bool cancelled;             /* the shutdown was SX_CANCEL */
+	int cancelled;              /* the shutdown was SX_CANCEL (atomic: read by wait_idle) */
 
 	SX__ALIGNED uint32_t idle;  /* searching << 16 | unparked */
 

@@ -77,7 +77,7 @@ SX_API extern const sx_allocator sx_allocator_default;
 #define SX_SPIN_NONE    (-1LL) /* park as soon as a search for work fails */
 #define SX_SPIN_FOREVER (-2LL) /* never park: busy-poll (lowest latency, burns a core per worker) */
 
-#define SX_POOL_PIN 0x1u /* pin worker i to online CPU (i mod ncpu) */
+#define SX_POOL_PIN 0x1u /* pin worker i to CPU (i mod number of online CPUs) */
 
 #define SX_POOL_MAX_WORKERS   1024u
 #define SX_POOL_MIN_RING      4u
@@ -88,7 +88,7 @@ typedef struct sx_pool_opts {
 	unsigned workers;        /* 0: number of online CPUs; at most SX_POOL_MAX_WORKERS */
 	unsigned ring_size;      /* local ring slots, a power of two in [MIN_RING, MAX_RING]; 0: 256 */
 	long long spin_ns;       /* idle spin before parking: > 0 ns, or an SX_SPIN_* value */
-	unsigned lifo_cap;       /* max consecutive runs from the LIFO slot; 0: 4 */
+	unsigned lifo_cap;       /* max consecutive runs from the LIFO slot, at most 1024; 0: 4 */
 	unsigned flags;          /* SX_POOL_* */
 	const sx_allocator *allocator; /* NULL: sx_allocator_default; copied at create */
 	/* Called for every fn-form task (sx_pool_submit) that SX_CANCEL discards, with -ECANCELED,

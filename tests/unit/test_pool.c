@@ -39,7 +39,7 @@ static sx_pool *make_pool(unsigned workers, unsigned ring, long long spin)
 
 /* An allocator that counts calls and can be told to fail. */
 struct count_alloc {
-	atomic_long allocs, frees;
+	atomic_long allocs, frees, bytes;
 	atomic_long fail_after; /* fail every alloc once allocs reaches this; < 0: never */
 };
 
@@ -52,6 +52,7 @@ static void *ca_alloc(void *ctx, size_t size, size_t align)
 	if (f >= 0 && n >= f)
 		return NULL;
 	atomic_fetch_add(&ca->allocs, 1);
+	atomic_fetch_add(&ca->bytes, (long)size);
 	return aligned_alloc(align, (size + align - 1) / align * align);
 }
 
@@ -240,7 +241,7 @@ static void test_intrusive_tasks_allocate_nothing(void **state)
 {
 	enum { N = 5000 };
 	static struct job jobs[N];
-	struct count_alloc ca = { 0, 0, -1 };
+	struct count_alloc ca = { 0, 0, 0, -1 };
 	sx_allocator a = { ca_alloc, ca_free, &ca };
 	sx_pool_opts o = SX_POOL_OPTS_INIT;
 	sx_pool *p;
@@ -269,24 +270,17 @@ static void test_intrusive_tasks_allocate_nothing(void **state)
 
 static void test_fn_tasks_stop_allocating_in_steady_state(void **state)
 {
-	struct count_alloc ca = { 0, 0, -1 };
+	struct count_alloc ca = { 0, 0, 0, -1 };
 	sx_allocator a = { ca_alloc, ca_free, &ca };
 	sx_pool_opts o = SX_POOL_OPTS_INIT;
 	sx_pool *p;
-	long warm;
 
 	(void)state;
 	o.workers = 2;
 	o.allocator = &a;
 	assert_int_equal(sx_pool_create(&p, &o), 0);
 	atomic_store(&counter, 0);
-	for (int round = 0; round < 3; round++) {
-		for (int i = 0; i < 5000; i++)
-			assert_int_equal(sx_pool_submit(p, bump, NULL), 0);
-		assert_int_equal(sx_pool_wait_idle(p), 0);
-	}
-	warm = atomic_load(&ca.allocs);
-	for (int round = 0; round < 20; round++) {
+	for (int round = 0; round < 23; round++) {
 		for (int i = 0; i < 5000; i++)
 			assert_int_equal(sx_pool_submit(p, bump, NULL), 0);
 		assert_int_equal(sx_pool_wait_idle(p), 0);
@@ -296,7 +290,6 @@ static void test_fn_tasks_stop_allocating_in_steady_state(void **state)
 	 * (at most 2 x 256 each). So after 115,000 tasks the pool made at most 6 structural
 	 * allocations (pool, workers, bitmap, 2 rings, this thread's record) plus
 	 * ceil((5000 + 2 * 512) / 255) = 24 slabs - not one allocation per task. */
-	(void)warm;
 	assert_true(atomic_load(&ca.allocs) <= 6 + 24);
 	assert_int_equal(atomic_load(&counter), 23 * 5000);
 	sx_pool_destroy(p);
@@ -305,7 +298,7 @@ static void test_fn_tasks_stop_allocating_in_steady_state(void **state)
 
 static void test_allocation_failure_is_enomem_and_pool_stays_usable(void **state)
 {
-	struct count_alloc ca = { 0, 0, -1 };
+	struct count_alloc ca = { 0, 0, 0, -1 };
 	sx_allocator a = { ca_alloc, ca_free, &ca };
 	sx_pool_opts o = SX_POOL_OPTS_INIT;
 	sx_pool_counters c;
@@ -347,6 +340,48 @@ static void test_allocation_failure_is_enomem_and_pool_stays_usable(void **state
 	assert_int_equal(sx_pool_submit(p, bump, NULL), 0);
 	assert_int_equal(sx_pool_wait_idle(p), 0);
 	assert_int_equal(atomic_load(&counter), 1);
+	sx_pool_destroy(p);
+}
+
+static atomic_int hold;
+
+static void hold_worker(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&hold))
+		sched_yield();
+}
+
+static void test_a_queued_task_costs_64_bytes(void **state)
+{
+	enum { N = 100000 };
+	struct count_alloc ca = { 0, 0, 0, -1 };
+	sx_allocator a = { ca_alloc, ca_free, &ca };
+	sx_pool_opts o = SX_POOL_OPTS_INIT;
+	sx_pool *p;
+	long before;
+	double per_task;
+
+	(void)state;
+	o.workers = 1;
+	o.allocator = &a;
+	assert_int_equal(sx_pool_create(&p, &o), 0);
+	atomic_store(&hold, 1);
+	atomic_store(&counter, 0);
+	assert_int_equal(sx_pool_submit(p, hold_worker, NULL), 0);
+	assert_int_equal(sx_pool_submit(p, bump, NULL), 0); /* this thread's record, first slab */
+	before = atomic_load(&ca.bytes);
+	for (int i = 0; i < N; i++)
+		assert_int_equal(sx_pool_submit(p, bump, NULL), 0);
+	/* All N are queued (the only worker is held): what did queueing them allocate? One 64-byte
+	 * node each, plus one 64-byte slab header per 255 nodes. */
+	per_task = (double)(atomic_load(&ca.bytes) - before) / N;
+	print_message("bytes allocated per queued task: %.2f\n", per_task);
+	assert_true(per_task <= 64.0 * 256 / 255 + 0.5);
+	assert_true(per_task >= 64.0);
+	atomic_store(&hold, 0);
+	assert_int_equal(sx_pool_wait_idle(p), 0);
+	assert_int_equal(atomic_load(&counter), N + 1);
 	sx_pool_destroy(p);
 }
 
@@ -649,6 +684,38 @@ static void test_cancel_hands_every_unrun_task_over_exactly_once(void **state)
 	sx_pool_destroy(p);
 }
 
+/* ---- pinning ---------------------------------------------------------------------------- */
+
+static atomic_int wrong_cpu, pinned_runs;
+
+static void check_cpu(void *arg)
+{
+	sx_pool *p = arg;
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int idx = sx_pool_worker_index(p);
+
+	if (idx < 0 || sched_getcpu() != (int)(idx % ncpu))
+		atomic_fetch_add(&wrong_cpu, 1);
+	atomic_fetch_add(&pinned_runs, 1);
+}
+
+static void test_pinned_workers_run_on_their_cpu(void **state)
+{
+	sx_pool_opts o = SX_POOL_OPTS_INIT;
+	sx_pool *p;
+
+	(void)state;
+	o.workers = 3;
+	o.flags = SX_POOL_PIN;
+	assert_int_equal(sx_pool_create(&p, &o), 0);
+	for (int i = 0; i < 300; i++)
+		assert_int_equal(sx_pool_submit(p, check_cpu, p), 0);
+	assert_int_equal(sx_pool_wait_idle(p), 0);
+	assert_int_equal(atomic_load(&pinned_runs), 300);
+	assert_int_equal(atomic_load(&wrong_cpu), 0);
+	sx_pool_destroy(p);
+}
+
 /* ---- stats ------------------------------------------------------------------------------- */
 
 static void test_stats_add_up(void **state)
@@ -698,6 +765,7 @@ int main(void)
 		cmocka_unit_test(test_intrusive_tasks_allocate_nothing),
 		cmocka_unit_test(test_fn_tasks_stop_allocating_in_steady_state),
 		cmocka_unit_test(test_allocation_failure_is_enomem_and_pool_stays_usable),
+		cmocka_unit_test(test_a_queued_task_costs_64_bytes),
 		cmocka_unit_test(test_idle_worker_steals_about_half_at_a_time),
 		cmocka_unit_test(test_lifo_cap_keeps_queued_tasks_from_starving),
 		cmocka_unit_test(test_full_ring_overflows_to_injector),
@@ -705,6 +773,7 @@ int main(void)
 		cmocka_unit_test(test_blocking_calls_from_a_worker_are_edeadlk),
 		cmocka_unit_test(test_drain_runs_queued_and_spawned_tasks),
 		cmocka_unit_test(test_cancel_hands_every_unrun_task_over_exactly_once),
+		cmocka_unit_test(test_pinned_workers_run_on_their_cpu),
 		cmocka_unit_test(test_stats_add_up),
 	};
 
