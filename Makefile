@@ -53,7 +53,8 @@ $(B)/libstrix.a: $(B)/strix.o
 	rm -f $@ && ar rcs $@ $<
 
 $(B)/libstrix.so: $(B)/strix.o src/strix.map
-	$(CC) -shared -o $@ $< -Wl,--version-script=src/strix.map -Wl,-soname,libstrix.so.0 $(LIBS)
+	$(CC) -shared -o $@.0 $< -Wl,--version-script=src/strix.map -Wl,-soname,libstrix.so.0 $(LIBS)
+	ln -sf libstrix.so.0 $@
 
 lib: $(B)/libstrix.a $(B)/libstrix.so
 
