@@ -24,7 +24,7 @@ LIB_SRCS := src/pool.c src/worker.c src/node.c src/futex.c src/error.c
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 STRESS_TESTS := $(patsubst tests/stress/%.c,%,$(wildcard tests/stress/stress_*.c))
 
-.PHONY: all lib tests test bench bench-build bench-smoke check-asan check-tsan clean perf
+.PHONY: all lib tests test bench bench-build bench-smoke check-asan check-tsan stress clean perf
 
 # Targets that build first make sure the Debian packages are there (tools/deps.sh), then build in
 # a sub-make, so a parallel make never compiles before the headers are installed.
@@ -96,11 +96,22 @@ check-asan:
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  tools/run-tests.sh $(B)/asan $(UNIT_TESTS) $(STRESS_TESTS)
 
+TSAN_RUN := TSAN_OPTIONS="halt_on_error=1 history_size=7 second_deadlock_stack=1 \
+  suppressions=$(CURDIR)/tests/tsan.supp"
+
 check-tsan:
 	@tools/deps.sh test
 	$(MAKE) --no-print-directory $(addprefix $(B)/tsan/,$(UNIT_TESTS) $(STRESS_TESTS))
-	TSAN_OPTIONS="halt_on_error=1 history_size=7 second_deadlock_stack=1 suppressions=$(CURDIR)/tests/tsan.supp" \
-	  tools/run-tests.sh $(B)/tsan $(UNIT_TESTS) $(STRESS_TESTS)
+	$(TSAN_RUN) tools/run-tests.sh $(B)/tsan $(UNIT_TESTS) $(STRESS_TESTS)
+
+# The stress programs only, longer: make stress STRESS=3 TSAN_STRESS=1 (release and TSan builds).
+STRESS ?= 1
+TSAN_STRESS ?= 1
+stress:
+	@tools/deps.sh test
+	$(MAKE) --no-print-directory tests $(addprefix $(B)/tsan/,$(STRESS_TESTS))
+	STRESS=$(STRESS) tools/run-tests.sh $(B)/tests $(STRESS_TESTS)
+	STRESS=$(TSAN_STRESS) $(TSAN_RUN) tools/run-tests.sh $(B)/tsan $(STRESS_TESTS)
 
 # ---- bench ------------------------------------------------------------------------------------
 include bench/bench.mk
