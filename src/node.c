@@ -61,30 +61,19 @@ static bool new_slab(sx__tcache *c)
 	return true;
 }
 
-/*
- * sx__node_get - a node for the calling thread, which owns c. NULL only when every source is
- * empty and the allocator failed. Lock-free: at most one exchange on spare, no allocator call
- * in steady state.
- */
-sx__node *sx__node_get(sx__tcache *c)
+/* sx__node_refill - the slow half of sx__node_get (pool_impl.h): c->free is empty. Returns false
+ * when every source is empty and the allocator failed. */
+bool sx__node_refill(sx__tcache *c)
 {
-	sx__node *n;
-
-	if (SX__UNLIKELY(c->free == NULL)) {
-		if (c->out_head != NULL) {
-			/* Reuse what this thread released itself before looking further. */
-			c->free = c->out_head;
-			c->nfree = c->nout;
-			c->out_head = c->out_tail = NULL;
-			c->nout = 0;
-		} else if (!take_spare(c) && !new_slab(c)) {
-			return NULL;
-		}
+	if (c->out_head != NULL) {
+		/* Reuse what this thread released itself before looking further. */
+		c->free = c->out_head;
+		c->nfree = c->nout;
+		c->out_head = c->out_tail = NULL;
+		c->nout = 0;
+		return true;
 	}
-	n = c->free;
-	c->free = n->free_next;
-	c->nfree--;
-	return n;
+	return take_spare(c) || new_slab(c);
 }
 
 static void export_outbox(sx__tcache *c)
@@ -98,16 +87,10 @@ static void export_outbox(sx__tcache *c)
 	c->nout = 0;
 }
 
-/* sx__node_put - release a node on the calling thread, which owns c. Wait-free but for the
- * one CAS per SX__NODE_BATCH nodes that exports a full outbox. */
-void sx__node_put(sx__tcache *c, sx__node *n)
+/* sx__node_outbox_full - the slow half of sx__node_put (pool_impl.h): the outbox reached
+ * SX__NODE_BATCH nodes. Reuse it locally if this thread has no free nodes, else export it. */
+void sx__node_outbox_full(sx__tcache *c)
 {
-	n->free_next = c->out_head;
-	c->out_head = n;
-	if (c->out_tail == NULL)
-		c->out_tail = n;
-	if (++c->nout < SX__NODE_BATCH)
-		return;
 	if (c->free == NULL) {
 		c->free = c->out_head;
 		c->nfree = c->nout;

@@ -100,6 +100,7 @@ static int init_workers(sx_pool *p)
 		ck_ec32_init(&w->ec, 0);
 		w->pool = p;
 		w->index = i;
+		w->inject_in = 1;
 		w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
 		w->cache.pool = p;
 	}

@@ -87,7 +87,7 @@ typedef struct sx__worker {
 	SX__ALIGNED sx_pool *pool;
 	unsigned index;
 	unsigned lifo_streak;       /* consecutive tasks run from the LIFO slot */
-	unsigned tick;              /* tasks run, for the periodic injector check */
+	unsigned inject_in;         /* tasks until the periodic injector check */
 	bool searching;             /* counted in pool->idle's searching field */
 	bool went_idle;             /* already told wait_idle waiters since the last task */
 	uint64_t rng;               /* xorshift state for victim selection */
@@ -134,15 +134,15 @@ struct sx_pool {
 extern const struct ck_ec_mode sx__ec_mode;
 
 /* node.c */
-sx__node *sx__node_get(sx__tcache *c);
-void sx__node_put(sx__tcache *c, sx__node *n);
+bool sx__node_refill(sx__tcache *c);
+void sx__node_outbox_full(sx__tcache *c);
 void sx__tcache_release(sx__tcache *c);
 void sx__node_task_run(sx_task *t);
 
 /* worker.c */
 extern __thread sx__worker *sx__self __attribute__((tls_model("initial-exec")));
 void *sx__worker_main(void *arg);
-void sx__ring_push(sx__worker *w, sx_task *t);
+void sx__ring_overflow(sx__worker *w);
 void sx__inj_push_chain(sx_pool *p, sx_task *head, sx_task *tail);
 void sx__notify(sx_pool *p);
 void sx__wake_all(sx_pool *p);
@@ -163,6 +163,43 @@ static inline sx__worker *sx__worker_of(const sx_pool *p)
 	sx__worker *w = sx__self;
 
 	return (w != NULL && w->pool == p) ? w : NULL;
+}
+
+/*
+ * The per-task fast paths, inline: their slow halves live in node.c and worker.c.
+ */
+
+/* A free node for the calling thread, which owns c. NULL only when every source is empty and
+ * the allocator failed. Lock-free: no atomic at all unless c's free list is empty. */
+static inline sx__node *sx__node_get(sx__tcache *c)
+{
+	sx__node *n;
+
+	if (SX__UNLIKELY(c->free == NULL) && !sx__node_refill(c))
+		return NULL;
+	n = c->free;
+	c->free = n->free_next;
+	c->nfree--;
+	return n;
+}
+
+/* Release a node on the calling thread, which owns c. Wait-free but for the one CAS per
+ * SX__NODE_BATCH nodes that exports a full outbox. */
+static inline void sx__node_put(sx__tcache *c, sx__node *n)
+{
+	n->free_next = c->out_head;
+	c->out_head = n;
+	if (c->out_tail == NULL)
+		c->out_tail = n;
+	if (SX__UNLIKELY(++c->nout >= SX__NODE_BATCH))
+		sx__node_outbox_full(c);
+}
+
+/* Owner only: queue t on w's ring, moving half the ring to the injector first if it is full. */
+static inline void sx__ring_push(sx__worker *w, sx_task *t)
+{
+	while (SX__UNLIKELY(!ck_ring_enqueue_spmc(&w->ring, w->buf, t)))
+		sx__ring_overflow(w);
 }
 
 #endif /* STRIX_SRC_POOL_IMPL_H */

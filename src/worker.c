@@ -141,7 +141,7 @@ static sx_task *inj_grab(sx__worker *w)
 /* ---- local ring -------------------------------------------------------------------------- */
 
 /* Full ring: move the older half to the injector as one chain (one CAS on our own c_head). */
-static void ring_overflow(sx__worker *w)
+void sx__ring_overflow(sx__worker *w)
 {
 	unsigned c = ck_pr_load_uint(&w->ring.c_head);
 	unsigned n = w->ring.p_tail - c;
@@ -162,12 +162,6 @@ static void ring_overflow(sx__worker *w)
 	sx__stat_add(&w->stats.overflowed, k);
 	ck_pr_fence_atomic_load();
 	sx__notify(w->pool);
-}
-
-void sx__ring_push(sx__worker *w, sx_task *t)
-{
-	while (SX__UNLIKELY(!ck_ring_enqueue_spmc(&w->ring, w->buf, t)))
-		ring_overflow(w);
 }
 
 static sx_task *ring_pop(sx__worker *w)
@@ -441,7 +435,8 @@ static sx_task *next_local(sx__worker *w)
 {
 	sx_task *t;
 
-	if (SX__UNLIKELY(w->tick % SX__INJECT_EVERY == 0)) {
+	if (SX__UNLIKELY(--w->inject_in == 0)) {
+		w->inject_in = SX__INJECT_EVERY;
 		t = inj_grab(w);
 		if (t != NULL)
 			return t;
@@ -481,7 +476,6 @@ void *sx__worker_main(void *arg)
 			if (t == NULL)
 				break;
 		}
-		w->tick++;
 		w->went_idle = false;
 		t->run(t);
 		sx__stat_add(&w->stats.executed, 1);
