@@ -4,5 +4,6 @@
 
 #include <strix/error.h>
 #include <strix/pool.h>
+#include <strix/timer.h>
 
 #endif /* STRIX_H */

@@ -1,0 +1,379 @@
+/* Unit tests of the pure timer wheel, on a virtual clock: deterministic, no sleeping. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <strix.h>
+
+#include "testutil.h"
+
+#define TICK 1000000ull /* 1 ms */
+
+/* ---- a virtual clock ---------------------------------------------------------------------- */
+
+static uint64_t vnow;
+
+static uint64_t vclock_now(void *ctx)
+{
+	(void)ctx;
+	return vnow;
+}
+
+static const sx_clock vclock = { vclock_now, NULL };
+
+static sx_wheel *make_wheel(uint64_t start)
+{
+	sx_wheel_opts o = SX_WHEEL_OPTS_INIT;
+	sx_wheel *w = NULL;
+
+	vnow = start;
+	o.tick_ns = TICK;
+	o.clock = &vclock;
+	assert_int_equal(sx_wheel_create(&w, &o), 0);
+	return w;
+}
+
+/* A timer that records when (virtual time) and how often it fired. */
+struct rec {
+	sx_wheel_timer t;
+	uint64_t deadline;
+	uint64_t fired_at;
+	int fires;
+};
+
+static void on_fire(sx_wheel_timer *t, void *arg)
+{
+	struct rec *r = arg;
+
+	(void)t;
+	r->fired_at = vnow;
+	r->fires++;
+}
+
+static void rec_add(sx_wheel *w, struct rec *r, uint64_t deadline)
+{
+	memset(r, 0, sizeof(*r));
+	sx_wheel_timer_init(&r->t, on_fire, r);
+	r->deadline = deadline;
+	assert_int_equal(sx_wheel_add(w, &r->t, deadline), 0);
+	assert_true(sx_wheel_timer_pending(&r->t));
+}
+
+/* Drive the wheel as its owner thread would: jump the clock to the next deadline, advance. */
+static size_t run_until_empty(sx_wheel *w, size_t max_steps)
+{
+	size_t steps = 0;
+
+	while (sx_wheel_count(w) > 0) {
+		uint64_t next = sx_wheel_next_deadline(w);
+
+		assert_true(next != UINT64_MAX);
+		if (next > vnow)
+			vnow = next;
+		sx_wheel_advance(w);
+		assert_true(++steps <= max_steps);
+	}
+	return steps;
+}
+
+static void assert_on_time(const struct rec *r)
+{
+	assert_int_equal(r->fires, 1);
+	assert_true(r->fired_at >= r->deadline);      /* never early */
+	assert_true(r->fired_at - r->deadline < TICK); /* at most one tick late */
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+static void test_create_rejects_bad_options(void **state)
+{
+	sx_wheel_opts o = SX_WHEEL_OPTS_INIT;
+	sx_clock broken = { NULL, NULL };
+	sx_wheel *w = (sx_wheel *)0x1;
+
+	(void)state;
+	assert_int_equal(sx_wheel_create(NULL, NULL), -EINVAL);
+	o.tick_ns = SX_WHEEL_TICK_MIN_NS - 1;
+	assert_int_equal(sx_wheel_create(&w, &o), -EINVAL);
+	o.tick_ns = SX_WHEEL_TICK_MAX_NS + 1;
+	assert_int_equal(sx_wheel_create(&w, &o), -EINVAL);
+	o.tick_ns = 0;
+	o.clock = &broken;
+	assert_int_equal(sx_wheel_create(&w, &o), -EINVAL);
+	assert_ptr_equal(w, (sx_wheel *)0x1);
+	o.clock = NULL;
+	assert_int_equal(sx_wheel_create(&w, &o), 0);
+	assert_int_equal(sx_wheel_tick_ns(w), SX_WHEEL_TICK_DEFAULT_NS);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX);
+	sx_wheel_destroy(w);
+	sx_wheel_destroy(NULL);
+}
+
+static void test_bad_calls_change_nothing(void **state)
+{
+	sx_wheel *w = make_wheel(0);
+	sx_wheel_timer t, nofn;
+	struct rec r;
+
+	(void)state;
+	sx_wheel_timer_init(&nofn, NULL, NULL);
+	assert_int_equal(sx_wheel_add(NULL, &nofn, 5), -EINVAL);
+	assert_int_equal(sx_wheel_add(w, NULL, 5), -EINVAL);
+	assert_int_equal(sx_wheel_add(w, &nofn, 5), -EINVAL);
+	assert_int_equal(sx_wheel_cancel(w, NULL), -EINVAL);
+	assert_int_equal(sx_wheel_cancel(NULL, &nofn), -EINVAL);
+	sx_wheel_timer_init(&t, on_fire, &r);
+	assert_int_equal(sx_wheel_cancel(w, &t), -ENOENT); /* never added */
+	assert_int_equal(sx_wheel_count(w), 0);
+	rec_add(w, &r, 10 * TICK);
+	assert_int_equal(sx_wheel_add(w, &r.t, 20 * TICK), -EBUSY);
+	assert_int_equal(sx_wheel_count(w), 1);
+	assert_int_equal(sx_wheel_advance(NULL), 0);
+	assert_int_equal(sx_wheel_count(NULL), 0);
+	run_until_empty(w, 10);
+	assert_on_time(&r); /* still at its first deadline */
+	sx_wheel_destroy(w);
+}
+
+static void test_fires_at_or_after_deadline_within_one_tick(void **state)
+{
+	enum { N = 500 };
+	static struct rec r[N];
+	sx_wheel *w = make_wheel(12345);
+	uint64_t seed = 7;
+
+	(void)state;
+	for (int i = 0; i < N; i++)
+		rec_add(w, &r[i], 12345 + tu_rand(&seed) % (300 * TICK));
+	/* Advance in steps smaller than a tick, as a real clock would: still on time. */
+	while (sx_wheel_count(w) > 0) {
+		vnow += TICK / 3;
+		sx_wheel_advance(w);
+	}
+	for (int i = 0; i < N; i++) {
+		assert_int_equal(r[i].fires, 1);
+		assert_true(r[i].fired_at >= r[i].deadline);
+		assert_true(r[i].fired_at - r[i].deadline < TICK + TICK / 3);
+	}
+	sx_wheel_destroy(w);
+}
+
+static void test_timers_at_every_level_fire_on_time(void **state)
+{
+	const uint64_t ticks[] = { 1, 2, 63, 64, 65, 4095, 4096, 4097, 262143, 262144, 16777216,
+		1073741824ull, 68719476736ull, (1ull << 42) - 1, (1ull << 42) + 5, (1ull << 45) + 3 };
+	enum { N = sizeof(ticks) / sizeof(ticks[0]) };
+	struct rec r[N];
+	sx_wheel *w = make_wheel(5 * TICK);
+	size_t steps;
+
+	(void)state;
+	for (unsigned i = 0; i < N; i++)
+		rec_add(w, &r[i], 5 * TICK + ticks[i] * TICK - TICK / 2);
+	assert_int_equal(sx_wheel_count(w), N);
+	steps = run_until_empty(w, 1000);
+	for (unsigned i = 0; i < N; i++)
+		assert_on_time(&r[i]);
+	/* Each timer moves down at most once per level: jumps are bounded, not one per tick. */
+	assert_true(steps <= N * 8);
+	sx_wheel_destroy(w);
+}
+
+static void test_past_deadline_fires_at_next_advance(void **state)
+{
+	sx_wheel *w = make_wheel(100 * TICK);
+	struct rec r;
+
+	(void)state;
+	rec_add(w, &r, 3 * TICK); /* long gone */
+	assert_int_equal(sx_wheel_next_deadline(w), 100 * TICK);
+	assert_int_equal(sx_wheel_advance(w), 1);
+	assert_int_equal(r.fires, 1);
+	assert_int_equal(r.fired_at, 100 * TICK);
+	assert_int_equal(sx_wheel_cancel(w, &r.t), -ENOENT);
+	sx_wheel_destroy(w);
+}
+
+static void test_cancel_before_and_after_expiry(void **state)
+{
+	sx_wheel *w = make_wheel(0);
+	struct rec a, b;
+
+	(void)state;
+	rec_add(w, &a, 10 * TICK);
+	rec_add(w, &b, 10 * TICK);
+	assert_int_equal(sx_wheel_cancel(w, &a.t), 0);
+	assert_false(sx_wheel_timer_pending(&a.t));
+	assert_int_equal(sx_wheel_cancel(w, &a.t), -ENOENT);
+	assert_int_equal(sx_wheel_count(w), 1);
+	vnow = 10 * TICK;
+	assert_int_equal(sx_wheel_advance(w), 1);
+	assert_int_equal(a.fires, 0);
+	assert_int_equal(b.fires, 1);
+	assert_int_equal(sx_wheel_cancel(w, &b.t), -ENOENT); /* after: it fired */
+	/* A cancelled timer can be added again. */
+	assert_int_equal(sx_wheel_add(w, &a.t, 20 * TICK), 0);
+	a.deadline = 20 * TICK;
+	run_until_empty(w, 10);
+	assert_on_time(&a);
+	sx_wheel_destroy(w);
+}
+
+/* During expiry: a callback cancels the other timers of its own slot. */
+static sx_wheel *cur;
+static struct rec group[4];
+
+static void cancel_the_rest(sx_wheel_timer *t, void *arg)
+{
+	on_fire(t, arg);
+	for (int i = 0; i < 4; i++)
+		if (&group[i].t != t)
+			sx_wheel_cancel(cur, &group[i].t);
+}
+
+static void test_cancel_during_expiry_from_a_callback(void **state)
+{
+	int fired = 0;
+
+	(void)state;
+	cur = make_wheel(0);
+	for (int i = 0; i < 4; i++) {
+		rec_add(cur, &group[i], 7 * TICK);
+		group[i].t.fn = cancel_the_rest;
+	}
+	vnow = 7 * TICK;
+	assert_int_equal(sx_wheel_advance(cur), 1);
+	for (int i = 0; i < 4; i++)
+		fired += group[i].fires;
+	assert_int_equal(fired, 1);
+	assert_int_equal(sx_wheel_count(cur), 0);
+	assert_int_equal(sx_wheel_next_deadline(cur), UINT64_MAX);
+	sx_wheel_destroy(cur);
+}
+
+/* A callback that re-adds its timer fires once per advance, never in a loop. */
+static void periodic(sx_wheel_timer *t, void *arg)
+{
+	struct rec *r = arg;
+
+	on_fire(t, arg);
+	if (r->fires < 5)
+		assert_int_equal(sx_wheel_add(cur, t, 0), 0); /* in the past: next advance */
+}
+
+static void test_callback_may_add_its_timer_again(void **state)
+{
+	struct rec r;
+
+	(void)state;
+	cur = make_wheel(0);
+	rec_add(cur, &r, 3 * TICK);
+	r.t.fn = periodic;
+	vnow = 3 * TICK;
+	for (int i = 1; i <= 5; i++) {
+		assert_int_equal(sx_wheel_advance(cur), 1);
+		assert_int_equal(r.fires, i);
+	}
+	assert_int_equal(sx_wheel_advance(cur), 0);
+	assert_int_equal(sx_wheel_count(cur), 0);
+	sx_wheel_destroy(cur);
+}
+
+static void test_next_deadline_follows_the_earliest_timer(void **state)
+{
+	sx_wheel *w = make_wheel(0);
+	struct rec far, near;
+	uint64_t nd;
+
+	(void)state;
+	rec_add(w, &far, 5000 * TICK);
+	nd = sx_wheel_next_deadline(w);
+	assert_true(nd <= 5000 * TICK); /* a lower bound: the start of its slot */
+	rec_add(w, &near, 3 * TICK);
+	assert_int_equal(sx_wheel_next_deadline(w), 3 * TICK);
+	assert_int_equal(sx_wheel_cancel(w, &near.t), 0);
+	assert_int_equal(sx_wheel_next_deadline(w), nd);
+	assert_int_equal(sx_wheel_cancel(w, &far.t), 0);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX);
+	sx_wheel_destroy(w);
+}
+
+static void test_add_after_reads_the_clock(void **state)
+{
+	sx_wheel *w = make_wheel(40 * TICK);
+	struct rec r;
+
+	(void)state;
+	memset(&r, 0, sizeof(r));
+	sx_wheel_timer_init(&r.t, on_fire, &r);
+	vnow = 50 * TICK;
+	assert_int_equal(sx_wheel_add_after(w, &r.t, 2 * TICK), 0);
+	r.deadline = 52 * TICK;
+	vnow = 52 * TICK - 1;
+	assert_int_equal(sx_wheel_advance(w), 0);
+	vnow = 52 * TICK;
+	assert_int_equal(sx_wheel_advance(w), 1);
+	assert_on_time(&r);
+	sx_wheel_destroy(w);
+}
+
+static void test_million_random_timers_with_random_cancels(void **state)
+{
+	const unsigned n = 1000000;
+	struct rec *r = calloc(n, sizeof(*r));
+	sx_wheel *w = make_wheel(0);
+	uint64_t seed = 0xfeedbeef, cancelled = 0, fired = 0;
+
+	(void)state;
+	assert_non_null(r);
+	for (unsigned i = 0; i < n; i++) {
+		/* Log-uniform from 1 ms to about 18 hours: every level up to 4 is used. */
+		uint64_t span = UINT64_C(1) << (tu_rand(&seed) % 27);
+		uint64_t d = TICK + (tu_rand(&seed) % span) * TICK + tu_rand(&seed) % TICK;
+
+		sx_wheel_timer_init(&r[i].t, on_fire, &r[i]);
+		r[i].deadline = d;
+		assert_int_equal(sx_wheel_add(w, &r[i].t, d), 0);
+	}
+	while (sx_wheel_count(w) > 0) {
+		uint64_t next = sx_wheel_next_deadline(w);
+
+		vnow = next > vnow ? next : vnow;
+		fired += sx_wheel_advance(w);
+		/* Between advances, cancel a few random timers, pending or not. */
+		for (int k = 0; k < 2; k++) {
+			unsigned i = (unsigned)(tu_rand(&seed) % n);
+
+			if (sx_wheel_cancel(w, &r[i].t) == 0)
+				r[i].fires = -1, cancelled++;
+		}
+	}
+	for (unsigned i = 0; i < n; i++) {
+		if (r[i].fires == -1)
+			continue;
+		assert_on_time(&r[i]);
+	}
+	assert_int_equal(fired + cancelled, n);
+	assert_true(cancelled > 1000);
+	sx_wheel_destroy(w);
+	free(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_create_rejects_bad_options),
+		cmocka_unit_test(test_bad_calls_change_nothing),
+		cmocka_unit_test(test_fires_at_or_after_deadline_within_one_tick),
+		cmocka_unit_test(test_timers_at_every_level_fire_on_time),
+		cmocka_unit_test(test_past_deadline_fires_at_next_advance),
+		cmocka_unit_test(test_cancel_before_and_after_expiry),
+		cmocka_unit_test(test_cancel_during_expiry_from_a_callback),
+		cmocka_unit_test(test_callback_may_add_its_timer_again),
+		cmocka_unit_test(test_next_deadline_follows_the_earliest_timer),
+		cmocka_unit_test(test_add_after_reads_the_clock),
+		cmocka_unit_test(test_million_random_timers_with_random_cancels),
+	};
+
+	return cmocka_run_group_tests_name("wheel", tests, NULL, NULL);
+}
