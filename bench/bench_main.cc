@@ -91,6 +91,24 @@ void run_wake(benchmark::State &st, wake_body body, uint64_t samples)
 	st.counters["workers"] = g_workers;
 }
 
+void run_timers(benchmark::State &st, uint64_t n)
+{
+	bench_timers t{};
+
+	for (auto _ : st) {
+		bench_out o{};
+		if (wheel_timers(n, &t, &o) != 0) {
+			st.SkipWithError(o.err);
+			return;
+		}
+		st.SetIterationTime(o.seconds);
+	}
+	st.counters["insert_ns"] = t.insert_ns;
+	st.counters["cancel_ns"] = t.cancel_ns;
+	st.counters["expiry_ns"] = t.expiry_ns;
+	st.counters["bytes_per_timer"] = t.bytes_per_timer;
+}
+
 template <typename F>
 void add(const std::string &name, int repetitions, F f)
 {
@@ -140,6 +158,9 @@ void register_all()
 		run_pingpong(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
 			return harness_ping_pong(&bench_thpool_api, w, r, h, o); }, rounds);
 	});
+
+	const uint64_t timers = size(1000000, 10000);
+	add("timers/strix", reps(5), [timers](benchmark::State &st) { run_timers(st, timers); });
 
 	const uint64_t samples = size(20000, 100);
 	add("wake/futex", 1, [samples](benchmark::State &st) { run_wake(st, futex_wake, samples); });

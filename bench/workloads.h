@@ -61,6 +61,12 @@ int tbb_spawn_remote(unsigned workers, uint64_t n, bench_out *o);
 int futex_wake(unsigned workers, uint64_t samples, uint64_t gap_ns, double idle_s,
     bench_hist *h, bench_out *o);
 
+/* B8 timers (wheel_bench.c): per-operation costs of the timer wheel. */
+typedef struct bench_timers {
+	double insert_ns, cancel_ns, expiry_ns, bytes_per_timer;
+} bench_timers;
+int wheel_timers(uint64_t n, bench_timers *out, bench_out *o);
+
 /* Shared helpers (common.c). */
 double bench_process_cpu_s(void);
 void bench_sleep_ns(uint64_t ns);
