@@ -120,6 +120,34 @@ void add(const std::string &name, int repetitions, F f)
 
 void register_all()
 {
+	// Latency first, while no peer's threads (OpenMP and TBB spin after their work) are around.
+	const uint64_t samples = size(20000, 100);
+	add("wake/futex", 1, [samples](benchmark::State &st) { run_wake(st, futex_wake, samples); });
+	add("wake/strix", 1, [samples](benchmark::State &st) {
+		run_wake(st, [](unsigned w, uint64_t s, uint64_t g, double i, bench_hist *h,
+				 bench_out *o) {
+			return harness_wake(&bench_strix_api, w, s, g, i, h, o); }, samples);
+	});
+	add("wake/thpool", 1, [samples](benchmark::State &st) {
+		run_wake(st, [](unsigned w, uint64_t s, uint64_t g, double i, bench_hist *h,
+				 bench_out *o) {
+			return harness_wake(&bench_thpool_api, w, s, g, i, h, o); }, samples);
+	});
+
+	const uint64_t rounds = size(100000, 300);
+	add("ping_pong/strix", reps(3), [rounds](benchmark::State &st) {
+		run_pingpong(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
+			return harness_ping_pong(&bench_strix_api, w, r, h, o); }, rounds);
+	});
+	add("ping_pong/thpool", reps(3), [rounds](benchmark::State &st) {
+		run_pingpong(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
+			return harness_ping_pong(&bench_thpool_api, w, r, h, o); }, rounds);
+	});
+
+	const uint64_t timers = size(1000000, 10000);
+	add("timers/strix", reps(5), [timers](benchmark::State &st) { run_timers(st, timers); });
+
+
 	const uint64_t n = size(1000000, 2000);
 	struct spawn_impl {
 		const char *impl;
@@ -148,32 +176,6 @@ void register_all()
 		if (s.remote != nullptr)
 			add(std::string("spawn_remote/") + s.impl, reps(5),
 			    [s, n](benchmark::State &st) { run_spawn(st, s.remote, n); });
-
-	const uint64_t rounds = size(100000, 300);
-	add("ping_pong/strix", reps(3), [rounds](benchmark::State &st) {
-		run_pingpong(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
-			return harness_ping_pong(&bench_strix_api, w, r, h, o); }, rounds);
-	});
-	add("ping_pong/thpool", reps(3), [rounds](benchmark::State &st) {
-		run_pingpong(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
-			return harness_ping_pong(&bench_thpool_api, w, r, h, o); }, rounds);
-	});
-
-	const uint64_t timers = size(1000000, 10000);
-	add("timers/strix", reps(5), [timers](benchmark::State &st) { run_timers(st, timers); });
-
-	const uint64_t samples = size(20000, 100);
-	add("wake/futex", 1, [samples](benchmark::State &st) { run_wake(st, futex_wake, samples); });
-	add("wake/strix", 1, [samples](benchmark::State &st) {
-		run_wake(st, [](unsigned w, uint64_t s, uint64_t g, double i, bench_hist *h,
-				 bench_out *o) {
-			return harness_wake(&bench_strix_api, w, s, g, i, h, o); }, samples);
-	});
-	add("wake/thpool", 1, [samples](benchmark::State &st) {
-		run_wake(st, [](unsigned w, uint64_t s, uint64_t g, double i, bench_hist *h,
-				 bench_out *o) {
-			return harness_wake(&bench_thpool_api, w, s, g, i, h, o); }, samples);
-	});
 }
 
 } // namespace
