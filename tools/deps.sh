@@ -13,7 +13,7 @@ purpose=${1:-test}
 base_pkgs=(build-essential pkg-config libck-dev libjemalloc-dev libcmocka-dev
            libasan8 libubsan1 libtsan2)
 bench_pkgs=(g++ libbenchmark-dev cthreadpool-dev libuv1-dev libtbb-dev libgomp1
-            gnuplot-nox valgrind linux-perf)
+            gnuplot-nox valgrind linux-perf python3)
 
 case "$purpose" in
   test)  want=("${base_pkgs[@]}") ;;
