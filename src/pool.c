@@ -72,6 +72,7 @@ static void free_memory(sx_pool *p)
 		next = e->next;
 		sx__pfree(p, e, SX__SLAB_BYTES);
 	}
+	sx__free_batches(p);
 	for (e = ck_stack_batch_pop_upmc(&p->caches); e != NULL; e = next) {
 		next = e->next;
 		sx__pfree(p, SX_CONTAINER_OF(e, sx__tcache, reg_link), sizeof(sx__tcache));
@@ -396,10 +397,19 @@ static void cancel_queued(sx_pool *p)
 		while (ck_ring_dequeue_spmc(&w->ring, w->buf, &t))
 			cancel_one(p, t);
 	}
-	/* The injector is one linked list through sx_link, chains included. */
+	/* The injector is one linked list through sx_link, chains included; batches hold arrays. */
 	for (e = ck_stack_batch_pop_upmc(&p->inj); e != NULL; e = next) {
+		sx_task *t = SX_CONTAINER_OF(e, sx_task, sx_link);
+
 		next = e->next;
-		cancel_one(p, SX_CONTAINER_OF(e, sx_task, sx_link));
+		if (sx__is_batch(t)) {
+			sx__batch *b = SX_CONTAINER_OF(t, sx__batch, task);
+
+			while (b->start < b->n)
+				cancel_one(p, b->items[b->start++]);
+		} else {
+			cancel_one(p, t);
+		}
 	}
 }
 

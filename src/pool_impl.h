@@ -55,6 +55,26 @@ _Static_assert(sizeof(sx__node) == SX__CACHELINE, "a task node is one cache line
 _Static_assert(sizeof(sx_task) <= 32, "sx_task stays small enough to embed");
 
 /*
+ * A batch: half of an overflowing ring moved to the injector as one array of task pointers, so the
+ * worker that takes it copies pointers instead of walking a list through task memory that another
+ * core wrote (one cache miss after another, once nodes are scattered). On the injector a batch is
+ * an entry like a task, marked by task.run == sx__batch_run. Empty batches stay with the worker
+ * that emptied them (up to SX__BATCH_KEEP) or go to pool->spare_batches; all are listed in
+ * pool->batches until destroy.
+ */
+typedef struct sx__batch {
+	sx_task task;             /* the injector entry */
+	ck_stack_entry_t reg;     /* in pool->batches */
+	struct sx__batch *next;   /* in a worker's empty list */
+	uint32_t start, n;        /* items[start, n) are still queued */
+	sx_task *items[];
+} SX__ALIGNED sx__batch;
+
+#define SX__BATCH_BYTES 1024u
+#define SX__BATCH_CAP ((unsigned)((SX__BATCH_BYTES - sizeof(sx__batch)) / sizeof(void *)))
+#define SX__BATCH_KEEP 4u
+
+/*
  * Per-thread submission record: a free list of nodes and the count of tasks this thread
  * submitted. Every worker embeds one; each outside thread that submits to a pool gets one
  * (allocated once, found through the pool's pthread key, listed in pool->caches, recycled when
@@ -90,6 +110,8 @@ typedef struct sx__worker {
 	unsigned inject_in;         /* tasks until the periodic injector check */
 	bool searching;             /* counted in pool->idle's searching field */
 	bool went_idle;             /* already told wait_idle waiters since the last task */
+	unsigned nempty;
+	struct sx__batch *empty;    /* empty batches at hand */
 	uint64_t rng;               /* xorshift state for victim selection */
 	pthread_t thread;
 	sx_worker_counters stats;
@@ -123,7 +145,9 @@ struct sx_pool {
 
 	SX__ALIGNED ck_stack_t inj;   /* injector: sx_task.sx_link, batch-popped whole */
 	SX__ALIGNED ck_stack_t spare; /* chains of free nodes between threads */
+	SX__ALIGNED ck_stack_t spare_batches; /* empty batches between workers */
 	SX__ALIGNED ck_stack_t slabs; /* every node slab, freed at destroy */
+	ck_stack_t batches;           /* every batch, freed at destroy */
 	ck_stack_t caches;            /* every outside thread's sx__tcache */
 
 	SX__ALIGNED struct ck_ec32 idle_ec; /* bumped when a worker goes idle and someone waits */
@@ -140,6 +164,8 @@ void sx__tcache_release(sx__tcache *c);
 void sx__node_task_run(sx_task *t);
 
 /* worker.c */
+void sx__batch_run(sx_task *t);
+void sx__free_batches(sx_pool *p);
 extern __thread sx__worker *sx__self __attribute__((tls_model("initial-exec")));
 void *sx__worker_main(void *arg);
 void sx__ring_overflow(sx__worker *w);
@@ -147,6 +173,11 @@ void sx__inj_push_chain(sx_pool *p, sx_task *head, sx_task *tail);
 void sx__notify(sx_pool *p);
 void sx__wake_all(sx_pool *p);
 bool sx__quiescent(sx_pool *p);
+
+static inline bool sx__is_batch(const sx_task *t)
+{
+	return t->run == sx__batch_run;
+}
 
 /* pool.c */
 void *sx__palloc(sx_pool *p, size_t size);

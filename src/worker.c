@@ -20,11 +20,12 @@
  * fails and the torn value is never used (the same reasoning as ck_ring_trydequeue_spmc).
  *
  * Injector. Outside threads push single tasks on an intrusive ck_stack; a full ring moves half of
- * itself there as one FIFO chain (its head marked with sx_chain_tail). A worker takes the whole
- * stack with one exchange, restores FIFO order (reversing single pushes, splicing chains as they
- * are, so each task is reversed at most once), runs the oldest, moves up to half a ring into its
- * own ring, and pushes the rest back as one chain with one CAS. No producer can stall another
- * (unlike ck_ring MPMC's reserve/commit) and nothing is ever copied twice.
+ * itself there as one batch (an array of task pointers; a chain through the tasks if no batch can
+ * be allocated). A worker takes the whole stack with one exchange, restores FIFO order (reversing
+ * the entries; a chain pushed back earlier, its head marked with sx_chain_tail, is spliced as it
+ * is, so each entry is reversed at most once), runs the oldest task, moves up to half a ring into
+ * its own ring, and pushes the rest back as one chain with one CAS. No producer can stall another
+ * (unlike ck_ring MPMC's reserve/commit).
  *
  * Parking (no lost wake-ups). pool->idle counts unparked and searching workers; pool->parked is a
  * bitmap. A worker parks by: reading its event count, setting its bit, decrementing the counters
@@ -37,6 +38,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <time.h>
 
@@ -91,13 +93,90 @@ static unsigned ring_free_slots(const sx__worker *w)
 	return w->ring.mask - ck_ring_size(&w->ring);
 }
 
+/* ---- batches ------------------------------------------------------------------------------ */
+
+/* Never called: its address marks an injector entry as a batch. */
+void sx__batch_run(sx_task *t)
+{
+	(void)t;
+	abort();
+}
+
+/* An empty batch for worker w; NULL only if the allocator fails. */
+static sx__batch *batch_get(sx__worker *w)
+{
+	sx__batch *b;
+
+	if (w->empty == NULL) {
+		ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&w->pool->spare_batches);
+
+		while (e != NULL) {
+			b = SX_CONTAINER_OF(task_of(e), sx__batch, task);
+			e = e->next;
+			b->next = w->empty;
+			w->empty = b;
+			w->nempty++;
+		}
+	}
+	b = w->empty;
+	if (b != NULL) {
+		w->empty = b->next;
+		w->nempty--;
+	} else {
+		b = w->pool->alloc.alloc(w->pool->alloc.ctx, SX__BATCH_BYTES, SX__CACHELINE);
+		if (b == NULL)
+			return NULL;
+		ck_stack_push_upmc(&w->pool->batches, &b->reg);
+	}
+	b->task.sx_chain_tail = NULL;
+	b->task.run = sx__batch_run;
+	b->task.cancel = NULL;
+	b->start = b->n = 0;
+	return b;
+}
+
+static void batch_put(sx__worker *w, sx__batch *b)
+{
+	if (w->nempty < SX__BATCH_KEEP) {
+		b->next = w->empty;
+		w->empty = b;
+		w->nempty++;
+	} else {
+		ck_stack_push_upmc(&w->pool->spare_batches, &b->task.sx_link);
+	}
+}
+
+/* Destroy: free every batch the pool allocated (all are idle by then). */
+void sx__free_batches(sx_pool *p)
+{
+	ck_stack_entry_t *e, *next;
+
+	for (e = ck_stack_batch_pop_upmc(&p->batches); e != NULL; e = next) {
+		next = e->next;
+		p->alloc.free(p->alloc.ctx, SX_CONTAINER_OF(e, sx__batch, reg), SX__BATCH_BYTES,
+		    SX__CACHELINE);
+	}
+}
+
+/* ---- injector ----------------------------------------------------------------------------- */
+
+static void take(sx__worker *w, sx_task *t, sx_task **first, unsigned *room)
+{
+	if (*first == NULL) {
+		*first = t;
+	} else {
+		ck_ring_enqueue_spmc(&w->ring, w->buf, t);
+		(*room)--;
+	}
+}
+
 /* Take the whole injector; return its oldest task and queue up to half a ring locally. */
 static sx_task *inj_grab(sx__worker *w)
 {
 	sx_pool *p = w->pool;
 	ck_stack_entry_t *e;
-	sx_task *head = NULL, *tail = NULL, *t, *first;
-	unsigned room, taken = 1;
+	sx_task *head = NULL, *tail = NULL, *t, *first = NULL;
+	unsigned room, taken = 0;
 
 	if (ck_pr_load_ptr(&p->inj.head) == NULL)
 		return NULL;
@@ -119,18 +198,31 @@ static sx_task *inj_grab(sx__worker *w)
 		head = t;
 	}
 
-	first = head;
-	t = (first->sx_link.next != NULL) ? task_of(first->sx_link.next) : NULL;
+	/* Run the oldest task, queue up to half a ring behind it. A batch hands out its items in
+	 * order and may stay, partly consumed, at the head of what goes back. */
 	room = ring_free_slots(w);
 	if (room > p->ring_size / 2)
 		room = p->ring_size / 2;
-	while (t != NULL && room > 0) {
+	for (t = head; t != NULL;) {
 		sx_task *next = (t->sx_link.next != NULL) ? task_of(t->sx_link.next) : NULL;
 
-		ck_ring_enqueue_spmc(&w->ring, w->buf, t);
+		if (sx__is_batch(t)) {
+			sx__batch *b = SX_CONTAINER_OF(t, sx__batch, task);
+
+			while (b->start < b->n && (first == NULL || room > 0)) {
+				take(w, b->items[b->start++], &first, &room);
+				taken++;
+			}
+			if (b->start < b->n)
+				break;
+			batch_put(w, b);
+		} else {
+			if (first != NULL && room == 0)
+				break;
+			take(w, t, &first, &room);
+			taken++;
+		}
 		t = next;
-		room--;
-		taken++;
 	}
 	if (t != NULL)
 		sx__inj_push_chain(p, t, tail);
@@ -140,25 +232,41 @@ static sx_task *inj_grab(sx__worker *w)
 
 /* ---- local ring -------------------------------------------------------------------------- */
 
-/* Full ring: move the older half to the injector as one chain (one CAS on our own c_head). */
+/*
+ * Full ring: move the older half to the injector with one CAS on our own c_head - as one batch
+ * of pointers, or, if no batch can be allocated, as a chain linked through the tasks.
+ */
 void sx__ring_overflow(sx__worker *w)
 {
+	const unsigned mask = w->ring.mask;
 	unsigned c = ck_pr_load_uint(&w->ring.c_head);
-	unsigned n = w->ring.p_tail - c;
-	unsigned k = n / 2;
-	sx_task *head, *prev;
+	unsigned k = (w->ring.p_tail - c) / 2;
+	sx__batch *b = batch_get(w);
 
-	if (k == 0 || !ck_pr_cas_uint(&w->ring.c_head, c, c + k))
+	if (b != NULL && k > SX__BATCH_CAP)
+		k = SX__BATCH_CAP;
+	if (k == 0 || !ck_pr_cas_uint(&w->ring.c_head, c, c + k)) {
+		if (b != NULL)
+			batch_put(w, b);
 		return; /* thieves made room */
-	/* The claimed slots are ours now: only the owner ever writes a slot. */
-	head = prev = w->buf[c & w->ring.mask].value;
-	for (unsigned i = 1; i < k; i++) {
-		sx_task *t = w->buf[(c + i) & w->ring.mask].value;
-
-		prev->sx_link.next = &t->sx_link;
-		prev = t;
 	}
-	sx__inj_push_chain(w->pool, head, prev);
+	/* The claimed slots are ours now: only the owner ever writes a slot. */
+	if (b != NULL) {
+		for (unsigned i = 0; i < k; i++)
+			b->items[i] = w->buf[(c + i) & mask].value;
+		b->n = k;
+		ck_stack_push_upmc(&w->pool->inj, &b->task.sx_link);
+	} else {
+		sx_task *head = w->buf[c & mask].value, *prev = head;
+
+		for (unsigned i = 1; i < k; i++) {
+			sx_task *t = w->buf[(c + i) & mask].value;
+
+			prev->sx_link.next = &t->sx_link;
+			prev = t;
+		}
+		sx__inj_push_chain(w->pool, head, prev);
+	}
 	sx__stat_add(&w->stats.overflowed, k);
 	ck_pr_fence_atomic_load();
 	sx__notify(w->pool);

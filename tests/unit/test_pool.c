@@ -517,6 +517,44 @@ static void test_full_ring_overflows_to_injector(void **state)
 	sx_pool_destroy(p);
 }
 
+static struct job ovf_jobs[200];
+
+static void spawn_intrusive(void *arg)
+{
+	for (int i = 0; i < 200; i++) {
+		ovf_jobs[i].task = (sx_task)SX_TASK_INIT(job_run, job_cancel);
+		assert_int_equal(sx_pool_submit_task(arg, &ovf_jobs[i].task), 0);
+	}
+}
+
+static void test_overflow_without_memory_falls_back_to_chains(void **state)
+{
+	struct count_alloc ca = { 0, 0, 0, -1 };
+	sx_allocator a = { ca_alloc, ca_free, &ca };
+	sx_pool_opts o = SX_POOL_OPTS_INIT;
+	sx_pool_counters c;
+	sx_pool *p;
+
+	(void)state;
+	o.workers = 1;
+	o.ring_size = 8;
+	o.allocator = &a;
+	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_submit(p, bump, NULL), 0); /* this thread's record, a slab */
+	assert_int_equal(sx_pool_wait_idle(p), 0);
+	/* From now on every allocation fails: overflowing halves cannot get a batch and must go to
+	 * the injector as chains through the (intrusive) tasks. Nothing may be lost. */
+	atomic_store(&ca.fail_after, atomic_load(&ca.allocs));
+	assert_int_equal(sx_pool_submit(p, spawn_intrusive, p), 0);
+	assert_int_equal(sx_pool_wait_idle(p), 0);
+	for (int i = 0; i < 200; i++)
+		assert_int_equal(atomic_load(&ovf_jobs[i].runs), 1);
+	assert_int_equal(sx_pool_stats(p, &c, NULL, 0), 0);
+	assert_true(c.total.overflowed > 100);
+	assert_int_equal(c.total.injected, c.remote + c.total.overflowed);
+	sx_pool_destroy(p);
+}
+
 /* ---- parking ------------------------------------------------------------------------------ */
 
 static void test_parked_workers_wake_for_each_submission(void **state)
@@ -769,6 +807,7 @@ int main(void)
 		cmocka_unit_test(test_idle_worker_steals_about_half_at_a_time),
 		cmocka_unit_test(test_lifo_cap_keeps_queued_tasks_from_starving),
 		cmocka_unit_test(test_full_ring_overflows_to_injector),
+		cmocka_unit_test(test_overflow_without_memory_falls_back_to_chains),
 		cmocka_unit_test(test_parked_workers_wake_for_each_submission),
 		cmocka_unit_test(test_blocking_calls_from_a_worker_are_edeadlk),
 		cmocka_unit_test(test_drain_runs_queued_and_spawned_tasks),
