@@ -15,7 +15,6 @@
  */
 #include "pool_impl.h"
 
-
 typedef struct sx__slab {
 	ck_stack_entry_t link;
 } SX__ALIGNED sx__slab;
