@@ -19,6 +19,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <strix/timer.h>
+
 #include "pool_impl.h"
 
 #define SX__DEFAULT_SPIN_NS 50000LL
@@ -52,6 +54,9 @@ static int check_opts(const sx_pool_opts *o)
 		return -EINVAL;
 	if (o->allocator != NULL && (o->allocator->alloc == NULL || o->allocator->free == NULL))
 		return -EINVAL;
+	if (o->timer_tick_ns != 0 && (o->timer_tick_ns < SX_WHEEL_TICK_MIN_NS ||
+	    o->timer_tick_ns > SX_WHEEL_TICK_MAX_NS))
+		return -EINVAL;
 	return 0;
 }
 
@@ -61,6 +66,7 @@ static void tcache_exit(void *arg)
 
 	/* The thread is going away: give its nodes back, then let another thread claim the record. */
 	sx__tcache_release(c);
+	sx__tcache_timers_release(c);
 	ck_pr_store_uint(&c->dead, 1);
 }
 
@@ -68,6 +74,7 @@ static void free_memory(sx_pool *p)
 {
 	ck_stack_entry_t *e, *next;
 
+	sx__timers_free(p);
 	for (e = ck_stack_batch_pop_upmc(&p->slabs); e != NULL; e = next) {
 		next = e->next;
 		sx__pfree(p, e, SX__SLAB_BYTES);
@@ -182,6 +189,8 @@ int sx_pool_create(sx_pool **out, const sx_pool_opts *opts)
 	p->nbitmap = (p->nworkers + 63) / 64;
 	p->idle = p->nworkers * SX__IDLE_UNPARKED_ONE;
 	ck_ec32_init(&p->idle_ec, 0);
+	p->timer_tick_ns = opts->timer_tick_ns != 0 ? opts->timer_tick_ns : SX_WHEEL_TICK_DEFAULT_NS;
+	pthread_mutex_init(&p->timers_lock, NULL);
 
 	rc = init_workers(p);
 	if (rc == 0 && pthread_key_create(&p->key, tcache_exit) != 0)
@@ -190,6 +199,7 @@ int sx_pool_create(sx_pool **out, const sx_pool_opts *opts)
 		pthread_key_delete(p->key);
 	if (rc != 0) {
 		free_memory(p);
+		pthread_mutex_destroy(&p->timers_lock);
 		a->free(a->ctx, p, sizeof(*p), SX__CACHELINE);
 		return rc;
 	}
@@ -225,6 +235,19 @@ static sx__tcache *tcache_claim(sx_pool *p)
 		return NULL;
 	}
 	return c;
+}
+
+/* The calling thread's record for p: its worker's, or its own as an outside thread (claimed on
+ * first use). NULL only when that first claim cannot allocate. */
+sx__tcache *sx__tcache_get(sx_pool *p)
+{
+	sx__worker *w = sx__worker_of(p);
+	sx__tcache *c;
+
+	if (w != NULL)
+		return &w->cache;
+	c = pthread_getspecific(p->key);
+	return SX__LIKELY(c != NULL) ? c : tcache_claim(p);
 }
 
 static void local_push(sx__worker *w, sx_task *t)
@@ -425,6 +448,7 @@ int sx_pool_shutdown(sx_pool *pool, int mode)
 	if (!ck_pr_cas_int(&pool->state, SX__RUNNING, next))
 		return -ESHUTDOWN;
 	ck_pr_store_int(&pool->cancelled, mode == SX_CANCEL);
+	sx__timers_stop(pool);
 	wait_submitters(pool);
 	if (mode == SX_DRAIN) {
 		wait_quiescent(pool, false);
@@ -451,6 +475,7 @@ void sx_pool_destroy(sx_pool *pool)
 	pthread_key_delete(pool->key);
 	a = pool->alloc;
 	free_memory(pool);
+	pthread_mutex_destroy(&pool->timers_lock);
 	a.free(a.ctx, pool, sizeof(*pool), SX__CACHELINE);
 }
 

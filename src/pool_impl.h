@@ -90,6 +90,7 @@ typedef struct sx__tcache {
 	sx__node *out_tail;
 	uint64_t nout;
 	uint64_t submitted;         /* monotone; atomic stores by the owner, loads by anyone */
+	struct sx__tnode *tfree;    /* timer nodes ready to hand out (timer.c) */
 	unsigned busy;              /* 1 while the owner is inside a submit (shutdown handshake) */
 	unsigned dead;              /* owner thread exited; claimable by another thread */
 } SX__ALIGNED sx__tcache;
@@ -153,6 +154,13 @@ struct sx_pool {
 	SX__ALIGNED struct ck_ec32 idle_ec; /* bumped when a worker goes idle and someone waits */
 	unsigned idle_waiters;
 	uint64_t cancelled_tasks;
+
+	/* The timer service (timer.c): started by the first sx_timer_add. timers_lock is a cold-path
+	 * lock: it only orders that start against shutdown. */
+	struct sx__timers *timers;
+	uint64_t timer_tick_ns;
+	pthread_mutex_t timers_lock;
+	bool timers_closed;
 };
 
 extern const struct ck_ec_mode sx__ec_mode;
@@ -179,7 +187,13 @@ static inline bool sx__is_batch(const sx_task *t)
 	return t->run == sx__batch_run;
 }
 
+/* timer.c */
+void sx__timers_stop(sx_pool *p);
+void sx__timers_free(sx_pool *p);
+void sx__tcache_timers_release(sx__tcache *c);
+
 /* pool.c */
+sx__tcache *sx__tcache_get(sx_pool *p);
 void *sx__palloc(sx_pool *p, size_t size);
 void sx__pfree(sx_pool *p, void *ptr, size_t size);
 

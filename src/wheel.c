@@ -273,14 +273,14 @@ static void fire(sx_wheel *w, sx_wheel_timer *t)
  * may cancel or add any timer, including those still waiting on the same list. */
 size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns)
 {
-	uint64_t now = now_ns > w->origin_ns ? (now_ns - w->origin_ns) / w->tick_ns : 0;
 	sx_wheel_timer *t;
 	unsigned level, slot;
-	uint64_t tick;
+	uint64_t tick, now;
 	size_t fired = 0;
 
 	if (w == NULL)
 		return 0;
+	now = now_ns > w->origin_ns ? (now_ns - w->origin_ns) / w->tick_ns : 0;
 	/* Timers added with a deadline already passed. Callbacks that add such timers again put
 	 * them on the fresh due list, for the next advance: no callback can make this loop. */
 	w->firing = w->due;

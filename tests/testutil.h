@@ -20,6 +20,14 @@ static inline uint64_t tu_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+static inline void tu_sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+
+	while (nanosleep(&ts, &ts) != 0)
+		;
+}
+
 /* Generous bound for anything that "must happen": the machine is shared and sanitizers are slow. */
 #define TU_DEADLINE_NS (60ull * 1000000000ull)
 

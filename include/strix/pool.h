@@ -94,9 +94,12 @@ typedef struct sx_pool_opts {
 	/* Called for every fn-form task (sx_pool_submit) that SX_CANCEL discards, with -ECANCELED,
 	 * on the thread calling sx_pool_shutdown. NULL: such tasks are only counted. */
 	void (*on_cancel)(void (*fn)(void *), void *arg, int err);
+	/* Resolution of the pool's timer service (sx_timer_add), in [SX_WHEEL_TICK_MIN_NS,
+	 * SX_WHEEL_TICK_MAX_NS] of <strix/timer.h>; 0: 1 ms. */
+	unsigned long long timer_tick_ns;
 } sx_pool_opts;
 
-#define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL }
+#define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL, 0 }
 
 /* Per-worker counters. Each is written only by its worker; a snapshot taken while the pool runs
  * is approximate but every counter is monotone. */
@@ -128,8 +131,9 @@ enum { SX_DRAIN = 1, SX_CANCEL = 2 };
  *
  * opts may be NULL (all defaults). Starts the workers before returning; on success *out holds the
  * pool. Returns 0; -EINVAL for NULL out, a worker count above SX_POOL_MAX_WORKERS, a ring size
- * that is not a power of two in range, a negative spin other than SX_SPIN_*, or unknown flags;
- * -ENOMEM if the allocator fails; -EAGAIN if a thread or a thread-specific key cannot be created.
+ * that is not a power of two in range, a negative spin other than SX_SPIN_*, unknown flags or a
+ * timer_tick_ns out of range; -ENOMEM if the allocator fails; -EAGAIN if a thread or a
+ * thread-specific key cannot be created.
  * On failure nothing is left allocated or running and *out is unchanged.
  * Blocking (thread creation); cold path, takes no pool lock. Any thread.
  */
@@ -173,7 +177,8 @@ SX_API int sx_pool_submit_task(sx_pool *pool, sx_task *task);
 SX_API int sx_pool_wait_idle(sx_pool *pool);
 
 /*
- * sx_pool_shutdown - stop the pool, exactly one of:
+ * sx_pool_shutdown - stop the pool's timer service (pending timers get their callback with
+ * -ESHUTDOWN, on the calling thread or the timer thread), then exactly one of:
  *   SX_DRAIN:  refuse new submissions from outside, run everything queued and everything those
  *              tasks spawn, then stop the workers.
  *   SX_CANCEL: refuse new submissions, let running tasks finish, stop the workers, then hand every

@@ -9,8 +9,12 @@
  *
  * Contract of every sx_wheel_* function: single owner. The wheel and its timers may be used by
  * one thread at a time (the caller serializes); none of them blocks or allocates, except
- * sx_wheel_create/destroy. (The timer service built on it, for use from any thread, is a later
- * part of this module.)
+ * sx_wheel_create/destroy.
+ *
+ * sx_timer_* is the timer service built on it, for use from any thread: each pool gets one timer
+ * thread (started by the pool's first sx_timer_add) that owns a wheel, advances it and sleeps
+ * until the next expiry. Other threads add and cancel through a lock-free inbox and a CAS on the
+ * timer's state word; see sx_timer_add below.
  */
 #ifndef STRIX_TIMER_H
 #define STRIX_TIMER_H
@@ -128,6 +132,66 @@ SX_API size_t sx_wheel_count(const sx_wheel *w);
 
 /* sx_wheel_tick_ns - the wheel's tick (0 for NULL). */
 SX_API uint64_t sx_wheel_tick_ns(const sx_wheel *w);
+
+/* ---- the timer service ---------------------------------------------------------------------- */
+
+typedef struct sx_pool sx_pool;
+
+/*
+ * A timer callback. status is 0 when the timer expired, -ESHUTDOWN when the pool was shut down
+ * before it could fire (the callback then runs on the thread that shuts the pool down, or on
+ * the timer thread), -ECANCELED when SX_CANCEL shutdown discarded the task that was to run it.
+ * Exactly one call per accepted timer that was not cancelled.
+ */
+typedef void (*sx_timer_fn)(void *arg, int status);
+
+#define SX_TIMER_AT     0x1u /* `when` is an absolute CLOCK_MONOTONIC time in ns, not a delay */
+#define SX_TIMER_INLINE 0x2u /* run the callback on the timer thread itself: only for tiny,
+                                non-blocking work (tripping a breaker, setting a flag). Without
+                                it the callback is submitted to the pool as a task. */
+
+/* A handle to an added timer, filled by sx_timer_add; copy it freely. It stays safe to pass to
+ * sx_timer_cancel until the pool is destroyed, even long after the timer fired. */
+typedef struct sx_timer {
+	void *sx_node;
+	void *sx_svc;
+	uint32_t sx_key;
+} sx_timer;
+
+/*
+ * sx_timer_add - call fn(arg, 0) once `when` has passed: a delay in ns from now, or with
+ * SX_TIMER_AT an absolute CLOCK_MONOTONIC deadline (one in the past fires at once). Deadlines
+ * saturate at 2^63 ns.
+ *
+ * The timer fires at the first tick boundary at or after its deadline (tick: sx_pool_opts'
+ * timer_tick_ns, default 1 ms), never early; late by at most one tick plus the timer thread's
+ * wake-up latency. Without SX_TIMER_INLINE the callback then runs as a pool task.
+ * If timer is not NULL it receives a handle for sx_timer_cancel.
+ *
+ * Returns 0; -EINVAL for a NULL pool or fn, or unknown flags; -ESHUTDOWN once sx_pool_shutdown
+ * has begun (an add that races with shutdown either fails so, or succeeds and its callback gets
+ * -ESHUTDOWN); -ENOMEM if no timer node could be allocated; -EAGAIN if the pool's timer thread
+ * (started by the first add) could not be created. On failure nothing was added.
+ * Never blocks, except the very first add on a pool (it starts the timer thread under a mutex).
+ * Lock-free: a node from a per-thread free list, one CAS onto the inbox, and a futex wake only
+ * when the new deadline is earlier than the one the timer thread sleeps towards.
+ * Any thread, concurrently, including pool workers and timer callbacks.
+ */
+SX_API int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, void *arg,
+    sx_timer *timer);
+
+/*
+ * sx_timer_cancel - withdraw a timer. Racing with expiry, exactly one side wins: either this
+ * returns 0 and the callback never runs, or it returns -EALREADY and the callback runs (or ran)
+ * exactly once with its status.
+ *
+ * Returns 0 (cancelled); -EALREADY when the timer already fired, was already cancelled, or was
+ * flushed by shutdown; -EINVAL for NULL or a handle never filled by sx_timer_add.
+ * Never blocks; lock-free (one CAS, plus one CAS to tell the timer thread to unlink it now).
+ * Does not wait for a callback that is running. Any thread, concurrently, also from a callback
+ * (and from a signal handler: it only touches atomics).
+ */
+SX_API int sx_timer_cancel(const sx_timer *timer);
 
 #ifdef __cplusplus
 }

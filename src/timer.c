@@ -1,0 +1,448 @@
+/*
+ * The timer service: sx_timer_add / sx_timer_cancel from any thread, on top of the single-owner
+ * sx_wheel (wheel.c).
+ *
+ * One timer thread per pool, started by the pool's first sx_timer_add and stopped by
+ * sx_pool_shutdown. Per pool rather than one shared by the process: the pool is the unit of
+ * shutdown (timers end with it, with -ESHUTDOWN) and of the tick, and a pool that never uses a
+ * timer never starts the thread. The thread owns the wheel; nobody else touches it.
+ *
+ * Timer nodes are 64 bytes, one cache line, in slabs that belong to the pool until destroy (so a
+ * handle may be passed to cancel long after its timer fired: the memory is still a timer node).
+ * A node is the wheel timer (48 bytes) with the user's argument in its arg, the user's callback,
+ * and one link used for the inbox or a free list. The wheel timer's spare 32 bits hold the
+ * node's state word, changed only by CAS:
+ *
+ *     bits 31..3: generation (bumped each time the node is recycled, so old handles go stale)
+ *     bit 2:      SX_TIMER_INLINE was given
+ *     bits 1..0:  FREE -> QUEUED (in the inbox) -> ARMED (in the wheel) -> fired: next gen, FREE
+ *                                  \--------------------\--> CANCELLED (cancel's CAS won)
+ *
+ * Adding: take a node from the calling thread's free list (refilled by taking every node on the
+ * pool's shared free stack with one exchange, or a new slab), fill it, push it on the inbox (a
+ * Treiber stack), and wake the timer thread only if the new deadline is earlier than the one it
+ * sleeps towards. The thread publishes that deadline (0 while awake) before its last look at
+ * the inbox; the adder pushes before reading it: one of the two sees the other (Dekker).
+ *
+ * Cancelling: CAS QUEUED or ARMED -> CANCELLED. A node cancelled while ARMED is pushed on the
+ * inbox too (its link is free while it sits in the wheel), so the timer thread unlinks it at its
+ * next wake instead of at its deadline; cancels never wake the thread. Expiry is the thread's
+ * CAS ARMED -> next generation: whichever CAS comes first decides, and both sides are told.
+ * A node is recycled exactly once: on its way out of the inbox when it was cancelled, or after
+ * its callback was dispatched.
+ *
+ * The inbox is not a ck_stack because shutdown must close it: its head becomes CLOSED, which a
+ * pushing CAS cannot get past, so an add either lands before the thread takes the final batch or
+ * fails with -ESHUTDOWN. Nothing is lost in between.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#include <strix/timer.h>
+
+#include "pool_impl.h"
+
+enum { N_FREE = 0, N_QUEUED = 1, N_ARMED = 2, N_CANCELLED = 3 };
+#define ST_MASK 3u
+#define ST_INLINE 4u
+#define GEN_ONE 8u
+
+typedef struct sx__tnode {
+	union {
+		sx_wheel_timer wt;  /* while queued or in the wheel; wt.arg is the user's arg */
+		sx_task task;       /* after expiry, when the callback goes to the pool */
+	} u;
+	sx_timer_fn fn;
+	union {
+		struct sx__tnode *link;   /* inbox, or a free list */
+		struct sx__timers *svc;   /* while it is a pool task */
+	} x;
+} sx__tnode;
+
+_Static_assert(sizeof(sx__tnode) == SX__CACHELINE, "a timer node is one cache line");
+_Static_assert(offsetof(sx_wheel_timer, sx_pad) >= sizeof(sx_task),
+    "the state word survives the node's reuse as a task");
+
+#define SLAB_NODES 64u /* the first node's place holds the slab link */
+#define CLOSED ((sx__tnode *)1)
+/* Deadlines saturate here (292 years), so shutdown's flush to UINT64_MAX passes every one. */
+#define DEADLINE_MAX (UINT64_MAX / 2)
+
+struct sx__timers {
+	sx_pool *pool;
+	sx_wheel *wheel;
+	pthread_t thread;
+	SX__ALIGNED sx__tnode *inbox;
+	SX__ALIGNED uint64_t sleep_until;   /* deadline the thread sleeps towards; 0 while awake */
+	struct ck_ec32 ec;                  /* bumped to wake the thread */
+	int stopping;
+	SX__ALIGNED ck_stack_t free;        /* recycled nodes, taken whole by adders */
+	ck_stack_t slabs;
+};
+
+static uint32_t *state_of(sx__tnode *n)
+{
+	return &n->u.wt.sx_pad;
+}
+
+/* ---- nodes ------------------------------------------------------------------------------- */
+
+static sx__tnode *node_of_entry(ck_stack_entry_t *e)
+{
+	return (sx__tnode *)(void *)e;
+}
+
+/* Recycle a node whose state already carries its next generation. Any thread. */
+static void node_recycle(struct sx__timers *s, sx__tnode *n)
+{
+	/* The link is the node's first word once it is free: reuse it as the stack entry. */
+	ck_stack_push_upmc(&s->free, (ck_stack_entry_t *)(void *)n);
+}
+
+static bool node_refill(struct sx__timers *s, sx__tcache *c)
+{
+	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&s->free);
+	sx__tnode *slab;
+
+	if (e != NULL) {
+		while (e != NULL) {
+			sx__tnode *n = node_of_entry(e);
+
+			e = e->next;
+			n->x.link = c->tfree;
+			c->tfree = n;
+		}
+		return true;
+	}
+	slab = s->pool->alloc.alloc(s->pool->alloc.ctx, SLAB_NODES * sizeof(sx__tnode),
+	    SX__CACHELINE);
+	if (slab == NULL)
+		return false;
+	memset(slab, 0, SLAB_NODES * sizeof(sx__tnode));
+	ck_stack_push_upmc(&s->slabs, (ck_stack_entry_t *)(void *)slab);
+	for (unsigned i = 1; i < SLAB_NODES; i++) {
+		slab[i].x.link = c->tfree;
+		c->tfree = &slab[i];
+	}
+	return true;
+}
+
+/* sx__tcache_timers_release - give c's timer nodes back to the pool (its thread exits). */
+void sx__tcache_timers_release(sx__tcache *c)
+{
+	struct sx__timers *s = ck_pr_load_ptr(&c->pool->timers);
+	sx__tnode *n;
+
+	while ((n = c->tfree) != NULL) {
+		c->tfree = n->x.link;
+		node_recycle(s, n);
+	}
+}
+
+/* ---- the inbox --------------------------------------------------------------------------- */
+
+/* Push n; false when the inbox is closed. */
+static bool inbox_push(struct sx__timers *s, sx__tnode *n)
+{
+	sx__tnode *head = ck_pr_load_ptr(&s->inbox);
+
+	do {
+		if (head == CLOSED)
+			return false;
+		n->x.link = head;
+	} while (!ck_pr_cas_ptr_value(&s->inbox, head, n, &head));
+	return true;
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+static __thread struct sx__timers *owner; /* on the timer thread: its service */
+
+static void task_run(sx_task *t)
+{
+	sx__tnode *n = SX_CONTAINER_OF(t, sx__tnode, u.task);
+	sx_timer_fn fn = n->fn;
+	void *arg = n->u.wt.arg;
+
+	node_recycle(n->x.svc, n);
+	fn(arg, 0);
+}
+
+/* SX_CANCEL shutdown discarded the task (on the thread shutting the pool down). */
+static void task_cancel(sx_task *t, int err)
+{
+	sx__tnode *n = SX_CONTAINER_OF(t, sx__tnode, u.task);
+	sx_timer_fn fn = n->fn;
+	void *arg = n->u.wt.arg;
+
+	node_recycle(n->x.svc, n);
+	fn(arg, err);
+}
+
+/* Make the node's one callback (its state already moved on to the next generation). */
+static void dispatch(struct sx__timers *s, sx__tnode *n, uint32_t st, int status)
+{
+	sx_timer_fn fn = n->fn;
+	void *arg = n->u.wt.arg;
+
+	if (status == 0 && !(st & ST_INLINE)) {
+		n->u.task.run = task_run;
+		n->u.task.cancel = task_cancel;
+		n->x.svc = s;
+		if (sx_pool_submit_task(s->pool, &n->u.task) == 0)
+			return;
+		status = -ESHUTDOWN; /* the pool stopped taking tasks: tell the callback here */
+	}
+	node_recycle(s, n);
+	fn(arg, status);
+}
+
+/* Expiry (the wheel's callback, on the timer thread). */
+static void fire_cb(sx_wheel_timer *wt, void *arg)
+{
+	sx__tnode *n = SX_CONTAINER_OF(wt, sx__tnode, u.wt);
+	uint32_t st = ck_pr_load_32(state_of(n));
+
+	(void)arg;
+	if ((st & ST_MASK) != N_ARMED || !ck_pr_cas_32(state_of(n), st, (st & ~ST_MASK) + GEN_ONE))
+		return; /* cancelled: the canceller pushes it on the inbox; it is recycled there */
+	dispatch(owner, n, st, ck_pr_load_int(&owner->stopping) ? -ESHUTDOWN : 0);
+}
+
+/* Take an inbox batch: arm what was added, recycle what was cancelled. */
+static void take_inbox(struct sx__timers *s, sx__tnode *n, bool stopping)
+{
+	while (n != NULL) {
+		sx__tnode *next = n->x.link; /* before the state CAS: a cancel may reuse the link */
+		uint32_t st = ck_pr_load_32(state_of(n));
+
+		if ((st & ST_MASK) == N_QUEUED) {
+			if (stopping) {
+				if (ck_pr_cas_32(state_of(n), st, (st & ~ST_MASK) + GEN_ONE))
+					dispatch(s, n, st, -ESHUTDOWN);
+				else
+					goto cancelled; /* cancel won just now */
+			} else if (ck_pr_cas_32(state_of(n), st, (st & ~ST_MASK) | N_ARMED)) {
+				/* deadline_ns was parked in the wheel timer's deadline field */
+				sx_wheel_add(s->wheel, &n->u.wt, n->u.wt.sx_deadline);
+			} else {
+				goto cancelled;
+			}
+			n = next;
+			continue;
+		}
+cancelled:
+		/* CANCELLED, from QUEUED (never armed) or from ARMED (still in the wheel, unless it
+		 * expired meanwhile and its CAS lost). */
+		if (sx_wheel_timer_pending(&n->u.wt))
+			sx_wheel_cancel(s->wheel, &n->u.wt);
+		ck_pr_store_32(state_of(n), (ck_pr_load_32(state_of(n)) & ~ST_MASK) + GEN_ONE);
+		node_recycle(s, n);
+		n = next;
+	}
+}
+
+static struct timespec ts_of(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+
+	return ts;
+}
+
+static void *timer_main(void *arg)
+{
+	struct sx__timers *s = arg;
+
+	owner = s;
+	for (;;) {
+		bool stopping = ck_pr_load_int(&s->stopping) != 0;
+		uint64_t next;
+		uint32_t seq;
+
+		ck_pr_store_64(&s->sleep_until, 0);
+		take_inbox(s, ck_pr_fas_ptr(&s->inbox, stopping ? CLOSED : NULL), stopping);
+		if (stopping) {
+			/* Every timer still in the wheel gets -ESHUTDOWN (fire_cb sees stopping). */
+			sx_wheel_advance_to(s->wheel, UINT64_MAX);
+			return NULL;
+		}
+		sx_wheel_advance(s->wheel);
+		next = sx_wheel_next_deadline(s->wheel);
+		seq = ck_ec32_value(&s->ec);
+		ck_pr_store_64(&s->sleep_until, next);
+		ck_pr_fence_store_load(); /* publish the deadline, then look at the inbox (Dekker) */
+		if (ck_pr_load_ptr(&s->inbox) != NULL || ck_pr_load_int(&s->stopping))
+			continue;
+		if (next == UINT64_MAX) {
+			ck_ec32_wait(&s->ec, &sx__ec_mode, seq, NULL);
+		} else {
+			struct timespec ts = ts_of(next);
+
+			ck_ec32_wait(&s->ec, &sx__ec_mode, seq, &ts);
+		}
+	}
+}
+
+/* ---- life cycle -------------------------------------------------------------------------- */
+
+/* The pool's service, started on first use. Cold: takes pool->timers_lock. */
+static int timers_start(sx_pool *p, struct sx__timers **out)
+{
+	sx_wheel_opts wo = SX_WHEEL_OPTS_INIT;
+	struct sx__timers *s;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->timers_lock);
+	s = p->timers;
+	if (s != NULL)
+		goto out;
+	if (p->timers_closed || ck_pr_load_int(&p->state) != SX__RUNNING) {
+		rc = -ESHUTDOWN;
+		goto out;
+	}
+	s = sx__palloc(p, sizeof(*s));
+	if (s == NULL) {
+		rc = -ENOMEM;
+		goto out;
+	}
+	s->pool = p;
+	ck_ec32_init(&s->ec, 0);
+	wo.tick_ns = p->timer_tick_ns;
+	rc = sx_wheel_create(&s->wheel, &wo);
+	if (rc == 0 && pthread_create(&s->thread, NULL, timer_main, s) != 0) {
+		sx_wheel_destroy(s->wheel);
+		rc = -EAGAIN;
+	}
+	if (rc != 0) {
+		sx__pfree(p, s, sizeof(*s));
+		s = NULL;
+		goto out;
+	}
+	ck_pr_store_ptr(&p->timers, s);
+out:
+	pthread_mutex_unlock(&p->timers_lock);
+	*out = s;
+	return rc;
+}
+
+/* sx__timers_stop - shutdown: refuse adds, flush pending timers with -ESHUTDOWN, join. */
+void sx__timers_stop(sx_pool *p)
+{
+	struct sx__timers *s;
+
+	pthread_mutex_lock(&p->timers_lock);
+	p->timers_closed = true;
+	s = p->timers;
+	pthread_mutex_unlock(&p->timers_lock);
+	if (s == NULL)
+		return;
+	ck_pr_store_int(&s->stopping, 1);
+	ck_ec32_inc(&s->ec, &sx__ec_mode);
+	pthread_join(s->thread, NULL);
+}
+
+/* sx__timers_free - destroy: every slab (nodes in caches and free lists go with them). */
+void sx__timers_free(sx_pool *p)
+{
+	struct sx__timers *s = p->timers;
+	ck_stack_entry_t *e, *next;
+
+	if (s == NULL)
+		return;
+	for (e = ck_stack_batch_pop_upmc(&s->slabs); e != NULL; e = next) {
+		next = e->next;
+		p->alloc.free(p->alloc.ctx, e, SLAB_NODES * sizeof(sx__tnode), SX__CACHELINE);
+	}
+	sx_wheel_destroy(s->wheel);
+	sx__pfree(p, s, sizeof(*s));
+	p->timers = NULL;
+}
+
+/* ---- the API ----------------------------------------------------------------------------- */
+
+static uint64_t now_ns(void)
+{
+	return sx_clock_monotonic.now_ns(NULL);
+}
+
+int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, void *arg,
+    sx_timer *timer)
+{
+	struct sx__timers *s;
+	sx__tcache *c;
+	sx__tnode *n;
+	uint64_t deadline, sleeping;
+	uint32_t st;
+	int rc;
+
+	if (SX__UNLIKELY(pool == NULL || fn == NULL || (flags & ~(SX_TIMER_AT | SX_TIMER_INLINE))))
+		return -EINVAL;
+	if (SX__UNLIKELY(ck_pr_load_int(&pool->state) != SX__RUNNING))
+		return -ESHUTDOWN;
+	s = ck_pr_load_ptr(&pool->timers);
+	if (SX__UNLIKELY(s == NULL) && (rc = timers_start(pool, &s)) != 0)
+		return rc;
+	c = sx__tcache_get(pool);
+	if (SX__UNLIKELY(c == NULL))
+		return -ENOMEM;
+	if (SX__UNLIKELY(c->tfree == NULL) && !node_refill(s, c))
+		return -ENOMEM;
+	n = c->tfree;
+	c->tfree = n->x.link;
+
+	deadline = (flags & SX_TIMER_AT) ? 0 : now_ns();
+	deadline = when > DEADLINE_MAX - deadline ? DEADLINE_MAX : deadline + when;
+	st = ck_pr_load_32(state_of(n)) & ~ST_MASK & ~ST_INLINE;
+	memset(&n->u.wt, 0, offsetof(sx_wheel_timer, sx_pad));
+	n->u.wt.fn = fire_cb;
+	n->u.wt.arg = arg;
+	n->u.wt.sx_deadline = deadline;
+	n->fn = fn;
+	st |= N_QUEUED | ((flags & SX_TIMER_INLINE) ? ST_INLINE : 0);
+	ck_pr_store_32(state_of(n), st);
+	if (timer != NULL) {
+		timer->sx_node = n;
+		timer->sx_svc = s;
+		timer->sx_key = st & ~ST_MASK;
+	}
+	if (SX__UNLIKELY(!inbox_push(s, n))) {
+		ck_pr_store_32(state_of(n), (st & ~ST_MASK) + GEN_ONE);
+		n->x.link = c->tfree;
+		c->tfree = n;
+		if (timer != NULL)
+			timer->sx_node = NULL;
+		return -ESHUTDOWN;
+	}
+	/* The push (a full barrier) before reading the deadline the thread sleeps towards. */
+	sleeping = ck_pr_load_64(&s->sleep_until);
+	if (deadline < sleeping)
+		ck_ec32_inc(&s->ec, &sx__ec_mode);
+	return 0;
+}
+
+int sx_timer_cancel(const sx_timer *timer)
+{
+	sx__tnode *n;
+	uint32_t st;
+
+	if (timer == NULL || timer->sx_node == NULL)
+		return -EINVAL;
+	n = timer->sx_node;
+	st = ck_pr_load_32(state_of(n));
+	for (;;) {
+		unsigned phase = st & ST_MASK;
+
+		if ((st & ~ST_MASK) != timer->sx_key || phase == N_FREE || phase == N_CANCELLED)
+			return -EALREADY;
+		if (ck_pr_cas_32_value(state_of(n), st, (st & ~ST_MASK) | N_CANCELLED, &st))
+			break;
+	}
+	if ((st & ST_MASK) == N_ARMED) {
+		/* Let the timer thread unlink it at its next wake (it is not woken for this). If the
+		 * inbox is closed, shutdown is flushing the wheel and skips cancelled nodes. */
+		inbox_push(timer->sx_svc, n);
+	}
+	return 0;
+}
