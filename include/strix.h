@@ -5,5 +5,6 @@
 #include <strix/error.h>
 #include <strix/pool.h>
 #include <strix/timer.h>
+#include <strix/breaker.h>
 
 #endif /* STRIX_H */

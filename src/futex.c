@@ -1,5 +1,6 @@
 /*
- * Linux futex operations for ck_ec, the event counts workers park on and wait_idle blocks on.
+ * Linux futex operations for ck_ec, the event counts workers park on and wait_idle blocks on,
+ * and for sx_breaker_wait, which sleeps on the breaker's state word itself.
  * ck_ec brings the protocol (a waiter flag so that an increment makes a system call only when
  * somebody sleeps); the platform brings waiting and waking, here.
  */
@@ -17,19 +18,32 @@ static int ec_gettime(const struct ck_ec_ops *ops, struct timespec *out)
 	return clock_gettime(CLOCK_MONOTONIC, out);
 }
 
-static void ec_wait32(const struct ck_ec_wait_state *state, const uint32_t *addr,
-    uint32_t expected, const struct timespec *deadline)
+/* Sleep while *addr == expected, until woken or the absolute CLOCK_MONOTONIC deadline (NULL:
+ * none). May return early (signals, spurious wake-ups): callers re-check. */
+void sx__futex_wait(const uint32_t *addr, uint32_t expected, const struct timespec *deadline)
 {
-	(void)state;
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, which is what ck_ec gives. */
 	syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, deadline,
 	    NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
+/* Wake every waiter on addr. Async-signal-safe (one system call). */
+void sx__futex_wake(const uint32_t *addr)
+{
+	syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
+}
+
+static void ec_wait32(const struct ck_ec_wait_state *state, const uint32_t *addr,
+    uint32_t expected, const struct timespec *deadline)
+{
+	(void)state;
+	sx__futex_wait(addr, expected, deadline);
+}
+
 static void ec_wake32(const struct ck_ec_ops *ops, const uint32_t *addr)
 {
 	(void)ops;
-	syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
+	sx__futex_wake(addr);
 }
 
 static const struct ck_ec_ops ec_ops = {

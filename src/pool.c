@@ -515,6 +515,7 @@ int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counters *per_
 	out->submitted += out->remote;
 	out->executed = out->total.executed;
 	out->cancelled = ck_pr_load_64(&pool->cancelled_tasks);
+	out->timers_pending = sx__timers_pending(pool);
 	return 0;
 }
 

@@ -164,6 +164,9 @@ struct sx_pool {
 };
 
 extern const struct ck_ec_mode sx__ec_mode;
+struct timespec;
+void sx__futex_wait(const uint32_t *addr, uint32_t expected, const struct timespec *deadline);
+void sx__futex_wake(const uint32_t *addr);
 
 /* node.c */
 bool sx__node_refill(sx__tcache *c);
@@ -190,6 +193,7 @@ static inline bool sx__is_batch(const sx_task *t)
 /* timer.c */
 void sx__timers_stop(sx_pool *p);
 void sx__timers_free(sx_pool *p);
+uint64_t sx__timers_pending(sx_pool *p);
 void sx__tcache_timers_release(sx__tcache *c);
 
 /* pool.c */

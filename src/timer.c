@@ -76,6 +76,7 @@ struct sx__timers {
 	pthread_t thread;
 	SX__ALIGNED sx__tnode *inbox;
 	SX__ALIGNED uint64_t sleep_until;   /* deadline the thread sleeps towards; 0 while awake */
+	uint64_t pending;                   /* wheel count before it last slept (stats) */
 	struct ck_ec32 ec;                  /* bumped to wake the thread */
 	int stopping;
 	SX__ALIGNED ck_stack_t free;        /* recycled nodes, taken whole by adders */
@@ -271,6 +272,7 @@ static void *timer_main(void *arg)
 		sx_wheel_advance(s->wheel);
 		next = sx_wheel_next_deadline(s->wheel);
 		seq = ck_ec32_value(&s->ec);
+		ck_pr_store_64(&s->pending, sx_wheel_count(s->wheel));
 		ck_pr_store_64(&s->sleep_until, next);
 		ck_pr_fence_store_load(); /* publish the deadline, then look at the inbox (Dekker) */
 		if (ck_pr_load_ptr(&s->inbox) != NULL || ck_pr_load_int(&s->stopping))
@@ -358,6 +360,14 @@ void sx__timers_free(sx_pool *p)
 	sx_wheel_destroy(s->wheel);
 	sx__pfree(p, s, sizeof(*s));
 	p->timers = NULL;
+}
+
+/* sx__timers_pending - for sx_pool_stats. */
+uint64_t sx__timers_pending(sx_pool *p)
+{
+	struct sx__timers *s = ck_pr_load_ptr(&p->timers);
+
+	return s != NULL ? ck_pr_load_64(&s->pending) : 0;
 }
 
 /* ---- the API ----------------------------------------------------------------------------- */

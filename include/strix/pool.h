@@ -121,6 +121,8 @@ typedef struct sx_pool_counters {
 	uint64_t remote;         /* of those, submitted from outside the pool (via the injector) */
 	uint64_t executed;       /* sum of workers' executed */
 	uint64_t cancelled;      /* tasks handed to cancel at SX_CANCEL shutdown (or only counted) */
+	uint64_t timers_pending; /* timers in the timer service's wheel as of its last wake-up
+	                            (cancels are unlinked when it next wakes) */
 	sx_worker_counters total;   /* the per-worker counters summed */
 } sx_pool_counters;
 
