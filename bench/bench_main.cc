@@ -97,7 +97,8 @@ void run_timers(benchmark::State &st, uint64_t n)
 
 	for (auto _ : st) {
 		bench_out o{};
-		if (wheel_timers(n, &t, &o) != 0) {
+		o.tasks = g_smoke; /* service_timers: fewer lateness samples in a smoke run */
+		if (wheel_timers(n, &t, &o) != 0 || service_timers(n, &t, &o) != 0) {
 			st.SkipWithError(o.err);
 			return;
 		}
@@ -107,6 +108,25 @@ void run_timers(benchmark::State &st, uint64_t n)
 	st.counters["cancel_ns"] = t.cancel_ns;
 	st.counters["expiry_ns"] = t.expiry_ns;
 	st.counters["bytes_per_timer"] = t.bytes_per_timer;
+	st.counters["svc_insert_ns"] = t.svc_insert_ns;
+	st.counters["svc_cancel_ns"] = t.svc_cancel_ns;
+	st.counters["svc_bytes_per_timer"] = t.svc_bytes_per_timer;
+	st.counters["lateness_p99_ticks"] = t.lateness_p99_ticks;
+}
+
+void run_breaker(benchmark::State &st, uint64_t ms)
+{
+	double done_ns = 0;
+
+	for (auto _ : st) {
+		bench_out o{};
+		if (breaker_poll(ms, &done_ns, &o) != 0) {
+			st.SkipWithError(o.err);
+			return;
+		}
+		st.SetIterationTime(o.seconds);
+	}
+	st.counters["done_ns"] = done_ns;
 }
 
 template <typename F>
@@ -146,6 +166,8 @@ void register_all()
 
 	const uint64_t timers = size(1000000, 10000);
 	add("timers/strix", reps(5), [timers](benchmark::State &st) { run_timers(st, timers); });
+	const uint64_t poll_ms = size(200, 5);
+	add("breaker/strix", reps(3), [poll_ms](benchmark::State &st) { run_breaker(st, poll_ms); });
 
 
 	const uint64_t n = size(1000000, 2000);

@@ -61,11 +61,15 @@ int tbb_spawn_remote(unsigned workers, uint64_t n, bench_out *o);
 int futex_wake(unsigned workers, uint64_t samples, uint64_t gap_ns, double idle_s,
     bench_hist *h, bench_out *o);
 
-/* B8 timers (wheel_bench.c): per-operation costs of the timer wheel. */
+/* B8 timers (wheel_bench.c): per-operation costs of the timer wheel, then of the timer service
+ * (sx_timer_add/cancel) and its lateness; the cost of one sx_breaker_done in a hot loop. */
 typedef struct bench_timers {
 	double insert_ns, cancel_ns, expiry_ns, bytes_per_timer;
+	double svc_insert_ns, svc_cancel_ns, svc_bytes_per_timer, lateness_p99_ticks;
 } bench_timers;
 int wheel_timers(uint64_t n, bench_timers *out, bench_out *o);
+int service_timers(uint64_t n, bench_timers *out, bench_out *o);
+int breaker_poll(uint64_t ms, double *done_ns, bench_out *o);
 
 /* Shared helpers (common.c). */
 double bench_process_cpu_s(void);

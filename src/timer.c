@@ -77,7 +77,7 @@ struct sx__timers {
 	SX__ALIGNED sx__tnode *inbox;
 	SX__ALIGNED uint64_t sleep_until;   /* deadline the thread sleeps towards; 0 while awake */
 	uint64_t pending;                   /* wheel count before it last slept (stats) */
-	struct ck_ec32 ec;                  /* bumped to wake the thread */
+	uint32_t wake_seq;                  /* bumped (and futex-woken) to wake the thread */
 	int stopping;
 	SX__ALIGNED ck_stack_t free;        /* recycled nodes, taken whole by adders */
 	ck_stack_t slabs;
@@ -245,6 +245,13 @@ cancelled:
 	}
 }
 
+/* Wake the timer thread: the sequence bump makes a wait that has not started yet return. */
+static void wake(struct sx__timers *s)
+{
+	ck_pr_inc_32(&s->wake_seq);
+	sx__futex_wake(&s->wake_seq);
+}
+
 static struct timespec ts_of(uint64_t ns)
 {
 	struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
@@ -271,18 +278,20 @@ static void *timer_main(void *arg)
 		}
 		sx_wheel_advance(s->wheel);
 		next = sx_wheel_next_deadline(s->wheel);
-		seq = ck_ec32_value(&s->ec);
+		seq = ck_pr_load_32(&s->wake_seq);
 		ck_pr_store_64(&s->pending, sx_wheel_count(s->wheel));
 		ck_pr_store_64(&s->sleep_until, next);
 		ck_pr_fence_store_load(); /* publish the deadline, then look at the inbox (Dekker) */
 		if (ck_pr_load_ptr(&s->inbox) != NULL || ck_pr_load_int(&s->stopping))
 			continue;
+		/* A plain futex: ck_ec's waits back off in steps of their own (2 ms first) and
+		 * would overshoot a deadline by up to one step. */
 		if (next == UINT64_MAX) {
-			ck_ec32_wait(&s->ec, &sx__ec_mode, seq, NULL);
+			sx__futex_wait(&s->wake_seq, seq, NULL);
 		} else {
 			struct timespec ts = ts_of(next);
 
-			ck_ec32_wait(&s->ec, &sx__ec_mode, seq, &ts);
+			sx__futex_wait(&s->wake_seq, seq, &ts);
 		}
 	}
 }
@@ -310,7 +319,6 @@ static int timers_start(sx_pool *p, struct sx__timers **out)
 		goto out;
 	}
 	s->pool = p;
-	ck_ec32_init(&s->ec, 0);
 	wo.tick_ns = p->timer_tick_ns;
 	rc = sx_wheel_create(&s->wheel, &wo);
 	if (rc == 0 && pthread_create(&s->thread, NULL, timer_main, s) != 0) {
@@ -341,7 +349,7 @@ void sx__timers_stop(sx_pool *p)
 	if (s == NULL)
 		return;
 	ck_pr_store_int(&s->stopping, 1);
-	ck_ec32_inc(&s->ec, &sx__ec_mode);
+	wake(s);
 	pthread_join(s->thread, NULL);
 }
 
@@ -401,6 +409,9 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 		return -ENOMEM;
 	n = c->tfree;
 	c->tfree = n->x.link;
+	/* With many timers live, free nodes are cold (the timer thread recycled them): fetch the
+	 * next one while this one is filled. */
+	__builtin_prefetch(c->tfree, 1);
 
 	deadline = (flags & SX_TIMER_AT) ? 0 : now_ns();
 	deadline = when > DEADLINE_MAX - deadline ? DEADLINE_MAX : deadline + when;
@@ -428,7 +439,7 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 	/* The push (a full barrier) before reading the deadline the thread sleeps towards. */
 	sleeping = ck_pr_load_64(&s->sleep_until);
 	if (deadline < sleeping)
-		ck_ec32_inc(&s->ec, &sx__ec_mode);
+		wake(s);
 	return 0;
 }
 
