@@ -9,8 +9,9 @@
  * shutdown changes the state, fences, and waits until no tcache is busy (Dekker again). After that
  * no task can enter the injector any more.
  *
- * Locks: none. The only blocking is in create/shutdown/destroy (thread start and join) and in
- * wait_idle (a futex wait).
+ * Locks: none on any submission path. The only blocking is in create/shutdown/destroy (thread
+ * start and join), in wait_idle (a futex wait), and pool->timers_lock, a cold-path mutex that
+ * orders the timer thread's lazy start (timer.c) against shutdown.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -19,7 +19,8 @@
  *                                  \--------------------\--> CANCELLED (cancel's CAS won)
  *
  * Adding: take a node from the calling thread's free list (refilled by taking every node on the
- * pool's shared free stack with one exchange, or a new slab), fill it, push it on the inbox (a
+ * pool's shared free stack with one exchange, or a new slab of 63; a thread may so hold more
+ * free nodes than it needs until it exits), fill it, push it on the inbox (a
  * Treiber stack), and wake the timer thread only if the new deadline is earlier than the one it
  * sleeps towards. The thread publishes that deadline (0 while awake) before its last look at
  * the inbox; the adder pushes before reading it: one of the two sees the other (Dekker).
@@ -90,31 +91,25 @@ static uint32_t *state_of(sx__tnode *n)
 
 /* ---- nodes ------------------------------------------------------------------------------- */
 
-static sx__tnode *node_of_entry(ck_stack_entry_t *e)
+/* Free nodes, in the pool's stack and in per-thread lists alike, are linked through their first
+ * word (a ck_stack entry), so a thread takes a whole chain from the stack in O(1). */
+static sx__tnode **free_next(sx__tnode *n)
 {
-	return (sx__tnode *)(void *)e;
+	return (sx__tnode **)(void *)&((ck_stack_entry_t *)(void *)n)->next;
 }
 
 /* Recycle a node whose state already carries its next generation. Any thread. */
 static void node_recycle(struct sx__timers *s, sx__tnode *n)
 {
-	/* The link is the node's first word once it is free: reuse it as the stack entry. */
 	ck_stack_push_upmc(&s->free, (ck_stack_entry_t *)(void *)n);
 }
 
 static bool node_refill(struct sx__timers *s, sx__tcache *c)
 {
-	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&s->free);
-	sx__tnode *slab;
+	sx__tnode *slab = (sx__tnode *)(void *)ck_stack_batch_pop_upmc(&s->free);
 
-	if (e != NULL) {
-		while (e != NULL) {
-			sx__tnode *n = node_of_entry(e);
-
-			e = e->next;
-			n->x.link = c->tfree;
-			c->tfree = n;
-		}
+	if (slab != NULL) {
+		c->tfree = slab; /* every recycled node, in one exchange */
 		return true;
 	}
 	slab = s->pool->alloc.alloc(s->pool->alloc.ctx, SLAB_NODES * sizeof(sx__tnode),
@@ -123,10 +118,9 @@ static bool node_refill(struct sx__timers *s, sx__tcache *c)
 		return false;
 	memset(slab, 0, SLAB_NODES * sizeof(sx__tnode));
 	ck_stack_push_upmc(&s->slabs, (ck_stack_entry_t *)(void *)slab);
-	for (unsigned i = 1; i < SLAB_NODES; i++) {
-		slab[i].x.link = c->tfree;
-		c->tfree = &slab[i];
-	}
+	for (unsigned i = 1; i < SLAB_NODES; i++)
+		*free_next(&slab[i]) = i + 1 < SLAB_NODES ? &slab[i + 1] : NULL;
+	c->tfree = &slab[1];
 	return true;
 }
 
@@ -137,7 +131,7 @@ void sx__tcache_timers_release(sx__tcache *c)
 	sx__tnode *n;
 
 	while ((n = c->tfree) != NULL) {
-		c->tfree = n->x.link;
+		c->tfree = *free_next(n);
 		node_recycle(s, n);
 	}
 }
@@ -408,7 +402,7 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 	if (SX__UNLIKELY(c->tfree == NULL) && !node_refill(s, c))
 		return -ENOMEM;
 	n = c->tfree;
-	c->tfree = n->x.link;
+	c->tfree = *free_next(n);
 	/* With many timers live, free nodes are cold (the timer thread recycled them): fetch the
 	 * next one while this one is filled. */
 	__builtin_prefetch(c->tfree, 1);
@@ -430,7 +424,7 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 	}
 	if (SX__UNLIKELY(!inbox_push(s, n))) {
 		ck_pr_store_32(state_of(n), (st & ~ST_MASK) + GEN_ONE);
-		n->x.link = c->tfree;
+		*free_next(n) = c->tfree;
 		c->tfree = n;
 		if (timer != NULL)
 			timer->sx_node = NULL;
