@@ -21,8 +21,10 @@
  * tripped meanwhile, it runs those itself. So no thread ever touches a node it holds no
  * reference on: reference counts, not deferred reclamation, keep the memory valid.
  *
- * Sources, each detached exactly once, by the first of sx_breaker_release and the notifier:
- *   timer     (timeout, deadline) an inline timer holding a reference; its detach cancels it;
+ * Sources:
+ *   timer     (timeout, deadline) an inline timer holding a reference, cancelled by the trip
+ *             itself (one CAS decides between the trip and the timer's own callback);
+ * and, detached by the first of sx_breaker_release and the notifier:
  *   inputs    (multiplex, child)  a callback node on each input, holding a reference on the
  *             multiplex; detaching exchanges each handle out of its slot and withdraws it;
  *   signals   registered in the process-wide registry (under sig_lock, a cold-path lock);
@@ -69,7 +71,7 @@ struct sx_breaker {
 	sx_breaker *qnext;           /* notifier queue */
 	/* timer */
 	sx_timer timer;
-	uint32_t timer_armed;        /* 1 until detached or fired: who drops its reference */
+	uint32_t timer_armed;        /* 1 until the trip or the timer callback claims it (CAS) */
 	/* inputs */
 	size_t ninputs;
 	sx_breaker_cb **inputs;      /* handles, exchanged out by detach */
@@ -231,8 +233,15 @@ static bool trip_word(sx_breaker *b, uint32_t done_word)
 	} while (!ck_pr_cas_32_value(&b->word, v, done_word, &v));
 	if (v & W_WAITERS)
 		sx__futex_wake(&b->word);
+	/* A timer breaker's timer goes now (sx_timer_cancel is atomics only), so nothing touches
+	 * the pool's timers once the trip has returned. Its reference is never the last one: our
+	 * caller holds another (the user's, or the timer callback's own, which claimed the timer
+	 * first and so does not come here). */
+	if (b->kind == K_TIMER && ck_pr_cas_32(&b->timer_armed, 1, 0) &&
+	    sx_timer_cancel(&b->timer) == 0)
+		ck_pr_dec_32(&b->refs);
 	chain = ck_pr_fas_ptr(&b->cbs, CLOSED);
-	if (chain != NULL || b->kind != K_MANUAL) {
+	if (chain != NULL || b->kind == K_INPUTS || b->kind == K_SIGNAL) {
 		sx_breaker *head = ck_pr_load_ptr(&nt.queue);
 
 		ck_pr_store_ptr(&b->fired, chain);
@@ -334,10 +343,6 @@ static void take_signals(uint64_t bits)
 static void detach(sx_breaker *b)
 {
 	switch (b->kind) {
-	case K_TIMER:
-		if (ck_pr_fas_32(&b->timer_armed, 0) == 1 && sx_timer_cancel(&b->timer) == 0)
-			unref(b); /* the timer's reference: it will never fire */
-		break;
 	case K_INPUTS:
 		for (size_t i = 0; i < b->ninputs; i++) {
 			sx_breaker_cb *h = ck_pr_fas_ptr(&b->inputs[i], NULL);
@@ -406,7 +411,7 @@ static void timer_fired(void *arg, int status)
 {
 	sx_breaker *b = arg;
 
-	if (ck_pr_fas_32(&b->timer_armed, 0) == 1)
+	if (ck_pr_cas_32(&b->timer_armed, 1, 0))
 		trip_word(b, code_word(status == 0 ? -ETIMEDOUT : status, 0));
 	unref(b); /* the timer's reference */
 }
@@ -416,8 +421,6 @@ static int timed(sx_pool *pool, uint64_t when, unsigned flags, sx_breaker **out)
 	sx_breaker *b;
 	int rc;
 
-	if ((rc = notifier_start()) != 0)
-		return rc;
 	b = new_breaker(K_TIMER);
 	if (b == NULL)
 		return -ENOMEM;

@@ -8,11 +8,13 @@
  * (sx_breaker_done), block on it (sx_breaker_wait), or ask to be called back (sx_breaker_on_done).
  *
  * State: one 32-bit atomic word (tripped flag, error code, signal number), changed by one CAS;
- * tripping is async-signal-safe. Callbacks: a lock-free list of reference-counted nodes, closed
- * by the trip; they run on strix's notifier thread (one per process, started by the first
- * breaker that needs it), never inside the code that trips, so a trip from a signal handler or
- * from a timer stays tiny. The same thread detaches a tripped breaker from its sources (cancels
- * its timer, withdraws from its inputs, restores signal dispositions).
+ * tripping is async-signal-safe and cancels a timeout breaker's timer on the spot. Callbacks: a
+ * lock-free list of reference-counted nodes, closed by the trip; they run on strix's notifier
+ * thread (one per process, started by the first breaker that needs it), never inside the code
+ * that trips, so a trip from a signal handler or from a timer stays tiny. The same thread
+ * detaches a tripped breaker from its other sources (withdraws from its inputs, restores signal
+ * dispositions). A timeout or deadline breaker may outlive its pool: the pool's shutdown trips
+ * it with -ESHUTDOWN.
  *
  * Error codes: -ECANCELED (sx_breaker_trip, sx_breaker_release, an empty multiplex or signal
  * set), -ETIMEDOUT (timeout, deadline), SX_ESIGNAL (signal; sx_breaker_signo tells which),
@@ -52,7 +54,7 @@ SX_API int sx_breaker_create(sx_breaker **out);
  * timer service (its callback runs inline on the timer thread: one CAS). ns <= 0 gives a breaker
  * that is already tripped (-ETIMEDOUT). If the pool shuts down first, it trips with -ESHUTDOWN.
  * Returns 0; -EINVAL for NULL pool or out; -ESHUTDOWN if pool is shut down; -ENOMEM; -EAGAIN
- * (the notifier or timer thread could not start). Nothing is created on failure.
+ * (the pool's timer thread could not start). Nothing is created on failure.
  * Allocates; never blocks but for the first use of a pool's timers. Any thread.
  */
 SX_API int sx_breaker_timeout(sx_pool *pool, int64_t ns, sx_breaker **out);

@@ -373,6 +373,25 @@ static void test_tripped_breaker_cancels_its_timer(void **state)
 	sx_pool_destroy(p);
 }
 
+/* A timeout breaker may outlive its pool: the shutdown trips it with -ESHUTDOWN. And a
+ * tripped timeout breaker's timer is gone before the trip returns, so destroying the pool right
+ * after is safe. */
+static void test_timeout_breaker_outlives_its_pool(void **state)
+{
+	sx_pool *p = make_pool();
+	sx_breaker *a, *b;
+
+	(void)state;
+	assert_int_equal(sx_breaker_timeout(p, 3600 * 1000 * MS, &a), 0);
+	assert_int_equal(sx_breaker_timeout(p, 3600 * 1000 * MS, &b), 0);
+	assert_int_equal(sx_breaker_trip(b), 0);
+	sx_pool_destroy(p);
+	assert_int_equal(sx_breaker_err(a), -ESHUTDOWN);
+	assert_int_equal(sx_breaker_err(b), -ECANCELED);
+	sx_breaker_release(a);
+	sx_breaker_release(b);
+}
+
 /* Signals. */
 static void test_signal_breaker_sigusr1(void **state)
 {
@@ -464,6 +483,7 @@ int main(void)
 		cmocka_unit_test(test_withdrawn_callbacks_are_swept),
 		cmocka_unit_test(test_wait_times_out_and_wakes),
 		cmocka_unit_test(test_tripped_breaker_cancels_its_timer),
+		cmocka_unit_test(test_timeout_breaker_outlives_its_pool),
 		cmocka_unit_test(test_signal_breaker_sigusr1),
 		cmocka_unit_test(test_signal_breaker_sigchld),
 		cmocka_unit_test(test_signal_disposition_restored),
