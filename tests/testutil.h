@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include <strix/pool.h>
+
 static inline uint64_t tu_now_ns(void)
 {
 	struct timespec ts;
@@ -48,6 +50,18 @@ static inline uint64_t tu_rand(uint64_t *s)
 	*s ^= *s >> 7;
 	*s ^= *s << 17;
 	return *s;
+}
+
+/* A pool of `workers` that parks at once when idle (timer and breaker tests). */
+static inline sx_pool *tu_pool(unsigned workers)
+{
+	sx_pool_opts o = SX_POOL_OPTS_INIT;
+	sx_pool *p = NULL;
+
+	o.workers = workers;
+	o.spin_ns = SX_SPIN_NONE;
+	assert_int_equal(sx_pool_create(&p, &o), 0);
+	return p;
 }
 
 /* STRESS=1 in the environment makes stress tests longer. */

@@ -19,8 +19,6 @@
 #define THREADS 8
 #define OPS 1500
 #define MS 1000000ull
-#undef TU_DEADLINE_NS
-#define TU_DEADLINE_NS (5ull * 1000000000ull)
 
 struct slot {
 	atomic_uchar ran;
@@ -53,8 +51,6 @@ static void breaker_cb(sx_breaker *b, void *arg)
 
 struct worker_arg {
 	unsigned idx;
-	unsigned ntimers, ncbs;
-	int refused;          /* sx_timer_add -ESHUTDOWN (shutdown round only) */
 };
 
 static void *timer_thread(void *p)
@@ -71,12 +67,10 @@ static void *timer_thread(void *p)
 
 		if (rc == -ESHUTDOWN) {
 			slots[i].gone = 2; /* refused: must never run */
-			a->refused++;
 			continue;
 		}
 		assert_int_equal(rc, 0);
 		slots[i].gone = 0;
-		a->ntimers++;
 		if ((r >> 4) % 3 == 0) {
 			unsigned j = i - (unsigned)((r >> 32) % (i + 1));
 
@@ -133,7 +127,6 @@ static void *breaker_thread(void *p)
 			}
 			assert_int_equal(rc, 0);
 			s->gone = 0;
-			a->ncbs++;
 		}
 		/* Withdraw some before the trip, the rest after: each handle exactly once. */
 		for (unsigned k = 0; k < 8; k++) {
@@ -187,15 +180,6 @@ static struct slot *new_slots(void)
 	return s;
 }
 
-static void make_pool(void)
-{
-	sx_pool_opts o = SX_POOL_OPTS_INIT;
-
-	o.workers = 3;
-	o.spin_ns = SX_SPIN_NONE;
-	assert_int_equal(sx_pool_create(&pool, &o), 0);
-}
-
 static void test_timers_and_breakers_from_eight_threads(void **state)
 {
 	unsigned rounds = tu_stress_scale();
@@ -205,7 +189,7 @@ static void test_timers_and_breakers_from_eight_threads(void **state)
 		pthread_t th[THREADS];
 		struct worker_arg args[THREADS];
 
-		make_pool();
+		pool = tu_pool(3);
 		assert_int_equal(sx_breaker_create(&shared_parent), 0);
 		memset(args, 0, sizeof(args));
 		for (unsigned t = 0; t < THREADS; t++) {
@@ -247,7 +231,7 @@ static void test_shutdown_racing_with_adders(void **state)
 		pthread_t th[4];
 		struct worker_arg args[4];
 
-		make_pool();
+		pool = tu_pool(3);
 		memset(args, 0, sizeof(args));
 		for (unsigned t = 0; t < 4; t++) {
 			tslots[t] = new_slots();

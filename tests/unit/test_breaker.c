@@ -19,17 +19,6 @@
 #define MS 1000000ll
 #define LATE_BOUND (2000 * MS)
 
-static sx_pool *make_pool(void)
-{
-	sx_pool_opts o = SX_POOL_OPTS_INIT;
-	sx_pool *p = NULL;
-
-	o.workers = 1;
-	o.spin_ns = SX_SPIN_NONE;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
-	return p;
-}
-
 struct seen {
 	unsigned calls;
 	int err;
@@ -66,7 +55,7 @@ static void test_new_then_tripped(void **state)
 
 static void test_bad_input(void **state)
 {
-	sx_pool *p = make_pool();
+	sx_pool *p = tu_pool(1);
 	sx_breaker *b = NULL, *ok;
 	sx_breaker *list[2] = { NULL, NULL };
 	sigset_t set;
@@ -145,7 +134,7 @@ static void test_ten_threads_trip_at_once(void **state)
 
 static void test_timeout_fires_on_time(void **state)
 {
-	sx_pool *p = make_pool();
+	sx_pool *p = tu_pool(1);
 	sx_breaker *b;
 	uint64_t t0 = tu_now_ns(), t1;
 
@@ -171,7 +160,7 @@ static void test_timeout_fires_on_time(void **state)
 
 static void test_degenerate_inputs_trip_at_once(void **state)
 {
-	sx_pool *p = make_pool();
+	sx_pool *p = tu_pool(1);
 	sx_breaker *b;
 	sigset_t empty;
 	struct seen s = { 0 };
@@ -200,7 +189,7 @@ static void test_degenerate_inputs_trip_at_once(void **state)
 
 static void test_multiplex_of_five_fires_with_the_timeout(void **state)
 {
-	sx_pool *p = make_pool();
+	sx_pool *p = tu_pool(1);
 	sx_breaker *in[5], *m;
 	uint64_t t0 = tu_now_ns(), t1;
 	sigset_t set;
@@ -320,7 +309,7 @@ static void test_withdrawn_callbacks_are_swept(void **state)
 
 static void test_wait_times_out_and_wakes(void **state)
 {
-	sx_pool *p = make_pool();
+	sx_pool *p = tu_pool(1);
 	sx_breaker *b, *t;
 	uint64_t t0 = tu_now_ns();
 
@@ -348,7 +337,7 @@ static void nop_timer(void *arg, int status)
 
 static void test_tripped_breaker_cancels_its_timer(void **state)
 {
-	sx_pool *p = make_pool();
+	sx_pool *p = tu_pool(1);
 	sx_breaker *a, *b;
 	sx_pool_counters c;
 	unsigned flag = 0;
@@ -378,7 +367,7 @@ static void test_tripped_breaker_cancels_its_timer(void **state)
  * after is safe. */
 static void test_timeout_breaker_outlives_its_pool(void **state)
 {
-	sx_pool *p = make_pool();
+	sx_pool *p = tu_pool(1);
 	sx_breaker *a, *b;
 
 	(void)state;

@@ -16,17 +16,6 @@
 #define MS 1000000ull
 #define LATE_BOUND (2000 * MS) /* generous: shared machine, sanitizers */
 
-static sx_pool *make_pool(unsigned workers)
-{
-	sx_pool_opts o = SX_POOL_OPTS_INIT;
-	sx_pool *p = NULL;
-
-	o.workers = workers;
-	o.spin_ns = SX_SPIN_NONE;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
-	return p;
-}
-
 struct hit {
 	unsigned calls;
 	int status;
@@ -59,7 +48,7 @@ static void test_bad_input_changes_nothing(void **state)
 	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
 	assert_null(p);
 
-	p = make_pool(1);
+	p = tu_pool(1);
 	assert_int_equal(sx_timer_add(NULL, MS, 0, hit_cb, &h, &t), -EINVAL);
 	assert_int_equal(sx_timer_add(p, MS, 0, NULL, &h, &t), -EINVAL);
 	assert_int_equal(sx_timer_add(p, MS, 0x80, hit_cb, &h, &t), -EINVAL);
@@ -72,7 +61,7 @@ static void test_bad_input_changes_nothing(void **state)
 
 static void test_fires_once_never_early(void **state)
 {
-	sx_pool *p = make_pool(2);
+	sx_pool *p = tu_pool(2);
 	struct hit a = { 0 }, b = { 0 };
 	uint64_t t0;
 
@@ -96,7 +85,7 @@ static void test_fires_once_never_early(void **state)
 
 static void test_absolute_and_past_deadlines(void **state)
 {
-	sx_pool *p = make_pool(1);
+	sx_pool *p = tu_pool(1);
 	struct hit past = { 0 }, abs = { 0 };
 	uint64_t t0 = tu_now_ns();
 
@@ -115,7 +104,7 @@ static void test_absolute_and_past_deadlines(void **state)
 
 static void test_cancel_before_and_after_expiry(void **state)
 {
-	sx_pool *p = make_pool(1);
+	sx_pool *p = tu_pool(1);
 	struct hit a = { 0 }, b = { 0 };
 	sx_timer ta, tb;
 
@@ -138,7 +127,7 @@ static void test_cancel_before_and_after_expiry(void **state)
 
 static void test_earlier_timer_wakes_the_service(void **state)
 {
-	sx_pool *p = make_pool(1);
+	sx_pool *p = tu_pool(1);
 	struct hit far = { 0 }, near = { 0 };
 	sx_timer tf;
 	uint64_t t0;
@@ -157,7 +146,7 @@ static void test_earlier_timer_wakes_the_service(void **state)
 
 static void test_shutdown_flushes_pending_with_eshutdown(void **state)
 {
-	sx_pool *p = make_pool(2);
+	sx_pool *p = tu_pool(2);
 	struct hit h[3] = { { 0 } };
 	sx_timer t;
 
@@ -178,7 +167,7 @@ static void test_shutdown_flushes_pending_with_eshutdown(void **state)
 
 static void test_add_after_shutdown_without_timers(void **state)
 {
-	sx_pool *p = make_pool(1);
+	sx_pool *p = tu_pool(1);
 	struct hit h = { 0 };
 
 	(void)state;
@@ -205,7 +194,7 @@ static void *shutdown_cancel(void *arg)
 
 static void test_cancel_shutdown_reports_discarded_callbacks(void **state)
 {
-	sx_pool *p = make_pool(1);
+	sx_pool *p = tu_pool(1);
 	struct hit h = { 0 }, probe = { 0 };
 	sx_pool_counters c;
 	pthread_t th;
@@ -246,7 +235,7 @@ static void chain_cb(void *arg, int status)
 
 static void test_callbacks_rearm(void **state)
 {
-	sx_pool *p = make_pool(2);
+	sx_pool *p = tu_pool(2);
 	struct chain a = { p, 20, SX_TIMER_INLINE, 0 }, b = { p, 20, 0, 0 };
 
 	(void)state;
@@ -268,7 +257,7 @@ static void count_cb(void *arg, int status)
 static void test_random_timers_counts_exact(void **state)
 {
 	enum { N = 20000 };
-	sx_pool *p = make_pool(2);
+	sx_pool *p = tu_pool(2);
 	unsigned *calls = calloc(N, sizeof(unsigned));
 	sx_timer *t = calloc(N, sizeof(sx_timer));
 	bool *cancelled = calloc(N, sizeof(bool));
