@@ -69,7 +69,7 @@ static uint64_t mono_now(void *ctx)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-const sx_clock sx_clock_monotonic = { mono_now, NULL };
+const sx_clock sx_clock_monotonic = { mono_now, NULL, NULL };
 
 int sx_wheel_create(sx_wheel **out, const sx_wheel_opts *opts)
 {

@@ -29,10 +29,13 @@
 extern "C" {
 #endif
 
-/* A source of time in nanoseconds, monotonic (never goes back). */
+/* A source of time in nanoseconds, monotonic (never goes back). sleep_ns is optional: blocking
+ * waits that take a clock (sx_retry) call it instead of sleeping, so a virtual clock can advance
+ * its time there; NULL means a real wait. The wheel never sleeps and ignores it. */
 typedef struct sx_clock {
 	uint64_t (*now_ns)(void *ctx);
 	void *ctx;
+	void (*sleep_ns)(void *ctx, uint64_t ns);
 } sx_clock;
 
 /* CLOCK_MONOTONIC. */

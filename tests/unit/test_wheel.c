@@ -19,7 +19,7 @@ static uint64_t vclock_now(void *ctx)
 	return vnow;
 }
 
-static const sx_clock vclock = { vclock_now, NULL };
+static const sx_clock vclock = { vclock_now, NULL, NULL };
 
 static sx_wheel *make_wheel(uint64_t start)
 {
@@ -88,7 +88,7 @@ static void assert_on_time(const struct rec *r)
 static void test_create_rejects_bad_options(void **state)
 {
 	sx_wheel_opts o = SX_WHEEL_OPTS_INIT;
-	sx_clock broken = { NULL, NULL };
+	sx_clock broken = { NULL, NULL, NULL };
 	sx_wheel *w = (sx_wheel *)0x1;
 
 	(void)state;
