@@ -184,6 +184,7 @@ void sx__inj_push_chain(sx_pool *p, sx_task *head, sx_task *tail);
 void sx__notify(sx_pool *p);
 void sx__wake_all(sx_pool *p);
 bool sx__quiescent(sx_pool *p);
+int sx__help_one(sx__worker *w);
 
 static inline bool sx__is_batch(const sx_task *t)
 {

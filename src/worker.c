@@ -608,3 +608,22 @@ bool sx__quiescent(sx_pool *p)
 		sub += ck_pr_load_64(&SX_CONTAINER_OF(e, sx__tcache, reg_link)->submitted);
 	return done == sub;
 }
+
+/* A waiting worker runs one task (sx_promise_get): its own queues first, then the injector, then
+ * another worker's. 1: it ran one; 0: nothing to run; -ESHUTDOWN: SX_CANCEL is stopping w. */
+int sx__help_one(sx__worker *w)
+{
+	sx_task *t;
+
+	if (SX__UNLIKELY(stopping(w->pool)))
+		return -ESHUTDOWN;
+	t = next_local(w);
+	if (t == NULL)
+		t = steal_any(w);
+	if (t == NULL)
+		return 0;
+	w->went_idle = false;
+	t->run(t);
+	sx__stat_add(&w->stats.executed, 1);
+	return 1;
+}

@@ -1,0 +1,186 @@
+/*
+ * strix promises - chains of steps run as pool tasks (after Workshop's Promise, in Promises/A+
+ * order), with cancellation checked at every step boundary and retries whose delays are timers.
+ *
+ * A step is `int step(sx_ctx *ctx, void *last, void **out)`: it gets the value of the step
+ * before it (`last`, NULL for the first), stores its own value in *out and returns 0, or returns
+ * an error code (negative errno or SX_E*; any non-zero value is an error). sx_promise_run starts
+ * a chain on a pool; sx_promise_then, _catch, _finally and _recover_and_retry add steps, each
+ * returning a new promise that settles with that step's outcome. Errors skip `then` steps until a
+ * `catch` (or a recover_and_retry) handles them; `finally` runs whatever happened.
+ *
+ * Every chain carries one breaker (strix/breaker.h), shared by all its promises. Before a step
+ * runs, the worker checks it (one load when the chain has none yet, two when it has one): a
+ * tripped breaker skips the step and settles its promise with the breaker's error (-ECANCELED
+ * after sx_promise_cancel). A running step may poll sx_ctx_cancelled or block on
+ * sx_ctx_breaker. The breaker is created when the chain is started with one (sx_promise_run_with:
+ * the chain's breaker is then a child of the one given), cancelled, asked for by a step, waited on
+ * by an outside sx_promise_get, or needed by a retry delay; chains that need none never pay for it.
+ *
+ * Values: `last` and the value sx_promise_get returns are borrowed: valid while the promise that
+ * produced them lives (at least as long as the caller holds its reference on the promise it
+ * asked, or while the step runs). A step may set ctx->dtor: the destructor then runs exactly once
+ * on *out, when the promise that produced the value is freed (or at once, if the step failed).
+ *
+ * Memory: each promise is one allocation (combinators add their arrays to it); continuations are
+ * the promises themselves, pushed with a CAS on their parent's list and scheduled as intrusive
+ * pool tasks when it settles. No lock anywhere on these paths. Promises are reference counted:
+ * every function that returns one gives the caller a reference; sx_promise_release gives it
+ * back. A promise keeps what it depends on alive, so releasing the handles of a chain's middle
+ * early is fine.
+ *
+ * Threads: every function may be called from any thread, workers included, unless it says
+ * otherwise. A pool must outlive the promises that run on it; shutting it down settles what can
+ * no longer run with -ESHUTDOWN (or -ECANCELED for tasks SX_CANCEL discards).
+ */
+#ifndef STRIX_PROMISE_H
+#define STRIX_PROMISE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <strix/breaker.h>
+#include <strix/error.h>
+#include <strix/pool.h>
+#include <strix/retry.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sx_promise sx_promise;
+
+/* What a step sees. Valid only during the call. */
+typedef struct sx_ctx {
+	void *arg;                 /* the argument given with this step */
+	unsigned attempt;          /* 1 for a step's first run; 2, 3, ... for its retries */
+	sx_promise *promise;       /* the promise this call settles (borrowed) */
+	void (*dtor)(void *value); /* set it to have *out destroyed exactly once; NULL: not owned */
+} sx_ctx;
+
+typedef int (*sx_step_fn)(sx_ctx *ctx, void *last, void **out);
+/* A handler of an error: err is the code the chain failed with; last is the value the failed
+ * step was given (recover_and_retry) or NULL (catch). Returns 0 with a value in *out to recover,
+ * or an error code. */
+typedef int (*sx_recover_fn)(sx_ctx *ctx, int err, void *last, void **out);
+/* Runs whatever happened: err is 0 and value the chain's value, or err the chain's error. Return
+ * 0 to pass the outcome on unchanged, or an error code to fail with it instead. */
+typedef int (*sx_finally_fn)(sx_ctx *ctx, int err, void *value);
+
+/*
+ * sx_ctx_breaker - the chain's breaker (created on first use), to block on or register with.
+ * Borrowed: valid while the step runs. NULL only if it had to be created and memory ran out.
+ * Lock-free; from inside a step.
+ */
+SX_API sx_breaker *sx_ctx_breaker(sx_ctx *ctx);
+/* sx_ctx_cancelled - true once the chain's breaker has tripped. One or two loads; wait-free. */
+SX_API bool sx_ctx_cancelled(const sx_ctx *ctx);
+
+/*
+ * sx_promise_run - start a chain: step(ctx, NULL, &out) runs as a task on pool.
+ * sx_promise_run_with - the same, with the chain's breaker a child of stop: when stop trips
+ * (timeout, deadline, signal, multiplex, ...) the chain is cancelled with stop's error. The chain
+ * holds no reference on stop: releasing stop trips it (-ECANCELED), and so cancels the chain;
+ * release it once the chain has settled. stop NULL: as sx_promise_run.
+ * Return 0 and the caller's reference in *out; -EINVAL for a NULL pool, step or out; -ESHUTDOWN
+ * if pool no longer accepts tasks; -ENOMEM; -EAGAIN (the breaker's notifier thread could not
+ * start). Nothing is created or run on failure. Allocates; never blocks; lock-free.
+ */
+SX_API int sx_promise_run(sx_pool *pool, sx_step_fn step, void *arg, sx_promise **out);
+SX_API int sx_promise_run_with(sx_pool *pool, sx_breaker *stop, sx_step_fn step, void *arg,
+    sx_promise **out);
+
+/*
+ * sx_promise_then - step(ctx, p's value, &out) runs after p is fulfilled; if p is rejected (or the
+ * chain cancelled) the step is skipped and the new promise takes p's error.
+ * sx_promise_catch - fn(ctx, err, NULL, &out) runs if p is rejected (not after a cancel: a
+ * cancelled chain's handlers are skipped too); a fulfilled p passes its value on unchanged.
+ * sx_promise_finally - fn(ctx, err, value) runs after p settles, in every case (cancel included).
+ * If p has settled already, the new step is scheduled at once. Each returns 0 and the caller's
+ * reference on the new promise in *out; -EINVAL for a NULL p, fn or out; -ESHUTDOWN if the step
+ * must be scheduled now and the pool no longer accepts tasks; -ENOMEM. Nothing changes on
+ * failure. Allocates; never blocks; lock-free.
+ */
+SX_API int sx_promise_then(sx_promise *p, sx_step_fn step, void *arg, sx_promise **out);
+SX_API int sx_promise_catch(sx_promise *p, sx_recover_fn fn, void *arg, sx_promise **out);
+SX_API int sx_promise_finally(sx_promise *p, sx_finally_fn fn, void *arg, sx_promise **out);
+
+/*
+ * sx_promise_recover_and_retry - if the step of p fails, recover(ctx, err, last, &v) runs and, if
+ * it returns 0, p's step runs again with v as `last` (ctx->attempt 2, 3, ...); repeated until the
+ * step succeeds (the new promise takes its value), recover fails (its error), the policy says no
+ * more (the step's last error), or the chain is cancelled (the breaker's error). A fulfilled p
+ * passes its value on. recover's ctx->attempt is the number of the attempt that failed.
+ *
+ * Each round: the policy decides (max attempts, counting p's own run as attempt 1; retry_if; max
+ * elapsed, counted from p's failure; the budget), then the delay passes as a timer on the pool's
+ * timer service (a trip of the chain's breaker ends it at once), then recover runs, then the step.
+ * policy NULL: SX_RETRY_POLICY_INIT, the seed's behaviour (no limit, no delay). The policy is
+ * copied; its budget and clock must outlive the promise. A value recover returns with a
+ * destructor is destroyed when the next one replaces it or when the new promise is freed.
+ * Returns as sx_promise_then, and -EINVAL if p was not made by sx_promise_run, _run_with or _then
+ * (only those have a step to run again) or the policy fails sx_retry_policy_check.
+ */
+SX_API int sx_promise_recover_and_retry(sx_promise *p, sx_recover_fn recover, void *arg,
+    const sx_retry_policy *policy, sx_promise **out);
+
+/*
+ * sx_promise_get - wait for p to settle: 0 with its value in *value (value may be NULL), or the
+ * error it was rejected with. Returns -ECANCELED as soon as the chain is cancelled, unless p had
+ * already settled (then its outcome). Waits at most timeout_ns: < 0 forever, 0 just looks;
+ * -ETIMEDOUT when it runs out (the chain keeps running; sx_promise_cancel it to stop it).
+ * sx_promise_get_until - the same, waiting until stop trips instead: returns stop's error then.
+ *
+ * Called on one of the pool's workers it runs other tasks while it waits (so recursive fork-join
+ * cannot deadlock: the task it waits for is run by itself or by another worker), checking p, the
+ * chain and the timeout between tasks; a task it runs may delay its return. With nothing to run
+ * it sleeps in short slices (at most 200 us), in case new work arrives in its queues. Returns
+ * -ESHUTDOWN there if the pool is being shut down with SX_CANCEL and p has not settled.
+ * Elsewhere it blocks on a futex, without spinning.
+ * -EINVAL for a NULL p. Any thread, concurrently (many threads may wait on one promise).
+ */
+SX_API int sx_promise_get(sx_promise *p, int64_t timeout_ns, void **value);
+SX_API int sx_promise_get_until(sx_promise *p, sx_breaker *stop, void **value);
+
+/* sx_promise_settled - true once p is fulfilled or rejected. One load; wait-free. */
+SX_API bool sx_promise_settled(const sx_promise *p);
+
+/*
+ * sx_promise_cancel - Workshop's Close: trip the chain's breaker with -ECANCELED. Steps not yet
+ * started are skipped (their promises settle with -ECANCELED), a running step sees
+ * sx_ctx_cancelled, retry delays end, and sx_promise_get returns -ECANCELED for every promise of
+ * the chain that had not settled. Cancelling a promise made by sx_promise_all/_any/_race cancels
+ * its inputs too. Returns 0; -EALREADY if the chain's breaker had already tripped; -EINVAL for
+ * NULL; -ENOMEM (the breaker could not be created). Never blocks; lock-free.
+ */
+SX_API int sx_promise_cancel(sx_promise *p);
+
+/*
+ * Combinators: a new promise (a chain of its own, on pool) over list[0..n-1].
+ *   all:  fulfilled when every input is, with a value that is an array of n values (input order,
+ *         borrowed from the inputs, which it keeps alive); rejected with the first error, and then
+ *         every other input is cancelled. n == 0: fulfilled at once with a NULL array.
+ *   any:  fulfilled with the first value, then the other inputs are cancelled; rejected with the
+ *         error of the input that failed last when all fail.
+ *   race: settles like the first input to settle; the others are cancelled.
+ * Cancelling the new promise cancels every input. The caller keeps its own references on the
+ * inputs. Return 0 and the caller's reference in *out; -EINVAL for a NULL pool, list (n > 0),
+ * entry or out, or n == 0 for any and race; -ENOMEM. Nothing changes on failure. Lock-free.
+ */
+SX_API int sx_promise_all(sx_pool *pool, sx_promise *const *list, size_t n, sx_promise **out);
+SX_API int sx_promise_any(sx_pool *pool, sx_promise *const *list, size_t n, sx_promise **out);
+SX_API int sx_promise_race(sx_pool *pool, sx_promise *const *list, size_t n, sx_promise **out);
+
+/*
+ * sx_promise_release - give back the caller's reference. The promise's work goes on; memory is
+ * freed once nothing needs it (value destructors run then). NULL is a no-op. Use p no more
+ * afterwards. Never blocks; lock-free; any thread.
+ */
+SX_API void sx_promise_release(sx_promise *p);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STRIX_PROMISE_H */
