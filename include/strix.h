@@ -6,5 +6,7 @@
 #include <strix/pool.h>
 #include <strix/timer.h>
 #include <strix/breaker.h>
+#include <strix/retry.h>
+#include <strix/promise.h>
 
 #endif /* STRIX_H */
