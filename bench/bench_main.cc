@@ -129,6 +129,75 @@ void run_breaker(benchmark::State &st, uint64_t ms)
 	st.counters["done_ns"] = done_ns;
 }
 
+using fib_body = int (*)(unsigned, unsigned, bench_out *);
+
+// ns_per_task on all workers; speedup = the same run on 1 worker / on all workers.
+void run_fib(benchmark::State &st, fib_body body, unsigned n)
+{
+	double ns = 0, ns1 = 0;
+	uint64_t tasks = 0, tasks1 = 0;
+
+	for (auto _ : st) {
+		bench_out o{}, o1{};
+		if (body(g_workers, n, &o) != 0 || body(1, n, &o1) != 0) {
+			st.SkipWithError(o.err[0] ? o.err : o1.err);
+			return;
+		}
+		st.SetIterationTime(o.seconds);
+		ns += o.seconds * 1e9;
+		tasks += o.tasks;
+		ns1 += o1.seconds * 1e9;
+		tasks1 += o1.tasks;
+	}
+	st.counters["ns_per_task"] = ns / (double)tasks;
+	st.counters["speedup"] = (ns1 / (double)tasks1) / (ns / (double)tasks);
+	st.counters["workers"] = g_workers;
+}
+
+void run_skynet(benchmark::State &st, uint64_t leaves)
+{
+	double ns = 0, rss = 0;
+	uint64_t tasks = 0;
+
+	for (auto _ : st) {
+		bench_out o{};
+		if (strix_skynet(g_workers, leaves, &rss, &o) != 0) {
+			st.SkipWithError(o.err);
+			return;
+		}
+		st.SetIterationTime(o.seconds);
+		ns += o.seconds * 1e9;
+		tasks += o.tasks;
+	}
+	st.counters["ns_per_task"] = ns / (double)tasks;
+	st.counters["rss_kib"] = rss;
+	st.counters["workers"] = g_workers;
+}
+
+void run_retry_storm(benchmark::State &st, uint64_t n)
+{
+	static bench_hist idle, busy;
+	bench_retry_storm r{};
+
+	hist_reset(&idle);
+	hist_reset(&busy);
+	for (auto _ : st) {
+		bench_out o{};
+		if (strix_retry_storm(g_workers, n, 5, &idle, &busy, &r, &o) != 0) {
+			st.SkipWithError(o.err);
+			return;
+		}
+		st.SetIterationTime(o.seconds);
+	}
+	set_latency(st, busy);
+	st.counters["idle_p50_ns"] = (double)hist_quantile(&idle, 0.50);
+	st.counters["idle_p99_ns"] = (double)hist_quantile(&idle, 0.99);
+	st.counters["lost"] = (double)r.lost;
+	st.counters["duplicated"] = (double)r.duplicated;
+	st.counters["handoffs"] = (double)r.handoffs;
+	st.counters["workers"] = g_workers;
+}
+
 template <typename F>
 void add(const std::string &name, int repetitions, F f)
 {
@@ -169,6 +238,33 @@ void register_all()
 	const uint64_t poll_ms = size(200, 5);
 	add("breaker/strix", reps(3), [poll_ms](benchmark::State &st) { run_breaker(st, poll_ms); });
 
+	// Promises: chain (with and without a chain breaker), skynet, fib against omp and tbb.
+	const uint64_t hops = size(1000000, 2000);
+	add("chain/strix", reps(5), [hops](benchmark::State &st) {
+		run_spawn(st, [](unsigned w, uint64_t k, bench_out *o) {
+			return strix_chain(w, k, false, o); }, hops);
+	});
+	add("chain/strix/breaker", reps(5), [hops](benchmark::State &st) {
+		run_spawn(st, [](unsigned w, uint64_t k, bench_out *o) {
+			return strix_chain(w, k, true, o); }, hops);
+	});
+	const uint64_t leaves = size(1000000, 1000);
+	add("skynet/strix", reps(3), [leaves](benchmark::State &st) { run_skynet(st, leaves); });
+	struct fib_impl {
+		const char *impl;
+		fib_body body;
+	};
+	static const fib_impl fibs[] = {
+		{ "strix", strix_fib }, { "omp", omp_fib }, { "tbb", tbb_fib },
+	};
+	for (unsigned fn : { 25u, 30u }) {
+		unsigned n = g_smoke ? fn - 10 : fn;
+		for (const auto &f : fibs)
+			add(std::string("fib/") + f.impl + "/" + std::to_string(fn), reps(3),
+			    [f, n](benchmark::State &st) { run_fib(st, f.body, n); });
+	}
+	const uint64_t storm = size(100000, 500);
+	add("retry_storm/strix", 1, [storm](benchmark::State &st) { run_retry_storm(st, storm); });
 
 	const uint64_t n = size(1000000, 2000);
 	struct spawn_impl {

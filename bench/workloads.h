@@ -71,6 +71,26 @@ int wheel_timers(uint64_t n, bench_timers *out, bench_out *o);
 int service_timers(uint64_t n, bench_timers *out, bench_out *o);
 int breaker_poll(uint64_t ms, double *done_ns, bench_out *o);
 
+/* B3 fib(n): recursive fork-join, every call a task (2*fib(n+1)-1 of them), no cutoff.
+ * B2 skynet: a 10-ary tree of tasks down to `leaves` leaves, summed through promises (strix);
+ *    rss_kib is the process's peak resident memory during the run.
+ * B4 chain: n dependent continuations, each added by the step before it (then after then).
+ * B8s retry_storm: n calls failing `retries` times, retried with exponential backoff (1 ms x2,
+ *    full jitter) on timers, while a B5 hand-off runs on the same pool (histogram `busy`; the
+ *    same hand-off alone first: `idle`). */
+uint64_t bench_fib_expected(unsigned n);
+uint64_t bench_fib_calls(unsigned n);
+int strix_fib(unsigned workers, unsigned n, bench_out *o);
+int omp_fib(unsigned workers, unsigned n, bench_out *o);
+int tbb_fib(unsigned workers, unsigned n, bench_out *o);
+int strix_skynet(unsigned workers, uint64_t leaves, double *rss_kib, bench_out *o);
+int strix_chain(unsigned workers, uint64_t n, bool with_breaker, bench_out *o);
+typedef struct bench_retry_storm {
+	uint64_t lost, duplicated, handoffs;
+} bench_retry_storm;
+int strix_retry_storm(unsigned workers, uint64_t n, unsigned retries, bench_hist *idle,
+    bench_hist *busy, bench_retry_storm *r, bench_out *o);
+
 /* Shared helpers (common.c). */
 double bench_process_cpu_s(void);
 void bench_sleep_ns(uint64_t ns);

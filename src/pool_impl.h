@@ -74,6 +74,9 @@ typedef struct sx__batch {
 #define SX__BATCH_CAP ((unsigned)((SX__BATCH_BYTES - sizeof(sx__batch)) / sizeof(void *)))
 #define SX__BATCH_KEEP 4u
 
+/* Tasks a waiting worker may nest on its stack while it helps (sx__help_one). */
+#define SX__HELP_MAX_DEPTH 256u
+
 /*
  * Per-thread submission record: a free list of nodes and the count of tasks this thread
  * submitted. Every worker embeds one; each outside thread that submits to a pool gets one
@@ -111,6 +114,7 @@ typedef struct sx__worker {
 	unsigned inject_in;         /* tasks until the periodic injector check */
 	bool searching;             /* counted in pool->idle's searching field */
 	bool went_idle;             /* already told wait_idle waiters since the last task */
+	unsigned help_depth;        /* tasks nested in sx__help_one on this worker's stack */
 	unsigned nempty;
 	struct sx__batch *empty;    /* empty batches at hand */
 	uint64_t rng;               /* xorshift state for victim selection */

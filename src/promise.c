@@ -64,6 +64,7 @@ struct sx_promise {
 	uint32_t refs;
 	int err;
 	int kind;
+	uint32_t claim;            /* K_RUN: 1 once its queued task or a getter started the step */
 	void *value;
 	void (*dtor)(void *);
 	struct sx__cont *conts;    /* dependents; CLOSED once settled */
@@ -114,6 +115,7 @@ struct join_ext {
 static void p_run(sx_task *t);
 static void p_cancel(sx_task *t, int err);
 static void settle(sx_promise *q, int err, void *value, void (*dtor)(void *));
+static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *), bool drop);
 
 /* ---- memory and references ----------------------------------------------------------------- */
 
@@ -183,9 +185,12 @@ static void unref(sx_promise *q)
 	bool zero;
 
 	while (q != NULL) {
-		ck_pr_dec_32_zero(&q->refs, &zero);
-		if (!zero)
-			return;
+		/* The only reference left is ours: nobody else can take one, no atomic needed. */
+		if (ck_pr_load_32(&q->refs) != 1) {
+			ck_pr_dec_32_zero(&q->refs, &zero);
+			if (!zero)
+				return;
+		}
 		q = p_free(q);
 	}
 }
@@ -252,7 +257,7 @@ static inline uint32_t outcome(const sx_promise *q)
  * A dependent that cannot be scheduled (the pool stopped) settles with that error, on a worklist
  * linked through its cont, so a long chain at shutdown never recurses.
  */
-static void settle(sx_promise *q, int err, void *value, void (*dtor)(void *))
+static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *), bool drop)
 {
 	sx_promise *todo = NULL;
 
@@ -289,7 +294,9 @@ static void settle(sx_promise *q, int err, void *value, void (*dtor)(void *))
 				todo = of_cont(c);
 			}
 		}
-		unref(q);
+		if (drop)
+			unref(q);
+		drop = true;
 		if (todo == NULL)
 			return;
 		q = todo;
@@ -298,6 +305,11 @@ static void settle(sx_promise *q, int err, void *value, void (*dtor)(void *))
 		value = NULL;
 		dtor = NULL;
 	}
+}
+
+static void settle(sx_promise *q, int err, void *value, void (*dtor)(void *))
+{
+	settle_ref(q, err, value, dtor, true);
 }
 
 /* A dependent q of p (its cont initialized): listed on p, or scheduled now if p settled. */
@@ -323,7 +335,8 @@ static void pass_on(sx_promise *q, const sx_promise *p)
 	settle(q, outcome(p) == S_FULFILLED ? 0 : p->err, p->value, NULL);
 }
 
-static void run_step(sx_promise *q, sx_step_fn step, void *last, unsigned attempt)
+/* Run q's step; settling drops the pending reference if drop (else the caller keeps it). */
+static void run_step_ref(sx_promise *q, sx_step_fn step, void *last, unsigned attempt, bool drop)
 {
 	sx_ctx ctx = { q->arg, attempt, q, NULL };
 	void *out = NULL;
@@ -331,7 +344,12 @@ static void run_step(sx_promise *q, sx_step_fn step, void *last, unsigned attemp
 
 	if (rc == 0)
 		rc = step(&ctx, last, &out);
-	settle(q, rc, out, ctx.dtor);
+	settle_ref(q, rc, out, ctx.dtor, drop);
+}
+
+static void run_step(sx_promise *q, sx_step_fn step, void *last, unsigned attempt)
+{
+	run_step_ref(q, step, last, attempt, true);
 }
 
 static void retry_start(sx_promise *r);
@@ -344,6 +362,11 @@ static void p_run(sx_task *t)
 
 	switch (q->kind) {
 	case K_RUN:
+		if (ck_pr_load_32(&q->claim) != 0 || !ck_pr_cas_32(&q->claim, 0, 1)) {
+			/* A getter ran it inline and left us the pending reference. */
+			unref(q);
+			break;
+		}
 		run_step(q, (sx_step_fn)q->fn, NULL, 1);
 		break;
 	case K_THEN:
@@ -351,8 +374,8 @@ static void p_run(sx_task *t)
 			settle(q, p->err, NULL, NULL);
 			break;
 		}
-		ref(q); /* settle drops the pending reference; we still touch q below */
-		run_step(q, (sx_step_fn)q->fn, p->value, 1);
+		/* Keep the pending reference through the settle: we still touch q below. */
+		run_step_ref(q, (sx_step_fn)q->fn, p->value, 1, false);
 		if (outcome(q) == S_FULFILLED) { /* nothing reads p again: let the chain behind go */
 			q->parent = NULL;
 			unref(p);
@@ -398,7 +421,10 @@ static void p_cancel(sx_task *t, int err)
 {
 	sx_promise *q = SX_CONTAINER_OF(t, sx_promise, task);
 
-	settle(q, err, NULL, NULL);
+	if (q->kind == K_RUN && !ck_pr_cas_32(&q->claim, 0, 1))
+		unref(q); /* ran inline by a getter, which left us the pending reference */
+	else
+		settle(q, err, NULL, NULL);
 }
 
 /* ---- creating ------------------------------------------------------------------------------ */
@@ -890,6 +916,11 @@ static int wait_helping(sx__worker *w, sx_promise *p, sx_breaker *stop, uint64_t
 	uint32_t s;
 	int rc;
 
+	/* The task we wait for, if nobody has started it: run it here, on this stack (nesting
+	 * follows the dependency, so the depth is the program's own recursion depth). Its queue
+	 * entry stays where it is, keeps the pending reference and drops it when it comes up. */
+	if (p->kind == K_RUN && ck_pr_load_32(&p->claim) == 0 && ck_pr_cas_32(&p->claim, 0, 1))
+		run_step_ref(p, (sx_step_fn)p->fn, NULL, 1, false);
 	while ((s = ck_pr_load_32(&p->state), rc = wait_check(p, stop, deadline)) == 0) {
 		int ran = sx__help_one(w);
 

@@ -320,6 +320,28 @@ static sx_task *sx__ring_steal_half(sx__worker *w, sx__worker *v)
 	return NULL;
 }
 
+/*
+ * The LIFO slot holds the task its owner will run next, usually within nanoseconds (a
+ * continuation it just scheduled). Taking it at once would bounce every hop of a chain between
+ * cores, so a thief only takes it from an owner that makes no progress: one that has not finished
+ * a task while the thief waited about SX__LIFO_PATIENCE pauses with the slot still full (the
+ * owner is in a long task, or spinning, as ping-pong's sender does). Go's scheduler waits the
+ * same way (3 us) before stealing runnext; a few hundred nanoseconds are enough here.
+ */
+#define SX__LIFO_PATIENCE 8u
+
+static bool owner_stuck(const sx__worker *v)
+{
+	uint64_t done = ck_pr_load_64(&v->stats.executed);
+
+	for (unsigned i = 0; i < SX__LIFO_PATIENCE; i++) {
+		ck_pr_stall();
+		if (ck_pr_load_ptr(&v->lifo) == NULL || ck_pr_load_64(&v->stats.executed) != done)
+			return false;
+	}
+	return true;
+}
+
 static sx_task *steal_any(sx__worker *w)
 {
 	sx_pool *p = w->pool;
@@ -339,7 +361,7 @@ static sx_task *steal_any(sx__worker *w)
 			continue;
 		sx__stat_add(&w->stats.steal_attempts, 1);
 		t = sx__ring_steal_half(w, v);
-		if (t == NULL && ck_pr_load_ptr(&v->lifo) != NULL) {
+		if (t == NULL && ck_pr_load_ptr(&v->lifo) != NULL && owner_stuck(v)) {
 			t = ck_pr_fas_ptr(&v->lifo, NULL);
 			if (t != NULL) {
 				sx__stat_add(&w->stats.stolen, 1);
@@ -610,20 +632,27 @@ bool sx__quiescent(sx_pool *p)
 }
 
 /* A waiting worker runs one task (sx_promise_get): its own queues first, then the injector, then
- * another worker's. 1: it ran one; 0: nothing to run; -ESHUTDOWN: SX_CANCEL is stopping w. */
+ * another worker's. 1: it ran one; 0: nothing to run (or nested too deep); -ESHUTDOWN: SX_CANCEL
+ * is stopping w. */
 int sx__help_one(sx__worker *w)
 {
 	sx_task *t;
 
 	if (SX__UNLIKELY(stopping(w->pool)))
 		return -ESHUTDOWN;
+	/* Each task run here nests on this stack; past SX__HELP_MAX_DEPTH the worker only waits
+	 * (other workers steal from its queues meanwhile). */
+	if (w->help_depth >= SX__HELP_MAX_DEPTH)
+		return 0;
 	t = next_local(w);
 	if (t == NULL)
 		t = steal_any(w);
 	if (t == NULL)
 		return 0;
 	w->went_idle = false;
+	w->help_depth++;
 	t->run(t);
+	w->help_depth--;
 	sx__stat_add(&w->stats.executed, 1);
 	return 1;
 }

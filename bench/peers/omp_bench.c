@@ -36,3 +36,37 @@ int omp_spawn_many(unsigned workers, uint64_t n, bench_out *o)
 	}
 	return 0;
 }
+
+/* B3: fib with both calls as tasks and a taskwait, as the OpenMP examples write it. */
+static uint64_t fib(unsigned n)
+{
+	uint64_t x, y;
+
+	if (n < 2)
+		return n;
+#pragma omp task shared(x)
+	x = fib(n - 1);
+#pragma omp task shared(y)
+	y = fib(n - 2);
+#pragma omp taskwait
+	return x + y;
+}
+
+int omp_fib(unsigned workers, unsigned n, bench_out *o)
+{
+	uint64_t t0, r = 0;
+
+	t0 = bench_now_ns();
+#pragma omp parallel num_threads((int)workers)
+	{
+#pragma omp single
+		r = fib(n);
+	}
+	o->seconds = (double)(bench_now_ns() - t0) * 1e-9;
+	if (r != bench_fib_expected(n)) {
+		snprintf(o->err, sizeof(o->err), "omp fib(%u) = %llu", n, (unsigned long long)r);
+		return -1;
+	}
+	o->tasks = bench_fib_calls(n);
+	return 0;
+}

@@ -69,3 +69,34 @@ extern "C" int tbb_spawn_remote(unsigned workers, uint64_t n, bench_out *o)
 	}
 	return 0;
 }
+
+// B3: fib with both calls as tasks of a task_group, as TBB's documentation writes it.
+static uint64_t fib(unsigned n)
+{
+	if (n < 2)
+		return n;
+	uint64_t x, y;
+	tbb::task_group g;
+	g.run([&] { x = fib(n - 1); });
+	g.run([&] { y = fib(n - 2); });
+	g.wait();
+	return x + y;
+}
+
+extern "C" int tbb_fib(unsigned workers, unsigned n, bench_out *o)
+{
+	tbb::global_control gc(tbb::global_control::max_allowed_parallelism, workers);
+	tbb::task_arena arena((int)workers);
+	uint64_t t0, r = 0;
+
+	arena.initialize();
+	t0 = bench_now_ns();
+	arena.execute([&] { r = fib(n); });
+	o->seconds = (double)(bench_now_ns() - t0) * 1e-9;
+	if (r != bench_fib_expected(n)) {
+		std::snprintf(o->err, sizeof(o->err), "tbb fib(%u) = %llu", n, (unsigned long long)r);
+		return -1;
+	}
+	o->tasks = bench_fib_calls(n);
+	return 0;
+}
