@@ -21,7 +21,27 @@ FIGURES = {
     "timers": ["insert_ns", "cancel_ns", "expiry_ns", "bytes_per_timer", "svc_insert_ns",
                "svc_cancel_ns", "svc_bytes_per_timer", "lateness_p99_ticks"],
     "breaker": ["done_ns"],
+    "chain": ["ns_per_task"],
+    "chain/breaker": ["ns_per_task"],
+    "skynet": ["ns_per_task", "rss_kib"],
+    "fib/25": ["ns_per_task", "speedup"],
+    "fib/30": ["ns_per_task", "speedup"],
+    "retry_storm": ["lost", "duplicated", "p50_ns", "p99_ns", "idle_p50_ns", "idle_p99_ns"],
 }
+# Figures where higher is better (the ratio column is then strix / peer's inverse).
+HIGHER_BETTER = {"speedup"}
+# Figures that are counts or checks, not compared.
+NO_RATIO = {"idle_cpu_pct", "lost", "duplicated", "rss_kib"}
+
+
+def split_name(name):
+    """'fib/strix/25/iterations:1/...' -> ('fib/25', 'strix'); 'chain/strix/breaker' ->
+    ('chain/breaker', 'strix')."""
+    parts = [p for p in name.split("/") if ":" not in p and p != "manual_time"]
+    workload, impl = parts[0], parts[1]
+    if len(parts) > 2:
+        workload += "/" + "/".join(parts[2:])
+    return workload, impl
 
 
 def load(path):
@@ -30,7 +50,7 @@ def load(path):
     results, errors = {}, []
     for b in data.get("benchmarks", []):
         name = b.get("run_name", b["name"])
-        workload, impl = name.split("/")[:2]
+        workload, impl = split_name(name)
         if b.get("error_occurred"):
             errors.append(f"{workload}/{impl}: {b.get('error_message')}")
             continue
@@ -60,10 +80,12 @@ def table(results):
             s = vals.get("strix")
             ratios = []
             for i in impls:
-                if i == "strix" or fig == "idle_cpu_pct":
+                if i == "strix" or fig in NO_RATIO:
                     continue
                 v = vals[i]
-                if s and v is not None:
+                if fig in HIGHER_BETTER and s and v:
+                    ratios.append(f"{i}/strix {s / v:.2f}x")
+                elif s and v is not None:
                     ratios.append(f"{i}/strix {v / s:.2f}x")
             rows.append((f"{workload} {fig}", [(i, vals[i]) for i in impls], ratios))
     return rows
