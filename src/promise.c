@@ -539,6 +539,8 @@ static void retry_start(sx_promise *r)
 	sx_promise *p = r->parent;
 
 	if (outcome(p) == S_FULFILLED) {
+		if (x->policy.budget != NULL) /* a success refills the budget, as in sx_retry */
+			sx_retry_budget_deposit(x->policy.budget);
 		pass_on(r, p);
 		return;
 	}

@@ -134,9 +134,11 @@ SX_API int sx_promise_recover_and_retry(sx_promise *p, sx_recover_fn recover, vo
  *
  * Called on one of the pool's workers it runs other tasks while it waits (so recursive fork-join
  * cannot deadlock: the task it waits for is run by itself or by another worker), checking p, the
- * chain and the timeout between tasks; a task it runs may delay its return. With nothing to run
- * it sleeps in short slices (at most 200 us), in case new work arrives in its queues. Returns
- * -ESHUTDOWN there if the pool is being shut down with SX_CANCEL and p has not settled.
+ * chain and the timeout between tasks; a task it runs may delay its return. It nests at most
+ * 256 helped tasks on its stack (then it only waits; other workers take its queued tasks). With
+ * nothing to run it sleeps in short slices (at most 200 us), in case new work arrives in its
+ * queues. Returns -ESHUTDOWN there if the pool is being shut down with SX_CANCEL and p has not
+ * settled.
  * Elsewhere it blocks on a futex, without spinning.
  * -EINVAL for a NULL p. Any thread, concurrently (many threads may wait on one promise).
  */
