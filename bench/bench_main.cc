@@ -35,16 +35,18 @@ void set_latency(benchmark::State &st, const bench_hist &h)
 	st.counters["max_ns"] = (double)h.max;
 }
 
-void run_spawn(benchmark::State &st, spawn_body body, uint64_t n)
+// Runs `body(o)` once per iteration; ns_per_task over every task the iterations ran.
+template <typename F>
+bool run_counted(benchmark::State &st, F body)
 {
 	double ns = 0;
 	uint64_t tasks = 0;
 
 	for (auto _ : st) {
 		bench_out o{};
-		if (body(g_workers, n, &o) != 0) {
+		if (body(&o) != 0) {
 			st.SkipWithError(o.err);
-			return;
+			return false;
 		}
 		st.SetIterationTime(o.seconds);
 		ns += o.seconds * 1e9;
@@ -52,6 +54,12 @@ void run_spawn(benchmark::State &st, spawn_body body, uint64_t n)
 	}
 	st.counters["ns_per_task"] = ns / (double)tasks;
 	st.counters["workers"] = g_workers;
+	return true;
+}
+
+void run_spawn(benchmark::State &st, spawn_body body, uint64_t n)
+{
+	run_counted(st, [&](bench_out *o) { return body(g_workers, n, o); });
 }
 
 void run_pingpong(benchmark::State &st, pingpong_body body, uint64_t rounds)
@@ -156,22 +164,10 @@ void run_fib(benchmark::State &st, fib_body body, unsigned n)
 
 void run_skynet(benchmark::State &st, uint64_t leaves)
 {
-	double ns = 0, rss = 0;
-	uint64_t tasks = 0;
+	double rss = 0;
 
-	for (auto _ : st) {
-		bench_out o{};
-		if (strix_skynet(g_workers, leaves, &rss, &o) != 0) {
-			st.SkipWithError(o.err);
-			return;
-		}
-		st.SetIterationTime(o.seconds);
-		ns += o.seconds * 1e9;
-		tasks += o.tasks;
-	}
-	st.counters["ns_per_task"] = ns / (double)tasks;
-	st.counters["rss_kib"] = rss;
-	st.counters["workers"] = g_workers;
+	if (run_counted(st, [&](bench_out *o) { return strix_skynet(g_workers, leaves, &rss, o); }))
+		st.counters["rss_kib"] = rss;
 }
 
 void run_retry_storm(benchmark::State &st, uint64_t n)

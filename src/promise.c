@@ -49,7 +49,7 @@ enum { K_RUN, K_THEN, K_CATCH, K_FINALLY, K_RETRY, K_ALL, K_ANY, K_RACE };
 
 struct sx__cont {
 	struct sx__cont *next;
-	void (*fire)(struct sx__cont *c);
+	void (*fire)(struct sx__cont *c); /* NULL: schedule the promise this cont is embedded in */
 };
 
 #define CLOSED ((struct sx__cont *)1)
@@ -237,11 +237,6 @@ bool sx_ctx_cancelled(const sx_ctx *ctx)
 
 /* ---- settling and scheduling --------------------------------------------------------------- */
 
-static void cont_schedule(struct sx__cont *c)
-{
-	(void)c; /* marker: handled by settle, which needs the submit result */
-}
-
 static inline sx_promise *of_cont(struct sx__cont *c)
 {
 	return SX_CONTAINER_OF(c, sx_promise, cont);
@@ -285,7 +280,7 @@ static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *)
 			struct sx__cont *c = fifo;
 
 			fifo = c->next;
-			if (c->fire != cont_schedule) {
+			if (c->fire != NULL) {
 				c->fire(c);
 				continue;
 			}
@@ -312,21 +307,23 @@ static void settle(sx_promise *q, int err, void *value, void (*dtor)(void *))
 	settle_ref(q, err, value, dtor, true);
 }
 
-/* A dependent q of p (its cont initialized): listed on p, or scheduled now if p settled. */
-static int attach(sx_promise *p, sx_promise *q)
+/* List c on p's continuations (one CAS); false if p has settled (c must then run at once). */
+static bool push_cont(sx_promise *p, struct sx__cont *c)
 {
 	struct sx__cont *h = ck_pr_load_ptr(&p->conts);
 
 	do {
-		if (h == CLOSED) {
-			if (q->cont.fire == cont_schedule)
-				return sx_pool_submit_task(q->pool, &q->task);
-			q->cont.fire(&q->cont);
-			return 0;
-		}
-		q->cont.next = h;
-	} while (!ck_pr_cas_ptr_value(&p->conts, h, &q->cont, &h));
-	return 0;
+		if (h == CLOSED)
+			return false;
+		c->next = h;
+	} while (!ck_pr_cas_ptr_value(&p->conts, h, c, &h));
+	return true;
+}
+
+/* A dependent q of p: listed on p, or scheduled now if p settled. */
+static int attach(sx_promise *p, sx_promise *q)
+{
+	return push_cont(p, &q->cont) ? 0 : sx_pool_submit_task(q->pool, &q->task);
 }
 
 /* q passes p's outcome on; p's value stays owned by p, which q keeps alive. */
@@ -382,18 +379,18 @@ static void p_run(sx_task *t)
 		}
 		unref(q);
 		break;
-	case K_CATCH:
-		if (outcome(p) == S_FULFILLED || (rc = chain_err(q->root)) != 0) {
-			pass_on(q, p);
-			break;
-		} else {
-			sx_ctx ctx = { q->arg, 1, q, NULL };
-			void *out = NULL;
+	case K_CATCH: {
+		sx_ctx ctx = { q->arg, 1, q, NULL };
+		void *out = NULL;
 
-			rc = ((sx_recover_fn)q->fn)(&ctx, p->err, NULL, &out);
-			settle(q, rc, out, ctx.dtor);
+		if (outcome(p) == S_FULFILLED || chain_err(q->root) != 0) {
+			pass_on(q, p); /* a value, or a cancelled chain: handlers are skipped */
+			break;
 		}
+		rc = ((sx_recover_fn)q->fn)(&ctx, p->err, NULL, &out);
+		settle(q, rc, out, ctx.dtor);
 		break;
+	}
 	case K_FINALLY: {
 		sx_ctx ctx = { q->arg, 1, q, NULL };
 
@@ -481,7 +478,6 @@ static int dependent(sx_promise *p, int kind, void *fn, void *arg, size_t extra,
 	q->arg = arg;
 	q->parent = p;
 	q->root = p->root;
-	q->cont.fire = cont_schedule;
 	if (policy != NULL) {
 		struct retry_ext *x = q->ext;
 
@@ -699,10 +695,14 @@ static void retry_resume(sx_promise *r)
 		}
 		if (sctx.dtor != NULL && out != NULL)
 			sctx.dtor(out);
-		if (chain_err(r->root) != 0 ||
-		    !sx__retry_next(&x->policy, &x->bo, rc, x->attempt, x->start, -1, &d)) {
-			settle(r, chain_err(r->root) != 0 ? chain_err(r->root) : rc, NULL, NULL);
-			return;
+		{
+			int stop = chain_err(r->root);
+
+			if (stop != 0 ||
+			    !sx__retry_next(&x->policy, &x->bo, rc, x->attempt, x->start, -1, &d)) {
+				settle(r, stop != 0 ? stop : rc, NULL, NULL);
+				return;
+			}
 		}
 		x->err = rc;
 		if (d > 0) {
@@ -801,17 +801,9 @@ static int combine(int kind, sx_pool *pool, sx_promise *const *list, size_t n, s
 		x->joins[i].cont.fire = join_fire;
 	}
 	/* Attach last: a join may fire (and decide) at once; every input is recorded by then. */
-	for (size_t i = 0; i < n; i++) {
-		struct sx__cont *h = ck_pr_load_ptr(&list[i]->conts);
-
-		do {
-			if (h == CLOSED)
-				break;
-			x->joins[i].cont.next = h;
-		} while (!ck_pr_cas_ptr_value(&list[i]->conts, h, &x->joins[i].cont, &h));
-		if (h == CLOSED)
+	for (size_t i = 0; i < n; i++)
+		if (!push_cont(list[i], &x->joins[i].cont))
 			join_fire(&x->joins[i].cont);
-	}
 	return 0;
 }
 
