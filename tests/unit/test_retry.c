@@ -256,6 +256,47 @@ static void test_jitter_exact(void **state)
 	}
 }
 
+/* The blocking loop waits exactly the policy's sequence, for every jitter, on the virtual clock. */
+static int always_fails(sx_retrier *r, void *arg)
+{
+	(void)r;
+	(void)arg;
+	return -EIO;
+}
+
+static void test_retry_waits_are_the_sequence(void **state)
+{
+	static const int jitters[] = { SX_JITTER_NONE, SX_JITTER_FULL, SX_JITTER_EQUAL,
+		                       SX_JITTER_DEVIATION, SX_JITTER_DECORRELATED };
+	sx_retry_policy p = SX_RETRY_POLICY_INIT;
+	uint64_t want[10];
+
+	(void)state;
+	p.max_attempts = 11;
+	p.backoff = SX_BACKOFF_EXPONENTIAL;
+	p.base_ns = 1 * MS;
+	p.cap_ns = 300 * MS;
+	p.deviation = 0.3;
+	p.seed = 99;
+	for (unsigned j = 0; j < sizeof(jitters) / sizeof(jitters[0]); j++) {
+		vclock vc = { 0 };
+		VCLOCK(clk, &vc);
+		uint64_t total = 0;
+
+		p.jitter = jitters[j];
+		p.clock = NULL;
+		delays(&p, want, 10); /* checked against the formulas in test_jitter_exact */
+		p.clock = &clk;
+		assert_int_equal(sx_retry(always_fails, NULL, &p, NULL), -EIO);
+		assert_int_equal(vc.nwaits, 10);
+		for (unsigned i = 0; i < 10; i++) {
+			assert_int_equal(vc.waits[i], want[i]);
+			total += want[i];
+		}
+		assert_int_equal(vc.now, total);
+	}
+}
+
 static void test_jitter_seeded(void **state)
 {
 	sx_retry_policy p = SX_RETRY_POLICY_INIT;
@@ -573,6 +614,7 @@ int main(void)
 		cmocka_unit_test(test_backoff_saturates),
 		cmocka_unit_test(test_jitter_exact),
 		cmocka_unit_test(test_jitter_seeded),
+		cmocka_unit_test(test_retry_waits_are_the_sequence),
 		cmocka_unit_test(test_retry_success_at_once),
 		cmocka_unit_test(test_retry_limit),
 		cmocka_unit_test(test_retry_default_policy_no_limit),
