@@ -23,6 +23,13 @@
  * level (or fires). A timer moves down at most 6 times in its life, so expiry is amortized O(1).
  * Deadlines beyond the top level's current window wait on a far list, looked at once per window.
  *
+ * Each slot is 16 doubly linked lists ("lanes"), filled round-robin. Insert and cancel stay O(1)
+ * (the timer remembers its level, slot and lane); a 16-bit mask per slot says which lanes hold
+ * timers. The lanes are for expiry: timers live wherever their owners put them, so walking one
+ * list of a million scattered timers is one cache miss after another, each waiting for the one
+ * before. Draining a slot takes a head from each lane in turn, so 16 of those misses are in
+ * flight at once (B8 on 1M timers: 200 ns per expired timer with one list, about 55 with 16).
+ *
  * Trade-off chosen: cascading, for precision. Linux's timer wheel skips cascading and lets a
  * timer fire up to 1/8 of its level's granularity late; strix's users put deadlines on trades
  * and requests, so here a timer fires at the first advance at or after its deadline tick: never
@@ -43,6 +50,8 @@
 #define FIRING (LEVELS + 1) /* sx_level of a timer on the list being fired */
 #define FAR (LEVELS + 2)    /* sx_level of a timer beyond the top level's current window */
 #define TOP_WINDOW ((UINT64_C(1) << (LEVELS * SLOT_BITS)) - 1)
+#define LANE_BITS 4u
+#define LANES (1u << LANE_BITS)
 
 enum { T_IDLE = 0, T_PENDING = 1 };
 
@@ -56,8 +65,10 @@ struct sx_wheel {
 	sx_wheel_timer *firing;     /* the due list an advance is working through */
 	sx_wheel_timer *far;        /* deadlines beyond the top level's window: looked at again
 	                               when time enters the next window (every 2^42 ticks) */
+	unsigned lane_rr;           /* lane of the next timer placed */
 	uint64_t occupied[LEVELS];
-	sx_wheel_timer *slot[LEVELS][SLOTS];
+	uint16_t lanes[LEVELS][SLOTS];       /* non-empty lanes of each slot */
+	sx_wheel_timer *slot[LEVELS][SLOTS][LANES];
 };
 
 static uint64_t mono_now(void *ctx)
@@ -125,7 +136,7 @@ static sx_wheel_timer **head_of(sx_wheel *w, const sx_wheel_timer *t)
 		return &w->firing;
 	if (t->sx_level == FAR)
 		return &w->far;
-	return &w->slot[t->sx_level][t->sx_slot];
+	return &w->slot[t->sx_level][t->sx_slot][t->sx_lane];
 }
 
 static void push(sx_wheel_timer **head, sx_wheel_timer *t)
@@ -147,8 +158,13 @@ static void unlink_timer(sx_wheel *w, sx_wheel_timer *t)
 		*head = t->sx_next;
 	if (t->sx_next != NULL)
 		t->sx_next->sx_prev = t->sx_prev;
-	if (t->sx_level < LEVELS && *head == NULL)
-		w->occupied[t->sx_level] &= ~(UINT64_C(1) << t->sx_slot);
+	if (t->sx_level < LEVELS && *head == NULL) {
+		uint16_t *lanes = &w->lanes[t->sx_level][t->sx_slot];
+
+		*lanes &= (uint16_t)~(1u << t->sx_lane);
+		if (*lanes == 0)
+			w->occupied[t->sx_level] &= ~(UINT64_C(1) << t->sx_slot);
+	}
 }
 
 /* ---- placement ------------------------------------------------------------------------------ */
@@ -175,7 +191,9 @@ static void place(sx_wheel *w, sx_wheel_timer *t)
 	level = level_for(w->elapsed, when);
 	t->sx_level = (uint8_t)level;
 	t->sx_slot = (uint8_t)((when >> (level * SLOT_BITS)) & (SLOTS - 1));
-	push(&w->slot[level][t->sx_slot], t);
+	t->sx_lane = (uint8_t)(w->lane_rr++ & (LANES - 1));
+	push(&w->slot[level][t->sx_slot][t->sx_lane], t);
+	w->lanes[level][t->sx_slot] |= (uint16_t)(1u << t->sx_lane);
 	w->occupied[level] |= UINT64_C(1) << t->sx_slot;
 }
 
@@ -269,6 +287,43 @@ static void fire(sx_wheel *w, sx_wheel_timer *t)
 	t->fn(t, t->arg);
 }
 
+/* Fire or move down every timer of a slot of the levels. Its lanes are taken in turn, a head
+ * from each, so the cache misses on the next timers of all lanes are in flight together (one
+ * linked list would take them one at a time). A callback may cancel any timer, including those
+ * still in this slot: the heads are read again for every timer. */
+static size_t drain_slot(sx_wheel *w, unsigned level, unsigned slot)
+{
+	sx_wheel_timer **head = w->slot[level][slot];
+	uint16_t *lanes = &w->lanes[level][slot];
+	size_t fired = 0;
+
+	while (*lanes != 0) {
+		for (unsigned bits = *lanes; bits != 0; bits &= bits - 1) {
+			unsigned k = (unsigned)__builtin_ctz(bits);
+			sx_wheel_timer *t = head[k], *n;
+
+			if (t == NULL)
+				continue; /* emptied by a callback's cancel */
+			n = t->sx_next;
+			head[k] = n;
+			if (n != NULL) {
+				n->sx_prev = NULL; /* also starts fetching it */
+			} else {
+				*lanes &= (uint16_t)~(1u << k);
+				if (*lanes == 0)
+					w->occupied[level] &= ~(UINT64_C(1) << slot);
+			}
+			if (t->sx_deadline <= w->elapsed) {
+				fire(w, t);
+				fired++;
+			} else {
+				place(w, t);
+			}
+		}
+	}
+	return fired;
+}
+
 /* Unlink and fire (or move down) timers one at a time from the live list head, so a callback
  * may cancel or add any timer, including those still waiting on the same list. */
 size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns)
@@ -299,25 +354,28 @@ size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns)
 		 * now belongs to a lower level, and one not after elapsed goes to the due list. (The
 		 * far list is only taken when the levels are empty, and its timers leave it unless
 		 * they are still beyond the new window: then they wait for the next one.) */
-		sx_wheel_timer **head = level == FAR ? &w->far : &w->slot[level][slot];
-		sx_wheel_timer *stay = NULL;
+		if (level == FAR) {
+			sx_wheel_timer *stay = NULL;
 
-		while ((t = *head) != NULL) {
-			unlink_timer(w, t);
-			if (t->sx_deadline <= w->elapsed) {
-				fire(w, t);
-				fired++;
-			} else if (level == FAR && (t->sx_deadline ^ w->elapsed) > TOP_WINDOW) {
-				t->sx_next = stay; /* still far: set aside, relinked below */
-				stay = t;
-			} else {
-				place(w, t); /* cascade to a lower level */
+			while ((t = w->far) != NULL) {
+				unlink_timer(w, t);
+				if (t->sx_deadline <= w->elapsed) {
+					fire(w, t);
+					fired++;
+				} else if ((t->sx_deadline ^ w->elapsed) > TOP_WINDOW) {
+					t->sx_next = stay; /* still far: set aside, relinked below */
+					stay = t;
+				} else {
+					place(w, t);
+				}
 			}
+			while ((t = stay) != NULL) {
+				stay = t->sx_next;
+				push(&w->far, t);
+			}
+			continue;
 		}
-		while ((t = stay) != NULL) {
-			stay = t->sx_next;
-			push(&w->far, t);
-		}
+		fired += drain_slot(w, level, slot);
 	}
 	if (now > w->elapsed)
 		w->elapsed = now;

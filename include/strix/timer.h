@@ -65,8 +65,8 @@ struct sx_wheel_timer {
 	uint64_t sx_deadline;                     /* private: in ticks since the wheel's origin */
 	void (*fn)(sx_wheel_timer *timer, void *arg);
 	void *arg;
-	uint8_t sx_level, sx_slot;                /* private */
-	uint16_t sx_state;                        /* private */
+	uint8_t sx_level, sx_slot, sx_lane;       /* private */
+	uint8_t sx_state;                         /* private */
 	uint32_t sx_pad;
 };
 

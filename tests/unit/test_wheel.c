@@ -219,36 +219,42 @@ static void test_cancel_before_and_after_expiry(void **state)
 	sx_wheel_destroy(w);
 }
 
-/* During expiry: a callback cancels the other timers of its own slot. */
+/* During expiry: the first callback cancels the other timers of its own slot, in every lane of
+ * it (GROUP is more than the 16 lanes), at level 0 and after a cascade from level 1. */
+#define GROUP 40
 static sx_wheel *cur;
-static struct rec group[4];
+static struct rec group[GROUP];
 
 static void cancel_the_rest(sx_wheel_timer *t, void *arg)
 {
 	on_fire(t, arg);
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < GROUP; i++)
 		if (&group[i].t != t)
 			sx_wheel_cancel(cur, &group[i].t);
 }
 
 static void test_cancel_during_expiry_from_a_callback(void **state)
 {
-	int fired = 0;
+	static const uint64_t at[] = { 7, 100 };
 
 	(void)state;
-	cur = make_wheel(0);
-	for (int i = 0; i < 4; i++) {
-		rec_add(cur, &group[i], 7 * TICK);
-		group[i].t.fn = cancel_the_rest;
+	for (size_t k = 0; k < sizeof(at) / sizeof(at[0]); k++) {
+		int fired = 0;
+
+		cur = make_wheel(0);
+		for (int i = 0; i < GROUP; i++) {
+			rec_add(cur, &group[i], at[k] * TICK);
+			group[i].t.fn = cancel_the_rest;
+		}
+		vnow = at[k] * TICK;
+		assert_int_equal(sx_wheel_advance(cur), 1);
+		for (int i = 0; i < GROUP; i++)
+			fired += group[i].fires;
+		assert_int_equal(fired, 1);
+		assert_int_equal(sx_wheel_count(cur), 0);
+		assert_int_equal(sx_wheel_next_deadline(cur), UINT64_MAX);
+		sx_wheel_destroy(cur);
 	}
-	vnow = 7 * TICK;
-	assert_int_equal(sx_wheel_advance(cur), 1);
-	for (int i = 0; i < 4; i++)
-		fired += group[i].fires;
-	assert_int_equal(fired, 1);
-	assert_int_equal(sx_wheel_count(cur), 0);
-	assert_int_equal(sx_wheel_next_deadline(cur), UINT64_MAX);
-	sx_wheel_destroy(cur);
 }
 
 /* A callback that re-adds its timer fires once per advance, never in a loop. */
