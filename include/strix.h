@@ -8,5 +8,6 @@
 #include <strix/breaker.h>
 #include <strix/retry.h>
 #include <strix/promise.h>
+#include <strix/fanout.h>
 
 #endif /* STRIX_H */

@@ -254,11 +254,16 @@ static bool trip_word(sx_breaker *b, uint32_t done_word)
 	return true;
 }
 
+int sx__breaker_trip_err(sx_breaker *b, int err)
+{
+	return trip_word(b, code_word(err, 0)) ? 0 : -EALREADY;
+}
+
 int sx_breaker_trip(sx_breaker *b)
 {
 	if (b == NULL)
 		return -EINVAL;
-	return trip_word(b, code_word(-ECANCELED, 0)) ? 0 : -EALREADY;
+	return sx__breaker_trip_err(b, -ECANCELED);
 }
 
 /* ---- sources: signals ----------------------------------------------------------------------- */

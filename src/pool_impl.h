@@ -195,6 +195,10 @@ static inline bool sx__is_batch(const sx_task *t)
 	return t->run == sx__batch_run;
 }
 
+/* breaker.c: trip b with err (a negative errno); -EALREADY if it had tripped. Signal-safe. */
+struct sx_breaker;
+int sx__breaker_trip_err(struct sx_breaker *b, int err);
+
 /* timer.c */
 void sx__timers_stop(sx_pool *p);
 void sx__timers_free(sx_pool *p);

@@ -36,9 +36,10 @@
 #include <strix/timer.h>
 
 #include "pool_impl.h"
+#include "promise_impl.h"
 #include "retry_impl.h"
 
-enum { K_RUN, K_THEN, K_CATCH, K_FINALLY, K_RETRY, K_ALL, K_ANY, K_RACE };
+enum { K_RUN, K_THEN, K_CATCH, K_FINALLY, K_RETRY, K_DEFERRED, K_ALL, K_ANY, K_RACE };
 
 #define S_PENDING   0u
 #define S_FULFILLED 1u
@@ -176,6 +177,8 @@ static sx_promise *p_free(sx_promise *q)
 		unref(q->root);
 	else if (q->brk != NULL)
 		sx_breaker_release(q->brk);
+	if (q->kind == K_DEFERRED && q->fn != NULL)
+		((void (*)(void *))q->fn)(q->arg); /* the owner's state, after the breaker it used */
 	sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q) + ext_size(q), 16);
 	return parent;
 }
@@ -862,6 +865,9 @@ static int result(const sx_promise *p, void **value)
 	return p->err;
 }
 
+/* As `stop`: wait for the promise to settle, whatever its chain's breaker says. */
+#define JOIN ((sx_breaker *)1)
+
 /* Why the wait should end now: 1 settled, else the error, else 0 (keep waiting). */
 static int wait_check(const sx_promise *p, sx_breaker *stop, uint64_t deadline)
 {
@@ -869,6 +875,8 @@ static int wait_check(const sx_promise *p, sx_breaker *stop, uint64_t deadline)
 
 	if (outcome(p) != S_PENDING)
 		return 1;
+	if (stop == JOIN)
+		return 0;
 	if ((rc = chain_err(p->root)) != 0)
 		return rc;
 	if (stop != NULL && (rc = sx_breaker_err(stop)) != 0)
@@ -1030,4 +1038,63 @@ int sx_promise_get_until(sx_promise *p, sx_breaker *stop, void **value)
 	if (stop == NULL)
 		return -EINVAL;
 	return get(p, stop, -1, value);
+}
+
+/* ---- internal: promises settled by other modules (promise_impl.h) -------------------------- */
+
+int sx__promise_deferred(sx_pool *pool, sx_breaker *parent, void (*cleanup)(void *), void *arg,
+    sx_promise **out)
+{
+	sx_promise *q = p_alloc(0);
+	int rc;
+
+	if (q == NULL)
+		return -ENOMEM;
+	q->kind = K_DEFERRED;
+	q->pool = pool;
+	rc = parent != NULL ? sx_breaker_child(parent, &q->brk) : sx_breaker_create(&q->brk);
+	if (rc != 0) {
+		sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q), 16);
+		return rc;
+	}
+	q->fn = (void *)cleanup;
+	q->arg = arg;
+	*out = q;
+	return 0;
+}
+
+sx_breaker *sx__promise_breaker(sx_promise *p)
+{
+	return p->root->brk;
+}
+
+void sx__promise_ref(sx_promise *p)
+{
+	ref(p);
+}
+
+void sx__promise_settle(sx_promise *p, int err)
+{
+	settle(p, err, NULL, NULL);
+}
+
+int sx__promise_join(sx_promise *p)
+{
+	sx__worker *w = sx__worker_of(p->pool);
+
+	if (w != NULL) {
+		int rc = wait_helping(w, p, JOIN, UINT64_MAX);
+
+		if (rc != 1)
+			return rc; /* -ESHUTDOWN from helping: p still pending */
+	} else {
+		for (;;) {
+			uint32_t s = ck_pr_load_32(&p->state);
+
+			if (outcome(p) != S_PENDING)
+				break;
+			doze(p, s, UINT64_MAX);
+		}
+	}
+	return result(p, NULL);
 }
