@@ -34,7 +34,8 @@
  * and bumps that sleeper's event count. Either the submitter sees the parker's decrement, or the
  * parker's re-check sees the task: both sides order their write before their read with an atomic
  * RMW (Dekker). A searching worker that finds work and was the last searcher wakes another one if
- * more work is visible, so work spreads without a storm of wake-ups.
+ * more work is visible (in the injector or any worker's ring or LIFO slot), so work spreads without a
+ * storm of wake-ups, and tasks queued behind one that blocks do not wait for it.
  */
 #include <errno.h>
 #include <limits.h>
@@ -448,8 +449,7 @@ static void leave_searching(sx__worker *w)
 	w->searching = false;
 	old = ck_pr_faa_32(&w->pool->idle, (uint32_t)-SX__IDLE_SEARCHING_ONE);
 	ck_pr_fence_atomic_load();
-	if (SX__IDLE_SEARCHING(old) == 1 &&
-	    (ck_ring_size(&w->ring) != 0 || ck_pr_load_ptr(&w->pool->inj.head) != NULL))
+	if (SX__IDLE_SEARCHING(old) == 1 && work_visible(w->pool))
 		sx__notify(w->pool);
 }
 

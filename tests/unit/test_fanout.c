@@ -157,6 +157,7 @@ static void test_limit_one_serializes_limit_three_overlaps(void **state)
 	assert_int_equal(sx_fanout_exec(pool, t, 3, &o), 0);
 	one = tu_now_ns() - t0;
 	assert_int_equal(high_water, 1);
+	reset();
 	o.limit = 3;
 	t0 = tu_now_ns();
 	assert_int_equal(sx_fanout_exec(pool, t, 3, &o), 0);
