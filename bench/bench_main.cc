@@ -170,6 +170,18 @@ void run_skynet(benchmark::State &st, uint64_t leaves)
 		st.counters["rss_kib"] = rss;
 }
 
+using fanout_body = int (*)(unsigned, uint64_t, unsigned, uint64_t, bench_fanout *, bench_out *);
+
+void run_fanout(benchmark::State &st, fanout_body body, uint64_t n, uint64_t work_ns)
+{
+	bench_fanout r{};
+
+	if (run_counted(st, [&](bench_out *o) { return body(g_workers, n, 64, work_ns, &r, o); })) {
+		st.counters["max_inflight"] = r.max_inflight;
+		st.counters["rss_kib"] = r.rss_kib;
+	}
+}
+
 void run_retry_storm(benchmark::State &st, uint64_t n)
 {
 	static bench_hist idle, busy;
@@ -259,6 +271,27 @@ void register_all()
 			add(std::string("fib/") + f.impl + "/" + std::to_string(fn), reps(3),
 			    [f, n](benchmark::State &st) { run_fib(st, f.body, n); });
 	}
+	// B7 fanout_limit: limit 64, empty calls at 10^5 and 10^7, 10 us calls at 10^5.
+	struct fanout_impl {
+		const char *impl;
+		fanout_body body;
+	};
+	static const fanout_impl fanouts[] = { { "strix", strix_fanout }, { "thpool", thpool_fanout } };
+	struct fanout_case {
+		const char *name;
+		uint64_t n, work_ns;
+		int reps;
+	};
+	const fanout_case cases[] = {
+		{ "empty/1e5", size(100000, 1000), 0, reps(3) },
+		{ "empty/1e7", size(10000000, 2000), 0, 1 },
+		{ "work10us/1e5", size(100000, 200), 10000, reps(3) },
+	};
+	for (const auto &c : cases)
+		for (const auto &f : fanouts)
+			add(std::string("fanout_limit/") + f.impl + "/" + c.name, c.reps,
+			    [f, c](benchmark::State &st) { run_fanout(st, f.body, c.n, c.work_ns); });
+
 	const uint64_t storm = size(100000, 500);
 	add("retry_storm/strix", 1, [storm](benchmark::State &st) { run_retry_storm(st, storm); });
 

@@ -134,32 +134,6 @@ static int sky_step(sx_ctx *ctx, void *last, void **out)
 	return 0;
 }
 
-/* Peak resident memory since the last reset_peak_rss, in KiB (0 if /proc is unreadable). */
-static void reset_peak_rss(void)
-{
-	FILE *f = fopen("/proc/self/clear_refs", "w");
-
-	if (f != NULL) {
-		fputs("5", f);
-		fclose(f);
-	}
-}
-
-static double peak_rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	char line[256];
-	double kib = 0;
-
-	if (f == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (strncmp(line, "VmHWM:", 6) == 0)
-			kib = strtod(line + 6, NULL);
-	fclose(f);
-	return kib;
-}
-
 int strix_skynet(unsigned workers, uint64_t leaves, double *rss_kib, bench_out *o)
 {
 	struct sky root = { 0, leaves };
@@ -172,13 +146,13 @@ int strix_skynet(unsigned workers, uint64_t leaves, double *rss_kib, bench_out *
 		nodes += leaves / s;
 	if ((spool = make_pool(workers, o)) == NULL)
 		return -1;
-	reset_peak_rss();
+	bench_reset_peak_rss();
 	t0 = bench_now_ns();
 	rc = sx_promise_run(spool, sky_step, &root, &p);
 	if (rc == 0)
 		rc = sx_promise_get(p, -1, &v);
 	o->seconds = (double)(bench_now_ns() - t0) * 1e-9;
-	*rss_kib = peak_rss_kib();
+	*rss_kib = bench_peak_rss_kib();
 	if (rc == 0)
 		sx_promise_release(p);
 	sx_pool_destroy(spool);

@@ -91,11 +91,29 @@ typedef struct bench_retry_storm {
 int strix_retry_storm(unsigned workers, uint64_t n, unsigned retries, bench_hist *idle,
     bench_hist *busy, bench_retry_storm *r, bench_out *o);
 
+/* B7 fanout_limit: n calls with at most `limit` in flight, each empty (work_ns 0) or spinning
+ * work_ns; every call moves an in-flight counter, whose high-water mark is max_inflight (the same
+ * bookkeeping for every impl). strix: sx_fanout_map from outside the pool. thpool: the
+ * pthread-pool way, a POSIX semaphore of `limit` permits taken before each thpool_add_work and
+ * given back when the call ends. rss_kib: how far the peak resident memory during the run rose
+ * above the resident memory before it (the growth the calls caused). */
+typedef struct bench_fanout {
+	double max_inflight, rss_kib;
+} bench_fanout;
+int strix_fanout(unsigned workers, uint64_t n, unsigned limit, uint64_t work_ns,
+    bench_fanout *r, bench_out *o);
+int thpool_fanout(unsigned workers, uint64_t n, unsigned limit, uint64_t work_ns,
+    bench_fanout *r, bench_out *o);
+
 /* Shared helpers (common.c). */
 double bench_process_cpu_s(void);
 void bench_sleep_ns(uint64_t ns);
 /* Measure CPU used by the whole process over idle_s seconds of wall time, in % of one core. */
 double bench_idle_cpu_pct(double idle_s);
+/* Peak resident memory: reset the high-water mark (clear_refs), then read VmHWM in KiB. */
+void bench_reset_peak_rss(void);
+double bench_peak_rss_kib(void);
+double bench_rss_kib(void); /* resident now */
 
 #ifdef __cplusplus
 }

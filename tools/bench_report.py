@@ -31,7 +31,7 @@ FIGURES = {
 # Figures where higher is better (the ratio column is then strix / peer's inverse).
 HIGHER_BETTER = {"speedup"}
 # Figures that are counts or checks, not compared.
-NO_RATIO = {"idle_cpu_pct", "lost", "duplicated", "rss_kib"}
+NO_RATIO = {"idle_cpu_pct", "lost", "duplicated", "rss_kib", "max_inflight"}
 
 
 def split_name(name):

@@ -1,0 +1,128 @@
+/*
+ * B7 fanout_limit: strix's sx_fanout_map against the pthread-pool way (Pithikos thpool with a
+ * POSIX semaphore in front), same calls, same in-flight bookkeeping. See workloads.h.
+ */
+#include <semaphore.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cthreadpool/thpool.h>
+#include <strix.h>
+
+#include "workloads.h"
+
+struct fan_state {
+	double rss0;
+	uint32_t inflight;
+	uint32_t max;
+	uint64_t work_ns;
+	uint64_t done;
+	sem_t sem;
+};
+
+static void call_body(struct fan_state *s)
+{
+	uint32_t now = __atomic_add_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
+	uint32_t max = __atomic_load_n(&s->max, __ATOMIC_RELAXED);
+
+	while (now > max && !__atomic_compare_exchange_n(&s->max, &max, now, true,
+	    __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+		;
+	if (s->work_ns != 0) {
+		uint64_t end = bench_now_ns() + s->work_ns;
+
+		while (bench_now_ns() < end)
+			;
+	}
+	__atomic_sub_fetch(&s->inflight, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&s->done, 1, __ATOMIC_RELAXED);
+}
+
+static int finish(struct fan_state *s, uint64_t n, uint64_t t0, bench_fanout *r, bench_out *o)
+{
+	o->seconds = (double)(bench_now_ns() - t0) * 1e-9;
+	o->tasks = s->done;
+	r->max_inflight = s->max;
+	r->rss_kib = bench_peak_rss_kib() - s->rss0;
+	if (s->done != n) {
+		snprintf(o->err, sizeof(o->err), "fanout: %llu of %llu calls ran",
+		    (unsigned long long)s->done, (unsigned long long)n);
+		return -1;
+	}
+	return 0;
+}
+
+static int strix_call(sx_breaker *stop, size_t i, void *arg)
+{
+	(void)stop;
+	(void)i;
+	call_body(arg);
+	return 0;
+}
+
+int strix_fanout(unsigned workers, uint64_t n, unsigned limit, uint64_t work_ns,
+    bench_fanout *r, bench_out *o)
+{
+	sx_pool_opts po = SX_POOL_OPTS_INIT;
+	sx_fanout_opts fo = SX_FANOUT_OPTS_INIT;
+	struct fan_state s = { 0, 0, 0, work_ns, 0, { { 0 } } };
+	sx_pool *p;
+	uint64_t t0;
+	int rc;
+
+	po.workers = workers;
+	if (sx_pool_create(&p, &po) != 0) {
+		snprintf(o->err, sizeof(o->err), "strix: pool");
+		return -1;
+	}
+	fo.limit = limit;
+	bench_reset_peak_rss();
+	s.rss0 = bench_rss_kib();
+	t0 = bench_now_ns();
+	rc = sx_fanout_map(p, n, strix_call, &s, &fo);
+	if (rc != 0)
+		snprintf(o->err, sizeof(o->err), "sx_fanout_map: %d", rc);
+	else
+		rc = finish(&s, n, t0, r, o);
+	sx_pool_destroy(p);
+	return rc;
+}
+
+static void thp_call(void *arg)
+{
+	struct fan_state *s = arg;
+
+	call_body(s);
+	sem_post(&s->sem);
+}
+
+int thpool_fanout(unsigned workers, uint64_t n, unsigned limit, uint64_t work_ns,
+    bench_fanout *r, bench_out *o)
+{
+	struct fan_state s = { 0, 0, 0, work_ns, 0, { { 0 } } };
+	threadpool tp = thpool_init((int)workers);
+	uint64_t t0;
+	int rc;
+
+	if (tp == NULL || sem_init(&s.sem, 0, limit) != 0) {
+		snprintf(o->err, sizeof(o->err), "thpool: setup");
+		return -1;
+	}
+	bench_reset_peak_rss();
+	s.rss0 = bench_rss_kib();
+	t0 = bench_now_ns();
+	for (uint64_t i = 0; i < n; i++) {
+		while (sem_wait(&s.sem) != 0)
+			;
+		if (thpool_add_work(tp, thp_call, &s) != 0) {
+			snprintf(o->err, sizeof(o->err), "thpool_add_work failed");
+			thpool_destroy(tp);
+			return -1;
+		}
+	}
+	thpool_wait(tp);
+	rc = finish(&s, n, t0, r, o);
+	thpool_destroy(tp);
+	sem_destroy(&s.sem);
+	return rc;
+}
