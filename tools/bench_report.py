@@ -26,6 +26,9 @@ FIGURES = {
     "skynet": ["ns_per_task", "rss_kib"],
     "fib/25": ["ns_per_task", "speedup"],
     "fib/30": ["ns_per_task", "speedup"],
+    "fanout_limit/empty/1e5": ["ns_per_task", "max_inflight", "rss_kib"],
+    "fanout_limit/empty/1e7": ["ns_per_task", "max_inflight", "rss_kib"],
+    "fanout_limit/work10us/1e5": ["ns_per_task", "max_inflight", "rss_kib"],
     "retry_storm": ["lost", "duplicated", "p50_ns", "p99_ns", "idle_p50_ns", "idle_p99_ns"],
 }
 # Figures where higher is better (the ratio column is then strix / peer's inverse).
