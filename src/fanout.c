@@ -189,9 +189,14 @@ static int start(sx_pool *pool, size_t n, sx_fanout_fn fn, void *arg,
 	}
 	f->p = p;
 	f->stop = sx__promise_breaker(p);
+	if (nlanes == 0) { /* n == 0: nothing to run, nothing failed */
+		sx__promise_settle(p, 0);
+		*out = p;
+		return 0;
+	}
 	if (o->timeout_ns < 0) {
 		sx__breaker_trip_err(f->stop, -ETIMEDOUT);
-	} else if (o->timeout_ns > 0 && n > 0) {
+	} else if (o->timeout_ns > 0) {
 		sx__promise_ref(p); /* the timer's */
 		rc = sx_timer_add(pool, (uint64_t)o->timeout_ns, SX_TIMER_INLINE, on_timeout, f,
 		    &f->timer);
@@ -200,11 +205,6 @@ static int start(sx_pool *pool, size_t n, sx_fanout_fn fn, void *arg,
 			goto fail;
 		}
 		f->timed = true;
-	}
-	if (nlanes == 0) { /* n == 0: nothing to run, nothing failed */
-		sx__promise_settle(p, 0);
-		*out = p;
-		return 0;
 	}
 	f->live = nlanes;
 	for (k = 0; k < nlanes; k++) {
@@ -217,7 +217,6 @@ static int start(sx_pool *pool, size_t n, sx_fanout_fn fn, void *arg,
 	if (k == 0) {
 		if (f->timed && sx_timer_cancel(&f->timer) == 0)
 			sx_promise_release(p);
-		f->timed = false;
 		goto fail;
 	}
 	if (k < nlanes) { /* some lanes run: the others end now, and their failure with them */

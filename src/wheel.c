@@ -288,6 +288,18 @@ static void fire(sx_wheel *w, sx_wheel_timer *t)
 	t->fn(t, t->arg);
 }
 
+/* A timer just taken off the list being processed: fire it if its tick has come, else place it
+ * lower (a cascade). Returns 1 if it fired. */
+static size_t fire_or_place(sx_wheel *w, sx_wheel_timer *t)
+{
+	if (t->sx_deadline <= w->elapsed) {
+		fire(w, t);
+		return 1;
+	}
+	place(w, t);
+	return 0;
+}
+
 /* Fire or move down every timer of a slot of the levels. Its lanes are taken in turn, a head
  * from each, so the cache misses on the next timers of all lanes are in flight together (one
  * linked list would take them one at a time). A callback may cancel any timer, including those
@@ -317,13 +329,31 @@ static size_t drain_slot(sx_wheel *w, unsigned level, unsigned slot)
 				if (*lanes == 0)
 					w->occupied[level] &= ~(UINT64_C(1) << slot);
 			}
-			if (t->sx_deadline <= w->elapsed) {
-				fire(w, t);
-				fired++;
-			} else {
-				place(w, t);
-			}
+			fired += fire_or_place(w, t);
 		}
+	}
+	return fired;
+}
+
+/* The far list, when time enters a new top-level window: its timers leave it, unless they are
+ * still beyond the new window; those wait for the next one. */
+static size_t drain_far(sx_wheel *w)
+{
+	sx_wheel_timer *t, *stay = NULL;
+	size_t fired = 0;
+
+	while ((t = w->far) != NULL) {
+		unlink_timer(w, t);
+		if ((t->sx_deadline ^ w->elapsed) > TOP_WINDOW && t->sx_deadline > w->elapsed) {
+			t->sx_next = stay; /* still far: set aside, relinked below */
+			stay = t;
+		} else {
+			fired += fire_or_place(w, t);
+		}
+	}
+	while ((t = stay) != NULL) {
+		stay = t->sx_next;
+		push(&w->far, t);
 	}
 	return fired;
 }
@@ -358,28 +388,7 @@ size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns)
 		 * now belongs to a lower level, and one not after elapsed goes to the due list. (The
 		 * far list is only taken when the levels are empty, and its timers leave it unless
 		 * they are still beyond the new window: then they wait for the next one.) */
-		if (level == FAR) {
-			sx_wheel_timer *stay = NULL;
-
-			while ((t = w->far) != NULL) {
-				unlink_timer(w, t);
-				if (t->sx_deadline <= w->elapsed) {
-					fire(w, t);
-					fired++;
-				} else if ((t->sx_deadline ^ w->elapsed) > TOP_WINDOW) {
-					t->sx_next = stay; /* still far: set aside, relinked below */
-					stay = t;
-				} else {
-					place(w, t);
-				}
-			}
-			while ((t = stay) != NULL) {
-				stay = t->sx_next;
-				push(&w->far, t);
-			}
-			continue;
-		}
-		fired += drain_slot(w, level, slot);
+		fired += level == FAR ? drain_far(w) : drain_slot(w, level, slot);
 	}
 	if (now > w->elapsed)
 		w->elapsed = now;

@@ -34,8 +34,8 @@
  * and bumps that sleeper's event count. Either the submitter sees the parker's decrement, or the
  * parker's re-check sees the task: both sides order their write before their read with an atomic
  * RMW (Dekker). A searching worker that finds work and was the last searcher wakes another one if
- * more work is visible (in the injector or any worker's ring or LIFO slot), so work spreads without a
- * storm of wake-ups, and tasks queued behind one that blocks do not wait for it.
+ * more work is visible (in the injector or any worker's ring or LIFO slot), so work spreads
+ * without a storm of wake-ups, and tasks queued behind one that blocks do not wait for it.
  */
 #include <errno.h>
 #include <limits.h>

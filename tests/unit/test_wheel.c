@@ -219,6 +219,33 @@ static void test_cancel_before_and_after_expiry(void **state)
 	sx_wheel_destroy(w);
 }
 
+/* Deadlines beyond the top level's window (2^42 ticks) wait on the far list and still fire on
+ * time: one that enters the levels in the next window, one still far then (it waits two more
+ * windows), and a near one beside them. */
+static void test_far_deadlines_fire_on_time(void **state)
+{
+	const uint64_t window = UINT64_C(1) << 42;
+	struct rec near, far1, far2;
+	sx_wheel *w = make_wheel(0);
+
+	(void)state;
+	rec_add(w, &near, 70 * TICK);
+	rec_add(w, &far1, (window + 5) * TICK);
+	rec_add(w, &far2, (3 * window + 7) * TICK);
+	vnow = 70 * TICK;
+	assert_int_equal(sx_wheel_advance(w), 1);
+	assert_on_time(&near);
+	assert_int_equal(sx_wheel_next_deadline(w), window * TICK); /* the far list's next look */
+	vnow = window * TICK; /* the next window begins: far1 leaves the far list, far2 stays */
+	assert_int_equal(sx_wheel_advance(w), 0);
+	assert_int_equal(sx_wheel_next_deadline(w), (window + 5) * TICK);
+	assert_int_equal(sx_wheel_count(w), 2);
+	run_until_empty(w, 100);
+	assert_on_time(&far1);
+	assert_on_time(&far2);
+	sx_wheel_destroy(w);
+}
+
 /* During expiry: the first callback cancels the other timers of its own slot, in every lane of
  * it (GROUP is more than the 16 lanes), at level 0 and after a cascade from level 1. */
 #define GROUP 40
@@ -374,6 +401,7 @@ int main(void)
 		cmocka_unit_test(test_timers_at_every_level_fire_on_time),
 		cmocka_unit_test(test_past_deadline_fires_at_next_advance),
 		cmocka_unit_test(test_cancel_before_and_after_expiry),
+		cmocka_unit_test(test_far_deadlines_fire_on_time),
 		cmocka_unit_test(test_cancel_during_expiry_from_a_callback),
 		cmocka_unit_test(test_callback_may_add_its_timer_again),
 		cmocka_unit_test(test_next_deadline_follows_the_earliest_timer),
