@@ -25,6 +25,19 @@ static sx_pool *make_pool(unsigned workers, bench_out *o)
 	return p;
 }
 
+/* Run step(arg) as a chain on pool and wait for its value (the timed part of fib and skynet). */
+static int run_get(sx_pool *pool, sx_step_fn step, void *arg, void **v)
+{
+	sx_promise *p;
+	int rc = sx_promise_run(pool, step, arg, &p);
+
+	if (rc != 0)
+		return rc;
+	rc = sx_promise_get(p, -1, v);
+	sx_promise_release(p);
+	return rc;
+}
+
 /* ---- B3 fib: every call a promise; the caller waits on both children (helping) ------------- */
 
 static sx_pool *fpool;
@@ -72,7 +85,6 @@ uint64_t bench_fib_calls(unsigned n)
 
 int strix_fib(unsigned workers, unsigned n, bench_out *o)
 {
-	sx_promise *p;
 	void *v = NULL;
 	uint64_t t0;
 	int rc;
@@ -80,12 +92,8 @@ int strix_fib(unsigned workers, unsigned n, bench_out *o)
 	if ((fpool = make_pool(workers, o)) == NULL)
 		return -1;
 	t0 = bench_now_ns();
-	rc = sx_promise_run(fpool, fib_step, (void *)(intptr_t)n, &p);
-	if (rc == 0)
-		rc = sx_promise_get(p, -1, &v);
+	rc = run_get(fpool, fib_step, (void *)(intptr_t)n, &v);
 	o->seconds = (double)(bench_now_ns() - t0) * 1e-9;
-	if (rc == 0)
-		sx_promise_release(p);
 	sx_pool_destroy(fpool);
 	if (rc != 0 || (uint64_t)(uintptr_t)v != bench_fib_expected(n)) {
 		snprintf(o->err, sizeof(o->err), "strix fib(%u) = %llu (rc %d), want %llu", n,
@@ -138,7 +146,6 @@ int strix_skynet(unsigned workers, uint64_t leaves, double *rss_kib, bench_out *
 {
 	struct sky root = { 0, leaves };
 	uint64_t t0, want = leaves * (leaves - 1) / 2, nodes = 0;
-	sx_promise *p;
 	void *v = NULL;
 	int rc;
 
@@ -148,13 +155,9 @@ int strix_skynet(unsigned workers, uint64_t leaves, double *rss_kib, bench_out *
 		return -1;
 	bench_reset_peak_rss();
 	t0 = bench_now_ns();
-	rc = sx_promise_run(spool, sky_step, &root, &p);
-	if (rc == 0)
-		rc = sx_promise_get(p, -1, &v);
+	rc = run_get(spool, sky_step, &root, &v);
 	o->seconds = (double)(bench_now_ns() - t0) * 1e-9;
 	*rss_kib = bench_peak_rss_kib();
-	if (rc == 0)
-		sx_promise_release(p);
 	sx_pool_destroy(spool);
 	if (rc != 0 || (uint64_t)(uintptr_t)v != want) {
 		snprintf(o->err, sizeof(o->err), "strix skynet = %llu (rc %d), want %llu",

@@ -16,6 +16,18 @@
 
 static uint64_t fired;
 
+/* B8's deadlines, log-uniform over 1 ms .. 60 s: 2^(0..15) ms plus a uniform part of as much
+ * again, capped at 60 s; the same sequence for the wheel and the service from the same seed. */
+static uint64_t b8_delay_ns(uint64_t *seed)
+{
+	uint64_t ms, r;
+
+	*seed ^= *seed << 13, *seed ^= *seed >> 7, *seed ^= *seed << 17;
+	r = *seed;
+	ms = (UINT64_C(1) << (r % 16)) + (r >> 20) % (UINT64_C(1) << (r % 16));
+	return (ms > 60000 ? 60000 : ms) * 1000000u;
+}
+
 static void on_fire(sx_wheel_timer *t, void *arg)
 {
 	(void)t;
@@ -36,13 +48,7 @@ int wheel_timers(uint64_t n, bench_timers *out, bench_out *o)
 		goto out;
 	origin = bench_now_ns();
 	for (uint64_t i = 0; i < n; i++) {
-		/* log-uniform: 2^(0..16) ms times a uniform factor, capped at 60 s */
-		uint64_t ms, r;
-
-		seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-		r = seed;
-		ms = (UINT64_C(1) << (r % 16)) + (r >> 20) % (UINT64_C(1) << (r % 16));
-		deadline[i] = origin + (ms > 60000 ? 60000 : ms) * 1000000u;
+		deadline[i] = origin + b8_delay_ns(&seed);
 		sx_wheel_timer_init(&t[i], on_fire, NULL);
 	}
 	fired = 0;
@@ -160,14 +166,8 @@ int service_timers(uint64_t n, bench_timers *out, bench_out *o)
 	po.workers = 1;
 	if (h == NULL || delay == NULL || sx_pool_create(&p, &po) != 0)
 		goto out;
-	for (uint64_t i = 0; i < n; i++) {
-		uint64_t ms, r;
-
-		seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
-		r = seed;
-		ms = (UINT64_C(1) << (r % 16)) + (r >> 20) % (UINT64_C(1) << (r % 16));
-		delay[i] = (ms > 60000 ? 60000 : ms) * 1000000u;
-	}
+	for (uint64_t i = 0; i < n; i++)
+		delay[i] = b8_delay_ns(&seed);
 	if (service_lateness(p, o->tasks ? 200 : 5000, 200000000u, &out->lateness_p99_ticks, o))
 		goto out;
 	/* One warm-up round so the node slabs exist, as in a steady state. */
