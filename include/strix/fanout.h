@@ -67,8 +67,10 @@ typedef struct sx_fanout_opts {
  * starts) for a NULL pool, a NULL fn with n > 0, n above SX_FANOUT_MAX_TASKS, a limit above
  * SX_FANOUT_MAX_LIMIT or unknown flags; -ENOMEM (nothing started). n == 0 returns 0 at once.
  * Blocks the caller until done; on a worker of pool it runs other tasks meanwhile (the fan-out's
- * own calls among them), so calling it from a task cannot deadlock. Any thread; the same options
- * may be used by many fan-outs at once and again after a failed one.
+ * own calls among them), so calling it from a task cannot deadlock. Lock-free: no lock on any
+ * path, one fetch-and-add and one load per call; allocates once per fan-out (O(limit)), never per
+ * call. Any thread; the same options may be used by many fan-outs at once and again after a
+ * failed one.
  */
 SX_API int sx_fanout_map(sx_pool *pool, size_t n, sx_fanout_fn fn, void *arg,
     const sx_fanout_opts *opts);
@@ -89,7 +91,7 @@ SX_API int sx_fanout_exec(sx_pool *pool, const sx_fanout_task *tasks, size_t n,
  * cancel), the promise itself settles only after them. tasks, arg and opts->errors must stay
  * valid until it has settled; opts itself is copied. The caller releases the promise.
  * Same argument errors as the blocking forms, with nothing started and *out unchanged.
- * Never blocks. Any thread.
+ * Never blocks; lock-free (one allocation, then one submit per lane). Any thread.
  */
 SX_API int sx_fanout_map_async(sx_pool *pool, size_t n, sx_fanout_fn fn, void *arg,
     const sx_fanout_opts *opts, sx_promise **out);
