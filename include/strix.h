@@ -9,5 +9,6 @@
 #include <strix/retry.h>
 #include <strix/promise.h>
 #include <strix/fanout.h>
+#include <strix/sem.h>
 
 #endif /* STRIX_H */

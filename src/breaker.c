@@ -205,6 +205,17 @@ static void unref(sx_breaker *b)
 		free_breaker(b);
 }
 
+/* Internal references for other modules: they keep the memory, never trip or detach. */
+void sx__breaker_ref(sx_breaker *b)
+{
+	ck_pr_inc_32(&b->refs);
+}
+
+void sx__breaker_unref(sx_breaker *b)
+{
+	unref(b);
+}
+
 /* Run the callbacks of a chain the caller owns (after the trip). */
 static void run_chain(sx_breaker *b, sx_breaker_cb *n)
 {
@@ -632,16 +643,12 @@ int sx_breaker_signo(const sx_breaker *b)
 
 int sx_breaker_wait(sx_breaker *b, int64_t timeout_ns)
 {
-	struct timespec ts;
-	uint64_t deadline = 0;
+	uint64_t deadline = UINT64_MAX;
 
 	if (b == NULL)
 		return -EINVAL;
-	if (timeout_ns > 0) {
+	if (timeout_ns > 0)
 		deadline = sx_clock_monotonic.now_ns(NULL) + (uint64_t)timeout_ns;
-		ts.tv_sec = (time_t)(deadline / 1000000000u);
-		ts.tv_nsec = (long)(deadline % 1000000000u);
-	}
 	for (;;) {
 		uint32_t w = ck_pr_load_32(&b->word);
 
@@ -651,7 +658,7 @@ int sx_breaker_wait(sx_breaker *b, int64_t timeout_ns)
 			return -ETIMEDOUT;
 		if (!(w & W_WAITERS) && !ck_pr_cas_32(&b->word, w, w | W_WAITERS))
 			continue;
-		sx__futex_wait(&b->word, w | W_WAITERS, timeout_ns > 0 ? &ts : NULL);
+		sx__futex_wait_ns(&b->word, w | W_WAITERS, deadline);
 	}
 }
 

@@ -27,6 +27,20 @@ void sx__futex_wait(const uint32_t *addr, uint32_t expected, const struct timesp
 	    NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
+/* As sx__futex_wait, until an absolute CLOCK_MONOTONIC time in ns (UINT64_MAX: none). */
+void sx__futex_wait_ns(const uint32_t *addr, uint32_t expected, uint64_t until_ns)
+{
+	struct timespec ts;
+
+	if (until_ns == UINT64_MAX) {
+		sx__futex_wait(addr, expected, NULL);
+		return;
+	}
+	ts.tv_sec = (time_t)(until_ns / 1000000000u);
+	ts.tv_nsec = (long)(until_ns % 1000000000u);
+	sx__futex_wait(addr, expected, &ts);
+}
+
 /* Wake every waiter on addr. Async-signal-safe (one system call). */
 void sx__futex_wake(const uint32_t *addr)
 {

@@ -170,6 +170,7 @@ struct sx_pool {
 extern const struct ck_ec_mode sx__ec_mode;
 struct timespec;
 void sx__futex_wait(const uint32_t *addr, uint32_t expected, const struct timespec *deadline);
+void sx__futex_wait_ns(const uint32_t *addr, uint32_t expected, uint64_t until_ns);
 void sx__futex_wake(const uint32_t *addr);
 
 /* node.c */
@@ -198,6 +199,10 @@ static inline bool sx__is_batch(const sx_task *t)
 /* breaker.c: trip b with err (a negative errno); -EALREADY if it had tripped. Signal-safe. */
 struct sx_breaker;
 int sx__breaker_trip_err(struct sx_breaker *b, int err);
+/* breaker.c: a reference that keeps b's memory (for a module that reads b after its caller may
+ * have released it); dropping it never trips b. */
+void sx__breaker_ref(struct sx_breaker *b);
+void sx__breaker_unref(struct sx_breaker *b);
 
 /* timer.c */
 void sx__timers_stop(sx_pool *p);

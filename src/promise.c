@@ -886,12 +886,6 @@ static int wait_check(const sx_promise *p, sx_breaker *stop, uint64_t deadline)
 	return 0;
 }
 
-static void to_timespec(uint64_t ns, struct timespec *ts)
-{
-	ts->tv_sec = (time_t)(ns / 1000000000u);
-	ts->tv_nsec = (long)(ns % 1000000000u);
-}
-
 /*
  * Sleep on p's word while it still holds s (loaded before the caller's wait_check, so a settle or
  * a kick after that check changes it and the sleep does not start or ends), until `until`
@@ -900,13 +894,9 @@ static void to_timespec(uint64_t ns, struct timespec *ts)
  */
 static void doze(sx_promise *p, uint32_t s, uint64_t until)
 {
-	struct timespec ts;
-
 	if (!(s & S_WAITERS) && !ck_pr_cas_32(&p->state, s, s | S_WAITERS))
 		return; /* it changed: look again */
-	if (until != UINT64_MAX)
-		to_timespec(until, &ts);
-	sx__futex_wait(&p->state, s | S_WAITERS, until != UINT64_MAX ? &ts : NULL);
+	sx__futex_wait_ns(&p->state, s | S_WAITERS, until);
 }
 
 #define HELP_SLICE_NS 200000u

@@ -246,13 +246,6 @@ static void wake(struct sx__timers *s)
 	sx__futex_wake(&s->wake_seq);
 }
 
-static struct timespec ts_of(uint64_t ns)
-{
-	struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
-
-	return ts;
-}
-
 static void *timer_main(void *arg)
 {
 	struct sx__timers *s = arg;
@@ -280,13 +273,7 @@ static void *timer_main(void *arg)
 			continue;
 		/* A plain futex: ck_ec's waits back off in steps of their own (2 ms first) and
 		 * would overshoot a deadline by up to one step. */
-		if (next == UINT64_MAX) {
-			sx__futex_wait(&s->wake_seq, seq, NULL);
-		} else {
-			struct timespec ts = ts_of(next);
-
-			sx__futex_wait(&s->wake_seq, seq, &ts);
-		}
+		sx__futex_wait_ns(&s->wake_seq, seq, next);
 	}
 }
 
