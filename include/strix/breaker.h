@@ -35,6 +35,11 @@
 
 #include <strix/error.h>
 
+/* sigset_t is POSIX: strict ISO C modes (-std=c11 without a feature macro) hide it. */
+#if !defined(_POSIX_C_SOURCE)
+#error "strix's headers need POSIX: compile with -D_POSIX_C_SOURCE=200809L, or -std=gnu11"
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
