@@ -10,5 +10,6 @@
 #include <strix/promise.h>
 #include <strix/fanout.h>
 #include <strix/sem.h>
+#include <strix/ratelimit.h>
 
 #endif /* STRIX_H */

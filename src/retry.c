@@ -243,14 +243,13 @@ int sx_retrier_set_delay(sx_retrier *r, int64_t ns)
 	return 0;
 }
 
-/* Wait d ns, or until stop trips: returns stop's error then, else 0. */
-static int pause_for(const sx_retry_policy *p, uint64_t d, sx_breaker *stop)
+int sx__pause(const sx_clock *clock, uint64_t d, sx_breaker *stop)
 {
 	struct timespec ts;
 	uint64_t until;
 
-	if (p->clock != NULL && p->clock->sleep_ns != NULL) {
-		p->clock->sleep_ns(p->clock->ctx, d);
+	if (clock != NULL && clock->sleep_ns != NULL) {
+		clock->sleep_ns(clock->ctx, d);
 		return stop != NULL ? sx_breaker_err(stop) : 0;
 	}
 	if (stop != NULL) {
@@ -305,7 +304,7 @@ int sx_retry(int (*fn)(sx_retrier *r, void *arg), void *arg, const sx_retry_poli
 		r.delay = -1;
 		if (!sx__retry_next(policy, &bo, rc, r.iteration, start, override, &delay))
 			return rc;
-		if ((rc = pause_for(policy, delay, stop)) != 0)
+		if ((rc = sx__pause(policy->clock, delay, stop)) != 0)
 			return rc;
 	}
 }

@@ -1,4 +1,5 @@
-/* Internal: the retry decision shared by sx_retry (retry.c) and the promise form (promise.c). */
+/* Internal: the retry decision shared by sx_retry (retry.c) and the promise form (promise.c),
+ * and the interruptible pause that blocking waits share (sx_retry, sx_ratelimit_wait). */
 #ifndef STRIX_SRC_RETRY_IMPL_H
 #define STRIX_SRC_RETRY_IMPL_H
 
@@ -19,5 +20,11 @@ static inline uint64_t sx__policy_now(const sx_retry_policy *p)
  */
 bool sx__retry_next(const sx_retry_policy *p, sx_backoff *bo, int err, unsigned attempt,
     uint64_t start_ns, int64_t override, uint64_t *delay);
+
+/*
+ * Wait d ns, or until stop (may be NULL) trips: returns stop's code then, else 0. A clock with
+ * sleep_ns (a virtual one) is asked to sleep instead, and stop is checked after it.
+ */
+int sx__pause(const sx_clock *clock, uint64_t d, sx_breaker *stop);
 
 #endif

@@ -1,0 +1,140 @@
+/*
+ * GCRA rate limiter. The state is one word, tat: the theoretical arrival time of the next event
+ * on the limiter's clock. With I = period_ns / rate (the emission interval) and tolerance =
+ * burst * I, an event of weight n at time now is admitted iff
+ *
+ *     max(tat, now) + n * I - now <= tolerance
+ *
+ * and admitting it stores max(tat, now) + n * I with one CAS. tat <= now means "full": an idle
+ * limiter needs no refill. A wait reserves the same way without the check, then sleeps until
+ * tat - tolerance, when its event is due; a cancelled wait takes its n * I back off tat (never
+ * below now: time already passed is not handed out twice).
+ */
+#include <errno.h>
+#include <string.h>
+
+#include <ck_pr.h>
+
+#include <strix/ratelimit.h>
+
+#include "pool_impl.h"
+#include "retry_impl.h"
+
+struct sx_ratelimit {
+	SX__ALIGNED uint64_t tat;
+	uint64_t interval;
+	uint64_t tolerance;
+	uint32_t burst;
+	sx_clock clock;
+};
+
+int sx_ratelimit_create(const sx_ratelimit_opts *o, sx_ratelimit **out)
+{
+	sx_ratelimit *rl;
+	uint64_t interval;
+	uint32_t burst;
+
+	if (o == NULL || out == NULL || o->rate == 0 || o->period_ns == 0 || o->rate > o->period_ns)
+		return -EINVAL;
+	burst = o->burst != 0 ? o->burst : (o->rate > SX_RATELIMIT_MAX_BURST ?
+	    SX_RATELIMIT_MAX_BURST : (uint32_t)o->rate);
+	if (burst > SX_RATELIMIT_MAX_BURST)
+		return -EINVAL;
+	interval = o->period_ns / o->rate; /* floor: `rate` intervals never exceed the period */
+	/* Keep the sums far below 2^64: the tolerance, and reservations on top of it. */
+	if (interval > (UINT64_C(1) << 61) / burst)
+		return -EINVAL;
+	rl = sx_allocator_default.alloc(sx_allocator_default.ctx, sizeof(*rl), SX__CACHELINE);
+	if (rl == NULL)
+		return -ENOMEM;
+	memset(rl, 0, sizeof(*rl));
+	rl->interval = interval;
+	rl->burst = burst;
+	rl->tolerance = (uint64_t)burst * interval;
+	rl->clock = o->clock != NULL ? *o->clock : sx_clock_monotonic;
+	*out = rl;
+	return 0;
+}
+
+void sx_ratelimit_destroy(sx_ratelimit *rl)
+{
+	if (rl != NULL)
+		sx_allocator_default.free(sx_allocator_default.ctx, rl, sizeof(*rl), SX__CACHELINE);
+}
+
+static uint64_t now_of(const sx_ratelimit *rl)
+{
+	return rl->clock.now_ns(rl->clock.ctx);
+}
+
+/* Where tat goes if an event of weight n is admitted at `now`, with the tat it started from. */
+static uint64_t next_tat(const sx_ratelimit *rl, uint64_t tat, uint64_t now, uint32_t n)
+{
+	return (tat > now ? tat : now) + (uint64_t)n * rl->interval;
+}
+
+static uint64_t delay_of(const sx_ratelimit *rl, uint64_t next, uint64_t now)
+{
+	return next - now > rl->tolerance ? next - now - rl->tolerance : 0;
+}
+
+static bool bad(const sx_ratelimit *rl, uint32_t n)
+{
+	return rl == NULL || n == 0 || n > rl->burst;
+}
+
+int sx_ratelimit_try(sx_ratelimit *rl, uint32_t n)
+{
+	uint64_t now, tat, next;
+
+	if (bad(rl, n))
+		return -EINVAL;
+	now = now_of(rl);
+	tat = ck_pr_load_64(&rl->tat);
+	do {
+		next = next_tat(rl, tat, now, n);
+		if (delay_of(rl, next, now) != 0)
+			return SX_ERATE_LIMITED;
+	} while (!ck_pr_cas_64_value(&rl->tat, tat, next, &tat));
+	return 0;
+}
+
+uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n)
+{
+	uint64_t now;
+
+	if (bad(rl, n))
+		return UINT64_MAX;
+	now = now_of(rl);
+	return delay_of(rl, next_tat(rl, ck_pr_load_64(&rl->tat), now, n), now);
+}
+
+int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop)
+{
+	uint64_t now, tat, next, back;
+	int rc;
+
+	if (bad(rl, n))
+		return -EINVAL;
+	if (stop != NULL && sx_breaker_done(stop))
+		return sx_breaker_err(stop);
+	now = now_of(rl);
+	tat = ck_pr_load_64(&rl->tat);
+	do {
+		next = next_tat(rl, tat, now, n);
+	} while (!ck_pr_cas_64_value(&rl->tat, tat, next, &tat));
+	if (delay_of(rl, next, now) == 0)
+		return 0;
+	rc = sx__pause(&rl->clock, delay_of(rl, next, now), stop);
+	if (rc == 0)
+		return 0;
+	/* Cancelled: give the reservation back, but not the time that has passed meanwhile. */
+	tat = ck_pr_load_64(&rl->tat);
+	do {
+		now = now_of(rl);
+		if (tat <= now)
+			break;
+		back = tat - now > (uint64_t)n * rl->interval ? tat - (uint64_t)n * rl->interval : now;
+	} while (!ck_pr_cas_64_value(&rl->tat, tat, back, &tat));
+	return rc;
+}

@@ -1,0 +1,282 @@
+/* Rate limiter (GCRA): Workshop's rate behaviour on a virtual clock, weights, steady rate, waits
+ * (virtual and real, cancelled by a breaker), no over-admission under racing threads, bad input. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "../testutil.h"
+
+#include <strix/breaker.h>
+#include <strix/ratelimit.h>
+
+#define MS 1000000ull
+#define SEC 1000000000ull
+
+/* ---- a virtual clock: time moves only when the test (or a wait's sleep) moves it ------------- */
+
+static uint64_t vnow;
+
+static uint64_t v_now(void *ctx)
+{
+	(void)ctx;
+	return __atomic_load_n(&vnow, __ATOMIC_ACQUIRE);
+}
+
+static void v_sleep(void *ctx, uint64_t ns)
+{
+	(void)ctx;
+	__atomic_add_fetch(&vnow, ns, __ATOMIC_ACQ_REL);
+}
+
+static void v_advance(uint64_t ns)
+{
+	v_sleep(NULL, ns);
+}
+
+static const sx_clock vclock = { v_now, NULL, v_sleep };
+
+static sx_ratelimit *limiter(uint64_t rate, uint64_t period, uint32_t burst)
+{
+	sx_ratelimit_opts o = SX_RATELIMIT_OPTS_INIT;
+	sx_ratelimit *rl = NULL;
+
+	o.rate = rate;
+	o.period_ns = period;
+	o.burst = burst;
+	o.clock = &vclock;
+	assert_int_equal(sx_ratelimit_create(&o, &rl), 0);
+	assert_non_null(rl);
+	return rl;
+}
+
+static unsigned admit_all(sx_ratelimit *rl, unsigned tries)
+{
+	unsigned ok = 0;
+
+	while (tries-- > 0) {
+		int rc = sx_ratelimit_try(rl, 1);
+
+		if (rc == 0)
+			ok++;
+		else
+			assert_int_equal(rc, SX_ERATE_LIMITED);
+	}
+	return ok;
+}
+
+/* ---- tests ---------------------------------------------------------------------------------- */
+
+static void test_burst_six_at_six_per_second(void **state)
+{
+	sx_ratelimit *rl = limiter(6, SEC, 6);
+	int i;
+
+	(void)state;
+	vnow = 1000 * SEC;
+	for (i = 0; i < 6; i++)
+		assert_int_equal(sx_ratelimit_try(rl, 1), 0);
+	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED);
+	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED); /* refusals change nothing */
+	v_advance(SEC);
+	assert_int_equal(sx_ratelimit_try(rl, 1), 0);                /* one second later: passes */
+	assert_int_equal(admit_all(rl, 10), 5);                       /* and the rest of the burst */
+	v_advance(SEC / 6 - 1);
+	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED); /* just before the interval */
+	v_advance(1);
+	assert_int_equal(sx_ratelimit_try(rl, 1), 0);
+	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED);
+	sx_ratelimit_destroy(rl);
+}
+
+/* No window edge: at any moment, the events of the last second are at most burst + rate. Over a
+ * long run with a call every millisecond, the admitted count is the burst plus the rate. */
+static void test_steady_rate_and_no_window_edge(void **state)
+{
+	sx_ratelimit *rl = limiter(100, SEC, 10);
+	unsigned ok = 0, ms, last_sec[1000] = { 0 }, in_window = 0;
+
+	(void)state;
+	vnow = 5 * SEC;
+	for (ms = 0; ms < 10000; ms++) {
+		unsigned got = admit_all(rl, 3);
+
+		ok += got;
+		in_window += got;
+		in_window -= last_sec[ms % 1000];
+		last_sec[ms % 1000] = got;
+		assert_true(in_window <= 10 + 100);
+		v_advance(MS);
+	}
+	/* 10 at once, then one every 10 ms: at 10, 20, ..., 9990 ms. */
+	assert_int_equal(ok, 10 + 999);
+	sx_ratelimit_destroy(rl);
+}
+
+static void test_weights_and_delay(void **state)
+{
+	sx_ratelimit *rl = limiter(6, SEC, 6);
+
+	(void)state;
+	vnow = 0;
+	assert_int_equal(sx_ratelimit_delay_ns(rl, 6), 0);
+	assert_int_equal(sx_ratelimit_try(rl, 3), 0);
+	assert_int_equal(sx_ratelimit_try(rl, 3), 0);
+	assert_int_equal(sx_ratelimit_try(rl, 3), SX_ERATE_LIMITED);
+	assert_int_equal(sx_ratelimit_delay_ns(rl, 1), 166666666ull);
+	assert_int_equal(sx_ratelimit_delay_ns(rl, 3), 3 * 166666666ull);
+	v_advance(2 * 166666666ull);
+	assert_int_equal(sx_ratelimit_try(rl, 3), SX_ERATE_LIMITED);
+	assert_int_equal(sx_ratelimit_try(rl, 2), 0);
+	assert_int_equal(sx_ratelimit_try(rl, 7), -EINVAL); /* above the burst: never passes */
+	assert_int_equal(sx_ratelimit_try(rl, 0), -EINVAL);
+	assert_int_equal(sx_ratelimit_try(NULL, 1), -EINVAL);
+	assert_int_equal(sx_ratelimit_delay_ns(rl, 7), UINT64_MAX);
+	assert_int_equal(sx_ratelimit_delay_ns(NULL, 1), UINT64_MAX);
+	sx_ratelimit_destroy(rl);
+}
+
+static void test_bad_options_create_nothing(void **state)
+{
+	sx_ratelimit_opts o = SX_RATELIMIT_OPTS_INIT;
+	sx_ratelimit *rl = (sx_ratelimit *)&o;
+
+	(void)state;
+	assert_int_equal(sx_ratelimit_create(&o, &rl), -EINVAL); /* rate 0 */
+	o.rate = 10;
+	assert_int_equal(sx_ratelimit_create(NULL, &rl), -EINVAL);
+	assert_int_equal(sx_ratelimit_create(&o, NULL), -EINVAL);
+	o.period_ns = 0;
+	assert_int_equal(sx_ratelimit_create(&o, &rl), -EINVAL);
+	o.period_ns = 5;                                           /* 10 events in 5 ns */
+	assert_int_equal(sx_ratelimit_create(&o, &rl), -EINVAL);
+	o.period_ns = SEC;
+	o.burst = SX_RATELIMIT_MAX_BURST + 1;
+	assert_int_equal(sx_ratelimit_create(&o, &rl), -EINVAL);
+	o.rate = 1;
+	o.period_ns = UINT64_MAX;                                  /* burst * interval overflows */
+	o.burst = 1000;
+	assert_int_equal(sx_ratelimit_create(&o, &rl), -EINVAL);
+	assert_ptr_equal(rl, (sx_ratelimit *)&o);
+	/* The default burst is the rate, capped. */
+	o.rate = 50;
+	o.period_ns = SEC;
+	o.burst = 0;
+	o.clock = &vclock;
+	assert_int_equal(sx_ratelimit_create(&o, &rl), 0);
+	vnow = 0;
+	assert_int_equal(admit_all(rl, 80), 50);
+	sx_ratelimit_destroy(rl);
+	sx_ratelimit_destroy(NULL);
+}
+
+/* Waits reserve turns in call order and sleep exactly until theirs (virtual clock). */
+static void test_wait_sleeps_until_its_turn(void **state)
+{
+	sx_ratelimit *rl = limiter(10, SEC, 2);
+
+	(void)state;
+	vnow = 0;
+	assert_int_equal(sx_ratelimit_wait(rl, 2, NULL), 0); /* the burst: no sleep */
+	assert_int_equal(vnow, 0);
+	assert_int_equal(sx_ratelimit_wait(rl, 1, NULL), 0);
+	assert_int_equal(vnow, 100 * MS);
+	assert_int_equal(sx_ratelimit_wait(rl, 2, NULL), 0);
+	assert_int_equal(vnow, 300 * MS);
+	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED);
+	sx_ratelimit_destroy(rl);
+}
+
+/* A wait ended by its breaker (real clock) returns the breaker's code and gives its turn back. */
+static void test_wait_cancelled_by_breaker_gives_turn_back(void **state)
+{
+	sx_ratelimit_opts o = SX_RATELIMIT_OPTS_INIT;
+	sx_ratelimit *rl = NULL;
+	sx_breaker *stop = NULL;
+	sx_pool *pool = tu_pool(1);
+	uint64_t t0;
+
+	(void)state;
+	o.rate = 1;
+	o.period_ns = 10 * SEC; /* one event per 10 s */
+	o.burst = 1;
+	assert_int_equal(sx_ratelimit_create(&o, &rl), 0);
+	assert_int_equal(sx_ratelimit_try(rl, 1), 0);
+	assert_int_equal(sx_breaker_timeout(pool, 30 * MS, &stop), 0);
+	t0 = tu_now_ns();
+	assert_int_equal(sx_ratelimit_wait(rl, 1, stop), -ETIMEDOUT);
+	assert_true(tu_now_ns() - t0 >= 25 * MS);
+	/* Its reservation is gone: the next event is due in under 10 s, not under 20 s. */
+	assert_true(sx_ratelimit_delay_ns(rl, 1) <= 10 * SEC - 25 * MS);
+	/* A tripped breaker fails at once and reserves nothing. */
+	t0 = sx_ratelimit_delay_ns(rl, 1);
+	assert_int_equal(sx_ratelimit_wait(rl, 1, stop), -ETIMEDOUT);
+	assert_true(sx_ratelimit_delay_ns(rl, 1) <= t0);
+	sx_breaker_release(stop);
+	sx_ratelimit_destroy(rl);
+	sx_pool_destroy(pool);
+}
+
+/* Racing threads on a frozen clock: exactly the burst passes, then exactly one per interval. */
+#define R_THREADS 8
+
+static sx_ratelimit *rrl;
+static uint32_t r_go, r_ok;
+
+static void *r_thread(void *arg)
+{
+	unsigned i;
+
+	(void)arg;
+	while (!__atomic_load_n(&r_go, __ATOMIC_ACQUIRE))
+		;
+	for (i = 0; i < 2000; i++)
+		if (sx_ratelimit_try(rrl, 1 + (i % 2)) == 0)
+			__atomic_add_fetch(&r_ok, 1 + (i % 2), __ATOMIC_RELAXED);
+	return NULL;
+}
+
+static void race_once(uint32_t expect)
+{
+	pthread_t t[R_THREADS];
+	unsigned i;
+
+	__atomic_store_n(&r_go, 0, __ATOMIC_RELEASE);
+	__atomic_store_n(&r_ok, 0, __ATOMIC_RELEASE);
+	for (i = 0; i < R_THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, r_thread, NULL), 0);
+	__atomic_store_n(&r_go, 1, __ATOMIC_RELEASE);
+	for (i = 0; i < R_THREADS; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(r_ok, expect);
+}
+
+static void test_no_over_admission_under_racing_threads(void **state)
+{
+	unsigned round;
+
+	(void)state;
+	vnow = 77 * SEC;
+	rrl = limiter(1000, SEC, 500);
+	race_once(500);
+	for (round = 0; round < 20 * tu_stress_scale(); round++) {
+		v_advance(37 * MS); /* 37 events' worth */
+		race_once(37);
+	}
+	sx_ratelimit_destroy(rrl);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_burst_six_at_six_per_second),
+		cmocka_unit_test(test_steady_rate_and_no_window_edge),
+		cmocka_unit_test(test_weights_and_delay),
+		cmocka_unit_test(test_bad_options_create_nothing),
+		cmocka_unit_test(test_wait_sleeps_until_its_turn),
+		cmocka_unit_test(test_wait_cancelled_by_breaker_gives_turn_back),
+		cmocka_unit_test(test_no_over_admission_under_racing_threads),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
