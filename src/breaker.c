@@ -83,20 +83,6 @@ struct sx_breaker {
 	uint64_t sigs;               /* bit s-1: registered for signal s (under sig_lock) */
 };
 
-static void *balloc(size_t size)
-{
-	void *p = sx_allocator_default.alloc(sx_allocator_default.ctx, size, 16);
-
-	if (p != NULL)
-		memset(p, 0, size);
-	return p;
-}
-
-static void bfree(void *p, size_t size)
-{
-	sx_allocator_default.free(sx_allocator_default.ctx, p, size, 16);
-}
-
 /* ---- the notifier thread ------------------------------------------------------------------- */
 
 static struct {
@@ -176,7 +162,7 @@ static void cb_unref(sx_breaker_cb *n)
 
 	ck_pr_dec_32_zero(&n->refs, &zero);
 	if (zero)
-		bfree(n, sizeof(*n));
+		sx__dfree(n, sizeof(*n), 16);
 }
 
 static void free_breaker(sx_breaker *b)
@@ -192,8 +178,8 @@ static void free_breaker(sx_breaker *b)
 		n = next;
 	}
 	if (b->inputs != NULL)
-		bfree(b->inputs, b->ninputs * sizeof(*b->inputs));
-	bfree(b, sizeof(*b));
+		sx__dfree(b->inputs, b->ninputs * sizeof(*b->inputs), 16);
+	sx__dfree(b, sizeof(*b), 16);
 }
 
 static void unref(sx_breaker *b)
@@ -391,7 +377,7 @@ static void run_tripped(sx_breaker *b)
 
 static sx_breaker *new_breaker(int kind)
 {
-	sx_breaker *b = balloc(sizeof(*b));
+	sx_breaker *b = sx__zalloc(sizeof(*b), 16);
 
 	if (b != NULL) {
 		b->refs = 1;
@@ -448,7 +434,7 @@ static int timed(sx_pool *pool, uint64_t when, unsigned flags, sx_breaker **out)
 	b->timer_armed = 1;
 	rc = sx_timer_add(pool, when, flags | SX_TIMER_INLINE, timer_fired, b, &b->timer);
 	if (rc != 0) {
-		bfree(b, sizeof(*b));
+		sx__dfree(b, sizeof(*b), 16);
 		return rc;
 	}
 	*out = b;
@@ -498,9 +484,9 @@ int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **out)
 	b = new_breaker(K_INPUTS);
 	if (b == NULL)
 		return -ENOMEM;
-	b->inputs = balloc(n * sizeof(*b->inputs));
+	b->inputs = sx__zalloc(n * sizeof(*b->inputs), 16);
 	if (b->inputs == NULL) {
-		bfree(b, sizeof(*b));
+		sx__dfree(b, sizeof(*b), 16);
 		return -ENOMEM;
 	}
 	b->ninputs = n;
@@ -582,7 +568,7 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 			continue;
 		if (sl->n == sl->cap) {
 			unsigned cap = sl->cap ? sl->cap * 2 : 4;
-			sx_breaker **l = balloc(cap * sizeof(*l));
+			sx_breaker **l = sx__zalloc(cap * sizeof(*l), 16);
 
 			if (l == NULL) {
 				rc = -ENOMEM;
@@ -591,7 +577,7 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 			if (sl->n)
 				memcpy(l, sl->list, sl->n * sizeof(*l));
 			if (sl->list)
-				bfree(sl->list, sl->cap * sizeof(*l));
+				sx__dfree(sl->list, sl->cap * sizeof(*l), 16);
 			sl->list = l;
 			sl->cap = cap;
 		}
@@ -608,7 +594,7 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 			if (b->sigs & (UINT64_C(1) << (s - 1)))
 				sig_remove(b, s);
 		pthread_mutex_unlock(&sig_lock);
-		bfree(b, sizeof(*b));
+		sx__dfree(b, sizeof(*b), 16);
 		return rc;
 	}
 	b->refs = 2; /* the caller's and the registry's */
@@ -712,7 +698,7 @@ int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *, void *), void *ar
 		return -EALREADY;
 	if ((rc = notifier_start()) != 0)
 		return rc;
-	n = balloc(sizeof(*n));
+	n = sx__zalloc(sizeof(*n), 16);
 	if (n == NULL)
 		return -ENOMEM;
 	n->fn = fn;
@@ -721,7 +707,7 @@ int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *, void *), void *ar
 	h = ck_pr_load_ptr(&b->cbs);
 	do {
 		if (h == CLOSED) {
-			bfree(n, sizeof(*n));
+			sx__dfree(n, sizeof(*n), 16);
 			return -EALREADY;
 		}
 		n->next = h;

@@ -18,7 +18,6 @@
  * precedence is decided once, by the last lane, from three stable words.
  */
 #include <errno.h>
-#include <string.h>
 
 #include <strix/fanout.h>
 #include <strix/timer.h>
@@ -64,7 +63,7 @@ static void fan_free(void *arg)
 {
 	struct fan *f = arg;
 
-	sx_allocator_default.free(sx_allocator_default.ctx, f, fan_size(f->nlanes), SX__CACHELINE);
+	sx__dfree(f, fan_size(f->nlanes), SX__CACHELINE);
 }
 
 static void finish(struct fan *f)
@@ -171,10 +170,9 @@ static int start(sx_pool *pool, size_t n, sx_fanout_fn fn, void *arg,
 	int rc;
 
 	nlanes = n < limit ? (unsigned)n : limit;
-	f = sx_allocator_default.alloc(sx_allocator_default.ctx, fan_size(nlanes), SX__CACHELINE);
+	f = sx__zalloc(fan_size(nlanes), SX__CACHELINE);
 	if (f == NULL)
 		return -ENOMEM;
-	memset(f, 0, fan_size(nlanes));
 	f->pool = pool;
 	f->fn = fn;
 	f->arg = arg;

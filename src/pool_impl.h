@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <ck_ec.h>
 #include <ck_pr.h>
@@ -209,6 +210,25 @@ void sx__timers_stop(sx_pool *p);
 void sx__timers_free(sx_pool *p);
 uint64_t sx__timers_pending(sx_pool *p);
 void sx__tcache_timers_release(sx__tcache *c);
+
+/*
+ * Zeroed memory from the default allocator, for what no pool's allocator owns (breakers,
+ * promises, fan-outs, semaphores, limiters, wheels). align 16 keeps jemalloc on its thread-cache
+ * path; ask for SX__CACHELINE only for structs with cache-line aligned members.
+ */
+static inline void *sx__zalloc(size_t size, size_t align)
+{
+	void *p = sx_allocator_default.alloc(sx_allocator_default.ctx, size, align);
+
+	if (p != NULL)
+		memset(p, 0, size);
+	return p;
+}
+
+static inline void sx__dfree(void *p, size_t size, size_t align)
+{
+	sx_allocator_default.free(sx_allocator_default.ctx, p, size, align);
+}
 
 /* pool.c */
 sx__tcache *sx__tcache_get(sx_pool *p);

@@ -11,7 +11,6 @@
  * below now: time already passed is not handed out twice).
  */
 #include <errno.h>
-#include <string.h>
 
 #include <ck_pr.h>
 
@@ -44,10 +43,9 @@ int sx_ratelimit_create(const sx_ratelimit_opts *o, sx_ratelimit **out)
 	/* Keep the sums far below 2^64: the tolerance, and reservations on top of it. */
 	if (interval > (UINT64_C(1) << 61) / burst)
 		return -EINVAL;
-	rl = sx_allocator_default.alloc(sx_allocator_default.ctx, sizeof(*rl), SX__CACHELINE);
+	rl = sx__zalloc(sizeof(*rl), SX__CACHELINE);
 	if (rl == NULL)
 		return -ENOMEM;
-	memset(rl, 0, sizeof(*rl));
 	rl->interval = interval;
 	rl->burst = burst;
 	rl->tolerance = (uint64_t)burst * interval;
@@ -59,7 +57,7 @@ int sx_ratelimit_create(const sx_ratelimit_opts *o, sx_ratelimit **out)
 void sx_ratelimit_destroy(sx_ratelimit *rl)
 {
 	if (rl != NULL)
-		sx_allocator_default.free(sx_allocator_default.ctx, rl, sizeof(*rl), SX__CACHELINE);
+		sx__dfree(rl, sizeof(*rl), SX__CACHELINE);
 }
 
 static uint64_t now_of(const sx_ratelimit *rl)
@@ -111,7 +109,7 @@ uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n)
 
 int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop)
 {
-	uint64_t now, tat, next, back;
+	uint64_t now, tat, next, back, delay;
 	int rc;
 
 	if (bad(rl, n))
@@ -123,9 +121,10 @@ int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop)
 	do {
 		next = next_tat(rl, tat, now, n);
 	} while (!ck_pr_cas_64_value(&rl->tat, tat, next, &tat));
-	if (delay_of(rl, next, now) == 0)
+	delay = delay_of(rl, next, now);
+	if (delay == 0)
 		return 0;
-	rc = sx__pause(&rl->clock, delay_of(rl, next, now), stop);
+	rc = sx__pause(&rl->clock, delay, stop);
 	if (rc == 0)
 		return 0;
 	/* Cancelled: give the reservation back, but not the time that has passed meanwhile. */

@@ -30,7 +30,6 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include <string.h>
 
 #include <ck_pr.h>
 #include <ck_stack.h>
@@ -87,24 +86,10 @@ struct sx_sem {
 	uint64_t nswept;          /* cancelled waiters the dispatch dropped */
 };
 
-static void *salloc(size_t size)
-{
-	void *p = sx_allocator_default.alloc(sx_allocator_default.ctx, size, SX__CACHELINE);
-
-	if (p != NULL)
-		memset(p, 0, size);
-	return p;
-}
-
-static void sfree(void *p, size_t size)
-{
-	sx_allocator_default.free(sx_allocator_default.ctx, p, size, SX__CACHELINE);
-}
-
 static void sem_unref(sx_sem *s)
 {
 	if (ck_pr_faa_32(&s->refs, (uint32_t)-1) == 1)
-		sfree(s, sizeof(*s));
+		sx__dfree(s, sizeof(*s), SX__CACHELINE);
 }
 
 static bool fits(uint64_t st, uint32_t n, const sx_sem *s)
@@ -123,7 +108,7 @@ int sx_sem_create(sx_pool *pool, uint32_t capacity, sx_sem **out)
 
 	if (out == NULL || capacity > SX_SEM_MAX_CAPACITY)
 		return -EINVAL;
-	s = salloc(sizeof(*s));
+	s = sx__zalloc(sizeof(*s), SX__CACHELINE);
 	if (s == NULL)
 		return -ENOMEM;
 	s->cap = capacity;
@@ -181,7 +166,7 @@ int sx_sem_try_acquire(sx_sem *s, uint32_t n)
 
 static waiter *w_new(sx_sem *s, uint32_t n, sx_sem_fn fn, void *arg, uint32_t refs)
 {
-	waiter *w = salloc(sizeof(*w));
+	waiter *w = sx__zalloc(sizeof(*w), 16);
 
 	if (w == NULL)
 		return NULL;
@@ -205,7 +190,7 @@ static void w_unref(waiter *w)
 		(void)sx_breaker_withdraw(w->handle);
 	if (w->stop != NULL)
 		sx__breaker_unref(w->stop);
-	sfree(w, sizeof(*w));
+	sx__dfree(w, sizeof(*w), 16);
 	sem_unref(s);
 }
 

@@ -49,7 +49,8 @@ typedef struct sx_ratelimit_opts {
  */
 SX_API int sx_ratelimit_create(const sx_ratelimit_opts *opts, sx_ratelimit **out);
 
-/* sx_ratelimit_destroy - free rl (NULL: no-op). No call on rl may be in progress or follow. */
+/* sx_ratelimit_destroy - free rl (NULL: no-op). No call on rl may be in progress or follow.
+ * Never blocks; any thread. */
 SX_API void sx_ratelimit_destroy(sx_ratelimit *rl);
 
 /*
