@@ -11,5 +11,6 @@
 #include <strix/fanout.h>
 #include <strix/sem.h>
 #include <strix/ratelimit.h>
+#include <strix/circuit.h>
 
 #endif /* STRIX_H */

@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include <strix/pool.h>
+#include <strix/timer.h>
 
 static inline uint64_t tu_now_ns(void)
 {
@@ -71,5 +72,28 @@ static inline unsigned tu_stress_scale(void)
 
 	return (s != NULL && atoi(s) > 0) ? (unsigned)atoi(s) * 10u : 1u;
 }
+
+/* A virtual clock: time moves only when the test (or a wait's sleep_ns) moves it. One per test
+ * program; tests that use it set tu_vnow first. */
+static uint64_t tu_vnow;
+
+static inline uint64_t tu_vclock_now(void *ctx)
+{
+	(void)ctx;
+	return __atomic_load_n(&tu_vnow, __ATOMIC_ACQUIRE);
+}
+
+static inline void tu_vadvance(uint64_t ns)
+{
+	__atomic_add_fetch(&tu_vnow, ns, __ATOMIC_ACQ_REL);
+}
+
+static inline void tu_vclock_sleep(void *ctx, uint64_t ns)
+{
+	(void)ctx;
+	tu_vadvance(ns);
+}
+
+static const sx_clock tu_vclock __attribute__((unused)) = { tu_vclock_now, NULL, tu_vclock_sleep };
 
 #endif

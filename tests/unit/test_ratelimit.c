@@ -13,28 +13,6 @@
 #define MS 1000000ull
 #define SEC 1000000000ull
 
-/* ---- a virtual clock: time moves only when the test (or a wait's sleep) moves it ------------- */
-
-static uint64_t vnow;
-
-static uint64_t v_now(void *ctx)
-{
-	(void)ctx;
-	return __atomic_load_n(&vnow, __ATOMIC_ACQUIRE);
-}
-
-static void v_sleep(void *ctx, uint64_t ns)
-{
-	(void)ctx;
-	__atomic_add_fetch(&vnow, ns, __ATOMIC_ACQ_REL);
-}
-
-static void v_advance(uint64_t ns)
-{
-	v_sleep(NULL, ns);
-}
-
-static const sx_clock vclock = { v_now, NULL, v_sleep };
 
 static sx_ratelimit *limiter(uint64_t rate, uint64_t period, uint32_t burst)
 {
@@ -44,7 +22,7 @@ static sx_ratelimit *limiter(uint64_t rate, uint64_t period, uint32_t burst)
 	o.rate = rate;
 	o.period_ns = period;
 	o.burst = burst;
-	o.clock = &vclock;
+	o.clock = &tu_vclock;
 	assert_int_equal(sx_ratelimit_create(&o, &rl), 0);
 	assert_non_null(rl);
 	return rl;
@@ -73,17 +51,17 @@ static void test_burst_six_at_six_per_second(void **state)
 	int i;
 
 	(void)state;
-	vnow = 1000 * SEC;
+	tu_vnow = 1000 * SEC;
 	for (i = 0; i < 6; i++)
 		assert_int_equal(sx_ratelimit_try(rl, 1), 0);
 	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED);
 	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED); /* refusals change nothing */
-	v_advance(SEC);
+	tu_vadvance(SEC);
 	assert_int_equal(sx_ratelimit_try(rl, 1), 0);                /* one second later: passes */
 	assert_int_equal(admit_all(rl, 10), 5);                       /* and the rest of the burst */
-	v_advance(SEC / 6 - 1);
+	tu_vadvance(SEC / 6 - 1);
 	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED); /* just before the interval */
-	v_advance(1);
+	tu_vadvance(1);
 	assert_int_equal(sx_ratelimit_try(rl, 1), 0);
 	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED);
 	sx_ratelimit_destroy(rl);
@@ -97,7 +75,7 @@ static void test_steady_rate_and_no_window_edge(void **state)
 	unsigned ok = 0, ms, last_sec[1000] = { 0 }, in_window = 0;
 
 	(void)state;
-	vnow = 5 * SEC;
+	tu_vnow = 5 * SEC;
 	for (ms = 0; ms < 10000; ms++) {
 		unsigned got = admit_all(rl, 3);
 
@@ -106,7 +84,7 @@ static void test_steady_rate_and_no_window_edge(void **state)
 		in_window -= last_sec[ms % 1000];
 		last_sec[ms % 1000] = got;
 		assert_true(in_window <= 10 + 100);
-		v_advance(MS);
+		tu_vadvance(MS);
 	}
 	/* 10 at once, then one every 10 ms: at 10, 20, ..., 9990 ms. */
 	assert_int_equal(ok, 10 + 999);
@@ -118,14 +96,14 @@ static void test_weights_and_delay(void **state)
 	sx_ratelimit *rl = limiter(6, SEC, 6);
 
 	(void)state;
-	vnow = 0;
+	tu_vnow = 0;
 	assert_int_equal(sx_ratelimit_delay_ns(rl, 6), 0);
 	assert_int_equal(sx_ratelimit_try(rl, 3), 0);
 	assert_int_equal(sx_ratelimit_try(rl, 3), 0);
 	assert_int_equal(sx_ratelimit_try(rl, 3), SX_ERATE_LIMITED);
 	assert_int_equal(sx_ratelimit_delay_ns(rl, 1), 166666666ull);
 	assert_int_equal(sx_ratelimit_delay_ns(rl, 3), 3 * 166666666ull);
-	v_advance(2 * 166666666ull);
+	tu_vadvance(2 * 166666666ull);
 	assert_int_equal(sx_ratelimit_try(rl, 3), SX_ERATE_LIMITED);
 	assert_int_equal(sx_ratelimit_try(rl, 2), 0);
 	assert_int_equal(sx_ratelimit_try(rl, 7), -EINVAL); /* above the burst: never passes */
@@ -162,9 +140,9 @@ static void test_bad_options_create_nothing(void **state)
 	o.rate = 50;
 	o.period_ns = SEC;
 	o.burst = 0;
-	o.clock = &vclock;
+	o.clock = &tu_vclock;
 	assert_int_equal(sx_ratelimit_create(&o, &rl), 0);
-	vnow = 0;
+	tu_vnow = 0;
 	assert_int_equal(admit_all(rl, 80), 50);
 	sx_ratelimit_destroy(rl);
 	sx_ratelimit_destroy(NULL);
@@ -176,13 +154,13 @@ static void test_wait_sleeps_until_its_turn(void **state)
 	sx_ratelimit *rl = limiter(10, SEC, 2);
 
 	(void)state;
-	vnow = 0;
+	tu_vnow = 0;
 	assert_int_equal(sx_ratelimit_wait(rl, 2, NULL), 0); /* the burst: no sleep */
-	assert_int_equal(vnow, 0);
+	assert_int_equal(tu_vnow, 0);
 	assert_int_equal(sx_ratelimit_wait(rl, 1, NULL), 0);
-	assert_int_equal(vnow, 100 * MS);
+	assert_int_equal(tu_vnow, 100 * MS);
 	assert_int_equal(sx_ratelimit_wait(rl, 2, NULL), 0);
-	assert_int_equal(vnow, 300 * MS);
+	assert_int_equal(tu_vnow, 300 * MS);
 	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED);
 	sx_ratelimit_destroy(rl);
 }
@@ -256,11 +234,11 @@ static void test_no_over_admission_under_racing_threads(void **state)
 	unsigned round;
 
 	(void)state;
-	vnow = 77 * SEC;
+	tu_vnow = 77 * SEC;
 	rrl = limiter(1000, SEC, 500);
 	race_once(500);
 	for (round = 0; round < 20 * tu_stress_scale(); round++) {
-		v_advance(37 * MS); /* 37 events' worth */
+		tu_vadvance(37 * MS); /* 37 events' worth */
 		race_once(37);
 	}
 	sx_ratelimit_destroy(rrl);

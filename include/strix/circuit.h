@@ -1,0 +1,222 @@
+/*
+ * strix circuit breakers - stop calling a dependency that keeps failing, and probe it before
+ * letting traffic back (after Hystrix, Resilience4j, Polly and Workshop's breaker middle).
+ *
+ * A call asks for a permit (sx_circuit_acquire) and reports how it went (sx_circuit_release with
+ * its result and latency). States:
+ *
+ *   CLOSED      calls pass; results go into a sliding window. The circuit opens when, with at
+ *               least min_calls results in the window, the failure rate or the slow-call rate
+ *               reaches its threshold, or after consecutive_failures failures in a row.
+ *   OPEN        calls fail at once with SX_ECIRCUIT_OPEN for the open duration (fixed, or
+ *               growing by open_backoff with each trip that follows another without a close).
+ *               Then HALF_OPEN: on the pool's timer service when the options name a pool (no
+ *               caller needed), and in any case at the first acquire or sx_circuit_state that
+ *               finds the duration over.
+ *   HALF_OPEN   exactly half_open_permits probes are let through, no more, however many threads
+ *               race for them. half_open_successes successful probes close the circuit; one failed
+ *               or slow probe opens it again. If every probe has been handed out and none has
+ *               reported for probe_lease_ns since the last one went out, the unreported probes
+ *               count as failed: the circuit opens again instead of sticking half-open.
+ *   FORCED_OPEN every call is refused until sx_circuit_force moves it elsewhere.
+ *   DISABLED    every call passes and nothing is recorded.
+ *   METRICS_ONLY every call passes, results are recorded, the state never changes by itself.
+ *
+ * Generations: every transition bumps the circuit's generation, and a permit remembers the
+ * generation it was issued in. A result reported with a permit of an older generation is
+ * ignored (-ESTALE), so results of calls that began before a transition never flip the new state.
+ *
+ * Outcomes: opts.classify maps a call's result to success, failure or "ignore" (not counted at
+ * all; a probe that reports it gives its permit back). The default: 0 is a success, -ECANCELED
+ * (the caller's own cancellation) is ignored, any other value is a failure. A call is slow when
+ * slow_call_ns is set and its latency is at least that, whatever its outcome.
+ *
+ * State: one 64-bit atomic word (state, generation, half-open probes issued and succeeded, and
+ * the open-until or lease deadline in ms of the circuit's clock), changed only by CAS. Results
+ * are recorded in per-thread stripes (a thread's calls always land in the same stripe) and
+ * merged only when a failure or slow call asks whether to trip, or when metrics are read: on
+ * the closed fast path acquire is one load and a successful release writes only the calling
+ * thread's stripe. No lock anywhere.
+ *
+ * Windows: SX_CIRCUIT_WINDOW_COUNT keeps, per stripe, the outcomes of the last window_size calls
+ * (with one calling thread that is exactly the last window_size calls; with several, each
+ * thread's last window_size calls). SX_CIRCUIT_WINDOW_TIME keeps window_buckets buckets of
+ * window_ns / window_buckets each and forgets one bucket at a time, never the whole window at
+ * once; it reads the clock on every release.
+ *
+ * Callbacks: opts.on_state runs after each transition, outside any critical section, on the
+ * thread that made it (a pool worker for timer-driven ones), with a snapshot of the counts that
+ * led to it. It may call back into the circuit. Two transitions in quick succession may have
+ * their callbacks run concurrently; the snapshot's generation orders them.
+ */
+#ifndef STRIX_CIRCUIT_H
+#define STRIX_CIRCUIT_H
+
+#include <stdint.h>
+
+#include <strix/error.h>
+#include <strix/timer.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sx_pool sx_pool;
+typedef struct sx_circuit sx_circuit;
+
+enum sx_circuit_state {
+	SX_CIRCUIT_CLOSED = 0,
+	SX_CIRCUIT_OPEN = 1,
+	SX_CIRCUIT_HALF_OPEN = 2,
+	SX_CIRCUIT_FORCED_OPEN = 3,
+	SX_CIRCUIT_DISABLED = 4,
+	SX_CIRCUIT_METRICS_ONLY = 5,
+};
+
+enum sx_circuit_window {
+	SX_CIRCUIT_WINDOW_COUNT = 0,
+	SX_CIRCUIT_WINDOW_TIME = 1,
+};
+
+/* What opts.classify returns. */
+enum sx_circuit_outcome {
+	SX_CIRCUIT_SUCCESS = 0,
+	SX_CIRCUIT_FAILURE = 1,
+	SX_CIRCUIT_IGNORE = 2,
+};
+
+#define SX_CIRCUIT_MAX_WINDOW 4096u          /* window_size, at most */
+#define SX_CIRCUIT_MAX_BUCKETS 64u           /* window_buckets, at most */
+#define SX_CIRCUIT_MAX_PERMITS 127u          /* half_open_permits, at most */
+#define SX_CIRCUIT_MAX_DURATION_NS (((uint64_t)1 << 31) * 1000000u) /* 24.8 days */
+
+/* A permit: 0 is never a valid one. Copy it freely; report it once. */
+typedef uint64_t sx_circuit_permit;
+
+/* Counts of the current window (or, in a callback, of the generation that just ended). */
+typedef struct sx_circuit_metrics {
+	int state;                   /* enum sx_circuit_state */
+	uint32_t generation;         /* 15 bits, wraps */
+	uint64_t calls;              /* results in the window */
+	uint64_t failures;
+	uint64_t slow;
+	double failure_rate;         /* failures / calls, 0 when calls is 0 */
+	double slow_rate;
+	uint64_t consecutive_failures;
+	unsigned half_open_issued;   /* probes handed out in this half-open spell */
+	unsigned half_open_successes;
+	uint64_t rejected;           /* calls refused since create (monotone) */
+	uint64_t until_ns;           /* OPEN: when it may half-open; HALF_OPEN: the lease deadline;
+	                                on the circuit's clock; 0 otherwise */
+} sx_circuit_metrics;
+
+/* A state-change callback: the transition from -> to has happened; m describes it. */
+typedef void (*sx_circuit_state_fn)(sx_circuit *c, int from, int to, const sx_circuit_metrics *m,
+    void *arg);
+
+typedef struct sx_circuit_opts {
+	int window;                  /* enum sx_circuit_window */
+	uint32_t window_size;        /* COUNT: calls remembered, 1 .. SX_CIRCUIT_MAX_WINDOW */
+	uint64_t window_ns;          /* TIME: window length, >= window_buckets ns */
+	uint32_t window_buckets;     /* TIME: 1 .. SX_CIRCUIT_MAX_BUCKETS */
+	uint32_t min_calls;          /* results needed before a rate counts; 0: 1 */
+	double failure_rate;         /* trip at this failure rate, in (0, 1] */
+	uint64_t slow_call_ns;       /* a call at least this long is slow; 0: none is */
+	double slow_rate;            /* trip at this slow-call rate, in (0, 1] */
+	uint32_t consecutive_failures; /* trip after this many failures in a row; 0: never */
+	uint64_t open_ns;            /* open duration, 1 ms .. SX_CIRCUIT_MAX_DURATION_NS */
+	double open_backoff;         /* each trip after a trip (no close between) multiplies the
+	                                open duration by this, >= 1 */
+	uint64_t open_max_ns;        /* cap of the growing duration; 0: SX_CIRCUIT_MAX_DURATION_NS */
+	uint32_t half_open_permits;  /* probes per half-open spell, 1 .. SX_CIRCUIT_MAX_PERMITS */
+	uint32_t half_open_successes;/* successful probes that close it, 1 .. permits; 0: permits */
+	uint64_t probe_lease_ns;     /* 1 ms .. SX_CIRCUIT_MAX_DURATION_NS */
+	int (*classify)(int result, void *ctx); /* NULL: the default above; must not block */
+	void *classify_ctx;
+	sx_circuit_state_fn on_state;/* NULL: none */
+	void *on_state_arg;
+	sx_pool *pool;               /* timer service for OPEN -> HALF_OPEN and lease expiry; NULL:
+	                                those happen when a caller looks. Must outlive the circuit's
+	                                pending timers (its shutdown ends them) */
+	const sx_clock *clock;       /* NULL: CLOCK_MONOTONIC */
+} sx_circuit_opts;
+
+/* Defaults: a count window of 100 calls, min_calls 100, trip at 50% failures, no slow-call
+ * detection (slow rate 100% once slow_call_ns is set), no consecutive-failure trip, open 10 s,
+ * fixed, 1 probe, a 10 s probe lease, default classify, no callback, no pool, CLOCK_MONOTONIC. */
+#define SX_CIRCUIT_OPTS_INIT { SX_CIRCUIT_WINDOW_COUNT, 100, 10000000000ull, 10, 100, 0.5, 0, \
+	1.0, 0, 10000000000ull, 1.0, 0, 1, 0, 10000000000ull, NULL, NULL, NULL, NULL, NULL, NULL }
+
+/*
+ * sx_circuit_create - a closed circuit.
+ * Returns 0; -EINVAL for NULL opts or out, an unknown window kind, window_size 0 or above the
+ * maximum, window_ns < window_buckets, window_buckets 0 or above the maximum, a failure or slow
+ * rate outside (0, 1] (or NaN), open_ns or probe_lease_ns outside [1 ms, max], open_backoff
+ * below 1 (or NaN), open_max_ns below open_ns or above the maximum, half_open_permits 0 or
+ * above the maximum, half_open_successes above half_open_permits; -ENOMEM.
+ * Nothing is created on failure. Cold path (allocates); any thread.
+ */
+SX_API int sx_circuit_create(const sx_circuit_opts *opts, sx_circuit **out);
+
+/*
+ * sx_circuit_destroy - give back the caller's reference (NULL: no-op). No call on c may be in
+ * progress or follow; permits still out are simply never counted. A pending timer keeps the
+ * memory until it fires and then does nothing; a timer-driven transition that had already begun
+ * may still finish and run its callback. Never blocks; any thread.
+ */
+SX_API void sx_circuit_destroy(sx_circuit *c);
+
+/*
+ * sx_circuit_acquire - ask to make a call. On 0, *permit is to be passed to sx_circuit_release
+ * once the call has ended, whatever happened.
+ * Returns 0; SX_ECIRCUIT_OPEN (OPEN, FORCED_OPEN, or HALF_OPEN with every probe out: the call
+ * must not be made; *permit is set to 0 and nothing needs releasing); -EINVAL for NULL c or
+ * permit.
+ * Never blocks. CLOSED, DISABLED, METRICS_ONLY: one atomic load (wait-free). HALF_OPEN: one CAS
+ * per probe (lock-free). OPEN: a clock read and a per-stripe count. Any thread, concurrently.
+ */
+SX_API int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit);
+
+/*
+ * sx_circuit_release - report the call made with permit: result is the call's return code
+ * (classified by opts.classify), latency_ns how long it took (only compared with slow_call_ns).
+ * May trip, close or reopen the circuit; the callback then runs on this thread before return.
+ * Returns 0 (counted, or ignored by classify); -ESTALE when the circuit changed generation since
+ * the permit was issued (nothing counted); -EINVAL for NULL c or a zero permit.
+ * Never blocks (apart from the callback). CLOSED: a load and one CAS on this thread's stripe,
+ * plus a merge of the stripes when the call failed or was slow; lock-free. Any thread,
+ * concurrently; each permit once.
+ */
+SX_API int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result,
+    uint64_t latency_ns);
+
+/*
+ * sx_circuit_state - the current state (enum sx_circuit_state), after moving an OPEN circuit
+ * whose duration is over to HALF_OPEN, or a HALF_OPEN one whose lease expired back to OPEN (and
+ * running the callback). -EINVAL for NULL. Lock-free; any thread.
+ */
+SX_API int sx_circuit_state(sx_circuit *c);
+
+/*
+ * sx_circuit_force - move c to state by hand: CLOSED (a fresh window), OPEN (for the open
+ * duration, as a trip), HALF_OPEN, FORCED_OPEN, DISABLED or METRICS_ONLY. Always a transition
+ * (new generation, callback), even to the state c is in. Returns 0; -EINVAL for NULL c or an
+ * unknown state. Lock-free; any thread, also from a callback.
+ */
+SX_API int sx_circuit_force(sx_circuit *c, int state);
+
+/*
+ * sx_circuit_snapshot - fill *m with the state and the merged counts of the current window.
+ * A snapshot: counts recorded concurrently may or may not be in it. Returns 0; -EINVAL for NULL.
+ * Never blocks; lock-free; touches every stripe (cold path); any thread.
+ */
+SX_API int sx_circuit_snapshot(sx_circuit *c, sx_circuit_metrics *m);
+
+/* The name of a state ("closed", "open", ...), or "unknown". */
+SX_API const char *sx_circuit_state_name(int state);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STRIX_CIRCUIT_H */
