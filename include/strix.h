@@ -12,5 +12,6 @@
 #include <strix/sem.h>
 #include <strix/ratelimit.h>
 #include <strix/circuit.h>
+#include <strix/policy.h>
 
 #endif /* STRIX_H */

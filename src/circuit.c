@@ -674,3 +674,8 @@ const char *sx_circuit_state_name(int state)
 
 	return state >= 0 && state <= SX_CIRCUIT_METRICS_ONLY ? names[state] : "unknown";
 }
+
+uint64_t sx__circuit_slow_ns(const sx_circuit *c)
+{
+	return c->slow_ns;
+}

@@ -205,6 +205,13 @@ int sx__breaker_trip_err(struct sx_breaker *b, int err);
 void sx__breaker_ref(struct sx_breaker *b);
 void sx__breaker_unref(struct sx_breaker *b);
 
+/* ratelimit.c: sx_ratelimit_try with the CLOCK_MONOTONIC time the caller has already read (used
+ * only if rl runs on that clock). circuit.c: the circuit's slow-call threshold (0: none). */
+struct sx_ratelimit;
+struct sx_circuit;
+int sx__ratelimit_try_mono(struct sx_ratelimit *rl, uint32_t n, uint64_t mono_now);
+uint64_t sx__circuit_slow_ns(const struct sx_circuit *c);
+
 /* timer.c */
 void sx__timers_stop(sx_pool *p);
 void sx__timers_free(sx_pool *p);

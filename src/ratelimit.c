@@ -81,13 +81,10 @@ static bool bad(const sx_ratelimit *rl, uint32_t n)
 	return rl == NULL || n == 0 || n > rl->burst;
 }
 
-int sx_ratelimit_try(sx_ratelimit *rl, uint32_t n)
+static int try_at(sx_ratelimit *rl, uint32_t n, uint64_t now)
 {
-	uint64_t now, tat, next;
+	uint64_t tat, next;
 
-	if (bad(rl, n))
-		return -EINVAL;
-	now = now_of(rl);
 	tat = ck_pr_load_64(&rl->tat);
 	do {
 		next = next_tat(rl, tat, now, n);
@@ -95,6 +92,20 @@ int sx_ratelimit_try(sx_ratelimit *rl, uint32_t n)
 			return SX_ERATE_LIMITED;
 	} while (!ck_pr_cas_64_value(&rl->tat, tat, next, &tat));
 	return 0;
+}
+
+int sx_ratelimit_try(sx_ratelimit *rl, uint32_t n)
+{
+	if (bad(rl, n))
+		return -EINVAL;
+	return try_at(rl, n, now_of(rl));
+}
+
+int sx__ratelimit_try_mono(sx_ratelimit *rl, uint32_t n, uint64_t mono_now)
+{
+	if (bad(rl, n))
+		return -EINVAL;
+	return try_at(rl, n, rl->clock.now_ns == sx_clock_monotonic.now_ns ? mono_now : now_of(rl));
 }
 
 uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n)

@@ -1,0 +1,156 @@
+/*
+ * strix policies - resilience pipelines: a call wrapped in rate limiting, bulkheads, circuit
+ * breakers, timeouts, retries, fallbacks and interceptors of your own (Workshop's "middles",
+ * Polly's pipelines, Resilience4j's decorators).
+ *
+ * A pipeline is a list of policies; the first added is the outermost. sx_pipeline_call runs
+ * them around an action, synchronously, on the calling thread:
+ *
+ *     rate limit  -> before: take a turn (SX_ERATE_LIMITED, or wait for it)
+ *     bulkhead    -> before: take a permit (SX_EREJECTED, or wait for it); after: give it back
+ *     circuit     -> before: sx_circuit_acquire (SX_ECIRCUIT_OPEN); after: sx_circuit_release
+ *                    with the inner result and latency
+ *     timeout     -> the layers inside it get a breaker that trips with -ETIMEDOUT at the
+ *                    deadline; the call then returns -ETIMEDOUT once the inner layers return
+ *                    (the action is told, never abandoned: a bulkhead permit inside is held until
+ *                    the action has really ended)
+ *     retry       -> runs the layers inside it again while issue 4's retry policy allows (its
+ *                    backoff, jitter, limits, predicate and budget); waits block the calling
+ *                    thread and end at once when the call's breaker trips. A circuit's
+ *                    rejection (SX_ECIRCUIT_OPEN) is not retried unless SX_RETRY_CIRCUIT_OPEN
+ *     fallback    -> when the layers inside fail (and `when` agrees), the fallback's result
+ *                    replaces theirs
+ *     interceptor -> your before/after pair
+ *
+ * after runs exactly once for every before that succeeded, whatever the inner layers did:
+ * success, error, timeout, cancellation, a retry. A before that fails ends the call with its
+ * code; the layers inside it and the action do not run, the afters of the layers outside it do.
+ *
+ * Costs: no lock and no allocation per call in steady state. A timeout keeps a per-thread
+ * record of the calls in progress (allocated once per thread) and its breaker (allocated once,
+ * and again only after a call timed out); one timer on the pipeline's pool watches each thread's
+ * earliest deadline, so most calls arm no timer at all. Exception: a call given a stop breaker
+ * through a timeout policy links a child breaker to it (one allocation).
+ */
+#ifndef STRIX_POLICY_H
+#define STRIX_POLICY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <strix/breaker.h>
+#include <strix/circuit.h>
+#include <strix/error.h>
+#include <strix/promise.h>
+#include <strix/ratelimit.h>
+#include <strix/retry.h>
+#include <strix/sem.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct sx_pipeline sx_pipeline;
+
+/* What the action and the policies see of one call. Valid during the call only. */
+typedef struct sx_call {
+	void *arg;              /* the action's argument */
+	void *last;             /* input value (a promise step's `last`; NULL for plain calls) */
+	void *out;              /* the action's value, if it has one (set it; a fallback may too) */
+	sx_breaker *breaker;    /* trips when the call must stop: the innermost timeout's breaker,
+	                           else the caller's stop; NULL if neither. Poll, wait or register */
+	unsigned attempt;       /* 1, then 2, 3, ... under a retry policy */
+	sx_ctx *ctx;            /* the promise step's context (sx_pipeline_step), else NULL */
+	uint64_t sx_now;        /* private: CLOCK_MONOTONIC read once per attempt, shared by layers */
+} sx_call;
+
+typedef int (*sx_call_fn)(sx_call *call);
+
+/* A custom interceptor. before returns 0 to let the call go on (it may store a word of its own
+ * in *token) or an error code to end it; after receives that token and the inner result.
+ * Both run on the calling thread and may be called concurrently for different calls. */
+typedef struct sx_interceptor {
+	int (*before)(void *self, sx_call *call, uint64_t *token);
+	void (*after)(void *self, sx_call *call, uint64_t token, int result);
+	void *self;
+} sx_interceptor;
+
+typedef struct sx_pipeline_opts {
+	sx_pool *pool;          /* timer service for timeout policies; NULL: no timeouts allowed */
+} sx_pipeline_opts;
+
+#define SX_PIPELINE_OPTS_INIT { NULL }
+#define SX_PIPELINE_MAX 16          /* policies per pipeline */
+
+#define SX_POLICY_WAIT 0x1u          /* rate limit, bulkhead: wait (blocking, under the call's
+                                        breaker) instead of refusing at once */
+#define SX_RETRY_CIRCUIT_OPEN 0x2u   /* retry: also retry SX_ECIRCUIT_OPEN */
+
+/*
+ * sx_pipeline_create - an empty pipeline (a call through it just runs the action).
+ * Returns 0; -EINVAL for NULL out; -ENOMEM. Cold path; any thread.
+ */
+SX_API int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out);
+
+/* sx_pipeline_destroy - free pl (NULL: no-op). No call may be in progress or follow. The
+ * limiters, semaphores and circuits it refers to are the caller's and stay alive. */
+SX_API void sx_pipeline_destroy(sx_pipeline *pl);
+
+/*
+ * Adding policies: each appends one layer inside the ones already added. The objects passed
+ * are borrowed (the caller keeps them alive while the pipeline is used); policy structs are
+ * copied. Add everything before the first call.
+ * Each returns 0; -EINVAL for NULL pl or object, unknown flags, a retry policy that fails
+ * sx_retry_policy_check, a timeout of 0 or one on a pipeline without a pool; -ENOSPC beyond
+ * SX_PIPELINE_MAX layers; -EBUSY once the pipeline has been called. Nothing changes on failure.
+ * Cold path; not concurrent with calls or other adds.
+ */
+SX_API int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags);
+SX_API int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags);
+SX_API int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c);
+SX_API int sx_pipeline_add_timeout(sx_pipeline *pl, uint64_t ns);
+SX_API int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsigned flags);
+/* fallback(call, err, arg) runs when the inner layers fail with err and when(err, arg) is true
+ * (when NULL: every error); its return value becomes the call's result. */
+SX_API int sx_pipeline_add_fallback(sx_pipeline *pl, int (*fallback)(sx_call *call, int err,
+    void *arg), bool (*when)(int err, void *arg), void *arg);
+SX_API int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic);
+
+/*
+ * sx_pipeline_call - run fn(call) through pl's policies on this thread. call->arg is arg; stop
+ * (may be NULL) is the caller's breaker: a tripped stop ends the call before the next layer or
+ * attempt with its code. If out is not NULL it receives call->out when the call returns 0.
+ * Returns what the layers make of fn's result: 0; fn's error; SX_ERATE_LIMITED, SX_EREJECTED,
+ * SX_ECIRCUIT_OPEN from the policies; -ETIMEDOUT from a timeout; stop's code; -ENOMEM or
+ * -ESHUTDOWN when a timeout could not be set up (nothing ran); a fallback's result; -EINVAL for
+ * NULL pl or fn.
+ * Blocks only where the policies or fn do (SX_POLICY_WAIT, retry backoff). Lock-free apart from
+ * that; no allocation in steady state (see above). Any thread, concurrently.
+ */
+SX_API int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breaker *stop,
+    void **out);
+
+/*
+ * Promise steps through a pipeline: fill a sx_pipeline_step_arg (caller storage, alive until
+ * the step has run) and pass sx_pipeline_step with it to sx_promise_run / then:
+ *
+ *     static sx_pipeline_step_arg fetch = { pl, fetch_fn, &conn };
+ *     sx_promise_then(p, sx_pipeline_step, &fetch);
+ *
+ * The step runs fn through pl with call->last the chain's value, call->ctx the step's context
+ * and the chain's breaker as stop; call->out becomes the step's value. A value left in call->out
+ * by a call that failed is destroyed with ctx->dtor if fn set one.
+ */
+typedef struct sx_pipeline_step_arg {
+	sx_pipeline *pipeline;
+	sx_call_fn fn;
+	void *arg;
+} sx_pipeline_step_arg;
+
+SX_API int sx_pipeline_step(sx_ctx *ctx, void *last, void **out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* STRIX_POLICY_H */

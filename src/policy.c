@@ -1,0 +1,546 @@
+/*
+ * Pipelines. A call runs the layers recursively on the caller's stack (layer i wraps layers
+ * i+1..n, the action innermost), so every after is the code after a nested call returned: it
+ * runs exactly once for each before that succeeded by construction, with nothing to remember.
+ *
+ * Timeouts without a timer per call. A timeout layer must trip a breaker at the deadline while
+ * the calling thread is busy inside the call, so someone else has to know the deadline; arming a
+ * timer for every call would cost a timer insert and cancel each time and, at millions of calls
+ * a second with second-long timeouts, keep that many cancelled nodes alive until the timer
+ * thread wakes. Instead each thread has a record (allocated once, reused by later threads after
+ * it exits) with one entry per nested timeout in progress:
+ *
+ *     entry.state: seq << 2 | IDLE / ACTIVE / FIRED        (CAS)
+ *     entry.deadline, entry.pool, entry.b (the breaker the inner layers see)
+ *
+ * and a watch timer on the pool's timer service (inline on the timer thread: a scan of a few
+ * entries) armed for the record's earliest deadline. `armed_until` is the deadline the record's
+ * pending watch will look at; a call arms a new watch only when its deadline is earlier (or
+ * none is pending), so in steady state a thread arms about one timer per timeout period,
+ * whatever its call rate. The watch clears armed_until, then scans; a call publishes its entry,
+ * then reads armed_until (both with full fences), so either the call sees no watch and arms
+ * one, or the watch sees the call. Duplicated watches are harmless: each scans and re-arms.
+ *
+ * A call ends with CAS ACTIVE -> IDLE on its entry; the watch claims it with CAS ACTIVE ->
+ * FIRING (the seq in the word makes a later call's entry a different value). Exactly one wins.
+ * The breaker stays the calling thread's: the watch trips it while FIRING (the owner cannot end
+ * the entry meanwhile, so the breaker cannot go away under the trip) and then stores FIRED. A
+ * call that lost waits out FIRING (a CAS and a store on the timer thread), releases the tripped
+ * breaker and makes a new one next time (an allocation only after a timeout). A call the caller
+ * gave a stop breaker to uses a child of it instead of the thread's reusable breaker.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <string.h>
+
+#include <ck_pr.h>
+#include <ck_stack.h>
+
+#include <strix/policy.h>
+
+#include "pool_impl.h"
+#include "retry_impl.h"
+
+enum { L_RATE, L_BULKHEAD, L_CIRCUIT, L_TIMEOUT, L_RETRY, L_FALLBACK, L_INTERCEPTOR };
+
+typedef struct layer {
+	int kind;
+	unsigned flags;
+	void *obj;                   /* limiter, semaphore or circuit */
+	uint64_t ns;                 /* timeout */
+	sx_retry_policy retry;
+	int (*fallback)(sx_call *call, int err, void *arg);
+	bool (*when)(int err, void *arg);
+	void *arg;
+	sx_interceptor ic;
+} layer;
+
+struct sx_pipeline {
+	unsigned n;
+	int called;
+	sx_pool *pool;
+	layer l[SX_PIPELINE_MAX];
+};
+
+/* ---- building ------------------------------------------------------------------------------- */
+
+int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out)
+{
+	sx_pipeline *pl;
+
+	if (out == NULL)
+		return -EINVAL;
+	pl = sx__zalloc(sizeof(*pl), 16);
+	if (pl == NULL)
+		return -ENOMEM;
+	pl->pool = opts != NULL ? opts->pool : NULL;
+	*out = pl;
+	return 0;
+}
+
+void sx_pipeline_destroy(sx_pipeline *pl)
+{
+	if (pl != NULL)
+		sx__dfree(pl, sizeof(*pl), 16);
+}
+
+static layer *add(sx_pipeline *pl, int *rc)
+{
+	if (pl == NULL) {
+		*rc = -EINVAL;
+		return NULL;
+	}
+	if (ck_pr_load_int(&pl->called)) {
+		*rc = -EBUSY;
+		return NULL;
+	}
+	if (pl->n == SX_PIPELINE_MAX) {
+		*rc = -ENOSPC;
+		return NULL;
+	}
+	*rc = 0;
+	return &pl->l[pl->n];
+}
+
+static int add_obj(sx_pipeline *pl, int kind, void *obj, unsigned flags, unsigned allowed)
+{
+	int rc;
+	layer *l = add(pl, &rc);
+
+	if (l == NULL)
+		return rc;
+	if (obj == NULL || (flags & ~allowed) != 0)
+		return -EINVAL;
+	memset(l, 0, sizeof(*l));
+	l->kind = kind;
+	l->obj = obj;
+	l->flags = flags;
+	pl->n++;
+	return 0;
+}
+
+int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags)
+{
+	return add_obj(pl, L_RATE, rl, flags, SX_POLICY_WAIT);
+}
+
+int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags)
+{
+	return add_obj(pl, L_BULKHEAD, sem, flags, SX_POLICY_WAIT);
+}
+
+int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c)
+{
+	return add_obj(pl, L_CIRCUIT, c, 0, 0);
+}
+
+int sx_pipeline_add_timeout(sx_pipeline *pl, uint64_t ns)
+{
+	int rc;
+	layer *l = add(pl, &rc);
+
+	if (l == NULL)
+		return rc;
+	if (ns == 0 || pl->pool == NULL)
+		return -EINVAL;
+	memset(l, 0, sizeof(*l));
+	l->kind = L_TIMEOUT;
+	l->ns = ns;
+	pl->n++;
+	return 0;
+}
+
+int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsigned flags)
+{
+	int rc;
+	layer *l = add(pl, &rc);
+
+	if (l == NULL)
+		return rc;
+	if (sx_retry_policy_check(policy) != 0 || (flags & ~SX_RETRY_CIRCUIT_OPEN) != 0)
+		return -EINVAL;
+	memset(l, 0, sizeof(*l));
+	l->kind = L_RETRY;
+	l->flags = flags;
+	l->retry = *policy;
+	pl->n++;
+	return 0;
+}
+
+int sx_pipeline_add_fallback(sx_pipeline *pl, int (*fallback)(sx_call *call, int err, void *arg),
+    bool (*when)(int err, void *arg), void *arg)
+{
+	int rc;
+	layer *l = add(pl, &rc);
+
+	if (l == NULL)
+		return rc;
+	if (fallback == NULL)
+		return -EINVAL;
+	memset(l, 0, sizeof(*l));
+	l->kind = L_FALLBACK;
+	l->fallback = fallback;
+	l->when = when;
+	l->arg = arg;
+	pl->n++;
+	return 0;
+}
+
+int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic)
+{
+	int rc;
+	layer *l = add(pl, &rc);
+
+	if (l == NULL)
+		return rc;
+	if (ic == NULL || ic->before == NULL || ic->after == NULL)
+		return -EINVAL;
+	memset(l, 0, sizeof(*l));
+	l->kind = L_INTERCEPTOR;
+	l->ic = *ic;
+	pl->n++;
+	return 0;
+}
+
+/* ---- timeouts: per-thread records and their watch ------------------------------------------ */
+
+#define TW_DEPTH 8u
+enum { E_IDLE = 0, E_ACTIVE = 1, E_FIRING = 2, E_FIRED = 3 };
+#define E_ST(s) ((unsigned)((s) & 3u))
+
+typedef struct tw_entry {
+	uint64_t state;       /* seq << 2 | E_* */
+	uint64_t deadline;    /* CLOCK_MONOTONIC ns */
+	sx_breaker *b;        /* the call's breaker; owner writes it only while IDLE */
+	sx_breaker *own;      /* the thread's reusable breaker at this depth (owner only) */
+	sx_pool *pool;
+	bool reusable;        /* b is own, not a child of the caller's breaker */
+} tw_entry;
+
+typedef struct tw_rec {
+	ck_stack_entry_t link;   /* in tw_all, forever */
+	SX__ALIGNED uint64_t armed_until;
+	int dead;                /* its thread exited: another may claim it */
+	unsigned depth;          /* owner only */
+	SX__ALIGNED tw_entry e[TW_DEPTH];
+} tw_rec;
+
+static ck_stack_t tw_all = CK_STACK_INITIALIZER;
+static pthread_key_t tw_key;
+static pthread_once_t tw_once = PTHREAD_ONCE_INIT;
+static __thread tw_rec *tw_mine __attribute__((tls_model("initial-exec")));
+
+static void tw_exit(void *arg)
+{
+	tw_rec *r = arg;
+
+	ck_pr_store_int(&r->dead, 1);
+}
+
+static void tw_init(void)
+{
+	(void)pthread_key_create(&tw_key, tw_exit);
+}
+
+static tw_rec *tw_get(void)
+{
+	ck_stack_entry_t *it;
+	tw_rec *r;
+
+	if (SX__LIKELY(tw_mine != NULL))
+		return tw_mine;
+	(void)pthread_once(&tw_once, tw_init);
+	CK_STACK_FOREACH(&tw_all, it) {
+		r = (tw_rec *)(void *)it;
+		if (ck_pr_load_int(&r->dead) && ck_pr_cas_int(&r->dead, 1, 0))
+			goto mine;
+	}
+	r = sx__zalloc(sizeof(*r), SX__CACHELINE);
+	if (r == NULL)
+		return NULL;
+	ck_stack_push_upmc(&tw_all, &r->link);
+mine:
+	if (pthread_setspecific(tw_key, r) != 0) {
+		ck_pr_store_int(&r->dead, 1);
+		return NULL;
+	}
+	tw_mine = r;
+	return r;
+}
+
+static void watch(void *arg, int status);
+
+/* Make sure a watch will look at r no later than deadline. 0, or the timer service's error. */
+static int tw_arm(tw_rec *r, sx_pool *pool, uint64_t deadline)
+{
+	uint64_t cur = ck_pr_load_64(&r->armed_until);
+	int rc;
+
+	do {
+		if (cur != 0 && cur <= deadline)
+			return 0; /* a watch at or before our deadline is pending */
+	} while (!ck_pr_cas_64_value(&r->armed_until, cur, deadline, &cur));
+	rc = sx_timer_add(pool, deadline, SX_TIMER_AT | SX_TIMER_INLINE, watch, r, NULL);
+	if (rc != 0)
+		ck_pr_cas_64(&r->armed_until, deadline, 0);
+	return rc;
+}
+
+/* Fire entry e (state s) with err, if its call has not ended yet. FIRING keeps the owner from
+ * ending the entry (and dropping the breaker) while the trip is under way. */
+static void tw_fire(tw_entry *e, uint64_t s, int err)
+{
+	if (ck_pr_cas_64(&e->state, s, (s & ~UINT64_C(3)) | E_FIRING)) {
+		sx__breaker_trip_err(ck_pr_load_ptr(&e->b), err);
+		ck_pr_store_64(&e->state, (s & ~UINT64_C(3)) | E_FIRED);
+	}
+}
+
+static bool pool_down(sx_pool *p)
+{
+	return ck_pr_load_int(&p->state) != SX__RUNNING;
+}
+
+static void watch(void *arg, int status)
+{
+	tw_rec *r = arg;
+	uint64_t now, next = UINT64_MAX;
+	sx_pool *npool = NULL;
+
+	(void)status; /* on shutdown the entries of the pool that went down fire with -ESHUTDOWN */
+	ck_pr_store_64(&r->armed_until, 0);
+	ck_pr_fence_memory();
+	now = sx_clock_monotonic.now_ns(NULL);
+	for (unsigned i = 0; i < TW_DEPTH; i++) {
+		tw_entry *e = &r->e[i];
+		uint64_t s = ck_pr_load_64(&e->state);
+		sx_pool *p;
+		uint64_t d;
+
+		if (E_ST(s) != E_ACTIVE)
+			continue;
+		p = ck_pr_load_ptr(&e->pool);
+		d = ck_pr_load_64(&e->deadline);
+		if (pool_down(p))
+			tw_fire(e, s, -ESHUTDOWN);
+		else if (d <= now)
+			tw_fire(e, s, -ETIMEDOUT);
+		else if (d < next)
+			next = d, npool = p;
+	}
+	if (npool != NULL && tw_arm(r, npool, next) != 0) {
+		/* The pool refused (shutting down, or no memory for a node): fire rather than
+		 * leave the call unwatched. */
+		for (unsigned i = 0; i < TW_DEPTH; i++) {
+			tw_entry *e = &r->e[i];
+			uint64_t s = ck_pr_load_64(&e->state);
+
+			if (E_ST(s) == E_ACTIVE && ck_pr_load_ptr(&e->pool) == npool)
+				tw_fire(e, s, -ESHUTDOWN);
+		}
+	}
+}
+
+static uint64_t call_now(sx_call *call)
+{
+	if (call->sx_now == 0)
+		call->sx_now = sx_clock_monotonic.now_ns(NULL);
+	return call->sx_now;
+}
+
+static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn);
+
+/* End entry e's call (state s | E_ACTIVE, breaker b): true if the watch fired it first. The
+ * breaker stays the entry's for the next call unless it is a child or has tripped. */
+static bool tw_end(tw_entry *e, uint64_t s, sx_breaker *b)
+{
+	uint64_t cur;
+	bool fired = !ck_pr_cas_64_value(&e->state, s | E_ACTIVE, s | E_IDLE, &cur);
+
+	if (fired) {
+		while (E_ST(cur) == E_FIRING) { /* the watch is inside the trip: a few instructions */
+			sched_yield();
+			cur = ck_pr_load_64(&e->state);
+		}
+		ck_pr_store_64(&e->state, s | E_IDLE);
+	}
+	if (fired || !e->reusable)
+		sx_breaker_release(b);
+	if (fired && e->reusable)
+		e->own = NULL;
+	return fired;
+}
+
+static int run_timeout(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
+{
+	tw_rec *r = tw_get();
+	sx_breaker *outer = call->breaker, *b;
+	tw_entry *e;
+	uint64_t s, deadline;
+	bool reusable = outer == NULL, armed;
+	int rc;
+
+	if (r == NULL)
+		return -ENOMEM;
+	if (r->depth == TW_DEPTH)
+		return -EOVERFLOW;
+	e = &r->e[r->depth];
+	if (!reusable) {
+		if ((rc = sx_breaker_child(outer, &b)) != 0)
+			return rc;
+	} else if ((b = e->own) == NULL) {
+		if ((rc = sx_breaker_create(&b)) != 0)
+			return rc;
+		e->own = b;
+	}
+	deadline = call_now(call) + pl->l[i].ns;
+	s = (ck_pr_load_64(&e->state) & ~UINT64_C(3)) + 4;
+	ck_pr_store_ptr(&e->b, b);
+	ck_pr_store_ptr(&e->pool, pl->pool);
+	ck_pr_store_64(&e->deadline, deadline);
+	e->reusable = reusable;
+	ck_pr_fence_store();
+	/* Publish the entry before reading armed_until (see the top): an exchange is the full
+	 * barrier, cheaper than a store and a separate fence. */
+	(void)ck_pr_fas_64(&e->state, s | E_ACTIVE);
+	rc = tw_arm(r, pl->pool, deadline);
+	armed = rc == 0;
+	if (armed) {
+		r->depth++;
+		call->breaker = b;
+		rc = run(pl, i + 1, call, fn);
+		call->breaker = outer;
+		r->depth--;
+	}
+	if (tw_end(e, s, b) && armed) /* the watch fired it */
+		rc = outer != NULL && sx_breaker_err(outer) != 0 ? sx_breaker_err(outer) : -ETIMEDOUT;
+	return rc;
+}
+
+/* ---- running -------------------------------------------------------------------------------- */
+
+static int run_retry(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
+{
+	const layer *l = &pl->l[i];
+	const sx_retry_policy *p = &l->retry;
+	uint64_t start = p->max_elapsed_ns != 0 ? sx__policy_now(p) : 0, delay;
+	sx_backoff bo;
+	int rc, prc;
+
+	for (unsigned attempt = 1;; attempt++) {
+		call->attempt = attempt;
+		call->sx_now = 0;
+		rc = run(pl, i + 1, call, fn);
+		if (rc == 0) {
+			if (p->budget != NULL)
+				sx_retry_budget_deposit(p->budget);
+			return 0;
+		}
+		if ((rc == SX_ECIRCUIT_OPEN && !(l->flags & SX_RETRY_CIRCUIT_OPEN)) ||
+		    (call->breaker != NULL && sx_breaker_done(call->breaker)))
+			return rc;
+		if (attempt == 1)
+			(void)sx_backoff_init(&bo, p); /* checked when the layer was added */
+		if (!sx__retry_next(p, &bo, rc, attempt, start, -1, &delay))
+			return rc;
+		if ((prc = sx__pause(p->clock, delay, call->breaker)) != 0)
+			return prc;
+	}
+}
+
+static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
+{
+	const layer *l;
+	sx_circuit_permit permit;
+	uint64_t t0 = 0, slow;
+	uint64_t token = 0;
+	int rc;
+
+	if (call->breaker != NULL && (rc = sx_breaker_err(call->breaker)) != 0)
+		return rc;
+	if (i == pl->n)
+		return fn(call);
+	l = &pl->l[i];
+	switch (l->kind) {
+	case L_RATE:
+		rc = (l->flags & SX_POLICY_WAIT) ? sx_ratelimit_wait(l->obj, 1, call->breaker) :
+		    sx__ratelimit_try_mono(l->obj, 1, call_now(call));
+		return rc != 0 ? rc : run(pl, i + 1, call, fn);
+	case L_BULKHEAD:
+		if (l->flags & SX_POLICY_WAIT)
+			rc = sx_sem_acquire(l->obj, 1, call->breaker);
+		else if ((rc = sx_sem_try_acquire(l->obj, 1)) == -EAGAIN)
+			rc = SX_EREJECTED;
+		if (rc != 0)
+			return rc;
+		rc = run(pl, i + 1, call, fn);
+		(void)sx_sem_release(l->obj, 1);
+		return rc;
+	case L_CIRCUIT:
+		if ((rc = sx_circuit_acquire(l->obj, &permit)) != 0)
+			return rc;
+		slow = sx__circuit_slow_ns(l->obj);
+		if (slow != 0)
+			t0 = sx_clock_monotonic.now_ns(NULL);
+		rc = run(pl, i + 1, call, fn);
+		(void)sx_circuit_release(l->obj, permit, rc,
+		    slow != 0 ? sx_clock_monotonic.now_ns(NULL) - t0 : 0);
+		return rc;
+	case L_TIMEOUT:
+		return run_timeout(pl, i, call, fn);
+	case L_RETRY:
+		return run_retry(pl, i, call, fn);
+	case L_FALLBACK:
+		rc = run(pl, i + 1, call, fn);
+		if (rc != 0 && (l->when == NULL || l->when(rc, l->arg)))
+			rc = l->fallback(call, rc, l->arg);
+		return rc;
+	default: /* L_INTERCEPTOR */
+		if ((rc = l->ic.before(l->ic.self, call, &token)) != 0)
+			return rc;
+		rc = run(pl, i + 1, call, fn);
+		l->ic.after(l->ic.self, call, token, rc);
+		return rc;
+	}
+}
+
+static int call_with(sx_pipeline *pl, sx_call *call, sx_call_fn fn)
+{
+	if (SX__UNLIKELY(!ck_pr_load_int(&pl->called)))
+		ck_pr_store_int(&pl->called, 1);
+	return run(pl, 0, call, fn);
+}
+
+int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breaker *stop, void **out)
+{
+	sx_call call = { arg, NULL, NULL, stop, 1, NULL, 0 };
+	int rc;
+
+	if (SX__UNLIKELY(pl == NULL || fn == NULL))
+		return -EINVAL;
+	rc = call_with(pl, &call, fn);
+	if (rc == 0 && out != NULL)
+		*out = call.out;
+	return rc;
+}
+
+int sx_pipeline_step(sx_ctx *ctx, void *last, void **out)
+{
+	const sx_pipeline_step_arg *a = ctx != NULL ? ctx->arg : NULL;
+	sx_call call = { NULL, last, NULL, NULL, 1, ctx, 0 };
+	int rc;
+
+	if (a == NULL || a->pipeline == NULL || a->fn == NULL)
+		return -EINVAL;
+	call.arg = a->arg;
+	call.breaker = sx_ctx_breaker(ctx);
+	rc = call_with(a->pipeline, &call, a->fn);
+	if (rc == 0) {
+		*out = call.out;
+	} else if (call.out != NULL && ctx->dtor != NULL) {
+		ctx->dtor(call.out);
+		ctx->dtor = NULL;
+	}
+	return rc;
+}
