@@ -206,6 +206,16 @@ void run_retry_storm(benchmark::State &st, uint64_t n)
 	st.counters["workers"] = g_workers;
 }
 
+// B9: ns_per_task per call (of one thread), allocs_per_call.
+template <typename F>
+void run_policy(benchmark::State &st, F body)
+{
+	double allocs = 0;
+
+	if (run_counted(st, [&](bench_out *o) { return body(&allocs, o); }))
+		st.counters["allocs_per_call"] = allocs;
+}
+
 template <typename F>
 void add(const std::string &name, int repetitions, F f)
 {
@@ -291,6 +301,22 @@ void register_all()
 		for (const auto &f : fanouts)
 			add(std::string("fanout_limit/") + f.impl + "/" + c.name, c.reps,
 			    [f, c](benchmark::State &st) { run_fanout(st, f.body, c.n, c.work_ns); });
+
+	// B9 circuit (1 and 2 threads, strix and the mutex peer) and the 5-policy pipeline.
+	const uint64_t calls = size(10000000, 5000);
+	for (unsigned t : { 1u, 2u }) {
+		add("circuit/strix/" + std::to_string(t), reps(5), [t, calls](benchmark::State &st) {
+			run_policy(st, [&](double *a, bench_out *o) {
+				return strix_circuit(t, calls, a, o); });
+		});
+		add("circuit/mutex/" + std::to_string(t), reps(5), [t, calls](benchmark::State &st) {
+			run_policy(st, [&](double *a, bench_out *o) {
+				return mutex_circuit_bench(t, calls, a, o); });
+		});
+	}
+	add("pipeline/strix", reps(5), [calls](benchmark::State &st) {
+		run_policy(st, [&](double *a, bench_out *o) { return strix_pipeline(calls, a, o); });
+	});
 
 	const uint64_t storm = size(100000, 500);
 	add("retry_storm/strix", 1, [storm](benchmark::State &st) { run_retry_storm(st, storm); });

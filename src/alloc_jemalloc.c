@@ -14,9 +14,17 @@ static int flags_for(size_t align)
 	return align <= 16 ? 0 : MALLOCX_ALIGN(align);
 }
 
+static __thread uint64_t nallocs __attribute__((tls_model("initial-exec")));
+
+uint64_t sx_allocations(void)
+{
+	return nallocs;
+}
+
 static void *je_alloc(void *ctx, size_t size, size_t align)
 {
 	(void)ctx;
+	nallocs++;
 	return mallocx(size, flags_for(align));
 }
 

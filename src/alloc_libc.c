@@ -7,9 +7,17 @@
 
 #include <strix/pool.h>
 
+static __thread uint64_t nallocs __attribute__((tls_model("initial-exec")));
+
+uint64_t sx_allocations(void)
+{
+	return nallocs;
+}
+
 static void *libc_alloc(void *ctx, size_t size, size_t align)
 {
 	(void)ctx;
+	nallocs++;
 	return aligned_alloc(align, (size + align - 1) / align * align);
 }
 

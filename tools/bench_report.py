@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 
-IMPLS = ["strix", "thpool", "uv", "omp", "tbb", "futex"]
+IMPLS = ["strix", "thpool", "uv", "omp", "tbb", "futex", "mutex"]
 FIGURES = {
     "spawn_many": ["ns_per_task"],
     "spawn_remote": ["ns_per_task"],
@@ -30,11 +30,14 @@ FIGURES = {
     "fanout_limit/empty/1e7": ["ns_per_task", "max_inflight", "rss_kib"],
     "fanout_limit/work10us/1e5": ["ns_per_task", "max_inflight", "rss_kib"],
     "retry_storm": ["lost", "duplicated", "p50_ns", "p99_ns", "idle_p50_ns", "idle_p99_ns"],
+    "circuit/1": ["ns_per_task", "allocs_per_call"],
+    "circuit/2": ["ns_per_task", "allocs_per_call"],
+    "pipeline": ["ns_per_task", "allocs_per_call"],
 }
 # Figures where higher is better (the ratio column is then strix / peer's inverse).
 HIGHER_BETTER = {"speedup"}
 # Figures that are counts or checks, not compared.
-NO_RATIO = {"idle_cpu_pct", "lost", "duplicated", "rss_kib", "max_inflight"}
+NO_RATIO = {"idle_cpu_pct", "lost", "duplicated", "rss_kib", "max_inflight", "allocs_per_call"}
 
 
 def split_name(name):

@@ -73,6 +73,14 @@ typedef struct sx_allocator {
  * strix never replaces the application's malloc. (Sanitizer builds use the C library instead.) */
 SX_API extern const sx_allocator sx_allocator_default;
 
+/*
+ * sx_allocations - how many blocks sx_allocator_default has handed out on the calling thread so
+ * far (every module's memory, and pools that use the default allocator). Take it before and
+ * after a code path to check that the path allocates nothing in steady state. Wait-free; any
+ * thread (each sees its own count).
+ */
+SX_API uint64_t sx_allocations(void);
+
 #define SX_SPIN_DEFAULT 0LL    /* 50 microseconds */
 #define SX_SPIN_NONE    (-1LL) /* park as soon as a search for work fails */
 #define SX_SPIN_FOREVER (-2LL) /* never park: busy-poll (lowest latency, burns a core per worker) */
