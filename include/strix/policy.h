@@ -121,9 +121,11 @@ SX_API int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic
  * (may be NULL) is the caller's breaker: a tripped stop ends the call before the next layer or
  * attempt with its code. If out is not NULL it receives call->out when the call returns 0.
  * Returns what the layers make of fn's result: 0; fn's error; SX_ERATE_LIMITED, SX_EREJECTED,
- * SX_ECIRCUIT_OPEN from the policies; -ETIMEDOUT from a timeout; stop's code; -ENOMEM or
- * -ESHUTDOWN when a timeout could not be set up (nothing ran); a fallback's result; -EINVAL for
- * NULL pl or fn.
+ * SX_ECIRCUIT_OPEN from the policies; -ETIMEDOUT from a timeout; stop's code; -ENOMEM,
+ * -EAGAIN or -ESHUTDOWN when a timeout could not be set up (its pool's timer service refused;
+ * the layers inside it did not run), and -ESHUTDOWN also when that pool shuts down during the
+ * call; -EOVERFLOW when more than 8 timeout layers are in progress on this thread at once
+ * (nested pipelines); a fallback's result; -EINVAL for NULL pl or fn.
  * Blocks only where the policies or fn do (SX_POLICY_WAIT, retry backoff). Lock-free apart from
  * that; no allocation in steady state (see above). Any thread, concurrently.
  */
