@@ -42,7 +42,7 @@
 #include "pool_impl.h"
 #include "retry_impl.h"
 
-enum { L_RATE, L_BULKHEAD, L_CIRCUIT, L_TIMEOUT, L_RETRY, L_FALLBACK, L_INTERCEPTOR };
+enum { L_RATE, L_RATE_KEYED, L_BULKHEAD, L_CIRCUIT, L_TIMEOUT, L_RETRY, L_FALLBACK, L_INTERCEPTOR };
 
 typedef struct layer {
 	int kind;
@@ -53,6 +53,7 @@ typedef struct layer {
 	int (*fallback)(sx_call *call, int err, void *arg);
 	bool (*when)(int err, void *arg);
 	void *arg;
+	uint64_t (*key)(const sx_call *call);
 	sx_interceptor ic;
 } layer;
 
@@ -123,6 +124,19 @@ static int add_obj(sx_pipeline *pl, int kind, void *obj, unsigned flags, unsigne
 int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags)
 {
 	return add_obj(pl, L_RATE, rl, flags, SX_POLICY_WAIT);
+}
+
+int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *kl,
+    uint64_t (*key)(const sx_call *call))
+{
+	int rc;
+
+	if (key == NULL && pl != NULL)
+		return -EINVAL;
+	rc = add_obj(pl, L_RATE_KEYED, kl, 0, 0);
+	if (rc == 0)
+		pl->l[pl->n - 1].key = key;
+	return rc;
 }
 
 int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags)
@@ -251,7 +265,7 @@ static tw_rec *tw_get(void)
 	if (SX__LIKELY(tw_mine != NULL))
 		return tw_mine;
 	(void)pthread_once(&tw_once, tw_init);
-	CK_STACK_FOREACH(&tw_all, it) {
+	for (it = ck_pr_load_ptr(&tw_all.head); it != NULL; it = ck_pr_load_ptr(&it->next)) {
 		r = (tw_rec *)(void *)it;
 		if (ck_pr_load_int(&r->dead) && ck_pr_cas_int(&r->dead, 1, 0))
 			goto mine;
@@ -466,6 +480,9 @@ static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
 	case L_RATE:
 		rc = (l->flags & SX_POLICY_WAIT) ? sx_ratelimit_wait(l->obj, 1, call->breaker) :
 		    sx__ratelimit_try_mono(l->obj, 1, call_now(call));
+		return rc != 0 ? rc : run(pl, i + 1, call, fn);
+	case L_RATE_KEYED:
+		rc = sx_ratelimit_keyed_try(l->obj, l->key(call), 1);
 		return rc != 0 ? rc : run(pl, i + 1, call, fn);
 	case L_BULKHEAD:
 		if (l->flags & SX_POLICY_WAIT)

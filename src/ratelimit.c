@@ -81,17 +81,22 @@ static bool bad(const sx_ratelimit *rl, uint32_t n)
 	return rl == NULL || n == 0 || n > rl->burst;
 }
 
-static int try_at(sx_ratelimit *rl, uint32_t n, uint64_t now)
+/* Admit n at `now` against the TAT word *word, with rl's interval and tolerance. */
+static int gcra(const sx_ratelimit *rl, uint64_t *word, uint32_t n, uint64_t now)
 {
-	uint64_t tat, next;
+	uint64_t tat = ck_pr_load_64(word), next;
 
-	tat = ck_pr_load_64(&rl->tat);
 	do {
 		next = next_tat(rl, tat, now, n);
 		if (delay_of(rl, next, now) != 0)
 			return SX_ERATE_LIMITED;
-	} while (!ck_pr_cas_64_value(&rl->tat, tat, next, &tat));
+	} while (!ck_pr_cas_64_value(word, tat, next, &tat));
 	return 0;
+}
+
+static int try_at(sx_ratelimit *rl, uint32_t n, uint64_t now)
+{
+	return gcra(rl, &rl->tat, n, now);
 }
 
 int sx_ratelimit_try(sx_ratelimit *rl, uint32_t n)
@@ -147,4 +152,101 @@ int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop)
 		back = tat - now > (uint64_t)n * rl->interval ? tat - (uint64_t)n * rl->interval : now;
 	} while (!ck_pr_cas_64_value(&rl->tat, tat, back, &tat));
 	return rc;
+}
+
+/* ---- keyed limiters ------------------------------------------------------------------------- */
+
+/*
+ * An open-addressing table of {key + 1, tat} slots (0: never used), twice max_keys rounded up to
+ * a power of two, probed linearly from a hash of the key over at most PROBE slots. A key takes a
+ * free slot with one CAS on its key word; a slot whose TAT is not ahead of now is exactly as
+ * good as a fresh one (its bucket has refilled), so a key found nowhere may take it over by CAS.
+ * A thread still admitting an event for the key it found there may then charge that one event to
+ * the new key: it can refuse one event early, never admit one too many. Two events of one new key
+ * racing to take over two different idle slots at the same instant could give it two buckets
+ * for a moment; both pick the first idle slot of the same probe sequence, so this needs the
+ * table to change between their scans.
+ */
+#define PROBE 16u
+
+struct sx_ratelimit_keyed {
+	sx_ratelimit *tmpl;   /* interval, tolerance, burst and clock; its own tat is unused */
+	uint64_t mask;
+	uint64_t (*slots)[2];
+};
+
+static uint64_t mix(uint64_t k)
+{
+	k ^= k >> 33;
+	k *= UINT64_C(0xff51afd7ed558ccd);
+	k ^= k >> 33;
+	k *= UINT64_C(0xc4ceb9fe1a85ec53);
+	return k ^ (k >> 33);
+}
+
+int sx_ratelimit_keyed_create(const sx_ratelimit_opts *opts, uint32_t max_keys,
+    sx_ratelimit_keyed **out)
+{
+	sx_ratelimit_keyed *kl;
+	uint64_t n = 16;
+	int rc;
+
+	if (out == NULL || max_keys == 0 || max_keys > SX_RATELIMIT_MAX_KEYS)
+		return -EINVAL;
+	while (n < 2 * (uint64_t)max_keys)
+		n <<= 1;
+	kl = sx__zalloc(sizeof(*kl), 16);
+	if (kl == NULL)
+		return -ENOMEM;
+	if ((rc = sx_ratelimit_create(opts, &kl->tmpl)) != 0) {
+		sx__dfree(kl, sizeof(*kl), 16);
+		return rc;
+	}
+	kl->slots = sx__zalloc(n * sizeof(*kl->slots), SX__CACHELINE);
+	if (kl->slots == NULL) {
+		sx_ratelimit_destroy(kl->tmpl);
+		sx__dfree(kl, sizeof(*kl), 16);
+		return -ENOMEM;
+	}
+	kl->mask = n - 1;
+	*out = kl;
+	return 0;
+}
+
+void sx_ratelimit_keyed_destroy(sx_ratelimit_keyed *kl)
+{
+	if (kl == NULL)
+		return;
+	sx__dfree(kl->slots, (kl->mask + 1) * sizeof(*kl->slots), SX__CACHELINE);
+	sx_ratelimit_destroy(kl->tmpl);
+	sx__dfree(kl, sizeof(*kl), 16);
+}
+
+int sx_ratelimit_keyed_try(sx_ratelimit_keyed *kl, uint64_t key, uint32_t n)
+{
+	uint64_t want = key + 1, now, h, idle_key = 0, *idle = NULL;
+
+	if (kl == NULL || key == UINT64_MAX || bad(kl->tmpl, n))
+		return -EINVAL;
+	now = now_of(kl->tmpl);
+	h = mix(key);
+	/* Slots are never emptied, only handed over, so a key is always found before the first
+	 * empty slot of its probe sequence: look for it (or claim that empty slot) first, and take
+	 * over the first idle slot only if the key is nowhere. */
+	for (unsigned i = 0; i < PROBE; i++) {
+		uint64_t *slot = kl->slots[(h + i) & kl->mask];
+		uint64_t k = ck_pr_load_64(&slot[0]);
+
+		if (k == 0 && ck_pr_cas_64_value(&slot[0], 0, want, &k))
+			return gcra(kl->tmpl, &slot[1], n, now);
+		if (k == want)
+			return gcra(kl->tmpl, &slot[1], n, now);
+		if (idle == NULL && ck_pr_load_64(&slot[1]) <= now)
+			idle = slot, idle_key = k;
+	}
+	if (idle == NULL)
+		return -ENOSPC;
+	if (!ck_pr_cas_64_value(&idle[0], idle_key, want, &idle_key) && idle_key != want)
+		return -ENOSPC; /* someone else took it: the table is that busy */
+	return gcra(kl->tmpl, &idle[1], n, now);
 }

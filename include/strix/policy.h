@@ -6,7 +6,8 @@
  * A pipeline is a list of policies; the first added is the outermost. sx_pipeline_call runs
  * them around an action, synchronously, on the calling thread:
  *
- *     rate limit  -> before: take a turn (SX_ERATE_LIMITED, or wait for it)
+ *     rate limit  -> before: take a turn (SX_ERATE_LIMITED, or wait for it); a keyed limiter
+ *                    takes the turn of the call's key (SX_ERATE_LIMITED, or -ENOSPC)
  *     bulkhead    -> before: take a permit (SX_EREJECTED, or wait for it); after: give it back
  *     circuit     -> before: sx_circuit_acquire (SX_ECIRCUIT_OPEN); after: sx_circuit_release
  *                    with the inner result and latency
@@ -100,12 +101,15 @@ SX_API void sx_pipeline_destroy(sx_pipeline *pl);
  * Adding policies: each appends one layer inside the ones already added. The objects passed
  * are borrowed (the caller keeps them alive while the pipeline is used); policy structs are
  * copied. Add everything before the first call.
- * Each returns 0; -EINVAL for NULL pl or object, unknown flags, a retry policy that fails
+ * Each returns 0; -EINVAL for NULL pl, object or key function, unknown flags, a retry policy that fails
  * sx_retry_policy_check, a timeout of 0 or one on a pipeline without a pool; -ENOSPC beyond
  * SX_PIPELINE_MAX layers; -EBUSY once the pipeline has been called. Nothing changes on failure.
  * Cold path; not concurrent with calls or other adds.
  */
 SX_API int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags);
+/* key(call) names the key a call is limited under (a client, a route); must not block. */
+SX_API int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *kl,
+    uint64_t (*key)(const sx_call *call));
 SX_API int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags);
 SX_API int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c);
 SX_API int sx_pipeline_add_timeout(sx_pipeline *pl, uint64_t ns);

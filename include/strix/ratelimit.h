@@ -79,6 +79,43 @@ SX_API int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop);
  */
 SX_API uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n);
 
+/*
+ * Keyed limiters: one GCRA limit per key (a client, a route, an address), like Workshop's rate
+ * middle, in a fixed table sized at create: no allocation and no lock per call. A key's state is
+ * dropped as soon as its bucket has refilled (an idle key costs nothing), and its slot goes to
+ * the next key that needs one; more than max_keys keys active at once (each within burst
+ * intervals of its last event) may not find a slot.
+ */
+typedef struct sx_ratelimit_keyed sx_ratelimit_keyed;
+
+#define SX_RATELIMIT_MAX_KEYS (1u << 24)
+
+/*
+ * sx_ratelimit_keyed_create - a keyed limiter: every key gets opts' rate and burst (and clock).
+ * max_keys: the keys expected to be active at once, 1 .. SX_RATELIMIT_MAX_KEYS (the table has
+ * twice that many slots, 16 bytes each).
+ * Returns 0; -EINVAL for NULL out, max_keys out of range, or opts as sx_ratelimit_create;
+ * -ENOMEM. Nothing is created on failure. Cold path (allocates); any thread.
+ */
+SX_API int sx_ratelimit_keyed_create(const sx_ratelimit_opts *opts, uint32_t max_keys,
+    sx_ratelimit_keyed **out);
+
+/* sx_ratelimit_keyed_destroy - free kl (NULL: no-op). No call on kl may be in progress or
+ * follow. Never blocks; any thread. */
+SX_API void sx_ratelimit_keyed_destroy(sx_ratelimit_keyed *kl);
+
+/*
+ * sx_ratelimit_keyed_try - admit an event of weight n for key now, or refuse it.
+ * Returns 0 (admitted); SX_ERATE_LIMITED (refused; nothing changes); -ENOSPC when no slot near
+ * the key's hash is free or idle (more keys active than the table holds: the event was not
+ * admitted); -EINVAL for NULL kl, key UINT64_MAX (reserved), n == 0 or n > burst.
+ * Never blocks; lock-free (a clock read, a hash, a short probe and one CAS). Any thread,
+ * concurrently. When a new key takes over the slot of one whose bucket has just refilled, an
+ * event of the old key admitted at that instant may be charged to the new key (it can refuse
+ * one event early, never admit one too many).
+ */
+SX_API int sx_ratelimit_keyed_try(sx_ratelimit_keyed *kl, uint64_t key, uint32_t n);
+
 #ifdef __cplusplus
 }
 #endif

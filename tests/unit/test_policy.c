@@ -206,6 +206,34 @@ static void test_rate_limit_refuses_without_running(void **state)
 	sx_ratelimit_destroy(rl);
 }
 
+static uint64_t client_of(const sx_call *call)
+{
+	return (uint64_t)(uintptr_t)call->arg;
+}
+
+static void test_keyed_rate_limit_per_client(void **state)
+{
+	sx_ratelimit_opts ro = SX_RATELIMIT_OPTS_INIT;
+	sx_ratelimit_keyed *kl;
+	sx_pipeline *pl = pipeline(NULL);
+
+	(void)state;
+	tu_vnow = 70 * SEC;
+	ro.rate = 2;
+	ro.clock = &tu_vclock;
+	assert_int_equal(sx_ratelimit_keyed_create(&ro, 16, &kl), 0);
+	assert_int_equal(sx_pipeline_add_ratelimit_keyed(pl, kl, NULL), -EINVAL);
+	assert_int_equal(sx_pipeline_add_ratelimit_keyed(pl, kl, client_of), 0);
+	for (uintptr_t client = 0; client < 3; client++) {
+		assert_int_equal(sx_pipeline_call(pl, ok_action, (void *)client, NULL, NULL), 0);
+		assert_int_equal(sx_pipeline_call(pl, ok_action, (void *)client, NULL, NULL), 0);
+		assert_int_equal(sx_pipeline_call(pl, ok_action, (void *)client, NULL, NULL),
+		    SX_ERATE_LIMITED);
+	}
+	sx_pipeline_destroy(pl);
+	sx_ratelimit_keyed_destroy(kl);
+}
+
 static sx_pipeline *bh_pl;
 static sx_sem *bh_sem;
 
@@ -653,6 +681,7 @@ int main(void)
 		cmocka_unit_test(test_nesting_order),
 		cmocka_unit_test(test_bad_input_changes_nothing),
 		cmocka_unit_test(test_rate_limit_refuses_without_running),
+		cmocka_unit_test(test_keyed_rate_limit_per_client),
 		cmocka_unit_test(test_bulkhead_rejects_and_gives_back),
 		cmocka_unit_test(test_circuit_and_retry),
 		cmocka_unit_test(test_retry_then_success_and_fallback),

@@ -199,6 +199,7 @@ static void test_wait_cancelled_by_breaker_gives_turn_back(void **state)
 #define R_THREADS 8
 
 static sx_ratelimit *rrl;
+static sx_ratelimit_keyed *rkl; /* when set, the threads use key 42 of it instead of rrl */
 static uint32_t r_go, r_ok;
 
 static void *r_thread(void *arg)
@@ -209,7 +210,8 @@ static void *r_thread(void *arg)
 	while (!__atomic_load_n(&r_go, __ATOMIC_ACQUIRE))
 		;
 	for (i = 0; i < 2000; i++)
-		if (sx_ratelimit_try(rrl, 1 + (i % 2)) == 0)
+		if ((rkl != NULL ? sx_ratelimit_keyed_try(rkl, 42, 1 + (i % 2)) :
+		    sx_ratelimit_try(rrl, 1 + (i % 2))) == 0)
 			__atomic_add_fetch(&r_ok, 1 + (i % 2), __ATOMIC_RELAXED);
 	return NULL;
 }
@@ -244,6 +246,113 @@ static void test_no_over_admission_under_racing_threads(void **state)
 	sx_ratelimit_destroy(rrl);
 }
 
+/* ---- keyed limiters ------------------------------------------------------------------------ */
+
+static sx_ratelimit_keyed *keyed(uint64_t rate, uint32_t burst, uint32_t max_keys)
+{
+	sx_ratelimit_opts o = SX_RATELIMIT_OPTS_INIT;
+	sx_ratelimit_keyed *kl = NULL;
+
+	o.rate = rate;
+	o.burst = burst;
+	o.clock = &tu_vclock;
+	assert_int_equal(sx_ratelimit_keyed_create(&o, max_keys, &kl), 0);
+	assert_non_null(kl);
+	return kl;
+}
+
+static void test_keyed_limits_each_key_alone(void **state)
+{
+	sx_ratelimit_keyed *kl;
+
+	(void)state;
+	tu_vnow = 3 * SEC;
+	kl = keyed(6, 6, 100);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(sx_ratelimit_keyed_try(kl, 1, 1), 0);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 1, 1), SX_ERATE_LIMITED);
+	/* Another key has its own burst, whatever key 1 did. */
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(sx_ratelimit_keyed_try(kl, 0, 1), 0);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 0, 1), SX_ERATE_LIMITED);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 7777, 6), 0);
+	tu_vadvance(SEC / 6 + 1);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 1, 1), 0);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 1, 1), SX_ERATE_LIMITED);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 0, 1), 0);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 0, 1), SX_ERATE_LIMITED);
+	sx_ratelimit_keyed_destroy(kl);
+}
+
+static void test_keyed_full_table_and_idle_slots(void **state)
+{
+	sx_ratelimit_keyed *kl;
+	unsigned ok = 0, nospc = 0;
+
+	(void)state;
+	tu_vnow = SEC;
+	kl = keyed(10, 2, 4); /* the smallest table: 16 slots */
+	for (uint64_t k = 100; k < 140; k++) {
+		int rc = sx_ratelimit_keyed_try(kl, k, 1);
+
+		assert_true(rc == 0 || rc == -ENOSPC);
+		ok += rc == 0;
+		nospc += rc == -ENOSPC;
+	}
+	/* Every slot holds a key that has just been admitted: the rest find none. */
+	assert_int_equal(ok, 16);
+	assert_int_equal(nospc, 24);
+	/* A key that has a slot keeps its own state. */
+	for (uint64_t k = 100; k < 140; k++)
+		if (sx_ratelimit_keyed_try(kl, k, 1) == 0)
+			assert_int_equal(sx_ratelimit_keyed_try(kl, k, 1), SX_ERATE_LIMITED);
+	/* Once their buckets have refilled, the slots go to whoever needs them. */
+	tu_vadvance(SEC);
+	for (uint64_t k = 1000; k < 1016; k++)
+		assert_int_equal(sx_ratelimit_keyed_try(kl, k, 2), 0);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 5000, 1), -ENOSPC);
+	sx_ratelimit_keyed_destroy(kl);
+}
+
+static void test_keyed_bad_input(void **state)
+{
+	sx_ratelimit_opts o = SX_RATELIMIT_OPTS_INIT;
+	sx_ratelimit_keyed *kl = (sx_ratelimit_keyed *)&kl;
+
+	(void)state;
+	o.rate = 10;
+	assert_int_equal(sx_ratelimit_keyed_create(&o, 0, &kl), -EINVAL);
+	assert_int_equal(sx_ratelimit_keyed_create(&o, SX_RATELIMIT_MAX_KEYS + 1, &kl), -EINVAL);
+	assert_int_equal(sx_ratelimit_keyed_create(NULL, 10, &kl), -EINVAL);
+	assert_int_equal(sx_ratelimit_keyed_create(&o, 10, NULL), -EINVAL);
+	o.rate = 0;
+	assert_int_equal(sx_ratelimit_keyed_create(&o, 10, &kl), -EINVAL);
+	assert_ptr_equal(kl, (sx_ratelimit_keyed *)&kl);
+	tu_vnow = SEC;
+	kl = keyed(10, 5, 10);
+	assert_int_equal(sx_ratelimit_keyed_try(NULL, 1, 1), -EINVAL);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, UINT64_MAX, 1), -EINVAL);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 1, 0), -EINVAL);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 1, 6), -EINVAL);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 1, 5), 0); /* nothing was charged before */
+	sx_ratelimit_keyed_destroy(kl);
+	sx_ratelimit_keyed_destroy(NULL);
+}
+
+static void test_keyed_no_over_admission_under_racing_threads(void **state)
+{
+	(void)state;
+	tu_vnow = 9 * SEC;
+	rkl = keyed(1000, 500, 64);
+	race_once(500);
+	for (unsigned round = 0; round < 20 * tu_stress_scale(); round++) {
+		tu_vadvance(37 * MS);
+		race_once(37);
+	}
+	sx_ratelimit_keyed_destroy(rkl);
+	rkl = NULL;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -254,6 +363,10 @@ int main(void)
 		cmocka_unit_test(test_wait_sleeps_until_its_turn),
 		cmocka_unit_test(test_wait_cancelled_by_breaker_gives_turn_back),
 		cmocka_unit_test(test_no_over_admission_under_racing_threads),
+		cmocka_unit_test(test_keyed_limits_each_key_alone),
+		cmocka_unit_test(test_keyed_full_table_and_idle_slots),
+		cmocka_unit_test(test_keyed_bad_input),
+		cmocka_unit_test(test_keyed_no_over_admission_under_racing_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
