@@ -325,7 +325,7 @@ static unsigned dtors;
 static void count_dtor(void *v)
 {
 	assert_non_null(v);
-	__atomic_add_fetch(&dtors, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&dtors, 1, __ATOMIC_ACQ_REL);
 }
 
 static int owned_value(sx_ctx *ctx, void *last, void **out)
@@ -356,16 +356,17 @@ static void test_value_destructor_once(void **state)
 	assert_ptr_equal(must_get(c), (void *)5);
 	sx_promise_release(a);
 	sx_promise_release(b);
-	assert_int_equal(dtors, 0); /* c still shows the value */
+	assert_int_equal(__atomic_load_n(&dtors, __ATOMIC_ACQUIRE), 0); /* c still shows it */
 	sx_promise_release(c);
-	TU_WAIT_FOR(__atomic_load_n(&dtors, __ATOMIC_RELAXED) == 1); /* the settling thread may
-	                                                 still hold c's pending reference a moment */
+	/* The settling thread may still hold c's pending reference a moment. Acquire: the reads
+	 * below must see that write (a relaxed load here let TSan report them racing with it). */
+	TU_WAIT_FOR(__atomic_load_n(&dtors, __ATOMIC_ACQUIRE) == 1);
 	/* A failed step's value is destroyed at once. */
 	assert_int_equal(sx_promise_run(pool, owned_then_fail, (void *)6, &a), 0);
 	assert_int_equal(sx_promise_get(a, -1, NULL), -EIO);
-	assert_int_equal(dtors, 2);
+	assert_int_equal(__atomic_load_n(&dtors, __ATOMIC_ACQUIRE), 2);
 	sx_promise_release(a);
-	assert_int_equal(dtors, 2);
+	assert_int_equal(__atomic_load_n(&dtors, __ATOMIC_ACQUIRE), 2);
 }
 
 /* ---- cancellation ----------------------------------------------------------------------------- */
