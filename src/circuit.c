@@ -507,6 +507,7 @@ static int reject(sx_circuit *c, sx_circuit_permit *permit)
 int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit)
 {
 	uint64_t w, nw, now;
+	bool last;
 
 	if (SX__UNLIKELY(c == NULL || permit == NULL))
 		return -EINVAL;
@@ -533,14 +534,14 @@ int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit)
 				return reject(c, permit);
 			}
 			nw = w + W_ISSUED_ONE;
-			now = 0;
-			if (W_ISSUED(nw) == c->permits) { /* the last probe: its lease starts now */
+			last = W_ISSUED(nw) == c->permits;
+			if (last) { /* the last probe: its lease starts now */
 				now = now_of(c);
 				nw = (nw & 0xffffffffu) | (uint64_t)until_of(c, now, c->lease_ns) << 32;
 			}
 			if (!ck_pr_cas_64_value(&c->word, w, nw, &w))
 				continue;
-			if (now != 0)
+			if (last)
 				arm(c, c->lease_ns);
 			*permit = PERMIT_VALID | W_GEN(w);
 			return 0;
@@ -562,22 +563,21 @@ static int classify(const sx_circuit *c, int result)
 /* A CLOSED or METRICS_ONLY result. */
 static void record_closed(sx_circuit *c, uint64_t w, bool fail, bool slow)
 {
-	uint64_t now = 0, n = 0;
+	bool timed = c->window == SX_CIRCUIT_WINDOW_TIME;
+	uint64_t now = timed ? now_of(c) : 0, n = 0;
 	sx_circuit_metrics m;
 
-	if (c->window == SX_CIRCUIT_WINDOW_COUNT) {
-		record_count(c, my_stripe(c), TAG(W_GEN(w)), fail, slow);
-	} else {
-		now = now_of(c);
+	if (timed)
 		record_time(c, my_stripe(c), TAG(W_GEN(w)), now, fail, slow);
-	}
+	else
+		record_count(c, my_stripe(c), TAG(W_GEN(w)), fail, slow);
 	if (fail)
 		n = ck_pr_faa_64(&c->consec, 1) + 1;
 	else if (ck_pr_load_64(&c->consec) != 0)
 		ck_pr_store_64(&c->consec, 0);
 	if (W_STATE(w) != SX_CIRCUIT_CLOSED || (!fail && !slow))
 		return;
-	if (now == 0)
+	if (!timed)
 		now = now_of(c);
 	if (c->consec_max != 0 && n >= c->consec_max) {
 		move(c, &w, SX_CIRCUIT_OPEN, now);

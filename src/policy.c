@@ -48,7 +48,7 @@ typedef struct layer {
 	int kind;
 	unsigned flags;
 	void *obj;                   /* limiter, semaphore or circuit */
-	uint64_t ns;                 /* timeout */
+	uint64_t ns;                 /* timeout; circuit: its slow-call threshold */
 	sx_retry_policy retry;
 	int (*fallback)(sx_call *call, int err, void *arg);
 	bool (*when)(int err, void *arg);
@@ -86,135 +86,84 @@ void sx_pipeline_destroy(sx_pipeline *pl)
 		sx__dfree(pl, sizeof(*pl), 16);
 }
 
-static layer *add(sx_pipeline *pl, int *rc)
+/* Append layer l, filled by the caller; ok says whether the caller's arguments were valid.
+ * Nothing changes unless it returns 0. */
+static int push(sx_pipeline *pl, const layer *l, bool ok)
 {
-	if (pl == NULL) {
-		*rc = -EINVAL;
-		return NULL;
-	}
-	if (ck_pr_load_int(&pl->called)) {
-		*rc = -EBUSY;
-		return NULL;
-	}
-	if (pl->n == SX_PIPELINE_MAX) {
-		*rc = -ENOSPC;
-		return NULL;
-	}
-	*rc = 0;
-	return &pl->l[pl->n];
-}
-
-static int add_obj(sx_pipeline *pl, int kind, void *obj, unsigned flags, unsigned allowed)
-{
-	int rc;
-	layer *l = add(pl, &rc);
-
-	if (l == NULL)
-		return rc;
-	if (obj == NULL || (flags & ~allowed) != 0)
+	if (pl == NULL || !ok)
 		return -EINVAL;
-	memset(l, 0, sizeof(*l));
-	l->kind = kind;
-	l->obj = obj;
-	l->flags = flags;
-	pl->n++;
+	if (ck_pr_load_int(&pl->called))
+		return -EBUSY;
+	if (pl->n == SX_PIPELINE_MAX)
+		return -ENOSPC;
+	pl->l[pl->n++] = *l;
 	return 0;
 }
 
 int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags)
 {
-	return add_obj(pl, L_RATE, rl, flags, SX_POLICY_WAIT);
+	layer l = { .kind = L_RATE, .obj = rl, .flags = flags };
+
+	return push(pl, &l, rl != NULL && (flags & ~SX_POLICY_WAIT) == 0);
 }
 
 int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *kl,
     uint64_t (*key)(const sx_call *call))
 {
-	int rc;
+	layer l = { .kind = L_RATE_KEYED, .obj = kl, .key = key };
 
-	if (key == NULL && pl != NULL)
-		return -EINVAL;
-	rc = add_obj(pl, L_RATE_KEYED, kl, 0, 0);
-	if (rc == 0)
-		pl->l[pl->n - 1].key = key;
-	return rc;
+	return push(pl, &l, kl != NULL && key != NULL);
 }
 
 int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags)
 {
-	return add_obj(pl, L_BULKHEAD, sem, flags, SX_POLICY_WAIT);
+	layer l = { .kind = L_BULKHEAD, .obj = sem, .flags = flags };
+
+	return push(pl, &l, sem != NULL && (flags & ~SX_POLICY_WAIT) == 0);
 }
 
 int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c)
 {
-	return add_obj(pl, L_CIRCUIT, c, 0, 0);
+	/* ns: the circuit's slow-call threshold (fixed at its create): latency is measured only
+	 * when it has one. */
+	layer l = { .kind = L_CIRCUIT, .obj = c, .ns = c != NULL ? sx__circuit_slow_ns(c) : 0 };
+
+	return push(pl, &l, c != NULL);
 }
 
 int sx_pipeline_add_timeout(sx_pipeline *pl, uint64_t ns)
 {
-	int rc;
-	layer *l = add(pl, &rc);
+	layer l = { .kind = L_TIMEOUT, .ns = ns };
 
-	if (l == NULL)
-		return rc;
-	if (ns == 0 || pl->pool == NULL)
-		return -EINVAL;
-	memset(l, 0, sizeof(*l));
-	l->kind = L_TIMEOUT;
-	l->ns = ns;
-	pl->n++;
-	return 0;
+	return push(pl, &l, ns != 0 && pl != NULL && pl->pool != NULL);
 }
 
 int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsigned flags)
 {
-	int rc;
-	layer *l = add(pl, &rc);
+	layer l = { .kind = L_RETRY, .flags = flags };
+	bool ok = sx_retry_policy_check(policy) == 0 && (flags & ~SX_RETRY_CIRCUIT_OPEN) == 0;
 
-	if (l == NULL)
-		return rc;
-	if (sx_retry_policy_check(policy) != 0 || (flags & ~SX_RETRY_CIRCUIT_OPEN) != 0)
-		return -EINVAL;
-	memset(l, 0, sizeof(*l));
-	l->kind = L_RETRY;
-	l->flags = flags;
-	l->retry = *policy;
-	pl->n++;
-	return 0;
+	if (ok)
+		l.retry = *policy;
+	return push(pl, &l, ok);
 }
 
 int sx_pipeline_add_fallback(sx_pipeline *pl, int (*fallback)(sx_call *call, int err, void *arg),
     bool (*when)(int err, void *arg), void *arg)
 {
-	int rc;
-	layer *l = add(pl, &rc);
+	layer l = { .kind = L_FALLBACK, .fallback = fallback, .when = when, .arg = arg };
 
-	if (l == NULL)
-		return rc;
-	if (fallback == NULL)
-		return -EINVAL;
-	memset(l, 0, sizeof(*l));
-	l->kind = L_FALLBACK;
-	l->fallback = fallback;
-	l->when = when;
-	l->arg = arg;
-	pl->n++;
-	return 0;
+	return push(pl, &l, fallback != NULL);
 }
 
 int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic)
 {
-	int rc;
-	layer *l = add(pl, &rc);
+	layer l = { .kind = L_INTERCEPTOR };
+	bool ok = ic != NULL && ic->before != NULL && ic->after != NULL;
 
-	if (l == NULL)
-		return rc;
-	if (ic == NULL || ic->before == NULL || ic->after == NULL)
-		return -EINVAL;
-	memset(l, 0, sizeof(*l));
-	l->kind = L_INTERCEPTOR;
-	l->ic = *ic;
-	pl->n++;
-	return 0;
+	if (ok)
+		l.ic = *ic;
+	return push(pl, &l, ok);
 }
 
 /* ---- timeouts: per-thread records and their watch ------------------------------------------ */
@@ -467,8 +416,7 @@ static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
 {
 	const layer *l;
 	sx_circuit_permit permit;
-	uint64_t t0 = 0, slow;
-	uint64_t token = 0;
+	uint64_t t0 = 0, token = 0;
 	int rc;
 
 	if (call->breaker != NULL && (rc = sx_breaker_err(call->breaker)) != 0)
@@ -497,12 +445,11 @@ static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
 	case L_CIRCUIT:
 		if ((rc = sx_circuit_acquire(l->obj, &permit)) != 0)
 			return rc;
-		slow = sx__circuit_slow_ns(l->obj);
-		if (slow != 0)
+		if (l->ns != 0)
 			t0 = sx_clock_monotonic.now_ns(NULL);
 		rc = run(pl, i + 1, call, fn);
 		(void)sx_circuit_release(l->obj, permit, rc,
-		    slow != 0 ? sx_clock_monotonic.now_ns(NULL) - t0 : 0);
+		    l->ns != 0 ? sx_clock_monotonic.now_ns(NULL) - t0 : 0);
 		return rc;
 	case L_TIMEOUT:
 		return run_timeout(pl, i, call, fn);
