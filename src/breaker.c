@@ -33,6 +33,9 @@
  *             multiplex; detaching exchanges each handle out of its slot and withdraws it;
  *   signals   registered in the process-wide registry (under sig_lock, a cold-path lock);
  *             detaching unregisters and restores the old disposition after the last one.
+ *             A hold (sx__signal_hold, for run groups' signal actors) keeps the handler
+ *             installed with no breaker registered; a signal that arrives then is queued for
+ *             the next breaker registered for it, so an actor that re-arms loses no signal.
  */
 #include <errno.h>
 #include <limits.h>
@@ -275,6 +278,8 @@ static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER; /* cold: signal reg
 static struct sigslot {
 	unsigned n, cap;
 	sx_breaker **list;
+	unsigned holds;              /* sx__signal_hold calls not yet undone */
+	bool queued;                 /* arrived while held with no breaker: for the next one */
 	struct sigaction old;
 } sigslots[MAXSIG + 1];
 
@@ -312,7 +317,7 @@ static void sig_remove(sx_breaker *b, int s)
 			break;
 		}
 	}
-	if (sl->n == 0)
+	if (sl->n == 0 && sl->holds == 0)
 		sigaction(s, &sl->old, NULL);
 }
 
@@ -338,8 +343,72 @@ static void take_signals(uint64_t bits)
 	for (int s = 1; s <= MAXSIG; s++) {
 		if (!(bits & (UINT64_C(1) << (s - 1))))
 			continue;
+		if (sigslots[s].n == 0 && sigslots[s].holds > 0)
+			sigslots[s].queued = true;
 		for (unsigned i = 0; i < sigslots[s].n; i++)
 			trip_word(sigslots[s].list[i], code_word(SX_ESIGNAL, s));
+	}
+	pthread_mutex_unlock(&sig_lock);
+}
+
+/* Under sig_lock: make sure strix's handler is s's disposition while s has a breaker or a hold.
+ * Returns 0, or -EINVAL if the kernel refuses. */
+static int sig_install(struct sigslot *sl, int s)
+{
+	struct sigaction sa;
+
+	if (sl->n != 0 || sl->holds != 0)
+		return 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sa.sa_flags = SA_RESTART;
+	sigfillset(&sa.sa_mask);
+	return sigaction(s, &sa, &sl->old) == 0 ? 0 : -EINVAL;
+}
+
+bool sx__signal_catchable(int s)
+{
+	return catchable(s);
+}
+
+int sx__signal_hold(uint64_t sigs)
+{
+	uint64_t taken = 0;
+	int rc = 0;
+
+	for (int s = 1; s <= MAXSIG; s++)
+		if ((sigs & (UINT64_C(1) << (s - 1))) && !catchable(s))
+			return -EINVAL;
+	if ((rc = notifier_start()) != 0)
+		return rc;
+	pthread_mutex_lock(&sig_lock);
+	for (int s = 1; s <= MAXSIG && rc == 0; s++) {
+		if (!(sigs & (UINT64_C(1) << (s - 1))))
+			continue;
+		if ((rc = sig_install(&sigslots[s], s)) == 0) {
+			sigslots[s].holds++;
+			taken |= UINT64_C(1) << (s - 1);
+		}
+	}
+	pthread_mutex_unlock(&sig_lock);
+	if (rc != 0)
+		sx__signal_unhold(taken);
+	return rc;
+}
+
+void sx__signal_unhold(uint64_t sigs)
+{
+	pthread_mutex_lock(&sig_lock);
+	for (int s = 1; s <= MAXSIG; s++) {
+		struct sigslot *sl = &sigslots[s];
+
+		if (!(sigs & (UINT64_C(1) << (s - 1))) || sl->holds == 0)
+			continue;
+		if (--sl->holds == 0) {
+			sl->queued = false;
+			if (sl->n == 0)
+				sigaction(s, &sl->old, NULL);
+		}
 	}
 	pthread_mutex_unlock(&sig_lock);
 }
@@ -534,7 +603,6 @@ int sx_breaker_child(sx_breaker *parent, sx_breaker **out)
 
 int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 {
-	struct sigaction sa;
 	uint64_t sigs = 0;
 	sx_breaker *b;
 	int rc = 0;
@@ -555,10 +623,6 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 	b = new_breaker(K_SIGNAL);
 	if (b == NULL)
 		return -ENOMEM;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	sigfillset(&sa.sa_mask);
 
 	pthread_mutex_lock(&sig_lock);
 	for (int s = 1; s <= MAXSIG && rc == 0; s++) {
@@ -581,10 +645,8 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 			sl->list = l;
 			sl->cap = cap;
 		}
-		if (sl->n == 0 && sigaction(s, &sa, &sl->old) != 0) {
-			rc = -EINVAL;
+		if ((rc = sig_install(sl, s)) != 0)
 			break;
-		}
 		sl->list[sl->n++] = b;
 		b->sigs |= UINT64_C(1) << (s - 1);
 	}
@@ -598,6 +660,14 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 		return rc;
 	}
 	b->refs = 2; /* the caller's and the registry's */
+	/* A signal that arrived while it was only held waited for the next breaker: this one. */
+	for (int s = 1; s <= MAXSIG; s++) {
+		if ((b->sigs & (UINT64_C(1) << (s - 1))) && sigslots[s].queued) {
+			sigslots[s].queued = false;
+			trip_word(b, code_word(SX_ESIGNAL, s));
+			break;
+		}
+	}
 	pthread_mutex_unlock(&sig_lock);
 	*out = b;
 	return 0;

@@ -204,6 +204,14 @@ int sx__breaker_trip_err(struct sx_breaker *b, int err);
  * have released it); dropping it never trips b. */
 void sx__breaker_ref(struct sx_breaker *b);
 void sx__breaker_unref(struct sx_breaker *b);
+/* breaker.c: whether strix can catch signal s for a signal breaker. A hold keeps strix's handler
+ * installed for the signals in sigs (bit s-1: signal s) with no breaker waiting; a signal that
+ * arrives while held and no breaker waits for it is kept for the next signal breaker registered
+ * for it, which trips at once. Cold (signal registry lock). hold: 0, -EINVAL (a signal strix cannot
+ * catch, nothing held), -EAGAIN (notifier thread). */
+bool sx__signal_catchable(int s);
+int sx__signal_hold(uint64_t sigs);
+void sx__signal_unhold(uint64_t sigs);
 
 /* ratelimit.c: sx_ratelimit_try with the CLOCK_MONOTONIC time the caller has already read (used
  * only if rl runs on that clock). circuit.c: the circuit's slow-call threshold (0: none). */
