@@ -21,7 +21,7 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude -Isrc
 LIBS     := -lck -lpthread -ldl -lm
 
 LIB_SRCS := src/pool.c src/worker.c src/node.c src/futex.c src/error.c src/wheel.c src/timer.c src/breaker.c \
-            src/retry.c src/promise.c src/fanout.c src/sem.c src/ratelimit.c src/circuit.c src/policy.c
+            src/retry.c src/promise.c src/fanout.c src/sem.c src/ratelimit.c src/circuit.c src/policy.c src/group.c
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 STRESS_TESTS := $(patsubst tests/stress/%.c,%,$(wildcard tests/stress/stress_*.c))
 

@@ -13,5 +13,6 @@
 #include <strix/ratelimit.h>
 #include <strix/circuit.h>
 #include <strix/policy.h>
+#include <strix/group.h>
 
 #endif /* STRIX_H */
