@@ -62,9 +62,12 @@ lib: $(B)/libstrix.a $(B)/libstrix.so
 # ---- tests ------------------------------------------------------------------------------------
 TEST_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -Iinclude -Isrc -Itests -pthread
 TEST_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS) $(STRESS_TESTS))
+# Per-test link flags: test_group makes chosen thread creations fail through a wrapped
+# pthread_create (the library's calls included).
+TEST_LDFLAGS_test_group := -Wl,--wrap=pthread_create
 
 $(B)/tests/%: tests/unit/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
-	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS)
+	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS) $(TEST_LDFLAGS_$*)
 $(B)/tests/%: tests/stress/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS)
 
@@ -84,7 +87,7 @@ TSAN_FLAGS := -O1 -g -fsanitize=thread -DCK_USE_CC_BUILTINS=1 -include tests/ck_
 
 define san_rule
 $(B)/$(1)/%: tests/unit/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tests/*.h) | $(B)/$(1)
-	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
+	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS) $$(TEST_LDFLAGS_$$*)
 $(B)/$(1)/%: tests/stress/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tests/*.h) | $(B)/$(1)
 	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
 endef

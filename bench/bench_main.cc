@@ -318,6 +318,22 @@ void register_all()
 		run_policy(st, [&](double *a, bench_out *o) { return strix_pipeline(calls, a, o); });
 	});
 
+	// Run groups: signal -> sx_group_run returning.
+	const uint64_t stops = size(300, 5);
+	add("group_signal/strix", 1, [stops](benchmark::State &st) {
+		static bench_hist h;
+		hist_reset(&h);
+		for (auto _ : st) {
+			bench_out o{};
+			if (strix_group_signal(stops, &h, &o) != 0) {
+				st.SkipWithError(o.err);
+				return;
+			}
+			st.SetIterationTime(o.seconds);
+		}
+		set_latency(st, h);
+	});
+
 	const uint64_t storm = size(100000, 500);
 	add("retry_storm/strix", 1, [storm](benchmark::State &st) { run_retry_storm(st, storm); });
 

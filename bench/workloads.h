@@ -112,6 +112,10 @@ int strix_circuit(unsigned threads, uint64_t n, double *allocs, bench_out *o);
 int mutex_circuit_bench(unsigned threads, uint64_t n, double *allocs, bench_out *o);
 int strix_pipeline(uint64_t n, double *allocs, bench_out *o);
 
+/* group_signal (group_bench.c): `samples` run groups (a signal actor and a blocking actor), each
+ * ended by a SIGUSR1 sent to the process; one sample from kill() to sx_group_run's return. */
+int strix_group_signal(uint64_t samples, bench_hist *h, bench_out *o);
+
 /* Shared helpers (common.c). */
 double bench_process_cpu_s(void);
 void bench_sleep_ns(uint64_t ns);

@@ -20,6 +20,19 @@
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
+/* The Makefile links this test with -Wl,--wrap=pthread_create: every thread creation, strix's
+ * included, comes here; fail_create_in > 0 makes the n-th creation from now fail with EAGAIN. */
+int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg);
+static int fail_create_in;
+
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
+{
+	if (fail_create_in > 0 && --fail_create_in == 0)
+		return EAGAIN;
+	return __real_pthread_create(t, a, fn, arg);
+}
+
 /* Threads of this process now. */
 static unsigned thread_count(void)
 {
@@ -573,6 +586,50 @@ static void test_destroy_with_stuck_actor(void **state)
 	tactor_fini(&b);
 }
 
+/* A thread that cannot start: the actors already started are interrupted with -EAGAIN and have
+ * ended when run returns -EAGAIN; the rest never run; signal dispositions come back. */
+static void test_thread_start_failure(void **state)
+{
+	static const int usr1[] = { SIGUSR1 };
+	unsigned base = thread_count();
+	struct sigaction now;
+	struct tactor a, b;
+	sx_actor_info info;
+
+	(void)state;
+	for (int fail_at = 1; fail_at <= 3; fail_at++) {
+		sx_group *g = group(NULL);
+
+		tactor_init(&a, 0, 0, true);
+		tactor_init(&b, 2, 0, true);
+		assert_int_equal(add_t(g, &a), 0);
+		assert_int_equal(sx_group_add_signals(g, usr1, 1), 1);
+		assert_int_equal(add_t(g, &b), 2);
+		fail_create_in = fail_at;
+		assert_int_equal(sx_group_run(g), -EAGAIN);
+		assert_int_equal(fail_create_in, 0);
+		assert_int_equal(sx_group_cause(g, NULL, NULL), -1);
+		for (unsigned i = 0; i < 3; i++) {
+			assert_int_equal(sx_group_actor(g, i, &info), 0);
+			assert_int_equal(info.state,
+			    (int)i < fail_at - 1 ? SX_ACTOR_ENDED : SX_ACTOR_IDLE);
+			assert_int_equal(info.runs, (int)i < fail_at - 1 ? 1 : 0);
+		}
+		assert_int_equal(loadu(&a.interrupts), fail_at > 1 ? 1 : 0);
+		if (fail_at > 1)
+			assert_int_equal(a.interrupt_err, -EAGAIN);
+		assert_int_equal(loadu(&b.execs), 0);
+		assert_int_equal(loadu(&b.interrupts), 0);
+		assert_int_equal(sigaction(SIGUSR1, NULL, &now), 0);
+		assert_true(now.sa_handler == SIG_DFL);
+		assert_int_equal(sx_group_run(g), -EBUSY);
+		sx_group_destroy(g);
+		tactor_fini(&a);
+		tactor_fini(&b);
+	}
+	expect_threads(base);
+}
+
 /* ---- bad input ------------------------------------------------------------------------------ */
 
 static void test_bad_input(void **state)
@@ -1042,6 +1099,7 @@ int main(void)
 		cmocka_unit_test(test_signal_actor_interrupted_restores_disposition),
 		cmocka_unit_test(test_deadline_reports_stuck_actor),
 		cmocka_unit_test(test_destroy_with_stuck_actor),
+		cmocka_unit_test(test_thread_start_failure),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_loop_restarts_and_counts_failures),
 		cmocka_unit_test(test_loop_backoff_on_virtual_clock),
