@@ -61,6 +61,8 @@ struct sx_group {
 	struct actor **actors;
 	unsigned n, cap;
 	sx_breaker *stop;       /* a loop's stop; NULL for a group */
+	sx_breaker *quit;       /* a loop's actors stop restarting: a child of stop that the
+	                           coordinator also trips when the loop ends otherwise */
 	uint32_t phase;         /* G_IDLE -> G_RUNNING -> G_DONE (G_IDLE again if setup failed) */
 	uint32_t events;        /* futex word: bumped after every event */
 	uint32_t live;          /* actor threads running */
@@ -93,6 +95,7 @@ static void group_free(sx_group *g)
 	}
 	if (g->actors != NULL)
 		sx__dfree(g->actors, g->cap * sizeof(*g->actors), 16);
+	sx_breaker_release(g->quit);
 	sx__dfree(g, sizeof(*g), 16);
 }
 
@@ -289,11 +292,11 @@ static void loop_body(struct actor *a)
 	sx_backoff bo;
 
 	sx_backoff_init(&bo, p);
-	while (!sx_breaker_done(g->stop)) {
+	while (!sx_breaker_done(g->stop) && !sx_breaker_done(g->quit)) {
 		uint64_t t0 = sx__policy_now(p);
 		int err = run_once(a);
 
-		if (sx_breaker_done(g->stop))
+		if (sx_breaker_done(g->stop) || sx_breaker_done(g->quit))
 			break;
 		if (err == 0) {
 			if (streak != 0) {
@@ -308,7 +311,7 @@ static void loop_body(struct actor *a)
 			ck_pr_store_32(&a->gave_up, 1);
 			break;
 		}
-		if (sx__pause(p->clock, delay, g->stop) != 0)
+		if (sx__pause(p->clock, delay, g->quit) != 0)
 			break;
 	}
 }
@@ -464,7 +467,7 @@ static bool shutdown_due(sx_group *g)
 {
 	if (g->stop == NULL)
 		return ck_pr_load_int(&g->first) >= 0;
-	return sx_breaker_done(g->stop) || ck_pr_load_32(&g->live) == 0;
+	return sx_breaker_done(g->stop) || (g->n > 0 && ck_pr_load_32(&g->live) == 0);
 }
 
 static int run(sx_group *g, sx_breaker *stop)
@@ -483,10 +486,16 @@ static int run(sx_group *g, sx_breaker *stop)
 	if ((rc = hold_signals(g)) != 0)
 		goto undo;
 	if (stop != NULL) {
+		if ((rc = sx_breaker_child(stop, &g->quit)) != 0) {
+			unhold_from(g, 0);
+			goto undo;
+		}
 		ck_pr_inc_32(&g->refs); /* the callback's */
 		if ((rc = sx_breaker_on_done(stop, stop_tripped, g, &cb)) != 0) {
 			ck_pr_dec_32(&g->refs);
 			unhold_from(g, 0);
+			sx_breaker_release(g->quit);
+			g->quit = NULL;
 			if (rc != -EALREADY)
 				goto undo;
 			ck_pr_store_32(&g->phase, G_DONE); /* stop tripped meanwhile: nothing starts */
@@ -514,6 +523,8 @@ static int run(sx_group *g, sx_breaker *stop)
 			err = ck_pr_load_int(&g->actors[ck_pr_load_int(&g->first)]->err);
 		}
 	}
+	if (g->quit != NULL)
+		sx_breaker_trip(g->quit); /* no more restarts, whatever ended the loop */
 	shut_down(g, err);
 	if (cb != NULL && sx_breaker_withdraw(cb) == 0)
 		group_unref(g); /* withdrawn before it ran: its reference is ours to drop */

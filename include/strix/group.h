@@ -150,10 +150,12 @@ SX_API int sx_group_run(sx_group *g);
 
 /*
  * sx_loop_run - run the group as a loop (see the top of this file) until stop trips; a stop
- * already tripped starts nothing. Returns 0 when stop ended it; when every actor has given up
- * before stop tripped, the error of the last one to give up (its interrupts still run once);
- * -EINVAL for NULL g or stop; -EBUSY if the group has already run; -EAGAIN or -ENOMEM as
- * sx_group_run. The caller keeps its reference on stop. Owner thread; blocks.
+ * already tripped starts nothing; a loop without actors just waits for stop. Returns 0 when stop
+ * ended it; when every actor has given up before stop tripped, the error of the last one to give
+ * up (the interrupts still run once); -EINVAL for NULL g or stop; -EBUSY if the group has already
+ * run; -EAGAIN (a thread could not start: the actors already started are interrupted and not
+ * restarted) or -ENOMEM as sx_group_run. Whatever ends the loop, no actor restarts once its
+ * shutdown has begun. The caller keeps its reference on stop. Owner thread; blocks.
  */
 SX_API int sx_loop_run(sx_group *g, sx_breaker *stop);
 

@@ -923,6 +923,61 @@ static void test_loop_stop_interrupts_backoff(void **state)
 	sx_breaker_release(l.wake);
 }
 
+/* A loop without actors waits for its stop. */
+static void *trip_after_20ms(void *arg)
+{
+	tu_sleep_ns(20 * MS);
+	sx_breaker_trip(arg);
+	return NULL;
+}
+
+static void test_loop_without_actors_waits_for_stop(void **state)
+{
+	sx_group *g = group(NULL);
+	sx_breaker *stop;
+	pthread_t th;
+	uint64_t t0 = tu_now_ns();
+
+	(void)state;
+	assert_int_equal(sx_breaker_create(&stop), 0);
+	assert_int_equal(pthread_create(&th, NULL, trip_after_20ms, stop), 0);
+	assert_int_equal(sx_loop_run(g, stop), 0);
+	assert_true(tu_now_ns() - t0 >= 15 * MS);
+	pthread_join(th, NULL);
+	sx_group_destroy(g);
+	sx_breaker_release(stop);
+}
+
+/* A loop whose second thread cannot start: the first actor is interrupted and not restarted (its
+ * interrupt is sticky, so a restart would return at once, for ever), and run returns -EAGAIN. */
+static void test_loop_thread_start_failure(void **state)
+{
+	sx_retry_policy p = SX_RETRY_POLICY_INIT;
+	sx_group_opts o = SX_GROUP_OPTS_INIT;
+	struct tactor a, b;
+	sx_breaker *stop;
+	sx_group *g;
+
+	(void)state;
+	o.backoff = &p;
+	g = group(&o);
+	tactor_init(&a, 0, 0, true);
+	tactor_init(&b, 1, 0, true);
+	add_t(g, &a);
+	add_t(g, &b);
+	assert_int_equal(sx_breaker_create(&stop), 0);
+	fail_create_in = 2;
+	assert_int_equal(sx_loop_run(g, stop), -EAGAIN);
+	assert_false(sx_breaker_done(stop));
+	assert_true(loadu(&a.execs) <= 1); /* never restarted (0 if it had not started yet) */
+	assert_int_equal(loadu(&b.execs), 0);
+	assert_int_equal(a.interrupt_err, -EAGAIN);
+	sx_group_destroy(g);
+	sx_breaker_release(stop);
+	tactor_fini(&a);
+	tactor_fini(&b);
+}
+
 /* A loop's signal actor sees every signal, one restart per signal (SIGHUP-reload style); a
  * signal arriving while it restarts would kill the process (SIGUSR2's default) if the hold did not
  * keep the handler installed. */
@@ -1107,6 +1162,8 @@ int main(void)
 		cmocka_unit_test(test_loop_stop_already_tripped),
 		cmocka_unit_test(test_loop_stop_interrupts_backoff),
 		cmocka_unit_test(test_loop_signal_actor_sees_every_signal),
+		cmocka_unit_test(test_loop_without_actors_waits_for_stop),
+		cmocka_unit_test(test_loop_thread_start_failure),
 		cmocka_unit_test(test_stress_many_groups),
 	};
 
