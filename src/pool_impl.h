@@ -191,6 +191,7 @@ void sx__notify(sx_pool *p);
 void sx__wake_all(sx_pool *p);
 bool sx__quiescent(sx_pool *p);
 int sx__help_one(sx__worker *w);
+bool sx__untake(sx__worker *w, sx_task *t);
 
 static inline bool sx__is_batch(const sx_task *t)
 {

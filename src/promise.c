@@ -909,10 +909,18 @@ static int wait_helping(sx__worker *w, sx_promise *p, sx_breaker *stop, uint64_t
 	int rc;
 
 	/* The task we wait for, if nobody has started it: run it here, on this stack (nesting
-	 * follows the dependency, so the depth is the program's own recursion depth). Its queue
-	 * entry stays where it is, keeps the pending reference and drops it when it comes up. */
-	if (p->kind == K_RUN && ck_pr_load_32(&p->claim) == 0 && ck_pr_cas_32(&p->claim, 0, 1))
-		run_step_ref(p, (sx_step_fn)p->fn, NULL, 1, false);
+	 * follows the dependency, so the depth is the program's own recursion depth). If it is
+	 * still where this worker queued it last (fork-join: it usually is), it comes out of the
+	 * queue and runs as if popped. Otherwise its queue entry stays where it is, keeps the
+	 * pending reference and drops it when it comes up. */
+	if (p->kind == K_RUN && ck_pr_load_32(&p->claim) == 0) {
+		if (sx__untake(w, &p->task)) {
+			p->task.run(&p->task);
+			sx__stat_add(&w->stats.executed, 1);
+		} else if (ck_pr_cas_32(&p->claim, 0, 1)) {
+			run_step_ref(p, (sx_step_fn)p->fn, NULL, 1, false);
+		}
+	}
 	while ((s = ck_pr_load_32(&p->state), rc = wait_check(p, stop, deadline)) == 0) {
 		int ran = sx__help_one(w);
 

@@ -631,6 +631,39 @@ bool sx__quiescent(sx_pool *p)
 	return done == sub;
 }
 
+/*
+ * Take t back out of w's queues if it is where w put it last: its LIFO slot, or the producer end
+ * of its ring (Chase-Lev's take, on ck_ring's indices). True: t is ours to run, exactly as if it
+ * had been popped. Owner only.
+ *
+ * The ring end: lower p_tail by one, then (a full fence between them) read c_head. A thief claims k = n - n/2 of
+ * the n slots it saw, so with two or more slots left it never claims the last one; when ours is
+ * the only one left, one CAS on c_head decides between us and the thief, and p_tail goes back up
+ * either way (the ring is then empty). A thief that reads the lowered p_tail after our claim sees
+ * p_tail behind c_head, which steal-half already treats as a torn read and retries.
+ */
+bool sx__untake(sx__worker *w, sx_task *t)
+{
+	unsigned tail, head;
+
+	if (ck_pr_load_ptr(&w->lifo) == t)
+		return ck_pr_cas_ptr(&w->lifo, t, NULL); /* thieves may take the slot too */
+	tail = w->ring.p_tail;
+	if (tail == ck_pr_load_uint(&w->ring.c_head) ||
+	    ck_pr_load_ptr(&w->buf[(tail - 1) & w->ring.mask].value) != t)
+		return false;
+	ck_pr_fas_uint(&w->ring.p_tail, tail - 1); /* a store and a full fence (xchg: cheaper) */
+	head = ck_pr_load_uint(&w->ring.c_head);
+	if ((int)(tail - 1 - head) > 0)
+		return true;
+	if (head == tail - 1 && ck_pr_cas_uint(&w->ring.c_head, head, tail)) {
+		ck_pr_store_uint(&w->ring.p_tail, tail);
+		return true;
+	}
+	ck_pr_store_uint(&w->ring.p_tail, tail); /* a thief has it */
+	return false;
+}
+
 /* A waiting worker runs one task (sx_promise_get): its own queues first, then the injector, then
  * another worker's. 1: it ran one; 0: nothing to run (or nested too deep); -ESHUTDOWN: SX_CANCEL
  * is stopping w. */
