@@ -513,11 +513,15 @@ static void park(sx__worker *w)
 }
 
 /* Search until a task turns up (spinning, then parking) or the pool stops (NULL). */
+#define SX__SEARCH_PAUSE_MAX 64u
+
 static sx_task *find_work(sx__worker *w)
 {
 	sx_pool *p = w->pool;
 	uint64_t spin_start = 0;
 	unsigned round = 0;
+
+	unsigned pause = 1;
 
 	become_searching(w);
 	for (;;) {
@@ -533,15 +537,17 @@ static sx_task *find_work(sx__worker *w)
 			return t;
 		}
 		signal_idle(w);
-		if (p->spin_ns == SX_SPIN_FOREVER) {
+		/* Back off between rounds: every round reads the lines other workers write per task
+		 * (their ring ends, LIFO slots, executed counts), which costs them a miss each. */
+		for (unsigned i = 0; i < pause; i++)
 			ck_pr_stall();
+		if (pause < SX__SEARCH_PAUSE_MAX)
+			pause *= 2;
+		if (p->spin_ns == SX_SPIN_FOREVER)
 			continue;
-		}
 		if (p->spin_ns != SX_SPIN_NONE) {
-			if (round++ % 32 != 0) {
-				ck_pr_stall();
+			if (round++ % 32 != 0)
 				continue;
-			}
 			if (spin_start == 0) {
 				spin_start = now_ns();
 				continue;
