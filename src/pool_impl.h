@@ -112,6 +112,8 @@ typedef struct sx__worker {
 	SX__ALIGNED sx_pool *pool;
 	unsigned index;
 	unsigned lifo_streak;       /* consecutive tasks run from the LIFO slot */
+	unsigned untake_c;          /* sx__untake: c_head when it last looked, and the highest */
+	unsigned untake_p;          /* p_tail published since c_head had that value */
 	unsigned inject_in;         /* tasks until the periodic injector check */
 	bool searching;             /* counted in pool->idle's searching field */
 	bool went_idle;             /* already told wait_idle waiters since the last task */

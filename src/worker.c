@@ -639,18 +639,23 @@ bool sx__quiescent(sx_pool *p)
 
 /*
  * Take t back out of w's queues if it is where w put it last: its LIFO slot, or the producer end
- * of its ring (Chase-Lev's take, on ck_ring's indices). True: t is ours to run, exactly as if it
- * had been popped. Owner only.
+ * of its ring. True: t is ours to run, exactly as if it had been popped. Owner only.
  *
- * The ring end: lower p_tail by one, then (a full fence between them) read c_head. A thief claims k = n - n/2 of
- * the n slots it saw, so with two or more slots left it never claims the last one; when ours is
- * the only one left, one CAS on c_head decides between us and the thief, and p_tail goes back up
- * either way (the ring is then empty). A thief that reads the lowered p_tail after our claim sees
- * p_tail behind c_head, which steal-half already treats as a torn read and retries.
+ * The ring end, on ck_ring's indices (a Chase-Lev take, adapted to steal-half). Lower p_tail by
+ * one, then (a full fence between them) read c_head. A thief that snapshots (c_head, p_tail) =
+ * (c, p) claims slots [c, c + k), k = n - n/2, n = p - c, with one CAS from c; so a snapshot
+ * taken before the lowering can still claim our slot if its c is today's c_head and its p was
+ * high enough: taking slots back from the end leaves c_head where it was, and an old snapshot
+ * stays valid. Hence the bound: untake_p is the highest p_tail any thief could have seen with
+ * today's c_head (p_tail only grows between two untakes, so when c_head has moved since we last
+ * looked it is the p_tail we start from; otherwise the highest one since). The slot is ours at
+ * once if it lies beyond the longest claim such a snapshot allows; when it is the only slot left,
+ * one CAS on c_head decides between us and the thieves; otherwise we leave it (the caller runs
+ * the task inline and its entry stays behind, as before).
  */
 bool sx__untake(sx__worker *w, sx_task *t)
 {
-	unsigned tail, head;
+	unsigned tail, head, n, k;
 
 	if (ck_pr_load_ptr(&w->lifo) == t)
 		return ck_pr_cas_ptr(&w->lifo, t, NULL); /* thieves may take the slot too */
@@ -660,13 +665,18 @@ bool sx__untake(sx__worker *w, sx_task *t)
 		return false;
 	ck_pr_fas_uint(&w->ring.p_tail, tail - 1); /* a store and a full fence (xchg: cheaper) */
 	head = ck_pr_load_uint(&w->ring.c_head);
-	if ((int)(tail - 1 - head) > 0)
+	if (head != w->untake_c || (int)(tail - w->untake_p) > 0)
+		w->untake_p = tail;
+	w->untake_c = head;
+	n = w->untake_p - head;
+	k = n - n / 2;
+	if ((int)(tail - 1 - head) >= (int)k && (int)k > 0)
 		return true;
 	if (head == tail - 1 && ck_pr_cas_uint(&w->ring.c_head, head, tail)) {
 		ck_pr_store_uint(&w->ring.p_tail, tail);
 		return true;
 	}
-	ck_pr_store_uint(&w->ring.p_tail, tail); /* a thief has it */
+	ck_pr_store_uint(&w->ring.p_tail, tail); /* a thief has it, or might */
 	return false;
 }
 
