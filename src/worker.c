@@ -18,6 +18,10 @@
  * fails, someone else consumed first; the copies are discarded. The copy may read a slot that the
  * owner is rewriting after a wrap-around; that can only happen when c_head has moved, so the CAS
  * fails and the torn value is never used (the same reasoning as ck_ring_trydequeue_spmc).
+ * The owner may also take slots back from its end (sx__untake, for a waiting worker that runs
+ * the child it queued); it takes one back only beyond every claim a thief's snapshot could still
+ * make with an unchanged c_head, or by CAS on c_head when it is the last slot, so a slot it then
+ * rewrites is never inside a claim that can succeed.
  *
  * Injector. Outside threads push single tasks on an intrusive ck_stack; a full ring moves half of
  * itself there as one batch (an array of task pointers; a chain through the tasks if no batch can
