@@ -516,16 +516,15 @@ static void park(sx__worker *w)
 	w->searching = true;
 }
 
-/* Search until a task turns up (spinning, then parking) or the pool stops (NULL). */
+/* The longest pause (in ck_pr_stall calls) a searching worker makes between steal rounds. */
 #define SX__SEARCH_PAUSE_MAX 64u
 
+/* Search until a task turns up (spinning, then parking) or the pool stops (NULL). */
 static sx_task *find_work(sx__worker *w)
 {
 	sx_pool *p = w->pool;
 	uint64_t spin_start = 0;
-	unsigned round = 0;
-
-	unsigned pause = 1;
+	unsigned round = 0, pause = 1;
 
 	become_searching(w);
 	for (;;) {
@@ -674,7 +673,7 @@ bool sx__untake(sx__worker *w, sx_task *t)
 	w->untake_c = head;
 	n = w->untake_p - head;
 	k = n - n / 2;
-	if ((int)(tail - 1 - head) >= (int)k && (int)k > 0)
+	if ((int)(tail - 1 - head) >= (int)k)
 		return true;
 	if (head == tail - 1 && ck_pr_cas_uint(&w->ring.c_head, head, tail)) {
 		ck_pr_store_uint(&w->ring.p_tail, tail);
