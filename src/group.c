@@ -282,6 +282,13 @@ static int run_once(struct actor *a)
 	return err;
 }
 
+/* A loop's actors restart no more: stop tripped (checked first: quit follows it through the
+ * notifier) or run tripped quit. */
+static bool halted(const sx_group *g)
+{
+	return sx_breaker_done(g->stop) || sx_breaker_done(g->quit);
+}
+
 /* Restart a until the loop's stop trips or the backoff policy gives up. */
 static void loop_body(struct actor *a)
 {
@@ -292,11 +299,11 @@ static void loop_body(struct actor *a)
 	sx_backoff bo;
 
 	sx_backoff_init(&bo, p);
-	while (!sx_breaker_done(g->stop) && !sx_breaker_done(g->quit)) {
+	while (!halted(g)) {
 		uint64_t t0 = sx__policy_now(p);
 		int err = run_once(a);
 
-		if (sx_breaker_done(g->stop) || sx_breaker_done(g->quit))
+		if (halted(g))
 			break;
 		if (err == 0) {
 			if (streak != 0) {
@@ -342,19 +349,37 @@ static void *actor_main(void *arg)
 
 /* ---- the coordinator ------------------------------------------------------------------------ */
 
-static bool ended(const struct actor *a)
+/* The conditions the coordinator waits for (a: the actor concerned, or NULL). */
+static bool actor_ended(sx_group *g, const struct actor *a)
 {
+	(void)g;
 	return ck_pr_load_32(&a->state) == SX_ACTOR_ENDED;
 }
 
-/* Wait for the condition (a == NULL: every thread has ended; else a has), or the deadline
- * (UINT64_MAX: none). Returns whether it holds. */
-static bool wait_end(sx_group *g, const struct actor *a, uint64_t deadline)
+static bool all_ended(sx_group *g, const struct actor *a)
+{
+	(void)a;
+	return ck_pr_load_32(&g->live) == 0;
+}
+
+/* Whether the shutdown should start: an actor ended (group), stop tripped or no thread is left
+ * (loop). */
+static bool shutdown_due(sx_group *g, const struct actor *a)
+{
+	(void)a;
+	if (g->stop == NULL)
+		return ck_pr_load_int(&g->first) >= 0;
+	return sx_breaker_done(g->stop) || (g->n > 0 && ck_pr_load_32(&g->live) == 0);
+}
+
+/* Wait until cond(g, a) holds or the deadline passes (UINT64_MAX: none); whether it holds. */
+static bool wait_for(sx_group *g, bool (*cond)(sx_group *, const struct actor *),
+    const struct actor *a, uint64_t deadline)
 {
 	for (;;) {
 		uint32_t e = ck_pr_load_32(&g->events);
 
-		if (a != NULL ? ended(a) : ck_pr_load_32(&g->live) == 0)
+		if (cond(g, a))
 			return true;
 		if (deadline != UINT64_MAX && sx_clock_monotonic.now_ns(NULL) >= deadline)
 			return false;
@@ -378,9 +403,9 @@ static void shut_down(sx_group *g, int err)
 			continue;
 		a->interrupt(err, a->arg);
 		if (g->opts.flags & SX_GROUP_SEQUENTIAL)
-			wait_end(g, a, deadline);
+			wait_for(g, actor_ended, a, deadline);
 	}
-	if (!wait_end(g, NULL, deadline)) {
+	if (!wait_for(g, all_ended, NULL, deadline)) {
 		for (unsigned i = 0; i < g->n; i++) {
 			struct actor *a = g->actors[i];
 
@@ -395,7 +420,7 @@ static void shut_down(sx_group *g, int err)
 	for (unsigned i = 0; i < g->n; i++) {
 		struct actor *a = g->actors[i];
 
-		if (a->started && !a->joined && ended(a)) {
+		if (a->started && !a->joined && actor_ended(g, a)) {
 			pthread_join(a->thread, NULL);
 			a->joined = true;
 		}
@@ -461,15 +486,6 @@ static int start_actors(sx_group *g)
 	return 0;
 }
 
-/* Whether the shutdown should start: an actor ended (group), stop tripped or no thread is left
- * (loop). */
-static bool shutdown_due(sx_group *g)
-{
-	if (g->stop == NULL)
-		return ck_pr_load_int(&g->first) >= 0;
-	return sx_breaker_done(g->stop) || (g->n > 0 && ck_pr_load_32(&g->live) == 0);
-}
-
 static int run(sx_group *g, sx_breaker *stop)
 {
 	sx_breaker_cb *cb = NULL;
@@ -506,13 +522,7 @@ static int run(sx_group *g, sx_breaker *stop)
 		ck_pr_cas_int(&g->first, -1, -2); /* nobody ended the group: cause reads -1 */
 		err = rc;
 	} else {
-		for (;;) {
-			uint32_t e = ck_pr_load_32(&g->events);
-
-			if (shutdown_due(g))
-				break;
-			sx__futex_wait_ns(&g->events, e, UINT64_MAX);
-		}
+		wait_for(g, shutdown_due, NULL, UINT64_MAX);
 		if (stop != NULL && sx_breaker_done(stop)) {
 			stopped = true;
 			err = sx_breaker_err(stop);
@@ -560,7 +570,7 @@ int sx_group_wait(sx_group *g, int64_t timeout_ns)
 		return -EBUSY;
 	if (timeout_ns >= 0)
 		deadline = sx_clock_monotonic.now_ns(NULL) + (uint64_t)timeout_ns;
-	if (!wait_end(g, NULL, deadline))
+	if (!wait_for(g, all_ended, NULL, deadline))
 		return -ETIMEDOUT;
 	for (unsigned i = 0; i < g->n; i++) {
 		struct actor *a = g->actors[i];
