@@ -24,7 +24,7 @@ uint64_t size(uint64_t full, uint64_t smoke) { return g_smoke ? smoke : full; }
 int reps(int full) { return g_smoke ? 1 : full; }
 
 using spawn_body = int (*)(unsigned, uint64_t, bench_out *);
-using pingpong_body = int (*)(unsigned, uint64_t, bench_hist *, bench_out *);
+using latency_body = int (*)(unsigned, uint64_t, bench_hist *, bench_out *);
 using wake_body = int (*)(unsigned, uint64_t, uint64_t, double, bench_hist *, bench_out *);
 
 void set_latency(benchmark::State &st, const bench_hist &h)
@@ -62,7 +62,8 @@ void run_spawn(benchmark::State &st, spawn_body body, uint64_t n)
 	run_counted(st, [&](bench_out *o) { return body(g_workers, n, o); });
 }
 
-void run_pingpong(benchmark::State &st, pingpong_body body, uint64_t rounds)
+// A latency workload (ping_pong, group_signal): `rounds` samples into one histogram per run.
+void run_latency(benchmark::State &st, latency_body body, uint64_t rounds)
 {
 	static bench_hist h;
 
@@ -243,11 +244,11 @@ void register_all()
 
 	const uint64_t rounds = size(100000, 300);
 	add("ping_pong/strix", reps(3), [rounds](benchmark::State &st) {
-		run_pingpong(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
+		run_latency(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
 			return harness_ping_pong(&bench_strix_api, w, r, h, o); }, rounds);
 	});
 	add("ping_pong/thpool", reps(3), [rounds](benchmark::State &st) {
-		run_pingpong(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
+		run_latency(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
 			return harness_ping_pong(&bench_thpool_api, w, r, h, o); }, rounds);
 	});
 
@@ -321,17 +322,8 @@ void register_all()
 	// Run groups: signal -> sx_group_run returning.
 	const uint64_t stops = size(300, 5);
 	add("group_signal/strix", 1, [stops](benchmark::State &st) {
-		static bench_hist h;
-		hist_reset(&h);
-		for (auto _ : st) {
-			bench_out o{};
-			if (strix_group_signal(stops, &h, &o) != 0) {
-				st.SkipWithError(o.err);
-				return;
-			}
-			st.SetIterationTime(o.seconds);
-		}
-		set_latency(st, h);
+		run_latency(st, [](unsigned, uint64_t s, bench_hist *h, bench_out *o) {
+			return strix_group_signal(s, h, o); }, stops);
 	});
 
 	const uint64_t storm = size(100000, 500);
