@@ -34,7 +34,9 @@
  *
  * Threads: create, add, run, wait and destroy are the owner's calls, one at a time and never from
  * inside an actor's functions; the read-outs (sx_group_cause, sx_group_actor) may be called from
- * any thread, also while run is in progress. A group runs once (by sx_group_run or sx_loop_run).
+ * any thread once run has been called (before that, not concurrently with an add).
+ * Progress: adds and read-outs never block (read-outs are wait-free); run and wait block on a
+ * futex, never spinning; the actors' own threads coordinate through atomics only. A group runs once (by sx_group_run or sx_loop_run).
  * None of this is a hot path: creation allocates, run creates threads and blocks.
  */
 #ifndef STRIX_GROUP_H
@@ -123,7 +125,8 @@ SX_API int sx_group_add(sx_group *g, int (*execute)(void *arg),
  * thread that serves signals for the whole process; unlike sigwait or signalfd this needs no
  * signal mask in the application's other threads.
  * Returns the actor's index; -EINVAL for NULL g, NULL sigs with n > 0, or a signal strix cannot
- * catch (see sx_breaker_signal); -EBUSY once run has been called; -ENOMEM. Owner thread.
+ * catch (see sx_breaker_signal); -EBUSY once run has been called; -ENOMEM. Nothing is added on
+ * failure. Allocates; never blocks (its signals are caught from run on). Owner thread.
  */
 SX_API int sx_group_add_signals(sx_group *g, const int *sigs, size_t n);
 
@@ -133,7 +136,7 @@ SX_API int sx_group_add_signals(sx_group *g, const int *sigs, size_t n);
  * The group keeps b's memory valid until it is destroyed, but releasing b trips it (see
  * sx_breaker_release): keep the caller's reference until run has returned.
  * Returns the actor's index; -EINVAL for NULL g or b; -EBUSY once run has been called; -ENOMEM.
- * Owner thread.
+ * Nothing is added on failure. Allocates; never blocks. Owner thread.
  */
 SX_API int sx_group_add_breaker(sx_group *g, sx_breaker *b);
 
