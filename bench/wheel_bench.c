@@ -28,10 +28,9 @@ static uint64_t b8_delay_ns(uint64_t *seed)
 	return (ms > 60000 ? 60000 : ms) * 1000000u;
 }
 
-static void on_fire(sx_wheel_timer *t, void *arg)
+static void on_fire(sx_wheel_timer *t)
 {
 	(void)t;
-	(void)arg;
 	fired++;
 }
 
@@ -49,7 +48,7 @@ int wheel_timers(uint64_t n, bench_timers *out, bench_out *o)
 	origin = bench_now_ns();
 	for (uint64_t i = 0; i < n; i++) {
 		deadline[i] = origin + b8_delay_ns(&seed);
-		sx_wheel_timer_init(&t[i], on_fire, NULL);
+		sx_wheel_timer_init(&t[i], on_fire);
 	}
 	fired = 0;
 	t0 = bench_now_ns();

@@ -9,9 +9,10 @@
  *
  * Timer nodes are 64 bytes, one cache line, in slabs that belong to the pool until destroy (so a
  * handle may be passed to cancel long after its timer fired: the memory is still a timer node).
- * A node is the wheel timer (48 bytes) with the user's argument in its arg, the user's callback,
- * and one link used for the inbox or a free list. The wheel timer's spare 32 bits hold the
- * node's state word, changed only by CAS:
+ * A node is the wheel timer (32 bytes; while the node waits in the inbox its deadline in ns sits
+ * there instead, and after expiry the pool task that runs the callback), the user's callback and
+ * argument, one link used for the inbox or a free list, and the node's state word, changed only
+ * by CAS:
  *
  *     bits 31..3: generation (bumped each time the node is recycled, so old handles go stale)
  *     bit 2:      SX_TIMER_INLINE was given
@@ -52,19 +53,25 @@ enum { N_FREE = 0, N_QUEUED = 1, N_ARMED = 2, N_CANCELLED = 3 };
 
 typedef struct sx__tnode {
 	union {
-		sx_wheel_timer wt;  /* while queued or in the wheel; wt.arg is the user's arg */
+		sx_wheel_timer wt;  /* initialized by the add, in the wheel once armed */
+		struct {
+			void *wt_next;
+			uint64_t deadline_ns; /* in the inbox: where wt's sx_prev goes */
+		} q;
 		sx_task task;       /* after expiry, when the callback goes to the pool */
 	} u;
 	sx_timer_fn fn;
+	void *arg;
 	union {
 		struct sx__tnode *link;   /* inbox, or a free list */
 		struct sx__timers *svc;   /* while it is a pool task */
 	} x;
+	uint32_t state;             /* outside the union: it survives every reuse */
 } sx__tnode;
 
 _Static_assert(sizeof(sx__tnode) == SX__CACHELINE, "a timer node is one cache line");
-_Static_assert(offsetof(sx_wheel_timer, sx_pad) >= sizeof(sx_task),
-    "the state word survives the node's reuse as a task");
+_Static_assert(offsetof(sx__tnode, u.q.deadline_ns) == offsetof(sx__tnode, u.wt.sx_prev),
+    "the parked deadline leaves the wheel timer's word and callback alone");
 
 #define SLAB_NODES 64u /* the first node's place holds the slab link */
 #define CLOSED ((sx__tnode *)1)
@@ -86,7 +93,7 @@ struct sx__timers {
 
 static uint32_t *state_of(sx__tnode *n)
 {
-	return &n->u.wt.sx_pad;
+	return &n->state;
 }
 
 /* ---- nodes ------------------------------------------------------------------------------- */
@@ -159,7 +166,7 @@ static void task_run(sx_task *t)
 {
 	sx__tnode *n = SX_CONTAINER_OF(t, sx__tnode, u.task);
 	sx_timer_fn fn = n->fn;
-	void *arg = n->u.wt.arg;
+	void *arg = n->arg;
 
 	node_recycle(n->x.svc, n);
 	fn(arg, 0);
@@ -170,7 +177,7 @@ static void task_cancel(sx_task *t, int err)
 {
 	sx__tnode *n = SX_CONTAINER_OF(t, sx__tnode, u.task);
 	sx_timer_fn fn = n->fn;
-	void *arg = n->u.wt.arg;
+	void *arg = n->arg;
 
 	node_recycle(n->x.svc, n);
 	fn(arg, err);
@@ -180,7 +187,7 @@ static void task_cancel(sx_task *t, int err)
 static void dispatch(struct sx__timers *s, sx__tnode *n, uint32_t st, int status)
 {
 	sx_timer_fn fn = n->fn;
-	void *arg = n->u.wt.arg;
+	void *arg = n->arg;
 
 	if (status == 0 && !(st & ST_INLINE)) {
 		n->u.task.run = task_run;
@@ -195,12 +202,11 @@ static void dispatch(struct sx__timers *s, sx__tnode *n, uint32_t st, int status
 }
 
 /* Expiry (the wheel's callback, on the timer thread). */
-static void fire_cb(sx_wheel_timer *wt, void *arg)
+static void fire_cb(sx_wheel_timer *wt)
 {
 	sx__tnode *n = SX_CONTAINER_OF(wt, sx__tnode, u.wt);
 	uint32_t st = ck_pr_load_32(state_of(n));
 
-	(void)arg;
 	if ((st & ST_MASK) != N_ARMED || !ck_pr_cas_32(state_of(n), st, (st & ~ST_MASK) + GEN_ONE))
 		return; /* cancelled: the canceller pushes it on the inbox; it is recycled there */
 	dispatch(owner, n, st, ck_pr_load_int(&owner->stopping) ? -ESHUTDOWN : 0);
@@ -220,8 +226,7 @@ static void take_inbox(struct sx__timers *s, sx__tnode *n, bool stopping)
 				else
 					goto cancelled; /* cancel won just now */
 			} else if (ck_pr_cas_32(state_of(n), st, (st & ~ST_MASK) | N_ARMED)) {
-				/* deadline_ns was parked in the wheel timer's deadline field */
-				sx_wheel_add(s->wheel, &n->u.wt, n->u.wt.sx_deadline);
+				sx_wheel_add(s->wheel, &n->u.wt, n->u.q.deadline_ns);
 			} else {
 				goto cancelled;
 			}
@@ -397,11 +402,10 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 	deadline = (flags & SX_TIMER_AT) ? 0 : now_ns();
 	deadline = when > DEADLINE_MAX - deadline ? DEADLINE_MAX : deadline + when;
 	st = ck_pr_load_32(state_of(n)) & ~ST_MASK & ~ST_INLINE;
-	memset(&n->u.wt, 0, offsetof(sx_wheel_timer, sx_pad));
-	n->u.wt.fn = fire_cb;
-	n->u.wt.arg = arg;
-	n->u.wt.sx_deadline = deadline;
+	sx_wheel_timer_init(&n->u.wt, fire_cb);
+	n->u.q.deadline_ns = deadline;
 	n->fn = fn;
+	n->arg = arg;
 	st |= N_QUEUED | ((flags & SX_TIMER_INLINE) ? ST_INLINE : 0);
 	ck_pr_store_32(state_of(n), st);
 	if (timer != NULL) {

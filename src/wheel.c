@@ -23,13 +23,23 @@
  * level (or fires). A timer moves down at most 6 times in its life, so expiry is amortized O(1).
  * Deadlines beyond the top level's current window wait on a far list, looked at once per window.
  *
- * Each slot is 16 doubly linked lists ("lanes"), filled round-robin. Insert and cancel stay O(1)
- * (the timer remembers its level, slot and lane); a 16-bit mask per slot says which lanes hold
- * timers. The lanes are for expiry: timers live wherever their owners put them, so walking one
- * list of a million scattered timers is one cache miss after another, each waiting for the one
- * before. Draining a slot takes a head from each lane in turn, so 16 of those misses are in
- * flight at once (B8 on 1M timers: 200 ns per expired timer with one list, about 46 with 16;
- * past 16 lanes it no longer improves here: the misses are also TLB misses).
+ * Each slot is 32 doubly linked lists ("lanes"). A timer's lane is picked when it is added, by a
+ * multiplicative hash of the number of timers added so far (round-robin would let a regular
+ * pattern, say keeping every 10th timer and cancelling the rest, use only some lanes), and kept
+ * when it moves down. Insert and cancel stay O(1): the timer's word holds the number of its list;
+ * a 32-bit mask per slot says which lanes hold timers. The lanes are for expiry: timers live
+ * wherever their owners put them, so walking one list of a million scattered timers is one cache
+ * miss after another, each waiting for the one before. Draining a slot takes a head from each
+ * lane in turn and prefetches its successor, so up to 32 of those misses are in flight at once;
+ * and when a slot is drained, the heads of the next occupied slot of its level are prefetched,
+ * to be in cache when that slot comes due. B8 (1M timers, 10% expire, 2 vCPUs), per expired
+ * timer: 200 ns with one list; 43 with 16 round-robin lanes (of which B8's survivors used 8);
+ * 27-29 now. 64 lanes gain nothing more: the core keeps no more misses in flight.
+ *
+ * A timer is 32 bytes: the links, the callback, and one word holding the deadline (48 bits of
+ * ticks: the wheel's time ends 2^48 ticks after its creation, 89 years at the smallest tick), its
+ * list, and whether it is pending. Half a cache line, so an array of them never puts one across
+ * two lines when it starts on a 32-byte boundary; for one that does, both lines are prefetched.
  *
  * Trade-off chosen: cascading, for precision. Linux's timer wheel skips cascading and lets a
  * timer fire up to 1/8 of its level's granularity late; strix's users put deadlines on trades
@@ -47,14 +57,27 @@
 #define LEVELS 7u
 #define SLOT_BITS 6u
 #define SLOTS (1u << SLOT_BITS)
-#define DUE LEVELS          /* sx_level of a timer on the due list */
-#define FIRING (LEVELS + 1) /* sx_level of a timer on the list being fired */
-#define FAR (LEVELS + 2)    /* sx_level of a timer beyond the top level's current window */
 #define TOP_WINDOW ((UINT64_C(1) << (LEVELS * SLOT_BITS)) - 1)
-#define LANE_BITS 4u
+#define LANE_BITS 5u
 #define LANES (1u << LANE_BITS)
 
-enum { T_IDLE = 0, T_PENDING = 1 };
+/* Every list a pending timer can be on, numbered: the lanes of the slots of the levels (lane
+ * number: (level * SLOTS + slot) * LANES + lane), then three more. */
+#define SLOT_LISTS (LEVELS * SLOTS * LANES)
+#define DUE (SLOT_LISTS)        /* added with a deadline already passed: fire at next advance */
+#define FIRING (SLOT_LISTS + 1) /* the due list an advance is working through */
+#define FAR (SLOT_LISTS + 2)    /* deadlines beyond the top level's window: looked at again when
+                                   time enters the next window (every 2^42 ticks) */
+#define LISTS (SLOT_LISTS + 3)
+
+/* A timer's sx_word: deadline tick in bits 0-47, the number of its list in bits 48-62, and the
+ * top bit set while it is pending. */
+#define DEADLINE_MAX ((UINT64_C(1) << 48) - 1)
+#define LIST_SHIFT 48u
+#define LIST_MASK 0x7fffu
+#define PENDING (UINT64_C(1) << 63)
+
+_Static_assert(LISTS - 1 <= LIST_MASK, "a timer's list number fits its word");
 
 struct sx_wheel {
 	uint64_t elapsed;           /* wheel time, ticks: every deadline <= elapsed has fired */
@@ -62,14 +85,10 @@ struct sx_wheel {
 	uint64_t tick_ns;
 	sx_clock clock;
 	size_t count;
-	sx_wheel_timer *due;        /* added with a deadline already passed: fire at next advance */
-	sx_wheel_timer *firing;     /* the due list an advance is working through */
-	sx_wheel_timer *far;        /* deadlines beyond the top level's window: looked at again
-	                               when time enters the next window (every 2^42 ticks) */
-	unsigned lane_rr;           /* lane of the next timer placed */
-	uint64_t occupied[LEVELS];
-	uint16_t lanes[LEVELS][SLOTS];       /* non-empty lanes of each slot */
-	sx_wheel_timer *slot[LEVELS][SLOTS][LANES];
+	unsigned placed;            /* timers placed so far: picks the lane of the next one */
+	uint64_t occupied[LEVELS];  /* non-empty slots of each level */
+	uint32_t lanes[LEVELS * SLOTS];      /* non-empty lanes of each slot */
+	sx_wheel_timer *list[LISTS];         /* heads */
 };
 
 static uint64_t mono_now(void *ctx)
@@ -115,56 +134,61 @@ void sx_wheel_destroy(sx_wheel *w)
 		sx_allocator_default.free(sx_allocator_default.ctx, w, sizeof(*w), 64);
 }
 
-void sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *, void *), void *arg)
+void sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *))
 {
 	memset(t, 0, sizeof(*t));
 	t->fn = fn;
-	t->arg = arg;
 }
 
 bool sx_wheel_timer_pending(const sx_wheel_timer *t)
 {
-	return t != NULL && t->sx_state == T_PENDING;
+	return t != NULL && (t->sx_word & PENDING) != 0;
+}
+
+/* ---- a timer's word -------------------------------------------------------------------------- */
+
+static uint64_t deadline_of(const sx_wheel_timer *t)
+{
+	return t->sx_word & DEADLINE_MAX;
+}
+
+static unsigned list_of(const sx_wheel_timer *t)
+{
+	return (unsigned)(t->sx_word >> LIST_SHIFT) & LIST_MASK;
 }
 
 /* ---- lists --------------------------------------------------------------------------------- */
 
-static sx_wheel_timer **head_of(sx_wheel *w, const sx_wheel_timer *t)
+/* Put t, due at tick `when`, at the head of list `list`. The old head's sx_prev is set; the new
+ * head's is never read (unlink_timer compares with the head instead), so it is left stale. */
+static void push(sx_wheel *w, sx_wheel_timer *t, uint64_t when, unsigned list)
 {
-	if (t->sx_level == DUE)
-		return &w->due;
-	if (t->sx_level == FIRING)
-		return &w->firing;
-	if (t->sx_level == FAR)
-		return &w->far;
-	return &w->slot[t->sx_level][t->sx_slot][t->sx_lane];
-}
+	sx_wheel_timer *old = w->list[list];
 
-static void push(sx_wheel_timer **head, sx_wheel_timer *t)
-{
-	t->sx_prev = NULL;
-	t->sx_next = *head;
-	if (*head != NULL)
-		(*head)->sx_prev = t;
-	*head = t;
+	t->sx_word = PENDING | when | (uint64_t)list << LIST_SHIFT;
+	t->sx_next = old;
+	if (old != NULL)
+		old->sx_prev = t;
+	w->list[list] = t;
 }
 
 static void unlink_timer(sx_wheel *w, sx_wheel_timer *t)
 {
-	sx_wheel_timer **head = head_of(w, t);
+	unsigned list = list_of(t);
+	sx_wheel_timer **head = &w->list[list];
 
 	if (*head == t)
-		*head = t->sx_next; /* a head's sx_prev is stale: see drain_slot */
+		*head = t->sx_next;
 	else
 		t->sx_prev->sx_next = t->sx_next;
 	if (t->sx_next != NULL)
 		t->sx_next->sx_prev = t->sx_prev;
-	if (t->sx_level < LEVELS && *head == NULL) {
-		uint16_t *lanes = &w->lanes[t->sx_level][t->sx_slot];
+	if (list < SLOT_LISTS && *head == NULL) {
+		unsigned at = list / LANES; /* level * SLOTS + slot */
 
-		*lanes &= (uint16_t)~(1u << t->sx_lane);
-		if (*lanes == 0)
-			w->occupied[t->sx_level] &= ~(UINT64_C(1) << t->sx_slot);
+		w->lanes[at] &= ~(UINT32_C(1) << (list % LANES));
+		if (w->lanes[at] == 0)
+			w->occupied[at / SLOTS] &= ~(UINT64_C(1) << (at % SLOTS));
 	}
 }
 
@@ -178,50 +202,56 @@ static unsigned level_for(uint64_t elapsed, uint64_t when)
 	return significant / SLOT_BITS;
 }
 
-/* Place a timer whose deadline is after elapsed. */
-static void place(sx_wheel *w, sx_wheel_timer *t)
+/* Put a timer due at tick `when`, after elapsed and inside the top level's window, into its slot
+ * of the levels, in the given lane. (elapsed is passed in: a caller in a loop keeps it in a
+ * register rather than reloading it after every store through a timer.) */
+static inline __attribute__((always_inline)) void place_in(sx_wheel *w, sx_wheel_timer *t,
+    uint64_t elapsed, uint64_t when, unsigned lane)
 {
-	uint64_t when = t->sx_deadline;
-	unsigned level;
+	unsigned level = level_for(elapsed, when);
+	unsigned slot = (unsigned)(when >> (level * SLOT_BITS)) & (SLOTS - 1);
+	unsigned at = level * SLOTS + slot;
 
+	push(w, t, when, at * LANES + lane);
+	w->lanes[at] |= UINT32_C(1) << lane;
+	w->occupied[level] |= UINT64_C(1) << slot;
+}
+
+/* Place a timer due at tick `when`, after elapsed: in the levels, or on the far list. */
+static void place(sx_wheel *w, sx_wheel_timer *t, uint64_t when)
+{
 	if ((when ^ w->elapsed) > TOP_WINDOW) {
-		t->sx_level = FAR;
-		push(&w->far, t);
+		push(w, t, when, FAR);
 		return;
 	}
-	level = level_for(w->elapsed, when);
-	t->sx_level = (uint8_t)level;
-	t->sx_slot = (uint8_t)((when >> (level * SLOT_BITS)) & (SLOTS - 1));
-	t->sx_lane = (uint8_t)(w->lane_rr++ & (LANES - 1));
-	push(&w->slot[level][t->sx_slot][t->sx_lane], t);
-	w->lanes[level][t->sx_slot] |= (uint16_t)(1u << t->sx_lane);
-	w->occupied[level] |= UINT64_C(1) << t->sx_slot;
+	place_in(w, t, w->elapsed, when, (w->placed++ * 0x9e3779b9u) >> (32 - LANE_BITS));
 }
 
 static uint64_t ns_to_tick_ceil(const sx_wheel *w, uint64_t ns)
 {
-	uint64_t d;
+	uint64_t d, tick;
 
 	if (ns <= w->origin_ns)
 		return 0;
 	d = ns - w->origin_ns;
-	return d / w->tick_ns + (d % w->tick_ns != 0);
+	tick = d / w->tick_ns + (d % w->tick_ns != 0);
+	return tick < DEADLINE_MAX ? tick : DEADLINE_MAX;
 }
 
 int sx_wheel_add(sx_wheel *w, sx_wheel_timer *t, uint64_t deadline_ns)
 {
+	uint64_t when;
+
 	if (w == NULL || t == NULL || t->fn == NULL)
 		return -EINVAL;
-	if (t->sx_state == T_PENDING)
+	if (t->sx_word & PENDING)
 		return -EBUSY;
-	t->sx_deadline = ns_to_tick_ceil(w, deadline_ns);
-	t->sx_state = T_PENDING;
+	when = ns_to_tick_ceil(w, deadline_ns);
 	w->count++;
-	if (t->sx_deadline <= w->elapsed) {
-		t->sx_level = DUE;
-		push(&w->due, t);
+	if (when <= w->elapsed) {
+		push(w, t, when, DUE);
 	} else {
-		place(w, t);
+		place(w, t, when);
 	}
 	return 0;
 }
@@ -240,10 +270,10 @@ int sx_wheel_cancel(sx_wheel *w, sx_wheel_timer *t)
 {
 	if (w == NULL || t == NULL)
 		return -EINVAL;
-	if (t->sx_state != T_PENDING)
+	if (!(t->sx_word & PENDING))
 		return -ENOENT;
 	unlink_timer(w, t);
-	t->sx_state = T_IDLE;
+	t->sx_word = 0;
 	w->count--;
 	return 0;
 }
@@ -270,7 +300,7 @@ static bool next_slot(const sx_wheel *w, unsigned *level, unsigned *slot, uint64
 		*tick = level_start + ((uint64_t)s << shift);
 		return true;
 	}
-	if (w->far != NULL) {
+	if (w->list[FAR] != NULL) {
 		/* Nothing in the levels: the far timers are due for a look when the next top-level
 		 * window begins. */
 		*level = FAR;
@@ -283,53 +313,72 @@ static bool next_slot(const sx_wheel *w, unsigned *level, unsigned *slot, uint64
 
 static void fire(sx_wheel *w, sx_wheel_timer *t)
 {
-	t->sx_state = T_IDLE;
+	t->sx_word = 0; /* idle, as after init */
 	w->count--;
-	t->fn(t, t->arg);
+	t->fn(t);
 }
 
-/* A timer just taken off the list being processed: fire it if its tick has come, else place it
- * lower (a cascade). Returns 1 if it fired. */
-static size_t fire_or_place(sx_wheel *w, sx_wheel_timer *t)
+/* Both lines of a timer that straddles two (in an array of them not aligned to 32 bytes). */
+static void prefetch_timer(const sx_wheel_timer *t)
 {
-	if (t->sx_deadline <= w->elapsed) {
-		fire(w, t);
-		return 1;
-	}
-	place(w, t);
-	return 0;
+	__builtin_prefetch(t, 1);
+	__builtin_prefetch((const char *)t + sizeof(*t) - 1, 1);
 }
 
-/* Fire or move down every timer of a slot of the levels. Its lanes are taken in turn, a head
- * from each, so the cache misses on the next timers of all lanes are in flight together (one
- * linked list would take them one at a time). A callback may cancel any timer, including those
- * still in this slot: the heads are read again for every timer. */
+/* The heads of the next occupied slot of a level after `slot`, to be in cache when it is
+ * drained. */
+static void prefetch_next_slot(const sx_wheel *w, unsigned level, unsigned slot)
+{
+	uint64_t occ = w->occupied[level] & ~(UINT64_C(1) << slot);
+	unsigned pos = (slot + 1) & (SLOTS - 1), next;
+	uint64_t rotated;
+
+	if (occ == 0)
+		return;
+	rotated = pos == 0 ? occ : (occ >> pos) | (occ << (SLOTS - pos));
+	next = (pos + (unsigned)__builtin_ctzll(rotated)) & (SLOTS - 1);
+	for (uint32_t bits = w->lanes[level * SLOTS + next]; bits != 0; bits &= bits - 1)
+		prefetch_timer(w->list[(level * SLOTS + next) * LANES + __builtin_ctz(bits)]);
+}
+
+/* Fire or move down every timer of a slot of the levels: a timer whose tick has come fires (all
+ * of level 0's), the others go to the lower level their deadline now belongs to, in the same
+ * lane. The lanes are taken in turn, a head from each, so the cache misses on the next timers of
+ * all lanes are in flight together (one linked list would take them one at a time). A callback
+ * may cancel any timer, including those still in this slot: the heads are read again for every
+ * timer. */
 static size_t drain_slot(sx_wheel *w, unsigned level, unsigned slot)
 {
-	sx_wheel_timer **head = w->slot[level][slot];
-	uint16_t *lanes = &w->lanes[level][slot];
+	sx_wheel_timer **head = &w->list[(level * SLOTS + slot) * LANES];
+	uint32_t *lanes = &w->lanes[level * SLOTS + slot];
+	const uint64_t elapsed = w->elapsed; /* callbacks do not advance the wheel */
 	size_t fired = 0;
 
+	prefetch_next_slot(w, level, slot);
 	while (*lanes != 0) {
-		for (unsigned bits = *lanes; bits != 0; bits &= bits - 1) {
+		for (uint32_t bits = *lanes; bits != 0; bits &= bits - 1) {
 			unsigned k = (unsigned)__builtin_ctz(bits);
 			sx_wheel_timer *t = head[k], *n;
+			uint64_t when;
 
 			if (t == NULL)
 				continue; /* emptied by a callback's cancel */
 			n = t->sx_next;
-			head[k] = n;
-			/* Not n->sx_prev = NULL: that store would stall on n's line. A head's
-			 * sx_prev is never read (unlink_timer compares with the head instead), so
-			 * it is only fetched, to be in cache when this lane comes round again. */
+			head[k] = n; /* n->sx_prev goes stale: see push */
 			if (n != NULL) {
-				__builtin_prefetch(n, 1);
+				prefetch_timer(n); /* in cache when this lane comes round again */
 			} else {
-				*lanes &= (uint16_t)~(1u << k);
+				*lanes &= ~(UINT32_C(1) << k);
 				if (*lanes == 0)
 					w->occupied[level] &= ~(UINT64_C(1) << slot);
 			}
-			fired += fire_or_place(w, t);
+			when = deadline_of(t);
+			if (when <= elapsed) {
+				fire(w, t);
+				fired++;
+			} else {
+				place_in(w, t, elapsed, when, k);
+			}
 		}
 	}
 	return fired;
@@ -342,18 +391,21 @@ static size_t drain_far(sx_wheel *w)
 	sx_wheel_timer *t, *stay = NULL;
 	size_t fired = 0;
 
-	while ((t = w->far) != NULL) {
+	while ((t = w->list[FAR]) != NULL) {
 		unlink_timer(w, t);
-		if ((t->sx_deadline ^ w->elapsed) > TOP_WINDOW && t->sx_deadline > w->elapsed) {
+		if (deadline_of(t) <= w->elapsed) {
+			fire(w, t);
+			fired++;
+		} else if ((deadline_of(t) ^ w->elapsed) > TOP_WINDOW) {
 			t->sx_next = stay; /* still far: set aside, relinked below */
 			stay = t;
 		} else {
-			fired += fire_or_place(w, t);
+			place(w, t, deadline_of(t));
 		}
 	}
 	while ((t = stay) != NULL) {
 		stay = t->sx_next;
-		push(&w->far, t);
+		push(w, t, deadline_of(t), FAR);
 	}
 	return fired;
 }
@@ -372,11 +424,12 @@ size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns)
 	now = now_ns > w->origin_ns ? (now_ns - w->origin_ns) / w->tick_ns : 0;
 	/* Timers added with a deadline already passed. Callbacks that add such timers again put
 	 * them on the fresh due list, for the next advance: no callback can make this loop. */
-	w->firing = w->due;
-	w->due = NULL;
-	for (t = w->firing; t != NULL; t = t->sx_next)
-		t->sx_level = FIRING;
-	while ((t = w->firing) != NULL) {
+	w->list[FIRING] = w->list[DUE];
+	w->list[DUE] = NULL;
+	for (t = w->list[FIRING]; t != NULL; t = t->sx_next)
+		t->sx_word = (t->sx_word & ~((uint64_t)LIST_MASK << LIST_SHIFT)) |
+		    (uint64_t)FIRING << LIST_SHIFT;
+	while ((t = w->list[FIRING]) != NULL) {
 		unlink_timer(w, t);
 		fire(w, t);
 		fired++;
@@ -409,7 +462,7 @@ uint64_t sx_wheel_next_deadline(const sx_wheel *w)
 
 	if (w == NULL)
 		return UINT64_MAX;
-	if (w->due != NULL)
+	if (w->list[DUE] != NULL)
 		return w->origin_ns + w->elapsed * w->tick_ns;
 	if (!next_slot(w, &level, &slot, &tick))
 		return UINT64_MAX;

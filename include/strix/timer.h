@@ -56,18 +56,16 @@ typedef struct sx_wheel sx_wheel;
 typedef struct sx_wheel_timer sx_wheel_timer;
 
 /*
- * A timer: caller storage, 48 bytes. Initialize with sx_wheel_timer_init; while it is pending
- * (added and neither fired nor cancelled) the wheel owns its links and it must not be moved,
- * freed or re-initialized.
+ * A timer: caller storage, 32 bytes (keep it 32-byte aligned and it sits in one cache line).
+ * Embed it in the object the timer is about and get back to that object in the callback with
+ * SX_CONTAINER_OF (strix/pool.h). Initialize with sx_wheel_timer_init; while it is pending (added
+ * and neither fired nor cancelled) the wheel owns it: it must not be moved, freed or
+ * re-initialized.
  */
 struct sx_wheel_timer {
 	struct sx_wheel_timer *sx_next, *sx_prev; /* private */
-	uint64_t sx_deadline;                     /* private: in ticks since the wheel's origin */
-	void (*fn)(sx_wheel_timer *timer, void *arg);
-	void *arg;
-	uint8_t sx_level, sx_slot, sx_lane;       /* private */
-	uint8_t sx_state;                         /* private */
-	uint32_t sx_pad;
+	uint64_t sx_word;                         /* private: deadline tick, place, pending */
+	void (*fn)(sx_wheel_timer *timer);
 };
 
 /*
@@ -83,15 +81,15 @@ SX_API int sx_wheel_create(sx_wheel **out, const sx_wheel_opts *opts);
  */
 SX_API void sx_wheel_destroy(sx_wheel *w);
 
-/* sx_wheel_timer_init - prepare a timer that calls fn(timer, arg) when it expires. */
-SX_API void sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *, void *),
-    void *arg);
+/* sx_wheel_timer_init - prepare a timer that calls fn(timer) when it expires. */
+SX_API void sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *));
 
 /*
  * sx_wheel_add - make t fire at the first sx_wheel_advance at or after deadline_ns (absolute, on
  * the wheel's clock). A deadline in the past fires at the next advance. Deadlines beyond the
- * wheel's range (2^42 ticks: 139 years at 1 ms, 1.4 years at 10 us) wait on a side list and
- * still fire on time. Returns 0; -EINVAL for NULL or a timer without fn; -EBUSY if t is
+ * levels' range (2^42 ticks: 139 years at 1 ms, 1.4 years at 10 us) wait on a side list and
+ * still fire on time. The wheel's time ends 2^48 ticks after its creation (8,900 years at 1 ms,
+ * 89 years at 10 us): a later deadline fires then. Returns 0; -EINVAL for NULL or a timer without fn; -EBUSY if t is
  * already pending. O(1), wait-free, never blocks; the wheel's owner only.
  */
 SX_API int sx_wheel_add(sx_wheel *w, sx_wheel_timer *t, uint64_t deadline_ns);
@@ -113,9 +111,9 @@ SX_API bool sx_wheel_timer_pending(const sx_wheel_timer *t);
  * sx_wheel_advance - read the clock and run the callback of every timer whose deadline has
  * passed, earliest first (timers of one tick in no particular order). Each timer is no longer
  * pending when its callback runs, so the callback may add it again (it then fires no earlier
- * than the next tick) or free it. Returns how many fired. Amortized O(1) per timer plus
- * O(levels) per occupied slot passed; never blocks; the owner only. A callback must not
- * destroy the wheel. NULL: returns 0.
+ * than the next tick) or free it, and may add or cancel any other timer. Returns how many fired.
+ * Amortized O(1) per timer plus O(levels) per occupied slot passed; never blocks; the owner
+ * only. A callback must not advance or destroy the wheel. NULL: returns 0.
  */
 SX_API size_t sx_wheel_advance(sx_wheel *w);
 

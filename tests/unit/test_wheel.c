@@ -41,11 +41,10 @@ struct rec {
 	int fires;
 };
 
-static void on_fire(sx_wheel_timer *t, void *arg)
+static void on_fire(sx_wheel_timer *t)
 {
-	struct rec *r = arg;
+	struct rec *r = SX_CONTAINER_OF(t, struct rec, t);
 
-	(void)t;
 	r->fired_at = vnow;
 	r->fires++;
 }
@@ -53,7 +52,7 @@ static void on_fire(sx_wheel_timer *t, void *arg)
 static void rec_add(sx_wheel *w, struct rec *r, uint64_t deadline)
 {
 	memset(r, 0, sizeof(*r));
-	sx_wheel_timer_init(&r->t, on_fire, r);
+	sx_wheel_timer_init(&r->t, on_fire);
 	r->deadline = deadline;
 	assert_int_equal(sx_wheel_add(w, &r->t, deadline), 0);
 	assert_true(sx_wheel_timer_pending(&r->t));
@@ -116,13 +115,13 @@ static void test_bad_calls_change_nothing(void **state)
 	struct rec r;
 
 	(void)state;
-	sx_wheel_timer_init(&nofn, NULL, NULL);
+	sx_wheel_timer_init(&nofn, NULL);
 	assert_int_equal(sx_wheel_add(NULL, &nofn, 5), -EINVAL);
 	assert_int_equal(sx_wheel_add(w, NULL, 5), -EINVAL);
 	assert_int_equal(sx_wheel_add(w, &nofn, 5), -EINVAL);
 	assert_int_equal(sx_wheel_cancel(w, NULL), -EINVAL);
 	assert_int_equal(sx_wheel_cancel(NULL, &nofn), -EINVAL);
-	sx_wheel_timer_init(&t, on_fire, &r);
+	sx_wheel_timer_init(&t, on_fire);
 	assert_int_equal(sx_wheel_cancel(w, &t), -ENOENT); /* never added */
 	assert_int_equal(sx_wheel_count(w), 0);
 	rec_add(w, &r, 10 * TICK);
@@ -246,15 +245,41 @@ static void test_far_deadlines_fire_on_time(void **state)
 	sx_wheel_destroy(w);
 }
 
+/* The wheel's time ends 2^48 ticks after its creation: at the 10 us tick, a deadline past that
+ * (here UINT64_MAX ns) fires at tick 2^48 - 1, not before, and not never. */
+static void test_deadline_past_the_wheels_time_fires_at_its_end(void **state)
+{
+	const uint64_t tick = SX_WHEEL_TICK_MIN_NS, end = (UINT64_C(1) << 48) - 1;
+	sx_wheel_opts o = SX_WHEEL_OPTS_INIT;
+	sx_wheel *w = NULL;
+	struct rec r;
+
+	(void)state;
+	vnow = 0;
+	o.tick_ns = tick;
+	o.clock = &vclock;
+	assert_int_equal(sx_wheel_create(&w, &o), 0);
+	rec_add(w, &r, UINT64_MAX);
+	vnow = (end - 1) * tick;
+	assert_int_equal(sx_wheel_advance(w), 0);
+	assert_int_equal(sx_wheel_next_deadline(w), end * tick);
+	vnow = end * tick;
+	assert_int_equal(sx_wheel_advance(w), 1);
+	assert_int_equal(r.fires, 1);
+	assert_int_equal(r.fired_at, end * tick);
+	assert_int_equal(sx_wheel_count(w), 0);
+	sx_wheel_destroy(w);
+}
+
 /* During expiry: the first callback cancels the other timers of its own slot, in every lane of
- * it (GROUP is more than the 16 lanes), at level 0 and after a cascade from level 1. */
-#define GROUP 40
+ * it (GROUP is more than twice the 32 lanes), at level 0 and after a cascade from level 1. */
+#define GROUP 80
 static sx_wheel *cur;
 static struct rec group[GROUP];
 
-static void cancel_the_rest(sx_wheel_timer *t, void *arg)
+static void cancel_the_rest(sx_wheel_timer *t)
 {
-	on_fire(t, arg);
+	on_fire(t);
 	for (int i = 0; i < GROUP; i++)
 		if (&group[i].t != t)
 			sx_wheel_cancel(cur, &group[i].t);
@@ -285,11 +310,11 @@ static void test_cancel_during_expiry_from_a_callback(void **state)
 }
 
 /* A callback that re-adds its timer fires once per advance, never in a loop. */
-static void periodic(sx_wheel_timer *t, void *arg)
+static void periodic(sx_wheel_timer *t)
 {
-	struct rec *r = arg;
+	struct rec *r = SX_CONTAINER_OF(t, struct rec, t);
 
-	on_fire(t, arg);
+	on_fire(t);
 	if (r->fires < 5)
 		assert_int_equal(sx_wheel_add(cur, t, 0), 0); /* in the past: next advance */
 }
@@ -338,7 +363,7 @@ static void test_add_after_reads_the_clock(void **state)
 
 	(void)state;
 	memset(&r, 0, sizeof(r));
-	sx_wheel_timer_init(&r.t, on_fire, &r);
+	sx_wheel_timer_init(&r.t, on_fire);
 	vnow = 50 * TICK;
 	assert_int_equal(sx_wheel_add_after(w, &r.t, 2 * TICK), 0);
 	r.deadline = 52 * TICK;
@@ -364,7 +389,7 @@ static void test_million_random_timers_with_random_cancels(void **state)
 		uint64_t span = UINT64_C(1) << (tu_rand(&seed) % 27);
 		uint64_t d = TICK + (tu_rand(&seed) % span) * TICK + tu_rand(&seed) % TICK;
 
-		sx_wheel_timer_init(&r[i].t, on_fire, &r[i]);
+		sx_wheel_timer_init(&r[i].t, on_fire);
 		r[i].deadline = d;
 		assert_int_equal(sx_wheel_add(w, &r[i].t, d), 0);
 	}
@@ -402,6 +427,7 @@ int main(void)
 		cmocka_unit_test(test_past_deadline_fires_at_next_advance),
 		cmocka_unit_test(test_cancel_before_and_after_expiry),
 		cmocka_unit_test(test_far_deadlines_fire_on_time),
+		cmocka_unit_test(test_deadline_past_the_wheels_time_fires_at_its_end),
 		cmocka_unit_test(test_cancel_during_expiry_from_a_callback),
 		cmocka_unit_test(test_callback_may_add_its_timer_again),
 		cmocka_unit_test(test_next_deadline_follows_the_earliest_timer),
