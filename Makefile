@@ -24,6 +24,8 @@ LIB_SRCS := src/pool.c src/worker.c src/node.c src/futex.c src/error.c src/wheel
             src/retry.c src/promise.c src/fanout.c src/sem.c src/ratelimit.c src/circuit.c src/policy.c src/group.c
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 STRESS_TESTS := $(patsubst tests/stress/%.c,%,$(wildcard tests/stress/stress_*.c))
+# C++ programs using the public headers (release build only: they test the headers, not races).
+CXX_TESTS := $(patsubst tests/cxx/%.cc,%,$(wildcard tests/cxx/test_*.cc))
 
 .PHONY: all lib tests test bench bench-build bench-smoke check-asan check-tsan stress clean perf
 
@@ -61,7 +63,7 @@ lib: $(B)/libstrix.a $(B)/libstrix.so
 
 # ---- tests ------------------------------------------------------------------------------------
 TEST_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -Iinclude -Isrc -Itests -pthread
-TEST_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS) $(STRESS_TESTS))
+TEST_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS) $(CXX_TESTS) $(STRESS_TESTS))
 # Per-test link flags: test_group makes chosen thread creations fail through a wrapped
 # pthread_create (the library's calls included).
 TEST_LDFLAGS_test_group := -Wl,--wrap=pthread_create
@@ -70,13 +72,16 @@ $(B)/tests/%: tests/unit/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS) $(TEST_LDFLAGS_$*)
 $(B)/tests/%: tests/stress/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS)
+$(B)/tests/%: tests/cxx/%.cc $(wildcard include/strix/*.h include/*.h) $(B)/libstrix.a | $(B)/tests
+	$(CXX) -std=c++17 -Wall -Wextra $(CFLAGS) -Iinclude -pthread $< -o $@ $(B)/libstrix.a \
+	  -lcmocka $(LIBS)
 
 tests: lib $(TEST_BINS)
 
 test:
 	@tools/deps.sh test
 	$(MAKE) --no-print-directory tests
-	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(STRESS_TESTS)
+	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(CXX_TESTS) $(STRESS_TESTS)
 
 # ---- sanitizers -------------------------------------------------------------------------------
 # Sanitizer builds compile the library straight into each test (no prelink) with the C library

@@ -24,6 +24,10 @@
 
 #include "pool_impl.h"
 
+/* pool.h shows C++ a task's queue link as one pointer (ck_stack.h is not valid C++). */
+_Static_assert(sizeof(ck_stack_entry_t) == sizeof(void *) &&
+    offsetof(sx_task, sx_chain_tail) == sizeof(void *), "C++'s view of sx_task has its layout");
+
 #define SX__DEFAULT_SPIN_NS 50000LL
 #define SX__DEFAULT_LIFO_CAP 4u
 
