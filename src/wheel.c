@@ -205,8 +205,9 @@ static unsigned level_for(uint64_t elapsed, uint64_t when)
 }
 
 /* Put a timer due at tick `when`, not before elapsed and inside the top level's window, into its
- * slot of the levels, in the given lane (one due at elapsed goes to level 0's current slot). (elapsed is passed in: a caller in a loop keeps it in a
- * register rather than reloading it after every store through a timer.) */
+ * slot of the levels, in the given lane (one due at elapsed goes to level 0's current slot).
+ * elapsed is passed in: a caller in a loop keeps it in a register rather than reloading it after
+ * every store through a timer. */
 static inline __attribute__((always_inline)) void place_in(sx_wheel *w, sx_wheel_timer *t,
     uint64_t elapsed, uint64_t when, unsigned lane)
 {

@@ -89,8 +89,9 @@ SX_API void sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *))
  * the wheel's clock). A deadline in the past fires at the next advance. Deadlines beyond the
  * levels' range (2^42 ticks: 139 years at 1 ms, 1.4 years at 10 us) wait on a side list and
  * still fire on time. The wheel's time ends 2^48 ticks after its creation (8,900 years at 1 ms,
- * 89 years at 10 us): a later deadline fires then. Returns 0; -EINVAL for NULL or a timer without fn; -EBUSY if t is
- * already pending. O(1), wait-free, never blocks; the wheel's owner only.
+ * 89 years at 10 us): a later deadline fires then. Returns 0; -EINVAL for NULL or a timer
+ * without fn; -EBUSY if t is already pending. O(1), wait-free, never blocks; the wheel's owner
+ * only.
  */
 SX_API int sx_wheel_add(sx_wheel *w, sx_wheel_timer *t, uint64_t deadline_ns);
 
