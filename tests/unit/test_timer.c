@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <ck_pr.h>
 #include <strix.h>
@@ -139,6 +140,30 @@ static void test_earlier_timer_wakes_the_service(void **state)
 	assert_int_equal(sx_timer_add(p, 10 * MS, SX_TIMER_INLINE, hit_cb, &near, NULL), 0);
 	TU_WAIT_FOR(ck_pr_load_uint(&near.calls) == 1);
 	assert_true(near.at - t0 >= 10 * MS && near.at - t0 < 10 * MS + LATE_BOUND);
+	assert_int_equal(sx_timer_cancel(&tf), 0);
+	sx_pool_destroy(p);
+	assert_int_equal(far.calls, 0);
+}
+
+/* An idle service costs no CPU: with one timer an hour away, its thread sleeps until then (no
+ * periodic tick). Counted in voluntary context switches of the whole process, each a sleep that
+ * ended: a 1 ms tick would make about 500 in the half second, a 10 ms one 50. */
+static void test_idle_service_sleeps_until_its_timer(void **state)
+{
+	sx_pool *p = tu_pool(1);
+	struct hit far = { 0 };
+	struct rusage r0, r1;
+	sx_timer tf;
+	long switches;
+
+	(void)state;
+	assert_int_equal(sx_timer_add(p, 3600ull * 1000 * MS, SX_TIMER_INLINE, hit_cb, &far, &tf), 0);
+	tu_sleep_ns(50 * MS); /* the thread takes the timer and goes to sleep; the worker parks */
+	assert_int_equal(getrusage(RUSAGE_SELF, &r0), 0);
+	tu_sleep_ns(500 * MS);
+	assert_int_equal(getrusage(RUSAGE_SELF, &r1), 0);
+	switches = r1.ru_nvcsw - r0.ru_nvcsw;
+	assert_true(switches < 25);
 	assert_int_equal(sx_timer_cancel(&tf), 0);
 	sx_pool_destroy(p);
 	assert_int_equal(far.calls, 0);
@@ -297,6 +322,7 @@ int main(void)
 		cmocka_unit_test(test_absolute_and_past_deadlines),
 		cmocka_unit_test(test_cancel_before_and_after_expiry),
 		cmocka_unit_test(test_earlier_timer_wakes_the_service),
+		cmocka_unit_test(test_idle_service_sleeps_until_its_timer),
 		cmocka_unit_test(test_shutdown_flushes_pending_with_eshutdown),
 		cmocka_unit_test(test_add_after_shutdown_without_timers),
 		cmocka_unit_test(test_cancel_shutdown_reports_discarded_callbacks),
