@@ -106,8 +106,8 @@ void run_timers(benchmark::State &st, uint64_t n)
 
 	for (auto _ : st) {
 		bench_out o{};
-		o.tasks = g_smoke; /* service_timers: fewer lateness samples in a smoke run */
-		if (wheel_timers(n, &t, &o) != 0 || service_timers(n, &t, &o) != 0) {
+		if (wheel_timers(n, &t, &o) != 0 ||
+		    service_timers(n, g_smoke ? 200 : 5000, g_smoke ? 0.05 : 1.0, &t, &o) != 0) {
 			st.SkipWithError(o.err);
 			return;
 		}
@@ -121,6 +121,7 @@ void run_timers(benchmark::State &st, uint64_t n)
 	st.counters["svc_cancel_ns"] = t.svc_cancel_ns;
 	st.counters["svc_bytes_per_timer"] = t.svc_bytes_per_timer;
 	st.counters["lateness_p99_ticks"] = t.lateness_p99_ticks;
+	st.counters["svc_idle_cpu_pct"] = t.svc_idle_cpu_pct;
 }
 
 void run_breaker(benchmark::State &st, uint64_t ms)

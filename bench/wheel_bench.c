@@ -4,7 +4,8 @@
  * 60 s. Costs are per operation, amortized; the expiry figure includes every cascade.
  * The timer service's share (service_timers): the same deadlines through sx_timer_add and
  * sx_timer_cancel from one outside thread (the timer thread working beside it), and the lateness
- * of inline callbacks, wake-up included. And the cost of sx_breaker_done in a hot loop.
+ * of inline callbacks, wake-up included; the process's CPU while the service waits for a timer an
+ * hour away (no periodic tick). And the cost of sx_breaker_done in a hot loop.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -153,7 +154,8 @@ out:
 	return rc;
 }
 
-int service_timers(uint64_t n, bench_timers *out, bench_out *o)
+int service_timers(uint64_t n, unsigned lateness_samples, double idle_s, bench_timers *out,
+    bench_out *o)
 {
 	sx_timer *h = malloc(n * sizeof(*h));
 	uint64_t *delay = malloc(n * sizeof(*delay));
@@ -167,7 +169,7 @@ int service_timers(uint64_t n, bench_timers *out, bench_out *o)
 		goto out;
 	for (uint64_t i = 0; i < n; i++)
 		delay[i] = b8_delay_ns(&seed);
-	if (service_lateness(p, o->tasks ? 200 : 5000, 200000000u, &out->lateness_p99_ticks, o))
+	if (service_lateness(p, lateness_samples, 200000000u, &out->lateness_p99_ticks, o))
 		goto out;
 	/* One warm-up round so the node slabs exist, as in a steady state. */
 	for (int round = 0; round < 2; round++) {
@@ -188,6 +190,12 @@ int service_timers(uint64_t n, bench_timers *out, bench_out *o)
 	out->svc_cancel_ns = (double)(t2 - t1) / (double)(n - (n + 9) / 10);
 	out->svc_bytes_per_timer = 64; /* one cache line per node, from the pool's slabs */
 	o->seconds += (double)(t2 - t0) * 1e-9;
+	/* Idle: one timer an hour away. The thread's next wake (at the earliest cancelled deadline,
+	 * a few ms away) unlinks the cancelled timers; after that it should sleep the whole hour. */
+	if (sx_timer_add(p, 3600 * UINT64_C(1000000000), 0, count_cb, &flushed, NULL) != 0)
+		goto out;
+	bench_sleep_ns(300000000u);
+	out->svc_idle_cpu_pct = bench_idle_cpu_pct(idle_s);
 	rc = 0;
 out:
 	if (rc != 0 && o->err[0] == '\0')

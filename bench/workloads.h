@@ -66,9 +66,11 @@ int futex_wake(unsigned workers, uint64_t samples, uint64_t gap_ns, double idle_
 typedef struct bench_timers {
 	double insert_ns, cancel_ns, expiry_ns, bytes_per_timer;
 	double svc_insert_ns, svc_cancel_ns, svc_bytes_per_timer, lateness_p99_ticks;
+	double svc_idle_cpu_pct; /* process CPU while the service waits for a timer an hour away */
 } bench_timers;
 int wheel_timers(uint64_t n, bench_timers *out, bench_out *o);
-int service_timers(uint64_t n, bench_timers *out, bench_out *o);
+int service_timers(uint64_t n, unsigned lateness_samples, double idle_s, bench_timers *out,
+    bench_out *o);
 int breaker_poll(uint64_t ms, double *done_ns, bench_out *o);
 
 /* B3 fib(n): recursive fork-join, every call a task (2*fib(n+1)-1 of them), no cutoff.

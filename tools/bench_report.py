@@ -19,7 +19,7 @@ FIGURES = {
     "ping_pong": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
     "wake": ["p50_ns", "p99_ns", "p999_ns", "idle_cpu_pct"],
     "timers": ["insert_ns", "cancel_ns", "expiry_ns", "bytes_per_timer", "svc_insert_ns",
-               "svc_cancel_ns", "svc_bytes_per_timer", "lateness_p99_ticks"],
+               "svc_cancel_ns", "svc_bytes_per_timer", "lateness_p99_ticks", "svc_idle_cpu_pct"],
     "breaker": ["done_ns"],
     "chain": ["ns_per_task"],
     "chain/breaker": ["ns_per_task"],
