@@ -285,18 +285,24 @@ int sx_wheel_cancel(sx_wheel *w, sx_wheel_timer *t)
 
 /* The next occupied slot at or after elapsed, lowest level first (lower levels always come due
  * first). Its start tick goes to *tick. */
+/* The first slot set in a non-empty occupancy bitmap at or after pos, wrapping round. */
+static unsigned first_occupied(uint64_t occ, unsigned pos)
+{
+	uint64_t rotated = pos == 0 ? occ : (occ >> pos) | (occ << (SLOTS - pos));
+
+	return (pos + (unsigned)__builtin_ctzll(rotated)) & (SLOTS - 1);
+}
+
 static bool next_slot(const sx_wheel *w, unsigned *level, unsigned *slot, uint64_t *tick)
 {
 	for (unsigned l = 0; l < LEVELS; l++) {
 		uint64_t occ = w->occupied[l];
-		unsigned shift = l * SLOT_BITS, pos, s;
-		uint64_t rotated, level_start;
+		unsigned shift = l * SLOT_BITS, s;
+		uint64_t level_start;
 
 		if (occ == 0)
 			continue;
-		pos = (unsigned)((w->elapsed >> shift) & (SLOTS - 1));
-		rotated = pos == 0 ? occ : (occ >> pos) | (occ << (SLOTS - pos));
-		s = (pos + (unsigned)__builtin_ctzll(rotated)) & (SLOTS - 1);
+		s = first_occupied(occ, (unsigned)((w->elapsed >> shift) & (SLOTS - 1)));
 		level_start = w->elapsed & ~((UINT64_C(1) << (shift + SLOT_BITS)) - 1);
 		*level = l;
 		*slot = s;
@@ -335,13 +341,11 @@ static void prefetch_timer(const sx_wheel_timer *t)
 static void prefetch_next_slot(const sx_wheel *w, unsigned level, unsigned slot)
 {
 	uint64_t occ = w->occupied[level] & ~(UINT64_C(1) << slot);
-	unsigned pos = (slot + 1) & (SLOTS - 1), next;
-	uint64_t rotated;
+	unsigned next;
 
 	if (occ == 0)
 		return;
-	rotated = pos == 0 ? occ : (occ >> pos) | (occ << (SLOTS - pos));
-	next = (pos + (unsigned)__builtin_ctzll(rotated)) & (SLOTS - 1);
+	next = first_occupied(occ, (slot + 1) & (SLOTS - 1));
 	for (uint32_t bits = w->lanes[level * SLOTS + next]; bits != 0; bits &= bits - 1)
 		prefetch_timer(w->list[(level * SLOTS + next) * LANES + __builtin_ctz(bits)]);
 }
