@@ -6,6 +6,8 @@
 #   make bench-smoke  every benchmark once at tiny sizes (CI)
 #   make check-asan   tests under AddressSanitizer + UndefinedBehaviorSanitizer
 #   make check-tsan   tests under ThreadSanitizer (ck built on compiler builtins)
+#   make check-inject every allocation, thread and key creation failed in turn (ASan + LSan)
+#   make fuzz         libFuzzer targets against reference models, FUZZ_SECONDS each (clang)
 #   make clean
 
 CC       ?= gcc
@@ -26,8 +28,15 @@ UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 STRESS_TESTS := $(patsubst tests/stress/%.c,%,$(wildcard tests/stress/stress_*.c))
 # C++ programs using the public headers (release build only: they test the headers, not races).
 CXX_TESTS := $(patsubst tests/cxx/%.cc,%,$(wildcard tests/cxx/test_*.cc))
+# The seeds' upstream test suites ported to C (public API, like the unit tests).
+COMPAT_TESTS := $(patsubst tests/compat/%.c,%,$(wildcard tests/compat/compat_*.c))
+# Fault injection: each program fails allocations, thread and key creations in turn.
+INJECT_TESTS := $(patsubst tests/inject/%.c,%,$(wildcard tests/inject/inject_*.c))
+# libFuzzer targets comparing a module with a reference model on a virtual clock.
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all lib tests test bench bench-build bench-smoke check-asan check-tsan stress clean perf
+.PHONY: all lib tests test bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
+        stress clean perf
 
 # Targets that build first make sure the Debian packages are there (tools/deps.sh), then build in
 # a sub-make, so a parallel make never compiles before the headers are installed.
@@ -44,7 +53,7 @@ REL_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRCS) src/alloc_jemalloc.c)
 $(B)/obj/%.o: src/%.c $(wildcard src/*.h include/strix/*.h include/*.h) | $(B)/obj
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(B)/obj $(B)/tests $(B)/bench $(B)/asan $(B)/tsan:
+$(B)/obj $(B)/tests $(B)/bench $(B)/asan $(B)/tsan $(B)/inject $(B)/fuzz:
 	mkdir -p $@
 
 $(B)/strix.o: $(REL_OBJS)
@@ -63,7 +72,7 @@ lib: $(B)/libstrix.a $(B)/libstrix.so
 
 # ---- tests ------------------------------------------------------------------------------------
 TEST_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -Iinclude -Isrc -Itests -pthread
-TEST_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS) $(CXX_TESTS) $(STRESS_TESTS))
+TEST_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS))
 # Per-test link flags: test_group makes chosen thread creations fail through a wrapped
 # pthread_create (the library's calls included).
 TEST_LDFLAGS_test_group := -Wl,--wrap=pthread_create
@@ -71,6 +80,8 @@ TEST_LDFLAGS_test_group := -Wl,--wrap=pthread_create
 $(B)/tests/%: tests/unit/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS) $(TEST_LDFLAGS_$*)
 $(B)/tests/%: tests/stress/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
+	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS)
+$(B)/tests/%: tests/compat/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS)
 $(B)/tests/%: tests/cxx/%.cc $(wildcard include/strix/*.h include/*.h) $(B)/libstrix.a | $(B)/tests
 	$(CXX) -std=c++17 -Wall -Wextra $(CFLAGS) -Iinclude -pthread $< -o $@ $(B)/libstrix.a \
@@ -81,7 +92,7 @@ tests: lib $(TEST_BINS)
 test:
 	@tools/deps.sh test
 	$(MAKE) --no-print-directory tests
-	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(CXX_TESTS) $(STRESS_TESTS)
+	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS)
 
 # ---- sanitizers -------------------------------------------------------------------------------
 # Sanitizer builds compile the library straight into each test (no prelink) with the C library
@@ -95,23 +106,54 @@ $(B)/$(1)/%: tests/unit/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tes
 	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS) $$(TEST_LDFLAGS_$$*)
 $(B)/$(1)/%: tests/stress/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tests/*.h) | $(B)/$(1)
 	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
+$(B)/$(1)/%: tests/compat/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tests/*.h) | $(B)/$(1)
+	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
 endef
 $(eval $(call san_rule,asan,$(ASAN_FLAGS)))
 $(eval $(call san_rule,tsan,$(TSAN_FLAGS)))
 
 check-asan:
 	@tools/deps.sh test
-	$(MAKE) --no-print-directory $(addprefix $(B)/asan/,$(UNIT_TESTS) $(STRESS_TESTS))
+	$(MAKE) --no-print-directory $(addprefix $(B)/asan/,$(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  tools/run-tests.sh $(B)/asan $(UNIT_TESTS) $(STRESS_TESTS)
+	  tools/run-tests.sh $(B)/asan $(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS)
 
 TSAN_RUN := TSAN_OPTIONS="halt_on_error=1 history_size=7 second_deadlock_stack=1 \
   suppressions=$(CURDIR)/tests/tsan.supp"
 
 check-tsan:
 	@tools/deps.sh test
-	$(MAKE) --no-print-directory $(addprefix $(B)/tsan/,$(UNIT_TESTS) $(STRESS_TESTS))
-	$(TSAN_RUN) tools/run-tests.sh $(B)/tsan $(UNIT_TESTS) $(STRESS_TESTS)
+	$(MAKE) --no-print-directory $(addprefix $(B)/tsan/,$(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS))
+	$(TSAN_RUN) tools/run-tests.sh $(B)/tsan $(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS)
+
+# ---- fault injection --------------------------------------------------------------------------
+# The library's sources with tests/inject/faults.c in place of the allocator: it fails the k-th
+# allocation (or the k-th and all later ones) on the test's command, and wraps pthread_create and
+# pthread_key_create the same way. ASan + LSan: a failed call must leak nothing.
+INJECT_SRCS := $(LIB_SRCS) tests/inject/faults.c
+$(B)/inject/%: tests/inject/%.c $(INJECT_SRCS) $(wildcard src/*.h include/strix/*.h tests/*.h tests/inject/*.h) | $(B)/inject
+	$(CC) $(CSTD) $(WARN) $(ASAN_FLAGS) -Iinclude -Isrc -Itests -pthread $< $(INJECT_SRCS) -o $@ \
+	  -lcmocka $(LIBS) -Wl,--wrap=pthread_create -Wl,--wrap=pthread_key_create
+
+check-inject:
+	@tools/deps.sh test
+	$(MAKE) --no-print-directory $(addprefix $(B)/inject/,$(INJECT_TESTS))
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  tools/run-tests.sh $(B)/inject $(INJECT_TESTS)
+
+# ---- fuzzing ----------------------------------------------------------------------------------
+# libFuzzer (clang) with ASan + UBSan. Each target starts from its corpus in tests/fuzz/corpus/
+# (read only) and writes what it finds under build/fuzz/; CI runs each for FUZZ_SECONDS.
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+              -fno-sanitize-recover=all
+$(B)/fuzz/%: tests/fuzz/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tests/fuzz/*.h) | $(B)/fuzz
+	clang $(CSTD) -Wall -Wextra $(FUZZ_FLAGS) -Iinclude -Isrc -Itests -pthread $< $(SAN_SRCS) -o $@ $(LIBS)
+
+fuzz:
+	@tools/deps.sh test
+	$(MAKE) --no-print-directory $(addprefix $(B)/fuzz/,$(FUZZ_TARGETS))
+	tools/run-fuzz.sh $(B)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 # The stress programs only, longer: make stress STRESS=3 TSAN_STRESS=1 (release and TSan builds).
 STRESS ?= 1

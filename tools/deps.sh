@@ -11,7 +11,7 @@ set -euo pipefail
 purpose=${1:-test}
 
 base_pkgs=(build-essential pkg-config libck-dev libjemalloc-dev libcmocka-dev
-           libasan8 libubsan1 libtsan2)
+           libasan8 libubsan1 libtsan2 clang libclang-rt-14-dev)
 bench_pkgs=(g++ libbenchmark-dev cthreadpool-dev libuv1-dev libtbb-dev libgomp1
             gnuplot-nox valgrind linux-perf python3)
 
