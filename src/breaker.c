@@ -2,12 +2,25 @@
  * Breakers: a state word, a reference count, a callback list and the sources that trip it.
  *
  * The word (32 bits): 0 while armed, WAITERS set by a sleeping sx_breaker_wait; once tripped
- * DONE | signo << 16 | (-code & 0xffff), by one CAS from any armed value. Only the CAS winner
- * goes on: it wakes futex sleepers if WAITERS was set, closes the callback list with one
- * exchange (CLOSED), and, if the breaker has callbacks or sources to detach, takes a reference
- * and pushes the breaker on the notifier's queue, waking it through an event count. Every step
- * is an atomic or a futex system call, so tripping is async-signal-safe and wait-free but for
- * the queue push (lock-free).
+ * DONE | signo << 16 | (-code & 0xffff), by one CAS from any armed value. The tripping thread
+ * takes a reference before its CAS and gives it up last: the trip's other steps (waking futex
+ * sleepers if WAITERS was set, cancelling a timer, closing the callback list with one exchange)
+ * touch the breaker after the CAS that lets its owner see the trip and release it, so only that
+ * reference keeps the memory. If the breaker has callbacks or sources to detach, the reference
+ * goes to the notifier's queue with it (waking the notifier through an event count); otherwise
+ * it is dropped, and a drop that would be the last hands the breaker to the notifier to free
+ * (freeing is not async-signal-safe). Every step is an atomic or a futex system call, so
+ * tripping is async-signal-safe and lock-free.
+ *
+ * Derived breakers (multiplex, child) read their inputs' words as well as their own: each keeps
+ * a list of its ancestors (its inputs, then their ancestors, fixed at creation) and holds a
+ * reference on each input, so every ancestor's memory lives as long as it does. sx_breaker_done
+ * is done if its own word or an ancestor's is, so a derived breaker is done the moment the trip
+ * of any ancestor has happened: the propagation that sets its own word (an input's callback on
+ * the notifier) only wakes its waiters and runs its callbacks later. The first call that reads
+ * the code (err, signo, wait, trip, release, on_done) of a breaker whose ancestor has tripped
+ * sets its word to that ancestor's by the same CAS as a trip, so the code never changes after
+ * it was first read.
  *
  * The notifier thread (one per process, started by the first breaker that needs it) runs the
  * callbacks of each tripped breaker, detaches it from its sources, and takes pending signals.
@@ -71,11 +84,13 @@ struct sx_breaker {
 	uint32_t word;
 	uint32_t refs;
 	int kind;
+	uint32_t nanc;               /* ancestors (derived breakers); fixed at creation */
+	sx_breaker **anc;            /* inputs first (a reference on each), then their ancestors */
 	sx_breaker_cb *cbs;          /* Treiber stack; CLOSED once tripped */
 	sx_breaker_cb *fired;        /* the list the trip closed, for the notifier */
 	uint32_t linked;             /* nodes pushed since the last sweep (heuristic) */
 	uint32_t sweep_at;
-	sx_breaker *qnext;           /* notifier queue */
+	sx_breaker *qnext;           /* notifier queue; free_breaker's list once unreachable */
 	/* timer */
 	sx_timer timer;
 	uint32_t timer_armed;        /* 1 until the trip or the timer callback claims it (CAS) */
@@ -168,21 +183,40 @@ static void cb_unref(sx_breaker_cb *n)
 		sx__dfree(n, sizeof(*n), 16);
 }
 
+/* Frees b, and then each input whose last reference was b's (a list through qnext, not a
+ * recursion: a chain of children may be long). */
 static void free_breaker(sx_breaker *b)
 {
-	/* Nodes still listed: only possible for a breaker that never tripped, which release
-	 * prevents; kept for robustness (they are dropped, never run: b is unreachable). */
-	sx_breaker_cb *n = b->cbs;
+	b->qnext = NULL;
+	while (b != NULL) {
+		sx_breaker *rest = b->qnext;
+		/* Nodes still listed: only possible for a breaker that never tripped, which release
+		 * prevents; kept for robustness (they are dropped, never run: b is unreachable). */
+		sx_breaker_cb *n = b->cbs;
 
-	while (n != NULL && n != CLOSED) {
-		sx_breaker_cb *next = n->next;
+		while (n != NULL && n != CLOSED) {
+			sx_breaker_cb *next = n->next;
 
-		cb_unref(n);
-		n = next;
+			cb_unref(n);
+			n = next;
+		}
+		for (size_t i = 0; i < b->ninputs && b->anc != NULL; i++) {
+			sx_breaker *in = b->anc[i];
+			bool zero;
+
+			ck_pr_dec_32_zero(&in->refs, &zero);
+			if (zero) {
+				in->qnext = rest;
+				rest = in;
+			}
+		}
+		if (b->anc != NULL)
+			sx__dfree(b->anc, b->nanc * sizeof(*b->anc), 16);
+		if (b->inputs != NULL)
+			sx__dfree(b->inputs, b->ninputs * sizeof(*b->inputs), 16);
+		sx__dfree(b, sizeof(*b), 16);
+		b = rest;
 	}
-	if (b->inputs != NULL)
-		sx__dfree(b->inputs, b->ninputs * sizeof(*b->inputs), 16);
-	sx__dfree(b, sizeof(*b), 16);
 }
 
 static void unref(sx_breaker *b)
@@ -225,15 +259,67 @@ static uint32_t code_word(int err, int signo)
 	return W_DONE | ((uint32_t)signo << W_SIGSHIFT) | ((uint32_t)-err & W_CODE);
 }
 
-/* The one trip path. Async-signal-safe. Returns true if this call tripped b. */
-static bool trip_word(sx_breaker *b, uint32_t done_word)
+/* The word of b's first ancestor that has tripped (WAITERS cleared), or 0. Loads only. */
+static uint32_t ancestor_word(const sx_breaker *b)
 {
-	uint32_t v = ck_pr_load_32(&b->word);
-	sx_breaker_cb *chain;
+	for (uint32_t i = 0; i < b->nanc; i++) {
+		uint32_t w = ck_pr_load_32(&b->anc[i]->word);
+
+		if (w & W_DONE)
+			return w & ~W_WAITERS;
+	}
+	return 0;
+}
+
+static void queue_push(sx_breaker *b)
+{
+	sx_breaker *head = ck_pr_load_ptr(&nt.queue);
 
 	do {
-		if (v & W_DONE)
+		b->qnext = head;
+	} while (!ck_pr_cas_ptr_value(&nt.queue, head, b, &head));
+	ck_ec32_inc(&nt.ec, &sx__ec_mode);
+}
+
+/* Drop a reference from code that may run in a signal handler: the last one is handed to the
+ * notifier, which frees b (its run_tripped finds nothing left to do). Every breaker that can be
+ * tripped by a CAS started the notifier when it was created. */
+static void unref_async(sx_breaker *b)
+{
+	uint32_t r = ck_pr_load_32(&b->refs);
+
+	do {
+		if (r == 1) {
+			queue_push(b);
+			return;
+		}
+	} while (!ck_pr_cas_32_value(&b->refs, r, r - 1, &r));
+}
+
+/*
+ * The one trip path. Async-signal-safe. Returns true if this call tripped b with done_word;
+ * false if b had tripped, or if an ancestor had (b then takes that ancestor's word: it read as
+ * done already, so this is no new trip). The caller guarantees b's memory for the call only; the
+ * reference taken before the CAS covers everything after it.
+ */
+static bool trip_word(sx_breaker *b, uint32_t done_word)
+{
+	uint32_t v = ck_pr_load_32(&b->word), aw;
+	sx_breaker_cb *chain;
+	bool own = true;
+
+	if (v & W_DONE)
+		return false;
+	if ((aw = ancestor_word(b)) != 0) {
+		done_word = aw;
+		own = false;
+	}
+	ck_pr_inc_32(&b->refs);
+	do {
+		if (v & W_DONE) {
+			unref_async(b);
 			return false;
+		}
 	} while (!ck_pr_cas_32_value(&b->word, v, done_word, &v));
 	if (v & W_WAITERS)
 		sx__futex_wake(&b->word);
@@ -246,16 +332,24 @@ static bool trip_word(sx_breaker *b, uint32_t done_word)
 		ck_pr_dec_32(&b->refs);
 	chain = ck_pr_fas_ptr(&b->cbs, CLOSED);
 	if (chain != NULL || b->kind == K_INPUTS || b->kind == K_SIGNAL) {
-		sx_breaker *head = ck_pr_load_ptr(&nt.queue);
-
 		ck_pr_store_ptr(&b->fired, chain);
-		ck_pr_inc_32(&b->refs);
-		do {
-			b->qnext = head;
-		} while (!ck_pr_cas_ptr_value(&nt.queue, head, b, &head));
-		ck_ec32_inc(&nt.ec, &sx__ec_mode);
+		queue_push(b); /* our reference becomes the queue's */
+	} else {
+		unref_async(b);
 	}
-	return true;
+	return own;
+}
+
+/* b's word, after taking an ancestor's if one has tripped and b's own word has not yet. */
+static uint32_t settled_word(sx_breaker *b)
+{
+	uint32_t w = ck_pr_load_32(&b->word), aw;
+
+	if (!(w & W_DONE) && (aw = ancestor_word(b)) != 0) {
+		trip_word(b, aw);
+		w = ck_pr_load_32(&b->word);
+	}
+	return w;
 }
 
 int sx__breaker_trip_err(sx_breaker *b, int err)
@@ -472,9 +566,12 @@ static int tripped(sx_breaker **out, int err)
 int sx_breaker_create(sx_breaker **out)
 {
 	sx_breaker *b;
+	int rc;
 
 	if (out == NULL)
 		return -EINVAL;
+	if ((rc = notifier_start()) != 0)
+		return rc;
 	b = new_breaker(K_MANUAL);
 	if (b == NULL)
 		return -ENOMEM;
@@ -496,6 +593,8 @@ static int timed(sx_pool *pool, uint64_t when, unsigned flags, sx_breaker **out)
 	sx_breaker *b;
 	int rc;
 
+	if ((rc = notifier_start()) != 0)
+		return rc;
 	b = new_breaker(K_TIMER);
 	if (b == NULL)
 		return -ENOMEM;
@@ -536,6 +635,36 @@ static void input_tripped(sx_breaker *input, void *arg)
 	unref(b); /* the input node's reference */
 }
 
+/* b's ancestors: list's n inputs (a reference on each), then each input's ancestors. */
+static int set_ancestors(sx_breaker *b, sx_breaker *const *list, size_t n)
+{
+	size_t total = n, k = n;
+
+	for (size_t i = 0; i < n; i++) {
+		if (total > UINT32_MAX - list[i]->nanc)
+			return -ENOMEM;
+		total += list[i]->nanc;
+	}
+	b->anc = sx__zalloc(total * sizeof(*b->anc), 16);
+	b->inputs = sx__zalloc(n * sizeof(*b->inputs), 16);
+	if (b->anc == NULL || b->inputs == NULL) {
+		if (b->anc != NULL)
+			sx__dfree(b->anc, total * sizeof(*b->anc), 16);
+		if (b->inputs != NULL)
+			sx__dfree(b->inputs, n * sizeof(*b->inputs), 16);
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		b->anc[i] = list[i];
+		ck_pr_inc_32(&list[i]->refs);
+		for (uint32_t j = 0; j < list[i]->nanc; j++)
+			b->anc[k++] = list[i]->anc[j];
+	}
+	b->nanc = (uint32_t)total;
+	b->ninputs = n;
+	return 0;
+}
+
 int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **out)
 {
 	sx_breaker *b;
@@ -553,12 +682,10 @@ int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **out)
 	b = new_breaker(K_INPUTS);
 	if (b == NULL)
 		return -ENOMEM;
-	b->inputs = sx__zalloc(n * sizeof(*b->inputs), 16);
-	if (b->inputs == NULL) {
+	if (set_ancestors(b, list, n) != 0) {
 		sx__dfree(b, sizeof(*b), 16);
 		return -ENOMEM;
 	}
-	b->ninputs = n;
 	for (size_t i = 0; i < n; i++) {
 		sx_breaker_cb *h;
 		uint32_t w = ck_pr_load_32(&list[i]->word);
@@ -677,22 +804,24 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 
 bool sx_breaker_done(const sx_breaker *b)
 {
-	return (ck_pr_load_32(&b->word) & W_DONE) != 0;
+	return (ck_pr_load_32(&b->word) & W_DONE) != 0 || ancestor_word(b) != 0;
 }
 
+/* err and signo take a tripped ancestor's word into b's own (see the top of this file), which is
+ * why the const is cast away: reading the code fixes it. */
 int sx_breaker_err(const sx_breaker *b)
 {
 	uint32_t w;
 
 	if (b == NULL)
 		return -EINVAL;
-	w = ck_pr_load_32(&b->word);
+	w = settled_word((sx_breaker *)b);
 	return (w & W_DONE) ? -(int)(w & W_CODE) : 0;
 }
 
 int sx_breaker_signo(const sx_breaker *b)
 {
-	uint32_t w = b != NULL ? ck_pr_load_32(&b->word) : 0;
+	uint32_t w = b != NULL ? settled_word((sx_breaker *)b) : 0;
 
 	return (w & W_DONE) ? (int)((w >> W_SIGSHIFT) & 0x7f) : 0;
 }
@@ -703,10 +832,14 @@ int sx_breaker_wait(sx_breaker *b, int64_t timeout_ns)
 
 	if (b == NULL)
 		return -EINVAL;
-	if (timeout_ns > 0)
-		deadline = sx_clock_monotonic.now_ns(NULL) + (uint64_t)timeout_ns;
+	if (timeout_ns > 0) {
+		uint64_t now = sx_clock_monotonic.now_ns(NULL);
+
+		deadline = (uint64_t)timeout_ns < UINT64_MAX - now ? now + (uint64_t)timeout_ns
+		                                                   : UINT64_MAX;
+	}
 	for (;;) {
-		uint32_t w = ck_pr_load_32(&b->word);
+		uint32_t w = settled_word(b);
 
 		if (w & W_DONE)
 			return 0;
@@ -764,7 +897,7 @@ int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *, void *), void *ar
 
 	if (b == NULL || fn == NULL)
 		return -EINVAL;
-	if (ck_pr_load_ptr(&b->cbs) == CLOSED)
+	if ((settled_word(b) & W_DONE) || ck_pr_load_ptr(&b->cbs) == CLOSED)
 		return -EALREADY;
 	if ((rc = notifier_start()) != 0)
 		return rc;

@@ -21,9 +21,22 @@
  * -ESHUTDOWN (the pool whose timer a timeout breaker used was shut down first), or the code of
  * the input that tripped a multiplex or child.
  *
+ * Cancellation is synchronous: when sx_breaker_trip (or any other trip: a timer, a signal, a
+ * release) has happened, every breaker derived from the tripped one - children, multiplexes,
+ * grandchildren, a promise chain started with sx_promise_run_with, a fan-out's stop breaker -
+ * reads as done on its next sx_breaker_done, on any thread, also when the trip was made by a
+ * signal handler. A derived breaker checks its ancestors' words as well as its own; its own word
+ * takes the ancestor's code the first time anything reads its code, so sx_breaker_err never
+ * changes once read. Waking its sx_breaker_wait callers and running its callbacks happen a
+ * moment later, on the notifier thread.
+ *
  * Lifetime: every breaker a create function returns is the caller's reference; give it back
  * with sx_breaker_release once, after the last use. strix keeps internal references while a
- * timer, signal or input may still trip it, so release may be called at any time.
+ * timer, signal or input may still trip it, so release may be called at any time. A derived
+ * breaker keeps its inputs' memory (not their armed state) until it is freed itself. "Trip, then
+ * the waiter frees" is safe: a thread may release a breaker as soon as it sees it tripped, while
+ * the thread that tripped it is still inside sx_breaker_trip (the trip holds its own reference
+ * for as long as it touches the breaker).
  */
 #ifndef STRIX_BREAKER_H
 #define STRIX_BREAKER_H
@@ -50,7 +63,8 @@ typedef struct sx_breaker_cb sx_breaker_cb;
 
 /*
  * sx_breaker_create - a manual breaker: armed until sx_breaker_trip or sx_breaker_release.
- * Returns 0; -EINVAL for NULL out; -ENOMEM. Cold path (allocates); any thread.
+ * Returns 0; -EINVAL for NULL out; -ENOMEM; -EAGAIN (strix's notifier thread, started by the
+ * first breaker of the process, could not start). Cold path (allocates); any thread.
  */
 SX_API int sx_breaker_create(sx_breaker **out);
 
@@ -85,9 +99,11 @@ SX_API int sx_breaker_signal(const sigset_t *set, sx_breaker **out);
 
 /*
  * sx_breaker_multiplex - a breaker that trips as soon as any of the n inputs does, with that
- * input's code (and signal number). Inputs already tripped trip it at once; n == 0 gives a
+ * input's code (and signal number): it reads as done from the moment the input's trip has
+ * happened (see the top of this file). Inputs already tripped trip it at once; n == 0 gives a
  * breaker already tripped with -ECANCELED. Tripping or releasing the multiplex does not touch
- * the inputs; the inputs may be released before it (releasing one trips it, -ECANCELED).
+ * the inputs; the inputs may be released before it (releasing one trips it, -ECANCELED); their
+ * memory is kept until the multiplex is freed.
  * Returns 0; -EINVAL for NULL out, NULL list with n > 0, or a NULL input; -ENOMEM; -EAGAIN.
  * Allocates; never blocks. Any thread.
  */
@@ -100,18 +116,22 @@ SX_API int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **
 SX_API int sx_breaker_child(sx_breaker *parent, sx_breaker **out);
 
 /*
- * sx_breaker_done - whether b has tripped. One atomic load (acquire); wait-free; any thread and
- * signal handlers. b must not be NULL.
+ * sx_breaker_done - whether b has tripped, or any breaker it derives from has. One atomic load
+ * (acquire) for a breaker with no inputs, one more per ancestor for a derived one; wait-free;
+ * any thread and signal handlers. b must not be NULL.
  */
 SX_API bool sx_breaker_done(const sx_breaker *b);
 
 /*
  * sx_breaker_err - 0 while b is armed, then its error code, stable forever (see the top of this
- * file). Wait-free; any thread. NULL: -EINVAL.
+ * file): for a derived breaker whose ancestor has tripped, the ancestor's code, which this call
+ * makes b's own. Wait-free while b is armed or its own word is set; the call that takes an
+ * ancestor's code is a trip (lock-free). Any thread and signal handlers. NULL: -EINVAL.
  */
 SX_API int sx_breaker_err(const sx_breaker *b);
 
-/* sx_breaker_signo - the signal that tripped b, or 0 (armed, or tripped otherwise, or NULL). */
+/* sx_breaker_signo - the signal that tripped b, or 0 (armed, or tripped otherwise, or NULL).
+ * Reads the code as sx_breaker_err does. */
 SX_API int sx_breaker_signo(const sx_breaker *b);
 
 /*
@@ -128,8 +148,9 @@ SX_API int sx_breaker_wait(sx_breaker *b, int64_t timeout_ns);
  * sweep of withdrawn callbacks, it runs on the thread that is registering another callback). If handle is not NULL it receives a
  * handle for sx_breaker_withdraw, which must then be called exactly once (also after the
  * callback ran) to free it.
- * Returns 0; -EALREADY if b has already tripped (fn is not registered and never runs: check
- * sx_breaker_err); -EINVAL for NULL b or fn; -ENOMEM; -EAGAIN (notifier thread).
+ * Returns 0; -EALREADY if b has already tripped or reads as done through an ancestor (fn is not
+ * registered and never runs: check sx_breaker_err); -EINVAL for NULL b or fn; -ENOMEM; -EAGAIN
+ * (notifier thread).
  * Lock-free (one CAS; now and then an amortized O(1) sweep of withdrawn callbacks); allocates
  * one node. Any thread, also from a callback.
  */
@@ -146,7 +167,9 @@ SX_API int sx_breaker_withdraw(sx_breaker_cb *handle);
 
 /*
  * sx_breaker_trip - trip b with -ECANCELED. Idempotent: returns 0 if this call tripped it,
- * -EALREADY if it had tripped before (its code stays); -EINVAL for NULL.
+ * -EALREADY if it had tripped before or read as done through an ancestor (its code stays, or is
+ * the ancestor's); -EINVAL for NULL. When it returns, b and every breaker derived from it read
+ * as done on any thread. b may be released by another thread the moment it reads as done.
  * Wakes sx_breaker_wait callers, then hands callbacks and detaching to the notifier thread.
  * Lock-free, never blocks, async-signal-safe (atomics and futex wakes only). Any thread,
  * concurrently, and from signal handlers.

@@ -457,6 +457,180 @@ static void test_signal_disposition_restored(void **state)
 	signal(SIGUSR2, SIG_DFL);
 }
 
+/* ---- cancellation is synchronous --------------------------------------------------------------- */
+
+/* When sx_breaker_trip returns, every breaker derived from the tripped one reads as done, on this
+ * thread and on any other that looks afterwards; the code is the parent's and never changes. */
+struct sync_probe {
+	sx_breaker *volatile derived[3];
+	unsigned tripped;   /* round whose trip has returned (release store) */
+	unsigned checked;   /* round the other thread has checked */
+	unsigned rounds;
+	unsigned late;      /* derived breakers seen armed after the trip returned */
+};
+
+static void *sync_reader(void *arg)
+{
+	struct sync_probe *sp = arg;
+
+	for (unsigned r = 1; r <= sp->rounds; r++) {
+		while (ck_pr_load_uint(&sp->tripped) != r)
+			ck_pr_stall();
+		ck_pr_fence_acquire();
+		for (int i = 0; i < 3; i++)
+			if (!sx_breaker_done(sp->derived[i]))
+				sp->late++;
+		ck_pr_fence_release();
+		ck_pr_store_uint(&sp->checked, r);
+	}
+	return NULL;
+}
+
+static void test_derived_breakers_done_when_trip_returns(void **state)
+{
+	struct sync_probe sp = { .rounds = 2000 };
+	pthread_t th;
+	unsigned late_here = 0;
+
+	(void)state;
+	assert_int_equal(pthread_create(&th, NULL, sync_reader, &sp), 0);
+	for (unsigned r = 1; r <= sp.rounds; r++) {
+		sx_breaker *parent, *other, *child, *mux, *grandchild, *in[2];
+
+		assert_int_equal(sx_breaker_create(&parent), 0);
+		assert_int_equal(sx_breaker_create(&other), 0);
+		assert_int_equal(sx_breaker_child(parent, &child), 0);
+		in[0] = other;
+		in[1] = parent;
+		assert_int_equal(sx_breaker_multiplex(in, 2, &mux), 0);
+		assert_int_equal(sx_breaker_child(child, &grandchild), 0);
+		sp.derived[0] = child;
+		sp.derived[1] = mux;
+		sp.derived[2] = grandchild;
+		assert_int_equal(sx_breaker_trip(parent), 0);
+		ck_pr_fence_release();
+		ck_pr_store_uint(&sp.tripped, r);
+		for (int i = 0; i < 3; i++)
+			if (!sx_breaker_done(sp.derived[i]))
+				late_here++;
+		while (ck_pr_load_uint(&sp.checked) != r)
+			ck_pr_stall();
+		ck_pr_fence_acquire();
+		assert_int_equal(sx_breaker_err(child), -ECANCELED);
+		assert_int_equal(sx_breaker_err(mux), -ECANCELED);
+		assert_int_equal(sx_breaker_err(grandchild), -ECANCELED);
+		/* A derived breaker that reads as done has tripped: tripping it again is not new. */
+		assert_int_equal(sx_breaker_trip(grandchild), -EALREADY);
+		assert_int_equal(sx_breaker_wait(grandchild, 0), 0);
+		assert_int_equal(sx_breaker_err(grandchild), -ECANCELED);
+		sx_breaker_release(grandchild);
+		sx_breaker_release(mux);
+		sx_breaker_release(child);
+		sx_breaker_release(other);
+		sx_breaker_release(parent);
+	}
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(late_here, 0);
+	assert_int_equal(sp.late, 0);
+}
+
+/* The same when the trip comes from a signal handler of the application's. */
+static sx_breaker *volatile handler_target;
+
+static void trip_in_handler(int signo)
+{
+	(void)signo;
+	sx_breaker_trip(handler_target);
+}
+
+static void test_trip_from_a_signal_handler_is_synchronous(void **state)
+{
+	struct sigaction sa, old;
+	unsigned late = 0;
+
+	(void)state;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = trip_in_handler;
+	sigemptyset(&sa.sa_mask);
+	assert_int_equal(sigaction(SIGURG, &sa, &old), 0);
+	for (int r = 0; r < 500; r++) {
+		sx_breaker *parent, *child, *grandchild;
+
+		assert_int_equal(sx_breaker_create(&parent), 0);
+		assert_int_equal(sx_breaker_child(parent, &child), 0);
+		assert_int_equal(sx_breaker_child(child, &grandchild), 0);
+		handler_target = parent;
+		assert_int_equal(raise(SIGURG), 0); /* the handler has run when raise returns */
+		late += !sx_breaker_done(child) + !sx_breaker_done(grandchild);
+		assert_int_equal(sx_breaker_err(grandchild), -ECANCELED);
+		sx_breaker_release(grandchild);
+		sx_breaker_release(child);
+		sx_breaker_release(parent);
+	}
+	assert_int_equal(sigaction(SIGURG, &old, NULL), 0);
+	assert_int_equal(late, 0);
+}
+
+/* "Trip, then the waiter frees": another thread trips a breaker; its owner waits for it and
+ * releases it at once. The tripping thread must not touch it after the trip can be seen (ASan
+ * reports a use after free if it does). The breaker has a callback and a child, so the trip has
+ * work after its CAS. */
+struct tripper {
+	sx_breaker *volatile b;
+	unsigned go, done, stop;
+};
+
+static void *tripper_main(void *arg)
+{
+	struct tripper *t = arg;
+	unsigned seen = 0;
+
+	for (;;) {
+		unsigned g;
+
+		while ((g = ck_pr_load_uint(&t->go)) == seen && !ck_pr_load_uint(&t->stop))
+			ck_pr_stall();
+		if (g == seen)
+			return NULL;
+		seen = g;
+		ck_pr_fence_acquire();
+		sx_breaker_trip(t->b);
+		ck_pr_store_uint(&t->done, seen);
+	}
+}
+
+static void noop_cb(sx_breaker *b, void *arg)
+{
+	(void)b;
+	(void)arg;
+}
+
+static void test_trip_then_the_waiter_releases(void **state)
+{
+	struct tripper t = { 0 };
+	pthread_t th;
+
+	(void)state;
+	assert_int_equal(pthread_create(&th, NULL, tripper_main, &t), 0);
+	for (unsigned r = 1; r <= 5000; r++) {
+		sx_breaker *b, *child;
+
+		assert_int_equal(sx_breaker_create(&b), 0);
+		assert_int_equal(sx_breaker_on_done(b, noop_cb, NULL, NULL), 0);
+		assert_int_equal(sx_breaker_child(b, &child), 0);
+		sx_breaker_release(child);
+		t.b = b;
+		ck_pr_fence_release();
+		ck_pr_store_uint(&t.go, r);
+		assert_int_equal(sx_breaker_wait(b, -1), 0);
+		sx_breaker_release(b);
+		while (ck_pr_load_uint(&t.done) != r)
+			ck_pr_stall();
+	}
+	ck_pr_store_uint(&t.stop, 1);
+	assert_int_equal(pthread_join(th, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -476,6 +650,9 @@ int main(void)
 		cmocka_unit_test(test_signal_breaker_sigusr1),
 		cmocka_unit_test(test_signal_breaker_sigchld),
 		cmocka_unit_test(test_signal_disposition_restored),
+		cmocka_unit_test(test_derived_breakers_done_when_trip_returns),
+		cmocka_unit_test(test_trip_from_a_signal_handler_is_synchronous),
+		cmocka_unit_test(test_trip_then_the_waiter_releases),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

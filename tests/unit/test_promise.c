@@ -7,6 +7,7 @@
 
 #include "../testutil.h"
 
+#include <ck_pr.h>
 #include <strix/breaker.h>
 #include <strix/promise.h>
 
@@ -210,14 +211,28 @@ static void *get_10ms(void *arg)
 	return (void *)(intptr_t)sx_promise_get(arg, 10 * MS, NULL);
 }
 
+/* A step that returns only once the test opens its gate: "slow" whatever the machine's load. */
+static unsigned gate;
+
+static int wait_gate(sx_ctx *ctx, void *last, void **out)
+{
+	(void)ctx;
+	(void)last;
+	while (!ck_pr_load_uint(&gate))
+		tu_sleep_ns(100000);
+	*out = (void *)(intptr_t)42;
+	return 0;
+}
+
 static void test_twenty_slow_promises_time_out(void **state)
 {
 	sx_promise *p[20];
 	pthread_t th[20];
 
 	(void)state;
+	ck_pr_store_uint(&gate, 0);
 	for (int i = 0; i < 20; i++)
-		assert_int_equal(sx_promise_run(pool, sleep_then_value, (void *)100, &p[i]), 0);
+		assert_int_equal(sx_promise_run(pool, wait_gate, NULL, &p[i]), 0);
 	/* Twenty callers, each waiting 10 ms (at once, as in the seed's test). */
 	for (int i = 0; i < 20; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, get_10ms, p[i]), 0);
@@ -227,6 +242,7 @@ static void test_twenty_slow_promises_time_out(void **state)
 		pthread_join(th[i], &rc);
 		assert_int_equal((intptr_t)rc, -ETIMEDOUT);
 	}
+	ck_pr_store_uint(&gate, 1);
 	for (int i = 0; i < 20; i++) {
 		assert_ptr_equal(must_get(p[i]), (void *)42);
 		sx_promise_release(p[i]);
@@ -488,6 +504,50 @@ static void test_run_with_timeout_breaker(void **state)
 	assert_int_equal(never_runs, 0);
 	sx_promise_release(a);
 	sx_breaker_release(t);
+}
+
+/* A step that trips its chain's stop breaker: the next step never starts, since the chain's
+ * breaker (a child of stop) is done when the trip returns. */
+static unsigned next_ran;
+
+static int trip_stop(sx_ctx *ctx, void *last, void **out)
+{
+	(void)last;
+	(void)out;
+	sx_breaker_trip(ctx->arg);
+	return 0;
+}
+
+static int count_next(sx_ctx *ctx, void *last, void **out)
+{
+	(void)ctx;
+	(void)last;
+	(void)out;
+	ck_pr_inc_uint(&next_ran);
+	return 0;
+}
+
+static void test_step_tripping_its_stop_skips_the_next(void **state)
+{
+	enum { CHAINS = 2000 };
+	static sx_breaker *stop[CHAINS];
+	static sx_promise *first[CHAINS], *second[CHAINS];
+
+	(void)state;
+	next_ran = 0;
+	for (int i = 0; i < CHAINS; i++) {
+		assert_int_equal(sx_breaker_create(&stop[i]), 0);
+		assert_int_equal(sx_promise_run_with(pool, stop[i], trip_stop, stop[i], &first[i]), 0);
+		assert_int_equal(sx_promise_then(first[i], count_next, NULL, &second[i]), 0);
+	}
+	for (int i = 0; i < CHAINS; i++) {
+		/* The stop breaker's own code, not a generic -ECANCELED. */
+		assert_int_equal(sx_promise_get(second[i], -1, NULL), -ECANCELED);
+		sx_promise_release(second[i]);
+		sx_promise_release(first[i]);
+		sx_breaker_release(stop[i]);
+	}
+	assert_int_equal(ck_pr_load_uint(&next_ran), 0);
 }
 
 static void test_get_until(void **state)
@@ -809,6 +869,7 @@ int main(void)
 		cmocka_unit_test(test_any_and_race),
 		cmocka_unit_test(test_cancel_combinator_cancels_inputs),
 		cmocka_unit_test(test_fork_join_no_deadlock),
+		cmocka_unit_test(test_step_tripping_its_stop_skips_the_next),
 		cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_shutdown),
 	};
