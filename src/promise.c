@@ -258,10 +258,12 @@ static inline uint32_t outcome(const sx_promise *q)
 static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *), bool drop)
 {
 	sx_promise *todo = NULL;
+	int todo_err = -ESHUTDOWN;
 
 	for (;;) {
 		struct sx__cont *list, *fifo = NULL;
 		uint32_t old;
+		int rc;
 
 		if (err != 0 && dtor != NULL && value != NULL)
 			dtor(value); /* a failed step's value is nobody's */
@@ -287,7 +289,8 @@ static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *)
 				c->fire(c);
 				continue;
 			}
-			if (sx_pool_submit_task(of_cont(c)->pool, &of_cont(c)->task) != 0) {
+			if ((rc = sx_pool_submit_task(of_cont(c)->pool, &of_cont(c)->task)) != 0) {
+				todo_err = rc; /* what the pool said: -ESHUTDOWN once it stops */
 				c->next = (struct sx__cont *)todo;
 				todo = of_cont(c);
 			}
@@ -299,7 +302,7 @@ static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *)
 			return;
 		q = todo;
 		todo = (sx_promise *)q->cont.next;
-		err = -ESHUTDOWN;
+		err = todo_err;
 		value = NULL;
 		dtor = NULL;
 	}

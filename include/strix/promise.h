@@ -127,10 +127,16 @@ SX_API int sx_promise_recover_and_retry(sx_promise *p, sx_recover_fn recover, vo
 
 /*
  * sx_promise_get - wait for p to settle: 0 with its value in *value (value may be NULL), or the
- * error it was rejected with. Returns -ECANCELED as soon as the chain is cancelled, unless p had
- * already settled (then its outcome). Waits at most timeout_ns: < 0 forever, 0 just looks;
- * -ETIMEDOUT when it runs out (the chain keeps running; sx_promise_cancel it to stop it).
+ * error it was rejected with (whatever a step returned, or a code below that settled it). As
+ * soon as the chain's breaker trips it returns that breaker's code, unless p had already settled
+ * (then its outcome): -ECANCELED after sx_promise_cancel, or, for a chain started with
+ * sx_promise_run_with, the stop breaker's code (-ETIMEDOUT, SX_ESIGNAL, -ECANCELED, ...).
+ * Waits at most timeout_ns: < 0 forever, 0 just looks; -ETIMEDOUT when it runs out (the chain
+ * keeps running; sx_promise_cancel it to stop it).
  * sx_promise_get_until - the same, waiting until stop trips instead: returns stop's error then.
+ * Either also returns -ENOMEM or -EAGAIN when a caller off the pool could not register its wake-up
+ * (the chain's breaker could not be created, or the notifier thread could not start); p is
+ * unchanged then.
  *
  * Called on one of the pool's workers it runs other tasks while it waits (so recursive fork-join
  * cannot deadlock: the task it waits for is run by itself or by another worker), checking p, the
