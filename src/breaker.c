@@ -183,6 +183,26 @@ static void cb_unref(sx_breaker_cb *n)
 		sx__dfree(n, sizeof(*n), 16);
 }
 
+/* A breaker and, for a derived one, its two arrays after it: one allocation. */
+static size_t breaker_size(size_t ninputs, size_t nanc)
+{
+	return sizeof(sx_breaker) + ninputs * sizeof(sx_breaker_cb *) + nanc * sizeof(sx_breaker *);
+}
+
+static sx_breaker *new_sized(int kind, size_t ninputs, size_t nanc)
+{
+	sx_breaker *b = sx__zalloc(breaker_size(ninputs, nanc), 16);
+
+	if (b != NULL) {
+		b->refs = 1;
+		b->kind = kind;
+		b->sweep_at = SWEEP_MIN;
+		b->inputs = ninputs > 0 ? (sx_breaker_cb **)(b + 1) : NULL;
+		b->anc = nanc > 0 ? (sx_breaker **)((sx_breaker_cb **)(b + 1) + ninputs) : NULL;
+	}
+	return b;
+}
+
 /* Frees b, and then each input whose last reference was b's (a list through qnext, not a
  * recursion: a chain of children may be long). */
 static void free_breaker(sx_breaker *b)
@@ -200,7 +220,7 @@ static void free_breaker(sx_breaker *b)
 			cb_unref(n);
 			n = next;
 		}
-		for (size_t i = 0; i < b->ninputs && b->anc != NULL; i++) {
+		for (size_t i = 0; i < b->ninputs; i++) {
 			sx_breaker *in = b->anc[i];
 			bool zero;
 
@@ -210,11 +230,7 @@ static void free_breaker(sx_breaker *b)
 				rest = in;
 			}
 		}
-		if (b->anc != NULL)
-			sx__dfree(b->anc, b->nanc * sizeof(*b->anc), 16);
-		if (b->inputs != NULL)
-			sx__dfree(b->inputs, b->ninputs * sizeof(*b->inputs), 16);
-		sx__dfree(b, sizeof(*b), 16);
+		sx__dfree(b, breaker_size(b->ninputs, b->nanc), 16);
 		b = rest;
 	}
 }
@@ -540,14 +556,7 @@ static void run_tripped(sx_breaker *b)
 
 static sx_breaker *new_breaker(int kind)
 {
-	sx_breaker *b = sx__zalloc(sizeof(*b), 16);
-
-	if (b != NULL) {
-		b->refs = 1;
-		b->kind = kind;
-		b->sweep_at = SWEEP_MIN;
-	}
-	return b;
+	return new_sized(kind, 0, 0);
 }
 
 /* A breaker born tripped (no sources, no notifier needed). */
@@ -602,7 +611,7 @@ static int timed(sx_pool *pool, uint64_t when, unsigned flags, sx_breaker **out)
 	b->timer_armed = 1;
 	rc = sx_timer_add(pool, when, flags | SX_TIMER_INLINE, timer_fired, b, &b->timer);
 	if (rc != 0) {
-		sx__dfree(b, sizeof(*b), 16);
+		sx__dfree(b, breaker_size(0, 0), 16);
 		return rc;
 	}
 	*out = b;
@@ -635,25 +644,20 @@ static void input_tripped(sx_breaker *input, void *arg)
 	unref(b); /* the input node's reference */
 }
 
-/* b's ancestors: list's n inputs (a reference on each), then each input's ancestors. */
-static int set_ancestors(sx_breaker *b, sx_breaker *const *list, size_t n)
+/* A derived breaker of n inputs: its handles and its ancestors (list's inputs, a reference on
+ * each, then each input's ancestors) in the same allocation. NULL: out of memory. */
+static sx_breaker *new_derived(sx_breaker *const *list, size_t n)
 {
 	size_t total = n, k = n;
+	sx_breaker *b;
 
 	for (size_t i = 0; i < n; i++) {
 		if (total > UINT32_MAX - list[i]->nanc)
-			return -ENOMEM;
+			return NULL;
 		total += list[i]->nanc;
 	}
-	b->anc = sx__zalloc(total * sizeof(*b->anc), 16);
-	b->inputs = sx__zalloc(n * sizeof(*b->inputs), 16);
-	if (b->anc == NULL || b->inputs == NULL) {
-		if (b->anc != NULL)
-			sx__dfree(b->anc, total * sizeof(*b->anc), 16);
-		if (b->inputs != NULL)
-			sx__dfree(b->inputs, n * sizeof(*b->inputs), 16);
-		return -ENOMEM;
-	}
+	if ((b = new_sized(K_INPUTS, n, total)) == NULL)
+		return NULL;
 	for (size_t i = 0; i < n; i++) {
 		b->anc[i] = list[i];
 		ck_pr_inc_32(&list[i]->refs);
@@ -662,7 +666,7 @@ static int set_ancestors(sx_breaker *b, sx_breaker *const *list, size_t n)
 	}
 	b->nanc = (uint32_t)total;
 	b->ninputs = n;
-	return 0;
+	return b;
 }
 
 int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **out)
@@ -679,13 +683,9 @@ int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **out)
 		return tripped(out, -ECANCELED);
 	if ((rc = notifier_start()) != 0)
 		return rc;
-	b = new_breaker(K_INPUTS);
+	b = new_derived(list, n);
 	if (b == NULL)
 		return -ENOMEM;
-	if (set_ancestors(b, list, n) != 0) {
-		sx__dfree(b, sizeof(*b), 16);
-		return -ENOMEM;
-	}
 	for (size_t i = 0; i < n; i++) {
 		sx_breaker_cb *h;
 		uint32_t w = ck_pr_load_32(&list[i]->word);
@@ -783,7 +783,7 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 			if (b->sigs & (UINT64_C(1) << (s - 1)))
 				sig_remove(b, s);
 		pthread_mutex_unlock(&sig_lock);
-		sx__dfree(b, sizeof(*b), 16);
+		sx__dfree(b, breaker_size(0, 0), 16);
 		return rc;
 	}
 	b->refs = 2; /* the caller's and the registry's */
