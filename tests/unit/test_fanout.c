@@ -330,6 +330,37 @@ static void test_breaker_and_negative_timeout_stop_it(void **state)
 	sx_breaker_release(b);
 }
 
+/* A call that trips the breaker given in the options: the fan-out's stop breaker derives from it,
+ * so with one lane no later call starts (each checks stop before it runs). Repeated, since the
+ * race it guards against (the stop breaker learning of the trip later) needs a loaded machine. */
+static int trip_given(sx_breaker *stop, size_t i, void *arg)
+{
+	(void)stop;
+	(void)i;
+	enter();
+	sx_breaker_trip(arg);
+	leave();
+	return 0;
+}
+
+static void test_call_tripping_the_given_breaker_stops_the_rest(void **state)
+{
+	sx_fanout_opts o = SX_FANOUT_OPTS_INIT;
+
+	(void)state;
+	o.limit = 1;
+	for (int r = 0; r < 500; r++) {
+		sx_breaker *b;
+
+		reset();
+		assert_int_equal(sx_breaker_create(&b), 0);
+		o.breaker = b;
+		assert_int_equal(sx_fanout_map(pool, 100, trip_given, b, &o), -ECANCELED);
+		assert_int_equal(started, 1);
+		sx_breaker_release(b);
+	}
+}
+
 static uint8_t *once;
 
 static int mark(sx_breaker *stop, size_t i, void *arg)
@@ -443,6 +474,7 @@ int main(void)
 		cmocka_unit_test(test_no_fail_fast_collects_every_error),
 		cmocka_unit_test(test_cancel_midway),
 		cmocka_unit_test(test_breaker_and_negative_timeout_stop_it),
+		cmocka_unit_test(test_call_tripping_the_given_breaker_stops_the_rest),
 		cmocka_unit_test(test_million_calls_limit_64_exactly_once),
 		cmocka_unit_test(test_nested_inside_a_worker),
 		cmocka_unit_test(test_bad_input_changes_nothing),
