@@ -96,7 +96,7 @@ typedef uint64_t sx_circuit_permit;
 /* Counts of the current window (or, in a callback, of the generation that just ended). */
 typedef struct sx_circuit_metrics {
 	int state;                   /* enum sx_circuit_state */
-	uint32_t generation;         /* 15 bits, wraps */
+	uint64_t generation;         /* 42 bits, wraps */
 	uint64_t calls;              /* results in the window */
 	uint64_t failures;
 	uint64_t slow;
