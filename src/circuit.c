@@ -654,7 +654,7 @@ static int classify(const sx_circuit *c, int result)
 	return result == -ECANCELED ? SX_CIRCUIT_IGNORE : SX_CIRCUIT_FAILURE;
 }
 
-/* A CLOSED or METRICS_ONLY result of generation gen, whose word the caller saw as w. */
+/* A CLOSED or METRICS_ONLY result of the generation of w, the word the caller saw. */
 static void record_closed(sx_circuit *c, uint64_t w, bool fail, bool slow)
 {
 	bool timed = c->window == SX_CIRCUIT_WINDOW_TIME;
@@ -734,7 +734,8 @@ int sx_circuit_state(sx_circuit *c)
 	if (c == NULL)
 		return -EINVAL;
 	w = ck_pr_load_64(&c->word);
-	if (W_STATE(w) == SX_CIRCUIT_OPEN || W_STATE(w) == SX_CIRCUIT_HALF_OPEN) {
+	if (W_STATE(w) == SX_CIRCUIT_OPEN ||
+	    (W_STATE(w) == SX_CIRCUIT_HALF_OPEN && W_ISSUED(w) == c->permits)) {
 		refresh(c, now_of(c));
 		w = ck_pr_load_64(&c->word);
 	}
