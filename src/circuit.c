@@ -1,38 +1,52 @@
 /*
  * Circuit breaker. The whole state is one 64-bit word, changed only by CAS:
  *
- *     bits 63..32  until: OPEN: ms (since the circuit's origin) when it may half-open;
- *                  HALF_OPEN: the probe lease deadline once every probe is out; serial
- *                  arithmetic, so durations stay below 2^31 ms
- *     bits 31..17  generation, bumped by every transition (a permit carries it)
+ *     bits 63..22  generation (42 bits), bumped by every transition (a permit carries it)
+ *     bits 21..17  the deadline cell (0: none)
  *     bits 16..10  HALF_OPEN: successful probes
  *     bits  9..3   HALF_OPEN: probes handed out
  *     bits  2..0   state
  *
  * Every transition is one CAS from the word its maker saw to the next generation, so of two
  * racing transitions out of the same state exactly one happens, and results that were measured
- * against the old word (same generation check) cannot act on the new one. Effects that follow a
- * transition (resetting the consecutive-failure count, arming a timer, the callback) run after
- * the CAS, outside anything.
+ * against the old word (same generation check) cannot act on the new one. Generations are only
+ * ever compared for equality: a result, a stripe or a permit belongs to the current generation or
+ * it does not, and a value 2^42 transitions old is the only one that could be taken for the
+ * current one. Effects that follow a transition (arming a timer, the callback) run after the CAS,
+ * outside anything.
+ *
+ * Deadlines (OPEN: when it may half-open; HALF_OPEN with every probe out: the probe lease) are
+ * whole ns on the circuit's clock and live in cells, not in the word: the word names the cell of
+ * its deadline. A maker that needs a deadline first claims a free cell for itself alone (busy 0 ->
+ * 1 by CAS, and not the one the word names), writes the deadline and the open duration into it,
+ * then CASes the word to name it, and frees the claim whether its CAS won or not. A cell is thus
+ * written only by its claimer, and only while the word does not name it, so a reader that finds a
+ * cell through the word it loaded reads that word's deadline, or (if the word has moved on since)
+ * a later one, which can only make it refuse a call the circuit had refused a moment before, or
+ * attempt a transition whose CAS then fails. The open duration travels with the cells (each
+ * trip's is the one before times open_backoff, capped), reset by every close, which names no
+ * cell. Claiming scans NCELLS - 1 cells; it finds one free unless NCELLS - 2 threads are
+ * suspended between their claim and their CAS at once.
  *
  * Results of CLOSED (and METRICS_ONLY) calls go to stripes: NSTRIPES blocks of cache lines, a
- * thread always writing the same one (a per-thread slot number, taken once). A stripe's counts
- * are tagged with the low 13 bits of the generation they belong to; a stripe whose tag is older
- * than the permit being recorded is reset by whoever records first, and merging skips stripes
- * of other generations, so a new CLOSED spell starts with an empty window without anyone
- * sweeping the stripes at the transition.
+ * thread always writing the same one (a per-thread slot number, taken once). A stripe carries the
+ * generation its counts belong to; the first recorder of a newer generation (one that finds its
+ * permit's generation still current) moves the stripe to it by CAS and resets its window, and
+ * merging skips stripes of other generations, so a new CLOSED spell starts with an empty window
+ * without anyone sweeping the stripes at the transition.
  *
- *   COUNT window: a header word (position 12 bits, count 13, failures 13, slow 13, generation
- *   13) moved by CAS, and two bit rings (failed, slow) of window_size bits; recording reads the
- *   bits about to be overwritten, moves the header, then flips the bits that change.
- *   TIME window: window_buckets slots of {key, calls, failures, slow}; key = generation tag and
- *   bucket number; the first recorder of a new bucket claims the slot by CAS on its key and
- *   clears it, the others add with fetch-and-add.
+ *   COUNT window: a header word (ring position and fill 13 bits, failures 13, slow 13, and the
+ *   low 25 bits of the generation, so that a recorder racing with a reset fails its CAS) moved by
+ *   CAS, and two bit rings (failed, slow) of window_size bits; recording reads the bits about to
+ *   be overwritten, moves the header, then writes the bits of its own position.
+ *   TIME window: window_buckets slots of {bucket number + 1 (0: empty), calls, failures, slow}:
+ *   the first recorder of a new bucket claims the slot by CAS on its key and clears it, the others
+ *   add with fetch-and-add.
  *
  * Two threads share a stripe only when more than NSTRIPES threads record; the CASes keep the
  * counts consistent then, except that a recorder preempted between its header CAS and its bit
- * flip for a whole lap of the ring can leave one bit stale (the counts never go negative; the
- * next reset clears it).
+ * write for a whole lap of the ring can leave one bit stale, and results recorded while another
+ * thread resets the stripe may be lost (the counts never go negative; the next reset clears it).
  */
 #include <errno.h>
 #include <math.h>
@@ -44,41 +58,48 @@
 #include "pool_impl.h"
 
 #define NSTRIPES 16u
+#define NCELLS 32u
 
 #define W_STATE(w) ((unsigned)((w) & 7u))
 #define W_ISSUED(w) ((unsigned)(((w) >> 3) & 127u))
 #define W_SUCC(w) ((unsigned)(((w) >> 10) & 127u))
-#define W_GEN(w) ((uint32_t)(((w) >> 17) & 0x7fffu))
-#define W_UNTIL(w) ((uint32_t)((w) >> 32))
+#define W_CELL(w) ((unsigned)(((w) >> 17) & (NCELLS - 1)))
+#define W_GEN(w) ((w) >> 22)
 #define W_ISSUED_ONE (UINT64_C(1) << 3)
 #define W_SUCC_ONE (UINT64_C(1) << 10)
+#define W_CELL_MASK ((uint64_t)(NCELLS - 1) << 17)
+#define GEN_MASK ((UINT64_C(1) << 42) - 1)
 
 #define PERMIT_VALID (UINT64_C(1) << 63)
-#define TAG(gen) ((uint32_t)(gen) & 0x1fffu)
+#define TAG(gen) ((uint64_t)(gen) & 0x1ffffffu)
 
-/* COUNT stripe header fields. */
-#define H_POS(h) ((uint32_t)((h) & 0xfffu))
-#define H_CNT(h) ((uint32_t)(((h) >> 12) & 0x1fffu))
-#define H_FAIL(h) ((uint32_t)(((h) >> 25) & 0x1fffu))
-#define H_SLOW(h) ((uint32_t)(((h) >> 38) & 0x1fffu))
-#define H_TAG(h) ((uint32_t)((h) >> 51))
-
-/* TIME slot keys: generation tag above a 48-bit bucket number. */
-#define K_TAG(k) ((uint32_t)((k) >> 48))
-#define K_IDX(k) ((k) & ((UINT64_C(1) << 48) - 1))
+/* COUNT stripe header fields: v < size: size not reached, v calls, next position v; v >= size:
+ * full, next position v - size. */
+#define H_V(h) ((uint32_t)((h) & 0x1fffu))
+#define H_FAIL(h) ((uint32_t)(((h) >> 13) & 0x1fffu))
+#define H_SLOW(h) ((uint32_t)(((h) >> 26) & 0x1fffu))
+#define H_TAG(h) ((h) >> 39)
 
 typedef struct stripe {
+	uint64_t gen;       /* the generation whose results the stripe holds */
 	uint64_t hdr;       /* COUNT: the header; TIME: unused */
 	uint64_t rejected;  /* calls refused on this stripe's threads */
 	uint64_t data[];    /* COUNT: failed bits then slow bits; TIME: slots of 4 words */
 } stripe;
 
+typedef struct cell {
+	uint32_t busy;      /* claimed by a maker writing it */
+	uint64_t at;        /* the deadline, ns on the circuit's clock */
+	uint64_t dur;       /* the open duration of the latest trip; 0: none since the last close */
+} cell;
+
 struct sx_circuit {
 	SX__ALIGNED uint64_t word;
 	SX__ALIGNED uint64_t consec;   /* failures in a row (CLOSED) */
-	uint32_t trips;                /* trips since the last close: the open duration grows */
 	uint32_t refs;                 /* the creator's and one per pending timer */
 	int destroyed;
+
+	SX__ALIGNED cell cells[NCELLS]; /* cells[0] is never claimed: "no deadline" */
 
 	SX__ALIGNED char *stripes;
 	size_t stripe_bytes;
@@ -99,7 +120,6 @@ struct sx_circuit {
 	void *on_state_arg;
 	sx_pool *pool;
 	sx_clock clock;
-	uint64_t origin;
 };
 
 static __thread uint32_t my_slot __attribute__((tls_model("initial-exec")));
@@ -110,7 +130,7 @@ static stripe *stripe_at(const sx_circuit *c, unsigned i)
 	return (stripe *)(void *)(c->stripes + (size_t)i * c->stripe_bytes);
 }
 
-static stripe *my_stripe(const sx_circuit *c)
+static uint32_t slot_of_thread(void)
 {
 	uint32_t s = my_slot;
 
@@ -120,7 +140,12 @@ static stripe *my_stripe(const sx_circuit *c)
 			s = ck_pr_faa_32(&next_slot, 1) + 1;
 		my_slot = s;
 	}
-	return stripe_at(c, (s - 1) & (NSTRIPES - 1));
+	return s;
+}
+
+static stripe *my_stripe(const sx_circuit *c)
+{
+	return stripe_at(c, (slot_of_thread() - 1) & (NSTRIPES - 1));
 }
 
 static uint64_t now_of(const sx_circuit *c)
@@ -128,32 +153,62 @@ static uint64_t now_of(const sx_circuit *c)
 	return c->clock.now_ns(c->clock.ctx);
 }
 
-static uint32_t ms_of(const sx_circuit *c, uint64_t now)
+static uint64_t sat_add(uint64_t a, uint64_t b)
 {
-	return (uint32_t)((now - c->origin) / 1000000u);
+	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
 }
 
-/* The until field for a deadline `ns` from now: rounded up, never early. */
-static uint32_t until_of(const sx_circuit *c, uint64_t now, uint64_t ns)
+static uint64_t w_make(unsigned state, uint64_t gen, unsigned cellno)
 {
-	return (uint32_t)((now - c->origin + ns + 999999u) / 1000000u);
+	return (gen & GEN_MASK) << 22 | (uint64_t)cellno << 17 | state;
 }
 
-static bool passed(const sx_circuit *c, uint64_t now, uint32_t until)
+/* The deadline of word w (as its cell holds it; a later one if w is no longer current). */
+static uint64_t w_at(const sx_circuit *c, uint64_t w)
 {
-	return (int32_t)(ms_of(c, now) - until) >= 0;
+	ck_pr_fence_load();
+	return ck_pr_load_64((uint64_t *)&c->cells[W_CELL(w)].at);
 }
 
-static uint64_t until_ns(const sx_circuit *c, uint64_t now, uint32_t until)
+static uint64_t w_dur(const sx_circuit *c, uint64_t w)
 {
-	int64_t ahead = (int32_t)(until - ms_of(c, now));
-
-	return now - (now - c->origin) % 1000000u + (uint64_t)(ahead * 1000000);
+	ck_pr_fence_load();
+	return ck_pr_load_64((uint64_t *)&c->cells[W_CELL(w)].dur);
 }
 
-static uint64_t w_make(unsigned state, uint32_t gen, uint32_t until)
+/* A cell for this thread alone, not named by the word: see the top of the file. */
+static unsigned cell_claim(sx_circuit *c)
 {
-	return (uint64_t)until << 32 | (uint64_t)(gen & 0x7fffu) << 17 | state;
+	unsigned start = slot_of_thread();
+
+	for (;;) {
+		for (unsigned k = 0; k < NCELLS - 1; k++) {
+			unsigned j = 1 + (start + k) % (NCELLS - 1);
+
+			if (ck_pr_load_32(&c->cells[j].busy) != 0 ||
+			    W_CELL(ck_pr_load_64(&c->word)) == j ||
+			    !ck_pr_cas_32(&c->cells[j].busy, 0, 1))
+				continue;
+			ck_pr_fence_memory();
+			if (W_CELL(ck_pr_load_64(&c->word)) != j)
+				return j;
+			ck_pr_store_32(&c->cells[j].busy, 0);
+		}
+		ck_pr_stall();
+	}
+}
+
+static void cell_fill(sx_circuit *c, unsigned j, uint64_t at, uint64_t dur)
+{
+	ck_pr_store_64(&c->cells[j].at, at);
+	ck_pr_store_64(&c->cells[j].dur, dur);
+	ck_pr_fence_store();
+}
+
+static void cell_free(sx_circuit *c, unsigned j)
+{
+	ck_pr_fence_release();
+	ck_pr_store_32(&c->cells[j].busy, 0);
 }
 
 /* ---- lifetime ------------------------------------------------------------------------------- */
@@ -204,6 +259,14 @@ static int check_opts(const sx_circuit_opts *o)
 	return 0;
 }
 
+/* A rate in millionths, at least one (a rate above 0 never trips with no failure at all). */
+static uint32_t ppm_of(double rate)
+{
+	long long ppm = llround(rate * 1e6);
+
+	return ppm < 1 ? 1 : (uint32_t)ppm;
+}
+
 int sx_circuit_create(const sx_circuit_opts *o, sx_circuit **out)
 {
 	sx_circuit *c;
@@ -235,8 +298,8 @@ int sx_circuit_create(const sx_circuit_opts *o, sx_circuit **out)
 		return -ENOMEM;
 	}
 	c->min_calls = o->min_calls != 0 ? o->min_calls : 1;
-	c->fail_ppm = (uint32_t)llround(o->failure_rate * 1e6);
-	c->slow_ppm = (uint32_t)llround(o->slow_rate * 1e6);
+	c->fail_ppm = ppm_of(o->failure_rate);
+	c->slow_ppm = ppm_of(o->slow_rate);
 	c->slow_ns = o->slow_call_ns;
 	c->consec_max = o->consecutive_failures;
 	c->open_ns = o->open_ns;
@@ -251,7 +314,6 @@ int sx_circuit_create(const sx_circuit_opts *o, sx_circuit **out)
 	c->on_state_arg = o->on_state_arg;
 	c->pool = o->pool;
 	c->clock = o->clock != NULL ? *o->clock : sx_clock_monotonic;
-	c->origin = now_of(c);
 	c->refs = 1;
 	c->word = w_make(SX_CIRCUIT_CLOSED, 0, 0);
 	*out = c;
@@ -268,11 +330,6 @@ void sx_circuit_destroy(sx_circuit *c)
 
 /* ---- the window ----------------------------------------------------------------------------- */
 
-static bool tag_newer(uint32_t a, uint32_t b) /* a is a later generation than b */
-{
-	return a != b && ((a - b) & 0x1fffu) < 0x1000u;
-}
-
 static void bit_set(uint64_t *words, uint32_t pos, bool on)
 {
 	uint64_t m = UINT64_C(1) << (pos & 63);
@@ -288,52 +345,71 @@ static bool bit_get(const uint64_t *words, uint32_t pos)
 	return (ck_pr_load_64(&words[pos >> 6]) >> (pos & 63)) & 1u;
 }
 
-static void record_count(const sx_circuit *c, stripe *s, uint32_t tag, bool fail, bool slow)
+/* An empty window for generation gen (the stripe has just been moved to it). */
+static void window_reset(const sx_circuit *c, stripe *s, uint64_t gen)
+{
+	if (c->window == SX_CIRCUIT_WINDOW_COUNT) {
+		ck_pr_store_64(&s->hdr, TAG(gen) << 39);
+		return;
+	}
+	for (unsigned b = 0; b < c->size; b++)
+		ck_pr_store_64(&s->data[(size_t)b * 4], 0);
+}
+
+/* Have s hold generation gen's results. False if gen is no longer current: the result is stale. */
+static bool stripe_enter(const sx_circuit *c, stripe *s, uint64_t gen)
+{
+	uint64_t sg = ck_pr_load_64(&s->gen);
+
+	while (sg != gen) {
+		if (W_GEN(ck_pr_load_64((uint64_t *)&c->word)) != gen)
+			return false;
+		if (ck_pr_cas_64_value(&s->gen, sg, gen, &sg)) {
+			window_reset(c, s, gen);
+			return true;
+		}
+	}
+	return true;
+}
+
+static void record_count(const sx_circuit *c, stripe *s, uint64_t gen, bool fail, bool slow)
 {
 	uint64_t *fbits = s->data, *sbits = s->data + c->nwords;
-	uint64_t h = ck_pr_load_64(&s->hdr), nh;
-	uint32_t pos, cnt, nf, ns;
-	bool full, fb = false, sb = false;
+	uint64_t tag = TAG(gen), h = ck_pr_load_64(&s->hdr), nh;
+	uint32_t v, pos, nf, ns;
+	bool full, fb, sb;
 
 	for (;;) {
-		if (H_TAG(h) != tag) {
-			if (tag_newer(H_TAG(h), tag))
-				return; /* a later generation owns the stripe: this result is stale */
-			for (unsigned i = 0; i < 2 * c->nwords; i++)
-				ck_pr_store_64(&s->data[i], 0);
-			nh = (uint64_t)tag << 51;
-			if (!ck_pr_cas_64_value(&s->hdr, h, nh, &h))
-				continue;
-			h = nh;
-		}
-		pos = H_POS(h);
-		cnt = H_CNT(h);
-		full = cnt == c->size;
+		if (H_TAG(h) != tag || ck_pr_load_64(&s->gen) != gen)
+			return; /* reset for another generation: this result is stale */
+		v = H_V(h);
+		full = v >= c->size;
+		pos = full ? v - c->size : v;
 		fb = full && bit_get(fbits, pos);
 		sb = full && bit_get(sbits, pos);
 		nf = H_FAIL(h) - (fb && H_FAIL(h) != 0) + fail;
 		ns = H_SLOW(h) - (sb && H_SLOW(h) != 0) + slow;
-		nh = (uint64_t)tag << 51 | (uint64_t)ns << 38 | (uint64_t)nf << 25 |
-		    (uint64_t)(full ? cnt : cnt + 1) << 12 | (pos + 1 == c->size ? 0 : pos + 1);
+		nh = tag << 39 | (uint64_t)ns << 26 | (uint64_t)nf << 13 |
+		    (v + 1 == 2 * c->size ? c->size : v + 1);
 		if (ck_pr_cas_64_value(&s->hdr, h, nh, &h))
 			break;
 	}
-	if (fb != fail)
+	/* The position is this result's now; its bits may still be a former generation's. */
+	if (bit_get(fbits, pos) != fail)
 		bit_set(fbits, pos, fail);
-	if (sb != slow)
+	if (bit_get(sbits, pos) != slow)
 		bit_set(sbits, pos, slow);
 }
 
-static void record_time(const sx_circuit *c, stripe *s, uint32_t tag, uint64_t now, bool fail,
-    bool slow)
+static void record_time(const sx_circuit *c, stripe *s, uint64_t now, bool fail, bool slow)
 {
-	uint64_t idx = (now - c->origin) / c->bucket_ns;
-	uint64_t key = (uint64_t)tag << 48 | K_IDX(idx);
+	uint64_t idx = now / c->bucket_ns;
+	uint64_t key = idx == UINT64_MAX ? idx : idx + 1;
 	uint64_t *slot = s->data + (idx % c->size) * 4;
 	uint64_t k = ck_pr_load_64(&slot[0]);
 
 	while (k != key) {
-		if (tag_newer(K_TAG(k), tag) || (K_TAG(k) == tag && K_IDX(k) > K_IDX(key)))
+		if (k > key)
 			return; /* the slot moved on past this result */
 		if (ck_pr_cas_64_value(&slot[0], k, key, &k)) {
 			ck_pr_store_64(&slot[1], 0);
@@ -350,22 +426,24 @@ static void record_time(const sx_circuit *c, stripe *s, uint32_t tag, uint64_t n
 }
 
 /* Merged counts of generation `gen`'s window, as seen at `now` (TIME windows only read it). */
-static void merge(const sx_circuit *c, uint32_t gen, uint64_t now, sx_circuit_metrics *m)
+static void merge(const sx_circuit *c, uint64_t gen, uint64_t now, sx_circuit_metrics *m)
 {
-	uint32_t tag = TAG(gen);
-	uint64_t cur = c->window == SX_CIRCUIT_WINDOW_TIME ? (now - c->origin) / c->bucket_ns : 0;
+	uint64_t cur = c->window == SX_CIRCUIT_WINDOW_TIME ? now / c->bucket_ns : 0;
+	uint64_t ckey = cur == UINT64_MAX ? cur : cur + 1;
 
 	m->calls = m->failures = m->slow = m->rejected = 0;
 	for (unsigned i = 0; i < NSTRIPES; i++) {
 		stripe *s = stripe_at(c, i);
 
 		m->rejected += ck_pr_load_64(&s->rejected);
+		if (ck_pr_load_64(&s->gen) != gen)
+			continue;
 		if (c->window == SX_CIRCUIT_WINDOW_COUNT) {
 			uint64_t h = ck_pr_load_64(&s->hdr);
 
-			if (H_TAG(h) != tag)
+			if (H_TAG(h) != TAG(gen))
 				continue;
-			m->calls += H_CNT(h);
+			m->calls += H_V(h) < c->size ? H_V(h) : c->size;
 			m->failures += H_FAIL(h);
 			m->slow += H_SLOW(h);
 			continue;
@@ -374,8 +452,7 @@ static void merge(const sx_circuit *c, uint32_t gen, uint64_t now, sx_circuit_me
 			uint64_t *slot = s->data + (size_t)b * 4;
 			uint64_t k = ck_pr_load_64(&slot[0]);
 
-			if (K_TAG(k) != tag || K_IDX(k) > K_IDX(cur) ||
-			    K_IDX(cur) - K_IDX(k) >= c->size)
+			if (k == 0 || k > ckey || ckey - k >= c->size)
 				continue;
 			m->calls += ck_pr_load_64(&slot[1]);
 			m->failures += ck_pr_load_64(&slot[2]);
@@ -386,18 +463,20 @@ static void merge(const sx_circuit *c, uint32_t gen, uint64_t now, sx_circuit_me
 	m->slow_rate = m->calls != 0 ? (double)m->slow / (double)m->calls : 0.0;
 }
 
-static void snapshot(const sx_circuit *c, uint64_t w, uint64_t now, sx_circuit_metrics *m)
+/* Metrics of word w, whose deadline is at and consecutive-failure count consec. */
+static void snapshot(const sx_circuit *c, uint64_t w, uint64_t at, uint64_t consec, uint64_t now,
+    sx_circuit_metrics *m)
 {
 	merge(c, W_GEN(w), now, m);
 	m->state = (int)W_STATE(w);
 	m->generation = W_GEN(w);
-	m->consecutive_failures = ck_pr_load_64((uint64_t *)&c->consec);
+	m->consecutive_failures = consec;
 	m->half_open_issued = W_ISSUED(w);
 	m->half_open_successes = W_SUCC(w);
 	m->until_ns = 0;
 	if (W_STATE(w) == SX_CIRCUIT_OPEN ||
 	    (W_STATE(w) == SX_CIRCUIT_HALF_OPEN && W_ISSUED(w) == c->permits))
-		m->until_ns = until_ns(c, now, W_UNTIL(w));
+		m->until_ns = at;
 }
 
 static bool over(const sx_circuit *c, const sx_circuit_metrics *m)
@@ -411,13 +490,16 @@ static bool over(const sx_circuit *c, const sx_circuit_metrics *m)
 
 /* ---- transitions ---------------------------------------------------------------------------- */
 
-static uint64_t open_duration(const sx_circuit *c)
+/* The open duration of a trip whose predecessor's was prev (0: none since the last close). */
+static uint64_t grown(const sx_circuit *c, uint64_t prev)
 {
-	uint32_t trips = ck_pr_load_32((uint32_t *)&c->trips);
-	double d = (double)c->open_ns;
+	double d;
 
-	for (uint32_t i = 0; i < trips && d < (double)c->open_max_ns; i++)
-		d *= c->backoff;
+	if (prev == 0)
+		return c->open_ns;
+	if (prev >= c->open_max_ns)
+		return c->open_max_ns;
+	d = (double)prev * c->backoff;
 	return d >= (double)c->open_max_ns ? c->open_max_ns : (uint64_t)d;
 }
 
@@ -448,31 +530,43 @@ static void arm(sx_circuit *c, uint64_t ns)
  */
 static bool move(sx_circuit *c, uint64_t *w, unsigned to, uint64_t now)
 {
-	uint64_t from_w = *w, nw, dur = 0;
-	uint32_t until = 0;
+	uint64_t from_w = *w, from_at = w_at(c, from_w), nw, dur = 0, consec;
+	unsigned cellno = W_CELL(from_w);
 	sx_circuit_metrics m;
+	bool won;
 
 	if (to == SX_CIRCUIT_OPEN) {
-		dur = open_duration(c);
-		until = until_of(c, now, dur);
+		dur = grown(c, w_dur(c, from_w));
+		cellno = cell_claim(c);
+		cell_fill(c, cellno, sat_add(now, dur), dur);
+	} else if (to == SX_CIRCUIT_CLOSED) {
+		cellno = 0; /* no deadline, and the open duration starts over */
 	}
-	nw = w_make(to, W_GEN(from_w) + 1, until);
-	if (!ck_pr_cas_64_value(&c->word, from_w, nw, w))
+	nw = w_make(to, W_GEN(from_w) + 1, cellno);
+	won = ck_pr_cas_64_value(&c->word, from_w, nw, w);
+	if (to == SX_CIRCUIT_OPEN)
+		cell_free(c, cellno);
+	if (!won)
 		return false;
 	*w = nw;
-	if (to == SX_CIRCUIT_OPEN) {
-		ck_pr_inc_32(&c->trips);
-		arm(c, until_ns(c, now, until) - now);
-	} else if (to == SX_CIRCUIT_CLOSED) {
-		ck_pr_store_32(&c->trips, 0);
-	}
 	if (to != SX_CIRCUIT_HALF_OPEN)
-		ck_pr_store_64(&c->consec, 0);
+		consec = ck_pr_fas_64(&c->consec, 0);
+	else
+		consec = ck_pr_load_64(&c->consec);
+	if (to == SX_CIRCUIT_OPEN)
+		arm(c, sat_add(now, dur) - now);
 	if (c->on_state != NULL) {
-		snapshot(c, from_w, now, &m);
+		snapshot(c, from_w, from_at, consec, now, &m);
 		c->on_state(c, (int)W_STATE(from_w), (int)to, &m, c->on_state_arg);
 	}
 	return true;
+}
+
+/* Whether word w has a deadline (OPEN; HALF_OPEN with every probe out) that is over at now. */
+static bool expired(const sx_circuit *c, uint64_t w, uint64_t now)
+{
+	return (W_STATE(w) == SX_CIRCUIT_OPEN ||
+	    (W_STATE(w) == SX_CIRCUIT_HALF_OPEN && W_ISSUED(w) == c->permits)) && now >= w_at(c, w);
 }
 
 /* Time-driven transitions: OPEN whose duration is over -> HALF_OPEN; HALF_OPEN with every probe
@@ -481,20 +575,10 @@ static void refresh(sx_circuit *c, uint64_t now)
 {
 	uint64_t w = ck_pr_load_64(&c->word);
 
-	for (;;) {
-		unsigned st = W_STATE(w);
-
-		if (st == SX_CIRCUIT_OPEN && passed(c, now, W_UNTIL(w))) {
-			if (move(c, &w, SX_CIRCUIT_HALF_OPEN, now))
-				return;
-		} else if (st == SX_CIRCUIT_HALF_OPEN && W_ISSUED(w) == c->permits &&
-		    passed(c, now, W_UNTIL(w))) {
-			if (move(c, &w, SX_CIRCUIT_OPEN, now))
-				return;
-		} else {
+	while (expired(c, w, now))
+		if (move(c, &w, W_STATE(w) == SX_CIRCUIT_OPEN ? SX_CIRCUIT_HALF_OPEN : SX_CIRCUIT_OPEN,
+		    now))
 			return;
-		}
-	}
 }
 
 static int reject(sx_circuit *c, sx_circuit_permit *permit)
@@ -504,10 +588,25 @@ static int reject(sx_circuit *c, sx_circuit_permit *permit)
 	return SX_ECIRCUIT_OPEN;
 }
 
+/* Hand out the last half-open probe of word w: its lease starts now, in a cell of its own. */
+static bool last_probe(sx_circuit *c, uint64_t *w)
+{
+	uint64_t now = now_of(c), nw;
+	unsigned j = cell_claim(c);
+	bool won;
+
+	cell_fill(c, j, sat_add(now, c->lease_ns), w_dur(c, *w));
+	nw = ((*w + W_ISSUED_ONE) & ~W_CELL_MASK) | (uint64_t)j << 17;
+	won = ck_pr_cas_64_value(&c->word, *w, nw, w);
+	cell_free(c, j);
+	if (won)
+		arm(c, c->lease_ns);
+	return won;
+}
+
 int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit)
 {
-	uint64_t w, nw, now;
-	bool last;
+	uint64_t w, now;
 
 	if (SX__UNLIKELY(c == NULL || permit == NULL))
 		return -EINVAL;
@@ -521,28 +620,23 @@ int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit)
 			return 0;
 		case SX_CIRCUIT_OPEN:
 			now = now_of(c);
-			if (!passed(c, now, W_UNTIL(w)))
+			if (now < w_at(c, w))
 				return reject(c, permit);
 			move(c, &w, SX_CIRCUIT_HALF_OPEN, now);
-			w = ck_pr_load_64(&c->word);
 			continue;
 		case SX_CIRCUIT_HALF_OPEN:
 			if (W_ISSUED(w) == c->permits) {
 				now = now_of(c);
-				if (passed(c, now, W_UNTIL(w)))
+				if (now >= w_at(c, w))
 					move(c, &w, SX_CIRCUIT_OPEN, now);
 				return reject(c, permit);
 			}
-			nw = w + W_ISSUED_ONE;
-			last = W_ISSUED(nw) == c->permits;
-			if (last) { /* the last probe: its lease starts now */
-				now = now_of(c);
-				nw = (nw & 0xffffffffu) | (uint64_t)until_of(c, now, c->lease_ns) << 32;
-			}
-			if (!ck_pr_cas_64_value(&c->word, w, nw, &w))
+			if (W_ISSUED(w) + 1 == c->permits) {
+				if (!last_probe(c, &w))
+					continue;
+			} else if (!ck_pr_cas_64_value(&c->word, w, w + W_ISSUED_ONE, &w)) {
 				continue;
-			if (last)
-				arm(c, c->lease_ns);
+			}
 			*permit = PERMIT_VALID | W_GEN(w);
 			return 0;
 		default: /* FORCED_OPEN */
@@ -560,17 +654,20 @@ static int classify(const sx_circuit *c, int result)
 	return result == -ECANCELED ? SX_CIRCUIT_IGNORE : SX_CIRCUIT_FAILURE;
 }
 
-/* A CLOSED or METRICS_ONLY result. */
+/* A CLOSED or METRICS_ONLY result of the generation of w, the word the caller saw. */
 static void record_closed(sx_circuit *c, uint64_t w, bool fail, bool slow)
 {
 	bool timed = c->window == SX_CIRCUIT_WINDOW_TIME;
 	uint64_t now = timed ? now_of(c) : 0, n = 0;
+	stripe *s = my_stripe(c);
 	sx_circuit_metrics m;
 
+	if (!stripe_enter(c, s, W_GEN(w)))
+		return;
 	if (timed)
-		record_time(c, my_stripe(c), TAG(W_GEN(w)), now, fail, slow);
+		record_time(c, s, now, fail, slow);
 	else
-		record_count(c, my_stripe(c), TAG(W_GEN(w)), fail, slow);
+		record_count(c, s, W_GEN(w), fail, slow);
 	if (fail)
 		n = ck_pr_faa_64(&c->consec, 1) + 1;
 	else if (ck_pr_load_64(&c->consec) != 0)
@@ -590,12 +687,11 @@ static void record_closed(sx_circuit *c, uint64_t w, bool fail, bool slow)
 
 int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result, uint64_t latency_ns)
 {
-	uint64_t w, nw;
-	uint32_t gen = (uint32_t)(permit & 0x7fffu);
+	uint64_t w, nw, gen = permit & GEN_MASK;
 	int outcome;
 	bool slow;
 
-	if (SX__UNLIKELY(c == NULL || (permit & PERMIT_VALID) == 0))
+	if (SX__UNLIKELY(c == NULL || (permit & ~GEN_MASK) != PERMIT_VALID))
 		return -EINVAL;
 	w = ck_pr_load_64(&c->word);
 	if (W_GEN(w) != gen)
@@ -661,9 +757,12 @@ int sx_circuit_force(sx_circuit *c, int state)
 
 int sx_circuit_snapshot(sx_circuit *c, sx_circuit_metrics *m)
 {
+	uint64_t w;
+
 	if (c == NULL || m == NULL)
 		return -EINVAL;
-	snapshot(c, ck_pr_load_64(&c->word), now_of(c), m);
+	w = ck_pr_load_64(&c->word);
+	snapshot(c, w, w_at(c, w), ck_pr_load_64(&c->consec), now_of(c), m);
 	return 0;
 }
 

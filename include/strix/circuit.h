@@ -5,49 +5,67 @@
  * A call asks for a permit (sx_circuit_acquire) and reports how it went (sx_circuit_release with
  * its result and latency). States:
  *
- *   CLOSED      calls pass; results go into a sliding window. The circuit opens when, with at
- *               least min_calls results in the window, the failure rate or the slow-call rate
- *               reaches its threshold, or after consecutive_failures failures in a row.
- *   OPEN        calls fail at once with SX_ECIRCUIT_OPEN for the open duration (fixed, or
- *               growing by open_backoff with each trip that follows another without a close).
+ *   CLOSED      calls pass; results go into a sliding window. Each failed or slow result is
+ *               checked: the circuit opens after consecutive_failures failures in a row, or when,
+ *               with at least min_calls results in the window, the failure rate or the slow-call
+ *               rate reaches its threshold (rates are compared to the millionth, a rate below
+ *               one millionth as one millionth; a success is never checked, so a success that
+ *               brings the window to min_calls does not open it).
+ *   OPEN        calls fail at once with SX_ECIRCUIT_OPEN for the open duration, to the ns: the
+ *               first trip after a close (or after create) lasts open_ns, each later one the
+ *               previous one's duration times open_backoff (rounded down to the ns), at most
+ *               open_max_ns. A deadline past the clock's range is the clock's last value.
  *               Then HALF_OPEN: on the pool's timer service when the options name a pool (no
  *               caller needed), and in any case at the first acquire or sx_circuit_state that
- *               finds the duration over.
+ *               finds the duration over (sx_circuit_snapshot only reports).
  *   HALF_OPEN   exactly half_open_permits probes are let through, no more, however many threads
  *               race for them. half_open_successes successful probes close the circuit; one failed
- *               or slow probe opens it again. If every probe has been handed out and none has
- *               reported for probe_lease_ns since the last one went out, the unreported probes
- *               count as failed: the circuit opens again instead of sticking half-open.
+ *               or slow probe opens it again (a trip: the open duration grows). An ignored probe
+ *               gives its permit back. If every probe has been handed out and none has reported
+ *               for probe_lease_ns since the last one went out, the unreported probes count as
+ *               failed: the circuit opens again instead of sticking half-open.
  *   FORCED_OPEN every call is refused until sx_circuit_force moves it elsewhere.
  *   DISABLED    every call passes and nothing is recorded.
  *   METRICS_ONLY every call passes, results are recorded, the state never changes by itself.
  *
- * Generations: every transition bumps the circuit's generation, and a permit remembers the
- * generation it was issued in. A result reported with a permit of an older generation is
+ * Generations: every transition bumps the circuit's generation (42 bits), and a permit remembers
+ * the generation it was issued in. A result reported with a permit of any other generation is
  * ignored (-ESTALE), so results of calls that began before a transition never flip the new state.
+ * Generations are compared only for equality: a permit could be taken for a current one only
+ * after exactly a multiple of 2^42 transitions.
  *
  * Outcomes: opts.classify maps a call's result to success, failure or "ignore" (not counted at
  * all; a probe that reports it gives its permit back). The default: 0 is a success, -ECANCELED
  * (the caller's own cancellation) is ignored, any other value is a failure. A call is slow when
- * slow_call_ns is set and its latency is at least that, whatever its outcome.
+ * slow_call_ns is set and its latency is at least that, whatever its outcome. A classify result
+ * other than those three counts as a success. consecutive_failures counts failures recorded in
+ * CLOSED and METRICS_ONLY; a success resets it, an ignored result leaves it as it is, and every
+ * transition except one to HALF_OPEN resets it.
  *
  * State: one 64-bit atomic word (state, generation, half-open probes issued and succeeded, and
- * the open-until or lease deadline in ms of the circuit's clock), changed only by CAS. Results
- * are recorded in per-thread stripes (a thread's calls always land in the same stripe) and
- * merged only when a failure or slow call asks whether to trip, or when metrics are read: on
- * the closed fast path acquire is one load and a successful release writes only the calling
- * thread's stripe. No lock anywhere.
+ * which of a few cells holds the open-until or lease deadline, in ns of the circuit's clock),
+ * changed only by CAS; a transition that sets a deadline claims a free cell first (there are
+ * 31: claiming waits only while 30 other threads are suspended between their claim and their
+ * CAS at once). Results are recorded in per-thread stripes (a thread's calls always land in the
+ * same stripe) and merged only when a failure or slow call asks whether to trip, or when metrics
+ * are read: on the closed fast path acquire is one load and a successful release writes only
+ * the calling thread's stripe. No lock anywhere.
  *
  * Windows: SX_CIRCUIT_WINDOW_COUNT keeps, per stripe, the outcomes of the last window_size calls
  * (with one calling thread that is exactly the last window_size calls; with several, each
  * thread's last window_size calls). SX_CIRCUIT_WINDOW_TIME keeps window_buckets buckets of
  * window_ns / window_buckets each and forgets one bucket at a time, never the whole window at
- * once; it reads the clock on every release.
+ * once; it reads the clock on every release. Bucket k holds the results released at clock values
+ * in [k * b, (k + 1) * b), b = window_ns / window_buckets (integer division); the window at time
+ * t is the window_buckets buckets up to t's. Windows are per generation: each transition starts
+ * an empty one.
  *
  * Callbacks: opts.on_state runs after each transition, outside any critical section, on the
- * thread that made it (a pool worker for timer-driven ones), with a snapshot of the counts that
- * led to it. It may call back into the circuit. Two transitions in quick succession may have
- * their callbacks run concurrently; the snapshot's generation orders them.
+ * thread that made it (a pool worker for timer-driven ones), with a snapshot of the generation
+ * that just ended: its state, generation, window counts, probes, deadline, and the
+ * consecutive-failure count at the transition. It may call back into the circuit. Two
+ * transitions in quick succession may have their callbacks run concurrently; the snapshot's
+ * generation orders them.
  */
 #ifndef STRIX_CIRCUIT_H
 #define STRIX_CIRCUIT_H
@@ -96,7 +114,7 @@ typedef uint64_t sx_circuit_permit;
 /* Counts of the current window (or, in a callback, of the generation that just ended). */
 typedef struct sx_circuit_metrics {
 	int state;                   /* enum sx_circuit_state */
-	uint32_t generation;         /* 15 bits, wraps */
+	uint64_t generation;         /* 42 bits, wraps */
 	uint64_t calls;              /* results in the window */
 	uint64_t failures;
 	uint64_t slow;
@@ -106,8 +124,9 @@ typedef struct sx_circuit_metrics {
 	unsigned half_open_issued;   /* probes handed out in this half-open spell */
 	unsigned half_open_successes;
 	uint64_t rejected;           /* calls refused since create (monotone) */
-	uint64_t until_ns;           /* OPEN: when it may half-open; HALF_OPEN: the lease deadline;
-	                                on the circuit's clock; 0 otherwise */
+	uint64_t until_ns;           /* OPEN: when it may half-open; HALF_OPEN with every probe
+	                                out: the lease deadline; ns on the circuit's clock
+	                                (saturated); 0 otherwise */
 } sx_circuit_metrics;
 
 /* A state-change callback: the transition from -> to has happened; m describes it. */
@@ -119,14 +138,15 @@ typedef struct sx_circuit_opts {
 	uint32_t window_size;        /* COUNT: calls remembered, 1 .. SX_CIRCUIT_MAX_WINDOW */
 	uint64_t window_ns;          /* TIME: window length, >= window_buckets ns */
 	uint32_t window_buckets;     /* TIME: 1 .. SX_CIRCUIT_MAX_BUCKETS */
-	uint32_t min_calls;          /* results needed before a rate counts; 0: 1 */
+	uint32_t min_calls;          /* results needed before a rate counts; 0: 1 (above a COUNT
+	                                window's window_size: the rates never trip it) */
 	double failure_rate;         /* trip at this failure rate, in (0, 1] */
 	uint64_t slow_call_ns;       /* a call at least this long is slow; 0: none is */
 	double slow_rate;            /* trip at this slow-call rate, in (0, 1] */
 	uint32_t consecutive_failures; /* trip after this many failures in a row; 0: never */
 	uint64_t open_ns;            /* open duration, 1 ms .. SX_CIRCUIT_MAX_DURATION_NS */
 	double open_backoff;         /* each trip after a trip (no close between) multiplies the
-	                                open duration by this, >= 1 */
+	                                open duration by this, >= 1 (infinity: straight to the cap) */
 	uint64_t open_max_ns;        /* cap of the growing duration; 0: SX_CIRCUIT_MAX_DURATION_NS */
 	uint32_t half_open_permits;  /* probes per half-open spell, 1 .. SX_CIRCUIT_MAX_PERMITS */
 	uint32_t half_open_successes;/* successful probes that close it, 1 .. permits; 0: permits */
@@ -168,12 +188,14 @@ SX_API void sx_circuit_destroy(sx_circuit *c);
 
 /*
  * sx_circuit_acquire - ask to make a call. On 0, *permit is to be passed to sx_circuit_release
- * once the call has ended, whatever happened.
+ * once the call has ended, whatever happened. An OPEN circuit whose duration is over moves to
+ * HALF_OPEN first, and a HALF_OPEN one whose lease expired back to OPEN (running the callback).
  * Returns 0; SX_ECIRCUIT_OPEN (OPEN, FORCED_OPEN, or HALF_OPEN with every probe out: the call
  * must not be made; *permit is set to 0 and nothing needs releasing); -EINVAL for NULL c or
- * permit.
+ * permit (nothing written).
  * Never blocks. CLOSED, DISABLED, METRICS_ONLY: one atomic load (wait-free). HALF_OPEN: one CAS
- * per probe (lock-free). OPEN: a clock read and a per-stripe count. Any thread, concurrently.
+ * per probe, and a cell claimed for the last one's lease (lock-free). OPEN: a clock read, a load
+ * of the deadline and a per-stripe count. Any thread, concurrently.
  */
 SX_API int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit);
 
@@ -181,8 +203,10 @@ SX_API int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit);
  * sx_circuit_release - report the call made with permit: result is the call's return code
  * (classified by opts.classify), latency_ns how long it took (only compared with slow_call_ns).
  * May trip, close or reopen the circuit; the callback then runs on this thread before return.
- * Returns 0 (counted, or ignored by classify); -ESTALE when the circuit changed generation since
- * the permit was issued (nothing counted); -EINVAL for NULL c or a zero permit.
+ * Returns 0 (counted, or ignored by classify, or DISABLED); -ESTALE when the circuit changed
+ * generation since the permit was issued (nothing counted); -EINVAL for NULL c or a permit that
+ * sx_circuit_acquire never hands out (0, or any bit set outside its valid bit and generation;
+ * nothing counted).
  * Never blocks (apart from the callback). CLOSED: a load and one CAS on this thread's stripe,
  * plus a merge of the stripes when the call failed or was slow; lock-free. Any thread,
  * concurrently; each permit once.
@@ -198,16 +222,19 @@ SX_API int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int resul
 SX_API int sx_circuit_state(sx_circuit *c);
 
 /*
- * sx_circuit_force - move c to state by hand: CLOSED (a fresh window), OPEN (for the open
- * duration, as a trip), HALF_OPEN, FORCED_OPEN, DISABLED or METRICS_ONLY. Always a transition
- * (new generation, callback), even to the state c is in. Returns 0; -EINVAL for NULL c or an
- * unknown state. Lock-free; any thread, also from a callback.
+ * sx_circuit_force - move c to state by hand: CLOSED (a fresh window, the open duration starts
+ * over), OPEN (for the open duration, as a trip), HALF_OPEN, FORCED_OPEN, DISABLED or
+ * METRICS_ONLY. Always a transition (new generation, callback), even to the state c is in.
+ * Returns 0; -EINVAL for NULL c or an unknown state (nothing changes). Lock-free; any thread,
+ * also from a callback.
  */
 SX_API int sx_circuit_force(sx_circuit *c, int state);
 
 /*
  * sx_circuit_snapshot - fill *m with the state and the merged counts of the current window.
- * A snapshot: counts recorded concurrently may or may not be in it. Returns 0; -EINVAL for NULL.
+ * A snapshot: counts recorded concurrently may or may not be in it; no transition is made (an
+ * OPEN circuit past its deadline still reads OPEN). Returns 0; -EINVAL for NULL c or m (nothing
+ * written).
  * Never blocks; lock-free; touches every stripe (cold path); any thread.
  */
 SX_API int sx_circuit_snapshot(sx_circuit *c, sx_circuit_metrics *m);

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "../testutil.h"
 
@@ -708,6 +709,307 @@ static void test_counts_merge_across_threads(void **state)
 	sx_circuit_destroy(ex_c);
 }
 
+/* ---- long lives: many transitions, long idle spells, exact deadlines ------------------------ */
+
+/* A window written long ago, 2,100 open/half-open cycles before the close, counts again after. */
+static void test_window_counts_after_thousands_of_transitions(void **state)
+{
+	sx_circuit_opts o = base_opts();
+	sx_circuit_metrics m;
+	sx_circuit *c;
+
+	(void)state;
+	tu_vnow = SEC;
+	o.window_size = 20;
+	o.min_calls = 20;
+	o.open_ns = MS;
+	c = circuit(&o);
+	assert_int_equal(call(c, 0, 0), 0); /* this thread's stripe holds generation 0 */
+	sx_circuit_force(c, SX_CIRCUIT_OPEN);
+	for (int i = 0; i < 2100; i++) {
+		tu_vadvance(MS);
+		assert_int_equal(call(c, -EIO, 0), 0); /* a failed probe: open again */
+		assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_OPEN);
+	}
+	tu_vadvance(MS);
+	assert_int_equal(call(c, 0, 0), 0);
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_CLOSED);
+	for (int i = 0; i < 19; i++)
+		assert_int_equal(call(c, -EIO, 0), 0);
+	sx_circuit_snapshot(c, &m);
+	assert_int_equal(m.calls, 19);
+	assert_int_equal(m.failures, 19);
+	assert_int_equal(m.generation, 1 + 2 * 2100 + 2);
+	assert_int_equal(call(c, -EIO, 0), 0);
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_OPEN);
+	sx_circuit_destroy(c);
+}
+
+/* A permit outlives 32,768 transitions (and 65,536): still stale, nothing counted. */
+static void test_permit_stays_stale_across_many_transitions(void **state)
+{
+	sx_circuit_opts o = base_opts();
+	sx_circuit_permit p;
+	sx_circuit_metrics m;
+	sx_circuit *c;
+
+	(void)state;
+	tu_vnow = SEC;
+	o.window_size = 10;
+	o.min_calls = 1;
+	c = circuit(&o);
+	assert_int_equal(sx_circuit_acquire(c, &p), 0);
+	for (unsigned n = 1; n <= 2; n++) {
+		for (int i = 0; i < 32768; i++)
+			sx_circuit_force(c, SX_CIRCUIT_CLOSED);
+		assert_int_equal(sx_circuit_release(c, p, -EIO, 0), -ESTALE);
+		sx_circuit_snapshot(c, &m);
+		assert_int_equal(m.generation, 32768 * n);
+		assert_int_equal(m.calls, 0);
+		assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_CLOSED);
+	}
+	sx_circuit_destroy(c);
+}
+
+/* Not called for 25 days (no pool): the first acquire after the duration half-opens it. */
+static void test_open_circuit_idle_for_weeks_half_opens(void **state)
+{
+	sx_circuit_opts o = base_opts();
+	sx_circuit_permit p;
+	sx_circuit *c;
+
+	(void)state;
+	tu_vnow = 3 * SEC;
+	o.open_ns = SEC;
+	c = circuit(&o);
+	sx_circuit_force(c, SX_CIRCUIT_OPEN);
+	tu_vadvance(249 * 86400 * SEC / 10); /* 24.9 days: past 2^31 ms */
+	assert_int_equal(sx_circuit_acquire(c, &p), 0);
+	assert_int_equal(sx_circuit_release(c, p, 0, 0), 0);
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_CLOSED);
+	/* The same with sx_circuit_state, after 50 days. */
+	sx_circuit_force(c, SX_CIRCUIT_OPEN);
+	tu_vadvance(50 * 86400 * SEC);
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_HALF_OPEN);
+	sx_circuit_destroy(c);
+}
+
+/* The longest duration lasts exactly that long; its deadline reads back unwrapped. */
+static void test_max_duration_lasts_its_full_length(void **state)
+{
+	sx_circuit_opts o = base_opts();
+	sx_circuit_metrics m;
+	sx_circuit *c;
+	uint64_t t0 = 7 * SEC + 123;
+
+	(void)state;
+	tu_vnow = t0;
+	o.open_ns = SX_CIRCUIT_MAX_DURATION_NS;
+	c = circuit(&o);
+	sx_circuit_force(c, SX_CIRCUIT_OPEN);
+	sx_circuit_snapshot(c, &m);
+	assert_true(m.until_ns == t0 + SX_CIRCUIT_MAX_DURATION_NS);
+	tu_vadvance(1000);
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_OPEN);
+	tu_vnow = t0 + SX_CIRCUIT_MAX_DURATION_NS - 1;
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_OPEN);
+	tu_vadvance(1);
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_HALF_OPEN);
+	sx_circuit_destroy(c);
+}
+
+/* 1.5 ms ends at 1.5 ms, to the ns, for the open duration and the probe lease alike. */
+static void test_deadlines_are_exact_to_the_ns(void **state)
+{
+	sx_circuit_opts o = base_opts();
+	sx_circuit_permit p;
+	sx_circuit_metrics m;
+	sx_circuit *c;
+
+	(void)state;
+	tu_vnow = 5 * SEC;
+	o.open_ns = 1500 * 1000;
+	o.probe_lease_ns = 2500 * 1000 + 7;
+	c = circuit(&o);
+	tu_vnow = 9 * SEC + 777777; /* not on a ms boundary of anything */
+	sx_circuit_force(c, SX_CIRCUIT_OPEN);
+	sx_circuit_snapshot(c, &m);
+	assert_int_equal(m.until_ns, 9 * SEC + 777777 + 1500000);
+	tu_vadvance(1500000 - 1);
+	assert_int_equal(sx_circuit_acquire(c, &p), SX_ECIRCUIT_OPEN);
+	tu_vadvance(1);
+	assert_int_equal(sx_circuit_acquire(c, &p), 0); /* the only probe: its lease starts */
+	sx_circuit_snapshot(c, &m);
+	assert_int_equal(m.state, SX_CIRCUIT_HALF_OPEN);
+	assert_int_equal(m.until_ns, tu_vnow + 2500007);
+	tu_vadvance(2500007 - 1);
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_HALF_OPEN);
+	tu_vadvance(1);
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_OPEN);
+	assert_int_equal(sx_circuit_release(c, p, 0, 0), -ESTALE);
+	sx_circuit_destroy(c);
+}
+
+/* A deadline beyond the clock's range saturates: the circuit stays open, never wraps shut. */
+static void test_deadline_saturates_at_the_end_of_the_clock(void **state)
+{
+	sx_circuit_opts o = base_opts();
+	sx_circuit_metrics m;
+	sx_circuit *c;
+
+	(void)state;
+	tu_vnow = 0;
+	o.open_ns = 10 * SEC;
+	c = circuit(&o);
+	tu_vnow = UINT64_MAX - 1000;
+	sx_circuit_force(c, SX_CIRCUIT_OPEN);
+	sx_circuit_snapshot(c, &m);
+	assert_true(m.until_ns == UINT64_MAX);
+	tu_vadvance(999);
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_OPEN);
+	sx_circuit_destroy(c);
+}
+
+/* ---- trips: constant cost, growth, callbacks ------------------------------------------------ */
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* 100,000 trips without a close: the duration stays (backoff 1) or stays capped (backoff 1.5),
+ * and a trip costs the same at the end as at the start (a generous bound on the whole run). */
+static void test_many_trips_cost_the_same(void **state)
+{
+	sx_circuit_opts o = base_opts();
+	sx_circuit_metrics m;
+	sx_circuit *c;
+	uint64_t t0 = mono_ns();
+
+	(void)state;
+	for (int pass = 0; pass < 2; pass++) {
+		tu_vnow = SEC;
+		o.open_ns = MS;
+		o.open_backoff = pass == 0 ? 1.0 : 1.5;
+		o.open_max_ns = pass == 0 ? 0 : 7 * MS;
+		c = circuit(&o);
+		sx_circuit_force(c, SX_CIRCUIT_OPEN);
+		for (int i = 0; i < 100000; i++) {
+			sx_circuit_snapshot(c, &m);
+			tu_vnow = m.until_ns;
+			assert_int_equal(call(c, -EIO, 0), 0);
+		}
+		sx_circuit_snapshot(c, &m);
+		assert_int_equal(m.state, SX_CIRCUIT_OPEN);
+		assert_int_equal(m.until_ns - tu_vnow, pass == 0 ? MS : 7 * MS);
+		sx_circuit_destroy(c);
+	}
+	assert_true(mono_ns() - t0 < 3 * SEC);
+}
+
+struct consec_seen {
+	unsigned n;
+	uint64_t consec;
+	uint64_t until;
+};
+
+static void note_consec(sx_circuit *c, int from, int to, const sx_circuit_metrics *m, void *arg)
+{
+	struct consec_seen *s = arg;
+
+	(void)c;
+	if (from == SX_CIRCUIT_CLOSED && to == SX_CIRCUIT_OPEN) {
+		s->n++;
+		s->consec = m->consecutive_failures;
+	}
+}
+
+static void test_callback_reports_consecutive_failures(void **state)
+{
+	sx_circuit_opts o = base_opts();
+	struct consec_seen s = { 0, 0, 0 };
+	sx_circuit_metrics m;
+	sx_circuit *c;
+
+	(void)state;
+	tu_vnow = SEC;
+	o.consecutive_failures = 5;
+	o.on_state = note_consec;
+	o.on_state_arg = &s;
+	c = circuit(&o);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(call(c, -EIO, 0), 0);
+	assert_int_equal(s.n, 1);
+	assert_int_equal(s.consec, 5);
+	sx_circuit_snapshot(c, &m);
+	assert_int_equal(m.consecutive_failures, 0); /* the new generation's run starts over */
+	sx_circuit_destroy(c);
+}
+
+/* ---- bad input: the documented error, and nothing changes ----------------------------------- */
+
+static void test_absurd_calls_change_nothing(void **state)
+{
+	sx_circuit_opts o = base_opts();
+	sx_circuit_metrics m, before;
+	sx_circuit_permit p = 12345;
+	sx_circuit *c;
+
+	(void)state;
+	tu_vnow = SEC;
+	o.window_size = 10;
+	o.min_calls = 1;
+	o.failure_rate = 1.0;
+	c = circuit(&o);
+	assert_int_equal(call(c, 0, 0), 0);
+	sx_circuit_snapshot(c, &before);
+	/* Permits no acquire hands out: stray bits above the generation, all bits, no valid bit. */
+	assert_int_equal(sx_circuit_release(c, (UINT64_C(1) << 63) | (UINT64_C(1) << 50), -EIO, 0),
+	    -EINVAL);
+	assert_int_equal(sx_circuit_release(c, UINT64_MAX, -EIO, 0), -EINVAL);
+	assert_int_equal(sx_circuit_release(c, 1, -EIO, 0), -EINVAL);
+	assert_int_equal(sx_circuit_release(NULL, p, -EIO, 0), -EINVAL);
+	assert_int_equal(sx_circuit_acquire(NULL, &p), -EINVAL);
+	assert_true(p == 12345);
+	assert_int_equal(sx_circuit_force(c, 99), -EINVAL);
+	assert_int_equal(sx_circuit_force(c, -7), -EINVAL);
+	memset(&m, 0x5a, sizeof(m));
+	assert_int_equal(sx_circuit_snapshot(NULL, &m), -EINVAL);
+	assert_int_equal(m.state, 0x5a5a5a5a);
+	sx_circuit_snapshot(c, &m);
+	assert_int_equal(m.state, SX_CIRCUIT_CLOSED);
+	assert_int_equal(m.generation, before.generation);
+	assert_int_equal(m.calls, before.calls);
+	assert_int_equal(m.failures, 0);
+	sx_circuit_destroy(c);
+}
+
+/* A rate below one millionth is one millionth: a failure without a slow call never trips the
+ * slow-call rate. */
+static void test_tiny_rates_trip_only_on_their_own_count(void **state)
+{
+	sx_circuit_opts o = base_opts();
+	sx_circuit *c;
+
+	(void)state;
+	tu_vnow = SEC;
+	o.window_size = 10;
+	o.min_calls = 2;
+	o.failure_rate = 1.0;
+	o.slow_call_ns = SEC;
+	o.slow_rate = 1e-9;
+	c = circuit(&o);
+	assert_int_equal(call(c, 0, 0), 0);
+	assert_int_equal(call(c, -EIO, 0), 0); /* 50% failures, no slow call */
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_CLOSED);
+	assert_int_equal(call(c, 0, SEC), 0); /* one slow call of three: over 1e-9 */
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_OPEN);
+	sx_circuit_destroy(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -728,6 +1030,16 @@ int main(void)
 		cmocka_unit_test(test_timer_drives_half_open_without_callers),
 		cmocka_unit_test(test_stress_many_threads),
 		cmocka_unit_test(test_counts_merge_across_threads),
+		cmocka_unit_test(test_window_counts_after_thousands_of_transitions),
+		cmocka_unit_test(test_permit_stays_stale_across_many_transitions),
+		cmocka_unit_test(test_open_circuit_idle_for_weeks_half_opens),
+		cmocka_unit_test(test_max_duration_lasts_its_full_length),
+		cmocka_unit_test(test_deadlines_are_exact_to_the_ns),
+		cmocka_unit_test(test_deadline_saturates_at_the_end_of_the_clock),
+		cmocka_unit_test(test_many_trips_cost_the_same),
+		cmocka_unit_test(test_callback_reports_consecutive_failures),
+		cmocka_unit_test(test_absurd_calls_change_nothing),
+		cmocka_unit_test(test_tiny_rates_trip_only_on_their_own_count),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
