@@ -85,6 +85,7 @@ struct sx_wheel {
 	uint64_t elapsed;           /* wheel time, ticks: every deadline <= elapsed has fired */
 	uint64_t origin_ns;
 	uint64_t tick_ns;
+	uint64_t end;               /* the last tick: deadlines are clamped to it (see end_tick) */
 	sx_clock clock;
 	size_t count;
 	unsigned placed;            /* timers placed so far: picks the lane of the next one */
@@ -92,6 +93,17 @@ struct sx_wheel {
 	uint32_t lanes[LEVELS * SLOTS];      /* non-empty lanes of each slot */
 	sx_wheel_timer *list[LISTS];         /* heads */
 };
+
+/* The wheel's last tick: 2^48 - 1 ticks after the origin (what a timer's word holds), or the last
+ * tick boundary a uint64_t clock can read, whichever comes first. A deadline clamped to it is
+ * reached by an advance to UINT64_MAX ns, and every tick the wheel reports as a deadline (a
+ * timer's, or a slot's start before one) converts back to ns without overflow. */
+static uint64_t end_tick(uint64_t origin_ns, uint64_t tick_ns)
+{
+	uint64_t last = (UINT64_MAX - origin_ns) / tick_ns;
+
+	return last < DEADLINE_MAX ? last : DEADLINE_MAX;
+}
 
 static uint64_t mono_now(void *ctx)
 {
@@ -126,6 +138,7 @@ int sx_wheel_create(sx_wheel **out, const sx_wheel_opts *opts)
 	w->tick_ns = tick;
 	w->clock = *clock;
 	w->origin_ns = clock->now_ns(clock->ctx);
+	w->end = end_tick(w->origin_ns, tick);
 	*out = w;
 	return 0;
 }
@@ -136,10 +149,13 @@ void sx_wheel_destroy(sx_wheel *w)
 		sx_allocator_default.free(sx_allocator_default.ctx, w, sizeof(*w), 64);
 }
 
-void sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *))
+int sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *))
 {
+	if (t == NULL)
+		return -EINVAL;
 	memset(t, 0, sizeof(*t));
 	t->fn = fn;
+	return 0;
 }
 
 bool sx_wheel_timer_pending(const sx_wheel_timer *t)
@@ -238,7 +254,7 @@ static uint64_t ns_to_tick_ceil(const sx_wheel *w, uint64_t ns)
 		return 0;
 	d = ns - w->origin_ns;
 	tick = d / w->tick_ns + (d % w->tick_ns != 0);
-	return tick < DEADLINE_MAX ? tick : DEADLINE_MAX;
+	return tick < w->end ? tick : w->end;
 }
 
 int sx_wheel_add(sx_wheel *w, sx_wheel_timer *t, uint64_t deadline_ns)

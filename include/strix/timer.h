@@ -81,51 +81,72 @@ SX_API int sx_wheel_create(sx_wheel **out, const sx_wheel_opts *opts);
  */
 SX_API void sx_wheel_destroy(sx_wheel *w);
 
-/* sx_wheel_timer_init - prepare a timer that calls fn(timer) when it expires. */
-SX_API void sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *));
+/*
+ * sx_wheel_timer_init - prepare a timer that calls fn(timer) when it expires (a NULL fn is
+ * accepted here and refused by sx_wheel_add). Only for a timer that is not pending.
+ * Returns 0; -EINVAL for a NULL t. Any thread (the timer is not in a wheel yet).
+ */
+SX_API int sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *));
 
 /*
- * sx_wheel_add - make t fire at the first sx_wheel_advance at or after deadline_ns (absolute, on
- * the wheel's clock). A deadline in the past fires at the next advance. Deadlines beyond the
- * levels' range (2^42 ticks: 139 years at 1 ms, 1.4 years at 10 us) wait on a side list and
- * still fire on time. The wheel's time ends 2^48 ticks after its creation (8,900 years at 1 ms,
- * 89 years at 10 us): a later deadline fires then. Returns 0; -EINVAL for NULL or a timer
- * without fn; -EBUSY if t is already pending. O(1), wait-free, never blocks; the wheel's owner
- * only.
+ * sx_wheel_add - make t fire at the first tick boundary at or after deadline_ns (absolute, on the
+ * wheel's clock). Tick boundaries are the times origin + k * tick, origin being the clock's
+ * reading at sx_wheel_create; the wheel's time is the last boundary an advance has reached
+ * (origin at first). t fires at the first advance whose time (the clock's reading, or now_ns)
+ * is at or after its boundary; if that boundary is not after the wheel's time (a deadline in
+ * the past, or in the current tick), at the next advance, whatever it reads.
+ * Deadlines beyond the levels' range (2^42 ticks: 139 years at 1 ms, 1.4 years at 10 us) wait
+ * on a side list and still fire on time. The wheel's time ends at its last tick: 2^48 - 1 ticks
+ * after its creation (8,900 years at 1 ms, 89 years at 10 us) or the last tick boundary at or
+ * before UINT64_MAX ns, whichever is earlier. A later deadline (UINT64_MAX included) is clamped
+ * to that tick: it fires at the first advance that reaches it, at the latest at an advance to
+ * UINT64_MAX ns.
+ * Returns 0; -EINVAL for a NULL w or t, or a timer without fn; -EBUSY if t is already pending.
+ * On failure nothing changes. O(1), wait-free, never blocks; the wheel's owner only.
  */
 SX_API int sx_wheel_add(sx_wheel *w, sx_wheel_timer *t, uint64_t deadline_ns);
 
-/* sx_wheel_add_after - sx_wheel_add at the clock's now + delay_ns. Same returns. */
+/* sx_wheel_add_after - sx_wheel_add at the clock's now + delay_ns, saturating at UINT64_MAX
+ * (which then fires at the wheel's last tick). Same returns; the clock is read only for a
+ * non-NULL w. */
 SX_API int sx_wheel_add_after(sx_wheel *w, sx_wheel_timer *t, uint64_t delay_ns);
 
 /*
- * sx_wheel_cancel - withdraw a pending timer; its callback will not run.
- * Returns 0; -ENOENT if t is not pending (it already fired, was cancelled, or never added);
- * -EINVAL for NULL. O(1), wait-free; the wheel's owner only.
+ * sx_wheel_cancel - withdraw a pending timer of w; its callback will not run.
+ * Returns 0; -ENOENT if t is not pending (it already fired, was cancelled, or never added;
+ * t must have been initialized); -EINVAL for a NULL w or t. A timer pending in another wheel
+ * is the caller's error (not detected). O(1), wait-free; the wheel's owner only.
  */
 SX_API int sx_wheel_cancel(sx_wheel *w, sx_wheel_timer *t);
 
-/* sx_wheel_timer_pending - whether t is added and has neither fired nor been cancelled. */
+/* sx_wheel_timer_pending - whether t is added and has neither fired nor been cancelled (false
+ * for NULL). */
 SX_API bool sx_wheel_timer_pending(const sx_wheel_timer *t);
 
 /*
- * sx_wheel_advance - read the clock and run the callback of every timer whose deadline has
- * passed, earliest first (timers of one tick in no particular order). Each timer is no longer
- * pending when its callback runs, so the callback may add it again (it then fires no earlier
- * than the next tick) or free it, and may add or cancel any other timer. Returns how many fired.
+ * sx_wheel_advance - read the clock and run the callback of every timer due by then (see
+ * sx_wheel_add for the rule), earliest tick first (timers of one tick in no particular order).
+ * Each timer is no longer pending when its callback runs, so the callback may add it again or
+ * free it, and may add or cancel any other timer. The wheel's time during a callback is the
+ * fired timer's tick: a timer added there with a later tick boundary that this advance reaches
+ * fires in this advance; one whose boundary is not later fires at the next advance (so no
+ * callback can keep an advance going). Returns how many fired (callbacks run).
  * Amortized O(1) per timer plus O(levels) per occupied slot passed; never blocks; the owner
  * only. A callback must not advance or destroy the wheel. NULL: returns 0.
  */
 SX_API size_t sx_wheel_advance(sx_wheel *w);
 
-/* sx_wheel_advance_to - sx_wheel_advance as if the clock read now_ns (earlier values are
- * ignored: wheel time never goes back). */
+/* sx_wheel_advance_to - sx_wheel_advance as if the clock read now_ns (any value; earlier ones
+ * still fire the timers due at the wheel's time, but the wheel's time never goes back). */
 SX_API size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns);
 
 /*
  * sx_wheel_next_deadline - the earliest time (absolute ns on the wheel's clock) at which
- * sx_wheel_advance has something to do: a timer to fire or to move to a lower level. UINT64_MAX
- * when nothing is pending (or w is NULL). A sleeping owner waits until then. O(levels).
+ * sx_wheel_advance has something to do: a timer to fire or to move to a lower level; never later
+ * than the earliest pending timer's tick boundary, and the wheel's time itself when a timer is
+ * due at the next advance whatever it reads. Always a tick boundary an advance can reach (it
+ * never wraps). UINT64_MAX when nothing is pending (or w is NULL). A sleeping owner
+ * waits until then. O(levels).
  */
 SX_API uint64_t sx_wheel_next_deadline(const sx_wheel *w);
 
