@@ -95,12 +95,14 @@ struct sx_wheel {
 };
 
 /* The wheel's last tick: 2^48 - 1 ticks after the origin (what a timer's word holds), or the last
- * tick boundary a uint64_t clock can read, whichever comes first. A deadline clamped to it is
- * reached by an advance to UINT64_MAX ns, and every tick the wheel reports as a deadline (a
- * timer's, or a slot's start before one) converts back to ns without overflow. */
+ * tick boundary before UINT64_MAX ns, whichever comes first. A deadline clamped to it is reached
+ * by an advance to UINT64_MAX ns, and every tick the wheel reports as a deadline (a timer's, or
+ * a slot's start before one) converts back to ns without overflow and below UINT64_MAX, which
+ * sx_wheel_next_deadline keeps for "nothing pending". (A clock at UINT64_MAX at create leaves
+ * only tick 0: every timer is due at the next advance.) */
 static uint64_t end_tick(uint64_t origin_ns, uint64_t tick_ns)
 {
-	uint64_t last = (UINT64_MAX - origin_ns) / tick_ns;
+	uint64_t last = origin_ns < UINT64_MAX ? (UINT64_MAX - 1 - origin_ns) / tick_ns : 0;
 
 	return last < DEADLINE_MAX ? last : DEADLINE_MAX;
 }
@@ -534,8 +536,14 @@ uint64_t sx_wheel_next_deadline(const sx_wheel *w)
 
 	if (w == NULL)
 		return UINT64_MAX;
-	if (w->list[DUE] != NULL)
-		return w->origin_ns + w->elapsed * w->tick_ns;
+	if (w->list[DUE] != NULL) {
+		/* Due now. The wheel's time is a boundary an advance reached, so this cannot overflow,
+		 * but it may be UINT64_MAX itself (an advance to it): that value means nothing
+		 * pending, so report the ns before (the owner advances then and fires them). */
+		uint64_t now = w->origin_ns + w->elapsed * w->tick_ns;
+
+		return now < UINT64_MAX ? now : UINT64_MAX - 1;
+	}
 	if (!next_slot(w, &level, &slot, &tick))
 		return UINT64_MAX;
 	return w->origin_ns + tick * w->tick_ns;

@@ -97,8 +97,8 @@ SX_API int sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *));
  * the past, or in the current tick), at the next advance, whatever it reads.
  * Deadlines beyond the levels' range (2^42 ticks: 139 years at 1 ms, 1.4 years at 10 us) wait
  * on a side list and still fire on time. The wheel's time ends at its last tick: 2^48 - 1 ticks
- * after its creation (8,900 years at 1 ms, 89 years at 10 us) or the last tick boundary at or
- * before UINT64_MAX ns, whichever is earlier. A later deadline (UINT64_MAX included) is clamped
+ * after its creation (8,900 years at 1 ms, 89 years at 10 us) or the last tick boundary before
+ * UINT64_MAX ns, whichever is earlier. A later deadline (UINT64_MAX included) is clamped
  * to that tick: it fires at the first advance that reaches it, at the latest at an advance to
  * UINT64_MAX ns.
  * Returns 0; -EINVAL for a NULL w or t, or a timer without fn; -EBUSY if t is already pending.
@@ -144,8 +144,9 @@ SX_API size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns);
  * sx_wheel_next_deadline - the earliest time (absolute ns on the wheel's clock) at which
  * sx_wheel_advance has something to do: a timer to fire or to move to a lower level; never later
  * than the earliest pending timer's tick boundary, and the wheel's time itself when a timer is
- * due at the next advance whatever it reads. Always a tick boundary an advance can reach (it
- * never wraps). UINT64_MAX when nothing is pending (or w is NULL). A sleeping owner
+ * due at the next advance whatever it reads. It never wraps: a tick boundary an advance can
+ * reach, except that a wheel time of exactly UINT64_MAX reads UINT64_MAX - 1. UINT64_MAX if and
+ * only if nothing is pending (or w is NULL). A sleeping owner
  * waits until then. O(levels).
  */
 SX_API uint64_t sx_wheel_next_deadline(const sx_wheel *w);
