@@ -164,8 +164,11 @@ typedef struct sx_pool sx_pool;
 /*
  * A timer callback. status is 0 when the timer expired, -ESHUTDOWN when the pool was shut down
  * before it could fire (the callback then runs on the thread that shuts the pool down, or on
- * the timer thread), -ECANCELED when SX_CANCEL shutdown discarded the task that was to run it.
- * Exactly one call per accepted timer that was not cancelled.
+ * the timer thread), -ECANCELED when SX_CANCEL shutdown discarded the task that was to run it,
+ * -ENOMEM when it expired but could not be submitted as a pool task because the timer thread's
+ * per-thread record in the pool could not be allocated (the callback then runs on the timer
+ * thread; the pool and later timers go on). Exactly one call per accepted timer that was not
+ * cancelled.
  */
 typedef void (*sx_timer_fn)(void *arg, int status);
 
@@ -184,8 +187,9 @@ typedef struct sx_timer {
 
 /*
  * sx_timer_add - call fn(arg, 0) once `when` has passed: a delay in ns from now, or with
- * SX_TIMER_AT an absolute CLOCK_MONOTONIC deadline (one in the past fires at once). Deadlines
- * saturate at 2^63 ns.
+ * SX_TIMER_AT an absolute CLOCK_MONOTONIC deadline (one in the past fires at once). Any value
+ * is accepted: deadlines saturate at 2^63 - 1 ns (292 years), and one beyond the wheel's last
+ * tick (sx_wheel_add: 89 years after the service started at the 10 us tick) fires then.
  *
  * The timer fires at the first tick boundary at or after its deadline (tick: sx_pool_opts'
  * timer_tick_ns, default 1 ms), never early; late by at most one tick plus the timer thread's
@@ -195,7 +199,9 @@ typedef struct sx_timer {
  * Returns 0; -EINVAL for a NULL pool or fn, or unknown flags; -ESHUTDOWN once sx_pool_shutdown
  * has begun (an add that races with shutdown either fails so, or succeeds and its callback gets
  * -ESHUTDOWN); -ENOMEM if no timer node could be allocated; -EAGAIN if the pool's timer thread
- * (started by the first add) could not be created. On failure nothing was added.
+ * (started by the first add) could not be created. On failure nothing was added, and *timer is
+ * unchanged, except after an -ESHUTDOWN from an add that raced with shutdown: then it is zeroed
+ * (sx_timer_cancel on it returns -EINVAL).
  * Never blocks, except the very first add on a pool (it starts the timer thread under a mutex).
  * Lock-free: a node from a per-thread free list, one CAS onto the inbox, and a futex wake only
  * when the new deadline is earlier than the one the timer thread sleeps towards.
@@ -210,7 +216,8 @@ SX_API int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_f
  * exactly once with its status.
  *
  * Returns 0 (cancelled); -EALREADY when the timer already fired, was already cancelled, or was
- * flushed by shutdown; -EINVAL for NULL or a handle never filled by sx_timer_add.
+ * flushed by shutdown; -EINVAL for NULL or a zero-filled handle (one sx_timer_add never
+ * filled, if the caller zeroed it; other garbage is the caller's error, not detected).
  * Never blocks; lock-free (one CAS, plus one CAS to tell the timer thread to unlink it now).
  * Does not wait for a callback that is running. Any thread, concurrently, also from a callback
  * (and from a signal handler: it only touches atomics).
