@@ -39,9 +39,10 @@
  * 24 now. 64 lanes gain nothing more: the core keeps no more misses in flight.
  *
  * A timer is 32 bytes: the links, the callback, and one word holding the deadline (48 bits of
- * ticks: the wheel's time ends 2^48 ticks after its creation, 89 years at the smallest tick), its
- * list, and whether it is pending. Half a cache line, so an array of them never puts one across
- * two lines when it starts on a 32-byte boundary; for one that does, both lines are prefetched.
+ * ticks: deadlines are clamped to the wheel's last tick, at most 2^48 - 1 ticks after its
+ * creation, 89 years at the smallest tick; see end_tick), its list, and whether it is pending.
+ * Half a cache line, so an array of them never puts one across two lines when it starts on a
+ * 32-byte boundary; for one that does, both lines are prefetched.
  *
  * Trade-off chosen: cascading, for precision. Linux's timer wheel skips cascading and lets a
  * timer fire up to 1/8 of its level's granularity late; strix's users put deadlines on trades
@@ -537,9 +538,10 @@ uint64_t sx_wheel_next_deadline(const sx_wheel *w)
 	if (w == NULL)
 		return UINT64_MAX;
 	if (w->list[DUE] != NULL) {
-		/* Due now. The wheel's time is a boundary an advance reached, so this cannot overflow,
-		 * but it may be UINT64_MAX itself (an advance to it): that value means nothing
-		 * pending, so report the ns before (the owner advances then and fires them). */
+		/* Due now. The wheel's time is a boundary an advance reached, so this cannot
+		 * overflow, but it may be UINT64_MAX itself (an advance to it): that value means
+		 * nothing pending, so report the ns before (the owner advances then and fires
+		 * them). */
 		uint64_t now = w->origin_ns + w->elapsed * w->tick_ns;
 
 		return now < UINT64_MAX ? now : UINT64_MAX - 1;

@@ -187,9 +187,12 @@ static void model_advance(uint64_t now_ns)
 	for (;;) {
 		uint64_t t = UINT64_MAX;
 
-		for (int i = 0; i < NT; i++)
-			if (S.m[i].pending && !S.m[i].due && S.m[i].tick <= w_new && S.m[i].tick < t)
-				t = S.m[i].tick;
+		for (int i = 0; i < NT; i++) {
+			const struct mtimer *m = &S.m[i];
+
+			if (m->pending && !m->due && m->tick <= w_new && m->tick < t)
+				t = m->tick;
+		}
 		if (t == UINT64_MAX)
 			break;
 		CHECK(t > w_old);

@@ -73,8 +73,8 @@ static void test_absurd_deadlines_saturate(void **state)
 
 	(void)state;
 	for (unsigned i = 0; i < 6; i++)
-		assert_int_equal(sx_timer_add(p, whens[i / 2], (i & 1) ? SX_TIMER_AT : 0, hit_cb, &h,
-		    &t[i]), 0);
+		assert_int_equal(sx_timer_add(p, whens[i / 2], (i & 1) ? SX_TIMER_AT : 0, hit_cb,
+		    &h, &t[i]), 0);
 	assert_int_equal(sx_timer_add(p, 0, SX_TIMER_INLINE, hit_cb, &now, NULL), 0);
 	TU_WAIT_FOR(ck_pr_load_uint(&now.calls) == 1);
 	assert_int_equal(now.status, 0);

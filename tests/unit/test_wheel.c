@@ -235,6 +235,36 @@ static void test_deadlines_at_the_end_of_the_clock(void **state)
 	sx_wheel_destroy(w);
 }
 
+/* UINT64_MAX from sx_wheel_next_deadline means nothing pending, also when the clock's last value
+ * is a tick boundary: 5 ticks before it the last tick is 4, and a timer due at a wheel time of
+ * UINT64_MAX (or on a wheel created there) reports UINT64_MAX - 1 and fires when advanced. */
+static void test_next_deadline_is_never_uint64_max_while_pending(void **state)
+{
+	const uint64_t origin = UINT64_MAX - 5 * TICK;
+	sx_wheel *w = make_wheel(origin);
+	struct rec r;
+
+	(void)state;
+	rec_add(w, &r, UINT64_MAX);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX - TICK);
+	assert_int_equal(sx_wheel_advance_to(w, UINT64_MAX), 1);
+	rec_add(w, &r, UINT64_MAX); /* the wheel's time is UINT64_MAX now: due */
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX - 1);
+	assert_int_equal(sx_wheel_advance_to(w, UINT64_MAX - 1), 1);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX);
+	sx_wheel_destroy(w);
+
+	w = make_wheel(UINT64_MAX);
+	rec_add(w, &r, 5);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX - 1);
+	assert_int_equal(sx_wheel_advance(w), 1);
+	rec_add(w, &r, UINT64_MAX);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX - 1);
+	assert_int_equal(sx_wheel_advance(w), 1);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX);
+	sx_wheel_destroy(w);
+}
+
 static void test_fires_at_or_after_deadline_within_one_tick(void **state)
 {
 	enum { N = 500 };
@@ -526,6 +556,7 @@ int main(void)
 		cmocka_unit_test(test_null_and_absurd_arguments),
 		cmocka_unit_test(test_uint64_max_deadline_fires_at_the_last_tick),
 		cmocka_unit_test(test_deadlines_at_the_end_of_the_clock),
+		cmocka_unit_test(test_next_deadline_is_never_uint64_max_while_pending),
 		cmocka_unit_test(test_fires_at_or_after_deadline_within_one_tick),
 		cmocka_unit_test(test_timers_at_every_level_fire_on_time),
 		cmocka_unit_test(test_past_deadline_fires_at_next_advance),
