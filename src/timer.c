@@ -76,7 +76,9 @@ _Static_assert(offsetof(sx__tnode, u.q.deadline_ns) == offsetof(sx__tnode, u.wt.
 
 #define SLAB_NODES 64u /* the first node's place holds the slab link */
 #define CLOSED ((sx__tnode *)1)
-/* Deadlines saturate here (292 years), so shutdown's flush to UINT64_MAX passes every one. */
+/* Deadlines saturate here (292 years). Shutdown's flush to UINT64_MAX passes every one anyway:
+ * the wheel clamps what is beyond its last tick to that tick, which an advance to UINT64_MAX
+ * reaches. */
 #define DEADLINE_MAX (UINT64_MAX / 2)
 
 struct sx__timers {
@@ -194,9 +196,12 @@ static void dispatch(struct sx__timers *s, sx__tnode *n, uint32_t st, int status
 		n->u.task.run = task_run;
 		n->u.task.cancel = task_cancel;
 		n->x.svc = s;
-		if (sx_pool_submit_task(s->pool, &n->u.task) == 0)
+		status = sx_pool_submit_task(s->pool, &n->u.task);
+		if (status == 0)
 			return;
-		status = -ESHUTDOWN; /* the pool stopped taking tasks: tell the callback here */
+		/* Not submitted, and the callback hears why, here: -ESHUTDOWN when the pool stopped
+		 * taking tasks, -ENOMEM when this thread's per-thread record could not be allocated
+		 * (the pool runs on; a later submit tries again). */
 	}
 	node_recycle(s, n);
 	fn(arg, status);
@@ -257,6 +262,10 @@ static void *timer_main(void *arg)
 	struct sx__timers *s = arg;
 
 	owner = s;
+	/* Claim this thread's record in the pool now, so that submitting a callback as a task
+	 * allocates nothing later. If it cannot be allocated, each dispatch tries again, and a
+	 * callback that still cannot be submitted hears -ENOMEM (see dispatch). */
+	(void)sx__tcache_get(s->pool);
 	/* Timed sleeps end up to the thread's timer slack after their deadline (50 us by default):
 	 * most of a timer's lateness. 1 ns asks for none; failure leaves the default. */
 	(void)prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
@@ -422,7 +431,7 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 		*free_next(n) = c->tfree;
 		c->tfree = n;
 		if (timer != NULL)
-			timer->sx_node = NULL;
+			memset(timer, 0, sizeof(*timer)); /* cancel answers -EINVAL */
 		return -ESHUTDOWN;
 	}
 	/* The push (a full barrier) before reading the deadline the thread sleeps towards. */

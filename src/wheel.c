@@ -39,9 +39,10 @@
  * 24 now. 64 lanes gain nothing more: the core keeps no more misses in flight.
  *
  * A timer is 32 bytes: the links, the callback, and one word holding the deadline (48 bits of
- * ticks: the wheel's time ends 2^48 ticks after its creation, 89 years at the smallest tick), its
- * list, and whether it is pending. Half a cache line, so an array of them never puts one across
- * two lines when it starts on a 32-byte boundary; for one that does, both lines are prefetched.
+ * ticks: deadlines are clamped to the wheel's last tick, at most 2^48 - 1 ticks after its
+ * creation, 89 years at the smallest tick; see end_tick), its list, and whether it is pending.
+ * Half a cache line, so an array of them never puts one across two lines when it starts on a
+ * 32-byte boundary; for one that does, both lines are prefetched.
  *
  * Trade-off chosen: cascading, for precision. Linux's timer wheel skips cascading and lets a
  * timer fire up to 1/8 of its level's granularity late; strix's users put deadlines on trades
@@ -85,6 +86,7 @@ struct sx_wheel {
 	uint64_t elapsed;           /* wheel time, ticks: every deadline <= elapsed has fired */
 	uint64_t origin_ns;
 	uint64_t tick_ns;
+	uint64_t end;               /* the last tick: deadlines are clamped to it (see end_tick) */
 	sx_clock clock;
 	size_t count;
 	unsigned placed;            /* timers placed so far: picks the lane of the next one */
@@ -92,6 +94,19 @@ struct sx_wheel {
 	uint32_t lanes[LEVELS * SLOTS];      /* non-empty lanes of each slot */
 	sx_wheel_timer *list[LISTS];         /* heads */
 };
+
+/* The wheel's last tick: 2^48 - 1 ticks after the origin (what a timer's word holds), or the last
+ * tick boundary before UINT64_MAX ns, whichever comes first. A deadline clamped to it is reached
+ * by an advance to UINT64_MAX ns, and every tick the wheel reports as a deadline (a timer's, or
+ * a slot's start before one) converts back to ns without overflow and below UINT64_MAX, which
+ * sx_wheel_next_deadline keeps for "nothing pending". (A clock at UINT64_MAX at create leaves
+ * only tick 0: every timer is due at the next advance.) */
+static uint64_t end_tick(uint64_t origin_ns, uint64_t tick_ns)
+{
+	uint64_t last = origin_ns < UINT64_MAX ? (UINT64_MAX - 1 - origin_ns) / tick_ns : 0;
+
+	return last < DEADLINE_MAX ? last : DEADLINE_MAX;
+}
 
 static uint64_t mono_now(void *ctx)
 {
@@ -126,6 +141,7 @@ int sx_wheel_create(sx_wheel **out, const sx_wheel_opts *opts)
 	w->tick_ns = tick;
 	w->clock = *clock;
 	w->origin_ns = clock->now_ns(clock->ctx);
+	w->end = end_tick(w->origin_ns, tick);
 	*out = w;
 	return 0;
 }
@@ -136,10 +152,13 @@ void sx_wheel_destroy(sx_wheel *w)
 		sx_allocator_default.free(sx_allocator_default.ctx, w, sizeof(*w), 64);
 }
 
-void sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *))
+int sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *))
 {
+	if (t == NULL)
+		return -EINVAL;
 	memset(t, 0, sizeof(*t));
 	t->fn = fn;
+	return 0;
 }
 
 bool sx_wheel_timer_pending(const sx_wheel_timer *t)
@@ -238,7 +257,7 @@ static uint64_t ns_to_tick_ceil(const sx_wheel *w, uint64_t ns)
 		return 0;
 	d = ns - w->origin_ns;
 	tick = d / w->tick_ns + (d % w->tick_ns != 0);
-	return tick < DEADLINE_MAX ? tick : DEADLINE_MAX;
+	return tick < w->end ? tick : w->end;
 }
 
 int sx_wheel_add(sx_wheel *w, sx_wheel_timer *t, uint64_t deadline_ns)
@@ -518,8 +537,15 @@ uint64_t sx_wheel_next_deadline(const sx_wheel *w)
 
 	if (w == NULL)
 		return UINT64_MAX;
-	if (w->list[DUE] != NULL)
-		return w->origin_ns + w->elapsed * w->tick_ns;
+	if (w->list[DUE] != NULL) {
+		/* Due now. The wheel's time is a boundary an advance reached, so this cannot
+		 * overflow, but it may be UINT64_MAX itself (an advance to it): that value means
+		 * nothing pending, so report the ns before (the owner advances then and fires
+		 * them). */
+		uint64_t now = w->origin_ns + w->elapsed * w->tick_ns;
+
+		return now < UINT64_MAX ? now : UINT64_MAX - 1;
+	}
 	if (!next_slot(w, &level, &slot, &tick))
 		return UINT64_MAX;
 	return w->origin_ns + tick * w->tick_ns;

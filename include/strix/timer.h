@@ -81,51 +81,73 @@ SX_API int sx_wheel_create(sx_wheel **out, const sx_wheel_opts *opts);
  */
 SX_API void sx_wheel_destroy(sx_wheel *w);
 
-/* sx_wheel_timer_init - prepare a timer that calls fn(timer) when it expires. */
-SX_API void sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *));
+/*
+ * sx_wheel_timer_init - prepare a timer that calls fn(timer) when it expires (a NULL fn is
+ * accepted here and refused by sx_wheel_add). Only for a timer that is not pending.
+ * Returns 0; -EINVAL for a NULL t. Any thread (the timer is not in a wheel yet).
+ */
+SX_API int sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *));
 
 /*
- * sx_wheel_add - make t fire at the first sx_wheel_advance at or after deadline_ns (absolute, on
- * the wheel's clock). A deadline in the past fires at the next advance. Deadlines beyond the
- * levels' range (2^42 ticks: 139 years at 1 ms, 1.4 years at 10 us) wait on a side list and
- * still fire on time. The wheel's time ends 2^48 ticks after its creation (8,900 years at 1 ms,
- * 89 years at 10 us): a later deadline fires then. Returns 0; -EINVAL for NULL or a timer
- * without fn; -EBUSY if t is already pending. O(1), wait-free, never blocks; the wheel's owner
- * only.
+ * sx_wheel_add - make t fire at the first tick boundary at or after deadline_ns (absolute, on the
+ * wheel's clock). Tick boundaries are the times origin + k * tick, origin being the clock's
+ * reading at sx_wheel_create; the wheel's time is the last boundary an advance has reached
+ * (origin at first). t fires at the first advance whose time (the clock's reading, or now_ns)
+ * is at or after its boundary; if that boundary is not after the wheel's time (a deadline in
+ * the past, or in the current tick), at the next advance, whatever it reads.
+ * Deadlines beyond the levels' range (2^42 ticks: 139 years at 1 ms, 1.4 years at 10 us) wait
+ * on a side list and still fire on time. The wheel's time ends at its last tick: 2^48 - 1 ticks
+ * after its creation (8,900 years at 1 ms, 89 years at 10 us) or the last tick boundary before
+ * UINT64_MAX ns, whichever is earlier. A later deadline (UINT64_MAX included) is clamped
+ * to that tick: it fires at the first advance that reaches it, at the latest at an advance to
+ * UINT64_MAX ns.
+ * Returns 0; -EINVAL for a NULL w or t, or a timer without fn; -EBUSY if t is already pending.
+ * On failure nothing changes. O(1), wait-free, never blocks; the wheel's owner only.
  */
 SX_API int sx_wheel_add(sx_wheel *w, sx_wheel_timer *t, uint64_t deadline_ns);
 
-/* sx_wheel_add_after - sx_wheel_add at the clock's now + delay_ns. Same returns. */
+/* sx_wheel_add_after - sx_wheel_add at the clock's now + delay_ns, saturating at UINT64_MAX
+ * (which then fires at the wheel's last tick). Same returns; the clock is read only for a
+ * non-NULL w. */
 SX_API int sx_wheel_add_after(sx_wheel *w, sx_wheel_timer *t, uint64_t delay_ns);
 
 /*
- * sx_wheel_cancel - withdraw a pending timer; its callback will not run.
- * Returns 0; -ENOENT if t is not pending (it already fired, was cancelled, or never added);
- * -EINVAL for NULL. O(1), wait-free; the wheel's owner only.
+ * sx_wheel_cancel - withdraw a pending timer of w; its callback will not run.
+ * Returns 0; -ENOENT if t is not pending (it already fired, was cancelled, or never added;
+ * t must have been initialized); -EINVAL for a NULL w or t. A timer pending in another wheel
+ * is the caller's error (not detected). O(1), wait-free; the wheel's owner only.
  */
 SX_API int sx_wheel_cancel(sx_wheel *w, sx_wheel_timer *t);
 
-/* sx_wheel_timer_pending - whether t is added and has neither fired nor been cancelled. */
+/* sx_wheel_timer_pending - whether t is added and has neither fired nor been cancelled (false
+ * for NULL). */
 SX_API bool sx_wheel_timer_pending(const sx_wheel_timer *t);
 
 /*
- * sx_wheel_advance - read the clock and run the callback of every timer whose deadline has
- * passed, earliest first (timers of one tick in no particular order). Each timer is no longer
- * pending when its callback runs, so the callback may add it again (it then fires no earlier
- * than the next tick) or free it, and may add or cancel any other timer. Returns how many fired.
+ * sx_wheel_advance - read the clock and run the callback of every timer due by then (see
+ * sx_wheel_add for the rule), earliest tick first (timers of one tick in no particular order).
+ * Each timer is no longer pending when its callback runs, so the callback may add it again or
+ * free it, and may add or cancel any other timer. The wheel's time during a callback is the
+ * fired timer's tick: a timer added there with a later tick boundary that this advance reaches
+ * fires in this advance; one whose boundary is not later fires at the next advance (so no
+ * callback can keep an advance going). Returns how many fired (callbacks run).
  * Amortized O(1) per timer plus O(levels) per occupied slot passed; never blocks; the owner
  * only. A callback must not advance or destroy the wheel. NULL: returns 0.
  */
 SX_API size_t sx_wheel_advance(sx_wheel *w);
 
-/* sx_wheel_advance_to - sx_wheel_advance as if the clock read now_ns (earlier values are
- * ignored: wheel time never goes back). */
+/* sx_wheel_advance_to - sx_wheel_advance as if the clock read now_ns (any value; earlier ones
+ * still fire the timers due at the wheel's time, but the wheel's time never goes back). */
 SX_API size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns);
 
 /*
  * sx_wheel_next_deadline - the earliest time (absolute ns on the wheel's clock) at which
- * sx_wheel_advance has something to do: a timer to fire or to move to a lower level. UINT64_MAX
- * when nothing is pending (or w is NULL). A sleeping owner waits until then. O(levels).
+ * sx_wheel_advance has something to do: a timer to fire or to move to a lower level; never later
+ * than the earliest pending timer's tick boundary, and the wheel's time itself when a timer is
+ * due at the next advance whatever it reads. It never wraps: a tick boundary an advance can
+ * reach, except that a wheel time of exactly UINT64_MAX reads UINT64_MAX - 1. UINT64_MAX if and
+ * only if nothing is pending (or w is NULL). A sleeping owner
+ * waits until then. O(levels).
  */
 SX_API uint64_t sx_wheel_next_deadline(const sx_wheel *w);
 
@@ -142,8 +164,11 @@ typedef struct sx_pool sx_pool;
 /*
  * A timer callback. status is 0 when the timer expired, -ESHUTDOWN when the pool was shut down
  * before it could fire (the callback then runs on the thread that shuts the pool down, or on
- * the timer thread), -ECANCELED when SX_CANCEL shutdown discarded the task that was to run it.
- * Exactly one call per accepted timer that was not cancelled.
+ * the timer thread), -ECANCELED when SX_CANCEL shutdown discarded the task that was to run it,
+ * -ENOMEM when it expired but could not be submitted as a pool task because the timer thread's
+ * per-thread record in the pool could not be allocated (the callback then runs on the timer
+ * thread; the pool and later timers go on). Exactly one call per accepted timer that was not
+ * cancelled.
  */
 typedef void (*sx_timer_fn)(void *arg, int status);
 
@@ -162,8 +187,9 @@ typedef struct sx_timer {
 
 /*
  * sx_timer_add - call fn(arg, 0) once `when` has passed: a delay in ns from now, or with
- * SX_TIMER_AT an absolute CLOCK_MONOTONIC deadline (one in the past fires at once). Deadlines
- * saturate at 2^63 ns.
+ * SX_TIMER_AT an absolute CLOCK_MONOTONIC deadline (one in the past fires at once). Any value
+ * is accepted: deadlines saturate at 2^63 - 1 ns (292 years), and one beyond the wheel's last
+ * tick (sx_wheel_add: 89 years after the service started at the 10 us tick) fires then.
  *
  * The timer fires at the first tick boundary at or after its deadline (tick: sx_pool_opts'
  * timer_tick_ns, default 1 ms), never early; late by at most one tick plus the timer thread's
@@ -173,7 +199,9 @@ typedef struct sx_timer {
  * Returns 0; -EINVAL for a NULL pool or fn, or unknown flags; -ESHUTDOWN once sx_pool_shutdown
  * has begun (an add that races with shutdown either fails so, or succeeds and its callback gets
  * -ESHUTDOWN); -ENOMEM if no timer node could be allocated; -EAGAIN if the pool's timer thread
- * (started by the first add) could not be created. On failure nothing was added.
+ * (started by the first add) could not be created. On failure nothing was added, and *timer is
+ * unchanged, except after an -ESHUTDOWN from an add that raced with shutdown: then it is zeroed
+ * (sx_timer_cancel on it returns -EINVAL).
  * Never blocks, except the very first add on a pool (it starts the timer thread under a mutex).
  * Lock-free: a node from a per-thread free list, one CAS onto the inbox, and a futex wake only
  * when the new deadline is earlier than the one the timer thread sleeps towards.
@@ -188,7 +216,8 @@ SX_API int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_f
  * exactly once with its status.
  *
  * Returns 0 (cancelled); -EALREADY when the timer already fired, was already cancelled, or was
- * flushed by shutdown; -EINVAL for NULL or a handle never filled by sx_timer_add.
+ * flushed by shutdown; -EINVAL for NULL or a zero-filled handle (one sx_timer_add never
+ * filled, if the caller zeroed it; other garbage is the caller's error, not detected).
  * Never blocks; lock-free (one CAS, plus one CAS to tell the timer thread to unlink it now).
  * Does not wait for a callback that is running. Any thread, concurrently, also from a callback
  * (and from a signal handler: it only touches atomics).

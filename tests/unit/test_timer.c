@@ -53,11 +53,98 @@ static void test_bad_input_changes_nothing(void **state)
 	assert_int_equal(sx_timer_add(NULL, MS, 0, hit_cb, &h, &t), -EINVAL);
 	assert_int_equal(sx_timer_add(p, MS, 0, NULL, &h, &t), -EINVAL);
 	assert_int_equal(sx_timer_add(p, MS, 0x80, hit_cb, &h, &t), -EINVAL);
+	assert_int_equal(sx_timer_add(p, MS, SX_TIMER_INLINE << 1, hit_cb, &h, &t), -EINVAL);
+	assert_int_equal(sx_timer_add(p, MS, ~0u, hit_cb, &h, &t), -EINVAL);
 	assert_int_equal(sx_timer_cancel(NULL), -EINVAL);
 	memset(&t, 0, sizeof(t));
 	assert_int_equal(sx_timer_cancel(&t), -EINVAL);
 	sx_pool_destroy(p);
 	assert_int_equal(h.calls, 0);
+}
+
+/* Absurd deadlines are accepted and saturate: as delays and as absolute times, UINT64_MAX and
+ * INT64_MIN (2^63 as unsigned) wait (far in the future) until cancelled; 0 fires at once. */
+static void test_absurd_deadlines_saturate(void **state)
+{
+	static const uint64_t whens[] = { UINT64_MAX, (uint64_t)INT64_MIN, (uint64_t)INT64_MAX };
+	sx_pool *p = tu_pool(1);
+	struct hit h = { 0 }, now = { 0 };
+	sx_timer t[6];
+
+	(void)state;
+	for (unsigned i = 0; i < 6; i++)
+		assert_int_equal(sx_timer_add(p, whens[i / 2], (i & 1) ? SX_TIMER_AT : 0, hit_cb,
+		    &h, &t[i]), 0);
+	assert_int_equal(sx_timer_add(p, 0, SX_TIMER_INLINE, hit_cb, &now, NULL), 0);
+	TU_WAIT_FOR(ck_pr_load_uint(&now.calls) == 1);
+	assert_int_equal(now.status, 0);
+	for (unsigned i = 0; i < 6; i++)
+		assert_int_equal(sx_timer_cancel(&t[i]), 0);
+	sx_pool_destroy(p);
+	assert_int_equal(h.calls, 0);
+}
+
+/* An allocator that fails, once armed, every allocation made on a thread that is neither the
+ * test's nor one of the pool's workers: the timer thread's. */
+struct failing_alloc {
+	sx_pool *pool;
+	pthread_t main;
+	unsigned armed;
+	unsigned failed;
+};
+
+static void *fa_alloc(void *ctx, size_t size, size_t align)
+{
+	struct failing_alloc *fa = ctx;
+
+	if (ck_pr_load_uint(&fa->armed) && !pthread_equal(pthread_self(), fa->main) &&
+	    sx_pool_worker_index(ck_pr_load_ptr(&fa->pool)) < 0) {
+		ck_pr_inc_uint(&fa->failed);
+		return NULL;
+	}
+	return sx_allocator_default.alloc(sx_allocator_default.ctx, size, align);
+}
+
+static void fa_free(void *ctx, void *ptr, size_t size, size_t align)
+{
+	(void)ctx;
+	sx_allocator_default.free(sx_allocator_default.ctx, ptr, size, align);
+}
+
+/* The timer thread cannot allocate what it needs to submit a callback as a pool task: the
+ * callback hears -ENOMEM (not a shutdown that did not happen), on the timer thread, and the
+ * pool and its timers go on once memory is back. */
+static void test_allocation_failure_on_the_timer_thread_is_enomem(void **state)
+{
+	struct failing_alloc fa = { NULL, pthread_self(), 0, 0 };
+	sx_allocator a = { fa_alloc, fa_free, &fa };
+	sx_pool_opts o = SX_POOL_OPTS_INIT;
+	struct hit h = { 0 }, later = { 0 };
+	sx_pool *p = NULL;
+
+	(void)state;
+	o.workers = 1;
+	o.spin_ns = SX_SPIN_NONE;
+	o.allocator = &a;
+	assert_int_equal(sx_pool_create(&p, &o), 0);
+	ck_pr_store_ptr(&fa.pool, p);
+	ck_pr_store_uint(&fa.armed, 1);
+	h.pool = p;
+	assert_int_equal(sx_timer_add(p, MS, 0, hit_cb, &h, NULL), 0);
+	TU_WAIT_FOR(ck_pr_load_uint(&h.calls) == 1);
+	assert_int_equal(h.status, -ENOMEM);
+	assert_int_equal(h.worker, -1); /* on the timer thread */
+	assert_true(ck_pr_load_uint(&fa.failed) >= 1);
+
+	ck_pr_store_uint(&fa.armed, 0);
+	later.pool = p;
+	assert_int_equal(sx_timer_add(p, MS, 0, hit_cb, &later, NULL), 0);
+	TU_WAIT_FOR(ck_pr_load_uint(&later.calls) == 1);
+	assert_int_equal(later.status, 0);
+	assert_true(later.worker >= 0); /* a pool task again */
+	sx_pool_destroy(p);
+	assert_int_equal(h.calls, 1);
+	assert_int_equal(later.calls, 1);
 }
 
 static void test_fires_once_never_early(void **state)
@@ -194,10 +281,15 @@ static void test_add_after_shutdown_without_timers(void **state)
 {
 	sx_pool *p = tu_pool(1);
 	struct hit h = { 0 };
+	sx_timer t, before;
 
 	(void)state;
 	assert_int_equal(sx_pool_shutdown(p, SX_CANCEL), 0);
 	assert_int_equal(sx_timer_add(p, MS, 0, hit_cb, &h, NULL), -ESHUTDOWN);
+	memset(&t, 0x5a, sizeof(t));
+	before = t;
+	assert_int_equal(sx_timer_add(p, MS, 0, hit_cb, &h, &t), -ESHUTDOWN);
+	assert_memory_equal(&t, &before, sizeof(t)); /* unchanged on failure */
 	sx_pool_destroy(p);
 	assert_int_equal(h.calls, 0);
 }
@@ -318,6 +410,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_input_changes_nothing),
+		cmocka_unit_test(test_absurd_deadlines_saturate),
+		cmocka_unit_test(test_allocation_failure_on_the_timer_thread_is_enomem),
 		cmocka_unit_test(test_fires_once_never_early),
 		cmocka_unit_test(test_absolute_and_past_deadlines),
 		cmocka_unit_test(test_cancel_before_and_after_expiry),

@@ -134,6 +134,137 @@ static void test_bad_calls_change_nothing(void **state)
 	sx_wheel_destroy(w);
 }
 
+/* Every entry point with NULL, zero and absurd values: a documented result, nothing changed. */
+static void test_null_and_absurd_arguments(void **state)
+{
+	sx_wheel *w = make_wheel(7 * TICK);
+	struct rec r, z;
+
+	(void)state;
+	assert_int_equal(sx_wheel_timer_init(NULL, on_fire), -EINVAL);
+	assert_int_equal(sx_wheel_timer_init(&z.t, NULL), 0); /* refused by add */
+	assert_int_equal(sx_wheel_add_after(NULL, &z.t, 1), -EINVAL);
+	assert_int_equal(sx_wheel_add_after(w, NULL, UINT64_MAX), -EINVAL);
+	assert_int_equal(sx_wheel_add_after(w, &z.t, 0), -EINVAL);
+	assert_false(sx_wheel_timer_pending(NULL));
+	assert_false(sx_wheel_timer_pending(&z.t));
+	assert_int_equal(sx_wheel_advance_to(NULL, UINT64_MAX), 0);
+	assert_int_equal(sx_wheel_next_deadline(NULL), UINT64_MAX);
+	assert_int_equal(sx_wheel_tick_ns(NULL), 0);
+	assert_int_equal(sx_wheel_count(w), 0);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX);
+
+	/* Deadlines 0 (before the origin) and INT64_MIN read as unsigned (2^63 ns, past the last
+	 * tick at 1 ms from 7 ms: it is clamped there). */
+	rec_add(w, &r, 0);
+	assert_int_equal(sx_wheel_add(w, &r.t, (uint64_t)INT64_MIN), -EBUSY);
+	assert_int_equal(sx_wheel_next_deadline(w), 7 * TICK); /* due at the next advance */
+	assert_int_equal(sx_wheel_advance_to(w, 0), 1);         /* whatever it reads */
+	assert_int_equal(r.fires, 1);
+	rec_add(w, &r, (uint64_t)INT64_MIN);
+	assert_int_equal(sx_wheel_cancel(w, &r.t), 0);
+	assert_int_equal(sx_wheel_cancel(w, &r.t), -ENOENT);
+	assert_int_equal(sx_wheel_count(w), 0);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX);
+	sx_wheel_destroy(w);
+}
+
+/* Drive the wheel by its next deadline, as a sleeping owner does, checking that the deadline
+ * never goes back (a wrapped one would make the owner spin). */
+static size_t run_by_next_deadline(sx_wheel *w, size_t max_steps)
+{
+	size_t steps = 0;
+
+	while (sx_wheel_count(w) > 0) {
+		uint64_t next = sx_wheel_next_deadline(w);
+
+		assert_true(next != UINT64_MAX);
+		assert_true(next >= vnow);
+		vnow = next;
+		sx_wheel_advance(w);
+		assert_true(++steps <= max_steps);
+	}
+	return steps;
+}
+
+/* At 1 ms from 0, the last tick boundary a uint64_t clock reaches (UINT64_MAX / tick) comes
+ * before the 2^48 ticks: UINT64_MAX, from sx_wheel_add or a saturated sx_wheel_add_after, is
+ * clamped to it, fires there, and no deadline on the way wraps. */
+static void test_uint64_max_deadline_fires_at_the_last_tick(void **state)
+{
+	const uint64_t last = UINT64_MAX / TICK;
+	sx_wheel *w = make_wheel(0);
+	struct rec a, b;
+
+	(void)state;
+	rec_add(w, &a, UINT64_MAX);
+	memset(&b, 0, sizeof(b));
+	sx_wheel_timer_init(&b.t, on_fire);
+	vnow = 3 * TICK;
+	assert_int_equal(sx_wheel_add_after(w, &b.t, UINT64_MAX), 0);
+	run_by_next_deadline(w, 200);
+	assert_int_equal(a.fires, 1);
+	assert_int_equal(b.fires, 1);
+	assert_int_equal(a.fired_at, last * TICK);
+	assert_int_equal(b.fired_at, last * TICK);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX);
+	sx_wheel_destroy(w);
+}
+
+/* A wheel created 5.x ticks before the clock's end: its last tick is 5, and every deadline after
+ * it fires there, at an advance to that boundary or to UINT64_MAX. */
+static void test_deadlines_at_the_end_of_the_clock(void **state)
+{
+	const uint64_t origin = UINT64_MAX - 5 * TICK - 17, last = origin + 5 * TICK;
+	sx_wheel *w = make_wheel(origin);
+	struct rec r[3];
+
+	(void)state;
+	rec_add(w, &r[0], UINT64_MAX);
+	rec_add(w, &r[1], UINT64_MAX - 3);
+	rec_add(w, &r[2], last - TICK + 1); /* boundary 5 by the ceiling rule */
+	assert_int_equal(sx_wheel_next_deadline(w), last);
+	assert_int_equal(sx_wheel_advance_to(w, last - 1), 0);
+	assert_int_equal(sx_wheel_next_deadline(w), last);
+	assert_int_equal(sx_wheel_advance_to(w, last), 3);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX);
+	rec_add(w, &r[0], UINT64_MAX);
+	assert_int_equal(sx_wheel_next_deadline(w), last); /* at the last tick: due now */
+	assert_int_equal(sx_wheel_advance_to(w, UINT64_MAX), 1);
+	assert_int_equal(sx_wheel_count(w), 0);
+	sx_wheel_destroy(w);
+}
+
+/* UINT64_MAX from sx_wheel_next_deadline means nothing pending, also when the clock's last value
+ * is a tick boundary: 5 ticks before it the last tick is 4, and a timer due at a wheel time of
+ * UINT64_MAX (or on a wheel created there) reports UINT64_MAX - 1 and fires when advanced. */
+static void test_next_deadline_is_never_uint64_max_while_pending(void **state)
+{
+	const uint64_t origin = UINT64_MAX - 5 * TICK;
+	sx_wheel *w = make_wheel(origin);
+	struct rec r;
+
+	(void)state;
+	rec_add(w, &r, UINT64_MAX);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX - TICK);
+	assert_int_equal(sx_wheel_advance_to(w, UINT64_MAX), 1);
+	rec_add(w, &r, UINT64_MAX); /* the wheel's time is UINT64_MAX now: due */
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX - 1);
+	assert_int_equal(sx_wheel_advance_to(w, UINT64_MAX - 1), 1);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX);
+	sx_wheel_destroy(w);
+
+	w = make_wheel(UINT64_MAX);
+	rec_add(w, &r, 5);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX - 1);
+	assert_int_equal(sx_wheel_advance(w), 1);
+	rec_add(w, &r, UINT64_MAX);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX - 1);
+	assert_int_equal(sx_wheel_advance(w), 1);
+	assert_int_equal(sx_wheel_next_deadline(w), UINT64_MAX);
+	sx_wheel_destroy(w);
+}
+
 static void test_fires_at_or_after_deadline_within_one_tick(void **state)
 {
 	enum { N = 500 };
@@ -422,6 +553,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_create_rejects_bad_options),
 		cmocka_unit_test(test_bad_calls_change_nothing),
+		cmocka_unit_test(test_null_and_absurd_arguments),
+		cmocka_unit_test(test_uint64_max_deadline_fires_at_the_last_tick),
+		cmocka_unit_test(test_deadlines_at_the_end_of_the_clock),
+		cmocka_unit_test(test_next_deadline_is_never_uint64_max_while_pending),
 		cmocka_unit_test(test_fires_at_or_after_deadline_within_one_tick),
 		cmocka_unit_test(test_timers_at_every_level_fire_on_time),
 		cmocka_unit_test(test_past_deadline_fires_at_next_advance),
