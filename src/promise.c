@@ -252,8 +252,9 @@ static inline uint32_t outcome(const sx_promise *q)
 
 /*
  * Publish q's outcome, wake its getters, schedule its dependents, drop the pending reference.
- * A dependent that cannot be scheduled (the pool stopped) settles with that error, on a worklist
- * linked through its cont, so a long chain at shutdown never recurses.
+ * A dependent that cannot be scheduled (the pool stopped, or a thread with no record could not
+ * allocate one) settles with the pool's error, on a worklist linked through its cont, so a long
+ * chain at shutdown never recurses.
  */
 static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *), bool drop)
 {
@@ -554,7 +555,8 @@ static void retry_start(sx_promise *r)
 	retry_failed(r, p->err);
 }
 
-/* The timer of a delay: a pool task (or the shutting-down thread, status -ESHUTDOWN). */
+/* The timer of a delay: a pool task, or on the timer thread with the status that kept it from one
+ * (-ESHUTDOWN: the pool is shutting down; -ENOMEM: its task could not be scheduled). */
 static void wait_timer(void *arg, int status)
 {
 	sx_promise *r = arg;
