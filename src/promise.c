@@ -722,6 +722,8 @@ static void retry_resume(sx_promise *r)
 
 /* ---- combinators ------------------------------------------------------------------------------ */
 
+/* Cancel every input but one. Allocates nothing: combine gave each pending input's chain its
+ * breaker, and a chain that has settled needs no cancel. */
 static void cancel_others(struct join_ext *x, size_t except)
 {
 	for (size_t i = 0; i < x->n; i++)
@@ -784,6 +786,11 @@ static int combine(int kind, sx_pool *pool, sx_promise *const *list, size_t n, s
 	if (n > (SIZE_MAX - sizeof(struct join_ext)) / (sizeof(struct join) + 2 * sizeof(void *)) ||
 	    n >= UINT32_MAX)
 		return -EINVAL;
+	/* Deciding cancels the other inputs, which must not need memory then: each pending input's
+	 * chain gets its breaker now (kept on failure: it is the chain's own, made on first use). */
+	for (size_t i = 0; i < n; i++)
+		if (outcome(list[i]) == S_PENDING && chain_breaker(list[i]->root) == NULL)
+			return -ENOMEM;
 	extra = sizeof(struct join_ext) + n * (sizeof(struct join) + 2 * sizeof(void *));
 	a = p_alloc(extra);
 	if (a == NULL)

@@ -174,7 +174,9 @@ SX_API int sx_promise_cancel(sx_promise *p);
  *   race: settles like the first input to settle; the others are cancelled.
  * Cancelling the new promise cancels every input. The caller keeps its own references on the
  * inputs. Return 0 and the caller's reference in *out; -EINVAL for a NULL pool, list (n > 0),
- * entry or out, or n == 0 for any and race; -ENOMEM. Nothing changes on failure. Lock-free.
+ * entry or out, or n == 0 for any and race; -ENOMEM (the new promise, or the breaker of a
+ * pending input's chain, made here so that cancelling the inputs later needs no memory). Nothing
+ * else changes on failure. Lock-free.
  */
 SX_API int sx_promise_all(sx_pool *pool, sx_promise *const *list, size_t n, sx_promise **out);
 SX_API int sx_promise_any(sx_pool *pool, sx_promise *const *list, size_t n, sx_promise **out);
