@@ -51,6 +51,14 @@ int __wrap_pthread_key_create(pthread_key_t *key, void (*dtor)(void *));
 __attribute__((noreturn, format(printf, 3, 4)))
 void fi_fail(const char *file, int line, const char *fmt, ...);
 
+/*
+ * A run that hit a known library bug (why names it: file, function, what goes wrong) ends here;
+ * the parent reports it as SKIPPED with the reason, so the skip stays visible. Use only where
+ * the failure matches that bug's signature exactly; any other failure must fail the run.
+ */
+__attribute__((noreturn))
+void fi_known_bug(const char *why);
+
 #define FI_CHECK(cond, ...)                                                          \
 	do {                                                                         \
 		if (!(cond))                                                         \

@@ -133,6 +133,15 @@ static void scenario_pool(void)
 
 static int fired[NTIMERS], status_[NTIMERS];
 
+/*
+ * BUG (src/timer.c, dispatch): a timer thread's first sx_pool_submit_task allocates its
+ * per-thread record; when that fails (-ENOMEM) dispatch() calls the callback with -ESHUTDOWN
+ * although the pool is running (the status says it was shut down).
+ */
+#define TIMER_BUG "src/timer.c dispatch: the timer thread's submit failed with -ENOMEM and the " \
+	"callback got -ESHUTDOWN while the pool runs"
+
+
 static void timer_cb(void *arg, int status)
 {
 	intptr_t i = (intptr_t)arg;
@@ -174,6 +183,8 @@ static void scenario_timer(void)
 		FI_CHECK(fired[i] == (expect[i] ? 1 : 0), "timer %d fired %d times", i, fired[i]);
 		if (expect[i] && i % 3 == 2)
 			FI_CHECK(status_[i] == -ESHUTDOWN, "timer %d status %d", i, status_[i]);
+		if (expect[i] && i % 3 != 2 && status_[i] == -ESHUTDOWN && fi_failed() > 0)
+			fi_known_bug(TIMER_BUG);
 		if (expect[i] && i % 3 != 2)
 			FI_CHECK(status_[i] == 0, "timer %d status %d", i, status_[i]);
 	}
@@ -212,20 +223,8 @@ static void scenario_wheel(void)
 
 /* ---- cmocka -------------------------------------------------------------------------------- */
 
-/*
- * BUG (src/timer.c, dispatch): the timer thread's first sx_pool_submit_task needs its per-thread
- * record; when that allocation fails (-ENOMEM), dispatch() calls the callback with -ESHUTDOWN
- * although the pool is running (the status says the pool was shut down). The scenario's last
- * injection point is that allocation.
- */
-static const fi_skip timer_skips[] = {
-	{ FI_ONE, 12, "src/timer.c dispatch: submit -ENOMEM reported to the callback as -ESHUTDOWN" },
-	{ FI_FROM, 12, "src/timer.c dispatch: submit -ENOMEM reported to the callback as -ESHUTDOWN" },
-	{ FI_OFF, 0, NULL },
-};
-
 FI_TESTS(pool, scenario_pool, NULL)
-FI_TESTS(timer, scenario_timer, timer_skips)
+FI_TESTS(timer, scenario_timer, NULL)
 FI_TESTS(wheel, scenario_wheel, NULL)
 
 int main(void)
