@@ -76,6 +76,8 @@ static uint64_t fi_bt_k(void)
 	return k;
 }
 
+static void fi_record(int kind, uint64_t idx);
+
 /* One injection point: true if it must fail. */
 static bool fi_point(int kind)
 {
@@ -84,7 +86,10 @@ static bool fi_point(int kind)
 	uint64_t k = __atomic_load_n(&fi_k_, __ATOMIC_SEQ_CST);
 	bool fail = (mode == FI_ONE && n == k) || (mode == FI_FROM && n >= k);
 
-	__atomic_add_fetch(&fi_seen_kind_[kind], 1, __ATOMIC_SEQ_CST);
+	uint64_t idx = __atomic_add_fetch(&fi_seen_kind_[kind], 1, __ATOMIC_SEQ_CST);
+
+	if (fail)
+		fi_record(kind, idx);
 	if (fi_bt_k() != 0 && n == fi_bt_k()) {
 		fprintf(stderr, "faults.c: injection point %llu (kind %d, mode %d):\n",
 		    (unsigned long long)n, kind, mode);
@@ -230,14 +235,44 @@ int __wrap_pthread_key_create(pthread_key_t *key, void (*dtor)(void *))
 
 /* ---- the runner --------------------------------------------------------------------------- */
 
+#define FI_MAX_FAILED 64
+
 struct fi_shared {
 	uint64_t points, kinds[FI_NKINDS], failed;
+	uint64_t nrec;                         /* failed points recorded below */
+	uint64_t rec_kind[FI_MAX_FAILED];      /* their kind */
+	uint64_t rec_index[FI_MAX_FAILED];     /* and index within the kind, from 1 */
 	int64_t live_end;
 	int done;
 	char msg[1024];
 };
 
 static struct fi_shared *shm;
+
+static void fi_record(int kind, uint64_t idx)
+{
+	uint64_t i;
+
+	if (shm == NULL)
+		return;
+	i = __atomic_fetch_add(&shm->nrec, 1, __ATOMIC_SEQ_CST);
+	if (i < FI_MAX_FAILED) {
+		shm->rec_kind[i] = (uint64_t)kind;
+		shm->rec_index[i] = idx;
+	}
+}
+
+/* The known bug among the points that failed in the last run, or NULL. */
+static const char *known_bug(const fi_skip *skips)
+{
+	uint64_t n = shm->nrec < FI_MAX_FAILED ? shm->nrec : FI_MAX_FAILED;
+
+	for (const fi_skip *s = skips; s != NULL && s->why != NULL; s++)
+		for (uint64_t i = 0; i < n; i++)
+			if (shm->rec_kind[i] == (uint64_t)s->kind && shm->rec_index[i] == s->index)
+				return s->why;
+	return NULL;
+}
 
 uint64_t fi_now_ns(void)
 {
@@ -363,24 +398,19 @@ unsigned fi_run(const char *name, fi_scenario scenario, int mode, const fi_skip 
 	if (npoints != NULL)
 		*npoints = n;
 	for (uint64_t k = 1; k <= n; k++) {
-		const fi_skip *s = skips;
 		const char *only = getenv("FI_ONLY"); /* debugging: run this k only */
+		const char *bug;
 
 		if (only != NULL && strtoull(only, NULL, 10) != k)
 			continue;
-
-		while (s != NULL && s->mode != FI_OFF && !(s->mode == mode && s->k == k))
-			s++;
-		if (s != NULL && s->mode != FI_OFF) {
-			printf("inject %s %s k=%llu: SKIPPED (%s)\n", name,
-			    mode == FI_ONE ? "one" : "from", (unsigned long long)k, s->why);
-			skipped++;
-			continue;
-		}
 		rc = run_child(scenario, mode, k, residual, why, sizeof(why));
 		if (rc == 1) {
 			printf("inject %s %s k=%llu: SKIPPED (known bug: %s)\n", name,
 			    mode == FI_ONE ? "one" : "from", (unsigned long long)k, why);
+			skipped++;
+		} else if (rc != 0 && (bug = known_bug(skips)) != NULL) {
+			printf("inject %s %s k=%llu: SKIPPED (known bug: %s; it failed with: %s)\n",
+			    name, mode == FI_ONE ? "one" : "from", (unsigned long long)k, bug, why);
 			skipped++;
 		} else if (rc != 0) {
 			printf("inject %s %s k=%llu: FAILED: %s\n", name,

@@ -137,10 +137,16 @@ uint64_t fi_now_ns(void);
 
 /* ---- the runner (in the cmocka test, the parent) -------------------------------------------- */
 
-/* A (mode, k) that is not run, with the reason (a bug). The list ends with mode FI_OFF. */
+/*
+ * A known library bug at one injection point: the index-th point (1-based) of kind is the one
+ * whose failure the library mishandles (crash, hang, leak, wrong code). A run that fails while
+ * that point was among the points made to fail is reported as SKIPPED with why (visible, not
+ * counted as a failure); a run that passes is a pass (the bug has been fixed). The list ends
+ * with why NULL.
+ */
 typedef struct fi_skip {
-	int mode;
-	uint64_t k;
+	int kind;
+	uint64_t index;
 	const char *why;
 } fi_skip;
 
