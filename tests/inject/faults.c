@@ -343,8 +343,8 @@ static int run_child(fi_scenario scenario, int mode, uint64_t k, int64_t live_ma
 		    shm->live_end = fi_live())
 			usleep(1000);
 		if (live_max >= 0 && shm->live_end > live_max) {
-			snprintf(shm->msg, sizeof(shm->msg), "%lld blocks still allocated after the "
-			    "scenario's cleanup (the clean run leaves %lld)",
+			snprintf(shm->msg, sizeof(shm->msg), "%lld blocks still allocated after "
+			    "the scenario's cleanup (the clean run leaves %lld)",
 			    (long long)shm->live_end, (long long)live_max);
 			if (fi_track())
 				fi_dump_live();

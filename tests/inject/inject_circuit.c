@@ -157,13 +157,14 @@ static void scenario_policy(void)
 	rp.max_attempts = 3;
 	po.pool = p;
 	FI_CREATE(pl, sx_pipeline_create(&po, &pl), -ENOMEM);
-	FI_TRY(sx_pipeline_add_interceptor(pl, &ic), -ENOMEM);
-	FI_TRY(sx_pipeline_add_ratelimit(pl, rl, 0), -ENOMEM);
-	FI_TRY(sx_pipeline_add_timeout(pl, 10000 * MS), -ENOMEM);
-	FI_TRY(sx_pipeline_add_retry(pl, &rp, 0), -ENOMEM);
-	FI_TRY(sx_pipeline_add_fallback(pl, fallback, NULL, NULL), -ENOMEM);
-	FI_TRY(sx_pipeline_add_circuit(pl, c), -ENOMEM);
-	FI_TRY(sx_pipeline_add_bulkhead(pl, sem, 0), -ENOMEM);
+	/* Adding documents no -ENOMEM: the layers live in the pipeline. */
+	FI_CHECK(sx_pipeline_add_interceptor(pl, &ic) == 0);
+	FI_CHECK(sx_pipeline_add_ratelimit(pl, rl, 0) == 0);
+	FI_CHECK(sx_pipeline_add_timeout(pl, 10000 * MS) == 0);
+	FI_CHECK(sx_pipeline_add_retry(pl, &rp, 0) == 0);
+	FI_CHECK(sx_pipeline_add_fallback(pl, fallback, NULL, NULL) == 0);
+	FI_CHECK(sx_pipeline_add_circuit(pl, c) == 0);
+	FI_CHECK(sx_pipeline_add_bulkhead(pl, sem, 0) == 0);
 
 	for (int i = 0; i < 3; i++) {
 		int b0 = befores, a0 = actions;
@@ -190,7 +191,7 @@ static void scenario_policy(void)
 
 	/* A timeout that fires: the action is told, the call returns -ETIMEDOUT. */
 	FI_CREATE(slow, sx_pipeline_create(&po, &slow), -ENOMEM);
-	FI_TRY(sx_pipeline_add_timeout(slow, 5 * MS), -ENOMEM);
+	FI_CHECK(sx_pipeline_add_timeout(slow, 5 * MS) == 0);
 	rc = sx_pipeline_call(slow, slow_action, NULL, NULL, NULL);
 	if (rc != -ETIMEDOUT) {
 		FI_CHECK(rc == -ENOMEM || rc == -EAGAIN, "slow call: %d (%s)", rc, sx_strerror(rc));

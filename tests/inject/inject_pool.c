@@ -52,9 +52,10 @@ static void itask_cancel(sx_task *t, int err)
 
 static void on_cancel(void (*fn)(void *), void *arg, int err)
 {
+	int *ctr = fn == task_fn ? &cancels[(intptr_t)arg] : &spawned_cancels[(intptr_t)arg];
+
 	FI_CHECK((fn == task_fn || fn == spawned) && err == -ECANCELED);
-	__atomic_add_fetch(fn == task_fn ? &cancels[(intptr_t)arg] : &spawned_cancels[(intptr_t)arg],
-	    1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(ctr, 1, __ATOMIC_SEQ_CST);
 }
 
 static void reset(void)

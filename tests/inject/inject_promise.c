@@ -90,8 +90,10 @@ static int step_block(sx_ctx *ctx, void *last, void **out)
 }
 
 /*
- * Wait for p: the chain's outcome. A get that fails by itself (-ENOMEM/-EAGAIN: its breaker or
- * watch could not be made) must give the real outcome when repeated with faults off.
+ * Wait for p: the chain's outcome. sx_promise_get can fail by itself with -ENOMEM or -EAGAIN
+ * (wait_blocking in src/promise.c: the chain's breaker or its watch callback could not be made),
+ * which its header does not list and a caller cannot tell from a chain rejected with the same
+ * code; repeated with faults off it gives the real outcome.
  */
 static int get(sx_promise *p, void **v)
 {
@@ -140,8 +142,8 @@ static void scenario_promise(void)
 		/* BUG (src/timer.c, dispatch): a retry delay's timer whose task the timer thread
 		 * could not submit (-ENOMEM) reports -ESHUTDOWN, and the chain settles with it. */
 		if (rc == -ESHUTDOWN && fi_failed() > 0)
-			fi_known_bug("src/timer.c dispatch: a retry delay's timer task could not be "
-			    "submitted (-ENOMEM) and the chain was rejected with -ESHUTDOWN while "
+			fi_known_bug("src/timer.c dispatch: a retry delay's timer task could not "
+			    "be submitted (-ENOMEM) and the chain was rejected with -ESHUTDOWN while "
 			    "the pool runs");
 		FI_CHECK(rc == -ENOMEM || rc == -EAGAIN, "all: %d (%s)", rc, sx_strerror(rc));
 		FI_CHECK(fi_failed() > 0, "all failed (%d) with no fault injected", rc);

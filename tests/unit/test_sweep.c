@@ -1,7 +1,7 @@
 /*
- * Bad-input sweep: every public function of the headers in include/strix/ called with NULL pointers, zero
- * and absurd sizes and counts, absurd durations (INT64_MIN, -1, 0, INT64_MAX, UINT64_MAX) and
- * unknown flag bits. Each must return the error its header documents, not crash, and change
+ * Bad-input sweep: every public function of the headers in include/strix/ called with NULL
+ * pointers, zero and absurd sizes and counts, absurd durations (INT64_MIN, -1, 0, INT64_MAX,
+ * UINT64_MAX) and unknown flag bits. Each must return the error its header documents, not crash, and change
  * nothing: output pointers stay untouched, and the object works as before afterwards.
  *
  * Cases for defects still being fixed are in the "pending" group: each starts with PENDING(),
@@ -341,7 +341,8 @@ static void sweep_timer(void **state)
 	/* 0 (a delay) and 0 with SX_TIMER_AT (the past) fire at once. */
 	tfired = 0;
 	assert_int_equal(sx_timer_add(p, 0, 0, timer_cb, NULL, NULL), 0);
-	assert_int_equal(sx_timer_add(p, 0, SX_TIMER_AT | SX_TIMER_INLINE, timer_cb, NULL, NULL), 0);
+	assert_int_equal(sx_timer_add(p, 0, SX_TIMER_AT | SX_TIMER_INLINE, timer_cb, NULL, NULL),
+	    0);
 	TU_WAIT_FOR(__atomic_load_n(&tfired, __ATOMIC_SEQ_CST) == 2);
 	assert_int_equal(sx_pool_wait_idle(p), 0);
 	assert_int_equal(tfired, 2); /* the cancelled ones never ran */
@@ -1244,7 +1245,8 @@ static void sweep_circuit_time(void **state)
 		assert_int_equal(sx_circuit_create(&o, &c), 0);
 		for (int i = 0; i < 10; i++) {
 			assert_int_equal(sx_circuit_acquire(c, &pm), 0);
-			assert_int_equal(sx_circuit_release(c, pm, i & 1 ? -EIO : 0, UINT64_MAX), 0);
+			assert_int_equal(sx_circuit_release(c, pm, i & 1 ? -EIO : 0, UINT64_MAX),
+			    0);
 		}
 		assert_int_equal(sx_circuit_snapshot(c, &m), 0);
 		assert_int_equal(m.calls, 10);
@@ -1471,7 +1473,8 @@ static void sweep_group(void **state)
 	assert_int_equal(sx_group_add_signals(g, NULL, 1), -EINVAL);
 	assert_int_equal(sx_group_add_signals(g, NULL, SIZE_MAX), -EINVAL);
 	for (size_t i = 0; i < sizeof(bad_sigs) / sizeof(bad_sigs[0]); i++)
-		assert_int_equal(sx_group_add_signals(g, (int[]){ SIGUSR1, bad_sigs[i] }, 2), -EINVAL);
+		assert_int_equal(sx_group_add_signals(g, (int[]){ SIGUSR1, bad_sigs[i] }, 2),
+		    -EINVAL);
 	assert_int_equal(sx_group_add_breaker(NULL, b), -EINVAL);
 	assert_int_equal(sx_group_add_breaker(g, NULL), -EINVAL);
 	assert_int_equal(sx_group_run(NULL), -EINVAL);
