@@ -143,8 +143,8 @@ static void scenario_promise(void)
 		 * could not submit (-ENOMEM) reports -ESHUTDOWN, and the chain settles with it. */
 		if (rc == -ESHUTDOWN && fi_failed() > 0)
 			fi_known_bug("src/timer.c dispatch: a retry delay's timer task could not "
-			    "be submitted (-ENOMEM) and the chain was rejected with -ESHUTDOWN while "
-			    "the pool runs");
+			    "be submitted (-ENOMEM) and the chain was rejected with -ESHUTDOWN "
+			    "while the pool runs");
 		FI_CHECK(rc == -ENOMEM || rc == -EAGAIN, "all: %d (%s)", rc, sx_strerror(rc));
 		FI_CHECK(fi_failed() > 0, "all failed (%d) with no fault injected", rc);
 		FI_CHECK(get(rr, NULL) == rc, "rr");

@@ -1,8 +1,8 @@
 /*
  * Bad-input sweep: every public function of the headers in include/strix/ called with NULL
  * pointers, zero and absurd sizes and counts, absurd durations (INT64_MIN, -1, 0, INT64_MAX,
- * UINT64_MAX) and unknown flag bits. Each must return the error its header documents, not crash, and change
- * nothing: output pointers stay untouched, and the object works as before afterwards.
+ * UINT64_MAX) and unknown flag bits. Each must return the error its header documents, not crash,
+ * and change nothing: output pointers stay untouched, and the object works as before afterwards.
  *
  * Cases for defects still being fixed are in the "pending" group: each starts with PENDING(),
  * which skips it unless SX_SWEEP_PENDING=1 is set in the environment (run them with it to check
