@@ -65,7 +65,8 @@ typedef struct sx_fanout_opts {
  *
  * Returns 0 or the first error as the header comment orders them; -EINVAL (before anything
  * starts) for a NULL pool, a NULL fn with n > 0, n above SX_FANOUT_MAX_TASKS, a limit above
- * SX_FANOUT_MAX_LIMIT or unknown flags; -ENOMEM (nothing started). n == 0 returns 0 at once.
+ * SX_FANOUT_MAX_LIMIT or unknown flags; -ENOMEM or -EAGAIN (memory, or strix's notifier thread
+ * for the stop breaker: nothing started). n == 0 returns 0 at once.
  * Blocks the caller until done; on a worker of pool it runs other tasks meanwhile (the fan-out's
  * own calls among them), so calling it from a task cannot deadlock. Lock-free: no lock on any
  * path, one fetch-and-add and one load per call; allocates once per fan-out (O(limit)), never per

@@ -125,7 +125,8 @@ SX_API int sx_group_add(sx_group *g, int (*execute)(void *arg),
  * thread that serves signals for the whole process; unlike sigwait or signalfd this needs no
  * signal mask in the application's other threads.
  * Returns the actor's index; -EINVAL for NULL g, NULL sigs with n > 0, or a signal strix cannot
- * catch (see sx_breaker_signal); -EBUSY once run has been called; -ENOMEM. Nothing is added on
+ * catch (see sx_breaker_signal); -EBUSY once run has been called; -ENOMEM; -EAGAIN (strix's
+ * notifier thread could not start). Nothing is added on
  * failure. Allocates; never blocks (its signals are caught from run on). Owner thread.
  */
 SX_API int sx_group_add_signals(sx_group *g, const int *sigs, size_t n);
@@ -135,7 +136,8 @@ SX_API int sx_group_add_signals(sx_group *g, const int *sigs, size_t n);
  * actor), and -ECANCELED when it is interrupted (b itself is never tripped by the group).
  * The group keeps b's memory valid until it is destroyed, but releasing b trips it (see
  * sx_breaker_release): keep the caller's reference until run has returned.
- * Returns the actor's index; -EINVAL for NULL g or b; -EBUSY once run has been called; -ENOMEM.
+ * Returns the actor's index; -EINVAL for NULL g or b; -EBUSY once run has been called; -ENOMEM;
+ * -EAGAIN (strix's notifier thread could not start).
  * Nothing is added on failure. Allocates; never blocks. Owner thread.
  */
 SX_API int sx_group_add_breaker(sx_group *g, sx_breaker *b);

@@ -51,7 +51,7 @@ static void scenario_breaker(void)
 	po.spin_ns = SX_SPIN_NONE;
 	FI_CREATE(p, sx_pool_create(&p, &po), -ENOMEM, -EAGAIN);
 
-	FI_CREATE(man, sx_breaker_create(&man), -ENOMEM);
+	FI_CREATE(man, sx_breaker_create(&man), -ENOMEM, -EAGAIN);
 	FI_CREATE(tmo, sx_breaker_timeout(p, 50 * MS, &tmo), -ENOMEM, -EAGAIN);
 	FI_CREATE(dl, sx_breaker_deadline(p, tu_now_ns() + 3600000 * MS, &dl), -ENOMEM, -EAGAIN);
 	sigemptyset(&set);

@@ -62,7 +62,7 @@ static int group_once(struct actor *a, sx_breaker *ext)
 
 	memset(a, 0, NACT * sizeof(*a));
 	for (int i = 0; i < NACT; i++)
-		FI_CREATE(a[i].wake, sx_breaker_create(&a[i].wake), -ENOMEM);
+		FI_CREATE(a[i].wake, sx_breaker_create(&a[i].wake), -ENOMEM, -EAGAIN);
 	a[1].ret = -EIO;
 	o.flags = SX_GROUP_REVERSE;
 	FI_CREATE(g, sx_group_create(&o, &g), -ENOMEM);
@@ -120,7 +120,7 @@ static void scenario_group(void)
 	struct actor a[NACT];
 	sx_breaker *ext;
 
-	FI_CREATE(ext, sx_breaker_create(&ext), -ENOMEM);
+	FI_CREATE(ext, sx_breaker_create(&ext), -ENOMEM, -EAGAIN);
 	if (group_once(a, ext) != -EIO) {
 		fi_off();
 		FI_CHECK(group_once(a, ext) == -EIO);
@@ -160,7 +160,7 @@ static int loop_once(void)
 	bo.backoff = SX_BACKOFF_CONSTANT;
 	bo.base_ns = 100000;
 	o.backoff = &bo;
-	FI_CREATE(loop_stop, sx_breaker_create(&loop_stop), -ENOMEM);
+	FI_CREATE(loop_stop, sx_breaker_create(&loop_stop), -ENOMEM, -EAGAIN);
 	FI_CREATE(l, sx_loop_create(&o, &l), -ENOMEM);
 	rc = sx_loop_add(l, l_execute, l_interrupt, NULL, NULL);
 	if (rc < 0) {
