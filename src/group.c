@@ -363,13 +363,15 @@ static bool all_ended(sx_group *g, const struct actor *a)
 }
 
 /* Whether the shutdown should start: an actor ended (group), stop tripped or no thread is left
- * (loop). */
+ * (loop). The actor that leaves none stores g->last after its decrement (only it knows it was
+ * the last), then bumps: until that store, no thread is left but the loop is not due yet. */
 static bool shutdown_due(sx_group *g, const struct actor *a)
 {
 	(void)a;
 	if (g->stop == NULL)
 		return ck_pr_load_int(&g->first) >= 0;
-	return sx_breaker_done(g->stop) || (g->n > 0 && ck_pr_load_32(&g->live) == 0);
+	return sx_breaker_done(g->stop) ||
+	    (g->n > 0 && ck_pr_load_32(&g->live) == 0 && ck_pr_load_int(&g->last) >= 0);
 }
 
 /* Wait until cond(g, a) holds or the deadline passes (UINT64_MAX: none); whether it holds. */
@@ -527,10 +529,14 @@ static int run(sx_group *g, sx_breaker *stop)
 			stopped = true;
 			err = sx_breaker_err(stop);
 		} else {
-			/* A group's first return, or the loop actor that gave up last. */
+			/* A group's first return, or the loop actor that gave up last (both set
+			 * before shutdown_due held). */
+			int who;
+
 			if (stop != NULL)
 				ck_pr_store_int(&g->first, ck_pr_load_int(&g->last));
-			err = ck_pr_load_int(&g->actors[ck_pr_load_int(&g->first)]->err);
+			who = ck_pr_load_int(&g->first);
+			err = who >= 0 ? ck_pr_load_int(&g->actors[who]->err) : 0;
 		}
 	}
 	if (g->quit != NULL)
