@@ -142,7 +142,7 @@ void sx_group_destroy(sx_group *g)
 	/* Stuck actors' threads: nobody will join them; the last one frees the group. */
 	for (unsigned i = 0; i < g->n; i++)
 		if (g->actors[i]->started && !g->actors[i]->joined)
-			pthread_detach(g->actors[i]->thread);
+			(void)pthread_detach(g->actors[i]->thread); /* started, never joined: cannot fail */
 	group_unref(g);
 }
 
@@ -395,8 +395,9 @@ static void shut_down(sx_group *g, int err)
 {
 	uint64_t deadline = UINT64_MAX;
 
-	if (g->opts.shutdown_ns > 0)
-		deadline = sx_clock_monotonic.now_ns(NULL) + (uint64_t)g->opts.shutdown_ns;
+	if (g->opts.shutdown_ns > 0 && __builtin_add_overflow(sx_clock_monotonic.now_ns(NULL),
+	    (uint64_t)g->opts.shutdown_ns, &deadline))
+		deadline = UINT64_MAX - 1; /* saturated: far, but still a deadline */
 	for (unsigned k = 0; k < g->n; k++) {
 		unsigned i = (g->opts.flags & SX_GROUP_REVERSE) ? g->n - 1 - k : k;
 		struct actor *a = g->actors[i];
@@ -423,7 +424,7 @@ static void shut_down(sx_group *g, int err)
 		struct actor *a = g->actors[i];
 
 		if (a->started && !a->joined && actor_ended(g, a)) {
-			pthread_join(a->thread, NULL);
+			(void)pthread_join(a->thread, NULL); /* it has ended or is ending */
 			a->joined = true;
 		}
 	}
@@ -574,15 +575,16 @@ int sx_group_wait(sx_group *g, int64_t timeout_ns)
 		return -EINVAL;
 	if (ck_pr_load_32(&g->phase) == G_RUNNING)
 		return -EBUSY;
-	if (timeout_ns >= 0)
-		deadline = sx_clock_monotonic.now_ns(NULL) + (uint64_t)timeout_ns;
+	if (timeout_ns >= 0 && __builtin_add_overflow(sx_clock_monotonic.now_ns(NULL),
+	    (uint64_t)timeout_ns, &deadline))
+		deadline = UINT64_MAX - 1;
 	if (!wait_for(g, all_ended, NULL, deadline))
 		return -ETIMEDOUT;
 	for (unsigned i = 0; i < g->n; i++) {
 		struct actor *a = g->actors[i];
 
 		if (a->started && !a->joined) {
-			pthread_join(a->thread, NULL);
+			(void)pthread_join(a->thread, NULL); /* it has ended or is ending */
 			a->joined = true;
 		}
 	}

@@ -522,7 +522,7 @@ int sx_pipeline_step(sx_ctx *ctx, void *last, void **out)
 	sx_call call = { NULL, last, NULL, NULL, 1, ctx, 0 };
 	int rc;
 
-	if (a == NULL || a->pipeline == NULL || a->fn == NULL)
+	if (a == NULL || a->pipeline == NULL || a->fn == NULL || out == NULL)
 		return -EINVAL;
 	call.arg = a->arg;
 	call.breaker = sx_ctx_breaker(ctx);

@@ -72,22 +72,23 @@ static uint64_t now_of(const sx_ratelimit *rl)
 	return rl->clock.now_ns(rl->clock.ctx);
 }
 
-/* The largest tat ever stored; UINT64_MAX is a keyed slot's TAKING mark. */
-#define TAT_MAX (UINT64_MAX - 1)
-
-/* Where tat goes if an event of weight n is admitted at `now`, with the tat it started from
- * (saturating: a clock near 2^64 pins the limiter shut instead of wrapping it open). */
+/* Where tat goes if an event of weight n is admitted at `now`, with the tat it started from;
+ * UINT64_MAX if that is past 2^64 - 1 (a clock near 2^64): such an event is never due, so the
+ * limiter stays shut rather than wrap open. (UINT64_MAX is also a keyed slot's TAKING mark: no
+ * admission stores it there.) */
 static uint64_t next_tat(const sx_ratelimit *rl, uint64_t tat, uint64_t now, uint32_t n)
 {
 	uint64_t from = tat > now ? tat : now, next;
 
-	if (__builtin_add_overflow(from, (uint64_t)n * rl->interval, &next) || next > TAT_MAX)
-		return TAT_MAX;
+	if (__builtin_add_overflow(from, (uint64_t)n * rl->interval, &next))
+		return UINT64_MAX;
 	return next;
 }
 
 static uint64_t delay_of(const sx_ratelimit *rl, uint64_t next, uint64_t now)
 {
+	if (next == UINT64_MAX)
+		return UINT64_MAX;
 	if (next <= now)
 		return 0;
 	return next - now > rl->tolerance ? next - now - rl->tolerance : 0;
@@ -307,6 +308,8 @@ again:
 	}
 	if (idle == NULL)
 		return -ENOSPC;
+	if (next_tat(kl->tmpl, idle_tat, now, n) == UINT64_MAX)
+		return SX_ERATE_LIMITED; /* a clock at the end of time: never due */
 	if (!ck_pr_cas_64(&idle[1], idle_tat, UINT64_MAX))
 		goto again; /* admitted to or taken over meanwhile: look again */
 	ck_pr_store_64(&idle[0], want);

@@ -147,7 +147,8 @@ SX_API int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breake
  *
  * The step runs fn through pl with call->last the chain's value, call->ctx the step's context
  * and the chain's breaker as stop; call->out becomes the step's value. A value left in call->out
- * by a call that failed is destroyed with ctx->dtor if fn set one.
+ * by a call that failed is destroyed with ctx->dtor if fn set one. Returns what sx_pipeline_call
+ * would; -EINVAL (nothing run) for a NULL ctx, out, step argument, pipeline or fn.
  */
 typedef struct sx_pipeline_step_arg {
 	sx_pipeline *pipeline;

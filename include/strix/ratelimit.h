@@ -117,7 +117,8 @@ SX_API void sx_ratelimit_keyed_destroy(sx_ratelimit_keyed *kl);
  * another key was idle (its bucket full); an event of it racing with the takeover is admitted
  * either before it, in the old slot that the takeover then finds busy, or after it, in a fresh
  * slot: never charged to the new key, never one more than the burst.
- * A clock whose readings come near 2^64 ns saturates the table's state shut, never wraps it.
+ * A clock whose readings come within burst intervals of 2^64 ns refuses events (SX_ERATE_LIMITED)
+ * rather than wrap its state open; so does sx_ratelimit_try.
  */
 SX_API int sx_ratelimit_keyed_try(sx_ratelimit_keyed *kl, uint64_t key, uint32_t n);
 

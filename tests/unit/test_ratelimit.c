@@ -337,6 +337,30 @@ static void test_clock_without_now_refused(void **state)
 	assert_ptr_equal(kl, (sx_ratelimit_keyed *)&o);
 }
 
+static sx_ratelimit_keyed *keyed(uint64_t rate, uint32_t burst, uint32_t max_keys);
+
+/* A clock at the end of its range: the state saturates shut, it never wraps round to "idle". */
+static void test_clock_near_2_64_never_wraps_open(void **state)
+{
+	sx_ratelimit *rl = limiter(1000, SEC, 5);
+	sx_ratelimit_keyed *kl = keyed(1000, 5, 4);
+
+	(void)state;
+	tu_vnow = UINT64_MAX - 3 * MS;
+	assert_true(admit_all(rl, 20) <= 5);
+	for (int i = 0; i < 20; i++) {
+		int rc = sx_ratelimit_keyed_try(kl, (uint64_t)i % 3, 1);
+
+		assert_true(rc == SX_ERATE_LIMITED || rc == 0);
+	}
+	tu_vnow = UINT64_MAX - 1;
+	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 99, 1), SX_ERATE_LIMITED);
+	assert_int_equal(sx_ratelimit_delay_ns(rl, 1), UINT64_MAX);
+	sx_ratelimit_keyed_destroy(kl);
+	sx_ratelimit_destroy(rl);
+}
+
 /* ---- keyed limiters ------------------------------------------------------------------------ */
 
 static sx_ratelimit_keyed *keyed(uint64_t rate, uint32_t burst, uint32_t max_keys)
@@ -558,6 +582,7 @@ int main(void)
 		cmocka_unit_test(test_no_over_admission_under_racing_threads),
 		cmocka_unit_test(test_stale_reading_never_refuses),
 		cmocka_unit_test(test_clock_without_now_refused),
+		cmocka_unit_test(test_clock_near_2_64_never_wraps_open),
 		cmocka_unit_test(test_keyed_limits_each_key_alone),
 		cmocka_unit_test(test_keyed_full_table_and_idle_slots),
 		cmocka_unit_test(test_keyed_bad_input),
