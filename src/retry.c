@@ -4,6 +4,7 @@
  * shared with the promise form, which waits on timers instead of sleeping.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <time.h>
 
@@ -108,7 +109,8 @@ uint64_t sx_backoff_next(sx_backoff *bo)
 	if (bo == NULL || (p = bo->policy) == NULL)
 		return 0;
 	base = p->base_ns;
-	bo->n++;
+	if (bo->n < UINT_MAX) /* the linear curve stays at its largest, never wraps to 0 */
+		bo->n++;
 	switch (p->backoff) {
 	case SX_BACKOFF_CONSTANT:
 		b = base;

@@ -122,7 +122,7 @@ typedef struct sx_backoff {
 	uint64_t prev;          /* the previous delay (decorrelated forms) */
 	uint64_t fib_a, fib_b;  /* Fibonacci state */
 	double mult;            /* factor^(n-1) (exponential) */
-	unsigned n;             /* failed attempts so far */
+	unsigned n;             /* failed attempts so far (stays at UINT_MAX once there) */
 } sx_backoff;
 
 /* Returns 0; -EINVAL as sx_retry_policy_check, or for NULL bo (nothing is written then). Pure. */

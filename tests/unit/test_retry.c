@@ -606,6 +606,22 @@ static void test_budget_concurrent(void **state)
 	assert_int_equal(sx_retry_budget_tokens(&shared), 0);
 }
 
+/* The linear curve at the end of the attempt count: it stays at base * UINT_MAX (found by
+ * tests/fuzz/fuzz_backoff: the count wrapped to 0 and so did the delay). */
+static void test_linear_never_wraps_at_huge_attempts(void **state)
+{
+	sx_retry_policy p = SX_RETRY_POLICY_INIT;
+	sx_backoff bo;
+
+	(void)state;
+	p.backoff = SX_BACKOFF_LINEAR;
+	p.base_ns = 3;
+	assert_int_equal(sx_backoff_init(&bo, &p), 0);
+	bo.n = UINT32_MAX - 1;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(sx_backoff_next(&bo), 3ull * UINT32_MAX);
+}
+
 /* NULL and never-initialized objects: documented answers, no crash, nothing written. */
 static void test_null_contracts(void **state)
 {
@@ -676,6 +692,7 @@ int main(void)
 		cmocka_unit_test(test_budget),
 		cmocka_unit_test(test_budget_concurrent),
 		cmocka_unit_test(test_null_contracts),
+		cmocka_unit_test(test_linear_never_wraps_at_huge_attempts),
 		cmocka_unit_test(test_clock_going_back_is_no_elapsed_time),
 	};
 
