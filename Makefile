@@ -76,6 +76,7 @@ TEST_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) 
 # Per-test link flags: test_group makes chosen thread creations fail through a wrapped
 # pthread_create (the library's calls included).
 TEST_LDFLAGS_test_group := -Wl,--wrap=pthread_create
+TEST_LDFLAGS_test_policy := -Wl,--wrap=pthread_key_create
 
 $(B)/tests/%: tests/unit/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS) $(TEST_LDFLAGS_$*)

@@ -142,7 +142,7 @@ void sx_group_destroy(sx_group *g)
 	/* Stuck actors' threads: nobody will join them; the last one frees the group. */
 	for (unsigned i = 0; i < g->n; i++)
 		if (g->actors[i]->started && !g->actors[i]->joined)
-			pthread_detach(g->actors[i]->thread);
+			(void)pthread_detach(g->actors[i]->thread); /* started, never joined: cannot fail */
 	group_unref(g);
 }
 
@@ -363,13 +363,15 @@ static bool all_ended(sx_group *g, const struct actor *a)
 }
 
 /* Whether the shutdown should start: an actor ended (group), stop tripped or no thread is left
- * (loop). */
+ * (loop). The actor that leaves none stores g->last after its decrement (only it knows it was
+ * the last), then bumps: until that store, no thread is left but the loop is not due yet. */
 static bool shutdown_due(sx_group *g, const struct actor *a)
 {
 	(void)a;
 	if (g->stop == NULL)
 		return ck_pr_load_int(&g->first) >= 0;
-	return sx_breaker_done(g->stop) || (g->n > 0 && ck_pr_load_32(&g->live) == 0);
+	return sx_breaker_done(g->stop) ||
+	    (g->n > 0 && ck_pr_load_32(&g->live) == 0 && ck_pr_load_int(&g->last) >= 0);
 }
 
 /* Wait until cond(g, a) holds or the deadline passes (UINT64_MAX: none); whether it holds. */
@@ -393,8 +395,9 @@ static void shut_down(sx_group *g, int err)
 {
 	uint64_t deadline = UINT64_MAX;
 
-	if (g->opts.shutdown_ns > 0)
-		deadline = sx_clock_monotonic.now_ns(NULL) + (uint64_t)g->opts.shutdown_ns;
+	if (g->opts.shutdown_ns > 0 && __builtin_add_overflow(sx_clock_monotonic.now_ns(NULL),
+	    (uint64_t)g->opts.shutdown_ns, &deadline))
+		deadline = UINT64_MAX - 1; /* saturated: far, but still a deadline */
 	for (unsigned k = 0; k < g->n; k++) {
 		unsigned i = (g->opts.flags & SX_GROUP_REVERSE) ? g->n - 1 - k : k;
 		struct actor *a = g->actors[i];
@@ -421,7 +424,7 @@ static void shut_down(sx_group *g, int err)
 		struct actor *a = g->actors[i];
 
 		if (a->started && !a->joined && actor_ended(g, a)) {
-			pthread_join(a->thread, NULL);
+			(void)pthread_join(a->thread, NULL); /* it has ended or is ending */
 			a->joined = true;
 		}
 	}
@@ -527,10 +530,14 @@ static int run(sx_group *g, sx_breaker *stop)
 			stopped = true;
 			err = sx_breaker_err(stop);
 		} else {
-			/* A group's first return, or the loop actor that gave up last. */
+			/* A group's first return, or the loop actor that gave up last (both set
+			 * before shutdown_due held). */
+			int who;
+
 			if (stop != NULL)
 				ck_pr_store_int(&g->first, ck_pr_load_int(&g->last));
-			err = ck_pr_load_int(&g->actors[ck_pr_load_int(&g->first)]->err);
+			who = ck_pr_load_int(&g->first);
+			err = who >= 0 ? ck_pr_load_int(&g->actors[who]->err) : 0;
 		}
 	}
 	if (g->quit != NULL)
@@ -568,15 +575,16 @@ int sx_group_wait(sx_group *g, int64_t timeout_ns)
 		return -EINVAL;
 	if (ck_pr_load_32(&g->phase) == G_RUNNING)
 		return -EBUSY;
-	if (timeout_ns >= 0)
-		deadline = sx_clock_monotonic.now_ns(NULL) + (uint64_t)timeout_ns;
+	if (timeout_ns >= 0 && __builtin_add_overflow(sx_clock_monotonic.now_ns(NULL),
+	    (uint64_t)timeout_ns, &deadline))
+		deadline = UINT64_MAX - 1;
 	if (!wait_for(g, all_ended, NULL, deadline))
 		return -ETIMEDOUT;
 	for (unsigned i = 0; i < g->n; i++) {
 		struct actor *a = g->actors[i];
 
 		if (a->started && !a->joined) {
-			pthread_join(a->thread, NULL);
+			(void)pthread_join(a->thread, NULL); /* it has ended or is ending */
 			a->joined = true;
 		}
 	}

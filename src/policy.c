@@ -191,7 +191,10 @@ typedef struct tw_rec {
 
 static ck_stack_t tw_all = CK_STACK_INITIALIZER;
 static pthread_key_t tw_key;
-static pthread_once_t tw_once = PTHREAD_ONCE_INIT;
+/* tw_key's state: K_NONE (not created, or its creation failed: the next call tries again),
+ * K_BUSY (a thread is creating it), K_READY. */
+enum { K_NONE = 0, K_BUSY, K_READY };
+static int tw_key_state;
 static __thread tw_rec *tw_mine __attribute__((tls_model("initial-exec")));
 
 static void tw_exit(void *arg)
@@ -201,19 +204,40 @@ static void tw_exit(void *arg)
 	ck_pr_store_int(&r->dead, 1);
 }
 
-static void tw_init(void)
+/* Create tw_key once: 0, or pthread_key_create's error negated (nothing created; a later call
+ * tries again). Threads that find another creating it wait for it (once per process). */
+static int tw_key_ready(void)
 {
-	(void)pthread_key_create(&tw_key, tw_exit);
+	int st, rc;
+
+	while ((st = ck_pr_load_int(&tw_key_state)) != K_READY) {
+		if (st == K_BUSY || !ck_pr_cas_int(&tw_key_state, K_NONE, K_BUSY)) {
+			sched_yield();
+			continue;
+		}
+		rc = pthread_key_create(&tw_key, tw_exit);
+		ck_pr_fence_store();
+		ck_pr_store_int(&tw_key_state, rc == 0 ? K_READY : K_NONE);
+		if (rc != 0)
+			return -rc;
+	}
+	ck_pr_fence_load();
+	return 0;
 }
 
-static tw_rec *tw_get(void)
+/* This thread's record in *out: 0; -ENOMEM; or tw_key_ready's error. Nothing changes on error. */
+static int tw_get(tw_rec **out)
 {
 	ck_stack_entry_t *it;
 	tw_rec *r;
+	int rc;
 
-	if (SX__LIKELY(tw_mine != NULL))
-		return tw_mine;
-	(void)pthread_once(&tw_once, tw_init);
+	if (SX__LIKELY(tw_mine != NULL)) {
+		*out = tw_mine;
+		return 0;
+	}
+	if ((rc = tw_key_ready()) != 0)
+		return rc;
 	for (it = ck_pr_load_ptr(&tw_all.head); it != NULL; it = ck_pr_load_ptr(&it->next)) {
 		r = (tw_rec *)(void *)it;
 		if (ck_pr_load_int(&r->dead) && ck_pr_cas_int(&r->dead, 1, 0))
@@ -221,15 +245,16 @@ static tw_rec *tw_get(void)
 	}
 	r = sx__zalloc(sizeof(*r), SX__CACHELINE);
 	if (r == NULL)
-		return NULL;
+		return -ENOMEM;
 	ck_stack_push_upmc(&tw_all, &r->link);
 mine:
 	if (pthread_setspecific(tw_key, r) != 0) {
-		ck_pr_store_int(&r->dead, 1);
-		return NULL;
+		ck_pr_store_int(&r->dead, 1); /* left for another thread to claim */
+		return -ENOMEM;
 	}
 	tw_mine = r;
-	return r;
+	*out = r;
+	return 0;
 }
 
 static void watch(void *arg, int status);
@@ -337,15 +362,15 @@ static bool tw_end(tw_entry *e, uint64_t s, sx_breaker *b)
 
 static int run_timeout(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
 {
-	tw_rec *r = tw_get();
+	tw_rec *r;
 	sx_breaker *outer = call->breaker, *b;
 	tw_entry *e;
 	uint64_t s, deadline;
 	bool reusable = outer == NULL, armed;
 	int rc;
 
-	if (r == NULL)
-		return -ENOMEM;
+	if ((rc = tw_get(&r)) != 0)
+		return rc;
 	if (r->depth == TW_DEPTH)
 		return -EOVERFLOW;
 	e = &r->e[r->depth];
@@ -357,7 +382,9 @@ static int run_timeout(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call
 			return rc;
 		e->own = b;
 	}
-	deadline = call_now(call) + pl->l[i].ns;
+	/* Saturating: a timeout near 2^64 ns is "never" (the timer service caps it at 2^63). */
+	if (__builtin_add_overflow(call_now(call), pl->l[i].ns, &deadline))
+		deadline = UINT64_MAX;
 	s = (ck_pr_load_64(&e->state) & ~UINT64_C(3)) + 4;
 	ck_pr_store_ptr(&e->b, b);
 	ck_pr_store_ptr(&e->pool, pl->pool);
@@ -495,7 +522,7 @@ int sx_pipeline_step(sx_ctx *ctx, void *last, void **out)
 	sx_call call = { NULL, last, NULL, NULL, 1, ctx, 0 };
 	int rc;
 
-	if (a == NULL || a->pipeline == NULL || a->fn == NULL)
+	if (a == NULL || a->pipeline == NULL || a->fn == NULL || out == NULL)
 		return -EINVAL;
 	call.arg = a->arg;
 	call.breaker = sx_ctx_breaker(ctx);

@@ -9,6 +9,12 @@
  * limiter needs no refill. A wait reserves the same way without the check, then sleeps until
  * tat - tolerance, when its event is due; a cancelled wait takes its n * I back off tat (never
  * below now: time already passed is not handed out twice).
+ *
+ * Stale time never refuses: a thread may read the clock, be delayed, and then meet a tat that
+ * others advanced meanwhile with later readings. Judged against its old reading the event looks
+ * early. So a refusal is only final when `now` was read after the tat it is judged against was
+ * loaded; otherwise the clock is read again first. Admitting against an older reading is fine:
+ * it is the event arriving at that (real, past) instant.
  */
 #include <errno.h>
 
@@ -33,7 +39,8 @@ int sx_ratelimit_create(const sx_ratelimit_opts *o, sx_ratelimit **out)
 	uint64_t interval;
 	uint32_t burst;
 
-	if (o == NULL || out == NULL || o->rate == 0 || o->period_ns == 0 || o->rate > o->period_ns)
+	if (o == NULL || out == NULL || o->rate == 0 || o->period_ns == 0 || o->rate > o->period_ns ||
+	    (o->clock != NULL && o->clock->now_ns == NULL))
 		return -EINVAL;
 	burst = o->burst != 0 ? o->burst : (o->rate > SX_RATELIMIT_MAX_BURST ?
 	    SX_RATELIMIT_MAX_BURST : (uint32_t)o->rate);
@@ -65,14 +72,25 @@ static uint64_t now_of(const sx_ratelimit *rl)
 	return rl->clock.now_ns(rl->clock.ctx);
 }
 
-/* Where tat goes if an event of weight n is admitted at `now`, with the tat it started from. */
+/* Where tat goes if an event of weight n is admitted at `now`, with the tat it started from;
+ * UINT64_MAX if that is past 2^64 - 1 (a clock near 2^64): such an event is never due, so the
+ * limiter stays shut rather than wrap open. (UINT64_MAX is also a keyed slot's TAKING mark: no
+ * admission stores it there.) */
 static uint64_t next_tat(const sx_ratelimit *rl, uint64_t tat, uint64_t now, uint32_t n)
 {
-	return (tat > now ? tat : now) + (uint64_t)n * rl->interval;
+	uint64_t from = tat > now ? tat : now, next;
+
+	if (__builtin_add_overflow(from, (uint64_t)n * rl->interval, &next))
+		return UINT64_MAX;
+	return next;
 }
 
 static uint64_t delay_of(const sx_ratelimit *rl, uint64_t next, uint64_t now)
 {
+	if (next == UINT64_MAX)
+		return UINT64_MAX;
+	if (next <= now)
+		return 0;
 	return next - now > rl->tolerance ? next - now - rl->tolerance : 0;
 }
 
@@ -81,22 +99,46 @@ static bool bad(const sx_ratelimit *rl, uint32_t n)
 	return rl == NULL || n == 0 || n > rl->burst;
 }
 
-/* Admit n at `now` against the TAT word *word, with rl's interval and tolerance. */
-static int gcra(const sx_ratelimit *rl, uint64_t *word, uint32_t n, uint64_t now)
-{
-	uint64_t tat = ck_pr_load_64(word), next;
+/* What gcra answers besides 0 and SX_ERATE_LIMITED: the keyed slot is no longer `want`'s. */
+#define LOST 1
 
-	do {
+/*
+ * Admit n against the TAT word *word, with rl's interval and tolerance. now: a reading of rl's
+ * clock taken before the call (possibly before *word's current value was stored); a refusal is
+ * confirmed with a reading taken after the TAT it is judged against was loaded (see the top).
+ * key (keyed slots; NULL otherwise): the slot's key word, which must still be `want`, read after
+ * the TAT: a slot that has been taken over, or is being, answers LOST and is not touched.
+ */
+static int gcra(const sx_ratelimit *rl, uint64_t *word, const uint64_t *key, uint64_t want,
+    uint32_t n, uint64_t now)
+{
+	uint64_t tat = ck_pr_load_64(word), next, later;
+	bool fresh = false;
+
+	for (;;) {
+		if (key != NULL) {
+			ck_pr_fence_load();
+			if (tat == UINT64_MAX || ck_pr_load_64(key) != want)
+				return LOST;
+		}
 		next = next_tat(rl, tat, now, n);
-		if (delay_of(rl, next, now) != 0)
-			return SX_ERATE_LIMITED;
-	} while (!ck_pr_cas_64_value(word, tat, next, &tat));
-	return 0;
+		if (delay_of(rl, next, now) != 0) {
+			if (fresh)
+				return SX_ERATE_LIMITED;
+			later = now_of(rl);
+			now = later > now ? later : now;
+			fresh = true;
+			continue;
+		}
+		if (ck_pr_cas_64_value(word, tat, next, &tat))
+			return 0;
+		fresh = false; /* a newer tat: the reading may predate it */
+	}
 }
 
 static int try_at(sx_ratelimit *rl, uint32_t n, uint64_t now)
 {
-	return gcra(rl, &rl->tat, n, now);
+	return gcra(rl, &rl->tat, NULL, 0, n, now);
 }
 
 int sx_ratelimit_try(sx_ratelimit *rl, uint32_t n)
@@ -115,12 +157,13 @@ int sx__ratelimit_try_mono(sx_ratelimit *rl, uint32_t n, uint64_t mono_now)
 
 uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n)
 {
-	uint64_t now;
+	uint64_t now, tat;
 
 	if (bad(rl, n))
 		return UINT64_MAX;
-	now = now_of(rl);
-	return delay_of(rl, next_tat(rl, ck_pr_load_64(&rl->tat), now, n), now);
+	tat = ck_pr_load_64(&rl->tat);
+	now = now_of(rl); /* after the load: a stale reading would overstate the delay */
+	return delay_of(rl, next_tat(rl, tat, now, n), now);
 }
 
 int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop)
@@ -132,11 +175,14 @@ int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop)
 		return -EINVAL;
 	if (stop != NULL && sx_breaker_done(stop))
 		return sx_breaker_err(stop);
-	now = now_of(rl);
+	/* The clock is read after the tat it is applied to (see the top), again after a lost CAS. */
 	tat = ck_pr_load_64(&rl->tat);
-	do {
+	for (;;) {
+		now = now_of(rl);
 		next = next_tat(rl, tat, now, n);
-	} while (!ck_pr_cas_64_value(&rl->tat, tat, next, &tat));
+		if (ck_pr_cas_64_value(&rl->tat, tat, next, &tat))
+			break;
+	}
 	delay = delay_of(rl, next, now);
 	if (delay == 0)
 		return 0;
@@ -160,12 +206,21 @@ int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop)
  * An open-addressing table of {key + 1, tat} slots (0: never used), twice max_keys rounded up to
  * a power of two, probed linearly from a hash of the key over at most PROBE slots. A key takes a
  * free slot with one CAS on its key word; a slot whose TAT is not ahead of now is exactly as
- * good as a fresh one (its bucket has refilled), so a key found nowhere may take it over by CAS.
- * A thread still admitting an event for the key it found there may then charge that one event to
- * the new key: it can refuse one event early, never admit one too many. Two events of one new key
- * racing to take over two different idle slots at the same instant could give it two buckets
- * for a moment; both pick the first idle slot of the same probe sequence, so this needs the
- * table to change between their scans.
+ * good as a fresh one (its bucket has refilled), so a key found nowhere may take it over.
+ *
+ * Taking over must not let an event of the old key slip in between: that event would be charged
+ * to the new key while the old key, found nowhere afterwards, starts again from a full bucket
+ * (burst + 1 events at once). So a takeover first claims the slot's tat word: CAS of the idle
+ * tat it judged to TAKING (UINT64_MAX, never a tat), then stores the new key, then the new
+ * key's first tat (its event, on a full bucket, always passes). Only a TAKING holder changes a
+ * used slot's key, so the key word is stable while it holds it. An admission loads the tat,
+ * then checks the key is still its own, then CASes the tat: a takeover that started after the
+ * check changed the tat (to TAKING, then to a later value: tats of a slot only grow), so that
+ * CAS fails and the next round sees TAKING or the new key and gives the slot up (LOST). A slot
+ * marked TAKING is skipped, never waited for: its old key was idle, so a fresh slot is exact.
+ * Two events of one new key racing to take over two different idle slots at the same instant
+ * could give it two buckets for a moment; both pick the first idle slot of the same probe
+ * sequence, so this needs the table to change between their scans.
  */
 #define PROBE 16u
 
@@ -224,29 +279,41 @@ void sx_ratelimit_keyed_destroy(sx_ratelimit_keyed *kl)
 
 int sx_ratelimit_keyed_try(sx_ratelimit_keyed *kl, uint64_t key, uint32_t n)
 {
-	uint64_t want = key + 1, now, h, idle_key = 0, *idle = NULL;
+	uint64_t want = key + 1, now, h, *idle, idle_tat;
+	int rc;
 
 	if (kl == NULL || key == UINT64_MAX || bad(kl->tmpl, n))
 		return -EINVAL;
 	now = now_of(kl->tmpl);
 	h = mix(key);
+again:
+	idle = NULL;
+	idle_tat = 0;
 	/* Slots are never emptied, only handed over, so a key is always found before the first
 	 * empty slot of its probe sequence: look for it (or claim that empty slot) first, and take
 	 * over the first idle slot only if the key is nowhere. */
 	for (unsigned i = 0; i < PROBE; i++) {
 		uint64_t *slot = kl->slots[(h + i) & kl->mask];
-		uint64_t k = ck_pr_load_64(&slot[0]);
+		uint64_t k = ck_pr_load_64(&slot[0]), t;
 
-		if (k == 0 && ck_pr_cas_64_value(&slot[0], 0, want, &k))
-			return gcra(kl->tmpl, &slot[1], n, now);
-		if (k == want)
-			return gcra(kl->tmpl, &slot[1], n, now);
-		if (idle == NULL && ck_pr_load_64(&slot[1]) <= now)
-			idle = slot, idle_key = k;
+		if ((k == 0 && ck_pr_cas_64_value(&slot[0], 0, want, &k)) || k == want) {
+			rc = gcra(kl->tmpl, &slot[1], &slot[0], want, n, now);
+			if (rc != LOST)
+				return rc;
+			continue; /* taken over meanwhile (its bucket was full): not ours any more */
+		}
+		t = ck_pr_load_64(&slot[1]);
+		if (idle == NULL && t <= now && t != UINT64_MAX)
+			idle = slot, idle_tat = t;
 	}
 	if (idle == NULL)
 		return -ENOSPC;
-	if (!ck_pr_cas_64_value(&idle[0], idle_key, want, &idle_key) && idle_key != want)
-		return -ENOSPC; /* someone else took it: the table is that busy */
-	return gcra(kl->tmpl, &idle[1], n, now);
+	if (next_tat(kl->tmpl, idle_tat, now, n) == UINT64_MAX)
+		return SX_ERATE_LIMITED; /* a clock at the end of time: never due */
+	if (!ck_pr_cas_64(&idle[1], idle_tat, UINT64_MAX))
+		goto again; /* admitted to or taken over meanwhile: look again */
+	ck_pr_store_64(&idle[0], want);
+	ck_pr_fence_store();
+	ck_pr_store_64(&idle[1], next_tat(kl->tmpl, idle_tat, now, n));
+	return 0;
 }

@@ -4,6 +4,7 @@
  * shared with the promise form, which waits on timers instead of sleeping.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <time.h>
 
@@ -27,6 +28,8 @@ int sx_retry_policy_check(const sx_retry_policy *p)
 	if (isnan(p->factor) || (p->factor != 0.0 && p->factor < 1.0) || isinf(p->factor))
 		return -EINVAL;
 	if (isnan(p->deviation) || p->deviation < 0.0 || p->deviation > 1.0)
+		return -EINVAL;
+	if (p->clock != NULL && p->clock->now_ns == NULL)
 		return -EINVAL;
 	return 0;
 }
@@ -100,10 +103,14 @@ int sx_backoff_init(sx_backoff *bo, const sx_retry_policy *policy)
 
 uint64_t sx_backoff_next(sx_backoff *bo)
 {
-	const sx_retry_policy *p = bo->policy;
-	uint64_t base = p->base_ns, b = 0, f;
+	const sx_retry_policy *p;
+	uint64_t base, b = 0, f;
 
-	bo->n++;
+	if (bo == NULL || (p = bo->policy) == NULL)
+		return 0;
+	base = p->base_ns;
+	if (bo->n < UINT_MAX) /* the linear curve stays at its largest, never wraps to 0 */
+		bo->n++;
 	switch (p->backoff) {
 	case SX_BACKOFF_CONSTANT:
 		b = base;
@@ -166,8 +173,11 @@ int sx_retry_budget_init(sx_retry_budget *b, uint64_t max_tokens, double per_suc
 
 bool sx_retry_budget_withdraw(sx_retry_budget *b)
 {
-	uint64_t v = ck_pr_load_64((uint64_t *)&b->milli);
+	uint64_t v;
 
+	if (b == NULL)
+		return false;
+	v = ck_pr_load_64((uint64_t *)&b->milli);
 	do {
 		if ((int64_t)v < 1000)
 			return false;
@@ -177,8 +187,11 @@ bool sx_retry_budget_withdraw(sx_retry_budget *b)
 
 void sx_retry_budget_deposit(sx_retry_budget *b)
 {
-	uint64_t v = ck_pr_load_64((uint64_t *)&b->milli), n;
+	uint64_t v, n;
 
+	if (b == NULL)
+		return;
+	v = ck_pr_load_64((uint64_t *)&b->milli);
 	do {
 		if ((int64_t)v >= b->max_milli || b->refill_milli == 0)
 			return;
@@ -190,7 +203,12 @@ void sx_retry_budget_deposit(sx_retry_budget *b)
 
 uint64_t sx_retry_budget_tokens(const sx_retry_budget *b)
 {
-	return ck_pr_load_64((const uint64_t *)&b->milli) / 1000;
+	int64_t v;
+
+	if (b == NULL)
+		return 0;
+	v = (int64_t)ck_pr_load_64((const uint64_t *)&b->milli);
+	return v > 0 ? (uint64_t)v / 1000 : 0;
 }
 
 /* ---- the decision ----------------------------------------------------------------------------- */
@@ -198,7 +216,7 @@ uint64_t sx_retry_budget_tokens(const sx_retry_budget *b)
 bool sx__retry_next(const sx_retry_policy *p, sx_backoff *bo, int err, unsigned attempt,
     uint64_t start_ns, int64_t override, uint64_t *delay)
 {
-	uint64_t d;
+	uint64_t d, now;
 
 	if (p->max_attempts != 0 && attempt >= p->max_attempts)
 		return false;
@@ -207,8 +225,9 @@ bool sx__retry_next(const sx_retry_policy *p, sx_backoff *bo, int err, unsigned 
 	d = sx_backoff_next(bo);
 	if (override >= 0)
 		d = (uint64_t)override;
-	if (p->max_elapsed_ns != 0 &&
-	    sat_add(sx__policy_now(p) - start_ns, d) >= p->max_elapsed_ns)
+	/* A clock that went back (a virtual one reset) counts as no time elapsed, not 2^64. */
+	if (p->max_elapsed_ns != 0 && (now = sx__policy_now(p),
+	    sat_add(now > start_ns ? now - start_ns : 0, d) >= p->max_elapsed_ns))
 		return false;
 	if (p->budget != NULL && !sx_retry_budget_withdraw(p->budget))
 		return false;

@@ -2,7 +2,7 @@
  * Semaphores. One 64-bit word `state` carries everything the fast paths need:
  *
  *   bits  0..31  permits in use
- *   bits 32..60  waiters queued (counted from before their push until the dispatch drops them)
+ *   bits 32..60  waiters queued (counted from before their push until granted or cancelled)
  *   bit  61      TOKEN: some thread is dispatching
  *   bit  62      PENDING: somebody asked the dispatching thread to look once more
  *
@@ -16,12 +16,19 @@
  * from that moment on. It stops at the first waiter that does not fit: that is the FIFO rule,
  * and the reason try_acquire fails while the count of waiters is not zero.
  *
- * Granted waiters are told after the TOKEN is dropped: a CAS on the waiter's own state word
- * (WAIT -> GRANTED) against its breaker's callback (WAIT -> CANCELLED). The loser backs off: a
- * grant that lost gives the permits back through sx_sem_release; a cancel that lost does
- * nothing. A cancelled waiter stays on the FIFO list until the dispatch meets it at the head (the
- * breaker's callback dispatches, so a cancelled head never blocks the waiters behind it), or
- * until enough have piled up behind a head that still waits, when one pass sweeps them out.
+ * Leaving: a waiter's outcome is settled on its own state word, and the thread that settles it
+ * takes it out of the count first, so that an owner who sees the outcome (and returns, and may
+ * destroy the semaphore) finds the count without it. That thread first sets HELD on the
+ * waiter's word (one CAS: the dispatch granting the head, or cancelling it because its breaker
+ * has tripped; or the breaker's callback), then changes the count (a grant: the permits and the
+ * count in one CAS), then stores the outcome. A callback that finds HELD set by the dispatch
+ * only marks the outcome cancelled and leaves the rest to it: the dispatch gives back the
+ * permits it reserved (or the count), stores the outcome without HELD and tells. Owners wait
+ * while HELD is set. Waiters the dispatch settled are told after the TOKEN is dropped.
+ * A cancelled waiter stays on the FIFO list (out of the count) until the dispatch meets it at
+ * the head (the breaker's callback dispatches, so a cancelled head never blocks the waiters
+ * behind it), or until enough have piled up behind a head that still waits, when one pass sweeps
+ * them out; sx_sem_destroy drops what is left.
  *
  * Lifetimes: a waiter node is reference counted (the queue, the blocking caller, the breaker
  * callback, the scheduled task: each holds one) and holds a reference on the semaphore, so the
@@ -50,8 +57,10 @@
 
 _Static_assert((WAIT_MASK & (TOKEN | PENDING | USE_MASK)) == 0, "state fields overlap");
 
-/* A waiter's state word: an outcome (set once, by CAS) and a flag for a sleeping owner. */
-enum { W_WAIT = 0, W_GRANTED = 1, W_CANCELLED = 2, W_OUTCOME = 3, W_SLEEP = 4 };
+/* A waiter's state word: an outcome (set once), a flag for a sleeping owner, and HELD: the
+ * thread that set it (the dispatch granting or cancelling the waiter, or its breaker's callback)
+ * is taking the waiter out of the count and will set the outcome; see "Leaving" at the top. */
+enum { W_WAIT = 0, W_GRANTED = 1, W_CANCELLED = 2, W_OUTCOME = 3, W_SLEEP = 4, W_HELD = 8 };
 
 /* Spins of a blocking waiter before it sleeps; the sleep slice of one that helps on a worker. */
 #define WAIT_SPINS 128u
@@ -68,6 +77,7 @@ typedef struct waiter {
 	void *arg;
 	uint32_t n;
 	uint32_t state;           /* W_* */
+	uint32_t old;             /* the state word its outcome replaced (dispatch, for telling) */
 	uint32_t refs;
 	int err;                  /* what fn receives */
 } waiter;
@@ -85,6 +95,8 @@ struct sx_sem {
 	uint64_t qlen;            /* waiters on the FIFO list */
 	uint64_t nswept;          /* cancelled waiters the dispatch dropped */
 };
+
+static void dispatch(sx_sem *s);
 
 static void sem_unref(sx_sem *s)
 {
@@ -128,6 +140,8 @@ int sx_sem_destroy(sx_sem *s)
 	st = ck_pr_load_64(&s->state);
 	if (IN_USE(st) != 0 || NWAIT(st) != 0)
 		return -EBUSY;
+	/* Cancelled waiters may still sit in the queue (out of the count): drop them. */
+	dispatch(s);
 	sem_unref(s);
 	return 0;
 }
@@ -194,20 +208,6 @@ static void w_unref(waiter *w)
 	sem_unref(s);
 }
 
-/* Set w's outcome if it has none yet; *old receives the word it replaced. */
-static bool w_settle(waiter *w, uint32_t outcome, uint32_t *old)
-{
-	uint32_t st = ck_pr_load_32(&w->state);
-
-	for (;;) {
-		if ((st & W_OUTCOME) != W_WAIT)
-			return false;
-		if (ck_pr_cas_32_value(&w->state, st, outcome, &st)) {
-			*old = st;
-			return true;
-		}
-	}
-}
 
 /* ---- asynchronous delivery ---- */
 
@@ -278,6 +278,15 @@ static void leave(sx_sem *s)
 	ck_pr_sub_64(&s->state, WAIT_ONE);
 }
 
+/* Take the head off the FIFO list. TOKEN holder only. */
+static void unlink_head(sx_sem *s)
+{
+	s->head = s->head->next;
+	if (s->head == NULL)
+		s->tail = NULL;
+	s->qlen--;
+}
+
 /* Drop every cancelled waiter from the FIFO list once they are half of it or more (so each
  * pass removes at least half of what it walks: O(1) amortized per waiter). TOKEN holder only. */
 static void sweep(sx_sem *s)
@@ -301,7 +310,6 @@ static void sweep(sx_sem *s)
 			s->tail = prev;
 		s->qlen--;
 		s->nswept++;
-		leave(s);
 		w_unref(w);
 	}
 }
@@ -332,25 +340,59 @@ static void drain(sx_sem *s, waiter **ready, waiter **ready_tail)
 	}
 	sweep(s);
 	while ((w = s->head) != NULL) {
-		bool cancelled = (ck_pr_load_32(&w->state) & W_OUTCOME) == W_CANCELLED;
+		uint32_t ws = ck_pr_load_32(&w->state), old;
+		bool stopped = w->stop != NULL && sx_breaker_done(w->stop), reserved = false;
+		bool granted = false;
 
-		if (!cancelled) {
-			st = ck_pr_load_64(&s->state);
-			do {
-				if (!fits(st, w->n, s))
-					return;
-			} while (!ck_pr_cas_64_value(&s->state, st, st + w->n - WAIT_ONE, &st));
-		}
-		s->head = w->next;
-		if (s->head == NULL)
-			s->tail = NULL;
-		s->qlen--;
-		if (cancelled) {
+		if ((ws & W_OUTCOME) != W_WAIT || (ws & W_HELD)) {
+			/* Cancelled, or being cancelled by its callback (which counts it out). */
+			unlink_head(s);
 			s->nswept++;
-			leave(s);
 			w_unref(w);
 			continue;
 		}
+		if (!stopped && !fits(ck_pr_load_64(&s->state), w->n, s))
+			return;
+		if (!ck_pr_cas_32(&w->state, ws, ws | W_HELD))
+			continue; /* its owner went to sleep, or its callback came: look again */
+		if (stopped) {
+			/* A breaker that has tripped wins even if its callback has not run yet. */
+			leave(s);
+		} else {
+			st = ck_pr_load_64(&s->state);
+			while (fits(st, w->n, s)) {
+				if (ck_pr_cas_64_value(&s->state, st, st + w->n - WAIT_ONE, &st)) {
+					reserved = true;
+					break;
+				}
+			}
+		}
+		ws = ck_pr_load_32(&w->state);
+		while ((ws & W_OUTCOME) == W_WAIT) {
+			if (!stopped && !reserved) {
+				/* The capacity shrank meanwhile: it goes on waiting at the head. */
+				if (ck_pr_cas_32_value(&w->state, ws, ws & ~(uint32_t)W_HELD, &ws))
+					return;
+			} else if (reserved) {
+				if ((granted = ck_pr_cas_32_value(&w->state, ws, W_GRANTED, &ws)))
+					break;
+			} else {
+				break; /* stopped */
+			}
+		}
+		if (granted) {
+			old = ws; /* the word it replaced */
+		} else {
+			/* Cancelled: by us (stopped), or by its callback while we held it, which left
+			 * the count and the telling to us. */
+			if (reserved)
+				ck_pr_sub_64(&s->state, w->n);
+			else if (!stopped)
+				leave(s);
+			old = ck_pr_fas_32(&w->state, W_CANCELLED);
+		}
+		w->old = old;
+		unlink_head(s);
 		w->next = NULL;
 		if (*ready_tail != NULL)
 			(*ready_tail)->next = w;
@@ -360,22 +402,12 @@ static void drain(sx_sem *s, waiter **ready, waiter **ready_tail)
 	}
 }
 
-/* Tell a waiter whose permits were reserved for it; drops the queue's reference. A breaker that
- * has tripped wins even if its callback has not run yet (it runs on another thread, later). */
+/* Tell a waiter the dispatch settled (granted, or cancelled because its breaker had tripped);
+ * drops the queue's reference. Outside the TOKEN. */
 static void grant(waiter *w)
 {
-	uint32_t old;
-
-	if (w->stop != NULL && sx_breaker_done(w->stop)) {
-		(void)sx_sem_release(w->sem, w->n);
-		if (w_settle(w, W_CANCELLED, &old))
-			tell(w, old, sx_breaker_err(w->stop));
-		w_unref(w);
-		return;
-	}
-	if (!w_settle(w, W_GRANTED, &old)) {
-		/* Its breaker won: the permits go to the next in line. */
-		(void)sx_sem_release(w->sem, w->n);
+	if ((ck_pr_load_32(&w->state) & W_OUTCOME) == W_CANCELLED) {
+		tell(w, w->old, sx_breaker_err(w->stop));
 		w_unref(w);
 		return;
 	}
@@ -386,7 +418,7 @@ static void grant(waiter *w)
 		if (sx_breaker_withdraw(h) == 0)
 			w_unref(w); /* the callback will never run: its reference */
 	}
-	tell(w, old, 0);
+	tell(w, w->old, 0);
 	w_unref(w);
 }
 
@@ -458,12 +490,24 @@ static void on_stop(sx_breaker *b, void *arg)
 {
 	waiter *w = arg;
 	sx_sem *s = w->sem;
-	uint32_t old;
+	uint32_t st = ck_pr_load_32(&w->state), old;
 
-	if (w_settle(w, W_CANCELLED, &old)) {
-		ck_pr_inc_64(&s->ncancelled);
-		tell(w, old, sx_breaker_err(b));
-		dispatch(s);
+	while ((st & W_OUTCOME) == W_WAIT) {
+		if (!(st & W_HELD)) {
+			if (!ck_pr_cas_32_value(&w->state, st, st | W_HELD, &st))
+				continue;
+			/* Out of the count before the outcome shows: an owner that returns finds it
+			 * gone (sx_sem_destroy right after a timed-out acquire succeeds). */
+			leave(s);
+			ck_pr_inc_64(&s->ncancelled);
+			old = ck_pr_fas_32(&w->state, W_CANCELLED);
+			tell(w, old, sx_breaker_err(b));
+			dispatch(s);
+			break;
+		}
+		/* The dispatch holds it: it finishes the count and tells the owner. */
+		if (ck_pr_cas_32_value(&w->state, st, W_CANCELLED | (st & (W_HELD | W_SLEEP)), &st))
+			break;
 	}
 	w_unref(w);
 }
@@ -516,7 +560,8 @@ static int wait_outcome(waiter *w)
 	uint32_t st;
 	int rc;
 
-	while (((st = ck_pr_load_32(&w->state)) & W_OUTCOME) == W_WAIT) {
+	/* HELD: the outcome (or the count behind it) is being settled; wait it out too. */
+	while (((st = ck_pr_load_32(&w->state)) & W_OUTCOME) == W_WAIT || (st & W_HELD)) {
 		if (self != NULL) {
 			int ran = sx__help_one(self);
 

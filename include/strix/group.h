@@ -124,9 +124,9 @@ SX_API int sx_group_add(sx_group *g, int (*execute)(void *arg),
  * The signals are caught by a handler that only posts them to strix's notifier thread, the one
  * thread that serves signals for the whole process; unlike sigwait or signalfd this needs no
  * signal mask in the application's other threads.
- * Returns the actor's index; -EINVAL for NULL g, NULL sigs with n > 0, or a signal strix cannot
- * catch (see sx_breaker_signal); -EBUSY once run has been called; -ENOMEM; -EAGAIN (strix's
- * notifier thread could not start). Nothing is added on
+ * Returns the actor's index; -EINVAL for NULL g, NULL sigs with n > 0, sigs with n 0, or a
+ * signal strix cannot catch (see sx_breaker_signal); -EBUSY once run has been called; -ENOMEM;
+ * -EAGAIN (strix's notifier thread could not start). Nothing is added on
  * failure. Allocates; never blocks (its signals are caught from run on). Owner thread.
  */
 SX_API int sx_group_add_signals(sx_group *g, const int *sigs, size_t n);

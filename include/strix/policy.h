@@ -112,6 +112,7 @@ SX_API int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *
     uint64_t (*key)(const sx_call *call));
 SX_API int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags);
 SX_API int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c);
+/* ns: any length; a deadline past 2^63 ns of CLOCK_MONOTONIC is never reached (it saturates). */
 SX_API int sx_pipeline_add_timeout(sx_pipeline *pl, uint64_t ns);
 SX_API int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsigned flags);
 /* fallback(call, err, arg) runs when the inner layers fail with err and when(err, arg) is true
@@ -126,9 +127,10 @@ SX_API int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic
  * attempt with its code. If out is not NULL it receives call->out when the call returns 0.
  * Returns what the layers make of fn's result: 0; fn's error; SX_ERATE_LIMITED, SX_EREJECTED,
  * SX_ECIRCUIT_OPEN from the policies; -ETIMEDOUT from a timeout; stop's code; -ENOMEM,
- * -EAGAIN or -ESHUTDOWN when a timeout could not be set up (its pool's timer service refused;
- * the layers inside it did not run), and -ESHUTDOWN also when that pool shuts down during the
- * call; -EOVERFLOW when more than 8 timeout layers are in progress on this thread at once
+ * -EAGAIN or -ESHUTDOWN when a timeout could not be set up (its pool's timer service refused,
+ * or, -EAGAIN or -ENOMEM, the thread-specific key for timeout records could not be created: a
+ * later call tries again; the layers inside it did not run), and -ESHUTDOWN also when that pool
+ * shuts down during the call; -EOVERFLOW when more than 8 timeout layers are in progress on this thread at once
  * (nested pipelines); a fallback's result; -EINVAL for NULL pl or fn.
  * Blocks only where the policies or fn do (SX_POLICY_WAIT, retry backoff). Lock-free apart from
  * that; no allocation in steady state (see above). Any thread, concurrently.
@@ -145,7 +147,8 @@ SX_API int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breake
  *
  * The step runs fn through pl with call->last the chain's value, call->ctx the step's context
  * and the chain's breaker as stop; call->out becomes the step's value. A value left in call->out
- * by a call that failed is destroyed with ctx->dtor if fn set one.
+ * by a call that failed is destroyed with ctx->dtor if fn set one. Returns what sx_pipeline_call
+ * would; -EINVAL (nothing run) for a NULL ctx, out, step argument, pipeline or fn.
  */
 typedef struct sx_pipeline_step_arg {
 	sx_pipeline *pipeline;

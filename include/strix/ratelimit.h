@@ -43,7 +43,8 @@ typedef struct sx_ratelimit_opts {
 /*
  * sx_ratelimit_create - a limiter that starts full: burst events pass at once.
  * Returns 0; -EINVAL for NULL opts or out, rate 0, period_ns 0, rate > period_ns, burst >
- * SX_RATELIMIT_MAX_BURST, or burst * period_ns / rate above 2^61 ns (73 years); -ENOMEM.
+ * SX_RATELIMIT_MAX_BURST, burst * period_ns / rate above 2^61 ns (73 years), or a clock without
+ * now_ns; -ENOMEM.
  * Nothing is created on failure.
  * Cold path (allocates); any thread.
  */
@@ -57,8 +58,10 @@ SX_API void sx_ratelimit_destroy(sx_ratelimit *rl);
  * sx_ratelimit_try - admit an event of weight n now, or refuse it.
  * Returns 0 (admitted); SX_ERATE_LIMITED (refused; nothing changes); -EINVAL for NULL rl, n == 0
  * or n > burst (it could never pass).
+ * A refusal is judged against a clock reading taken after the limiter's state was read, so a
+ * thread delayed between reading the clock and deciding is never refused for it.
  * Never blocks; lock-free (one clock read and one CAS, retried only when another thread admitted
- * an event meanwhile). Any thread, concurrently.
+ * an event meanwhile; a second clock read before a refusal). Any thread, concurrently.
  */
 SX_API int sx_ratelimit_try(sx_ratelimit *rl, uint32_t n);
 
@@ -109,10 +112,13 @@ SX_API void sx_ratelimit_keyed_destroy(sx_ratelimit_keyed *kl);
  * Returns 0 (admitted); SX_ERATE_LIMITED (refused; nothing changes); -ENOSPC when no slot near
  * the key's hash is free or idle (more keys active than the table holds: the event was not
  * admitted); -EINVAL for NULL kl, key UINT64_MAX (reserved), n == 0 or n > burst.
- * Never blocks; lock-free (a clock read, a hash, a short probe and one CAS). Any thread,
- * concurrently. When a new key takes over the slot of one whose bucket has just refilled, an
- * event of the old key admitted at that instant may be charged to the new key (it can refuse
- * one event early, never admit one too many).
+ * Never blocks; lock-free (a clock read, a hash, a short probe and one CAS; taking over an idle
+ * slot is a CAS and two stores). Any thread, concurrently. A key whose slot is taken over by
+ * another key was idle (its bucket full); an event of it racing with the takeover is admitted
+ * either before it, in the old slot that the takeover then finds busy, or after it, in a fresh
+ * slot: never charged to the new key, never one more than the burst.
+ * A clock whose readings come within burst intervals of 2^64 ns refuses events (SX_ERATE_LIMITED)
+ * rather than wrap its state open; so does sx_ratelimit_try.
  */
 SX_API int sx_ratelimit_keyed_try(sx_ratelimit_keyed *kl, uint64_t key, uint32_t n);
 

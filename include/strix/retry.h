@@ -106,7 +106,8 @@ typedef struct sx_retry_policy {
 
 /*
  * sx_retry_policy_check - 0 if p is usable; -EINVAL for NULL, an unknown backoff or jitter kind,
- * a factor below 1 (other than 0), a deviation outside [0, 1] or NaN. Pure; any thread.
+ * a factor below 1 (other than 0) or infinite, a deviation outside [0, 1] or NaN, or a clock
+ * without now_ns. Pure; any thread.
  */
 SX_API int sx_retry_policy_check(const sx_retry_policy *p);
 
@@ -121,12 +122,14 @@ typedef struct sx_backoff {
 	uint64_t prev;          /* the previous delay (decorrelated forms) */
 	uint64_t fib_a, fib_b;  /* Fibonacci state */
 	double mult;            /* factor^(n-1) (exponential) */
-	unsigned n;             /* failed attempts so far */
+	unsigned n;             /* failed attempts so far (stays at UINT_MAX once there) */
 } sx_backoff;
 
 /* Returns 0; -EINVAL as sx_retry_policy_check, or for NULL bo (nothing is written then). Pure. */
 SX_API int sx_backoff_init(sx_backoff *bo, const sx_retry_policy *policy);
-/* The next delay in ns. Never fails, never blocks; touches only *bo. Single owner. */
+/* The next delay in ns: the formulas above, each saturating at UINT64_MAX (never wrapping, at
+ * any attempt count); 0 for NULL bo or one whose policy is NULL (never initialized). Never
+ * fails, never blocks; touches only *bo. Single owner. */
 SX_API uint64_t sx_backoff_next(sx_backoff *bo);
 
 /*
@@ -135,11 +138,13 @@ SX_API uint64_t sx_backoff_next(sx_backoff *bo);
  * uses of b.
  */
 SX_API int sx_retry_budget_init(sx_retry_budget *b, uint64_t max_tokens, double per_success);
-/* Take one token for a retry: true if granted. Lock-free (one CAS loop); any thread. */
+/* Take one token for a retry: true if granted; false when less than one is left, or for NULL b.
+ * Lock-free (one CAS loop); any thread. */
 SX_API bool sx_retry_budget_withdraw(sx_retry_budget *b);
-/* A success: put back per_success tokens, up to the maximum. Lock-free; any thread. */
+/* A success: put back per_success tokens, up to the maximum (NULL b: no-op). Lock-free; any
+ * thread. */
 SX_API void sx_retry_budget_deposit(sx_retry_budget *b);
-/* Whole tokens left now (a snapshot). Wait-free; any thread. */
+/* Whole tokens left now (a snapshot; 0 for NULL b). Wait-free; any thread. */
 SX_API uint64_t sx_retry_budget_tokens(const sx_retry_budget *b);
 
 /* ---- the blocking form ---------------------------------------------------------------------- */

@@ -124,14 +124,15 @@ SX_API uint32_t sx_sem_capacity(const sx_sem *sem);
 /* sx_sem_in_use - permits held right now (0 for NULL). One atomic load; any thread. */
 SX_API uint32_t sx_sem_in_use(const sx_sem *sem);
 
-/* sx_sem_waiting - waiters queued right now, including ones whose breaker has just tripped and
- * that the dispatch has not yet dropped (0 for NULL). One atomic load; any thread. */
+/* sx_sem_waiting - waiters queued right now (0 for NULL): neither granted nor cancelled yet. A
+ * waiter whose acquire has returned is not counted. One atomic load; any thread. */
 SX_API uint32_t sx_sem_waiting(const sx_sem *sem);
 
 /*
  * sx_sem_destroy - give back the caller's reference. Returns 0; -EBUSY while permits are held or
- * waiters are queued (nothing changes: release them, or trip their breakers, first); -EINVAL
- * for NULL. No call on sem may be in progress or follow. Never blocks; any thread.
+ * waiters are queued (nothing changes: release them, or trip their breakers, first; once an
+ * sx_sem_acquire has returned, its waiter is gone); -EINVAL for NULL. No call on sem may be in
+ * progress or follow. Never blocks; any thread.
  */
 SX_API int sx_sem_destroy(sx_sem *sem);
 

@@ -502,6 +502,81 @@ static void test_shut_down_pool_fails_timeouts_cleanly(void **state)
 	sx_pool_destroy(pool);
 }
 
+/* ---- thread-specific keys and far deadlines ------------------------------------------------ */
+
+/* The link wraps pthread_key_create (Makefile: TEST_LDFLAGS_test_policy): fail_keys makes the
+ * next creations fail, the library's included. */
+int __real_pthread_key_create(pthread_key_t *key, void (*dtor)(void *));
+int __wrap_pthread_key_create(pthread_key_t *key, void (*dtor)(void *));
+static unsigned fail_keys;
+static unsigned keys_failed;
+
+int __wrap_pthread_key_create(pthread_key_t *key, void (*dtor)(void *))
+{
+	if (__atomic_load_n(&fail_keys, __ATOMIC_ACQUIRE) > 0) {
+		__atomic_sub_fetch(&fail_keys, 1, __ATOMIC_ACQ_REL);
+		__atomic_add_fetch(&keys_failed, 1, __ATOMIC_ACQ_REL);
+		return EAGAIN;
+	}
+	return __real_pthread_key_create(key, dtor);
+}
+
+/* Runs first in this program: the timeout layer's key is created by the first timeout call. A
+ * failed creation is an error of that call (nothing run, the application's keys untouched), and
+ * the next call creates the key and works. */
+static void test_timeout_key_creation_fails_cleanly(void **state)
+{
+	sx_pool *pool = tu_pool(1);
+	sx_pipeline *pl = pipeline(pool);
+	pthread_key_t mine;
+	int marker;
+
+	(void)state;
+	assert_int_equal(__real_pthread_key_create(&mine, NULL), 0);
+	assert_int_equal(pthread_setspecific(mine, &marker), 0);
+	assert_int_equal(sx_pipeline_add_timeout(pl, 10 * SEC), 0);
+	runs = 0;
+	__atomic_store_n(&fail_keys, 1, __ATOMIC_RELEASE);
+	assert_int_equal(sx_pipeline_call(pl, counting_action, NULL, NULL, NULL), -EAGAIN);
+	assert_int_equal(keys_failed, 1);
+	assert_int_equal(runs, 0);
+	assert_ptr_equal(pthread_getspecific(mine), &marker);
+	assert_int_equal(sx_pipeline_call(pl, counting_action, NULL, NULL, NULL), 0);
+	assert_int_equal(runs, 1);
+	assert_ptr_equal(pthread_getspecific(mine), &marker);
+	sx_pipeline_destroy(pl);
+	sx_pool_destroy(pool);
+	assert_int_equal(pthread_key_delete(mine), 0);
+}
+
+/* Waits 50 ms and says whether its breaker tripped meanwhile. */
+static int watch_50ms(sx_call *call)
+{
+	uint64_t t0 = tu_now_ns();
+
+	while (tu_now_ns() - t0 < 50 * MS)
+		if (call->breaker != NULL && sx_breaker_done(call->breaker))
+			return -ETIMEDOUT;
+	return 0;
+}
+
+/* A timeout too long to add to the clock is no timeout at all, not one in the past. */
+static void test_huge_timeout_saturates(void **state)
+{
+	sx_pool *pool = tu_pool(1);
+	uint64_t lengths[] = { UINT64_MAX, UINT64_MAX - 1, UINT64_MAX / 2 + 12345 };
+
+	(void)state;
+	for (unsigned i = 0; i < 3; i++) {
+		sx_pipeline *pl = pipeline(pool);
+
+		assert_int_equal(sx_pipeline_add_timeout(pl, lengths[i]), 0);
+		assert_int_equal(sx_pipeline_call(pl, watch_50ms, NULL, NULL, NULL), 0);
+		sx_pipeline_destroy(pl);
+	}
+	sx_pool_destroy(pool);
+}
+
 /* ---- zero allocations per call -------------------------------------------------------------- */
 
 static void test_five_policies_allocate_nothing_per_call(void **state)
@@ -678,6 +753,8 @@ static void test_every_after_exactly_once_many_threads(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_timeout_key_creation_fails_cleanly), /* first: see there */
+		cmocka_unit_test(test_huge_timeout_saturates),
 		cmocka_unit_test(test_nesting_order),
 		cmocka_unit_test(test_bad_input_changes_nothing),
 		cmocka_unit_test(test_rate_limit_refuses_without_running),

@@ -606,6 +606,69 @@ static void test_budget_concurrent(void **state)
 	assert_int_equal(sx_retry_budget_tokens(&shared), 0);
 }
 
+/* The linear curve at the end of the attempt count: it stays at base * UINT_MAX (found by
+ * tests/fuzz/fuzz_backoff: the count wrapped to 0 and so did the delay). */
+static void test_linear_never_wraps_at_huge_attempts(void **state)
+{
+	sx_retry_policy p = SX_RETRY_POLICY_INIT;
+	sx_backoff bo;
+
+	(void)state;
+	p.backoff = SX_BACKOFF_LINEAR;
+	p.base_ns = 3;
+	assert_int_equal(sx_backoff_init(&bo, &p), 0);
+	bo.n = UINT32_MAX - 1;
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(sx_backoff_next(&bo), 3ull * UINT32_MAX);
+}
+
+/* NULL and never-initialized objects: documented answers, no crash, nothing written. */
+static void test_null_contracts(void **state)
+{
+	static const sx_clock no_now = { NULL, NULL, NULL };
+	sx_retry_policy p = SX_RETRY_POLICY_INIT;
+	sx_backoff bo;
+
+	(void)state;
+	assert_false(sx_retry_budget_withdraw(NULL));
+	sx_retry_budget_deposit(NULL);
+	assert_int_equal(sx_retry_budget_tokens(NULL), 0);
+	assert_int_equal(sx_backoff_next(NULL), 0);
+	memset(&bo, 0, sizeof(bo));
+	assert_int_equal(sx_backoff_next(&bo), 0); /* policy NULL: never initialized */
+	assert_int_equal(bo.n, 0);
+	p.clock = &no_now;
+	assert_int_equal(sx_retry_policy_check(&p), -EINVAL);
+	assert_int_equal(sx_backoff_init(&bo, &p), -EINVAL);
+	assert_int_equal(sx_retry(NULL, NULL, &p, NULL), -EINVAL);
+}
+
+/* A clock that goes back between attempts (a virtual one reset) counts as no time elapsed: the
+ * retry goes on instead of ending as if 2^64 ns had passed. */
+static unsigned back_calls;
+
+static int back_fn(sx_retrier *r, void *arg)
+{
+	(void)arg;
+	back_calls++;
+	if (sx_retrier_iteration(r) == 1)
+		tu_vnow -= 5000000000ull;
+	return sx_retrier_iteration(r) < 3 ? -EIO : 0;
+}
+
+static void test_clock_going_back_is_no_elapsed_time(void **state)
+{
+	sx_retry_policy p = SX_RETRY_POLICY_INIT;
+
+	(void)state;
+	tu_vnow = 100 * 1000000000ull;
+	p.max_elapsed_ns = 1000000000ull;
+	p.clock = &tu_vclock;
+	back_calls = 0;
+	assert_int_equal(sx_retry(back_fn, NULL, &p, NULL), 0);
+	assert_int_equal(back_calls, 3);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -628,6 +691,9 @@ int main(void)
 		cmocka_unit_test(test_retry_real_wait),
 		cmocka_unit_test(test_budget),
 		cmocka_unit_test(test_budget_concurrent),
+		cmocka_unit_test(test_null_contracts),
+		cmocka_unit_test(test_linear_never_wraps_at_huge_attempts),
+		cmocka_unit_test(test_clock_going_back_is_no_elapsed_time),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -509,6 +509,29 @@ static void test_destroy_is_refused_while_waiters_queue(void **state)
 	sem_done(s);
 }
 
+/* Once a timed-out (or cancelled) acquire has returned, its waiter is gone: the count is 0 and
+ * destroy succeeds at once, every time, with another waiter queued ahead or not. */
+static void test_destroy_right_after_a_timed_out_acquire(void **state)
+{
+	unsigned busy = 0;
+
+	(void)state;
+	for (int i = 0; i < 300; i++) {
+		sx_sem *s = sem_new(0);
+		sx_breaker *t = NULL;
+
+		assert_int_equal(sx_breaker_timeout(pool, (int64_t)(i % 3) * 100000, &t), 0);
+		assert_int_equal(sx_sem_acquire(s, 1 + (uint32_t)(i % 2), t), -ETIMEDOUT);
+		sx_breaker_release(t);
+		busy += sx_sem_waiting(s) != 0;
+		if (sx_sem_destroy(s) != 0) {
+			busy++;
+			sem_done(s);
+		}
+	}
+	assert_int_equal(busy, 0);
+}
+
 /* A task blocked in acquire on the only worker runs the task that releases its permit. */
 struct helper {
 	sx_sem *s;
@@ -719,6 +742,7 @@ int main(void)
 		cmocka_unit_test(test_blocking_acquire_racing_breaker_one_outcome),
 		cmocka_unit_test(test_set_capacity_grants_and_shrinks),
 		cmocka_unit_test(test_destroy_is_refused_while_waiters_queue),
+		cmocka_unit_test(test_destroy_right_after_a_timed_out_acquire),
 		cmocka_unit_test(test_blocking_acquire_on_a_worker_helps),
 		cmocka_unit_test(test_shut_down_pool),
 		cmocka_unit_test(test_torture_many_threads),
