@@ -240,21 +240,8 @@ static void scenario_policy(void)
 	sx_pool_destroy(p);
 }
 
-/*
- * BUG (src/policy.c, tw_init): pthread_key_create's failure is ignored (and pthread_once never
- * tries again), so tw_get calls pthread_setspecific on an uncreated key (0): another
- * component's key (here ASan's, in a release build the pool's or the application's), whose value
- * it overwrites; the process crashes. The scenario's second key creation is that one (the
- * first is the pool's).
- */
-static const fi_skip policy_bugs[] = {
-	{ FI_KEY, 2, "src/policy.c tw_init ignores pthread_key_create's failure; tw_get then uses "
-	    "key 0, another component's" },
-	{ 0, 0, NULL },
-};
-
 FI_TESTS(circuit, scenario_circuit, NULL)
-FI_TESTS(policy, scenario_policy, policy_bugs)
+FI_TESTS(policy, scenario_policy, NULL)
 
 int main(void)
 {

@@ -3,10 +3,6 @@
  * pointers, zero and absurd sizes and counts, absurd durations (INT64_MIN, -1, 0, INT64_MAX,
  * UINT64_MAX) and unknown flag bits. Each must return the error its header documents, not crash,
  * and change nothing: output pointers stay untouched, and the object works as before afterwards.
- *
- * Cases for defects still being fixed are in the "pending" group: each starts with PENDING(),
- * which skips it unless SX_SWEEP_PENDING=1 is set in the environment (run them with it to check
- * a fix, then drop the PENDING line).
  */
 #include <errno.h>
 #include <limits.h>
@@ -23,14 +19,6 @@
 
 #define MS 1000000ull
 #define SENT ((void *)(uintptr_t)0x5a5a5a5a5a5a5a50ull) /* an output nobody may write */
-
-/* Skip a pending case unless SX_SWEEP_PENDING=1 asks for it. */
-#define PENDING()                                                                  \
-	do {                                                                       \
-		const char *e_ = getenv("SX_SWEEP_PENDING");                       \
-		if (e_ == NULL || strcmp(e_, "1") != 0)                            \
-			skip();                                                    \
-	} while (0)
 
 static const int64_t bad_i64[] = { INT64_MIN, -1, INT64_MIN + 1 };
 static const uint64_t big_u64[] = { UINT64_MAX, UINT64_MAX - 1, (uint64_t)INT64_MAX,
@@ -279,15 +267,15 @@ static void sweep_wheel(void **state)
 }
 
 /* sx_wheel_timer_init(NULL, fn): -EINVAL. */
-static void pending_wheel_timer_init_null(void **state)
+static void sweep_wheel_timer_init_null(void **state)
 {
 	(void)state;
 	assert_int_equal(sx_wheel_timer_init(NULL, wheel_cb), -EINVAL);
 }
 
-/* Pending fix: "a later deadline fires then" (at the end of the wheel's time); a deadline of
- * UINT64_MAX never fires. */
-static void pending_wheel_uint64_max_fires(void **state)
+/* "A later deadline fires then" (at the end of the wheel's time): a deadline of UINT64_MAX
+ * fires too. */
+static void sweep_wheel_uint64_max_fires(void **state)
 {
 	sx_wheel_timer t;
 	sx_wheel *w;
@@ -760,12 +748,11 @@ static void sweep_retry_delays(void **state)
 	}
 }
 
-/* Pending fix: sx_retry_budget_init/withdraw/deposit/tokens and sx_backoff_next dereference a
- * NULL argument. */
-static void pending_retry_null(void **state)
+/* sx_retry_budget_init/withdraw/deposit/tokens and sx_backoff_next take NULL: -EINVAL, false,
+ * nothing, 0, 0 as documented. */
+static void sweep_retry_null(void **state)
 {
 	(void)state;
-	PENDING(); /* pending fix: sx_retry_budget_* and sx_backoff_next crash on NULL */
 	assert_int_equal(sx_retry_budget_init(NULL, 1, 0.0), -EINVAL);
 	assert_false(sx_retry_budget_withdraw(NULL));
 	sx_retry_budget_deposit(NULL);
@@ -1067,33 +1054,30 @@ static void sweep_ratelimit_time(void **state)
 }
 
 /*
- * Pending fix (found by this sweep): src/ratelimit.c next_tat adds n * interval to max(tat, now)
- * without saturating; with the clock within (burst + n) intervals of 2^64 the TAT wraps to a
- * small value and every event is admitted (here the 3rd of a burst of 2).
+ * A clock within (burst + n) intervals of 2^64: the header says the limiter refuses rather than
+ * let its theoretical arrival time wrap to a small value (which would admit everything).
  */
-static void pending_ratelimit_clock_end(void **state)
+static void sweep_ratelimit_clock_end(void **state)
 {
 	sx_ratelimit_opts o;
 	sx_ratelimit *rl;
 
 	(void)state;
-	PENDING(); /* pending fix: ratelimit TAT wraps near the clock's end (next_tat) */
 	tu_vnow = UINT64_MAX - 1;
 	o = rl_opts();
 	assert_int_equal(sx_ratelimit_create(&o, &rl), 0);
-	assert_int_equal(sx_ratelimit_try(rl, 2), 0);
-	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED);
+	for (int i = 0; i < 10; i++)
+		assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED);
 	sx_ratelimit_destroy(rl);
 }
 
-/* Pending fix: a clock without now_ns is accepted (and later called through NULL). */
-static void pending_ratelimit_clock_without_now(void **state)
+/* A clock without now_ns is refused at create (it would be called through NULL). */
+static void sweep_ratelimit_clock_without_now(void **state)
 {
 	sx_clock nonow = { NULL, NULL, NULL };
 	sx_ratelimit_opts o;
 
 	(void)state;
-	PENDING(); /* pending fix: rate limiter accepts a clock without now_ns */
 	o = rl_opts();
 	o.clock = &nonow;
 	rl_rejects(&o);
@@ -1392,16 +1376,15 @@ static int act_linger(sx_call *call)
 	return sx_breaker_err(call->breaker);
 }
 
-/* Pending fix: a timeout near UINT64_MAX wraps the deadline (now + ns) into the past, so the
- * call times out at once instead of running. */
-static void pending_policy_timeout_wraps(void **state)
+/* A timeout near UINT64_MAX saturates its deadline (now + ns) instead of wrapping into the past:
+ * the call runs. */
+static void sweep_policy_timeout_wraps(void **state)
 {
 	static const uint64_t huge[] = { UINT64_MAX, UINT64_MAX - 1, (uint64_t)INT64_MAX + 1 };
 	sx_pipeline_opts po = SX_PIPELINE_OPTS_INIT;
 	sx_pool *p;
 
 	(void)state;
-	PENDING(); /* pending fix: policy timeout near UINT64_MAX wraps */
 	p = tu_pool(1);
 	po.pool = p;
 	for (size_t i = 0; i < sizeof(huge) / sizeof(huge[0]); i++) {
@@ -1528,17 +1511,13 @@ int main(void)
 		cmocka_unit_test(sweep_circuit),
 		cmocka_unit_test(sweep_policy),
 		cmocka_unit_test(sweep_group),
+		cmocka_unit_test(sweep_wheel_timer_init_null),
+		cmocka_unit_test(sweep_wheel_uint64_max_fires),
+		cmocka_unit_test(sweep_retry_null),
+		cmocka_unit_test(sweep_ratelimit_clock_without_now),
+		cmocka_unit_test(sweep_ratelimit_clock_end),
+		cmocka_unit_test(sweep_policy_timeout_wraps),
 	};
-	/* Known defects being fixed: skipped unless SX_SWEEP_PENDING=1 (see PENDING). */
-	const struct CMUnitTest pending[] = {
-		cmocka_unit_test(pending_wheel_timer_init_null),
-		cmocka_unit_test(pending_wheel_uint64_max_fires),
-		cmocka_unit_test(pending_retry_null),
-		cmocka_unit_test(pending_ratelimit_clock_without_now),
-		cmocka_unit_test(pending_ratelimit_clock_end),
-		cmocka_unit_test(pending_policy_timeout_wraps),
-	};
-	int failed = cmocka_run_group_tests_name("sweep", sweep, NULL, NULL);
 
-	return failed + cmocka_run_group_tests_name("sweep_pending", pending, NULL, NULL);
+	return cmocka_run_group_tests_name("sweep", sweep, NULL, NULL);
 }
