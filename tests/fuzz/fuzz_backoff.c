@@ -21,28 +21,9 @@
 
 #include <strix/retry.h>
 
+#include "fuzz.h"
+
 typedef unsigned __int128 u128;
-
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); abort(); } while (0)
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint64_t take(struct in *in, unsigned bytes)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < bytes; i++) {
-		v <<= 8;
-		if (in->n > 0) {
-			v |= *in->p++;
-			in->n--;
-		}
-	}
-	return v;
-}
 
 /* ---- the model ------------------------------------------------------------------------------ */
 
@@ -259,15 +240,15 @@ static double factor_of(uint8_t f)
 	}
 }
 
-static uint64_t scaled(struct in *in)
+static uint64_t scaled(struct fz_in *in)
 {
-	unsigned sel = (unsigned)take(in, 1);
+	unsigned sel = (unsigned)fz_take(in, 1);
 
 	switch (sel & 3) {
-	case 0: return take(in, 1);
-	case 1: return take(in, 4);
-	case 2: return take(in, 8);
-	default: return UINT64_MAX - take(in, 2);
+	case 0: return fz_take(in, 1);
+	case 1: return fz_take(in, 4);
+	case 2: return fz_take(in, 8);
+	default: return UINT64_MAX - fz_take(in, 2);
 	}
 }
 
@@ -275,7 +256,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct in in = { data, size };
+	struct fz_in in = { data, size };
 	sx_retry_policy p = SX_RETRY_POLICY_INIT;
 	sx_backoff bo, again, untouched;
 	struct ref r;
@@ -285,17 +266,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 8)
 		return 0;
-	hdr = (uint8_t)take(&in, 1);
+	hdr = (uint8_t)fz_take(&in, 1);
 	p.backoff = hdr % 6;
 	p.jitter = (hdr / 6) % 5;
 	p.base_ns = scaled(&in);
-	p.factor = factor_of((uint8_t)take(&in, 1));
-	p.cap_ns = (take(&in, 1) & 1) ? scaled(&in) : 0;
-	p.deviation = (double)take(&in, 1) / 255.0;
-	p.seed = take(&in, 8);
-	count = 1 + (unsigned)(take(&in, 2) % 600);
-	nstart = take(&in, 1);
-	bad = (unsigned)take(&in, 1);
+	p.factor = factor_of((uint8_t)fz_take(&in, 1));
+	p.cap_ns = (fz_take(&in, 1) & 1) ? scaled(&in) : 0;
+	p.deviation = (double)fz_take(&in, 1) / 255.0;
+	p.seed = fz_take(&in, 8);
+	count = 1 + (unsigned)(fz_take(&in, 2) % 600);
+	nstart = fz_take(&in, 1);
+	bad = (unsigned)fz_take(&in, 1);
 
 	/* Some policies out of range: init refuses them and writes nothing. */
 	if ((bad & 0xf0) == 0xf0) {

@@ -17,6 +17,8 @@
 
 #include <strix/circuit.h>
 
+#include "fuzz.h"
+
 #define MS 1000000ull
 #define SEC 1000000000ull
 #define MAXP 16
@@ -33,11 +35,6 @@ static uint64_t vclock_now(void *ctx)
 }
 
 static const sx_clock vclock = { vclock_now, NULL, NULL };
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-	return a > UINT64_MAX - b ? UINT64_MAX : a + b;
-}
 
 /* ---- the model ------------------------------------------------------------------------------ */
 
@@ -237,9 +234,7 @@ static void compare(sx_circuit *c, const struct model *m)
 
 /* ---- decoding ------------------------------------------------------------------------------- */
 
-struct input { const uint8_t *p; size_t n; };
-
-static unsigned take(struct input *in)
+static unsigned take(struct fz_in *in)
 {
 	if (in->n == 0)
 		return 0;
@@ -247,7 +242,7 @@ static unsigned take(struct input *in)
 	return *in->p++;
 }
 
-static unsigned take16(struct input *in)
+static unsigned take16(struct fz_in *in)
 {
 	unsigned a = take(in);
 
@@ -265,7 +260,7 @@ static uint64_t duration(unsigned x)
 	return d > SX_CIRCUIT_MAX_DURATION_NS ? SX_CIRCUIT_MAX_DURATION_NS : d;
 }
 
-static void decode_opts(struct input *in, struct model *m)
+static void decode_opts(struct fz_in *in, struct model *m)
 {
 	sx_circuit_opts o = SX_CIRCUIT_OPTS_INIT;
 	unsigned b = take(in);
@@ -322,7 +317,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct input in = { data, size };
+	struct fz_in in = { data, size };
 	struct { sx_circuit_permit p; uint64_t gen; } out[MAXP];
 	unsigned nout = 0, ops = 0;
 	sx_circuit *c;

@@ -25,6 +25,8 @@
 #include <strix/breaker.h>
 #include <strix/ratelimit.h>
 
+#include "fuzz.h"
+
 typedef __int128 i128;
 
 static uint64_t vnow;
@@ -42,27 +44,6 @@ static void v_sleep(void *ctx, uint64_t ns)
 }
 
 static const sx_clock vclock = { v_now, NULL, v_sleep };
-
-struct in {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint64_t take(struct in *in, unsigned bytes)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < bytes; i++) {
-		v <<= 8;
-		if (in->n > 0) {
-			v |= *in->p++;
-			in->n--;
-		}
-	}
-	return v;
-}
-
-#define FAIL(...) do { fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); abort(); } while (0)
 
 /* The model: a token bucket. */
 struct bucket {
@@ -127,7 +108,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct in in = { data, size };
+	struct fz_in in = { data, size };
 	sx_ratelimit_opts o = SX_RATELIMIT_OPTS_INIT;
 	struct model m;
 	struct bucket one, keyb[KEYS];
@@ -139,15 +120,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 12)
 		return 0;
-	o.rate = 1 + take(&in, 2);                     /* 1 .. 65536 per period */
-	o.period_ns = (take(&in, 1) & 1) ? 1000000000ull : 1 + take(&in, 3) * 64;
-	o.burst = (uint32_t)take(&in, 1);               /* 0: the default */
-	mode = (unsigned)take(&in, 1);
+	o.rate = 1 + fz_take(&in, 2);                     /* 1 .. 65536 per period */
+	o.period_ns = (fz_take(&in, 1) & 1) ? 1000000000ull : 1 + fz_take(&in, 3) * 64;
+	o.burst = (uint32_t)fz_take(&in, 1);               /* 0: the default */
+	mode = (unsigned)fz_take(&in, 1);
 	switch (mode & 3) {
 	case 0: start = 0; break;
-	case 1: start = take(&in, 4) * 1000; break;
-	case 2: start = UINT64_MAX - 1 - take(&in, 4) * 1000; break; /* the end of the clock */
-	default: start = UINT64_MAX / 2 + take(&in, 4); break;
+	case 1: start = fz_take(&in, 4) * 1000; break;
+	case 2: start = UINT64_MAX - 1 - fz_take(&in, 4) * 1000; break; /* the end of the clock */
+	default: start = UINT64_MAX / 2 + fz_take(&in, 4); break;
 	}
 	max_keys = 1 + ((mode >> 2) & 7);
 	o.clock = &vclock;
@@ -177,8 +158,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		keyb[k] = one;
 
 	while (in.n > 0) {
-		unsigned op = (unsigned)take(&in, 1);
-		uint32_t n = (uint32_t)take(&in, 1);
+		unsigned op = (unsigned)fz_take(&in, 1);
+		uint32_t n = (uint32_t)fz_take(&in, 1);
 		uint64_t dt;
 		int rc, want;
 
@@ -186,7 +167,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		n = (n & 0xc0) == 0xc0 ? (n & 1 ? 0 : m.burst + 1 + (n & 7)) : 1 + n % m.burst;
 		switch (op & 7) {
 		case 0: case 1: /* time passes: a little, or a lot */
-			dt = (op & 8) ? take(&in, 1) * m.interval / 16 : take(&in, 3) * (op & 16 ? 997 : 1);
+			dt = (op & 8) ? fz_take(&in, 1) * m.interval / 16 : fz_take(&in, 3) * (op & 16 ? 997 : 1);
 			vnow = dt > UINT64_MAX - 1 - vnow ? UINT64_MAX - 1 : vnow + dt; /* vnow < 2^64 - 1 */
 			break;
 		case 2: case 3:

@@ -33,6 +33,8 @@
 #include <strix/pool.h>
 #include <strix/timer.h>
 
+#include "fuzz.h"
+
 #define NT 16
 #define MAX_FIRES 64 /* per advance: each timer fires at most twice (once more after a re-add) */
 #define OWNER_STEPS 4096
@@ -46,30 +48,6 @@
 	} while (0)
 
 /* ---- input ------------------------------------------------------------------------------ */
-
-struct input {
-	const uint8_t *p;
-	size_t n;
-};
-
-static uint64_t take(struct input *in, unsigned bytes)
-{
-	uint64_t v = 0;
-
-	for (unsigned i = 0; i < bytes; i++) {
-		v <<= 8;
-		if (in->n > 0) {
-			v |= *in->p++;
-			in->n--;
-		}
-	}
-	return v;
-}
-
-static uint64_t sat_add(uint64_t a, uint64_t b)
-{
-	return b > UINT64_MAX - a ? UINT64_MAX : a + b;
-}
 
 static uint64_t sat_sub(uint64_t a, uint64_t b)
 {
@@ -289,11 +267,11 @@ static size_t advance(uint64_t now_ns, int via_clock)
 
 /* ---- decoding ---------------------------------------------------------------------------- */
 
-static uint64_t decode_deadline(struct input *in)
+static uint64_t decode_deadline(struct fz_in *in)
 {
-	unsigned mode = (unsigned)take(in, 1) % 9;
+	unsigned mode = (unsigned)fz_take(in, 1) % 9;
 	uint64_t base = S.origin + S.elapsed * S.tick_ns;
-	uint64_t a = take(in, 1), b = take(in, 1), c = take(in, 4);
+	uint64_t a = fz_take(in, 1), b = fz_take(in, 1), c = fz_take(in, 4);
 
 	switch (mode) {
 	case 0: /* soon: whole ticks and a part of one from the clock */
@@ -303,7 +281,7 @@ static uint64_t decode_deadline(struct input *in)
 	case 2: /* near the end of the clock */
 		return UINT64_MAX - c;
 	case 3:
-		return c << 32 | take(in, 4);
+		return c << 32 | fz_take(in, 4);
 	case 4: /* the top level's range: 2^42 ticks from now or from the origin */
 	case 5: /* the end of a timer's word: 2^48 ticks */ {
 		uint64_t span = sat_mul(UINT64_C(1) << (mode == 4 ? 42 : 48), S.tick_ns);
@@ -321,10 +299,10 @@ static uint64_t decode_deadline(struct input *in)
 	}
 }
 
-static uint64_t decode_time(struct input *in, int *via_clock)
+static uint64_t decode_time(struct fz_in *in, int *via_clock)
 {
-	unsigned mode = (unsigned)take(in, 1);
-	uint64_t nd = sx_wheel_next_deadline(S.w), t, a = take(in, 1);
+	unsigned mode = (unsigned)fz_take(in, 1);
+	uint64_t nd = sx_wheel_next_deadline(S.w), t, a = fz_take(in, 1);
 
 	*via_clock = (mode & 0x80) != 0;
 	switch (mode % 8) {
@@ -341,10 +319,10 @@ static uint64_t decode_time(struct input *in, int *via_clock)
 		t = UINT64_MAX;
 		break;
 	case 4:
-		t = take(in, 8);
+		t = fz_take(in, 8);
 		break;
 	case 5: /* earlier than the clock: the wheel's time stays */
-		t = sat_sub(S.vnow, a << 24 | take(in, 3));
+		t = sat_sub(S.vnow, a << 24 | fz_take(in, 3));
 		break;
 	case 6:
 		t = sat_add(S.origin, sat_mul(UINT64_C(1) << (a % 50), S.tick_ns));
@@ -378,28 +356,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const uint64_t ticks[] = { SX_WHEEL_TICK_MIN_NS, SX_WHEEL_TICK_DEFAULT_NS,
 		SX_WHEEL_TICK_MAX_NS };
-	struct input in = { data, size };
+	struct fz_in in = { data, size };
 	sx_wheel_opts o = SX_WHEEL_OPTS_INIT;
-	unsigned mode = (unsigned)take(&in, 1);
+	unsigned mode = (unsigned)fz_take(&in, 1);
 	int ops = 0;
 
 	memset(&S, 0, sizeof(S));
 	S.tick_ns = mode % 4 < 3 ? ticks[mode % 4]
-	                        : SX_WHEEL_TICK_MIN_NS + take(&in, 4) % (SX_WHEEL_TICK_MAX_NS -
+	                        : SX_WHEEL_TICK_MIN_NS + fz_take(&in, 4) % (SX_WHEEL_TICK_MAX_NS -
 	                                                                  SX_WHEEL_TICK_MIN_NS + 1);
 	switch ((mode >> 2) % 4) {
 	case 0:
 		S.origin = 0;
 		break;
 	case 1:
-		S.origin = take(&in, 4);
+		S.origin = fz_take(&in, 4);
 		break;
 	case 2: /* a few ticks before the clock's end */
-		S.origin = take(&in, 1);
-		S.origin = UINT64_MAX - S.origin * S.tick_ns - take(&in, 4) % S.tick_ns;
+		S.origin = fz_take(&in, 1);
+		S.origin = UINT64_MAX - S.origin * S.tick_ns - fz_take(&in, 4) % S.tick_ns;
 		break;
 	default:
-		S.origin = take(&in, 8);
+		S.origin = fz_take(&in, 8);
 		break;
 	}
 	S.vnow = S.origin;
@@ -418,8 +396,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_state();
 
 	while (in.n > 0 && ops++ < 256) {
-		unsigned op = (unsigned)take(&in, 1);
-		int i = (int)(take(&in, 1) % NT), via_clock, rc;
+		unsigned op = (unsigned)fz_take(&in, 1);
+		int i = (int)(fz_take(&in, 1) % NT), via_clock, rc;
 		uint64_t d;
 
 		switch (op % 8) {
@@ -427,7 +405,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 1: /* add with a re-add in its callback */
 		case 2: /* add_after */
 			if (op % 8 == 2) {
-				uint64_t kind = take(&in, 1), delay = take(&in, 8);
+				uint64_t kind = fz_take(&in, 1), delay = fz_take(&in, 8);
 
 				delay = kind & 1 ? UINT64_MAX : delay >> (kind >> 1) % 64;
 				d = sat_add(S.vnow, delay);
