@@ -727,10 +727,52 @@ static void test_torture_many_threads(void **state)
 	sem_done(tsem);
 }
 
+/* A waiter whose stop breaker derives from one that has just tripped is cancelled, not granted:
+ * a permit released right after the trip returned stays free. */
+struct derived_waiter {
+	sx_sem *sem;
+	sx_breaker *stop;
+	int rc;
+};
+
+static void *acquire_with_stop(void *arg)
+{
+	struct derived_waiter *d = arg;
+
+	d->rc = sx_sem_acquire(d->sem, 1, d->stop);
+	return NULL;
+}
+
+static void test_waiter_of_a_derived_breaker_is_never_granted_after_the_trip(void **state)
+{
+	(void)state;
+	for (int r = 0; r < 200; r++) {
+		struct derived_waiter d;
+		sx_breaker *parent;
+		pthread_t th;
+
+		assert_int_equal(sx_sem_create(NULL, 1, &d.sem), 0);
+		assert_int_equal(sx_sem_try_acquire(d.sem, 1), 0);
+		assert_int_equal(sx_breaker_create(&parent), 0);
+		assert_int_equal(sx_breaker_child(parent, &d.stop), 0);
+		assert_int_equal(pthread_create(&th, NULL, acquire_with_stop, &d), 0);
+		TU_WAIT_FOR(sx_sem_waiting(d.sem) == 1);
+		assert_int_equal(sx_breaker_trip(parent), 0);
+		assert_int_equal(sx_sem_release(d.sem, 1), 0);
+		assert_int_equal(pthread_join(th, NULL), 0);
+		assert_int_equal(d.rc, -ECANCELED);
+		assert_int_equal(sx_sem_in_use(d.sem), 0);
+		assert_int_equal(sx_sem_destroy(d.sem), 0);
+		sx_breaker_release(d.stop);
+		sx_breaker_release(parent);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_bad_input_changes_nothing),
+		cmocka_unit_test(test_waiter_of_a_derived_breaker_is_never_granted_after_the_trip),
 		cmocka_unit_test(test_in_use_counts_and_release_on_empty_is_an_error),
 		cmocka_unit_test(test_capacity_zero_with_expired_breaker_fails_at_once),
 		cmocka_unit_test(test_blocking_acquire_waits_for_release),
