@@ -1,7 +1,8 @@
 /*
  * Breakers: a state word, a reference count, a callback list and the sources that trip it.
  *
- * The word (32 bits): 0 while armed, WAITERS set by a sleeping sx_breaker_wait; once tripped
+ * The word (32 bits): while armed 0 (DERIVED for a breaker with ancestors), WAITERS set by a
+ * sleeping sx_breaker_wait; once tripped
  * DONE | signo << 16 | (-code & 0xffff), by one CAS from any armed value. The tripping thread
  * takes a reference before its CAS and gives it up last: the trip's other steps (waking futex
  * sleepers if WAITERS was set, cancelling a timer, closing the callback list with one exchange)
@@ -63,6 +64,7 @@
 
 #define W_DONE    0x80000000u
 #define W_WAITERS 0x40000000u
+#define W_DERIVED 0x20000000u /* armed and has ancestors: a check must read theirs too */
 #define W_SIGSHIFT 16
 #define W_CODE    0xffffu
 
@@ -197,6 +199,7 @@ static sx_breaker *new_sized(int kind, size_t ninputs, size_t nanc)
 		b->refs = 1;
 		b->kind = kind;
 		b->sweep_at = SWEEP_MIN;
+		b->word = nanc > 0 ? W_DERIVED : 0;
 		b->inputs = ninputs > 0 ? (sx_breaker_cb **)(b + 1) : NULL;
 		b->anc = nanc > 0 ? (sx_breaker **)((sx_breaker_cb **)(b + 1) + ninputs) : NULL;
 	}
@@ -326,7 +329,7 @@ static bool trip_word(sx_breaker *b, uint32_t done_word)
 
 	if (v & W_DONE)
 		return false;
-	if ((aw = ancestor_word(b)) != 0) {
+	if ((v & W_DERIVED) && (aw = ancestor_word(b)) != 0) {
 		done_word = aw;
 		own = false;
 	}
@@ -361,7 +364,7 @@ static uint32_t settled_word(sx_breaker *b)
 {
 	uint32_t w = ck_pr_load_32(&b->word), aw;
 
-	if (!(w & W_DONE) && (aw = ancestor_word(b)) != 0) {
+	if ((w & (W_DONE | W_DERIVED)) == W_DERIVED && (aw = ancestor_word(b)) != 0) {
 		trip_word(b, aw);
 		w = ck_pr_load_32(&b->word);
 	}
@@ -804,7 +807,11 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 
 bool sx_breaker_done(const sx_breaker *b)
 {
-	return (ck_pr_load_32(&b->word) & W_DONE) != 0 || ancestor_word(b) != 0;
+	uint32_t w = ck_pr_load_32(&b->word);
+
+	if (SX__LIKELY(!(w & W_DERIVED)))
+		return (w & W_DONE) != 0; /* tripped, or armed with no ancestors */
+	return ancestor_word(b) != 0;
 }
 
 /* err and signo take a tripped ancestor's word into b's own (see the top of this file), which is
