@@ -50,8 +50,10 @@ all:
 # jemalloc and never replace the application's malloc.
 REL_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRCS) src/alloc_jemalloc.c)
 
-$(B)/obj/%.o: src/%.c $(wildcard src/*.h include/strix/*.h include/*.h) | $(B)/obj
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+# Each object depends on the headers it includes, as the compiler lists them (-MMD -MP).
+$(B)/obj/%.o: src/%.c | $(B)/obj
+	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+-include $(REL_OBJS:.o=.d)
 
 $(B)/obj $(B)/tests $(B)/bench $(B)/asan $(B)/tsan $(B)/inject $(B)/fuzz:
 	mkdir -p $@
