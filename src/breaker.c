@@ -182,7 +182,7 @@ static void cb_unref(sx_breaker_cb *n)
 
 	ck_pr_dec_32_zero(&n->refs, &zero);
 	if (zero)
-		sx__dfree(n, sizeof(*n), 16);
+		sx__dfree(n, sizeof(*n), SX__SMALL_ALIGN);
 }
 
 /* A breaker and, for a derived one, its two arrays after it: one allocation. */
@@ -193,7 +193,7 @@ static size_t breaker_size(size_t ninputs, size_t nanc)
 
 static sx_breaker *new_sized(int kind, size_t ninputs, size_t nanc)
 {
-	sx_breaker *b = sx__zalloc(breaker_size(ninputs, nanc), 16);
+	sx_breaker *b = sx__zalloc(breaker_size(ninputs, nanc), SX__SMALL_ALIGN);
 
 	if (b != NULL) {
 		b->refs = 1;
@@ -233,7 +233,7 @@ static void free_breaker(sx_breaker *b)
 				rest = in;
 			}
 		}
-		sx__dfree(b, breaker_size(b->ninputs, b->nanc), 16);
+		sx__dfree(b, breaker_size(b->ninputs, b->nanc), SX__SMALL_ALIGN);
 		b = rest;
 	}
 }
@@ -614,7 +614,7 @@ static int timed(sx_pool *pool, uint64_t when, unsigned flags, sx_breaker **out)
 	b->timer_armed = 1;
 	rc = sx_timer_add(pool, when, flags | SX_TIMER_INLINE, timer_fired, b, &b->timer);
 	if (rc != 0) {
-		sx__dfree(b, breaker_size(0, 0), 16);
+		sx__dfree(b, breaker_size(0, 0), SX__SMALL_ALIGN);
 		return rc;
 	}
 	*out = b;
@@ -762,7 +762,7 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 			continue;
 		if (sl->n == sl->cap) {
 			unsigned cap = sl->cap ? sl->cap * 2 : 4;
-			sx_breaker **l = sx__zalloc(cap * sizeof(*l), 16);
+			sx_breaker **l = sx__zalloc(cap * sizeof(*l), SX__SMALL_ALIGN);
 
 			if (l == NULL) {
 				rc = -ENOMEM;
@@ -771,7 +771,7 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 			if (sl->n)
 				memcpy(l, sl->list, sl->n * sizeof(*l));
 			if (sl->list)
-				sx__dfree(sl->list, sl->cap * sizeof(*l), 16);
+				sx__dfree(sl->list, sl->cap * sizeof(*l), SX__SMALL_ALIGN);
 			sl->list = l;
 			sl->cap = cap;
 		}
@@ -786,7 +786,7 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 			if (b->sigs & (UINT64_C(1) << (s - 1)))
 				sig_remove(b, s);
 		pthread_mutex_unlock(&sig_lock);
-		sx__dfree(b, breaker_size(0, 0), 16);
+		sx__dfree(b, breaker_size(0, 0), SX__SMALL_ALIGN);
 		return rc;
 	}
 	b->refs = 2; /* the caller's and the registry's */
@@ -908,7 +908,7 @@ int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *, void *), void *ar
 		return -EALREADY;
 	if ((rc = notifier_start()) != 0)
 		return rc;
-	n = sx__zalloc(sizeof(*n), 16);
+	n = sx__zalloc(sizeof(*n), SX__SMALL_ALIGN);
 	if (n == NULL)
 		return -ENOMEM;
 	n->fn = fn;
@@ -917,7 +917,7 @@ int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *, void *), void *ar
 	h = ck_pr_load_ptr(&b->cbs);
 	do {
 		if (h == CLOSED) {
-			sx__dfree(n, sizeof(*n), 16);
+			sx__dfree(n, sizeof(*n), SX__SMALL_ALIGN);
 			return -EALREADY;
 		}
 		n->next = h;

@@ -91,12 +91,12 @@ static void group_free(sx_group *g)
 		sx_breaker_release(a->intr);
 		if (a->src != NULL)
 			sx__breaker_unref(a->src);
-		sx__dfree(a, sizeof(*a), 16);
+		sx__dfree(a, sizeof(*a), SX__SMALL_ALIGN);
 	}
 	if (g->actors != NULL)
-		sx__dfree(g->actors, g->cap * sizeof(*g->actors), 16);
+		sx__dfree(g->actors, g->cap * sizeof(*g->actors), SX__SMALL_ALIGN);
 	sx_breaker_release(g->quit);
-	sx__dfree(g, sizeof(*g), 16);
+	sx__dfree(g, sizeof(*g), SX__SMALL_ALIGN);
 }
 
 static void group_unref(sx_group *g)
@@ -122,7 +122,7 @@ int sx_group_create(const sx_group_opts *opts, sx_group **out)
 	    opts->shutdown_ns < 0 ||
 	    (opts->backoff != NULL && sx_retry_policy_check(opts->backoff) != 0))
 		return -EINVAL;
-	g = sx__zalloc(sizeof(*g), 16);
+	g = sx__zalloc(sizeof(*g), SX__SMALL_ALIGN);
 	if (g == NULL)
 		return -ENOMEM;
 	g->opts = *opts;
@@ -156,18 +156,18 @@ static int add(sx_group *g, const struct actor *proto)
 		return -EBUSY;
 	if (g->n == g->cap) {
 		unsigned cap = g->cap ? g->cap * 2 : 8;
-		struct actor **l = sx__zalloc(cap * sizeof(*l), 16);
+		struct actor **l = sx__zalloc(cap * sizeof(*l), SX__SMALL_ALIGN);
 
 		if (l == NULL)
 			return -ENOMEM;
 		if (g->n)
 			memcpy(l, g->actors, g->n * sizeof(*l));
 		if (g->actors != NULL)
-			sx__dfree(g->actors, g->cap * sizeof(*l), 16);
+			sx__dfree(g->actors, g->cap * sizeof(*l), SX__SMALL_ALIGN);
 		g->actors = l;
 		g->cap = cap;
 	}
-	a = sx__zalloc(sizeof(*a), 16);
+	a = sx__zalloc(sizeof(*a), SX__SMALL_ALIGN);
 	if (a == NULL)
 		return -ENOMEM;
 	*a = *proto;
@@ -177,7 +177,7 @@ static int add(sx_group *g, const struct actor *proto)
 		int rc = sx_breaker_create(&a->intr);
 
 		if (rc != 0) {
-			sx__dfree(a, sizeof(*a), 16);
+			sx__dfree(a, sizeof(*a), SX__SMALL_ALIGN);
 			return rc;
 		}
 		a->arg = a;

@@ -72,7 +72,7 @@ int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out)
 
 	if (out == NULL)
 		return -EINVAL;
-	pl = sx__zalloc(sizeof(*pl), 16);
+	pl = sx__zalloc(sizeof(*pl), SX__SMALL_ALIGN);
 	if (pl == NULL)
 		return -ENOMEM;
 	pl->pool = opts != NULL ? opts->pool : NULL;
@@ -83,7 +83,7 @@ int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out)
 void sx_pipeline_destroy(sx_pipeline *pl)
 {
 	if (pl != NULL)
-		sx__dfree(pl, sizeof(*pl), 16);
+		sx__dfree(pl, sizeof(*pl), SX__SMALL_ALIGN);
 }
 
 /* Append layer l, filled by the caller; ok says whether the caller's arguments were valid.

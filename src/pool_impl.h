@@ -229,10 +229,14 @@ void sx__timers_free(sx_pool *p);
 uint64_t sx__timers_pending(sx_pool *p);
 void sx__tcache_timers_release(sx__tcache *c);
 
+/* The alignment of strix's small allocations: every jemalloc size class has it already, so asking
+ * for it keeps jemalloc on its thread-cache path (a larger one goes down its aligned path). */
+#define SX__SMALL_ALIGN 16u
+
 /*
  * Zeroed memory from the default allocator, for what no pool's allocator owns (breakers,
- * promises, fan-outs, semaphores, limiters, wheels). align 16 keeps jemalloc on its thread-cache
- * path; ask for SX__CACHELINE only for structs with cache-line aligned members.
+ * promises, fan-outs, semaphores, limiters, wheels). Ask for SX__SMALL_ALIGN, or SX__CACHELINE
+ * only for structs with cache-line aligned members.
  */
 static inline void *sx__zalloc(size_t size, size_t align)
 {

@@ -122,7 +122,8 @@ static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *)
 
 static sx_promise *p_alloc(size_t extra)
 {
-	sx_promise *q = sx_allocator_default.alloc(sx_allocator_default.ctx, sizeof(*q) + extra, 16);
+	sx_promise *q = sx_allocator_default.alloc(sx_allocator_default.ctx, sizeof(*q) + extra,
+	    SX__SMALL_ALIGN);
 
 	if (q != NULL) {
 		memset(q, 0, sizeof(*q) + extra);
@@ -179,7 +180,7 @@ static sx_promise *p_free(sx_promise *q)
 		sx_breaker_release(q->brk);
 	if (q->kind == K_DEFERRED && q->fn != NULL)
 		((void (*)(void *))q->fn)(q->arg); /* the owner's state, after the breaker it used */
-	sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q) + ext_size(q), 16);
+	sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q) + ext_size(q), SX__SMALL_ALIGN);
 	return parent;
 }
 
@@ -449,13 +450,13 @@ int sx_promise_run_with(sx_pool *pool, sx_breaker *stop, sx_step_fn step, void *
 	q->fn = (void *)step;
 	q->arg = arg;
 	if (stop != NULL && (rc = sx_breaker_child(stop, &q->brk)) != 0) {
-		sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q), 16);
+		sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q), SX__SMALL_ALIGN);
 		return rc;
 	}
 	if ((rc = sx_pool_submit_task(pool, &q->task)) != 0) {
 		if (q->brk != NULL)
 			sx_breaker_release(q->brk);
-		sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q), 16);
+		sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q), SX__SMALL_ALIGN);
 		return rc;
 	}
 	*out = q; /* the caller's reference keeps q alive even if it settled already */
@@ -497,7 +498,7 @@ static int dependent(sx_promise *p, int kind, void *fn, void *arg, size_t extra,
 		/* p had settled and the pool refused the task: undo (q was never visible). */
 		ck_pr_dec_32(&q->root->refs); /* p holds one too: never the last */
 		ck_pr_dec_32(&p->refs);
-		sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q) + extra, 16);
+		sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q) + extra, SX__SMALL_ALIGN);
 		return rc;
 	}
 	*out = q;
@@ -1064,7 +1065,7 @@ int sx__promise_deferred(sx_pool *pool, sx_breaker *parent, void (*cleanup)(void
 	q->pool = pool;
 	rc = parent != NULL ? sx_breaker_child(parent, &q->brk) : sx_breaker_create(&q->brk);
 	if (rc != 0) {
-		sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q), 16);
+		sx_allocator_default.free(sx_allocator_default.ctx, q, sizeof(*q), SX__SMALL_ALIGN);
 		return rc;
 	}
 	q->fn = (void *)cleanup;

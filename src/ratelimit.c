@@ -250,17 +250,17 @@ int sx_ratelimit_keyed_create(const sx_ratelimit_opts *opts, uint32_t max_keys,
 		return -EINVAL;
 	while (n < 2 * (uint64_t)max_keys)
 		n <<= 1;
-	kl = sx__zalloc(sizeof(*kl), 16);
+	kl = sx__zalloc(sizeof(*kl), SX__SMALL_ALIGN);
 	if (kl == NULL)
 		return -ENOMEM;
 	if ((rc = sx_ratelimit_create(opts, &kl->tmpl)) != 0) {
-		sx__dfree(kl, sizeof(*kl), 16);
+		sx__dfree(kl, sizeof(*kl), SX__SMALL_ALIGN);
 		return rc;
 	}
 	kl->slots = sx__zalloc(n * sizeof(*kl->slots), SX__CACHELINE);
 	if (kl->slots == NULL) {
 		sx_ratelimit_destroy(kl->tmpl);
-		sx__dfree(kl, sizeof(*kl), 16);
+		sx__dfree(kl, sizeof(*kl), SX__SMALL_ALIGN);
 		return -ENOMEM;
 	}
 	kl->mask = n - 1;
@@ -274,7 +274,7 @@ void sx_ratelimit_keyed_destroy(sx_ratelimit_keyed *kl)
 		return;
 	sx__dfree(kl->slots, (kl->mask + 1) * sizeof(*kl->slots), SX__CACHELINE);
 	sx_ratelimit_destroy(kl->tmpl);
-	sx__dfree(kl, sizeof(*kl), 16);
+	sx__dfree(kl, sizeof(*kl), SX__SMALL_ALIGN);
 }
 
 int sx_ratelimit_keyed_try(sx_ratelimit_keyed *kl, uint64_t key, uint32_t n)

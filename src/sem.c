@@ -180,7 +180,7 @@ int sx_sem_try_acquire(sx_sem *s, uint32_t n)
 
 static waiter *w_new(sx_sem *s, uint32_t n, sx_sem_fn fn, void *arg, uint32_t refs)
 {
-	waiter *w = sx__zalloc(sizeof(*w), 16);
+	waiter *w = sx__zalloc(sizeof(*w), SX__SMALL_ALIGN);
 
 	if (w == NULL)
 		return NULL;
@@ -204,7 +204,7 @@ static void w_unref(waiter *w)
 		(void)sx_breaker_withdraw(w->handle);
 	if (w->stop != NULL)
 		sx__breaker_unref(w->stop);
-	sx__dfree(w, sizeof(*w), 16);
+	sx__dfree(w, sizeof(*w), SX__SMALL_ALIGN);
 	sem_unref(s);
 }
 
