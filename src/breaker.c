@@ -33,11 +33,11 @@
  * has grown past twice what the last sweep left (plus 64), the registering thread takes the
  * list (CAS to empty), drops the withdrawn nodes and pushes the rest back; if the breaker
  * tripped meanwhile, it runs those itself. So no thread ever touches a node it holds no
- * reference on: reference counts, not deferred reclamation, keep the memory valid. (DESIGN.md:
- * lifetimes users hold are reference counted, and ck_epoch is for memory a racing reader may
- * still read. A handle is held by the user for as long as they like, so an epoch cannot cover it;
- * and no list is ever walked by one thread while another frees from it: a list is only walked by
- * the thread that took it whole with one exchange, so there is no racing reader to wait for.)
+ * reference on: reference counts, not deferred reclamation, keep the memory valid. (Lifetimes
+ * users hold are reference counted, and ck_epoch is for memory a racing reader may still read.
+ * A handle is held by the user for as long as they like, so an epoch cannot cover it; and no
+ * list is ever walked by one thread while another frees from it: a list is only walked by the
+ * thread that took it whole with one exchange, so there is no racing reader to wait for.)
  *
  * Sources:
  *   timer     (timeout, deadline) an inline timer holding a reference, cancelled by the trip

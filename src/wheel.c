@@ -34,9 +34,8 @@
  * and when a slot is drained, the heads of the next occupied slot of its level are prefetched,
  * to be in cache when that slot comes due. A cascade runs no callback, so it walks the lanes
  * from local cursors with the slot already emptied; level 1's, most of them, go straight to the
- * level 0 slot of their deadline's low digit. B8 (1M timers, 10% expire, 2 vCPUs), per expired
- * timer: 200 ns with one list; 43 with 16 round-robin lanes (of which B8's survivors used 8);
- * 24 now. 64 lanes gain nothing more: the core keeps no more misses in flight.
+ * level 0 slot of their deadline's low digit. More than 32 lanes would not help: a core keeps
+ * no more misses in flight (the README's benchmark notes give the figures).
  *
  * A timer is 32 bytes: the links, the callback, and one word holding the deadline (48 bits of
  * ticks: deadlines are clamped to the wheel's last tick, at most 2^48 - 1 ticks after its
