@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=perf/results/profile.txt
 mkdir -p perf/results build/perf
-cc -std=c11 -O2 -g -Iinclude perf/spawn_cost.c build/libstrix.a -lck -lpthread -ldl -lm \
+cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -g -Iinclude perf/spawn_cost.c build/libstrix.a -lck -lpthread -ldl -lm \
    -o build/perf/spawn_cost
 {
   echo "# strix profile $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs"
