@@ -22,8 +22,19 @@ CFLAGS   ?= -O2 -g
 ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -fPIC -fvisibility=hidden -Iinclude -Isrc -pthread
 LIBS     := -lck -lpthread -ldl -lm
 
-LIB_SRCS := src/pool.c src/worker.c src/node.c src/futex.c src/error.c src/wheel.c src/timer.c src/breaker.c \
-            src/retry.c src/promise.c src/fanout.c src/sem.c src/ratelimit.c src/circuit.c src/policy.c src/group.c
+# One folder per layer, lowest first; a layer includes and calls only the layers below it
+# (src/README, checked by tools/check-layers.sh). The allocator (src/base/alloc_*.c) is chosen per
+# build: jemalloc for the release library, the C library's for the sanitizers.
+BASE_SRCS   := src/base/futex.c src/base/error.c
+EXEC_SRCS   := src/exec/pool.c src/exec/worker.c src/exec/node.c
+TIME_SRCS   := src/time/wheel.c src/time/timer.c
+CANCEL_SRCS := src/cancel/breaker.c src/cancel/retry.c
+FLOW_SRCS   := src/flow/promise.c src/flow/fanout.c
+GUARD_SRCS  := src/guard/sem.c src/guard/ratelimit.c src/guard/circuit.c src/guard/policy.c \
+               src/guard/group.c
+LIB_SRCS := $(BASE_SRCS) $(EXEC_SRCS) $(TIME_SRCS) $(CANCEL_SRCS) $(FLOW_SRCS) $(GUARD_SRCS)
+# Internal headers, for the rules that compile the sources straight into a test.
+SRC_HDRS := $(wildcard src/*.h src/*/*.h)
 UNIT_TESTS := $(patsubst tests/unit/%.c,%,$(wildcard tests/unit/test_*.c))
 STRESS_TESTS := $(patsubst tests/stress/%.c,%,$(wildcard tests/stress/stress_*.c))
 # C++ programs using the public headers (release build only: they test the headers, not races).
@@ -48,10 +59,12 @@ all:
 # Release objects are prelinked with jemalloc's PIC archive into one relocatable object, then every
 # symbol but the public sx_ ones is made local: the archive and the shared library carry a private
 # jemalloc and never replace the application's malloc.
-REL_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRCS) src/alloc_jemalloc.c)
+REL_OBJS := $(patsubst src/%.c,$(B)/obj/%.o,$(LIB_SRCS) src/base/alloc_jemalloc.c)
 
 # Each object depends on the headers it includes, as the compiler lists them (-MMD -MP).
-$(B)/obj/%.o: src/%.c | $(B)/obj
+# Objects mirror the source tree: build/obj/<layer>/x.o.
+$(B)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
 -include $(REL_OBJS:.o=.d)
 
@@ -99,17 +112,17 @@ test:
 
 # ---- sanitizers -------------------------------------------------------------------------------
 # Sanitizer builds compile the library straight into each test (no prelink) with the C library
-# allocator (alloc_libc.c), so ASan/LSan see strix's own memory.
-SAN_SRCS := $(LIB_SRCS) src/alloc_libc.c
+# allocator (src/base/alloc_libc.c), so ASan/LSan see strix's own memory.
+SAN_SRCS := $(LIB_SRCS) src/base/alloc_libc.c
 ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
 TSAN_FLAGS := -O1 -g -fsanitize=thread -DCK_USE_CC_BUILTINS=1 -include tests/ck_tsan.h
 
 define san_rule
-$(B)/$(1)/%: tests/unit/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tests/*.h) | $(B)/$(1)
+$(B)/$(1)/%: tests/unit/%.c $(SAN_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h tests/*.h) | $(B)/$(1)
 	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS) $$(TEST_LDFLAGS_$$*)
-$(B)/$(1)/%: tests/stress/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tests/*.h) | $(B)/$(1)
+$(B)/$(1)/%: tests/stress/%.c $(SAN_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h tests/*.h) | $(B)/$(1)
 	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
-$(B)/$(1)/%: tests/compat/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tests/*.h) | $(B)/$(1)
+$(B)/$(1)/%: tests/compat/%.c $(SAN_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h tests/*.h) | $(B)/$(1)
 	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
 endef
 $(eval $(call san_rule,asan,$(ASAN_FLAGS)))
@@ -134,7 +147,7 @@ check-tsan:
 # allocation (or the k-th and all later ones) on the test's command, and wraps pthread_create and
 # pthread_key_create the same way. ASan + LSan: a failed call must leak nothing.
 INJECT_SRCS := $(LIB_SRCS) tests/inject/faults.c
-$(B)/inject/%: tests/inject/%.c $(INJECT_SRCS) $(wildcard src/*.h include/strix/*.h tests/*.h tests/inject/*.h) | $(B)/inject
+$(B)/inject/%: tests/inject/%.c $(INJECT_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h tests/*.h tests/inject/*.h) | $(B)/inject
 	$(CC) $(CSTD) $(WARN) $(ASAN_FLAGS) -Iinclude -Isrc -Itests -pthread $< $(INJECT_SRCS) -o $@ \
 	  -lcmocka $(LIBS) -Wl,--wrap=pthread_create -Wl,--wrap=pthread_key_create
 
@@ -150,7 +163,7 @@ check-inject:
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all
-$(B)/fuzz/%: tests/fuzz/%.c $(SAN_SRCS) $(wildcard src/*.h include/strix/*.h tests/fuzz/*.h) | $(B)/fuzz
+$(B)/fuzz/%: tests/fuzz/%.c $(SAN_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h tests/fuzz/*.h) | $(B)/fuzz
 	clang $(CSTD) -Wall -Wextra $(FUZZ_FLAGS) -Iinclude -Isrc -Itests -pthread $< $(SAN_SRCS) -o $@ $(LIBS)
 
 fuzz:
