@@ -7,6 +7,8 @@
 
 #include <strix/pool.h>
 
+#include "base/base.h"
+
 /* Every size class is 16-byte aligned already: asking for that alignment explicitly would send
  * the call down jemalloc's aligned (arena_palloc) path instead of the thread cache. */
 static int flags_for(size_t align)

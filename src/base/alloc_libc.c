@@ -7,6 +7,8 @@
 
 #include <strix/pool.h>
 
+#include "base/base.h"
+
 static __thread uint64_t nallocs __attribute__((tls_model("initial-exec")));
 
 uint64_t sx_allocations(void)

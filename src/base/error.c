@@ -4,6 +4,8 @@
 
 #include <strix/error.h>
 
+#include "base/base.h"
+
 const char *sx_strerror(int code)
 {
 	switch (code) {

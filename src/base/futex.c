@@ -10,7 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "pool_impl.h"
+#include "base/base.h"
 
 static int ec_gettime(const struct ck_ec_ops *ops, struct timespec *out)
 {

@@ -60,7 +60,7 @@
 #include <strix/breaker.h>
 #include <strix/timer.h>
 
-#include "pool_impl.h"
+#include "cancel/cancel.h"
 
 #define W_DONE    0x80000000u
 #define W_WAITERS 0x40000000u

@@ -13,7 +13,7 @@
 #include <strix/breaker.h>
 #include <strix/retry.h>
 
-#include "retry_impl.h"
+#include "cancel/cancel.h"
 
 /* ---- policy and backoff --------------------------------------------------------------------- */
 

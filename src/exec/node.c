@@ -13,7 +13,7 @@
  * spare is a ck_stack used push-many / pop-all (push_upmc + batch_pop_upmc), which has no ABA
  * problem: a pop never reads a node's next pointer before owning the whole list.
  */
-#include "pool_impl.h"
+#include "exec/exec.h"
 
 typedef struct sx__slab {
 	ck_stack_entry_t link;

@@ -22,7 +22,7 @@
 
 #include <strix/timer.h>
 
-#include "pool_impl.h"
+#include "exec/exec.h"
 
 /* pool.h shows C++ a task's queue link as one pointer (ck_stack.h is not valid C++). */
 _Static_assert(sizeof(ck_stack_entry_t) == sizeof(void *) &&

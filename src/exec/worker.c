@@ -47,7 +47,7 @@
 #include <sched.h>
 #include <time.h>
 
-#include "pool_impl.h"
+#include "exec/exec.h"
 
 __thread sx__worker *sx__self __attribute__((tls_model("initial-exec")));
 

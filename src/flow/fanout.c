@@ -22,8 +22,7 @@
 #include <strix/fanout.h>
 #include <strix/timer.h>
 
-#include "pool_impl.h"
-#include "promise_impl.h"
+#include "flow/flow.h"
 
 #define LANE_BATCH 16u
 

@@ -35,9 +35,7 @@
 #include <strix/promise.h>
 #include <strix/timer.h>
 
-#include "pool_impl.h"
-#include "promise_impl.h"
-#include "retry_impl.h"
+#include "flow/flow.h"
 
 enum { K_RUN, K_THEN, K_CATCH, K_FINALLY, K_RETRY, K_DEFERRED, K_ALL, K_ANY, K_RACE };
 

@@ -55,7 +55,7 @@
 
 #include <strix/circuit.h>
 
-#include "pool_impl.h"
+#include "guard/guard.h"
 
 #define NSTRIPES 16u
 #define NCELLS 32u

@@ -27,8 +27,7 @@
 #include <strix/breaker.h>
 #include <strix/group.h>
 
-#include "pool_impl.h"
-#include "retry_impl.h"
+#include "guard/guard.h"
 
 enum { G_IDLE = 0, G_RUNNING, G_DONE };
 enum { A_USER = 0, A_SIGNALS, A_BREAKER };

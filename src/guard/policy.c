@@ -39,8 +39,7 @@
 
 #include <strix/policy.h>
 
-#include "pool_impl.h"
-#include "retry_impl.h"
+#include "guard/guard.h"
 
 enum { L_RATE, L_RATE_KEYED, L_BULKHEAD, L_CIRCUIT, L_TIMEOUT, L_RETRY, L_FALLBACK, L_INTERCEPTOR };
 

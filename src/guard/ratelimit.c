@@ -22,8 +22,7 @@
 
 #include <strix/ratelimit.h>
 
-#include "pool_impl.h"
-#include "retry_impl.h"
+#include "guard/guard.h"
 
 struct sx_ratelimit {
 	SX__ALIGNED uint64_t tat;

@@ -44,7 +44,7 @@
 #include <strix/sem.h>
 #include <strix/timer.h>
 
-#include "pool_impl.h"
+#include "guard/guard.h"
 
 #define USE_MASK UINT64_C(0xffffffff)
 #define WAIT_SHIFT 32

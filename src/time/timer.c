@@ -45,7 +45,7 @@
 
 #include <strix/timer.h>
 
-#include "pool_impl.h"
+#include "time/time_impl.h"
 
 enum { N_FREE = 0, N_QUEUED = 1, N_ARMED = 2, N_CANCELLED = 3 };
 #define ST_MASK 3u

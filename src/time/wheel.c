@@ -56,6 +56,8 @@
 #include <strix/pool.h>
 #include <strix/timer.h>
 
+#include "time/time_impl.h"
+
 #define LEVELS 7u
 #define SLOT_BITS 6u
 #define SLOTS (1u << SLOT_BITS)

@@ -1,32 +1,18 @@
 /*
- * Internal layout of the pool, shared by pool.c (lifecycle, submission, shutdown), worker.c (the
- * worker loop: local queue, stealing, injector, parking) and node.c (fn-form task nodes).
- * Nothing here is public API.
+ * exec: the internal layout of the pool, shared by pool.c (lifecycle, submission, shutdown),
+ * worker.c (the worker loop: local queue, stealing, injector, parking) and node.c (fn-form task
+ * nodes), and used by the layers above (timer nodes in the tcache, sx__palloc, sx__help_one).
+ * Includes base only. Nothing here is public API.
  */
-#ifndef STRIX_SRC_POOL_IMPL_H
-#define STRIX_SRC_POOL_IMPL_H
+#ifndef STRIX_SRC_EXEC_H
+#define STRIX_SRC_EXEC_H
 
 #include <pthread.h>
-#include <stdbool.h>
-#include <stdint.h>
-#include <string.h>
 
-#include <ck_ec.h>
-#include <ck_pr.h>
 #include <ck_ring.h>
 #include <ck_stack.h>
 
-#include <strix/pool.h>
-
-#define SX__CACHELINE 64
-#define SX__ALIGNED __attribute__((aligned(SX__CACHELINE)))
-#define SX__LIKELY(x) __builtin_expect(!!(x), 1)
-#define SX__UNLIKELY(x) __builtin_expect(!!(x), 0)
-
-/* Debug checks are compiled always and folded away unless SX_DEBUG is 1 (jemalloc's style). */
-#ifndef SX_DEBUG
-#define SX_DEBUG 0
-#endif
+#include "base/base.h"
 
 enum sx__state {
 	SX__RUNNING = 0,
@@ -170,12 +156,6 @@ struct sx_pool {
 	bool timers_closed;
 };
 
-extern const struct ck_ec_mode sx__ec_mode;
-struct timespec;
-void sx__futex_wait(const uint32_t *addr, uint32_t expected, const struct timespec *deadline);
-void sx__futex_wait_ns(const uint32_t *addr, uint32_t expected, uint64_t until_ns);
-void sx__futex_wake(const uint32_t *addr);
-
 /* node.c */
 bool sx__node_refill(sx__tcache *c);
 void sx__node_outbox_full(sx__tcache *c);
@@ -200,68 +180,16 @@ static inline bool sx__is_batch(const sx_task *t)
 	return t->run == sx__batch_run;
 }
 
-/* breaker.c: trip b with err (a negative errno); -EALREADY if it had tripped. Signal-safe. */
-struct sx_breaker;
-int sx__breaker_trip_err(struct sx_breaker *b, int err);
-/* breaker.c: a reference that keeps b's memory (for a module that reads b after its caller may
- * have released it); dropping it never trips b. */
-void sx__breaker_ref(struct sx_breaker *b);
-void sx__breaker_unref(struct sx_breaker *b);
-/* breaker.c: whether strix can catch signal s for a signal breaker. A hold keeps strix's handler
- * installed for the signals in sigs (bit s-1: signal s) with no breaker waiting; a signal that
- * arrives while held and no breaker waits for it is kept for the next signal breaker registered
- * for it, which trips at once. Cold (signal registry lock). hold: 0, -EINVAL (a signal strix cannot
- * catch, nothing held), -EAGAIN (notifier thread). */
-bool sx__signal_catchable(int s);
-int sx__signal_hold(uint64_t sigs);
-void sx__signal_unhold(uint64_t sigs);
-
-/* ratelimit.c: sx_ratelimit_try with the CLOCK_MONOTONIC time the caller has already read (used
- * only if rl runs on that clock). circuit.c: the circuit's slow-call threshold (0: none). */
-struct sx_ratelimit;
-struct sx_circuit;
-int sx__ratelimit_try_mono(struct sx_ratelimit *rl, uint32_t n, uint64_t mono_now);
-uint64_t sx__circuit_slow_ns(const struct sx_circuit *c);
-
 /* timer.c */
 void sx__timers_stop(sx_pool *p);
 void sx__timers_free(sx_pool *p);
 uint64_t sx__timers_pending(sx_pool *p);
 void sx__tcache_timers_release(sx__tcache *c);
 
-/* The alignment of strix's small allocations: every jemalloc size class has it already, so asking
- * for it keeps jemalloc on its thread-cache path (a larger one goes down its aligned path). */
-#define SX__SMALL_ALIGN 16u
-
-/*
- * Zeroed memory from the default allocator, for what no pool's allocator owns (breakers,
- * promises, fan-outs, semaphores, limiters, wheels). Ask for SX__SMALL_ALIGN, or SX__CACHELINE
- * only for structs with cache-line aligned members.
- */
-static inline void *sx__zalloc(size_t size, size_t align)
-{
-	void *p = sx_allocator_default.alloc(sx_allocator_default.ctx, size, align);
-
-	if (p != NULL)
-		memset(p, 0, size);
-	return p;
-}
-
-static inline void sx__dfree(void *p, size_t size, size_t align)
-{
-	sx_allocator_default.free(sx_allocator_default.ctx, p, size, align);
-}
-
 /* pool.c */
 sx__tcache *sx__tcache_get(sx_pool *p);
 void *sx__palloc(sx_pool *p, size_t size);
 void sx__pfree(sx_pool *p, void *ptr, size_t size);
-
-static inline void sx__stat_add(uint64_t *ctr, uint64_t n)
-{
-	/* Single writer: a plain read of our own counter, an atomic store so readers never tear. */
-	ck_pr_store_64(ctr, *ctr + n);
-}
 
 static inline sx__worker *sx__worker_of(const sx_pool *p)
 {
@@ -307,4 +235,4 @@ static inline void sx__ring_push(sx__worker *w, sx_task *t)
 		sx__ring_overflow(w);
 }
 
-#endif /* STRIX_SRC_POOL_IMPL_H */
+#endif /* STRIX_SRC_EXEC_H */

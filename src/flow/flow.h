@@ -1,8 +1,14 @@
-/* Internal: promises that another module settles (fan-out), and waiting for one to settle. */
-#ifndef STRIX_SRC_PROMISE_IMPL_H
-#define STRIX_SRC_PROMISE_IMPL_H
+/*
+ * flow: promises that another module settles (fan-out), and waiting for one to settle
+ * (promise.c, fanout.c). Includes cancel (and time, exec, base through it).
+ * Nothing here is public API.
+ */
+#ifndef STRIX_SRC_FLOW_H
+#define STRIX_SRC_FLOW_H
 
 #include <strix/promise.h>
+
+#include "cancel/cancel.h"
 
 /*
  * A root promise that no step settles: its owner calls sx__promise_settle exactly once. Its
@@ -21,4 +27,4 @@ void sx__promise_settle(sx_promise *p, int err);
  * pool); returns its outcome (0 or the error), or -ESHUTDOWN if the pool stopped first. */
 int sx__promise_join(sx_promise *p);
 
-#endif
+#endif /* STRIX_SRC_FLOW_H */

@@ -1,0 +1,18 @@
+/*
+ * guard: admission and composition (sem.c, ratelimit.c, circuit.c, policy.c, group.c); the
+ * internals the policy pipeline reads from the limiter and the circuit. Includes flow (and
+ * cancel, time, exec, base through it). Nothing here is public API.
+ */
+#ifndef STRIX_SRC_GUARD_H
+#define STRIX_SRC_GUARD_H
+
+#include "flow/flow.h"
+
+/* ratelimit.c: sx_ratelimit_try with the CLOCK_MONOTONIC time the caller has already read (used
+ * only if rl runs on that clock). circuit.c: the circuit's slow-call threshold (0: none). */
+struct sx_ratelimit;
+struct sx_circuit;
+int sx__ratelimit_try_mono(struct sx_ratelimit *rl, uint32_t n, uint64_t mono_now);
+uint64_t sx__circuit_slow_ns(const struct sx_circuit *c);
+
+#endif /* STRIX_SRC_GUARD_H */
