@@ -1,7 +1,9 @@
 /*
  * exec: the internal layout of the pool, shared by pool.c (lifecycle, submission, shutdown),
  * worker.c (the worker loop: local queue, stealing, injector, parking) and node.c (fn-form task
- * nodes), and used by the layers above (timer nodes in the tcache, sx__palloc, sx__help_one).
+ * nodes), and used by the layers above (sx__palloc, sx__help_one, the tcache). A service of a
+ * higher layer that lives per pool (the timer service) registers struct sx__pool_hooks, so exec
+ * never names it.
  * Includes base only. Nothing here is public API.
  */
 #ifndef STRIX_SRC_EXEC_H
@@ -80,7 +82,7 @@ typedef struct sx__tcache {
 	sx__node *out_tail;
 	uint64_t nout;
 	uint64_t submitted;         /* monotone; atomic stores by the owner, loads by anyone */
-	struct sx__tnode *tfree;    /* timer nodes ready to hand out (timer.c) */
+	void *svc_free;             /* the pool service's per-thread free list (sx__pool_hooks) */
 	unsigned busy;              /* 1 while the owner is inside a submit (shutdown handshake) */
 	unsigned dead;              /* owner thread exited; claimable by another thread */
 } SX__ALIGNED sx__tcache;
@@ -148,12 +150,14 @@ struct sx_pool {
 	unsigned idle_waiters;
 	uint64_t cancelled_tasks;
 
-	/* The timer service (timer.c): started by the first sx_timer_add. timers_lock is a cold-path
+	/* The pool's service (the timer service, time/timer.c), started on first use: its state is
+	 * svc, its own to read and write; exec reaches it only through hooks. svc_lock is a cold-path
 	 * lock: it only orders that start against shutdown. */
-	struct sx__timers *timers;
-	uint64_t timer_tick_ns;
-	pthread_mutex_t timers_lock;
-	bool timers_closed;
+	void *svc;
+	uint64_t timer_tick_ns;     /* sx_pool_opts.timer_tick_ns, for the service */
+	pthread_mutex_t svc_lock;
+	bool svc_closed;            /* shutdown began: no service may start */
+	const struct sx__pool_hooks *hooks; /* NULL until the service started */
 };
 
 /* node.c */
@@ -180,11 +184,31 @@ static inline bool sx__is_batch(const sx_task *t)
 	return t->run == sx__batch_run;
 }
 
-/* timer.c */
-void sx__timers_stop(sx_pool *p);
-void sx__timers_free(sx_pool *p);
-uint64_t sx__timers_pending(sx_pool *p);
-void sx__tcache_timers_release(sx__tcache *c);
+/*
+ * What exec calls in the pool's service, a higher layer's (the timer service): the service
+ * registers them when it starts, and exec calls them through pool->hooks when it is set, on cold
+ * paths only (never submission, stealing, running):
+ *   stop(p):           sx_pool_shutdown, once, before it waits for submitters and workers; svc_closed
+ *                      is set already. The service stops and joins its threads.
+ *   free(p):           destroy, after shutdown: the service frees its memory.
+ *   pending(p):        sx_pool_stats' timers_pending. Any thread, concurrently with the service.
+ *   tcache_release(c): c's thread exits: the service takes back what c->svc_free holds.
+ */
+struct sx__pool_hooks {
+	void (*stop)(sx_pool *p);
+	void (*free)(sx_pool *p);
+	uint64_t (*pending)(sx_pool *p);
+	void (*tcache_release)(sx__tcache *c);
+};
+
+/* Register the service's hooks and publish its state: the caller holds p->svc_lock and saw
+ * svc_closed false and the pool running. Hooks first, so whoever sees svc sees them. */
+static inline void sx__pool_attach(sx_pool *p, const struct sx__pool_hooks *h, void *svc)
+{
+	ck_pr_store_ptr(&p->hooks, h);
+	ck_pr_fence_store();
+	ck_pr_store_ptr(&p->svc, svc);
+}
 
 /* pool.c */
 sx__tcache *sx__tcache_get(sx_pool *p);

@@ -10,8 +10,9 @@
  * no task can enter the injector any more.
  *
  * Locks: none on any submission path. The only blocking is in create/shutdown/destroy (thread
- * start and join), in wait_idle (a futex wait), and pool->timers_lock, a cold-path mutex that
- * orders the timer thread's lazy start (timer.c) against shutdown.
+ * start and join), in wait_idle (a futex wait), and pool->svc_lock, a cold-path mutex that
+ * orders the lazy start of the pool's service (the timer thread, time/timer.c) against shutdown.
+ * The service is a higher layer's: this file reaches it only through pool->hooks (exec.h).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -20,7 +21,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <strix/timer.h>
+#include <strix/timer.h> /* SX_WHEEL_TICK_*: the range of sx_pool_opts.timer_tick_ns */
 
 #include "exec/exec.h"
 
@@ -70,8 +71,12 @@ static void tcache_exit(void *arg)
 	sx__tcache *c = arg;
 
 	/* The thread is going away: give its nodes back, then let another thread claim the record. */
+	const struct sx__pool_hooks *h;
+
 	sx__tcache_release(c);
-	sx__tcache_timers_release(c);
+	h = ck_pr_load_ptr(&c->pool->hooks);
+	if (h != NULL)
+		h->tcache_release(c);
 	ck_pr_store_uint(&c->dead, 1);
 }
 
@@ -79,7 +84,8 @@ static void free_memory(sx_pool *p)
 {
 	ck_stack_entry_t *e, *next;
 
-	sx__timers_free(p);
+	if (p->hooks != NULL)
+		p->hooks->free(p);
 	for (e = ck_stack_batch_pop_upmc(&p->slabs); e != NULL; e = next) {
 		next = e->next;
 		sx__pfree(p, e, SX__SLAB_BYTES);
@@ -195,7 +201,7 @@ int sx_pool_create(sx_pool **out, const sx_pool_opts *opts)
 	p->idle = p->nworkers * SX__IDLE_UNPARKED_ONE;
 	ck_ec32_init(&p->idle_ec, 0);
 	p->timer_tick_ns = opts->timer_tick_ns != 0 ? opts->timer_tick_ns : SX_WHEEL_TICK_DEFAULT_NS;
-	pthread_mutex_init(&p->timers_lock, NULL);
+	pthread_mutex_init(&p->svc_lock, NULL);
 
 	rc = init_workers(p);
 	if (rc == 0 && pthread_key_create(&p->key, tcache_exit) != 0)
@@ -204,7 +210,7 @@ int sx_pool_create(sx_pool **out, const sx_pool_opts *opts)
 		pthread_key_delete(p->key);
 	if (rc != 0) {
 		free_memory(p);
-		pthread_mutex_destroy(&p->timers_lock);
+		pthread_mutex_destroy(&p->svc_lock);
 		a->free(a->ctx, p, sizeof(*p), SX__CACHELINE);
 		return rc;
 	}
@@ -441,6 +447,20 @@ static void cancel_queued(sx_pool *p)
 	}
 }
 
+/* Close the pool to a service start, then stop the service if one started: svc_lock orders the
+ * two, so a start either took the lock first (and is stopped here) or sees svc_closed. */
+static void stop_service(sx_pool *p)
+{
+	const struct sx__pool_hooks *h;
+
+	pthread_mutex_lock(&p->svc_lock);
+	p->svc_closed = true;
+	h = p->hooks;
+	pthread_mutex_unlock(&p->svc_lock);
+	if (h != NULL)
+		h->stop(p);
+}
+
 int sx_pool_shutdown(sx_pool *pool, int mode)
 {
 	int next;
@@ -453,7 +473,7 @@ int sx_pool_shutdown(sx_pool *pool, int mode)
 	if (!ck_pr_cas_int(&pool->state, SX__RUNNING, next))
 		return -ESHUTDOWN;
 	ck_pr_store_int(&pool->cancelled, mode == SX_CANCEL);
-	sx__timers_stop(pool);
+	stop_service(pool);
 	wait_submitters(pool);
 	if (mode == SX_DRAIN) {
 		wait_quiescent(pool, false);
@@ -480,7 +500,7 @@ void sx_pool_destroy(sx_pool *pool)
 	pthread_key_delete(pool->key);
 	a = pool->alloc;
 	free_memory(pool);
-	pthread_mutex_destroy(&pool->timers_lock);
+	pthread_mutex_destroy(&pool->svc_lock);
 	a.free(a.ctx, pool, sizeof(*pool), SX__CACHELINE);
 }
 
@@ -499,6 +519,7 @@ static void add_stats(sx_worker_counters *sum, const sx_worker_counters *s)
 
 int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counters *per_worker, unsigned n)
 {
+	const struct sx__pool_hooks *h;
 	ck_stack_entry_t *e;
 
 	if (pool == NULL || out == NULL)
@@ -520,7 +541,8 @@ int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counters *per_
 	out->submitted += out->remote;
 	out->executed = out->total.executed;
 	out->cancelled = ck_pr_load_64(&pool->cancelled_tasks);
-	out->timers_pending = sx__timers_pending(pool);
+	h = ck_pr_load_ptr(&pool->hooks);
+	out->timers_pending = h != NULL ? h->pending(pool) : 0;
 	return 0;
 }
 

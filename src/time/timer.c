@@ -119,7 +119,7 @@ static bool node_refill(struct sx__timers *s, sx__tcache *c)
 	sx__tnode *slab = (sx__tnode *)(void *)ck_stack_batch_pop_upmc(&s->free);
 
 	if (slab != NULL) {
-		c->tfree = slab; /* every recycled node, in one exchange */
+		c->svc_free = slab; /* every recycled node, in one exchange */
 		return true;
 	}
 	slab = s->pool->alloc.alloc(s->pool->alloc.ctx, SLAB_NODES * sizeof(sx__tnode),
@@ -130,18 +130,18 @@ static bool node_refill(struct sx__timers *s, sx__tcache *c)
 	ck_stack_push_upmc(&s->slabs, (ck_stack_entry_t *)(void *)slab);
 	for (unsigned i = 1; i < SLAB_NODES; i++)
 		*free_next(&slab[i]) = i + 1 < SLAB_NODES ? &slab[i + 1] : NULL;
-	c->tfree = &slab[1];
+	c->svc_free = &slab[1];
 	return true;
 }
 
-/* sx__tcache_timers_release - give c's timer nodes back to the pool (its thread exits). */
-void sx__tcache_timers_release(sx__tcache *c)
+/* Hook tcache_release: give c's timer nodes back to the service (c's thread exits). */
+static void timers_tcache_release(sx__tcache *c)
 {
-	struct sx__timers *s = ck_pr_load_ptr(&c->pool->timers);
+	struct sx__timers *s = ck_pr_load_ptr(&c->pool->svc);
 	sx__tnode *n;
 
-	while ((n = c->tfree) != NULL) {
-		c->tfree = *free_next(n);
+	while ((n = c->svc_free) != NULL) {
+		c->svc_free = *free_next(n);
 		node_recycle(s, n);
 	}
 }
@@ -297,18 +297,21 @@ static void *timer_main(void *arg)
 
 /* ---- life cycle -------------------------------------------------------------------------- */
 
-/* The pool's service, started on first use. Cold: takes pool->timers_lock. */
+static const struct sx__pool_hooks timer_hooks;
+
+/* The pool's service, started on first use; it registers timer_hooks with the pool, which calls
+ * them on shutdown, destroy, stats and thread exit. Cold: takes pool->svc_lock. */
 static int timers_start(sx_pool *p, struct sx__timers **out)
 {
 	sx_wheel_opts wo = SX_WHEEL_OPTS_INIT;
 	struct sx__timers *s;
 	int rc = 0;
 
-	pthread_mutex_lock(&p->timers_lock);
-	s = p->timers;
+	pthread_mutex_lock(&p->svc_lock);
+	s = p->svc;
 	if (s != NULL)
 		goto out;
-	if (p->timers_closed || ck_pr_load_int(&p->state) != SX__RUNNING) {
+	if (p->svc_closed || ck_pr_load_int(&p->state) != SX__RUNNING) {
 		rc = -ESHUTDOWN;
 		goto out;
 	}
@@ -329,33 +332,28 @@ static int timers_start(sx_pool *p, struct sx__timers **out)
 		s = NULL;
 		goto out;
 	}
-	ck_pr_store_ptr(&p->timers, s);
+	sx__pool_attach(p, &timer_hooks, s);
 out:
-	pthread_mutex_unlock(&p->timers_lock);
+	pthread_mutex_unlock(&p->svc_lock);
 	*out = s;
 	return rc;
 }
 
-/* sx__timers_stop - shutdown: refuse adds, flush pending timers with -ESHUTDOWN, join. */
-void sx__timers_stop(sx_pool *p)
+/* Hook stop: shutdown (svc_closed is set, so no other start): refuse adds, flush pending timers
+ * with -ESHUTDOWN, join. The pool read the hooks under svc_lock, after the start published svc. */
+static void timers_stop(sx_pool *p)
 {
-	struct sx__timers *s;
+	struct sx__timers *s = p->svc;
 
-	pthread_mutex_lock(&p->timers_lock);
-	p->timers_closed = true;
-	s = p->timers;
-	pthread_mutex_unlock(&p->timers_lock);
-	if (s == NULL)
-		return;
 	ck_pr_store_int(&s->stopping, 1);
 	wake(s);
 	pthread_join(s->thread, NULL);
 }
 
-/* sx__timers_free - destroy: every slab (nodes in caches and free lists go with them). */
-void sx__timers_free(sx_pool *p)
+/* Hook free: destroy: every slab (nodes in caches and free lists go with them). */
+static void timers_free(sx_pool *p)
 {
-	struct sx__timers *s = p->timers;
+	struct sx__timers *s = p->svc;
 	ck_stack_entry_t *e, *next;
 
 	if (s == NULL)
@@ -366,16 +364,23 @@ void sx__timers_free(sx_pool *p)
 	}
 	sx_wheel_destroy(s->wheel);
 	sx__pfree(p, s, sizeof(*s));
-	p->timers = NULL;
+	p->svc = NULL;
 }
 
-/* sx__timers_pending - for sx_pool_stats. */
-uint64_t sx__timers_pending(sx_pool *p)
+/* Hook pending: for sx_pool_stats, from any thread. */
+static uint64_t timers_pending(sx_pool *p)
 {
-	struct sx__timers *s = ck_pr_load_ptr(&p->timers);
+	struct sx__timers *s = ck_pr_load_ptr(&p->svc);
 
 	return s != NULL ? ck_pr_load_64(&s->pending) : 0;
 }
+
+static const struct sx__pool_hooks timer_hooks = {
+	.stop = timers_stop,
+	.free = timers_free,
+	.pending = timers_pending,
+	.tcache_release = timers_tcache_release,
+};
 
 /* ---- the API ----------------------------------------------------------------------------- */
 
@@ -398,19 +403,19 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 		return -EINVAL;
 	if (SX__UNLIKELY(ck_pr_load_int(&pool->state) != SX__RUNNING))
 		return -ESHUTDOWN;
-	s = ck_pr_load_ptr(&pool->timers);
+	s = ck_pr_load_ptr(&pool->svc);
 	if (SX__UNLIKELY(s == NULL) && (rc = timers_start(pool, &s)) != 0)
 		return rc;
 	c = sx__tcache_get(pool);
 	if (SX__UNLIKELY(c == NULL))
 		return -ENOMEM;
-	if (SX__UNLIKELY(c->tfree == NULL) && !node_refill(s, c))
+	if (SX__UNLIKELY(c->svc_free == NULL) && !node_refill(s, c))
 		return -ENOMEM;
-	n = c->tfree;
-	c->tfree = *free_next(n);
+	n = c->svc_free;
+	c->svc_free = *free_next(n);
 	/* With many timers live, free nodes are cold (the timer thread recycled them): fetch the
 	 * next one while this one is filled. */
-	__builtin_prefetch(c->tfree, 1);
+	__builtin_prefetch(c->svc_free, 1);
 
 	deadline = (flags & SX_TIMER_AT) ? 0 : now_ns();
 	deadline = when > DEADLINE_MAX - deadline ? DEADLINE_MAX : deadline + when;
@@ -428,8 +433,8 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 	}
 	if (SX__UNLIKELY(!inbox_push(s, n))) {
 		ck_pr_store_32(state_of(n), (st & ~ST_MASK) + GEN_ONE);
-		*free_next(n) = c->tfree;
-		c->tfree = n;
+		*free_next(n) = c->svc_free;
+		c->svc_free = n;
 		if (timer != NULL)
 			memset(timer, 0, sizeof(*timer)); /* cancel answers -EINVAL */
 		return -ESHUTDOWN;
