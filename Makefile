@@ -1,7 +1,9 @@
 # strix - the one build entry point. GNU make.
 #
 #   make            build/libstrix.a, build/libstrix.so, tests and bench
-#   make test       install missing packages, build, run every unit and stress test
+#   make test       install missing packages, build, check the layer rule, run every unit and
+#                   stress test
+#   make check-layers  src/<layer>/ includes and calls only lower layers (tools/check-layers.sh)
 #   make bench      install missing packages, build, run the suite against the peers
 #   make bench-smoke  every benchmark once at tiny sizes (CI)
 #   make check-asan   tests under AddressSanitizer + UndefinedBehaviorSanitizer
@@ -46,7 +48,7 @@ INJECT_TESTS := $(patsubst tests/inject/%.c,%,$(wildcard tests/inject/inject_*.c
 # libFuzzer targets comparing a module with a reference model on a virtual clock.
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all lib tests test bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
+.PHONY: all lib tests test check-layers bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
         stress clean perf
 
 # Targets that build first make sure the Debian packages are there (tools/deps.sh), then build in
@@ -105,9 +107,14 @@ $(B)/tests/%: tests/cxx/%.cc $(wildcard include/strix/*.h include/*.h) $(B)/libs
 
 tests: lib $(TEST_BINS)
 
+# The layer rule (src/README): includes, and the calls the built objects make, point down only.
+check-layers: lib
+	tools/check-layers.sh $(B)/obj
+
 test:
 	@tools/deps.sh test
 	$(MAKE) --no-print-directory tests
+	tools/check-layers.sh $(B)/obj
 	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS)
 
 # ---- sanitizers -------------------------------------------------------------------------------
