@@ -36,7 +36,7 @@ for l in "${layers[@]}"; do
       [ -n "$hdr" ] || continue
       hl=${hdr%%/*}
       if [ "$hl" = "$hdr" ] || [ "$(rank "$hl")" -lt 0 ]; then
-        echo "$f:$line: #include \"$hdr\": name an internal header by its path from src/ (layer/x.h)"
+        echo "$f:$line: #include \"$hdr\": name internal headers by their path from src/ (x/x.h)"
         bad=1
       elif [ "$(rank "$hl")" -gt "$r" ]; then
         echo "$f:$line: #include \"$hdr\": $l may not include the higher layer $hl"

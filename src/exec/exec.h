@@ -188,8 +188,8 @@ static inline bool sx__is_batch(const sx_task *t)
  * What exec calls in the pool's service, a higher layer's (the timer service): the service
  * registers them when it starts, and exec calls them through pool->hooks when it is set, on cold
  * paths only (never submission, stealing, running):
- *   stop(p):           sx_pool_shutdown, once, before it waits for submitters and workers; svc_closed
- *                      is set already. The service stops and joins its threads.
+ *   stop(p):           sx_pool_shutdown, once, before it waits for submitters and workers
+ *                      (svc_closed is set already): the service stops and joins its threads.
  *   free(p):           destroy, after shutdown: the service frees its memory.
  *   pending(p):        sx_pool_stats' timers_pending. Any thread, concurrently with the service.
  *   tcache_release(c): c's thread exits: the service takes back what c->svc_free holds.

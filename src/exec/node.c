@@ -60,7 +60,7 @@ static bool new_slab(sx__tcache *c)
 	return true;
 }
 
-/* sx__node_refill - the slow half of sx__node_get (pool_impl.h): c->free is empty. Returns false
+/* sx__node_refill - the slow half of sx__node_get (exec/exec.h): c->free is empty. Returns false
  * when every source is empty and the allocator failed. */
 bool sx__node_refill(sx__tcache *c)
 {
@@ -86,7 +86,7 @@ static void export_outbox(sx__tcache *c)
 	c->nout = 0;
 }
 
-/* sx__node_outbox_full - the slow half of sx__node_put (pool_impl.h): the outbox reached
+/* sx__node_outbox_full - the slow half of sx__node_put (exec/exec.h): the outbox reached
  * SX__NODE_BATCH nodes. Reuse it locally if this thread has no free nodes, else export it. */
 void sx__node_outbox_full(sx__tcache *c)
 {

@@ -1049,7 +1049,7 @@ int sx_promise_get_until(sx_promise *p, sx_breaker *stop, void **value)
 	return get(p, stop, -1, value);
 }
 
-/* ---- internal: promises settled by other modules (promise_impl.h) -------------------------- */
+/* ---- internal: promises settled by other modules (flow/flow.h) ------------------------------- */
 
 int sx__promise_deferred(sx_pool *pool, sx_breaker *parent, void (*cleanup)(void *), void *arg,
     sx_promise **out)

@@ -1,7 +1,7 @@
 /*
  * Fault injection for strix's tests (tests/inject). faults.c replaces the library's default
- * allocator (src/alloc_libc.c) and wraps pthread_create and pthread_key_create (the programs are
- * linked with -Wl,--wrap=...). Every allocation, thread creation and key creation is one
+ * allocator (src/base/alloc_libc.c) and wraps pthread_create and pthread_key_create (the programs
+ * are linked with -Wl,--wrap=...). Every allocation, thread creation and key creation is one
  * injection point; fi_arm tells it to fail the k-th point after the arm (FI_ONE), or the k-th and
  * every later one (FI_FROM). Counters are atomics: library threads allocate too.
  *

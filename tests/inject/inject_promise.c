@@ -91,9 +91,9 @@ static int step_block(sx_ctx *ctx, void *last, void **out)
 
 /*
  * Wait for p: the chain's outcome. sx_promise_get can fail by itself with -ENOMEM or -EAGAIN
- * (wait_blocking in src/promise.c: the chain's breaker or its watch callback could not be made),
- * which its header does not list and a caller cannot tell from a chain rejected with the same
- * code; repeated with faults off it gives the real outcome.
+ * (wait_blocking in src/flow/promise.c: the chain's breaker or its watch callback could not be
+ * made), which its header does not list and a caller cannot tell from a chain rejected with the
+ * same code; repeated with faults off it gives the real outcome.
  */
 static int get(sx_promise *p, void **v)
 {
