@@ -635,7 +635,7 @@ static void test_drain_runs_queued_and_spawned_tasks(void **state)
 enum { NJOBS = 1000 };
 static struct job cjobs[NJOBS];
 static atomic_uchar fn_ran[NJOBS], fn_cancelled[NJOBS];
-static atomic_int late_spawned, bump_cancelled;
+static atomic_int late_spawned, bump_cancelled, gate_entered;
 
 static void fn_mark(void *arg)
 {
@@ -655,6 +655,7 @@ static void on_cancel(void (*fn)(void *), void *arg, int err)
 
 static void gatekeeper(void *arg)
 {
+	atomic_store(&gate_entered, 1);
 	while (!atomic_load(&gate))
 		sched_yield();
 	/* Spawned while the pool is cancelling: accepted, and then cancelled, never lost. */
@@ -682,10 +683,14 @@ static void test_cancel_hands_every_unrun_task_over_exactly_once(void **state)
 	o.on_cancel = on_cancel;
 	assert_int_equal(sx_pool_create(&p, &o), 0);
 	atomic_store(&gate, 0);
+	atomic_store(&gate_entered, 0);
 	atomic_store(&late_spawned, 0);
 	atomic_store(&bump_cancelled, 0);
 	atomic_store(&counter, 0);
 	assert_int_equal(sx_pool_submit(p, gatekeeper, p), 0);
+	/* The one worker holds the gatekeeper while everything else is queued and cancelled: a
+	 * gatekeeper still queued when the cancel begins would be cancelled itself. */
+	TU_WAIT_FOR(atomic_load(&gate_entered));
 	for (int i = 0; i < NJOBS; i++) {
 		cjobs[i].task = (sx_task)SX_TASK_INIT(job_run, job_cancel);
 		assert_int_equal(sx_pool_submit_task(p, &cjobs[i].task), 0);
