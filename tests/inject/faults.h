@@ -19,6 +19,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <strix/error.h>
+#include <strix/pool.h>
+
 enum fi_mode {
 	FI_OFF = 0,  /* count only */
 	FI_ONE = 1,  /* only the k-th point fails */
@@ -74,24 +77,7 @@ bool fi_allowed(int rc, const int *allowed, size_t n);
  * must now return 0 (a failed call changed nothing: the object is still usable). Evaluates to
  * the first return code, so callers can see whether the call failed.
  */
-#define FI_TRY(expr, ...)                                                            \
-	({                                                                           \
-		static const int fi_al_[] = { __VA_ARGS__ };                         \
-		int fi_rc_ = (expr), fi_first_ = fi_rc_;                             \
-		if (fi_rc_ != 0) {                                                   \
-			if (!fi_allowed(fi_rc_, fi_al_, sizeof(fi_al_) / sizeof(int))) \
-				fi_fail(__FILE__, __LINE__, "%s returned %d (%s), not a " \
-				    "documented error", #expr, fi_rc_, sx_strerror(fi_rc_)); \
-			fi_off();                                                    \
-			fi_rc_ = (expr);                                             \
-			if (fi_rc_ != 0)                                             \
-				fi_fail(__FILE__, __LINE__, "%s failed with %d (%s), " \
-				    "then with faults off again %d (%s)", #expr,       \
-				    fi_first_, sx_strerror(fi_first_), fi_rc_,         \
-				    sx_strerror(fi_rc_));                              \
-		}                                                                    \
-		fi_first_;                                                           \
-	})
+#define FI_TRY(expr, ...) FI_TRY_OUT_(expr, #expr, false, __VA_ARGS__)
 
 /*
  * FI_CREATE(ptr, expr, codes...) - FI_TRY for a constructor that fills ptr: ptr is set to a
@@ -99,28 +85,45 @@ bool fi_allowed(int rc, const int *allowed, size_t n);
  */
 #define FI_SENTINEL ((void *)(uintptr_t)0x5a5a5a5a5a5a5a50ull)
 #define FI_CREATE(ptr, expr, ...)                                                    \
+	FI_TRY_OUT_(((ptr) = FI_SENTINEL, (expr)), #expr, (void *)(ptr) != FI_SENTINEL, __VA_ARGS__)
+
+/* The body of both: what names the call; wrote, evaluated after a failed first call, says that
+ * it wrote its output. */
+#define FI_TRY_OUT_(expr, what, wrote, ...)                                                \
 	({                                                                           \
 		static const int fi_al_[] = { __VA_ARGS__ };                         \
-		int fi_rc_, fi_first_;                                               \
-		(ptr) = FI_SENTINEL;                                                 \
-		fi_rc_ = fi_first_ = (expr);                                         \
+		int fi_rc_ = (expr), fi_first_ = fi_rc_;                             \
 		if (fi_rc_ != 0) {                                                   \
 			if (!fi_allowed(fi_rc_, fi_al_, sizeof(fi_al_) / sizeof(int))) \
 				fi_fail(__FILE__, __LINE__, "%s returned %d (%s), not a " \
-				    "documented error", #expr, fi_rc_, sx_strerror(fi_rc_)); \
-			if ((void *)(ptr) != FI_SENTINEL)                            \
+				    "documented error", what, fi_rc_, sx_strerror(fi_rc_)); \
+			if (wrote)                                                   \
 				fi_fail(__FILE__, __LINE__, "%s failed (%d) but wrote " \
-				    "its output", #expr, fi_rc_);                       \
+				    "its output", what, fi_rc_);                       \
 			fi_off();                                                    \
 			fi_rc_ = (expr);                                             \
 			if (fi_rc_ != 0)                                             \
 				fi_fail(__FILE__, __LINE__, "%s failed with %d (%s), " \
-				    "then with faults off again %d (%s)", #expr,       \
+				    "then with faults off again %d (%s)", what,       \
 				    fi_first_, sx_strerror(fi_first_), fi_rc_,         \
 				    sx_strerror(fi_rc_));                              \
 		}                                                                    \
 		fi_first_;                                                           \
 	})
+
+/* A pool of `workers` that parks at once when idle, made under FI_CREATE's checks. */
+static inline sx_pool *fi_make_pool(unsigned workers,
+    void (*on_cancel)(void (*fn)(void *), void *arg, int err))
+{
+	sx_pool_opts o = SX_POOL_OPTS_INIT;
+	sx_pool *p;
+
+	o.workers = workers;
+	o.spin_ns = SX_SPIN_NONE;
+	o.on_cancel = on_cancel;
+	FI_CREATE(p, sx_pool_create(&p, &o), -ENOMEM, -EAGAIN);
+	return p;
+}
 
 uint64_t fi_now_ns(void);
 

@@ -24,17 +24,6 @@
 
 #define MS 1000000ll
 
-static sx_pool *make_pool(unsigned workers)
-{
-	sx_pool_opts o = SX_POOL_OPTS_INIT;
-	sx_pool *p;
-
-	o.workers = workers;
-	o.spin_ns = SX_SPIN_NONE;
-	FI_CREATE(p, sx_pool_create(&p, &o), -ENOMEM, -EAGAIN);
-	return p;
-}
-
 /* ---- circuit ------------------------------------------------------------------------------- */
 
 static int transitions, last_to;
@@ -53,7 +42,7 @@ static void scenario_circuit(void)
 	sx_circuit_opts o = SX_CIRCUIT_OPTS_INIT;
 	sx_circuit_permit pm;
 	sx_circuit_metrics m;
-	sx_pool *p = make_pool(1);
+	sx_pool *p = fi_make_pool(1, NULL);
 	sx_circuit *c;
 
 	transitions = 0;
@@ -143,7 +132,7 @@ static void scenario_policy(void)
 	sx_ratelimit *rl;
 	sx_circuit *c;
 	sx_sem *sem;
-	sx_pool *p = make_pool(1);
+	sx_pool *p = fi_make_pool(1, NULL);
 	sx_promise *pr;
 	sx_breaker *stop;
 	void *out;

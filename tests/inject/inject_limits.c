@@ -22,17 +22,6 @@
 
 #define MS 1000000ll
 
-static sx_pool *make_pool(unsigned workers)
-{
-	sx_pool_opts o = SX_POOL_OPTS_INIT;
-	sx_pool *p;
-
-	o.workers = workers;
-	o.spin_ns = SX_SPIN_NONE;
-	FI_CREATE(p, sx_pool_create(&p, &o), -ENOMEM, -EAGAIN);
-	return p;
-}
-
 /* ---- semaphore ----------------------------------------------------------------------------- */
 
 #define NASYNC 6
@@ -65,7 +54,7 @@ static void *waiter(void *arg)
 static void scenario_sem(void)
 {
 	sx_breaker *stop, *never;
-	sx_pool *p = make_pool(1);
+	sx_pool *p = fi_make_pool(1, NULL);
 	pthread_t th;
 	sx_sem *s;
 	int rc;
@@ -199,7 +188,7 @@ static void scenario_fanout(void)
 	sx_fanout_task tasks[8];
 	int errors[NCALLS];
 	sx_promise *pr;
-	sx_pool *p = make_pool(2);
+	sx_pool *p = fi_make_pool(2, NULL);
 	int rc;
 
 	/* map: every call once. */

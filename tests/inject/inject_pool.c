@@ -66,18 +66,6 @@ static void reset(void)
 	memset(spawned_cancels, 0, sizeof(spawned_cancels));
 }
 
-static sx_pool *make_pool(unsigned workers)
-{
-	sx_pool_opts o = SX_POOL_OPTS_INIT;
-	sx_pool *p;
-
-	o.workers = workers;
-	o.spin_ns = SX_SPIN_NONE;
-	o.on_cancel = on_cancel;
-	FI_CREATE(p, sx_pool_create(&p, &o), -ENOMEM, -EAGAIN);
-	return p;
-}
-
 /* create, submit (fn and intrusive forms, from outside and from workers), wait, drain, destroy;
  * then a second pool cancelled with tasks queued. */
 static void scenario_pool(void)
@@ -85,7 +73,7 @@ static void scenario_pool(void)
 	sx_pool_counters c;
 
 	reset();
-	pool = make_pool(2);
+	pool = fi_make_pool(2, on_cancel);
 	for (intptr_t i = 0; i < NTASKS / 2; i++)
 		FI_TRY(sx_pool_submit(pool, task_fn, (void *)i), -ENOMEM);
 	for (intptr_t i = NTASKS / 2; i < NTASKS; i++) {
@@ -108,7 +96,7 @@ static void scenario_pool(void)
 
 	/* Cancel with work queued: every task runs or is cancelled, exactly once. */
 	reset();
-	pool = make_pool(1);
+	pool = fi_make_pool(1, on_cancel);
 	for (intptr_t i = 0; i < NTASKS / 2; i++)
 		FI_TRY(sx_pool_submit(pool, task_fn, (void *)i), -ENOMEM);
 	for (intptr_t i = NTASKS / 2; i < NTASKS; i++) {
@@ -151,7 +139,7 @@ static void scenario_timer(void)
 	sx_pool *p;
 
 	memset(fired, 0, sizeof(fired));
-	p = make_pool(1);
+	p = fi_make_pool(1, on_cancel);
 	for (intptr_t i = 0; i < NTIMERS; i++) {
 		uint64_t when = (i % 3 == 2) ? 3600000 * MS : (uint64_t)(i + 1) * MS;
 		unsigned fl = (i % 2) ? SX_TIMER_INLINE : 0;
