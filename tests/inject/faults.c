@@ -76,7 +76,6 @@ static uint64_t fi_bt_k(void)
 	return k;
 }
 
-static void fi_record(int kind, uint64_t idx);
 
 /* One injection point: true if it must fail. */
 static bool fi_point(int kind)
@@ -86,10 +85,7 @@ static bool fi_point(int kind)
 	uint64_t k = __atomic_load_n(&fi_k_, __ATOMIC_SEQ_CST);
 	bool fail = (mode == FI_ONE && n == k) || (mode == FI_FROM && n >= k);
 
-	uint64_t idx = __atomic_add_fetch(&fi_seen_kind_[kind], 1, __ATOMIC_SEQ_CST);
-
-	if (fail)
-		fi_record(kind, idx);
+	__atomic_add_fetch(&fi_seen_kind_[kind], 1, __ATOMIC_SEQ_CST);
 	if (fi_bt_k() != 0 && n == fi_bt_k()) {
 		fprintf(stderr, "faults.c: injection point %llu (kind %d, mode %d):\n",
 		    (unsigned long long)n, kind, mode);
@@ -235,44 +231,14 @@ int __wrap_pthread_key_create(pthread_key_t *key, void (*dtor)(void *))
 
 /* ---- the runner --------------------------------------------------------------------------- */
 
-#define FI_MAX_FAILED 64
-
 struct fi_shared {
 	uint64_t points, kinds[FI_NKINDS], failed;
-	uint64_t nrec;                         /* failed points recorded below */
-	uint64_t rec_kind[FI_MAX_FAILED];      /* their kind */
-	uint64_t rec_index[FI_MAX_FAILED];     /* and index within the kind, from 1 */
 	int64_t live_end;
 	int done;
 	char msg[1024];
 };
 
 static struct fi_shared *shm;
-
-static void fi_record(int kind, uint64_t idx)
-{
-	uint64_t i;
-
-	if (shm == NULL)
-		return;
-	i = __atomic_fetch_add(&shm->nrec, 1, __ATOMIC_SEQ_CST);
-	if (i < FI_MAX_FAILED) {
-		shm->rec_kind[i] = (uint64_t)kind;
-		shm->rec_index[i] = idx;
-	}
-}
-
-/* The known bug among the points that failed in the last run, or NULL. */
-static const char *known_bug(const fi_skip *skips)
-{
-	uint64_t n = shm->nrec < FI_MAX_FAILED ? shm->nrec : FI_MAX_FAILED;
-
-	for (const fi_skip *s = skips; s != NULL && s->why != NULL; s++)
-		for (uint64_t i = 0; i < n; i++)
-			if (shm->rec_kind[i] == (uint64_t)s->kind && shm->rec_index[i] == s->index)
-				return s->why;
-	return NULL;
-}
 
 uint64_t fi_now_ns(void)
 {
@@ -302,14 +268,6 @@ void fi_fail(const char *file, int line, const char *fmt, ...)
 	va_end(ap);
 	fflush(NULL);
 	_exit(3);
-}
-
-void fi_known_bug(const char *why)
-{
-	fi_off();
-	snprintf(shm->msg, sizeof(shm->msg), "%s", why);
-	fflush(NULL);
-	_exit(5);
 }
 
 /* Run the scenario in a child; returns 0 if it passed, else fills why. */
@@ -357,10 +315,6 @@ static int run_child(fi_scenario scenario, int mode, uint64_t k, int64_t live_ma
 		;
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0 && shm->done)
 		return 0;
-	if (WIFEXITED(st) && WEXITSTATUS(st) == 5) {
-		snprintf(why, whylen, "%s", shm->msg);
-		return 1;
-	}
 	if (WIFSIGNALED(st))
 		snprintf(why, whylen, "killed by signal %d (%s)%s %s", WTERMSIG(st),
 		    strsignal(WTERMSIG(st)), WTERMSIG(st) == SIGALRM ? " - hang" :
@@ -371,14 +325,12 @@ static int run_child(fi_scenario scenario, int mode, uint64_t k, int64_t live_ma
 	return -1;
 }
 
-unsigned fi_run(const char *name, fi_scenario scenario, int mode, const fi_skip *skips,
-    uint64_t *npoints)
+unsigned fi_run(const char *name, fi_scenario scenario, int mode, uint64_t *npoints)
 {
 	char why[1400];
 	uint64_t n, kinds[FI_NKINDS];
 	int64_t residual;
-	unsigned failed = 0, skipped = 0;
-	int rc;
+	unsigned failed = 0;
 
 	if (shm == NULL) {
 		shm = mmap(NULL, sizeof(*shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
@@ -399,31 +351,21 @@ unsigned fi_run(const char *name, fi_scenario scenario, int mode, const fi_skip 
 		*npoints = n;
 	for (uint64_t k = 1; k <= n; k++) {
 		const char *only = getenv("FI_ONLY"); /* debugging: run this k only */
-		const char *bug;
 
 		if (only != NULL && strtoull(only, NULL, 10) != k)
 			continue;
-		rc = run_child(scenario, mode, k, residual, why, sizeof(why));
-		if (rc == 1) {
-			printf("inject %s %s k=%llu: SKIPPED (known bug: %s)\n", name,
-			    mode == FI_ONE ? "one" : "from", (unsigned long long)k, why);
-			skipped++;
-		} else if (rc != 0 && (bug = known_bug(skips)) != NULL) {
-			printf("inject %s %s k=%llu: SKIPPED (known bug: %s; it failed with: %s)\n",
-			    name, mode == FI_ONE ? "one" : "from", (unsigned long long)k, bug, why);
-			skipped++;
-		} else if (rc != 0) {
+		if (run_child(scenario, mode, k, residual, why, sizeof(why)) != 0) {
 			printf("inject %s %s k=%llu: FAILED: %s\n", name,
 			    mode == FI_ONE ? "one" : "from", (unsigned long long)k, why);
 			failed++;
 		}
 	}
 	printf("inject %s (%s): %llu injection points (%llu allocations, %llu thread creations, "
-	    "%llu key creations), %llu runs, %u failed, %u skipped; clean run leaves %lld blocks\n",
+	    "%llu key creations), %llu runs, %u failed; clean run leaves %lld blocks\n",
 	    name, mode == FI_ONE ? "fail the k-th" : "fail from the k-th on",
 	    (unsigned long long)n, (unsigned long long)kinds[FI_ALLOC],
 	    (unsigned long long)kinds[FI_THREAD], (unsigned long long)kinds[FI_KEY],
-	    (unsigned long long)(n - skipped), failed, skipped, (long long)residual);
+	    (unsigned long long)n, failed, (long long)residual);
 	fflush(stdout);
 	return failed;
 }

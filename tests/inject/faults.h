@@ -54,14 +54,6 @@ int __wrap_pthread_key_create(pthread_key_t *key, void (*dtor)(void *));
 __attribute__((noreturn, format(printf, 3, 4)))
 void fi_fail(const char *file, int line, const char *fmt, ...);
 
-/*
- * A run that hit a known library bug (why names it: file, function, what goes wrong) ends here;
- * the parent reports it as SKIPPED with the reason, so the skip stays visible. Use only where
- * the failure matches that bug's signature exactly; any other failure must fail the run.
- */
-__attribute__((noreturn))
-void fi_known_bug(const char *why);
-
 #define FI_CHECK(cond, ...)                                                          \
 	do {                                                                         \
 		if (!(cond))                                                         \
@@ -140,19 +132,6 @@ uint64_t fi_now_ns(void);
 
 /* ---- the runner (in the cmocka test, the parent) -------------------------------------------- */
 
-/*
- * A known library bug at one injection point: the index-th point (1-based) of kind is the one
- * whose failure the library mishandles (crash, hang, leak, wrong code). A run that fails while
- * that point was among the points made to fail is reported as SKIPPED with why (visible, not
- * counted as a failure); a run that passes is a pass (the bug has been fixed). The list ends
- * with why NULL.
- */
-typedef struct fi_skip {
-	int kind;
-	uint64_t index;
-	const char *why;
-} fi_skip;
-
 typedef void (*fi_scenario)(void);
 
 /*
@@ -162,20 +141,19 @@ typedef void (*fi_scenario)(void);
  * with no more live blocks than the clean run left (its process-wide one-time state), besides
  * passing LeakSanitizer at the child's exit. Sets *npoints to N when npoints is not NULL.
  */
-unsigned fi_run(const char *name, fi_scenario scenario, int mode, const fi_skip *skips,
-    uint64_t *npoints);
+unsigned fi_run(const char *name, fi_scenario scenario, int mode, uint64_t *npoints);
 
-/* Two cmocka tests, name_one and name_from, running scenario in each mode (skips: both). */
-#define FI_TESTS(name, scenario, skips)                                              \
+/* Two cmocka tests, name_one and name_from, running scenario in each mode. */
+#define FI_TESTS(name, scenario)                                              \
 	static void name##_one(void **st)                                            \
 	{                                                                            \
 		(void)st;                                                            \
-		assert_int_equal(fi_run(#name, scenario, FI_ONE, skips, NULL), 0);   \
+		assert_int_equal(fi_run(#name, scenario, FI_ONE, NULL), 0);   \
 	}                                                                            \
 	static void name##_from(void **st)                                           \
 	{                                                                            \
 		(void)st;                                                            \
-		assert_int_equal(fi_run(#name, scenario, FI_FROM, skips, NULL), 0);  \
+		assert_int_equal(fi_run(#name, scenario, FI_FROM, NULL), 0);  \
 	}
 #define FI_TEST_PAIR(name) cmocka_unit_test(name##_one), cmocka_unit_test(name##_from)
 

@@ -100,7 +100,7 @@ static void scenario_breaker(void)
 	    calls(&s_child) == 1 && calls(&s_tmo) == 1);
 }
 
-FI_TESTS(breaker, scenario_breaker, NULL)
+FI_TESTS(breaker, scenario_breaker)
 
 int main(void)
 {

@@ -229,8 +229,8 @@ static void scenario_policy(void)
 	sx_pool_destroy(p);
 }
 
-FI_TESTS(circuit, scenario_circuit, NULL)
-FI_TESTS(policy, scenario_policy, NULL)
+FI_TESTS(circuit, scenario_circuit)
+FI_TESTS(policy, scenario_policy)
 
 int main(void)
 {

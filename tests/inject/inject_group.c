@@ -188,8 +188,8 @@ static void scenario_loop(void)
 	}
 }
 
-FI_TESTS(group, scenario_group, NULL)
-FI_TESTS(loop, scenario_loop, NULL)
+FI_TESTS(group, scenario_group)
+FI_TESTS(loop, scenario_loop)
 
 int main(void)
 {

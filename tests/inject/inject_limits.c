@@ -243,9 +243,9 @@ static void scenario_fanout(void)
 	sx_pool_destroy(p);
 }
 
-FI_TESTS(sem, scenario_sem, NULL)
-FI_TESTS(ratelimit, scenario_ratelimit, NULL)
-FI_TESTS(fanout, scenario_fanout, NULL)
+FI_TESTS(sem, scenario_sem)
+FI_TESTS(ratelimit, scenario_ratelimit)
+FI_TESTS(fanout, scenario_fanout)
 
 int main(void)
 {

@@ -203,9 +203,9 @@ static void scenario_wheel(void)
 
 /* ---- cmocka -------------------------------------------------------------------------------- */
 
-FI_TESTS(pool, scenario_pool, NULL)
-FI_TESTS(timer, scenario_timer, NULL)
-FI_TESTS(wheel, scenario_wheel, NULL)
+FI_TESTS(pool, scenario_pool)
+FI_TESTS(timer, scenario_timer)
+FI_TESTS(wheel, scenario_wheel)
 
 int main(void)
 {

@@ -211,8 +211,8 @@ static void scenario_retry(void)
 	sx_breaker_release(stop);
 }
 
-FI_TESTS(promise, scenario_promise, NULL)
-FI_TESTS(retry, scenario_retry, NULL)
+FI_TESTS(promise, scenario_promise)
+FI_TESTS(retry, scenario_retry)
 
 int main(void)
 {
