@@ -27,7 +27,7 @@ LIBS     := -lck -lpthread -ldl -lm
 # One folder per layer, lowest first; a layer includes and calls only the layers below it
 # (src/README, checked by tools/check-layers.sh). The allocator (src/base/alloc_*.c) is chosen per
 # build: jemalloc for the release library, the C library's for the sanitizers.
-BASE_SRCS   := src/base/futex.c src/base/error.c
+BASE_SRCS   := src/base/wait.c src/base/thread.c src/base/error.c
 EXEC_SRCS   := src/exec/pool.c src/exec/worker.c src/exec/node.c
 TIME_SRCS   := src/time/wheel.c src/time/timer.c
 CANCEL_SRCS := src/cancel/breaker.c src/cancel/retry.c

@@ -138,7 +138,8 @@ SX_API int sx_breaker_signo(const sx_breaker *b);
  * sx_breaker_wait - block until b trips or timeout_ns passes (timeout_ns < 0: no timeout; 0:
  * just check). Returns 0 once b has tripped (read the code with sx_breaker_err); -ETIMEDOUT if
  * it is still armed when the timeout passes; -EINVAL for NULL.
- * Blocks on a futex on the breaker's word (no spinning). Any thread, concurrently.
+ * Blocks: spins briefly, then sleeps on a futex on the breaker's word. On a pool's worker it runs
+ * that pool's other tasks while it waits, as sx_promise_get does. Any thread, concurrently.
  */
 SX_API int sx_breaker_wait(sx_breaker *b, int64_t timeout_ns);
 

@@ -1,7 +1,9 @@
 /*
- * base: what every layer above may use. Compiler macros, the futex operations (futex.c) and the
- * event-count mode built on them, the default allocator's zeroing helpers (the allocator itself is
- * alloc_jemalloc.c or alloc_libc.c, chosen by the build), single-writer counters.
+ * base: what every layer above may use. Compiler macros; the clock; waiting (wait.c): the futex
+ * operations, the waiting word every blocking call sleeps on, the event word, ck_ec's mode; the
+ * closable lock-free stack and the list reversal; per-thread records (thread.c); the default
+ * allocator's zeroing helpers (the allocator itself is alloc_jemalloc.c or alloc_libc.c, chosen
+ * by the build); single-writer counters.
  * Includes no other internal header. Nothing here is public API.
  */
 #ifndef STRIX_SRC_BASE_H
@@ -10,9 +12,13 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+#include <pthread.h>
+
+#include <time.h>
 
 #include <ck_ec.h>
 #include <ck_pr.h>
+#include <ck_stack.h>
 
 #include <strix/pool.h>
 
@@ -26,12 +32,180 @@
 #define SX_DEBUG 0
 #endif
 
-/* futex.c */
+/* ---- the clock ----------------------------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in ns: the one clock every deadline in strix is measured on. */
+static inline uint64_t sx__now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The absolute deadline of a wait of timeout_ns from now: UINT64_MAX for a negative timeout (no
+ * limit), now for 0 (look once), saturating below UINT64_MAX / 2 so sums stay safe. */
+static inline uint64_t sx__deadline_in(int64_t timeout_ns)
+{
+	uint64_t now;
+
+	if (timeout_ns < 0)
+		return UINT64_MAX;
+	now = sx__now_ns();
+	return (uint64_t)timeout_ns > UINT64_MAX / 2 - now ? UINT64_MAX / 2
+	                                                  : now + (uint64_t)timeout_ns;
+}
+
+/* ---- waiting (wait.c) ------------------------------------------------------------------------ */
+
 extern const struct ck_ec_mode sx__ec_mode;
-struct timespec;
-void sx__futex_wait(const uint32_t *addr, uint32_t expected, const struct timespec *deadline);
+/* Sleep while *addr == expected, until woken or until_ns, an absolute CLOCK_MONOTONIC time
+ * (UINT64_MAX: none). May return early (signals, spurious wake-ups): callers look again. */
 void sx__futex_wait_ns(const uint32_t *addr, uint32_t expected, uint64_t until_ns);
+/* Wake every sleeper on addr. Async-signal-safe (one system call). */
 void sx__futex_wake(const uint32_t *addr);
+
+/*
+ * The waiting word. A 32-bit state word, one bit of which (the owner's `flag`) says that
+ * somebody may sleep on it. A waiter that loaded `seen` and found its condition false calls
+ * sx__doze: it sets flag with a CAS (if the word moved on meanwhile it returns at once, to look
+ * again) and sleeps while the word still reads seen | flag. Whoever changes the word in a way a
+ * waiter cares about does so with one atomic read-modify-write and, when the old word had flag,
+ * calls sx__futex_wake. No wake-up is lost: a change after the waiter's check makes the word
+ * differ from the value its sleep expects, so the sleep does not start or ends. A changer never
+ * clears flag without waking.
+ * Returns early like sx__futex_wait_ns; until_ns as there.
+ */
+static inline void sx__doze(uint32_t *word, uint32_t seen, uint32_t flag, uint64_t until_ns)
+{
+	if (!(seen & flag) && !ck_pr_cas_32(word, seen, seen | flag))
+		return;
+	sx__futex_wait_ns(word, seen | flag, until_ns);
+}
+
+/*
+ * The event word: a waiting word for a condition kept elsewhere. Bit 0 is the flag, the rest a
+ * count that every sx__event_bump advances. A waiter loads the word (sx__event_read), checks its
+ * condition, and if false sleeps with sx__event_wait on what it loaded; the condition's changer
+ * changes it first, then bumps. A bump makes a system call only when somebody sleeps.
+ * Async-signal-safe.
+ */
+#define SX__EVENT_WAITERS 1u
+#define SX__EVENT_STEP 2u
+
+static inline uint32_t sx__event_read(const uint32_t *ev)
+{
+	return ck_pr_load_32(ev);
+}
+
+static inline void sx__event_wait(uint32_t *ev, uint32_t seen, uint64_t until_ns)
+{
+	sx__doze(ev, seen, SX__EVENT_WAITERS, until_ns);
+}
+
+static inline void sx__event_bump(uint32_t *ev)
+{
+	/* Clear the flag before the wake: a sleeper that set it expects the flag in the word. */
+	if (ck_pr_faa_32(ev, SX__EVENT_STEP) & SX__EVENT_WAITERS) {
+		ck_pr_and_32(ev, ~SX__EVENT_WAITERS);
+		sx__futex_wake(ev);
+	}
+}
+
+/* ---- the closable lock-free stack ----------------------------------------------------------- */
+
+/*
+ * A Treiber stack of intrusive links (ck_stack_entry_t, so ck_stack's batches are lists too)
+ * that can be closed: its head becomes SX__CLOSED, after which every push fails and its pusher
+ * handles the node itself. Producers push (one CAS loop); one consumer takes everything at once
+ * with an exchange, so there is no ABA. Lists come out newest first: sx__list_reverse.
+ */
+typedef ck_stack_entry_t sx__link;
+
+#define SX__CLOSED ((sx__link *)1)
+
+/* Push the list first..last (linked through next); false, and nothing pushed, if closed. */
+static inline bool sx__stack_push(sx__link **head, sx__link *first, sx__link *last)
+{
+	sx__link *h = ck_pr_load_ptr(head);
+
+	do {
+		if (h == SX__CLOSED)
+			return false;
+		last->next = h;
+	} while (!ck_pr_cas_ptr_value(head, h, first, &h));
+	return true;
+}
+
+/* Take every node (NULL: none), leaving the stack open and empty. One exchange: only for the
+ * consumer that alone may close the stack (an exchange would reopen a closed one). */
+static inline sx__link *sx__stack_take(sx__link **head)
+{
+	return ck_pr_fas_ptr(head, NULL);
+}
+
+/* As sx__stack_take, for any thread while another may close the stack: NULL if it is empty or
+ * closed (and it stays closed). */
+static inline sx__link *sx__stack_grab(sx__link **head)
+{
+	sx__link *h = ck_pr_load_ptr(head);
+
+	do {
+		if (h == NULL || h == SX__CLOSED)
+			return NULL;
+	} while (!ck_pr_cas_ptr_value(head, h, NULL, &h));
+	return h;
+}
+
+/* Close the stack and take what it held: NULL if it was empty or closed already. */
+static inline sx__link *sx__stack_close(sx__link **head)
+{
+	sx__link *l = ck_pr_fas_ptr(head, SX__CLOSED);
+
+	return l == SX__CLOSED ? NULL : l;
+}
+
+static inline bool sx__stack_closed(sx__link *const *head)
+{
+	return ck_pr_load_ptr(head) == SX__CLOSED;
+}
+
+/* Reverse a NULL-terminated list in place: the oldest push first. */
+static inline sx__link *sx__list_reverse(sx__link *l)
+{
+	sx__link *out = NULL;
+
+	while (l != NULL) {
+		sx__link *next = l->next;
+
+		l->next = out;
+		out = l;
+		l = next;
+	}
+	return out;
+}
+
+/* ---- per-thread records (thread.c) -------------------------------------------------------- */
+
+/*
+ * A record that belongs to one live thread at a time, kept in a registry for the registry's life.
+ * When its thread exits (from a pthread key destructor) the owner calls sx__rec_leave, and a
+ * later thread's sx__rec_claim revives it instead of allocating: a process whose threads come
+ * and go keeps as many records as it ever had threads at once.
+ */
+typedef struct sx__rec {
+	ck_stack_entry_t link;   /* in the registry, forever */
+	unsigned dead;           /* its thread exited: another may claim it */
+} sx__rec;
+
+/* A dead record of reg, now the caller's; NULL when none is free (then add a new one). Lock-free. */
+sx__rec *sx__rec_claim(ck_stack_t *reg);
+/* List a new record, already the caller's. */
+void sx__rec_add(ck_stack_t *reg, sx__rec *r);
+/* Its thread is done with r: the next claim may take it. */
+void sx__rec_leave(sx__rec *r);
+/* Bind r to the calling thread under key: 0, or -ENOMEM (r is left for another claim). */
+int sx__rec_bind(pthread_key_t key, sx__rec *r);
 
 /* The alignment of strix's small allocations: every jemalloc size class has it already, so asking
  * for it keeps jemalloc on its thread-cache path (a larger one goes down its aligned path). */

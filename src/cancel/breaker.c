@@ -72,14 +72,13 @@ enum { CB_ARMED = 0, CB_FIRED = 1, CB_WITHDRAWN = 2 };
 enum { K_MANUAL = 0, K_TIMER = 1, K_INPUTS = 2, K_SIGNAL = 3 };
 
 struct sx_breaker_cb {
-	struct sx_breaker_cb *next;
+	sx__link link;               /* in the breaker's stack of callbacks */
 	void (*fn)(sx_breaker *b, void *arg);
 	void *arg;
 	uint32_t state;
 	uint32_t refs;
 };
 
-#define CLOSED ((sx_breaker_cb *)1)
 #define SWEEP_MIN 64u
 
 struct sx_breaker {
@@ -88,11 +87,11 @@ struct sx_breaker {
 	int kind;
 	uint32_t nanc;               /* ancestors (derived breakers); fixed at creation */
 	sx_breaker **anc;            /* inputs first (a reference on each), then their ancestors */
-	sx_breaker_cb *cbs;          /* Treiber stack; CLOSED once tripped */
-	sx_breaker_cb *fired;        /* the list the trip closed, for the notifier */
+	sx__link *cbs;               /* closable stack (base/base.h) of sx_breaker_cb; closed by the trip */
+	sx__link *fired;             /* the list the trip closed, for the notifier */
 	uint32_t linked;             /* nodes pushed since the last sweep (heuristic) */
 	uint32_t sweep_at;
-	sx_breaker *qnext;           /* notifier queue; free_breaker's list once unreachable */
+	sx__link qlink;              /* in the notifier queue; free_breaker's list once unreachable */
 	/* timer */
 	sx_timer timer;
 	uint32_t timer_armed;        /* 1 until the trip or the timer callback claims it (CAS) */
@@ -107,7 +106,7 @@ struct sx_breaker {
 
 static struct {
 	struct ck_ec32 ec;         /* bumped by trips and by the signal handler */
-	sx_breaker *queue;         /* tripped breakers with work for us */
+	sx__link *queue;           /* stack of tripped breakers with work for us (never closed) */
 	uint64_t sigpending;       /* bit s-1: signal s arrived */
 	int started;
 	pthread_mutex_t lock;      /* cold: only orders the thread's start */
@@ -117,27 +116,31 @@ static void run_tripped(sx_breaker *b);
 static void take_signals(uint64_t bits);
 static void unref(sx_breaker *b);
 
+static inline sx_breaker *of_qlink(sx__link *l)
+{
+	return SX_CONTAINER_OF(l, sx_breaker, qlink);
+}
+
+static inline sx_breaker_cb *of_link(sx__link *l)
+{
+	return SX_CONTAINER_OF(l, sx_breaker_cb, link);
+}
+
 static void *notifier_main(void *arg)
 {
 	(void)arg;
 	for (;;) {
 		uint32_t seq = ck_ec32_value(&nt.ec);
 		uint64_t sigs = ck_pr_fas_64(&nt.sigpending, 0);
-		sx_breaker *q = ck_pr_fas_ptr(&nt.queue, NULL), *fifo = NULL;
+		/* Oldest first: callbacks run in trip order. */
+		sx__link *fifo = sx__list_reverse(sx__stack_take(&nt.queue));
 
 		if (sigs != 0)
 			take_signals(sigs); /* trips push onto the queue: taken next round */
-		while (q != NULL) {     /* LIFO -> FIFO: callbacks run in trip order */
-			sx_breaker *next = q->qnext;
-
-			q->qnext = fifo;
-			fifo = q;
-			q = next;
-		}
 		while (fifo != NULL) {
-			sx_breaker *b = fifo;
+			sx_breaker *b = of_qlink(fifo);
 
-			fifo = b->qnext;
+			fifo = fifo->next;
 			run_tripped(b);
 			unref(b); /* the queue's reference */
 		}
@@ -206,21 +209,21 @@ static sx_breaker *new_sized(int kind, size_t ninputs, size_t nanc)
 	return b;
 }
 
-/* Frees b, and then each input whose last reference was b's (a list through qnext, not a
+/* Frees b, and then each input whose last reference was b's (a list through qlink, not a
  * recursion: a chain of children may be long). */
 static void free_breaker(sx_breaker *b)
 {
-	b->qnext = NULL;
+	b->qlink.next = NULL;
 	while (b != NULL) {
-		sx_breaker *rest = b->qnext;
+		sx__link *rest = b->qlink.next;
 		/* Nodes still listed: only possible for a breaker that never tripped, which release
 		 * prevents; kept for robustness (they are dropped, never run: b is unreachable). */
-		sx_breaker_cb *n = b->cbs;
+		sx__link *n = b->cbs;
 
-		while (n != NULL && n != CLOSED) {
-			sx_breaker_cb *next = n->next;
+		while (n != NULL && n != SX__CLOSED) {
+			sx__link *next = n->next;
 
-			cb_unref(n);
+			cb_unref(of_link(n));
 			n = next;
 		}
 		for (size_t i = 0; i < b->ninputs; i++) {
@@ -229,12 +232,12 @@ static void free_breaker(sx_breaker *b)
 
 			ck_pr_dec_32_zero(&in->refs, &zero);
 			if (zero) {
-				in->qnext = rest;
-				rest = in;
+				in->qlink.next = rest;
+				rest = &in->qlink;
 			}
 		}
 		sx__dfree(b, breaker_size(b->ninputs, b->nanc), SX__SMALL_ALIGN);
-		b = rest;
+		b = rest != NULL ? of_qlink(rest) : NULL;
 	}
 }
 
@@ -259,15 +262,15 @@ void sx__breaker_unref(sx_breaker *b)
 }
 
 /* Run the callbacks of a chain the caller owns (after the trip). */
-static void run_chain(sx_breaker *b, sx_breaker_cb *n)
+static void run_chain(sx_breaker *b, sx__link *l)
 {
-	while (n != NULL) {
-		sx_breaker_cb *next = n->next;
+	while (l != NULL) {
+		sx_breaker_cb *n = of_link(l);
 
+		l = l->next;
 		if (ck_pr_cas_32(&n->state, CB_ARMED, CB_FIRED))
 			n->fn(b, n->arg);
 		cb_unref(n);
-		n = next;
 	}
 }
 
@@ -292,11 +295,7 @@ static uint32_t ancestor_word(const sx_breaker *b)
 
 static void queue_push(sx_breaker *b)
 {
-	sx_breaker *head = ck_pr_load_ptr(&nt.queue);
-
-	do {
-		b->qnext = head;
-	} while (!ck_pr_cas_ptr_value(&nt.queue, head, b, &head));
+	(void)sx__stack_push(&nt.queue, &b->qlink, &b->qlink); /* never closed */
 	ck_ec32_inc(&nt.ec, &sx__ec_mode);
 }
 
@@ -324,7 +323,7 @@ static void unref_async(sx_breaker *b)
 static bool trip_word(sx_breaker *b, uint32_t done_word)
 {
 	uint32_t v = ck_pr_load_32(&b->word), aw;
-	sx_breaker_cb *chain;
+	sx__link *chain;
 	bool own = true;
 
 	if (v & W_DONE)
@@ -349,7 +348,7 @@ static bool trip_word(sx_breaker *b, uint32_t done_word)
 	if (b->kind == K_TIMER && ck_pr_cas_32(&b->timer_armed, 1, 0) &&
 	    sx_timer_cancel(&b->timer) == 0)
 		ck_pr_dec_32(&b->refs);
-	chain = ck_pr_fas_ptr(&b->cbs, CLOSED);
+	chain = sx__stack_close(&b->cbs);
 	if (chain != NULL || b->kind == K_INPUTS || b->kind == K_SIGNAL) {
 		ck_pr_store_ptr(&b->fired, chain);
 		queue_push(b); /* our reference becomes the queue's */
@@ -570,7 +569,7 @@ static int tripped(sx_breaker **out, int err)
 	if (b == NULL)
 		return -ENOMEM;
 	b->word = code_word(err, 0);
-	b->cbs = CLOSED;
+	b->cbs = SX__CLOSED;
 	*out = b;
 	return 0;
 }
@@ -634,7 +633,7 @@ int sx_breaker_deadline(sx_pool *pool, uint64_t abs_ns, sx_breaker **out)
 {
 	if (pool == NULL || out == NULL)
 		return -EINVAL;
-	if (abs_ns <= sx_clock_monotonic.now_ns(NULL))
+	if (abs_ns <= sx__now_ns())
 		return tripped(out, -ETIMEDOUT);
 	return timed(pool, abs_ns, SX_TIMER_AT, out);
 }
@@ -833,29 +832,20 @@ int sx_breaker_signo(const sx_breaker *b)
 	return (w & W_DONE) ? (int)((w >> W_SIGSHIFT) & 0x7f) : 0;
 }
 
+static int wait_done(void *arg, uint32_t seen)
+{
+	(void)seen; /* a derived breaker's trip may sit in an ancestor's word: settled_word looks */
+	return (settled_word(arg) & W_DONE) != 0;
+}
+
 int sx_breaker_wait(sx_breaker *b, int64_t timeout_ns)
 {
-	uint64_t deadline = UINT64_MAX;
+	int rc;
 
 	if (b == NULL)
 		return -EINVAL;
-	if (timeout_ns > 0) {
-		uint64_t now = sx_clock_monotonic.now_ns(NULL);
-
-		deadline = (uint64_t)timeout_ns < UINT64_MAX - now ? now + (uint64_t)timeout_ns
-		                                                   : UINT64_MAX;
-	}
-	for (;;) {
-		uint32_t w = settled_word(b);
-
-		if (w & W_DONE)
-			return 0;
-		if (timeout_ns == 0 || (timeout_ns > 0 && sx_clock_monotonic.now_ns(NULL) >= deadline))
-			return -ETIMEDOUT;
-		if (!(w & W_WAITERS) && !ck_pr_cas_32(&b->word, w, w | W_WAITERS))
-			continue;
-		sx__futex_wait_ns(&b->word, w | W_WAITERS, deadline);
-	}
+	rc = sx__wait_here(&b->word, W_WAITERS, wait_done, b, sx__deadline_in(timeout_ns));
+	return rc == 1 ? 0 : rc;
 }
 
 /* ---- callbacks ------------------------------------------------------------------------------ */
@@ -863,48 +853,36 @@ int sx_breaker_wait(sx_breaker *b, int64_t timeout_ns)
 /* Drop withdrawn nodes: take the list, keep the rest, push it back (or run it: tripped). */
 static void sweep(sx_breaker *b)
 {
-	sx_breaker_cb *h = ck_pr_load_ptr(&b->cbs), *keep = NULL, *tail = NULL, *n, *next;
+	sx__link *l = sx__stack_grab(&b->cbs), *keep = NULL, *tail = NULL, *next;
 	uint32_t kept = 0;
 
-	do {
-		if (h == NULL || h == CLOSED)
-			return;
-	} while (!ck_pr_cas_ptr_value(&b->cbs, h, NULL, &h));
-	for (n = h; n != NULL; n = next) {
-		next = n->next;
-		if (ck_pr_load_32(&n->state) == CB_WITHDRAWN) {
-			cb_unref(n);
+	for (; l != NULL; l = next) {
+		next = l->next;
+		if (ck_pr_load_32(&of_link(l)->state) == CB_WITHDRAWN) {
+			cb_unref(of_link(l));
 			continue;
 		}
-		n->next = keep;
-		keep = n;
+		l->next = keep;
+		keep = l;
 		if (tail == NULL)
-			tail = n;
+			tail = l;
 		kept++;
 	}
 	ck_pr_store_32(&b->linked, kept);
 	ck_pr_store_32(&b->sweep_at, 2 * kept + SWEEP_MIN);
-	if (keep == NULL)
-		return;
-	h = ck_pr_load_ptr(&b->cbs);
-	do {
-		if (h == CLOSED) {
-			run_chain(b, keep); /* tripped while we held them */
-			return;
-		}
-		tail->next = h;
-	} while (!ck_pr_cas_ptr_value(&b->cbs, h, keep, &h));
+	if (keep != NULL && !sx__stack_push(&b->cbs, keep, tail))
+		run_chain(b, keep); /* tripped while we held them */
 }
 
 int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *, void *), void *arg,
     sx_breaker_cb **handle)
 {
-	sx_breaker_cb *n, *h;
+	sx_breaker_cb *n;
 	int rc;
 
 	if (b == NULL || fn == NULL)
 		return -EINVAL;
-	if ((settled_word(b) & W_DONE) || ck_pr_load_ptr(&b->cbs) == CLOSED)
+	if ((settled_word(b) & W_DONE) || sx__stack_closed(&b->cbs))
 		return -EALREADY;
 	if ((rc = notifier_start()) != 0)
 		return rc;
@@ -914,14 +892,10 @@ int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *, void *), void *ar
 	n->fn = fn;
 	n->arg = arg;
 	n->refs = handle != NULL ? 2 : 1;
-	h = ck_pr_load_ptr(&b->cbs);
-	do {
-		if (h == CLOSED) {
-			sx__dfree(n, sizeof(*n), SX__SMALL_ALIGN);
-			return -EALREADY;
-		}
-		n->next = h;
-	} while (!ck_pr_cas_ptr_value(&b->cbs, h, n, &h));
+	if (!sx__stack_push(&b->cbs, &n->link, &n->link)) {
+		sx__dfree(n, sizeof(*n), SX__SMALL_ALIGN);
+		return -EALREADY;
+	}
 	if (handle != NULL)
 		*handle = n;
 	if (ck_pr_faa_32(&b->linked, 1) + 1 >= ck_pr_load_32(&b->sweep_at))

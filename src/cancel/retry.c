@@ -283,7 +283,7 @@ int sx__pause(const sx_clock *clock, uint64_t d, sx_breaker *stop)
 	}
 	if (d == 0)
 		return 0;
-	until = sat_add(sx_clock_monotonic.now_ns(NULL), d);
+	until = sat_add(sx__now_ns(), d);
 	ts.tv_sec = (time_t)(until / 1000000000u);
 	ts.tv_nsec = (long)(until % 1000000000u);
 	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)

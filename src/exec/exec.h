@@ -65,16 +65,20 @@ typedef struct sx__batch {
 
 /* Tasks a waiting worker may nest on its stack while it helps (sx__help_one). */
 #define SX__HELP_MAX_DEPTH 256u
+/* sx__wait: rounds that found nothing to do before the waiter sleeps, and the longest sleep of
+ * a helping worker (new tasks do not wake it). */
+#define SX__WAIT_SPINS 128u
+#define SX__HELP_SLICE_NS 200000u
 
 /*
  * Per-thread submission record: a free list of nodes and the count of tasks this thread
  * submitted. Every worker embeds one; each outside thread that submits to a pool gets one
- * (allocated once, found through the pool's pthread key, listed in pool->caches, recycled when
- * the thread exits). Only its owner thread writes it, except `dead`, which a new thread claims
- * with a CAS.
+ * (allocated once, found through the pool's pthread key, a per-thread record of pool->caches,
+ * revived for a new thread when its thread exits). Only its owner thread writes it, except
+ * rec.dead (base/base.h).
  */
 typedef struct sx__tcache {
-	ck_stack_entry_t reg_link;  /* in pool->caches, for the life of the pool */
+	sx__rec rec;                /* in pool->caches, for the life of the pool */
 	sx_pool *pool;
 	sx__node *free;             /* nodes ready to hand out */
 	uint64_t nfree;
@@ -84,7 +88,6 @@ typedef struct sx__tcache {
 	uint64_t submitted;         /* monotone; atomic stores by the owner, loads by anyone */
 	void *svc_free;             /* the pool service's per-thread free list (sx__pool_hooks) */
 	unsigned busy;              /* 1 while the owner is inside a submit (shutdown handshake) */
-	unsigned dead;              /* owner thread exited; claimable by another thread */
 } SX__ALIGNED sx__tcache;
 
 typedef struct sx__worker {
@@ -178,6 +181,29 @@ void sx__wake_all(sx_pool *p);
 bool sx__quiescent(sx_pool *p);
 int sx__help_one(sx__worker *w);
 bool sx__untake(sx__worker *w, sx_task *t);
+/* Owner only: if t is still where w queued it last, take it back and run it now, nested on this
+ * stack and counted as executed, exactly as if popped; true then. False: it has left w's queues
+ * (it runs, or will run, elsewhere). */
+bool sx__run_if_queued(sx__worker *w, sx_task *t);
+
+/*
+ * The one way a blocking call of the layers above waits: for a condition on a waiting word
+ * (base/base.h) whose waiter flag is `flag`. done(arg, seen) is asked with each fresh load of
+ * *word; a nonzero answer ends the wait and is returned. Between questions: with w (the caller's
+ * worker, sx__worker_of) it runs other tasks (sx__help_one); after SX__WAIT_SPINS rounds that
+ * found nothing to do it dozes on the word, for at most SX__HELP_SLICE_NS at a time with w
+ * (new tasks do not wake a sleeping helper), until the deadline without. Returns done's answer,
+ * -ETIMEDOUT once the absolute CLOCK_MONOTONIC deadline (UINT64_MAX: none) has passed, or
+ * -ESHUTDOWN when w's pool stops under SX_CANCEL (the caller may wait on without w). Blocks;
+ * lock-free while it helps. Called on w's thread, or on any thread with w NULL.
+ */
+typedef int (*sx__wait_fn)(void *arg, uint32_t seen);
+int sx__wait(sx__worker *w, uint32_t *word, uint32_t flag, sx__wait_fn done, void *arg,
+    uint64_t deadline);
+/* As sx__wait, helping on whichever pool the calling thread works for, if any; when that pool
+ * stops, the wait goes on without helping. For waits that other threads end (a trip, a permit),
+ * never a task of the caller's pool: those never return -ESHUTDOWN. */
+int sx__wait_here(uint32_t *word, uint32_t flag, sx__wait_fn done, void *arg, uint64_t deadline);
 
 static inline bool sx__is_batch(const sx_task *t)
 {
@@ -190,7 +216,8 @@ static inline bool sx__is_batch(const sx_task *t)
  * paths only (never submission, stealing, running):
  *   stop(p):           sx_pool_shutdown, once, before it waits for submitters and workers
  *                      (svc_closed is set already): the service stops and joins its threads.
- *   free(p):           destroy, after shutdown: the service frees its memory.
+ *   free(p):           destroy, after shutdown: the service frees its memory (the pool
+ *                      forgets it afterwards).
  *   pending(p):        sx_pool_stats' timers_pending. Any thread, concurrently with the service.
  *   tcache_release(c): c's thread exits: the service takes back what c->svc_free holds.
  */
@@ -201,14 +228,49 @@ struct sx__pool_hooks {
 	void (*tcache_release)(sx__tcache *c);
 };
 
-/* Register the service's hooks and publish its state: the caller holds p->svc_lock and saw
- * svc_closed false and the pool running. Hooks first, so whoever sees svc sees them. */
-static inline void sx__pool_attach(sx_pool *p, const struct sx__pool_hooks *h, void *svc)
+/*
+ * The pool's service: *out is the one already started, or the one start(p, &svc) makes now,
+ * which the pool then publishes with its hooks h (hooks first, so whoever sees the service sees
+ * them). start runs under the pool's service lock, only while the pool runs and no shutdown has
+ * begun; it returns 0 or a negative errno and leaves nothing behind on error. Returns 0; start's
+ * error; -ESHUTDOWN once the pool stops. Cold, any thread; blocks on the service lock.
+ */
+int sx__pool_service(sx_pool *p, const struct sx__pool_hooks *h,
+    int (*start)(sx_pool *p, void **svc), void **out);
+
+/* The pool's service (NULL until one started). Any thread; hooks may read it plainly. */
+static inline void *sx__pool_svc(const sx_pool *p)
 {
-	ck_pr_store_ptr(&p->hooks, h);
-	ck_pr_fence_store();
-	ck_pr_store_ptr(&p->svc, svc);
+	return ck_pr_load_ptr(&p->svc);
 }
+
+/* Whether p still takes tasks (no shutdown has begun). One load, any thread. */
+static inline bool sx__pool_running(const sx_pool *p)
+{
+	return ck_pr_load_int(&p->state) == SX__RUNNING;
+}
+
+/* The per-thread slot of c that belongs to the pool's service (its free list). Owner only. */
+static inline void **sx__tcache_svc(sx__tcache *c)
+{
+	return &c->svc_free;
+}
+
+/* The tick the pool's options ask of its timer service (0: the service's default). */
+static inline uint64_t sx__pool_timer_tick(const sx_pool *p)
+{
+	return p->timer_tick_ns;
+}
+
+static inline sx_pool *sx__tcache_pool(const sx__tcache *c)
+{
+	return c->pool;
+}
+
+/* The timer service's tick range: sx_pool_create checks opts.timer_tick_ns against it (the wheel's
+ * own bounds, which time/ asserts are the same). */
+#define SX__TIMER_TICK_MIN_NS 10000ull
+#define SX__TIMER_TICK_MAX_NS 1000000000ull
 
 /* pool.c */
 sx__tcache *sx__tcache_get(sx_pool *p);

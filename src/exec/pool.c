@@ -21,7 +21,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <strix/timer.h> /* SX_WHEEL_TICK_*: the range of sx_pool_opts.timer_tick_ns */
 
 #include "exec/exec.h"
 
@@ -60,8 +59,8 @@ static int check_opts(const sx_pool_opts *o)
 		return -EINVAL;
 	if (o->allocator != NULL && (o->allocator->alloc == NULL || o->allocator->free == NULL))
 		return -EINVAL;
-	if (o->timer_tick_ns != 0 && (o->timer_tick_ns < SX_WHEEL_TICK_MIN_NS ||
-	    o->timer_tick_ns > SX_WHEEL_TICK_MAX_NS))
+	if (o->timer_tick_ns != 0 && (o->timer_tick_ns < SX__TIMER_TICK_MIN_NS ||
+	    o->timer_tick_ns > SX__TIMER_TICK_MAX_NS))
 		return -EINVAL;
 	return 0;
 }
@@ -77,15 +76,17 @@ static void tcache_exit(void *arg)
 	h = ck_pr_load_ptr(&c->pool->hooks);
 	if (h != NULL)
 		h->tcache_release(c);
-	ck_pr_store_uint(&c->dead, 1);
+	sx__rec_leave(&c->rec);
 }
 
 static void free_memory(sx_pool *p)
 {
 	ck_stack_entry_t *e, *next;
 
-	if (p->hooks != NULL)
+	if (p->hooks != NULL) {
 		p->hooks->free(p);
+		p->svc = NULL;
+	}
 	for (e = ck_stack_batch_pop_upmc(&p->slabs); e != NULL; e = next) {
 		next = e->next;
 		sx__pfree(p, e, SX__SLAB_BYTES);
@@ -93,7 +94,7 @@ static void free_memory(sx_pool *p)
 	sx__free_batches(p);
 	for (e = ck_stack_batch_pop_upmc(&p->caches); e != NULL; e = next) {
 		next = e->next;
-		sx__pfree(p, SX_CONTAINER_OF(e, sx__tcache, reg_link), sizeof(sx__tcache));
+		sx__pfree(p, SX_CONTAINER_OF(e, sx__tcache, rec.link), sizeof(sx__tcache));
 	}
 	if (p->workers != NULL) {
 		for (unsigned i = 0; i < p->nworkers; i++)
@@ -200,7 +201,7 @@ int sx_pool_create(sx_pool **out, const sx_pool_opts *opts)
 	p->nbitmap = (p->nworkers + 63) / 64;
 	p->idle = p->nworkers * SX__IDLE_UNPARKED_ONE;
 	ck_ec32_init(&p->idle_ec, 0);
-	p->timer_tick_ns = opts->timer_tick_ns != 0 ? opts->timer_tick_ns : SX_WHEEL_TICK_DEFAULT_NS;
+	p->timer_tick_ns = opts->timer_tick_ns; /* 0: the wheel's default */
 	pthread_mutex_init(&p->svc_lock, NULL);
 
 	rc = init_workers(p);
@@ -222,30 +223,20 @@ int sx_pool_create(sx_pool **out, const sx_pool_opts *opts)
 
 static sx__tcache *tcache_claim(sx_pool *p)
 {
-	ck_stack_entry_t *e;
-	sx__tcache *c = NULL;
+	sx__rec *r = sx__rec_claim(&p->caches);
+	sx__tcache *c;
 
-	/* Cold: once per thread and pool. Recycle the record of a thread that exited. */
-	for (e = ck_pr_load_ptr(&p->caches.head); e != NULL; e = ck_pr_load_ptr(&e->next)) {
-		sx__tcache *d = SX_CONTAINER_OF(e, sx__tcache, reg_link);
-
-		if (ck_pr_load_uint(&d->dead) && ck_pr_cas_uint(&d->dead, 1, 0)) {
-			c = d;
-			break;
-		}
-	}
-	if (c == NULL) {
+	/* Cold: once per thread and pool. */
+	if (r != NULL) {
+		c = SX_CONTAINER_OF(r, sx__tcache, rec);
+	} else {
 		c = sx__palloc(p, sizeof(*c));
 		if (c == NULL)
 			return NULL;
 		c->pool = p;
-		ck_stack_push_upmc(&p->caches, &c->reg_link);
+		sx__rec_add(&p->caches, &c->rec);
 	}
-	if (pthread_setspecific(p->key, c) != 0) {
-		ck_pr_store_uint(&c->dead, 1);
-		return NULL;
-	}
-	return c;
+	return sx__rec_bind(p->key, &c->rec) == 0 ? c : NULL;
 }
 
 /* The calling thread's record for p: its worker's, or its own as an outside thread (claimed on
@@ -395,7 +386,7 @@ static void wait_submitters(sx_pool *p)
 
 	ck_pr_fence_store_load();
 	for (e = ck_pr_load_ptr(&p->caches.head); e != NULL; e = ck_pr_load_ptr(&e->next)) {
-		sx__tcache *c = SX_CONTAINER_OF(e, sx__tcache, reg_link);
+		sx__tcache *c = SX_CONTAINER_OF(e, sx__tcache, rec.link);
 
 		while (ck_pr_load_uint(&c->busy) != 0)
 			sched_yield(); /* a submit takes nanoseconds; it may be descheduled */
@@ -445,6 +436,30 @@ static void cancel_queued(sx_pool *p)
 			cancel_one(p, t);
 		}
 	}
+}
+
+int sx__pool_service(sx_pool *p, const struct sx__pool_hooks *h,
+    int (*start)(sx_pool *p, void **svc), void **out)
+{
+	void *svc;
+	int rc = 0;
+
+	pthread_mutex_lock(&p->svc_lock);
+	svc = p->svc;
+	if (svc == NULL) {
+		if (p->svc_closed || !sx__pool_running(p))
+			rc = -ESHUTDOWN;
+		else
+			rc = start(p, &svc);
+		if (rc == 0) {
+			ck_pr_store_ptr(&p->hooks, h);
+			ck_pr_fence_store();
+			ck_pr_store_ptr(&p->svc, svc);
+		}
+	}
+	pthread_mutex_unlock(&p->svc_lock);
+	*out = rc == 0 ? svc : NULL;
+	return rc;
 }
 
 /* Close the pool to a service start, then stop the service if one started: svc_lock orders the
@@ -537,7 +552,7 @@ int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counters *per_
 		out->submitted += ck_pr_load_64(&w->cache.submitted);
 	}
 	for (e = ck_pr_load_ptr(&pool->caches.head); e != NULL; e = ck_pr_load_ptr(&e->next))
-		out->remote += ck_pr_load_64(&SX_CONTAINER_OF(e, sx__tcache, reg_link)->submitted);
+		out->remote += ck_pr_load_64(&SX_CONTAINER_OF(e, sx__tcache, rec.link)->submitted);
 	out->submitted += out->remote;
 	out->executed = out->total.executed;
 	out->cancelled = ck_pr_load_64(&pool->cancelled_tasks);

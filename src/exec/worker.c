@@ -53,14 +53,6 @@ __thread sx__worker *sx__self __attribute__((tls_model("initial-exec")));
 
 #define SX__INJECT_EVERY 61u
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 static sx_task *task_of(ck_stack_entry_t *e)
 {
 	return SX_CONTAINER_OF(e, sx_task, sx_link);
@@ -552,10 +544,10 @@ static sx_task *find_work(sx__worker *w)
 			if (round++ % 32 != 0)
 				continue;
 			if (spin_start == 0) {
-				spin_start = now_ns();
+				spin_start = sx__now_ns();
 				continue;
 			}
-			if (now_ns() - spin_start < (uint64_t)p->spin_ns) {
+			if (sx__now_ns() - spin_start < (uint64_t)p->spin_ns) {
 				sched_yield();
 				continue;
 			}
@@ -636,7 +628,7 @@ bool sx__quiescent(sx_pool *p)
 	for (unsigned i = 0; i < p->nworkers; i++)
 		sub += ck_pr_load_64(&p->workers[i].cache.submitted);
 	for (e = ck_pr_load_ptr(&p->caches.head); e != NULL; e = ck_pr_load_ptr(&e->next))
-		sub += ck_pr_load_64(&SX_CONTAINER_OF(e, sx__tcache, reg_link)->submitted);
+		sub += ck_pr_load_64(&SX_CONTAINER_OF(e, sx__tcache, rec.link)->submitted);
 	return done == sub;
 }
 
@@ -683,9 +675,19 @@ bool sx__untake(sx__worker *w, sx_task *t)
 	return false;
 }
 
-/* A waiting worker runs one task (sx_promise_get): its own queues first, then the injector, then
- * another worker's. 1: it ran one; 0: nothing to run (or nested too deep); -ESHUTDOWN: SX_CANCEL
- * is stopping w. */
+/* Run t on w's stack, nested in whatever w is waiting for, and count it. */
+static void run_nested(sx__worker *w, sx_task *t)
+{
+	w->went_idle = false;
+	w->help_depth++;
+	t->run(t);
+	w->help_depth--;
+	sx__stat_add(&w->stats.executed, 1);
+}
+
+/* A waiting worker runs one task: its own queues first, then the injector, then another
+ * worker's. 1: it ran one; 0: nothing to run (or nested too deep); -ESHUTDOWN: SX_CANCEL is
+ * stopping w. */
 int sx__help_one(sx__worker *w)
 {
 	sx_task *t;
@@ -701,10 +703,62 @@ int sx__help_one(sx__worker *w)
 		t = steal_any(w);
 	if (t == NULL)
 		return 0;
-	w->went_idle = false;
-	w->help_depth++;
-	t->run(t);
-	w->help_depth--;
-	sx__stat_add(&w->stats.executed, 1);
+	run_nested(w, t);
 	return 1;
+}
+
+bool sx__run_if_queued(sx__worker *w, sx_task *t)
+{
+	if (!sx__untake(w, t))
+		return false;
+	run_nested(w, t);
+	return true;
+}
+
+int sx__wait(sx__worker *w, uint32_t *word, uint32_t flag, sx__wait_fn done, void *arg,
+    uint64_t deadline)
+{
+	unsigned idle = 0;
+
+	for (;;) {
+		uint32_t seen = ck_pr_load_32(word);
+		int rc = done(arg, seen);
+		uint64_t until = deadline;
+
+		if (rc != 0)
+			return rc;
+		if (deadline != UINT64_MAX && sx__now_ns() >= deadline)
+			return -ETIMEDOUT;
+		if (w != NULL) {
+			int ran = sx__help_one(w);
+
+			if (ran < 0)
+				return ran;
+			if (ran > 0) {
+				idle = 0;
+				continue;
+			}
+		}
+		if (++idle < SX__WAIT_SPINS) {
+			ck_pr_stall();
+			continue;
+		}
+		/* New tasks do not wake a helping worker: it sleeps in slices and looks again. */
+		if (w != NULL) {
+			uint64_t slice = sx__now_ns() + SX__HELP_SLICE_NS;
+
+			until = slice < deadline ? slice : deadline;
+		}
+		sx__doze(word, seen, flag, until);
+	}
+}
+
+int sx__wait_here(uint32_t *word, uint32_t flag, sx__wait_fn done, void *arg, uint64_t deadline)
+{
+	sx__worker *w = sx__self;
+	int rc = sx__wait(w, word, flag, done, arg, deadline);
+
+	if (rc == -ESHUTDOWN && w != NULL)
+		rc = sx__wait(NULL, word, flag, done, arg, deadline);
+	return rc;
 }

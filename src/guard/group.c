@@ -5,7 +5,7 @@
  * starts the shutdown, runs the interrupts in order, waits for the actors to end (up to the
  * deadline), marks the ones still running stuck and joins the rest. Nothing here is a hot path;
  * what matters is that no actor, signal or thread is lost, and that the coordinator never sleeps
- * through an event. So every event (an actor ending, a loop's stop tripping) bumps one futex word,
+ * through an event. So every event (an actor ending, a loop's stop tripping) bumps one event word,
  * g->events, after the state it announces is stored, and the coordinator re-reads that state after
  * reading the word and before sleeping on it: a bump between the two makes the futex wait return
  * at once.
@@ -63,7 +63,7 @@ struct sx_group {
 	sx_breaker *quit;       /* a loop's actors stop restarting: a child of stop that the
 	                           coordinator also trips when the loop ends otherwise */
 	uint32_t phase;         /* G_IDLE -> G_RUNNING -> G_DONE (G_IDLE again if setup failed) */
-	uint32_t events;        /* futex word: bumped after every event */
+	uint32_t events;        /* event word (base/base.h): bumped after every event */
 	uint32_t live;          /* actor threads running */
 	uint32_t refs;
 	int first;              /* the actor that ended the group; -1 none */
@@ -106,8 +106,7 @@ static void group_unref(sx_group *g)
 
 static void bump(sx_group *g)
 {
-	ck_pr_inc_32(&g->events);
-	sx__futex_wake(&g->events);
+	sx__event_bump(&g->events);
 }
 
 int sx_group_create(const sx_group_opts *opts, sx_group **out)
@@ -378,13 +377,13 @@ static bool wait_for(sx_group *g, bool (*cond)(sx_group *, const struct actor *)
     const struct actor *a, uint64_t deadline)
 {
 	for (;;) {
-		uint32_t e = ck_pr_load_32(&g->events);
+		uint32_t e = sx__event_read(&g->events);
 
 		if (cond(g, a))
 			return true;
-		if (deadline != UINT64_MAX && sx_clock_monotonic.now_ns(NULL) >= deadline)
+		if (deadline != UINT64_MAX && sx__now_ns() >= deadline)
 			return false;
-		sx__futex_wait_ns(&g->events, e, deadline);
+		sx__event_wait(&g->events, e, deadline);
 	}
 }
 
@@ -394,7 +393,7 @@ static void shut_down(sx_group *g, int err)
 {
 	uint64_t deadline = UINT64_MAX;
 
-	if (g->opts.shutdown_ns > 0 && __builtin_add_overflow(sx_clock_monotonic.now_ns(NULL),
+	if (g->opts.shutdown_ns > 0 && __builtin_add_overflow(sx__now_ns(),
 	    (uint64_t)g->opts.shutdown_ns, &deadline))
 		deadline = UINT64_MAX - 1; /* saturated: far, but still a deadline */
 	for (unsigned k = 0; k < g->n; k++) {
@@ -574,7 +573,7 @@ int sx_group_wait(sx_group *g, int64_t timeout_ns)
 		return -EINVAL;
 	if (ck_pr_load_32(&g->phase) == G_RUNNING)
 		return -EBUSY;
-	if (timeout_ns >= 0 && __builtin_add_overflow(sx_clock_monotonic.now_ns(NULL),
+	if (timeout_ns >= 0 && __builtin_add_overflow(sx__now_ns(),
 	    (uint64_t)timeout_ns, &deadline))
 		deadline = UINT64_MAX - 1;
 	if (!wait_for(g, all_ended, NULL, deadline))

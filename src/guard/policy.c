@@ -181,9 +181,8 @@ typedef struct tw_entry {
 } tw_entry;
 
 typedef struct tw_rec {
-	ck_stack_entry_t link;   /* in tw_all, forever */
+	sx__rec rec;             /* a per-thread record of tw_all (base/base.h) */
 	SX__ALIGNED uint64_t armed_until;
-	int dead;                /* its thread exited: another may claim it */
 	unsigned depth;          /* owner only */
 	SX__ALIGNED tw_entry e[TW_DEPTH];
 } tw_rec;
@@ -200,7 +199,7 @@ static void tw_exit(void *arg)
 {
 	tw_rec *r = arg;
 
-	ck_pr_store_int(&r->dead, 1);
+	sx__rec_leave(&r->rec);
 }
 
 /* Create tw_key once: 0, or pthread_key_create's error negated (nothing created; a later call
@@ -227,7 +226,7 @@ static int tw_key_ready(void)
 /* This thread's record in *out: 0; -ENOMEM; or tw_key_ready's error. Nothing changes on error. */
 static int tw_get(tw_rec **out)
 {
-	ck_stack_entry_t *it;
+	sx__rec *claimed;
 	tw_rec *r;
 	int rc;
 
@@ -237,20 +236,16 @@ static int tw_get(tw_rec **out)
 	}
 	if ((rc = tw_key_ready()) != 0)
 		return rc;
-	for (it = ck_pr_load_ptr(&tw_all.head); it != NULL; it = ck_pr_load_ptr(&it->next)) {
-		r = (tw_rec *)(void *)it;
-		if (ck_pr_load_int(&r->dead) && ck_pr_cas_int(&r->dead, 1, 0))
-			goto mine;
+	if ((claimed = sx__rec_claim(&tw_all)) != NULL) {
+		r = SX_CONTAINER_OF(claimed, tw_rec, rec);
+	} else {
+		r = sx__zalloc(sizeof(*r), SX__CACHELINE);
+		if (r == NULL)
+			return -ENOMEM;
+		sx__rec_add(&tw_all, &r->rec);
 	}
-	r = sx__zalloc(sizeof(*r), SX__CACHELINE);
-	if (r == NULL)
-		return -ENOMEM;
-	ck_stack_push_upmc(&tw_all, &r->link);
-mine:
-	if (pthread_setspecific(tw_key, r) != 0) {
-		ck_pr_store_int(&r->dead, 1); /* left for another thread to claim */
-		return -ENOMEM;
-	}
+	if ((rc = sx__rec_bind(tw_key, &r->rec)) != 0)
+		return rc;
 	tw_mine = r;
 	*out = r;
 	return 0;
@@ -286,7 +281,7 @@ static void tw_fire(tw_entry *e, uint64_t s, int err)
 
 static bool pool_down(sx_pool *p)
 {
-	return ck_pr_load_int(&p->state) != SX__RUNNING;
+	return !sx__pool_running(p);
 }
 
 static void watch(void *arg, int status)
@@ -298,7 +293,7 @@ static void watch(void *arg, int status)
 	(void)status; /* on shutdown the entries of the pool that went down fire with -ESHUTDOWN */
 	ck_pr_store_64(&r->armed_until, 0);
 	ck_pr_fence_memory();
-	now = sx_clock_monotonic.now_ns(NULL);
+	now = sx__now_ns();
 	for (unsigned i = 0; i < TW_DEPTH; i++) {
 		tw_entry *e = &r->e[i];
 		uint64_t s = ck_pr_load_64(&e->state);
@@ -332,7 +327,7 @@ static void watch(void *arg, int status)
 static uint64_t call_now(sx_call *call)
 {
 	if (call->sx_now == 0)
-		call->sx_now = sx_clock_monotonic.now_ns(NULL);
+		call->sx_now = sx__now_ns();
 	return call->sx_now;
 }
 
@@ -472,10 +467,10 @@ static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
 		if ((rc = sx_circuit_acquire(l->obj, &permit)) != 0)
 			return rc;
 		if (l->ns != 0)
-			t0 = sx_clock_monotonic.now_ns(NULL);
+			t0 = sx__now_ns();
 		rc = run(pl, i + 1, call, fn);
 		(void)sx_circuit_release(l->obj, permit, rc,
-		    l->ns != 0 ? sx_clock_monotonic.now_ns(NULL) - t0 : 0);
+		    l->ns != 0 ? sx__now_ns() - t0 : 0);
 		return rc;
 	case L_TIMEOUT:
 		return run_timeout(pl, i, call, fn);

@@ -62,10 +62,6 @@ _Static_assert((WAIT_MASK & (TOKEN | PENDING | USE_MASK)) == 0, "state fields ov
  * is taking the waiter out of the count and will set the outcome; see "Leaving" at the top. */
 enum { W_WAIT = 0, W_GRANTED = 1, W_CANCELLED = 2, W_OUTCOME = 3, W_SLEEP = 4, W_HELD = 8 };
 
-/* Spins of a blocking waiter before it sleeps; the sleep slice of one that helps on a worker. */
-#define WAIT_SPINS 128u
-#define HELP_SLICE_NS 200000u
-
 typedef struct waiter {
 	ck_stack_entry_t link;    /* in sem->inbox */
 	struct waiter *next;      /* in the dispatcher's FIFO list, then in its list of grants */
@@ -318,25 +314,17 @@ static void sweep(sx_sem *s)
  * are appended to *ready (told later, outside the TOKEN). */
 static void drain(sx_sem *s, waiter **ready, waiter **ready_tail)
 {
-	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&s->inbox);
-	waiter *fifo = NULL, *last = NULL, *w;
+	sx__link *e = sx__list_reverse(ck_stack_batch_pop_upmc(&s->inbox)); /* oldest first */
+	waiter **end = s->tail != NULL ? &s->tail->next : &s->head, *w;
 	uint64_t st;
 
-	while (e != NULL) {
+	for (; e != NULL; e = e->next) {
 		w = SX_CONTAINER_OF(e, waiter, link);
-		e = e->next;
-		if (last == NULL)
-			last = w;
-		w->next = fifo;
-		fifo = w;
+		w->next = NULL;
+		*end = w;
+		end = &w->next;
+		s->tail = w;
 		s->qlen++;
-	}
-	if (fifo != NULL) {
-		if (s->tail != NULL)
-			s->tail->next = fifo;
-		else
-			s->head = fifo;
-		s->tail = last;
 	}
 	sweep(s);
 	while ((w = s->head) != NULL) {
@@ -551,37 +539,22 @@ static int enqueue(waiter *w, sx_breaker *stop)
 	return 0;
 }
 
+/* HELD: the outcome (or the count behind it) is being settled; wait it out too. */
+static int settled(void *arg, uint32_t st)
+{
+	(void)arg;
+	return (st & W_OUTCOME) != W_WAIT && !(st & W_HELD);
+}
+
 /* Wait until w has an outcome; on a worker, run other tasks meanwhile. Drops the caller's
  * reference. */
 static int wait_outcome(waiter *w)
 {
-	sx__worker *self = sx__self;
-	unsigned idle = 0;
 	uint32_t st;
 	int rc;
 
-	/* HELD: the outcome (or the count behind it) is being settled; wait it out too. */
-	while (((st = ck_pr_load_32(&w->state)) & W_OUTCOME) == W_WAIT || (st & W_HELD)) {
-		if (self != NULL) {
-			int ran = sx__help_one(self);
-
-			if (ran > 0) {
-				idle = 0;
-				continue;
-			}
-			if (ran < 0)
-				self = NULL; /* its pool stops: just wait */
-		}
-		if (++idle < WAIT_SPINS) {
-			ck_pr_stall();
-			continue;
-		}
-		if (!(st & W_SLEEP) && !ck_pr_cas_32(&w->state, st, st | W_SLEEP))
-			continue;
-		/* A helping worker sleeps in slices: new tasks do not wake it. */
-		sx__futex_wait_ns(&w->state, st | W_SLEEP,
-		    self != NULL ? sx_clock_monotonic.now_ns(NULL) + HELP_SLICE_NS : UINT64_MAX);
-	}
+	(void)sx__wait_here(&w->state, W_SLEEP, settled, NULL, UINT64_MAX);
+	st = ck_pr_load_32(&w->state);
 	rc = (st & W_OUTCOME) == W_GRANTED ? 0 : sx_breaker_err(w->stop);
 	w_unref(w);
 	return rc;

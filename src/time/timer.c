@@ -33,8 +33,8 @@
  * A node is recycled exactly once: on its way out of the inbox when it was cancelled, or after
  * its callback was dispatched.
  *
- * The inbox is not a ck_stack because shutdown must close it: its head becomes CLOSED, which a
- * pushing CAS cannot get past, so an add either lands before the thread takes the final batch or
+ * The inbox is a closable stack (base/base.h) because shutdown must close it: its head becomes
+ * SX__CLOSED, which a pushing CAS cannot get past, so an add either lands before the thread takes the final batch or
  * fails with -ESHUTDOWN. Nothing is lost in between.
  */
 #include <errno.h>
@@ -64,18 +64,19 @@ typedef struct sx__tnode {
 	sx_timer_fn fn;
 	void *arg;
 	union {
-		struct sx__tnode *link;   /* inbox, or a free list */
+		sx__link link;            /* in the inbox (a closable stack, base/base.h) */
 		struct sx__timers *svc;   /* while it is a pool task */
 	} x;
 	uint32_t state;             /* outside the union: it survives every reuse */
 } sx__tnode;
 
 _Static_assert(sizeof(sx__tnode) == SX__CACHELINE, "a timer node is one cache line");
+_Static_assert(SX_WHEEL_TICK_MIN_NS == SX__TIMER_TICK_MIN_NS &&
+    SX_WHEEL_TICK_MAX_NS == SX__TIMER_TICK_MAX_NS, "sx_pool_create checks the wheel's tick range");
 _Static_assert(offsetof(sx__tnode, u.q.deadline_ns) == offsetof(sx__tnode, u.wt.sx_prev),
     "the parked deadline leaves the wheel timer's word and callback alone");
 
 #define SLAB_NODES 64u /* the first node's place holds the slab link */
-#define CLOSED ((sx__tnode *)1)
 /* Deadlines saturate here (292 years). Shutdown's flush to UINT64_MAX passes every one anyway:
  * the wheel clamps what is beyond its last tick to that tick, which an advance to UINT64_MAX
  * reaches. */
@@ -85,10 +86,10 @@ struct sx__timers {
 	sx_pool *pool;
 	sx_wheel *wheel;
 	pthread_t thread;
-	SX__ALIGNED sx__tnode *inbox;
+	SX__ALIGNED sx__link *inbox;
 	SX__ALIGNED uint64_t sleep_until;   /* deadline the thread sleeps towards; 0 while awake */
 	uint64_t pending;                   /* wheel count before it last slept (stats) */
-	uint32_t wake_seq;                  /* bumped (and futex-woken) to wake the thread */
+	uint32_t wake_seq;                  /* event word (base/base.h) the thread sleeps on */
 	int stopping;
 	SX__ALIGNED ck_stack_t free;        /* recycled nodes, taken whole by adders */
 	ck_stack_t slabs;
@@ -119,29 +120,28 @@ static bool node_refill(struct sx__timers *s, sx__tcache *c)
 	sx__tnode *slab = (sx__tnode *)(void *)ck_stack_batch_pop_upmc(&s->free);
 
 	if (slab != NULL) {
-		c->svc_free = slab; /* every recycled node, in one exchange */
+		*sx__tcache_svc(c) = slab; /* every recycled node, in one exchange */
 		return true;
 	}
-	slab = s->pool->alloc.alloc(s->pool->alloc.ctx, SLAB_NODES * sizeof(sx__tnode),
-	    SX__CACHELINE);
+	slab = sx__palloc(s->pool, SLAB_NODES * sizeof(sx__tnode));
 	if (slab == NULL)
 		return false;
-	memset(slab, 0, SLAB_NODES * sizeof(sx__tnode));
 	ck_stack_push_upmc(&s->slabs, (ck_stack_entry_t *)(void *)slab);
 	for (unsigned i = 1; i < SLAB_NODES; i++)
 		*free_next(&slab[i]) = i + 1 < SLAB_NODES ? &slab[i + 1] : NULL;
-	c->svc_free = &slab[1];
+	*sx__tcache_svc(c) = &slab[1];
 	return true;
 }
 
 /* Hook tcache_release: give c's timer nodes back to the service (c's thread exits). */
 static void timers_tcache_release(sx__tcache *c)
 {
-	struct sx__timers *s = ck_pr_load_ptr(&c->pool->svc);
+	struct sx__timers *s = sx__pool_svc(sx__tcache_pool(c));
+	void **slot = sx__tcache_svc(c);
 	sx__tnode *n;
 
-	while ((n = c->svc_free) != NULL) {
-		c->svc_free = *free_next(n);
+	while ((n = *slot) != NULL) {
+		*slot = *free_next(n);
 		node_recycle(s, n);
 	}
 }
@@ -151,14 +151,7 @@ static void timers_tcache_release(sx__tcache *c)
 /* Push n; false when the inbox is closed. */
 static bool inbox_push(struct sx__timers *s, sx__tnode *n)
 {
-	sx__tnode *head = ck_pr_load_ptr(&s->inbox);
-
-	do {
-		if (head == CLOSED)
-			return false;
-		n->x.link = head;
-	} while (!ck_pr_cas_ptr_value(&s->inbox, head, n, &head));
-	return true;
+	return sx__stack_push(&s->inbox, &n->x.link, &n->x.link);
 }
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
@@ -219,10 +212,11 @@ static void fire_cb(sx_wheel_timer *wt)
 }
 
 /* Take an inbox batch: arm what was added, recycle what was cancelled. */
-static void take_inbox(struct sx__timers *s, sx__tnode *n, bool stopping)
+static void take_inbox(struct sx__timers *s, sx__link *l, bool stopping)
 {
-	while (n != NULL) {
-		sx__tnode *next = n->x.link; /* before the state CAS: a cancel may reuse the link */
+	while (l != NULL) {
+		sx__tnode *n = SX_CONTAINER_OF(l, sx__tnode, x.link);
+		sx__link *next = l->next; /* before the state CAS: a cancel may reuse the link */
 		uint32_t st = ck_pr_load_32(state_of(n));
 
 		if ((st & ST_MASK) == N_QUEUED) {
@@ -236,7 +230,7 @@ static void take_inbox(struct sx__timers *s, sx__tnode *n, bool stopping)
 			} else {
 				goto cancelled;
 			}
-			n = next;
+			l = next;
 			continue;
 		}
 cancelled:
@@ -246,15 +240,14 @@ cancelled:
 			sx_wheel_cancel(s->wheel, &n->u.wt);
 		ck_pr_store_32(state_of(n), (ck_pr_load_32(state_of(n)) & ~ST_MASK) + GEN_ONE);
 		node_recycle(s, n);
-		n = next;
+		l = next;
 	}
 }
 
 /* Wake the timer thread: the sequence bump makes a wait that has not started yet return. */
 static void wake(struct sx__timers *s)
 {
-	ck_pr_inc_32(&s->wake_seq);
-	sx__futex_wake(&s->wake_seq);
+	sx__event_bump(&s->wake_seq);
 }
 
 static void *timer_main(void *arg)
@@ -275,7 +268,8 @@ static void *timer_main(void *arg)
 		uint32_t seq;
 
 		ck_pr_store_64(&s->sleep_until, 0);
-		take_inbox(s, ck_pr_fas_ptr(&s->inbox, stopping ? CLOSED : NULL), stopping);
+		take_inbox(s, stopping ? sx__stack_close(&s->inbox) : sx__stack_take(&s->inbox),
+		    stopping);
 		if (stopping) {
 			/* Every timer still in the wheel gets -ESHUTDOWN (fire_cb sees stopping). */
 			sx_wheel_advance_to(s->wheel, UINT64_MAX);
@@ -283,15 +277,15 @@ static void *timer_main(void *arg)
 		}
 		sx_wheel_advance(s->wheel);
 		next = sx_wheel_next_deadline(s->wheel);
-		seq = ck_pr_load_32(&s->wake_seq);
+		seq = sx__event_read(&s->wake_seq);
 		ck_pr_store_64(&s->pending, sx_wheel_count(s->wheel));
 		ck_pr_store_64(&s->sleep_until, next);
 		ck_pr_fence_store_load(); /* publish the deadline, then look at the inbox (Dekker) */
 		if (ck_pr_load_ptr(&s->inbox) != NULL || ck_pr_load_int(&s->stopping))
 			continue;
-		/* A plain futex: ck_ec's waits back off in steps of their own (2 ms first) and
-		 * would overshoot a deadline by up to one step. */
-		sx__futex_wait_ns(&s->wake_seq, seq, next);
+		/* Not ck_ec: its timed waits back off in steps of their own (2 ms first) and would
+		 * overshoot a deadline by up to one step. */
+		sx__event_wait(&s->wake_seq, seq, next);
 	}
 }
 
@@ -299,29 +293,17 @@ static void *timer_main(void *arg)
 
 static const struct sx__pool_hooks timer_hooks;
 
-/* The pool's service, started on first use; it registers timer_hooks with the pool, which calls
- * them on shutdown, destroy, stats and thread exit. Cold: takes pool->svc_lock. */
-static int timers_start(sx_pool *p, struct sx__timers **out)
+/* sx__pool_service's start, under the pool's service lock: the wheel and the thread. */
+static int timers_start(sx_pool *p, void **out)
 {
 	sx_wheel_opts wo = SX_WHEEL_OPTS_INIT;
-	struct sx__timers *s;
-	int rc = 0;
+	struct sx__timers *s = sx__palloc(p, sizeof(*s));
+	int rc;
 
-	pthread_mutex_lock(&p->svc_lock);
-	s = p->svc;
-	if (s != NULL)
-		goto out;
-	if (p->svc_closed || ck_pr_load_int(&p->state) != SX__RUNNING) {
-		rc = -ESHUTDOWN;
-		goto out;
-	}
-	s = sx__palloc(p, sizeof(*s));
-	if (s == NULL) {
-		rc = -ENOMEM;
-		goto out;
-	}
+	if (s == NULL)
+		return -ENOMEM;
 	s->pool = p;
-	wo.tick_ns = p->timer_tick_ns;
+	wo.tick_ns = sx__pool_timer_tick(p);
 	rc = sx_wheel_create(&s->wheel, &wo);
 	if (rc == 0 && pthread_create(&s->thread, NULL, timer_main, s) != 0) {
 		sx_wheel_destroy(s->wheel);
@@ -329,21 +311,17 @@ static int timers_start(sx_pool *p, struct sx__timers **out)
 	}
 	if (rc != 0) {
 		sx__pfree(p, s, sizeof(*s));
-		s = NULL;
-		goto out;
+		return rc;
 	}
-	sx__pool_attach(p, &timer_hooks, s);
-out:
-	pthread_mutex_unlock(&p->svc_lock);
 	*out = s;
-	return rc;
+	return 0;
 }
 
-/* Hook stop: shutdown (svc_closed is set, so no other start): refuse adds, flush pending timers
- * with -ESHUTDOWN, join. The pool read the hooks under svc_lock, after the start published svc. */
+/* Hook stop: shutdown (no other start can begin): refuse adds, flush pending timers with
+ * -ESHUTDOWN, join. */
 static void timers_stop(sx_pool *p)
 {
-	struct sx__timers *s = p->svc;
+	struct sx__timers *s = sx__pool_svc(p);
 
 	ck_pr_store_int(&s->stopping, 1);
 	wake(s);
@@ -353,24 +331,21 @@ static void timers_stop(sx_pool *p)
 /* Hook free: destroy: every slab (nodes in caches and free lists go with them). */
 static void timers_free(sx_pool *p)
 {
-	struct sx__timers *s = p->svc;
+	struct sx__timers *s = sx__pool_svc(p);
 	ck_stack_entry_t *e, *next;
 
-	if (s == NULL)
-		return;
 	for (e = ck_stack_batch_pop_upmc(&s->slabs); e != NULL; e = next) {
 		next = e->next;
-		p->alloc.free(p->alloc.ctx, e, SLAB_NODES * sizeof(sx__tnode), SX__CACHELINE);
+		sx__pfree(p, e, SLAB_NODES * sizeof(sx__tnode));
 	}
 	sx_wheel_destroy(s->wheel);
 	sx__pfree(p, s, sizeof(*s));
-	p->svc = NULL;
 }
 
 /* Hook pending: for sx_pool_stats, from any thread. */
 static uint64_t timers_pending(sx_pool *p)
 {
-	struct sx__timers *s = ck_pr_load_ptr(&p->svc);
+	struct sx__timers *s = sx__pool_svc(p);
 
 	return s != NULL ? ck_pr_load_64(&s->pending) : 0;
 }
@@ -384,40 +359,38 @@ static const struct sx__pool_hooks timer_hooks = {
 
 /* ---- the API ----------------------------------------------------------------------------- */
 
-static uint64_t now_ns(void)
-{
-	return sx_clock_monotonic.now_ns(NULL);
-}
-
 int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, void *arg,
     sx_timer *timer)
 {
 	struct sx__timers *s;
 	sx__tcache *c;
 	sx__tnode *n;
+	void **slot;
 	uint64_t deadline, sleeping;
 	uint32_t st;
 	int rc;
 
 	if (SX__UNLIKELY(pool == NULL || fn == NULL || (flags & ~(SX_TIMER_AT | SX_TIMER_INLINE))))
 		return -EINVAL;
-	if (SX__UNLIKELY(ck_pr_load_int(&pool->state) != SX__RUNNING))
+	if (SX__UNLIKELY(!sx__pool_running(pool)))
 		return -ESHUTDOWN;
-	s = ck_pr_load_ptr(&pool->svc);
-	if (SX__UNLIKELY(s == NULL) && (rc = timers_start(pool, &s)) != 0)
+	s = sx__pool_svc(pool);
+	if (SX__UNLIKELY(s == NULL) &&
+	    (rc = sx__pool_service(pool, &timer_hooks, timers_start, (void **)&s)) != 0)
 		return rc;
 	c = sx__tcache_get(pool);
 	if (SX__UNLIKELY(c == NULL))
 		return -ENOMEM;
-	if (SX__UNLIKELY(c->svc_free == NULL) && !node_refill(s, c))
+	slot = sx__tcache_svc(c);
+	if (SX__UNLIKELY(*slot == NULL) && !node_refill(s, c))
 		return -ENOMEM;
-	n = c->svc_free;
-	c->svc_free = *free_next(n);
+	n = *slot;
+	*slot = *free_next(n);
 	/* With many timers live, free nodes are cold (the timer thread recycled them): fetch the
 	 * next one while this one is filled. */
-	__builtin_prefetch(c->svc_free, 1);
+	__builtin_prefetch(*slot, 1);
 
-	deadline = (flags & SX_TIMER_AT) ? 0 : now_ns();
+	deadline = (flags & SX_TIMER_AT) ? 0 : sx__now_ns();
 	deadline = when > DEADLINE_MAX - deadline ? DEADLINE_MAX : deadline + when;
 	st = ck_pr_load_32(state_of(n)) & ~ST_MASK & ~ST_INLINE;
 	sx_wheel_timer_init(&n->u.wt, fire_cb);
@@ -433,8 +406,8 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 	}
 	if (SX__UNLIKELY(!inbox_push(s, n))) {
 		ck_pr_store_32(state_of(n), (st & ~ST_MASK) + GEN_ONE);
-		*free_next(n) = c->svc_free;
-		c->svc_free = n;
+		*free_next(n) = *slot;
+		*slot = n;
 		if (timer != NULL)
 			memset(timer, 0, sizeof(*timer)); /* cancel answers -EINVAL */
 		return -ESHUTDOWN;

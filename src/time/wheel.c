@@ -111,11 +111,8 @@ static uint64_t end_tick(uint64_t origin_ns, uint64_t tick_ns)
 
 static uint64_t mono_now(void *ctx)
 {
-	struct timespec ts;
-
 	(void)ctx;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	return sx__now_ns();
 }
 
 const sx_clock sx_clock_monotonic = { mono_now, NULL, NULL };

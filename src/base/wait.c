@@ -1,8 +1,8 @@
 /*
- * Linux futex operations for ck_ec, the event counts workers park on and wait_idle blocks on,
- * and for sx_breaker_wait, which sleeps on the breaker's state word itself.
- * ck_ec brings the protocol (a waiter flag so that an increment makes a system call only when
- * somebody sleeps); the platform brings waiting and waking, here.
+ * Waiting, on Linux futexes: the sleep and wake under the waiting word and the event word
+ * (base/base.h), and the operations of ck_ec, the event counts workers park on and wait_idle
+ * blocks on. ck_ec brings its protocol (a waiter flag so that an increment makes a system call
+ * only when somebody sleeps); the platform brings waiting and waking, here.
  */
 #include <limits.h>
 #include <linux/futex.h>
@@ -20,28 +20,26 @@ static int ec_gettime(const struct ck_ec_ops *ops, struct timespec *out)
 
 /* Sleep while *addr == expected, until woken or the absolute CLOCK_MONOTONIC deadline (NULL:
  * none). May return early (signals, spurious wake-ups): callers re-check. */
-void sx__futex_wait(const uint32_t *addr, uint32_t expected, const struct timespec *deadline)
+static void futex_wait(const uint32_t *addr, uint32_t expected, const struct timespec *deadline)
 {
 	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, which is what ck_ec gives. */
 	syscall(SYS_futex, addr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, expected, deadline,
 	    NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
-/* As sx__futex_wait, until an absolute CLOCK_MONOTONIC time in ns (UINT64_MAX: none). */
 void sx__futex_wait_ns(const uint32_t *addr, uint32_t expected, uint64_t until_ns)
 {
 	struct timespec ts;
 
 	if (until_ns == UINT64_MAX) {
-		sx__futex_wait(addr, expected, NULL);
+		futex_wait(addr, expected, NULL);
 		return;
 	}
 	ts.tv_sec = (time_t)(until_ns / 1000000000u);
 	ts.tv_nsec = (long)(until_ns % 1000000000u);
-	sx__futex_wait(addr, expected, &ts);
+	futex_wait(addr, expected, &ts);
 }
 
-/* Wake every waiter on addr. Async-signal-safe (one system call). */
 void sx__futex_wake(const uint32_t *addr)
 {
 	syscall(SYS_futex, addr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, INT_MAX, NULL, NULL, 0);
@@ -51,7 +49,7 @@ static void ec_wait32(const struct ck_ec_wait_state *state, const uint32_t *addr
     uint32_t expected, const struct timespec *deadline)
 {
 	(void)state;
-	sx__futex_wait(addr, expected, deadline);
+	futex_wait(addr, expected, deadline);
 }
 
 static void ec_wake32(const struct ck_ec_ops *ops, const uint32_t *addr)
