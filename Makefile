@@ -121,8 +121,9 @@ test:
 # Sanitizer builds compile the library straight into each test (no prelink) with the C library
 # allocator (src/base/alloc_libc.c), so ASan/LSan see strix's own memory.
 SAN_SRCS := $(LIB_SRCS) src/base/alloc_libc.c
-ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
-TSAN_FLAGS := -O1 -g -fsanitize=thread -DCK_USE_CC_BUILTINS=1 -include tests/ck_tsan.h
+ASAN_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all \
+              -DSX_DEBUG=1
+TSAN_FLAGS := -O1 -g -fsanitize=thread -DCK_USE_CC_BUILTINS=1 -include tests/ck_tsan.h -DSX_DEBUG=1
 
 define san_rule
 $(B)/$(1)/%: tests/unit/%.c $(SAN_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h tests/*.h) | $(B)/$(1)
@@ -168,7 +169,7 @@ check-inject:
 # libFuzzer (clang) with ASan + UBSan. Each target starts from its corpus in tests/fuzz/corpus/
 # (read only) and writes what it finds under build/fuzz/; CI runs each for FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
-FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
+FUZZ_FLAGS := -O1 -g -fno-omit-frame-pointer -DSX_DEBUG=1 -fsanitize=fuzzer,address,undefined \
               -fno-sanitize-recover=all
 $(B)/fuzz/%: tests/fuzz/%.c $(SAN_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h tests/fuzz/*.h) | $(B)/fuzz
 	clang $(CSTD) -Wall -Wextra $(FUZZ_FLAGS) -Iinclude -Isrc -Itests -pthread $< $(SAN_SRCS) -o $@ $(LIBS)

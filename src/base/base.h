@@ -27,10 +27,22 @@
 #define SX__LIKELY(x) __builtin_expect(!!(x), 1)
 #define SX__UNLIKELY(x) __builtin_expect(!!(x), 0)
 
-/* Debug checks are compiled always and folded away unless SX_DEBUG is 1 (jemalloc's style). */
+/* Debug checks are compiled always and folded away unless SX_DEBUG is 1 (jemalloc's style): the
+ * sanitizer, fault-injection, fuzz and white-box builds set it. SX__ASSERT states an invariant,
+ * most often who may call (an owner-only function checks that its caller is the owner); a
+ * failed one prints where and aborts. */
 #ifndef SX_DEBUG
 #define SX_DEBUG 0
 #endif
+
+#define SX__ASSERT(cond)                                                         \
+	do {                                                                     \
+		if (SX_DEBUG && SX__UNLIKELY(!(cond)))                           \
+			sx__assert_fail(#cond, __FILE__, __LINE__);              \
+	} while (0)
+
+/* error.c */
+_Noreturn void sx__assert_fail(const char *what, const char *file, int line);
 
 /* ---- the clock ----------------------------------------------------------------------------- */
 

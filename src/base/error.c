@@ -1,5 +1,8 @@
-/* sx_strerror: one table for the library's own codes, the C library for errno values. */
+/* sx_strerror: one table for the library's own codes, the C library for errno values; and the
+ * report of a failed debug assertion (SX__ASSERT). */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <strix/error.h>
@@ -30,4 +33,10 @@ const char *sx_strerror(int code)
 			return s;
 	}
 	return "unknown error";
+}
+
+void sx__assert_fail(const char *what, const char *file, int line)
+{
+	fprintf(stderr, "strix: %s:%d: assertion failed: %s\n", file, line, what);
+	abort();
 }

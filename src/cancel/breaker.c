@@ -216,16 +216,10 @@ static void free_breaker(sx_breaker *b)
 	b->qlink.next = NULL;
 	while (b != NULL) {
 		sx__link *rest = b->qlink.next;
-		/* Nodes still listed: only possible for a breaker that never tripped, which release
-		 * prevents; kept for robustness (they are dropped, never run: b is unreachable). */
-		sx__link *n = b->cbs;
 
-		while (n != NULL && n != SX__CLOSED) {
-			sx__link *next = n->next;
-
-			cb_unref(of_link(n));
-			n = next;
-		}
+		/* Every breaker trips before its last reference goes (release trips it), and the trip
+		 * closed its callbacks. */
+		SX__ASSERT(sx__stack_closed(&b->cbs));
 		for (size_t i = 0; i < b->ninputs; i++) {
 			sx_breaker *in = b->anc[i];
 			bool zero;

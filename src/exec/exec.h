@@ -317,6 +317,7 @@ static inline void sx__node_put(sx__tcache *c, sx__node *n)
 /* Owner only: queue t on w's ring, moving half the ring to the injector first if it is full. */
 static inline void sx__ring_push(sx__worker *w, sx_task *t)
 {
+	SX__ASSERT(w == sx__self);
 	while (SX__UNLIKELY(!ck_ring_enqueue_spmc(&w->ring, w->buf, t)))
 		sx__ring_overflow(w);
 }

@@ -30,6 +30,7 @@ _Static_assert(sizeof(ck_stack_entry_t) == sizeof(void *) &&
 
 #define SX__DEFAULT_SPIN_NS 50000LL
 #define SX__DEFAULT_LIFO_CAP 4u
+#define SX__LIFO_CAP_MAX 1024u
 
 void *sx__palloc(sx_pool *p, size_t size)
 {
@@ -55,7 +56,7 @@ static int check_opts(const sx_pool_opts *o)
 		return -EINVAL;
 	if (o->spin_ns < 0 && o->spin_ns != SX_SPIN_NONE && o->spin_ns != SX_SPIN_FOREVER)
 		return -EINVAL;
-	if ((o->flags & ~SX_POOL_PIN) != 0 || o->lifo_cap > 1024)
+	if ((o->flags & ~SX_POOL_PIN) != 0 || o->lifo_cap > SX__LIFO_CAP_MAX)
 		return -EINVAL;
 	if (o->allocator != NULL && (o->allocator->alloc == NULL || o->allocator->free == NULL))
 		return -EINVAL;

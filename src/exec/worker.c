@@ -280,11 +280,14 @@ static sx_task *ring_pop(sx__worker *w)
  * Steal about half of v's ring into w's (which is empty: only its owner fills it, and the owner
  * is here). Returns the first stolen task, to run at once; NULL if v had nothing.
  */
+/* CAS races a steal may lose to other thieves (or the owner's take-back) before it gives v up. */
+#define SX__STEAL_TRIES 4
+
 static sx_task *sx__ring_steal_half(sx__worker *w, sx__worker *v)
 {
 	const unsigned vmask = v->ring.mask, wmask = w->ring.mask;
 
-	for (int tries = 0; tries < 4; tries++) {
+	for (int tries = 0; tries < SX__STEAL_TRIES; tries++) {
 		unsigned c = ck_pr_load_uint(&v->ring.c_head);
 		unsigned p, n, k, wp;
 		sx_task *first;
@@ -510,6 +513,8 @@ static void park(sx__worker *w)
 
 /* The longest pause (in ck_pr_stall calls) a searching worker makes between steal rounds. */
 #define SX__SEARCH_PAUSE_MAX 64u
+/* Search rounds between two clock reads of the spin budget (a read costs more than a round). */
+#define SX__SPIN_CLOCK_EVERY 32u
 
 /* Search until a task turns up (spinning, then parking) or the pool stops (NULL). */
 static sx_task *find_work(sx__worker *w)
@@ -541,7 +546,7 @@ static sx_task *find_work(sx__worker *w)
 		if (p->spin_ns == SX_SPIN_FOREVER)
 			continue;
 		if (p->spin_ns != SX_SPIN_NONE) {
-			if (round++ % 32 != 0)
+			if (round++ % SX__SPIN_CLOCK_EVERY != 0)
 				continue;
 			if (spin_start == 0) {
 				spin_start = sx__now_ns();
@@ -652,6 +657,7 @@ bool sx__untake(sx__worker *w, sx_task *t)
 {
 	unsigned tail, head, n, k;
 
+	SX__ASSERT(w == sx__self);
 	if (ck_pr_load_ptr(&w->lifo) == t)
 		return ck_pr_cas_ptr(&w->lifo, t, NULL); /* thieves may take the slot too */
 	tail = w->ring.p_tail;
@@ -692,6 +698,7 @@ int sx__help_one(sx__worker *w)
 {
 	sx_task *t;
 
+	SX__ASSERT(w == sx__self);
 	if (SX__UNLIKELY(stopping(w->pool)))
 		return -ESHUTDOWN;
 	/* Each task run here nests on this stack; past SX__HELP_MAX_DEPTH the worker only waits
@@ -720,6 +727,7 @@ int sx__wait(sx__worker *w, uint32_t *word, uint32_t flag, sx__wait_fn done, voi
 {
 	unsigned idle = 0;
 
+	SX__ASSERT(w == NULL || w == sx__self);
 	for (;;) {
 		uint32_t seen = ck_pr_load_32(word);
 		int rc = done(arg, seen);

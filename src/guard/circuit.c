@@ -60,25 +60,41 @@
 #define NSTRIPES 16u
 #define NCELLS 32u
 
-#define W_STATE(w) ((unsigned)((w) & 7u))
-#define W_ISSUED(w) ((unsigned)(((w) >> 3) & 127u))
-#define W_SUCC(w) ((unsigned)(((w) >> 10) & 127u))
-#define W_CELL(w) ((unsigned)(((w) >> 17) & (NCELLS - 1)))
-#define W_GEN(w) ((w) >> 22)
-#define W_ISSUED_ONE (UINT64_C(1) << 3)
-#define W_SUCC_ONE (UINT64_C(1) << 10)
-#define W_CELL_MASK ((uint64_t)(NCELLS - 1) << 17)
-#define GEN_MASK ((UINT64_C(1) << 42) - 1)
+/* The state word, low bits first: state (3 bits), probes issued (7), probe successes (7), the
+ * deadline cell (5: NCELLS), the generation (42). */
+#define W_STATE_MASK 7u
+#define W_ISSUED_SHIFT 3
+#define W_SUCC_SHIFT 10
+#define W_COUNT_MASK 127u      /* issued, successes */
+#define W_CELL_SHIFT 17
+#define W_GEN_SHIFT 22
+#define W_GEN_BITS 42
+#define W_STATE(w) ((unsigned)((w) & W_STATE_MASK))
+#define W_ISSUED(w) ((unsigned)(((w) >> W_ISSUED_SHIFT) & W_COUNT_MASK))
+#define W_SUCC(w) ((unsigned)(((w) >> W_SUCC_SHIFT) & W_COUNT_MASK))
+#define W_CELL(w) ((unsigned)(((w) >> W_CELL_SHIFT) & (NCELLS - 1)))
+#define W_GEN(w) ((w) >> W_GEN_SHIFT)
+#define W_ISSUED_ONE (UINT64_C(1) << W_ISSUED_SHIFT)
+#define W_SUCC_ONE (UINT64_C(1) << W_SUCC_SHIFT)
+#define W_CELL_MASK ((uint64_t)(NCELLS - 1) << W_CELL_SHIFT)
+#define GEN_MASK ((UINT64_C(1) << W_GEN_BITS) - 1)
+_Static_assert(W_GEN_SHIFT + W_GEN_BITS == 64 && (NCELLS << W_CELL_SHIFT) == (1u << W_GEN_SHIFT),
+    "the state word's fields fill 64 bits exactly");
 
 #define PERMIT_VALID (UINT64_C(1) << 63)
-#define TAG(gen) ((uint64_t)(gen) & 0x1ffffffu)
 
-/* COUNT stripe header fields: v < size: size not reached, v calls, next position v; v >= size:
- * full, next position v - size. */
-#define H_V(h) ((uint32_t)((h) & 0x1fffu))
-#define H_FAIL(h) ((uint32_t)(((h) >> 13) & 0x1fffu))
-#define H_SLOW(h) ((uint32_t)(((h) >> 26) & 0x1fffu))
-#define H_TAG(h) ((h) >> 39)
+/* COUNT stripe header, low bits first: v (13 bits), failures (13), slow calls (13), the low
+ * 25 bits of the generation (the tag). v < size: size not reached, v calls, next position v;
+ * v >= size: full, next position v - size. */
+#define H_FIELD_MASK 0x1fffu
+#define H_FAIL_SHIFT 13
+#define H_SLOW_SHIFT 26
+#define H_TAG_SHIFT 39
+#define TAG(gen) ((uint64_t)(gen) & ((UINT64_C(1) << (64 - H_TAG_SHIFT)) - 1))
+#define H_V(h) ((uint32_t)((h) & H_FIELD_MASK))
+#define H_FAIL(h) ((uint32_t)(((h) >> H_FAIL_SHIFT) & H_FIELD_MASK))
+#define H_SLOW(h) ((uint32_t)(((h) >> H_SLOW_SHIFT) & H_FIELD_MASK))
+#define H_TAG(h) ((h) >> H_TAG_SHIFT)
 
 typedef struct stripe {
 	uint64_t gen;       /* the generation whose results the stripe holds */
@@ -160,7 +176,7 @@ static uint64_t sat_add(uint64_t a, uint64_t b)
 
 static uint64_t w_make(unsigned state, uint64_t gen, unsigned cellno)
 {
-	return (gen & GEN_MASK) << 22 | (uint64_t)cellno << 17 | state;
+	return (gen & GEN_MASK) << W_GEN_SHIFT | (uint64_t)cellno << W_CELL_SHIFT | state;
 }
 
 /* The deadline of word w (as its cell holds it; a later one if w is no longer current). */
@@ -349,7 +365,7 @@ static bool bit_get(const uint64_t *words, uint32_t pos)
 static void window_reset(const sx_circuit *c, stripe *s, uint64_t gen)
 {
 	if (c->window == SX_CIRCUIT_WINDOW_COUNT) {
-		ck_pr_store_64(&s->hdr, TAG(gen) << 39);
+		ck_pr_store_64(&s->hdr, TAG(gen) << H_TAG_SHIFT);
 		return;
 	}
 	for (unsigned b = 0; b < c->size; b++)
@@ -389,7 +405,7 @@ static void record_count(const sx_circuit *c, stripe *s, uint64_t gen, bool fail
 		sb = full && bit_get(sbits, pos);
 		nf = H_FAIL(h) - (fb && H_FAIL(h) != 0) + fail;
 		ns = H_SLOW(h) - (sb && H_SLOW(h) != 0) + slow;
-		nh = tag << 39 | (uint64_t)ns << 26 | (uint64_t)nf << 13 |
+		nh = tag << H_TAG_SHIFT | (uint64_t)ns << H_SLOW_SHIFT | (uint64_t)nf << H_FAIL_SHIFT |
 		    (v + 1 == 2 * c->size ? c->size : v + 1);
 		if (ck_pr_cas_64_value(&s->hdr, h, nh, &h))
 			break;
@@ -596,7 +612,7 @@ static bool last_probe(sx_circuit *c, uint64_t *w)
 	bool won;
 
 	cell_fill(c, j, sat_add(now, c->lease_ns), w_dur(c, *w));
-	nw = ((*w + W_ISSUED_ONE) & ~W_CELL_MASK) | (uint64_t)j << 17;
+	nw = ((*w + W_ISSUED_ONE) & ~W_CELL_MASK) | (uint64_t)j << W_CELL_SHIFT;
 	won = ck_pr_cas_64_value(&c->word, *w, nw, w);
 	cell_free(c, j);
 	if (won)

@@ -214,6 +214,7 @@ static void fire_cb(sx_wheel_timer *wt)
 /* Take an inbox batch: arm what was added, recycle what was cancelled. */
 static void take_inbox(struct sx__timers *s, sx__link *l, bool stopping)
 {
+	SX__ASSERT(owner == s); /* the timer thread's */
 	while (l != NULL) {
 		sx__tnode *n = SX_CONTAINER_OF(l, sx__tnode, x.link);
 		sx__link *next = l->next; /* before the state CAS: a cancel may reuse the link */
