@@ -595,6 +595,14 @@ static sx_task *next_local(sx__worker *w)
 	return t;
 }
 
+/* Run t and count it: the one place a worker runs a task (its loop, and nested, run_nested). */
+static inline void run_counted(sx__worker *w, sx_task *t)
+{
+	w->went_idle = false;
+	t->run(t);
+	sx__stat_add(&w->stats.executed, 1);
+}
+
 void *sx__worker_main(void *arg)
 {
 	sx__worker *w = arg;
@@ -612,9 +620,7 @@ void *sx__worker_main(void *arg)
 			if (t == NULL)
 				break;
 		}
-		w->went_idle = false;
-		t->run(t);
-		sx__stat_add(&w->stats.executed, 1);
+		run_counted(w, t);
 	}
 	sx__self = NULL;
 	return NULL;
@@ -684,11 +690,9 @@ bool sx__untake(sx__worker *w, sx_task *t)
 /* Run t on w's stack, nested in whatever w is waiting for, and count it. */
 static void run_nested(sx__worker *w, sx_task *t)
 {
-	w->went_idle = false;
 	w->help_depth++;
-	t->run(t);
+	run_counted(w, t);
 	w->help_depth--;
-	sx__stat_add(&w->stats.executed, 1);
 }
 
 /* A waiting worker runs one task: its own queues first, then the injector, then another
