@@ -1,7 +1,8 @@
 /*
  * flow: promises that another module settles (fan-out), and waiting for one to settle
- * (promise.c, fanout.c). Includes cancel (and time, exec, base through it).
- * Nothing here is public API.
+ * (promise_*.c, fanout.c). Includes cancel (and time, exec, base through it).
+ * Nothing here is public API. The promise's struct and its kinds' ops are in
+ * flow/promise_impl.h, which only the promise_*.c files include.
  */
 #ifndef STRIX_SRC_FLOW_H
 #define STRIX_SRC_FLOW_H
