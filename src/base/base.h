@@ -169,12 +169,14 @@ static inline sx__link *sx__stack_grab(sx__link **head)
 	return h;
 }
 
-/* Close the stack and take what it held: NULL if it was empty or closed already. */
+/* Close the stack and take what it held (NULL: nothing). A stack is closed once, by the one
+ * thread whose event closes it (the trip, the settle, the shutdown). */
 static inline sx__link *sx__stack_close(sx__link **head)
 {
 	sx__link *l = ck_pr_fas_ptr(head, SX__CLOSED);
 
-	return l == SX__CLOSED ? NULL : l;
+	SX__ASSERT(l != SX__CLOSED);
+	return l;
 }
 
 static inline bool sx__stack_closed(sx__link *const *head)

@@ -14,8 +14,8 @@
  * The getters' WAITERS and KICK bits share the word (promise_wait.c): settling wakes the futex
  * when WAITERS was set.
  *
- * Continuations: a Treiber stack of sx__cont (CAS push) that settling swaps for CLOSED with one
- * exchange; a push that finds CLOSED schedules its continuation at once instead. A dependent
+ * Continuations: a closable stack (base/base.h) of sx__cont that settling closes with one
+ * exchange; a push that finds it closed schedules its continuation at once instead. A dependent
  * promise's cont is embedded in it, so scheduling it allocates nothing: it becomes an intrusive
  * pool task (from a worker: that worker's LIFO slot, so a chain runs hop after hop on one core).
  * A cont with a fire function (a combinator's input) fires inline on the settling thread instead.
@@ -40,7 +40,6 @@
 
 #include "flow/promise_impl.h"
 
-#define CLOSED ((struct sx__cont *)1)
 
 static void p_run(sx_task *t);
 static void p_cancel(sx_task *t, int err);
@@ -155,7 +154,7 @@ static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *)
 	int todo_err = -ESHUTDOWN;
 
 	for (;;) {
-		struct sx__cont *list, *fifo = NULL;
+		sx__link *fifo;
 		uint32_t old;
 		int rc;
 
@@ -167,25 +166,19 @@ static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *)
 		old = ck_pr_fas_32(&q->state, err == 0 ? S_FULFILLED : S_REJECTED);
 		if (old & S_WAITERS)
 			sx__futex_wake(&q->state);
-		list = ck_pr_fas_ptr(&q->conts, CLOSED);
-		while (list != NULL) { /* LIFO -> FIFO: dependents run in the order they were added */
-			struct sx__cont *next = list->next;
-
-			list->next = fifo;
-			fifo = list;
-			list = next;
-		}
+		/* Oldest first: dependents run in the order they were added. */
+		fifo = sx__list_reverse(sx__stack_close(&q->conts));
 		while (fifo != NULL) {
-			struct sx__cont *c = fifo;
+			struct sx__cont *c = SX_CONTAINER_OF(fifo, struct sx__cont, link);
 
-			fifo = c->next;
+			fifo = fifo->next;
 			if (c->fire != NULL) {
 				c->fire(c);
 				continue;
 			}
 			if ((rc = sx_pool_submit_task(of_cont(c)->pool, &of_cont(c)->task)) != 0) {
 				todo_err = rc; /* what the pool said: -ESHUTDOWN once it stops */
-				c->next = (struct sx__cont *)todo;
+				c->link.next = todo != NULL ? &todo->cont.link : NULL;
 				todo = of_cont(c);
 			}
 		}
@@ -195,7 +188,8 @@ static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *)
 		if (todo == NULL)
 			return;
 		q = todo;
-		todo = (sx_promise *)q->cont.next;
+		todo = q->cont.link.next != NULL ?
+		    of_cont(SX_CONTAINER_OF(q->cont.link.next, struct sx__cont, link)) : NULL;
 		err = todo_err;
 		value = NULL;
 		dtor = NULL;
@@ -214,14 +208,7 @@ static void settle(sx_promise *q, int err, void *value, void (*dtor)(void *))
 
 bool sx__promise_push_cont(sx_promise *p, struct sx__cont *c)
 {
-	struct sx__cont *h = ck_pr_load_ptr(&p->conts);
-
-	do {
-		if (h == CLOSED)
-			return false;
-		c->next = h;
-	} while (!ck_pr_cas_ptr_value(&p->conts, h, c, &h));
-	return true;
+	return sx__stack_push(&p->conts, &c->link, &c->link);
 }
 
 /* A dependent q of p: listed on p, or scheduled now if p settled. */
@@ -294,10 +281,7 @@ static void run_help(sx__worker *w, sx_promise *p)
 {
 	if (ck_pr_load_32(&p->claim) != 0)
 		return;
-	if (sx__untake(w, &p->task)) {
-		p->task.run(&p->task);
-		sx__stat_add(&w->stats.executed, 1);
-	} else if (ck_pr_cas_32(&p->claim, 0, 1)) {
+	if (!sx__run_if_queued(w, &p->task) && ck_pr_cas_32(&p->claim, 0, 1)) {
 		run_step_ref(p, (sx_step_fn)p->fn, NULL, 1, false);
 	}
 }

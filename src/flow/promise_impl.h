@@ -30,7 +30,7 @@
 
 /* An entry on a promise's continuation list (promise_core.c). */
 struct sx__cont {
-	struct sx__cont *next;
+	sx__link link;                    /* in the parent's closable stack (base/base.h) */
 	void (*fire)(struct sx__cont *c); /* NULL: schedule the promise this cont is embedded in */
 };
 
@@ -69,7 +69,7 @@ struct sx_promise {
 	const struct sx__promise_ops *ops; /* its kind */
 	void *value;
 	void (*dtor)(void *);
-	struct sx__cont *conts;    /* dependents; closed once settled (promise_core.c) */
+	sx__link *conts;           /* closable stack of dependents' sx__cont; closed by the settle */
 	sx_promise *parent;        /* reference held (NULL for roots, and once a `then` is done) */
 	sx_promise *root;          /* the chain's root (self); reference held by non-roots */
 	sx_pool *pool;

@@ -4,10 +4,10 @@
  *
  * A wait ends when the promise settles, its chain's breaker or the caller's stop trips, or the
  * deadline passes; wait_check looks at them in that order, so an outcome wins over a trip that
- * came after it (a join looks at the outcome only). Between checks the waiter sleeps on the state
- * word's futex: it sets WAITERS before it sleeps (settling wakes the word only then), and every
- * sleep is conditional on the word it loaded before its check, so a settle or a kick after the
- * check makes the sleep return at once.
+ * came after it (a join looks at the outcome only). Every wait is sx__wait (exec/exec.h) on the
+ * state word, a waiting word (base/base.h) whose flag is WAITERS: settling wakes it only then,
+ * and a sleep is conditional on the word loaded before the check, so a settle or a kick after
+ * the check makes it return at once.
  *
  * Off the pool the waiter blocks: a callback on the chain's breaker (and on stop) ors KICK into
  * the word and wakes it, so a trip ends the sleep; each callback holds a reference on the promise
@@ -16,7 +16,8 @@
  * On a worker of the promise's pool the waiter helps instead: first the promise's kind may run
  * its work right there (its ops' help: the run kind's step, if nobody started it), then the
  * worker runs other tasks from its queues (so recursive fork-join cannot deadlock), and with
- * nothing to run it dozes in short slices, since new work may reach its queues without a wake-up.
+ * nothing to run it dozes in short slices (sx__wait's), since new work may reach its queues
+ * without a wake-up.
  * No breaker callback there: the checks between tasks see a trip. A pool shutting down with
  * SX_CANCEL ends the help (-ESHUTDOWN) if the promise is still pending.
  */
@@ -44,8 +45,14 @@ static int result(const sx_promise *p, void **value)
 /* As `stop`: wait for the promise to settle, whatever its chain's breaker says. */
 #define JOIN ((sx_breaker *)1)
 
-/* Why the wait should end now: 1 settled, else the error, else 0 (keep waiting). */
-static int wait_check(const sx_promise *p, sx_breaker *stop, uint64_t deadline)
+struct waiting {
+	sx_promise *p;
+	sx_breaker *stop;
+};
+
+/* Why the wait should end now: 1 settled, else the error, else 0 (keep waiting). The deadline is
+ * sx__wait's to check, after this. */
+static int wait_check(const sx_promise *p, sx_breaker *stop)
 {
 	int rc;
 
@@ -57,54 +64,37 @@ static int wait_check(const sx_promise *p, sx_breaker *stop, uint64_t deadline)
 		return rc;
 	if (stop != NULL && (rc = sx_breaker_err(stop)) != 0)
 		return rc;
-	if (deadline != UINT64_MAX && sx_clock_monotonic.now_ns(NULL) >= deadline)
-		return -ETIMEDOUT;
 	return 0;
 }
 
-/*
- * Sleep on p's word while it still holds s (loaded before the caller's wait_check, so a settle or
- * a kick after that check changes it and the sleep does not start or ends), until `until`
- * (UINT64_MAX: no limit). A kick sets KICK only after its breaker tripped, so a word that already
- * had KICK when loaded comes with a trip the check saw.
- */
-static void doze(sx_promise *p, uint32_t s, uint64_t until)
+/* sx__wait's question. The word it loaded before asking is the one a sleep is conditional on:
+ * a settle or a kick after this check changes it (a kick sets KICK only after its breaker
+ * tripped, so a word that had KICK when loaded comes with a trip this check saw). */
+static int wait_done(void *arg, uint32_t seen)
 {
-	if (!(s & S_WAITERS) && !ck_pr_cas_32(&p->state, s, s | S_WAITERS))
-		return; /* it changed: look again */
-	sx__futex_wait_ns(&p->state, s | S_WAITERS, until);
+	const struct waiting *wt = arg;
+
+	(void)seen;
+	return wait_check(wt->p, wt->stop);
 }
 
-#define HELP_SLICE_NS 200000u
+static int wait_on(sx__worker *w, sx_promise *p, sx_breaker *stop, uint64_t deadline)
+{
+	struct waiting wt = { p, stop };
+
+	return sx__wait(w, &p->state, S_WAITERS, wait_done, &wt, deadline);
+}
 
 /* On a worker of p's pool: run other tasks until p settles. */
 static int wait_helping(sx__worker *w, sx_promise *p, sx_breaker *stop, uint64_t deadline)
 {
-	unsigned idle = 0;
-	uint32_t s;
 	int rc;
 
 	if (p->ops->help != NULL) /* p's own work first, if it can run here (run kind) */
 		p->ops->help(w, p);
-	while ((s = ck_pr_load_32(&p->state), rc = wait_check(p, stop, deadline)) == 0) {
-		int ran = sx__help_one(w);
-
-		if (ran < 0)
-			return sx__promise_outcome(p) != S_PENDING ? 1 : ran;
-		if (ran > 0) {
-			idle = 0;
-			continue;
-		}
-		if (++idle < 64) {
-			ck_pr_stall();
-			continue;
-		}
-		{
-			uint64_t until = sx_clock_monotonic.now_ns(NULL) + HELP_SLICE_NS;
-
-			doze(p, s, until < deadline ? until : deadline);
-		}
-	}
+	rc = wait_on(w, p, stop, deadline);
+	if (rc == -ESHUTDOWN && sx__promise_outcome(p) != S_PENDING)
+		return 1; /* settled as the pool stopped */
 	return rc;
 }
 
@@ -155,13 +145,7 @@ static int wait_blocking(sx_promise *p, sx_breaker *stop, uint64_t deadline)
 		unwatch(p, h1);
 		return rc;
 	}
-	for (;;) {
-		uint32_t s = ck_pr_load_32(&p->state);
-
-		if ((rc = wait_check(p, stop, deadline)) != 0)
-			break;
-		doze(p, s, deadline);
-	}
+	rc = wait_on(NULL, p, stop, deadline);
 	unwatch(p, h1);
 	unwatch(p, h2);
 	return rc;
@@ -169,22 +153,17 @@ static int wait_blocking(sx_promise *p, sx_breaker *stop, uint64_t deadline)
 
 static int get(sx_promise *p, sx_breaker *stop, int64_t timeout_ns, void **value)
 {
-	uint64_t deadline = UINT64_MAX;
+	uint64_t deadline;
 	sx__worker *w;
 	int rc;
 
 	if (p == NULL)
 		return -EINVAL;
-	if (timeout_ns >= 0) {
-		uint64_t now = sx_clock_monotonic.now_ns(NULL);
-
-		deadline = (uint64_t)timeout_ns > UINT64_MAX / 2 - now ? UINT64_MAX / 2
-		                                                       : now + (uint64_t)timeout_ns;
-	}
-	rc = wait_check(p, stop, deadline);
+	rc = wait_check(p, stop);
 	if (rc == 0 && timeout_ns == 0)
 		rc = -ETIMEDOUT;
 	if (rc == 0) {
+		deadline = sx__deadline_in(timeout_ns);
 		w = sx__worker_of(p->pool);
 		rc = w != NULL ? wait_helping(w, p, stop, deadline) : wait_blocking(p, stop, deadline);
 	}
@@ -213,13 +192,7 @@ int sx__promise_join(sx_promise *p)
 		if (rc != 1)
 			return rc; /* -ESHUTDOWN from helping: p still pending */
 	} else {
-		for (;;) {
-			uint32_t s = ck_pr_load_32(&p->state);
-
-			if (sx__promise_outcome(p) != S_PENDING)
-				break;
-			doze(p, s, UINT64_MAX);
-		}
+		(void)wait_on(NULL, p, JOIN, UINT64_MAX);
 	}
 	return result(p, NULL);
 }
