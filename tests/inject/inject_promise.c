@@ -91,7 +91,7 @@ static int step_block(sx_ctx *ctx, void *last, void **out)
 
 /*
  * Wait for p: the chain's outcome. sx_promise_get can fail by itself with -ENOMEM or -EAGAIN
- * (wait_blocking in src/flow/promise.c: the chain's breaker or its watch callback could not be
+ * (wait_blocking in src/flow/promise_wait.c: the chain's breaker or its watch callback could not be
  * made), which its header does not list and a caller cannot tell from a chain rejected with the
  * same code; repeated with faults off it gives the real outcome.
  */
