@@ -3,10 +3,11 @@
  * bits, the kinds of source, and the functions its three files call across one another:
  *
  *   breaker.c   breakers: their words, references, the trip, ancestors, creation, reading and
- *               waiting, callbacks (sx__breaker_*); the process's signal registry (sx__signal_*);
- *   notifier.c  the process's notifier thread and its queue of tripped breakers (sx__notifier_*).
+ *               waiting, callbacks (sx__breaker_*);
+ *   notifier.c  the process's notifier thread and its queue of tripped breakers (sx__notifier_*);
+ *   signal.c    the process's signal registry (sx__signal_*).
  *
- * Included by those files only. The layers above include cancel/cancel.h, which names
+ * Included by those three files only. The layers above include cancel/cancel.h, which names
  * struct sx_breaker without defining it: no code outside this module reads a breaker's fields.
  * Helpers that run on the trip path, which must stay async-signal-safe and lock-free, are inline
  * here, so splitting the module into files adds no call to it.
@@ -60,7 +61,7 @@ struct sx_breaker {
 	size_t ninputs;
 	sx_breaker_cb **inputs;      /* handles, exchanged out by detach */
 	/* signals */
-	uint64_t sigs;               /* bit s-1: registered for signal s (under sig_lock) */
+	uint64_t sigs;               /* bit s-1: registered for signal s (under signal.c's lock) */
 };
 
 static inline sx_breaker *sx__breaker_of_qlink(sx__link *l)
@@ -141,7 +142,7 @@ static inline void sx__notifier_post_signal(int signo)
 	ck_ec32_inc(&sx__notifier.ec, &sx__ec_mode);
 }
 
-/* ---- breaker.c: the signal registry --------------------------------------------------------- */
+/* ---- signal.c ------------------------------------------------------------------------------- */
 
 /*
  * Register b, a new K_SIGNAL breaker nobody else has seen, for the signals in sigs (bit s-1,
