@@ -9,8 +9,8 @@
  *
  * Included by those three files only. The layers above include cancel/cancel.h, which names
  * struct sx_breaker without defining it: no code outside this module reads a breaker's fields.
- * Helpers that run on the trip path, which must stay async-signal-safe and lock-free, are inline
- * here, so splitting the module into files adds no call to it.
+ * Helpers on the trip path (async-signal-safe, lock-free) are inline here, so that a trip calls
+ * no function across the files that it would not call within one.
  */
 #ifndef STRIX_SRC_CANCEL_BREAKER_IMPL_H
 #define STRIX_SRC_CANCEL_BREAKER_IMPL_H
@@ -83,8 +83,9 @@ static inline uint32_t sx__breaker_code_word(int err, int signo)
  * Async-signal-safe and lock-free. The caller guarantees b's memory for the call only.
  */
 bool sx__breaker_trip_word(sx_breaker *b, uint32_t done_word);
-/* Detach a tripped breaker from its sources (inputs, signals). Called by the first of
- * sx_breaker_release and the notifier, and again by either: each source is detached once. */
+/* Detach a tripped breaker from its sources (inputs, signals). Called by sx_breaker_release, by
+ * the notifier and by sx_breaker_multiplex; the first call detaches each source, a later one
+ * finds it gone. */
 void sx__breaker_detach(sx_breaker *b);
 /* Run the callbacks of a chain the caller owns (after the trip), dropping the list's reference
  * on each node. */

@@ -1,12 +1,12 @@
 /*
- * The notifier thread: one per process, started by the first breaker that needs it, which does
- * for tripped breakers what a trip may not do itself. A trip must be async-signal-safe and
- * lock-free (it runs in signal handlers and on the timer thread), so it only changes the word,
- * wakes sleepers and closes the callback list; running the callbacks, detaching the breaker from
- * its sources (withdrawing from its inputs, unregistering its signals) and freeing it are left
- * to this thread.
+ * The notifier thread: one per process, started by the first breaker (or signal hold) that
+ * needs it, which does for tripped breakers what a trip may not do itself. A trip must be
+ * async-signal-safe and lock-free (it runs in signal handlers and on the timer thread), so it
+ * only changes the word, wakes sleepers and closes the callback list; running the callbacks,
+ * detaching the breaker from its sources (withdrawing from its inputs, unregistering its
+ * signals) and freeing it are left to this thread.
  *
- * Its inbox (struct sx__notifier, breaker_impl.h) is written with atomics only:
+ * Its state (struct sx__notifier, breaker_impl.h) is written with atomics only:
  *   queue       a stack of tripped breakers with work for it, never closed: a push is one CAS
  *               loop (sx__notifier_push). Each breaker comes with a reference its pusher gave up:
  *               the trip's own reference when the breaker has callbacks or sources to detach,
@@ -19,6 +19,8 @@
  *   ec          an event count every push and every signal bumps. The thread reads it before it
  *               looks at the queue and the signals, and sleeps on that value only if both were
  *               empty, so nothing that arrives after its look is missed.
+ *   started     set once by sx__notifier_launch (under start_lock, which only orders the start)
+ *               and read without a lock by sx__notifier_start, inline on every creation path.
  *
  * For each breaker it takes, oldest first (so callbacks run in trip order), the thread detaches
  * its sources, then runs the callbacks the trip closed, then drops the queue's reference.
