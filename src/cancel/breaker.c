@@ -1,17 +1,17 @@
 /*
- * Breakers: a state word, a reference count, a callback list and the sources that trip it.
+ * Breakers: a state word, a reference count, a callback list and the sources that trip it. The
+ * struct, the word's bits and what this file shares with notifier.c (the notifier thread) and
+ * signal.c (the signal registry) are in breaker_impl.h.
  *
- * The word (32 bits): while armed 0 (DERIVED for a breaker with ancestors), WAITERS set by a
- * sleeping sx_breaker_wait; once tripped
- * DONE | signo << 16 | (-code & 0xffff), by one CAS from any armed value. The tripping thread
- * takes a reference before its CAS and gives it up last: the trip's other steps (waking futex
- * sleepers if WAITERS was set, cancelling a timer, closing the callback list with one exchange)
- * touch the breaker after the CAS that lets its owner see the trip and release it, so only that
- * reference keeps the memory. If the breaker has callbacks or sources to detach, the reference
- * goes to the notifier's queue with it (waking the notifier through an event count); otherwise
- * it is dropped, and a drop that would be the last hands the breaker to the notifier to free
- * (freeing is not async-signal-safe). Every step is an atomic or a futex system call, so
- * tripping is async-signal-safe and lock-free.
+ * The word (its bits: breaker_impl.h) goes from any armed value to the tripped one by one CAS.
+ * The tripping thread takes a reference before its CAS and gives it up last: the trip's other
+ * steps (waking futex sleepers if WAITERS was set, cancelling a timer, closing the callback list
+ * with one exchange) touch the breaker after the CAS that lets its owner see the trip and
+ * release it, so only that reference keeps the memory. If the breaker has callbacks or sources
+ * to detach, the reference goes to the notifier's queue with it (notifier.c); otherwise it is
+ * dropped, and a drop that would be the last hands the breaker to the notifier to free (freeing
+ * is not async-signal-safe). Every step is an atomic or a futex system call, so tripping is
+ * async-signal-safe and lock-free.
  *
  * Derived breakers (multiplex, child) read their inputs' words as well as their own: each keeps
  * a list of its ancestors (its inputs, then their ancestors, fixed at creation) and holds a
@@ -22,9 +22,6 @@
  * the code (err, signo, wait, trip, release, on_done) of a breaker whose ancestor has tripped
  * sets its word to that ancestor's by the same CAS as a trip, so the code never changes after
  * it was first read.
- *
- * The notifier thread (one per process, started by the first breaker that needs it) runs the
- * callbacks of each tripped breaker, detaches it from its sources, and takes pending signals.
  *
  * Callback nodes have two owners: the list, and the handle if the caller asked for one; each
  * drops one reference, the last frees the node. A node's state goes ARMED -> FIRED (the
@@ -42,139 +39,25 @@
  * Sources:
  *   timer     (timeout, deadline) an inline timer holding a reference, cancelled by the trip
  *             itself (one CAS decides between the trip and the timer's own callback);
- * and, detached by the first of sx_breaker_release and the notifier:
+ * and, detached by the first of sx_breaker_release and the notifier (sx__breaker_detach):
  *   inputs    (multiplex, child)  a callback node on each input, holding a reference on the
  *             multiplex; detaching exchanges each handle out of its slot and withdraws it;
- *   signals   registered in the process-wide registry (under sig_lock, a cold-path lock);
- *             detaching unregisters and restores the old disposition after the last one.
- *             A hold (sx__signal_hold, for run groups' signal actors) keeps the handler
- *             installed with no breaker registered; a signal that arrives then is queued for
- *             the next breaker registered for it, so an actor that re-arms loses no signal.
+ *   signals   registered in the process-wide signal registry (signal.c), which holds a
+ *             reference; detaching unregisters it there.
  */
 #include <errno.h>
-#include <limits.h>
-#include <pthread.h>
-#include <string.h>
-#include <time.h>
+#include <signal.h>
 
 #include <strix/breaker.h>
 #include <strix/timer.h>
 
-#include "cancel/cancel.h"
-
-#define W_DONE    0x80000000u
-#define W_WAITERS 0x40000000u
-#define W_DERIVED 0x20000000u /* armed and has ancestors: a check must read theirs too */
-#define W_SIGSHIFT 16
-#define W_CODE    0xffffu
-
-enum { CB_ARMED = 0, CB_FIRED = 1, CB_WITHDRAWN = 2 };
-enum { K_MANUAL = 0, K_TIMER = 1, K_INPUTS = 2, K_SIGNAL = 3 };
-
-struct sx_breaker_cb {
-	sx__link link;               /* in the breaker's stack of callbacks */
-	void (*fn)(sx_breaker *b, void *arg);
-	void *arg;
-	uint32_t state;
-	uint32_t refs;
-};
+#include "cancel/breaker_impl.h"
 
 #define SWEEP_MIN 64u
-
-struct sx_breaker {
-	uint32_t word;
-	uint32_t refs;
-	int kind;
-	uint32_t nanc;               /* ancestors (derived breakers); fixed at creation */
-	sx_breaker **anc;            /* inputs first (a reference on each), then their ancestors */
-	sx__link *cbs;               /* closable stack (base/base.h) of sx_breaker_cb; closed by the trip */
-	sx__link *fired;             /* the list the trip closed, for the notifier */
-	uint32_t linked;             /* nodes pushed since the last sweep (heuristic) */
-	uint32_t sweep_at;
-	sx__link qlink;              /* in the notifier queue; free_breaker's list once unreachable */
-	/* timer */
-	sx_timer timer;
-	uint32_t timer_armed;        /* 1 until the trip or the timer callback claims it (CAS) */
-	/* inputs */
-	size_t ninputs;
-	sx_breaker_cb **inputs;      /* handles, exchanged out by detach */
-	/* signals */
-	uint64_t sigs;               /* bit s-1: registered for signal s (under sig_lock) */
-};
-
-/* ---- the notifier thread ------------------------------------------------------------------- */
-
-static struct {
-	struct ck_ec32 ec;         /* bumped by trips and by the signal handler */
-	sx__link *queue;           /* stack of tripped breakers with work for us (never closed) */
-	uint64_t sigpending;       /* bit s-1: signal s arrived */
-	int started;
-	pthread_mutex_t lock;      /* cold: only orders the thread's start */
-} nt = { .lock = PTHREAD_MUTEX_INITIALIZER };
-
-static void run_tripped(sx_breaker *b);
-static void take_signals(uint64_t bits);
-static void unref(sx_breaker *b);
-
-static inline sx_breaker *of_qlink(sx__link *l)
-{
-	return SX_CONTAINER_OF(l, sx_breaker, qlink);
-}
 
 static inline sx_breaker_cb *of_link(sx__link *l)
 {
 	return SX_CONTAINER_OF(l, sx_breaker_cb, link);
-}
-
-static void *notifier_main(void *arg)
-{
-	(void)arg;
-	for (;;) {
-		uint32_t seq = ck_ec32_value(&nt.ec);
-		uint64_t sigs = ck_pr_fas_64(&nt.sigpending, 0);
-		/* Oldest first: callbacks run in trip order. */
-		sx__link *fifo = sx__list_reverse(sx__stack_take(&nt.queue));
-
-		if (sigs != 0)
-			take_signals(sigs); /* trips push onto the queue: taken next round */
-		while (fifo != NULL) {
-			sx_breaker *b = of_qlink(fifo);
-
-			fifo = fifo->next;
-			run_tripped(b);
-			unref(b); /* the queue's reference */
-		}
-		if (sigs == 0 && ck_pr_load_ptr(&nt.queue) == NULL)
-			ck_ec32_wait(&nt.ec, &sx__ec_mode, seq, NULL);
-	}
-	return NULL;
-}
-
-static int notifier_start(void)
-{
-	pthread_attr_t attr;
-	pthread_t th;
-	sigset_t all, old;
-	int rc = 0;
-
-	if (SX__LIKELY(ck_pr_load_int(&nt.started)))
-		return 0;
-	pthread_mutex_lock(&nt.lock);
-	if (!nt.started) {
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		/* The notifier never takes signals: they go to the application's threads. */
-		sigfillset(&all);
-		pthread_sigmask(SIG_SETMASK, &all, &old);
-		if (pthread_create(&th, &attr, notifier_main, NULL) != 0)
-			rc = -EAGAIN;
-		pthread_sigmask(SIG_SETMASK, &old, NULL);
-		pthread_attr_destroy(&attr);
-		if (rc == 0)
-			ck_pr_store_int(&nt.started, 1);
-	}
-	pthread_mutex_unlock(&nt.lock);
-	return rc;
 }
 
 /* ---- references and callback nodes ---------------------------------------------------------- */
@@ -231,11 +114,11 @@ static void free_breaker(sx_breaker *b)
 			}
 		}
 		sx__dfree(b, breaker_size(b->ninputs, b->nanc), SX__SMALL_ALIGN);
-		b = rest != NULL ? of_qlink(rest) : NULL;
+		b = rest != NULL ? sx__breaker_of_qlink(rest) : NULL;
 	}
 }
 
-static void unref(sx_breaker *b)
+static inline void unref(sx_breaker *b)
 {
 	bool zero;
 
@@ -256,7 +139,7 @@ void sx__breaker_unref(sx_breaker *b)
 }
 
 /* Run the callbacks of a chain the caller owns (after the trip). */
-static void run_chain(sx_breaker *b, sx__link *l)
+void sx__breaker_run_chain(sx_breaker *b, sx__link *l)
 {
 	while (l != NULL) {
 		sx_breaker_cb *n = of_link(l);
@@ -270,11 +153,6 @@ static void run_chain(sx_breaker *b, sx__link *l)
 
 /* ---- tripping ------------------------------------------------------------------------------- */
 
-static uint32_t code_word(int err, int signo)
-{
-	return W_DONE | ((uint32_t)signo << W_SIGSHIFT) | ((uint32_t)-err & W_CODE);
-}
-
 /* The word of b's first ancestor that has tripped (WAITERS cleared), or 0. Loads only. */
 static uint32_t ancestor_word(const sx_breaker *b)
 {
@@ -287,34 +165,13 @@ static uint32_t ancestor_word(const sx_breaker *b)
 	return 0;
 }
 
-static void queue_push(sx_breaker *b)
-{
-	(void)sx__stack_push(&nt.queue, &b->qlink, &b->qlink); /* never closed */
-	ck_ec32_inc(&nt.ec, &sx__ec_mode);
-}
-
-/* Drop a reference from code that may run in a signal handler: the last one is handed to the
- * notifier, which frees b (its run_tripped finds nothing left to do). Every breaker that can be
- * tripped by a CAS started the notifier when it was created. */
-static void unref_async(sx_breaker *b)
-{
-	uint32_t r = ck_pr_load_32(&b->refs);
-
-	do {
-		if (r == 1) {
-			queue_push(b);
-			return;
-		}
-	} while (!ck_pr_cas_32_value(&b->refs, r, r - 1, &r));
-}
-
 /*
  * The one trip path. Async-signal-safe. Returns true if this call tripped b with done_word;
  * false if b had tripped, or if an ancestor had (b then takes that ancestor's word: it read as
  * done already, so this is no new trip). The caller guarantees b's memory for the call only; the
  * reference taken before the CAS covers everything after it.
  */
-static bool trip_word(sx_breaker *b, uint32_t done_word)
+bool sx__breaker_trip_word(sx_breaker *b, uint32_t done_word)
 {
 	uint32_t v = ck_pr_load_32(&b->word), aw;
 	sx__link *chain;
@@ -329,7 +186,7 @@ static bool trip_word(sx_breaker *b, uint32_t done_word)
 	ck_pr_inc_32(&b->refs);
 	do {
 		if (v & W_DONE) {
-			unref_async(b);
+			sx__notifier_unref_async(b);
 			return false;
 		}
 	} while (!ck_pr_cas_32_value(&b->word, v, done_word, &v));
@@ -345,9 +202,9 @@ static bool trip_word(sx_breaker *b, uint32_t done_word)
 	chain = sx__stack_close(&b->cbs);
 	if (chain != NULL || b->kind == K_INPUTS || b->kind == K_SIGNAL) {
 		ck_pr_store_ptr(&b->fired, chain);
-		queue_push(b); /* our reference becomes the queue's */
+		sx__notifier_push(b); /* our reference becomes the queue's */
 	} else {
-		unref_async(b);
+		sx__notifier_unref_async(b);
 	}
 	return own;
 }
@@ -358,7 +215,7 @@ static uint32_t settled_word(sx_breaker *b)
 	uint32_t w = ck_pr_load_32(&b->word), aw;
 
 	if ((w & (W_DONE | W_DERIVED)) == W_DERIVED && (aw = ancestor_word(b)) != 0) {
-		trip_word(b, aw);
+		sx__breaker_trip_word(b, aw);
 		w = ck_pr_load_32(&b->word);
 	}
 	return w;
@@ -366,7 +223,7 @@ static uint32_t settled_word(sx_breaker *b)
 
 int sx__breaker_trip_err(sx_breaker *b, int err)
 {
-	return trip_word(b, code_word(err, 0)) ? 0 : -EALREADY;
+	return sx__breaker_trip_word(b, sx__breaker_code_word(err, 0)) ? 0 : -EALREADY;
 }
 
 int sx_breaker_trip(sx_breaker *b)
@@ -376,152 +233,9 @@ int sx_breaker_trip(sx_breaker *b)
 	return sx__breaker_trip_err(b, -ECANCELED);
 }
 
-/* ---- sources: signals ----------------------------------------------------------------------- */
-
-#define MAXSIG 64
-
-static pthread_mutex_t sig_lock = PTHREAD_MUTEX_INITIALIZER; /* cold: signal registration */
-static struct sigslot {
-	unsigned n, cap;
-	sx_breaker **list;
-	unsigned holds;              /* sx__signal_hold calls not yet undone */
-	bool queued;                 /* arrived while held with no breaker: for the next one */
-	struct sigaction old;
-} sigslots[MAXSIG + 1];
-
-static void on_signal(int signo)
-{
-	int saved = errno;
-
-	if (signo > 0 && signo <= MAXSIG) {
-		ck_pr_or_64(&nt.sigpending, UINT64_C(1) << (signo - 1));
-		ck_ec32_inc(&nt.ec, &sx__ec_mode);
-	}
-	errno = saved;
-}
-
-static bool catchable(int s)
-{
-	switch (s) {
-	case SIGKILL: case SIGSTOP: case SIGSEGV: case SIGBUS: case SIGFPE: case SIGILL:
-	case SIGTRAP: case SIGSYS:
-		return false;
-	default:
-		/* 32 .. SIGRTMIN-1 belong to the C library (thread cancellation, setxid). */
-		return s > 0 && s <= MAXSIG && !(s >= 32 && s < SIGRTMIN) && s <= SIGRTMAX;
-	}
-}
-
-/* Under sig_lock. */
-static void sig_remove(sx_breaker *b, int s)
-{
-	struct sigslot *sl = &sigslots[s];
-
-	for (unsigned i = 0; i < sl->n; i++) {
-		if (sl->list[i] == b) {
-			sl->list[i] = sl->list[--sl->n];
-			break;
-		}
-	}
-	if (sl->n == 0 && sl->holds == 0)
-		sigaction(s, &sl->old, NULL);
-}
-
-static void detach_signals(sx_breaker *b)
-{
-	bool had;
-
-	pthread_mutex_lock(&sig_lock);
-	had = b->sigs != 0;
-	for (int s = 1; s <= MAXSIG; s++)
-		if (b->sigs & (UINT64_C(1) << (s - 1)))
-			sig_remove(b, s);
-	b->sigs = 0;
-	pthread_mutex_unlock(&sig_lock);
-	if (had)
-		unref(b); /* the registry's reference */
-}
-
-/* On the notifier: trip every breaker waiting for one of these signals. */
-static void take_signals(uint64_t bits)
-{
-	pthread_mutex_lock(&sig_lock);
-	for (int s = 1; s <= MAXSIG; s++) {
-		if (!(bits & (UINT64_C(1) << (s - 1))))
-			continue;
-		if (sigslots[s].n == 0 && sigslots[s].holds > 0)
-			sigslots[s].queued = true;
-		for (unsigned i = 0; i < sigslots[s].n; i++)
-			trip_word(sigslots[s].list[i], code_word(SX_ESIGNAL, s));
-	}
-	pthread_mutex_unlock(&sig_lock);
-}
-
-/* Under sig_lock: make sure strix's handler is s's disposition while s has a breaker or a hold.
- * Returns 0, or -EINVAL if the kernel refuses. */
-static int sig_install(struct sigslot *sl, int s)
-{
-	struct sigaction sa;
-
-	if (sl->n != 0 || sl->holds != 0)
-		return 0;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sa.sa_flags = SA_RESTART;
-	sigfillset(&sa.sa_mask);
-	return sigaction(s, &sa, &sl->old) == 0 ? 0 : -EINVAL;
-}
-
-bool sx__signal_catchable(int s)
-{
-	return catchable(s);
-}
-
-int sx__signal_hold(uint64_t sigs)
-{
-	uint64_t taken = 0;
-	int rc = 0;
-
-	for (int s = 1; s <= MAXSIG; s++)
-		if ((sigs & (UINT64_C(1) << (s - 1))) && !catchable(s))
-			return -EINVAL;
-	if ((rc = notifier_start()) != 0)
-		return rc;
-	pthread_mutex_lock(&sig_lock);
-	for (int s = 1; s <= MAXSIG && rc == 0; s++) {
-		if (!(sigs & (UINT64_C(1) << (s - 1))))
-			continue;
-		if ((rc = sig_install(&sigslots[s], s)) == 0) {
-			sigslots[s].holds++;
-			taken |= UINT64_C(1) << (s - 1);
-		}
-	}
-	pthread_mutex_unlock(&sig_lock);
-	if (rc != 0)
-		sx__signal_unhold(taken);
-	return rc;
-}
-
-void sx__signal_unhold(uint64_t sigs)
-{
-	pthread_mutex_lock(&sig_lock);
-	for (int s = 1; s <= MAXSIG; s++) {
-		struct sigslot *sl = &sigslots[s];
-
-		if (!(sigs & (UINT64_C(1) << (s - 1))) || sl->holds == 0)
-			continue;
-		if (--sl->holds == 0) {
-			sl->queued = false;
-			if (sl->n == 0)
-				sigaction(s, &sl->old, NULL);
-		}
-	}
-	pthread_mutex_unlock(&sig_lock);
-}
-
 /* ---- sources: detach ------------------------------------------------------------------------ */
 
-static void detach(sx_breaker *b)
+void sx__breaker_detach(sx_breaker *b)
 {
 	switch (b->kind) {
 	case K_INPUTS:
@@ -534,18 +248,11 @@ static void detach(sx_breaker *b)
 		}
 		break;
 	case K_SIGNAL:
-		detach_signals(b);
+		sx__signal_detach(b);
 		break;
 	default:
 		break;
 	}
-}
-
-/* On the notifier, for each tripped breaker it was handed. */
-static void run_tripped(sx_breaker *b)
-{
-	detach(b);
-	run_chain(b, ck_pr_fas_ptr(&b->fired, NULL));
 }
 
 /* ---- creation ------------------------------------------------------------------------------- */
@@ -562,7 +269,7 @@ static int tripped(sx_breaker **out, int err)
 
 	if (b == NULL)
 		return -ENOMEM;
-	b->word = code_word(err, 0);
+	b->word = sx__breaker_code_word(err, 0);
 	b->cbs = SX__CLOSED;
 	*out = b;
 	return 0;
@@ -575,7 +282,7 @@ int sx_breaker_create(sx_breaker **out)
 
 	if (out == NULL)
 		return -EINVAL;
-	if ((rc = notifier_start()) != 0)
+	if ((rc = sx__notifier_start()) != 0)
 		return rc;
 	b = new_breaker(K_MANUAL);
 	if (b == NULL)
@@ -589,7 +296,7 @@ static void timer_fired(void *arg, int status)
 	sx_breaker *b = arg;
 
 	if (ck_pr_cas_32(&b->timer_armed, 1, 0))
-		trip_word(b, code_word(status == 0 ? -ETIMEDOUT : status, 0));
+		sx__breaker_trip_word(b, sx__breaker_code_word(status == 0 ? -ETIMEDOUT : status, 0));
 	unref(b); /* the timer's reference */
 }
 
@@ -598,7 +305,7 @@ static int timed(sx_pool *pool, uint64_t when, unsigned flags, sx_breaker **out)
 	sx_breaker *b;
 	int rc;
 
-	if ((rc = notifier_start()) != 0)
+	if ((rc = sx__notifier_start()) != 0)
 		return rc;
 	b = new_breaker(K_TIMER);
 	if (b == NULL)
@@ -636,7 +343,7 @@ static void input_tripped(sx_breaker *input, void *arg)
 {
 	sx_breaker *b = arg;
 
-	trip_word(b, ck_pr_load_32(&input->word) & ~W_WAITERS);
+	sx__breaker_trip_word(b, ck_pr_load_32(&input->word) & ~W_WAITERS);
 	unref(b); /* the input node's reference */
 }
 
@@ -677,7 +384,7 @@ int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **out)
 			return -EINVAL;
 	if (n == 0)
 		return tripped(out, -ECANCELED);
-	if ((rc = notifier_start()) != 0)
+	if ((rc = sx__notifier_start()) != 0)
 		return rc;
 	b = new_derived(list, n);
 	if (b == NULL)
@@ -687,21 +394,21 @@ int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **out)
 		uint32_t w = ck_pr_load_32(&list[i]->word);
 
 		if (w & W_DONE) {
-			trip_word(b, w & ~W_WAITERS);
+			sx__breaker_trip_word(b, w & ~W_WAITERS);
 			break;
 		}
 		ck_pr_inc_32(&b->refs);
 		rc = sx_breaker_on_done(list[i], input_tripped, b, &h);
 		if (rc == -EALREADY) {
 			ck_pr_dec_32(&b->refs);
-			trip_word(b, ck_pr_load_32(&list[i]->word) & ~W_WAITERS);
+			sx__breaker_trip_word(b, ck_pr_load_32(&list[i]->word) & ~W_WAITERS);
 			break;
 		}
 		if (rc != 0) {
 			ck_pr_dec_32(&b->refs);
 			/* Give back what was registered; b never reached the caller. */
-			trip_word(b, code_word(-ECANCELED, 0));
-			detach(b);
+			sx__breaker_trip_word(b, sx__breaker_code_word(-ECANCELED, 0));
+			sx__breaker_detach(b);
 			unref(b);
 			return rc;
 		}
@@ -712,7 +419,7 @@ int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **out)
 	 * come before this load; the trip's CAS comes before the notifier's slot loads. */
 	ck_pr_fence_memory();
 	if (ck_pr_load_32(&b->word) & W_DONE)
-		detach(b);
+		sx__breaker_detach(b);
 	*out = b;
 	return 0;
 }
@@ -735,63 +442,21 @@ int sx_breaker_signal(const sigset_t *set, sx_breaker **out)
 	for (int s = 1; s < NSIG; s++) {
 		if (sigismember(set, s) != 1)
 			continue;
-		if (!catchable(s))
+		if (!sx__signal_catchable(s))
 			return -EINVAL;
 		sigs |= UINT64_C(1) << (s - 1);
 	}
 	if (sigs == 0)
 		return tripped(out, -ECANCELED);
-	if ((rc = notifier_start()) != 0)
+	if ((rc = sx__notifier_start()) != 0)
 		return rc;
 	b = new_breaker(K_SIGNAL);
 	if (b == NULL)
 		return -ENOMEM;
-
-	pthread_mutex_lock(&sig_lock);
-	for (int s = 1; s <= MAXSIG && rc == 0; s++) {
-		struct sigslot *sl = &sigslots[s];
-
-		if (!(sigs & (UINT64_C(1) << (s - 1))))
-			continue;
-		if (sl->n == sl->cap) {
-			unsigned cap = sl->cap ? sl->cap * 2 : 4;
-			sx_breaker **l = sx__zalloc(cap * sizeof(*l), SX__SMALL_ALIGN);
-
-			if (l == NULL) {
-				rc = -ENOMEM;
-				break;
-			}
-			if (sl->n)
-				memcpy(l, sl->list, sl->n * sizeof(*l));
-			if (sl->list)
-				sx__dfree(sl->list, sl->cap * sizeof(*l), SX__SMALL_ALIGN);
-			sl->list = l;
-			sl->cap = cap;
-		}
-		if ((rc = sig_install(sl, s)) != 0)
-			break;
-		sl->list[sl->n++] = b;
-		b->sigs |= UINT64_C(1) << (s - 1);
-	}
-	if (rc != 0) {
-		/* Undo the signals registered so far; nothing else saw b. */
-		for (int s = 1; s <= MAXSIG; s++)
-			if (b->sigs & (UINT64_C(1) << (s - 1)))
-				sig_remove(b, s);
-		pthread_mutex_unlock(&sig_lock);
+	if ((rc = sx__signal_attach(b, sigs)) != 0) {
 		sx__dfree(b, breaker_size(0, 0), SX__SMALL_ALIGN);
 		return rc;
 	}
-	b->refs = 2; /* the caller's and the registry's */
-	/* A signal that arrived while it was only held waited for the next breaker: this one. */
-	for (int s = 1; s <= MAXSIG; s++) {
-		if ((b->sigs & (UINT64_C(1) << (s - 1))) && sigslots[s].queued) {
-			sigslots[s].queued = false;
-			trip_word(b, code_word(SX_ESIGNAL, s));
-			break;
-		}
-	}
-	pthread_mutex_unlock(&sig_lock);
 	*out = b;
 	return 0;
 }
@@ -865,7 +530,7 @@ static void sweep(sx_breaker *b)
 	ck_pr_store_32(&b->linked, kept);
 	ck_pr_store_32(&b->sweep_at, 2 * kept + SWEEP_MIN);
 	if (keep != NULL && !sx__stack_push(&b->cbs, keep, tail))
-		run_chain(b, keep); /* tripped while we held them */
+		sx__breaker_run_chain(b, keep); /* tripped while we held them */
 }
 
 int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *, void *), void *arg,
@@ -878,7 +543,7 @@ int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *, void *), void *ar
 		return -EINVAL;
 	if ((settled_word(b) & W_DONE) || sx__stack_closed(&b->cbs))
 		return -EALREADY;
-	if ((rc = notifier_start()) != 0)
+	if ((rc = sx__notifier_start()) != 0)
 		return rc;
 	n = sx__zalloc(sizeof(*n), SX__SMALL_ALIGN);
 	if (n == NULL)
@@ -912,7 +577,7 @@ void sx_breaker_release(sx_breaker *b)
 {
 	if (b == NULL)
 		return;
-	trip_word(b, code_word(-ECANCELED, 0));
-	detach(b);
+	sx__breaker_trip_word(b, sx__breaker_code_word(-ECANCELED, 0));
+	sx__breaker_detach(b);
 	unref(b);
 }

@@ -1,8 +1,10 @@
 /*
- * cancel: breakers (breaker.c: cancellation signals, their references, the signal registry) and
- * the retry decision with the interruptible pause (retry.c), shared by sx_retry, the promise form
- * and the blocking waits of the layers above. Includes time (and exec, base through it).
- * Nothing here is public API.
+ * cancel: breakers (breaker.c: cancellation signals and their references; notifier.c: the
+ * notifier thread that runs their callbacks; signal.c: the signal registry) and the retry
+ * decision with the interruptible pause (retry.c), shared by sx_retry, the promise form and the
+ * blocking waits of the layers above. Includes time (and exec, base through it).
+ * The breaker files share breaker_impl.h, which only they include: struct sx_breaker stays
+ * opaque here. Nothing here is public API.
  */
 #ifndef STRIX_SRC_CANCEL_H
 #define STRIX_SRC_CANCEL_H
@@ -19,7 +21,7 @@ int sx__breaker_trip_err(struct sx_breaker *b, int err);
  * have released it); dropping it never trips b. */
 void sx__breaker_ref(struct sx_breaker *b);
 void sx__breaker_unref(struct sx_breaker *b);
-/* breaker.c: whether strix can catch signal s for a signal breaker. A hold keeps strix's handler
+/* signal.c: whether strix can catch signal s for a signal breaker. A hold keeps strix's handler
  * installed for the signals in sigs (bit s-1: signal s) with no breaker waiting; a signal that
  * arrives while held and no breaker waits for it is kept for the next signal breaker registered
  * for it, which trips at once. Cold (signal registry lock). hold: 0, -EINVAL (a signal strix cannot

@@ -16,7 +16,7 @@
  *
  * Built-in actors (signals, breaker) wait on a multiplex of their source and a manual breaker,
  * intr, that their interrupt trips; a signal actor's source is a fresh signal breaker per run, and
- * a hold on its signals (breaker.c) keeps strix's handler installed from the start of run until the
+ * a hold on its signals (cancel/signal.c) keeps strix's handler installed from the start of run until the
  * actor's thread ends, so that a loop's actor misses no signal while it restarts.
  */
 #include <errno.h>
