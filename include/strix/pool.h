@@ -30,13 +30,7 @@
 #include <strix/error.h>
 
 #ifdef __cplusplus
-/* ck_stack.h is not valid C++ (implicit void * conversions); C++ code only needs the layout of
- * a task's private queue link, which is one pointer. */
 extern "C" {
-typedef struct sx__stack_entry { struct sx__stack_entry *next; } sx__stack_entry;
-#else
-#include <ck_stack.h>
-typedef ck_stack_entry_t sx__stack_entry;
 #endif
 
 typedef struct sx_pool sx_pool;
@@ -49,7 +43,7 @@ typedef struct sx_task sx_task;
  * is the caller's again (it may be freed or resubmitted from inside run()).
  */
 struct sx_task {
-	sx__stack_entry sx_link;         /* private: queue link */
+	struct sx_task *sx_next;         /* private: queue link (the next task queued) */
 	struct sx_task *sx_chain_tail;   /* private: set on the head of an injector chain */
 	void (*run)(struct sx_task *task);
 	/* Called instead of run() with -ECANCELED when the pool is shut down with SX_CANCEL before
@@ -57,7 +51,7 @@ struct sx_task {
 	void (*cancel)(struct sx_task *task, int err);
 };
 
-#define SX_TASK_INIT(run_fn, cancel_fn) { { NULL }, NULL, (run_fn), (cancel_fn) }
+#define SX_TASK_INIT(run_fn, cancel_fn) { NULL, NULL, (run_fn), (cancel_fn) }
 #define SX_CONTAINER_OF(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 

@@ -44,6 +44,26 @@ _Static_assert(sizeof(sx__node) == SX__CACHELINE, "a task node is one cache line
 _Static_assert(sizeof(sx_task) <= 32, "sx_task stays small enough to embed");
 
 /*
+ * A task's queue link. <strix/pool.h> does not include <ck_stack.h>: its sx_task starts with one
+ * pointer, sx_next, which exec uses as the task's ck_stack entry (and which is only ever accessed
+ * as that entry). The entry is the task's first member, so an entry's address is its task's, and
+ * the pointer ck_stack stores in it is the next task. These are casts: no extra instruction.
+ */
+_Static_assert(offsetof(sx_task, sx_next) == 0 && offsetof(ck_stack_entry_t, next) == 0 &&
+    sizeof(((sx_task *)0)->sx_next) == sizeof(ck_stack_entry_t) &&
+    _Alignof(ck_stack_entry_t) <= _Alignof(sx_task), "sx_task.sx_next is a ck_stack entry");
+
+static inline ck_stack_entry_t *sx__task_link(sx_task *t)
+{
+	return (ck_stack_entry_t *)(void *)&t->sx_next;
+}
+
+static inline sx_task *sx__link_task(ck_stack_entry_t *e)
+{
+	return SX_CONTAINER_OF(e, sx_task, sx_next);
+}
+
+/*
  * A batch: half of an overflowing ring moved to the injector as one array of task pointers, so the
  * worker that takes it copies pointers instead of walking a list through task memory that another
  * core wrote (one cache miss after another, once nodes are scattered). On the injector a batch is
@@ -139,7 +159,7 @@ struct sx_pool {
 
 	SX__ALIGNED uint32_t idle;  /* searching << 16 | unparked */
 
-	SX__ALIGNED ck_stack_t inj;   /* injector: sx_task.sx_link, batch-popped whole */
+	SX__ALIGNED ck_stack_t inj;   /* injector: sx__task_link(task), batch-popped whole */
 	SX__ALIGNED ck_stack_t spare; /* chains of free nodes between threads */
 	SX__ALIGNED ck_stack_t spare_batches; /* empty batches between workers */
 	SX__ALIGNED ck_stack_t slabs; /* every node slab, freed at destroy */
