@@ -1,9 +1,10 @@
 # strix - the one build entry point. GNU make.
 #
 #   make            build/libstrix.a, build/libstrix.so, tests and bench
-#   make test       install missing packages, build, check the layer rule, run every unit and
-#                   stress test
+#   make test       install missing packages, build, check the layer rule and the headers, run
+#                   every unit and stress test
 #   make check-layers  src/<layer>/ includes and calls only lower layers (tools/check-layers.sh)
+#   make check-headers every public header compiles alone, as C11 and C++17 (tools/check-headers.sh)
 #   make bench      install missing packages, build, run the suite against the peers
 #   make bench-smoke  every benchmark once at tiny sizes (CI)
 #   make check-asan   tests under AddressSanitizer + UndefinedBehaviorSanitizer
@@ -48,7 +49,7 @@ INJECT_TESTS := $(patsubst tests/inject/%.c,%,$(wildcard tests/inject/inject_*.c
 # libFuzzer targets comparing a module with a reference model on a virtual clock.
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all lib tests test check-layers bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
+.PHONY: all lib tests test check-layers check-headers bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
         stress clean perf
 
 # Targets that build first make sure the Debian packages are there (tools/deps.sh), then build in
@@ -111,10 +112,15 @@ tests: lib $(TEST_BINS)
 check-layers: lib
 	tools/check-layers.sh $(B)/obj
 
+# Each public header alone in a translation unit, strict C11 and C++17, warnings as errors.
+check-headers:
+	CC=$(CC) CXX=$(CXX) tools/check-headers.sh
+
 test:
 	@tools/deps.sh test
 	$(MAKE) --no-print-directory tests
 	tools/check-layers.sh $(B)/obj
+	CC=$(CC) CXX=$(CXX) tools/check-headers.sh
 	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS)
 
 # ---- sanitizers -------------------------------------------------------------------------------
