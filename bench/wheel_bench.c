@@ -44,7 +44,7 @@ int wheel_timers(uint64_t n, bench_timers *out, bench_out *o)
 	sx_wheel *w = NULL;
 	int rc = -1;
 
-	if (t == NULL || deadline == NULL || sx_wheel_create(&w, &opts) != 0)
+	if (t == NULL || deadline == NULL || sx_wheel_create(&opts, &w) != 0)
 		goto out;
 	origin = bench_now_ns();
 	for (uint64_t i = 0; i < n; i++) {
@@ -165,7 +165,7 @@ int service_timers(uint64_t n, unsigned lateness_samples, double idle_s, bench_t
 	int rc = -1;
 
 	po.workers = 1;
-	if (h == NULL || delay == NULL || sx_pool_create(&p, &po) != 0)
+	if (h == NULL || delay == NULL || sx_pool_create(&po, &p) != 0)
 		goto out;
 	for (uint64_t i = 0; i < n; i++)
 		delay[i] = b8_delay_ns(&seed);

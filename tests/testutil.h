@@ -61,7 +61,7 @@ static inline sx_pool *tu_pool(unsigned workers)
 
 	o.workers = workers;
 	o.spin_ns = SX_SPIN_NONE;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	return p;
 }
 

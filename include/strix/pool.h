@@ -146,7 +146,7 @@ enum { SX_DRAIN = 1, SX_CANCEL = 2 };
  * On failure nothing is left allocated or running and *out is unchanged.
  * Blocking (thread creation); cold path, takes no pool lock. Any thread.
  */
-SX_API int sx_pool_create(sx_pool **out, const sx_pool_opts *opts);
+SX_API int sx_pool_create(const sx_pool_opts *opts, sx_pool **out);
 
 /*
  * sx_pool_submit - run fn(arg) on the pool.

@@ -73,7 +73,7 @@ struct sx_wheel_timer {
  * Returns 0; -EINVAL for NULL out or a tick outside [SX_WHEEL_TICK_MIN_NS, SX_WHEEL_TICK_MAX_NS]
  * or a clock without now_ns; -ENOMEM. *out is unchanged on failure. Cold path, any thread.
  */
-SX_API int sx_wheel_create(sx_wheel **out, const sx_wheel_opts *opts);
+SX_API int sx_wheel_create(const sx_wheel_opts *opts, sx_wheel **out);
 
 /*
  * sx_wheel_destroy - free the wheel. Timers still pending are abandoned without a callback

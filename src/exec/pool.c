@@ -163,7 +163,7 @@ static int start_workers(sx_pool *p)
 	return 0;
 }
 
-int sx_pool_create(sx_pool **out, const sx_pool_opts *opts)
+int sx_pool_create(const sx_pool_opts *opts, sx_pool **out)
 {
 	static const sx_pool_opts defaults = SX_POOL_OPTS_INIT;
 	const sx_allocator *a;

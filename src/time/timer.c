@@ -322,7 +322,7 @@ static int timers_start(sx_pool *p, struct sx__timers **out)
 	}
 	s->pool = p;
 	wo.tick_ns = p->timer_tick_ns;
-	rc = sx_wheel_create(&s->wheel, &wo);
+	rc = sx_wheel_create(&wo, &s->wheel);
 	if (rc == 0 && pthread_create(&s->thread, NULL, timer_main, s) != 0) {
 		sx_wheel_destroy(s->wheel);
 		rc = -EAGAIN;

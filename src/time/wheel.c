@@ -120,7 +120,7 @@ static uint64_t mono_now(void *ctx)
 
 const sx_clock sx_clock_monotonic = { mono_now, NULL, NULL };
 
-int sx_wheel_create(sx_wheel **out, const sx_wheel_opts *opts)
+int sx_wheel_create(const sx_wheel_opts *opts, sx_wheel **out)
 {
 	static const sx_wheel_opts defaults = SX_WHEEL_OPTS_INIT;
 	const sx_clock *clock;

@@ -45,7 +45,7 @@ void test_tasks_embedded_in_cxx_structs_run_once(void **)
 	sx_pool *p = nullptr;
 
 	o.workers = 2;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	for (int i = 0; i < n; i++) {
 		jobs[i].task = sx_task SX_TASK_INIT(job_run, nullptr);
 		jobs[i].done = &done;
@@ -88,7 +88,7 @@ void test_wheel_timer_in_a_cxx_struct(void **)
 
 	vnow = 0;
 	o.clock = &clock;
-	assert_int_equal(sx_wheel_create(&w, &o), 0);
+	assert_int_equal(sx_wheel_create(&o, &w), 0);
 	sx_wheel_timer_init(&r.timeout, expired);
 	assert_int_equal(sx_wheel_add(w, &r.timeout, 5000000), 0);
 	vnow = 4999999;

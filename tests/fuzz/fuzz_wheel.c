@@ -388,7 +388,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	o.tick_ns = S.tick_ns;
 	o.clock = &vclock;
-	CHECK(sx_wheel_create(&S.w, &o) == 0);
+	CHECK(sx_wheel_create(&o, &S.w) == 0);
 	for (int i = 0; i < NT; i++) {
 		S.ft[i].id = i;
 		CHECK(sx_wheel_timer_init(&S.ft[i].t, on_fire) == 0);

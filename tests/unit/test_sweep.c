@@ -76,7 +76,7 @@ static void pool_create_rejects(const sx_pool_opts *o)
 {
 	sx_pool *p = SENT;
 
-	assert_int_equal(sx_pool_create(&p, o), -EINVAL);
+	assert_int_equal(sx_pool_create(o, &p), -EINVAL);
 	assert_ptr_equal(p, SENT);
 }
 
@@ -193,7 +193,7 @@ static sx_wheel *vwheel(void)
 
 	tu_vnow = 1000 * MS;
 	o.clock = &tu_vclock;
-	assert_int_equal(sx_wheel_create(&w, &o), 0);
+	assert_int_equal(sx_wheel_create(&o, &w), 0);
 	return w;
 }
 
@@ -211,12 +211,12 @@ static void sweep_wheel(void **state)
 	assert_int_equal(sx_wheel_create(NULL, NULL), -EINVAL);
 	for (size_t i = 0; i < sizeof(bad_ticks) / sizeof(bad_ticks[0]); i++) {
 		o.tick_ns = bad_ticks[i];
-		assert_int_equal(sx_wheel_create(&w, &o), -EINVAL);
+		assert_int_equal(sx_wheel_create(&o, &w), -EINVAL);
 		assert_ptr_equal(w, SENT);
 	}
 	o.tick_ns = 0;
 	o.clock = &nonow;
-	assert_int_equal(sx_wheel_create(&w, &o), -EINVAL);
+	assert_int_equal(sx_wheel_create(&o, &w), -EINVAL);
 	assert_ptr_equal(w, SENT);
 	sx_wheel_destroy(NULL);
 

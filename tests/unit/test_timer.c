@@ -44,9 +44,9 @@ static void test_bad_input_changes_nothing(void **state)
 
 	(void)state;
 	o.timer_tick_ns = SX_WHEEL_TICK_MIN_NS - 1;
-	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
 	o.timer_tick_ns = SX_WHEEL_TICK_MAX_NS + 1;
-	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
 	assert_null(p);
 
 	p = tu_pool(1);
@@ -126,7 +126,7 @@ static void test_allocation_failure_on_the_timer_thread_is_enomem(void **state)
 	o.workers = 1;
 	o.spin_ns = SX_SPIN_NONE;
 	o.allocator = &a;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	ck_pr_store_ptr(&fa.pool, p);
 	ck_pr_store_uint(&fa.armed, 1);
 	h.pool = p;
