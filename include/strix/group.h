@@ -165,11 +165,11 @@ SX_API int sx_group_run(sx_group *g);
 SX_API int sx_loop_run(sx_group *g, sx_breaker *stop);
 
 /*
- * sx_group_cause - which actor ended the group: its index, with its return value in *err and its
- * signal number (SX_ESIGNAL) in *signo (either pointer may be NULL). -1 while nobody has (before
- * run, an empty group, a loop ended by its stop, or a thread that could not start); for a loop
- * whose actors all gave up, the last one to give up. -EINVAL for NULL g.
- * Wait-free; any thread.
+ * sx_group_cause - which actor ended the group: its index (>= 0), with its return value in *err
+ * and its signal number (SX_ESIGNAL) in *signo (either pointer may be NULL); for a loop whose
+ * actors all gave up, the last one to give up. -ENOENT while no actor has (before run, an empty
+ * group, a loop ended by its stop, or a thread that could not start): *err and *signo are then
+ * left as they were. -EINVAL for NULL g. Never blocks; wait-free; any thread.
  */
 SX_API int sx_group_cause(const sx_group *g, int *err, int *signo);
 

@@ -600,7 +600,7 @@ int sx_group_cause(const sx_group *g, int *err, int *signo)
 		return -EINVAL;
 	i = ck_pr_load_int(&g->first);
 	if (i < 0)
-		return -1;
+		return -ENOENT;
 	if (err != NULL)
 		*err = ck_pr_load_int(&g->actors[i]->err);
 	if (signo != NULL)

@@ -170,7 +170,7 @@ static void test_empty_group_returns_zero_at_once(void **state)
 	(void)state;
 	assert_int_equal(sx_group_run(g), 0);
 	assert_true(tu_now_ns() - t0 < 100 * MS);
-	assert_int_equal(sx_group_cause(g, NULL, NULL), -1);
+	assert_int_equal(sx_group_cause(g, NULL, NULL), -ENOENT);
 	assert_int_equal(sx_group_run(g), -EBUSY); /* a group runs once */
 	assert_int_equal(sx_group_wait(g, 0), 0);
 	sx_group_destroy(g);
@@ -608,7 +608,7 @@ static void test_thread_start_failure(void **state)
 		fail_create_in = fail_at;
 		assert_int_equal(sx_group_run(g), -EAGAIN);
 		assert_int_equal(fail_create_in, 0);
-		assert_int_equal(sx_group_cause(g, NULL, NULL), -1);
+		assert_int_equal(sx_group_cause(g, NULL, NULL), -ENOENT);
 		for (unsigned i = 0; i < 3; i++) {
 			assert_int_equal(sx_group_actor(g, i, &info), 0);
 			assert_int_equal(info.state,
@@ -769,7 +769,7 @@ static void test_loop_restarts_and_counts_failures(void **state)
 	assert_int_equal(info.failures, 501);
 	assert_int_equal(info.state, SX_ACTOR_ENDED);
 	assert_false(info.gave_up);
-	assert_int_equal(sx_group_cause(loop, NULL, NULL), -1);
+	assert_int_equal(sx_group_cause(loop, NULL, NULL), -ENOENT);
 	expect_threads(base);
 	sx_loop_destroy(loop);
 	sx_breaker_release(stop);

@@ -1463,8 +1463,9 @@ static void sweep_group(void **state)
 	assert_int_equal(sx_loop_run(g, NULL), -EINVAL);
 	assert_int_equal(sx_group_cause(NULL, &err, &signo), -EINVAL);
 	assert_int_equal(err, 12345);
-	assert_int_equal(sx_group_cause(g, &err, &signo), -1);
-	assert_int_equal(sx_group_cause(g, NULL, NULL), -1);
+	assert_int_equal(sx_group_cause(g, &err, &signo), -ENOENT);
+	assert_int_equal(err, 12345); /* untouched while no actor ended the group */
+	assert_int_equal(sx_group_cause(g, NULL, NULL), -ENOENT);
 	assert_int_equal(sx_group_actor(NULL, 0, &info), -EINVAL);
 	assert_int_equal(sx_group_actor(g, 0, NULL), -EINVAL);
 	assert_int_equal(sx_group_actor(g, 0, &info), -ENOENT); /* nothing added by the failures */
