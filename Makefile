@@ -33,7 +33,7 @@ EXEC_SRCS   := src/exec/pool.c src/exec/worker.c src/exec/node.c
 TIME_SRCS   := src/time/wheel.c src/time/timer.c
 CANCEL_SRCS := src/cancel/breaker.c src/cancel/retry.c
 FLOW_SRCS   := src/flow/promise.c src/flow/fanout.c
-GUARD_SRCS  := src/guard/sem.c src/guard/ratelimit.c src/guard/circuit.c src/guard/policy.c \
+GUARD_SRCS  := src/guard/sem.c src/guard/ratelimit.c src/guard/circuit.c src/guard/pipeline.c \
                src/guard/group.c
 LIB_SRCS := $(BASE_SRCS) $(EXEC_SRCS) $(TIME_SRCS) $(CANCEL_SRCS) $(FLOW_SRCS) $(GUARD_SRCS)
 # Internal headers, for the rules that compile the sources straight into a test.
@@ -94,7 +94,7 @@ TEST_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) 
 # Per-test link flags: test_group makes chosen thread creations fail through a wrapped
 # pthread_create (the library's calls included).
 TEST_LDFLAGS_test_group := -Wl,--wrap=pthread_create
-TEST_LDFLAGS_test_policy := -Wl,--wrap=pthread_key_create
+TEST_LDFLAGS_test_pipeline := -Wl,--wrap=pthread_key_create
 
 $(B)/tests/%: tests/unit/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS) $(TEST_LDFLAGS_$*)

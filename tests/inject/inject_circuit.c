@@ -15,7 +15,7 @@
 #include <strix/breaker.h>
 #include <strix/circuit.h>
 #include <strix/error.h>
-#include <strix/policy.h>
+#include <strix/pipeline.h>
 #include <strix/pool.h>
 #include <strix/promise.h>
 #include <strix/ratelimit.h>

@@ -1327,8 +1327,8 @@ static void sweep_policy(void **state)
 		assert_int_equal(sx_pipeline_add_retry(pl, &rp, bad_flags[i]), -EINVAL);
 	}
 	/* The retry flag means nothing to a limiter or a bulkhead. */
-	assert_int_equal(sx_pipeline_add_ratelimit(pl, rl, SX_RETRY_CIRCUIT_OPEN), -EINVAL);
-	assert_int_equal(sx_pipeline_add_bulkhead(pl, sem, SX_RETRY_CIRCUIT_OPEN), -EINVAL);
+	assert_int_equal(sx_pipeline_add_ratelimit(pl, rl, SX_PIPELINE_RETRY_CIRCUIT_OPEN), -EINVAL);
+	assert_int_equal(sx_pipeline_add_bulkhead(pl, sem, SX_PIPELINE_RETRY_CIRCUIT_OPEN), -EINVAL);
 	assert_int_equal(sx_pipeline_call(NULL, act, NULL, NULL, &out), -EINVAL);
 	assert_int_equal(sx_pipeline_call(pl, NULL, NULL, NULL, &out), -EINVAL);
 	assert_ptr_equal(out, SENT);
@@ -1343,7 +1343,7 @@ static void sweep_policy(void **state)
 	assert_int_equal(sx_pipeline_add_bulkhead(pl, sem, 0), 0);
 	assert_int_equal(sx_pipeline_add_circuit(pl, c), 0);
 	assert_int_equal(sx_pipeline_add_timeout(pl, 10000 * MS), 0);
-	assert_int_equal(sx_pipeline_add_retry(pl, &rp, SX_RETRY_CIRCUIT_OPEN), 0);
+	assert_int_equal(sx_pipeline_add_retry(pl, &rp, SX_PIPELINE_RETRY_CIRCUIT_OPEN), 0);
 	assert_int_equal(sx_pipeline_add_fallback(pl, fb, NULL, NULL), 0);
 	for (int i = 7; i < SX_PIPELINE_MAX; i++)
 		assert_int_equal(sx_pipeline_add_interceptor(pl, &ic), 0);

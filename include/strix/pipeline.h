@@ -1,5 +1,5 @@
 /*
- * strix policies - resilience pipelines: a call wrapped in rate limiting, bulkheads, circuit
+ * strix pipelines - resilience policies around a call: rate limiting, bulkheads, circuit
  * breakers, timeouts, retries, fallbacks and interceptors of your own (Workshop's "middles",
  * Polly's pipelines, Resilience4j's decorators).
  *
@@ -18,7 +18,8 @@
  *     retry       -> runs the layers inside it again while issue 4's retry policy allows (its
  *                    backoff, jitter, limits, predicate and budget); waits block the calling
  *                    thread and end at once when the call's breaker trips. A circuit's
- *                    rejection (SX_ECIRCUIT_OPEN) is not retried unless SX_RETRY_CIRCUIT_OPEN
+ *                    rejection (SX_ECIRCUIT_OPEN) is not retried unless the layer was added
+ *                    with SX_PIPELINE_RETRY_CIRCUIT_OPEN
  *     fallback    -> when the layers inside fail (and `when` agrees), the fallback's result
  *                    replaces theirs
  *     interceptor -> your before/after pair
@@ -33,8 +34,8 @@
  * earliest deadline, so most calls arm no timer at all. Exception: a call given a stop breaker
  * through a timeout policy links a child breaker to it (one allocation).
  */
-#ifndef STRIX_POLICY_H
-#define STRIX_POLICY_H
+#ifndef STRIX_PIPELINE_H
+#define STRIX_PIPELINE_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -83,9 +84,10 @@ typedef struct sx_pipeline_opts {
 #define SX_PIPELINE_OPTS_INIT { NULL }
 #define SX_PIPELINE_MAX 16          /* policies per pipeline */
 
-#define SX_POLICY_WAIT 0x1u          /* rate limit, bulkhead: wait (blocking, under the call's
-                                        breaker) instead of refusing at once */
-#define SX_RETRY_CIRCUIT_OPEN 0x2u   /* retry: also retry SX_ECIRCUIT_OPEN */
+/* Flags of the sx_pipeline_add_* functions. */
+#define SX_PIPELINE_WAIT 0x1u               /* rate limit, bulkhead: wait (blocking, under the
+                                               call's breaker) instead of refusing at once */
+#define SX_PIPELINE_RETRY_CIRCUIT_OPEN 0x2u /* retry: also retry SX_ECIRCUIT_OPEN */
 
 /*
  * sx_pipeline_create - an empty pipeline (a call through it just runs the action).
@@ -132,7 +134,7 @@ SX_API int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic
  * later call tries again; the layers inside it did not run), and -ESHUTDOWN also when that pool
  * shuts down during the call; -EOVERFLOW when more than 8 timeout layers are in progress on this thread at once
  * (nested pipelines); a fallback's result; -EINVAL for NULL pl or fn.
- * Blocks only where the policies or fn do (SX_POLICY_WAIT, retry backoff). Lock-free apart from
+ * Blocks only where the policies or fn do (SX_PIPELINE_WAIT, retry backoff). Lock-free apart from
  * that; no allocation in steady state (see above). Any thread, concurrently.
  */
 SX_API int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breaker *stop,
@@ -162,4 +164,4 @@ SX_API int sx_pipeline_step(sx_ctx *ctx, void *last, void **out);
 }
 #endif
 
-#endif /* STRIX_POLICY_H */
+#endif /* STRIX_PIPELINE_H */

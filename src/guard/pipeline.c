@@ -37,7 +37,7 @@
 #include <ck_pr.h>
 #include <ck_stack.h>
 
-#include <strix/policy.h>
+#include <strix/pipeline.h>
 
 #include "guard/guard.h"
 
@@ -103,7 +103,7 @@ int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags)
 {
 	layer l = { .kind = L_RATE, .obj = rl, .flags = flags };
 
-	return push(pl, &l, rl != NULL && (flags & ~SX_POLICY_WAIT) == 0);
+	return push(pl, &l, rl != NULL && (flags & ~SX_PIPELINE_WAIT) == 0);
 }
 
 int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *kl,
@@ -118,7 +118,7 @@ int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags)
 {
 	layer l = { .kind = L_BULKHEAD, .obj = sem, .flags = flags };
 
-	return push(pl, &l, sem != NULL && (flags & ~SX_POLICY_WAIT) == 0);
+	return push(pl, &l, sem != NULL && (flags & ~SX_PIPELINE_WAIT) == 0);
 }
 
 int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c)
@@ -140,7 +140,8 @@ int sx_pipeline_add_timeout(sx_pipeline *pl, uint64_t ns)
 int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsigned flags)
 {
 	layer l = { .kind = L_RETRY, .flags = flags };
-	bool ok = sx_retry_policy_check(policy) == 0 && (flags & ~SX_RETRY_CIRCUIT_OPEN) == 0;
+	bool ok = sx_retry_policy_check(policy) == 0 &&
+	    (flags & ~SX_PIPELINE_RETRY_CIRCUIT_OPEN) == 0;
 
 	if (ok)
 		l.retry = *policy;
@@ -426,7 +427,7 @@ static int run_retry(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_f
 				sx_retry_budget_deposit(p->budget);
 			return 0;
 		}
-		if ((rc == SX_ECIRCUIT_OPEN && !(l->flags & SX_RETRY_CIRCUIT_OPEN)) ||
+		if ((rc == SX_ECIRCUIT_OPEN && !(l->flags & SX_PIPELINE_RETRY_CIRCUIT_OPEN)) ||
 		    (call->breaker != NULL && sx_breaker_done(call->breaker)))
 			return rc;
 		if (attempt == 1)
@@ -452,14 +453,14 @@ static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
 	l = &pl->l[i];
 	switch (l->kind) {
 	case L_RATE:
-		rc = (l->flags & SX_POLICY_WAIT) ? sx_ratelimit_wait(l->obj, 1, call->breaker) :
+		rc = (l->flags & SX_PIPELINE_WAIT) ? sx_ratelimit_wait(l->obj, 1, call->breaker) :
 		    sx__ratelimit_try_mono(l->obj, 1, call_now(call));
 		return rc != 0 ? rc : run(pl, i + 1, call, fn);
 	case L_RATE_KEYED:
 		rc = sx_ratelimit_keyed_try(l->obj, l->key(call), 1);
 		return rc != 0 ? rc : run(pl, i + 1, call, fn);
 	case L_BULKHEAD:
-		if (l->flags & SX_POLICY_WAIT)
+		if (l->flags & SX_PIPELINE_WAIT)
 			rc = sx_sem_acquire(l->obj, 1, call->breaker);
 		else if ((rc = sx_sem_try_acquire(l->obj, 1)) == -EAGAIN)
 			rc = SX_EREJECTED;
