@@ -1,10 +1,11 @@
 # strix - the one build entry point. GNU make.
 #
 #   make            build/libstrix.a, build/libstrix.so, tests and bench
-#   make test       install missing packages, build, check the layer rule and the headers, run
-#                   every unit and stress test
+#   make test       install missing packages, build, check the layer rule, the headers and the
+#                   exports, run every unit and stress test
 #   make check-layers  src/<layer>/ includes and calls only lower layers (tools/check-layers.sh)
 #   make check-headers every public header compiles alone, as C11 and C++17 (tools/check-headers.sh)
+#   make check-exports the SX_API names, src/strix.map's list and the libraries' symbols agree
 #   make bench      install missing packages, build, run the suite against the peers
 #   make bench-smoke  every benchmark once at tiny sizes (CI)
 #   make check-asan   tests under AddressSanitizer + UndefinedBehaviorSanitizer
@@ -49,7 +50,7 @@ INJECT_TESTS := $(patsubst tests/inject/%.c,%,$(wildcard tests/inject/inject_*.c
 # libFuzzer targets comparing a module with a reference model on a virtual clock.
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all lib tests test check-layers check-headers bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
+.PHONY: all lib tests test check-layers check-headers check-exports bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
         stress clean perf
 
 # Targets that build first make sure the Debian packages are there (tools/deps.sh), then build in
@@ -116,11 +117,17 @@ check-layers: lib
 check-headers:
 	CC=$(CC) CXX=$(CXX) tools/check-headers.sh
 
+# Every SX_API declaration is listed by name in src/strix.map, and every listed name is defined
+# by libstrix.so (tools/check-exports.sh).
+check-exports: lib
+	tools/check-exports.sh $(B)
+
 test:
 	@tools/deps.sh test
 	$(MAKE) --no-print-directory tests
 	tools/check-layers.sh $(B)/obj
 	CC=$(CC) CXX=$(CXX) tools/check-headers.sh
+	tools/check-exports.sh $(B)
 	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS)
 
 # ---- sanitizers -------------------------------------------------------------------------------
