@@ -179,7 +179,7 @@ typedef struct sx_circuit_opts {
 SX_API int sx_circuit_create(const sx_circuit_opts *opts, sx_circuit **out);
 
 /*
- * sx_circuit_destroy - give back the caller's reference (NULL: no-op). No call on c may be in
+ * sx_circuit_destroy - end the circuit (NULL: no-op); never fails. No call on c may be in
  * progress or follow; permits still out are simply never counted. A pending timer keeps the
  * memory until it fires and then does nothing; a timer-driven transition that had already begun
  * may still finish and run its callback. Never blocks; any thread.
