@@ -130,8 +130,7 @@ static int service_lateness(sx_pool *p, unsigned k, uint64_t span, double *p99, 
 		seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
 		l[i].deadline = bench_now_ns() + 1000000 + seed % 49000000;
 		l[i].left = &left;
-		if (sx_timer_add(p, l[i].deadline, SX_TIMER_AT | SX_TIMER_INLINE, late_cb, &l[i],
-		    NULL) != 0)
+		if (sx_timer_add_at(p, l[i].deadline, SX_TIMER_INLINE, late_cb, &l[i], NULL) != 0)
 			goto out;
 		if (i % 64 == 63)
 			bench_sleep_ns(span / k * 64); /* add while the service sleeps and fires */

@@ -88,10 +88,10 @@ static inline void tu_vadvance(uint64_t ns)
 	__atomic_add_fetch(&tu_vnow, ns, __ATOMIC_ACQ_REL);
 }
 
-static inline void tu_vclock_sleep(void *ctx, uint64_t ns)
+static inline void tu_vclock_sleep(void *ctx, int64_t ns)
 {
 	(void)ctx;
-	tu_vadvance(ns);
+	tu_vadvance((uint64_t)ns); /* strix never asks for a negative sleep */
 }
 
 static const sx_clock tu_vclock __attribute__((unused)) = { tu_vclock_now, NULL, tu_vclock_sleep };

@@ -70,17 +70,22 @@ SX_API int sx_breaker_create(sx_breaker **out);
 
 /*
  * sx_breaker_timeout - a breaker that trips with -ETIMEDOUT ns nanoseconds from now, on pool's
- * timer service (its callback runs inline on the timer thread: one CAS). ns <= 0 gives a breaker
- * that is already tripped (-ETIMEDOUT). If the pool shuts down first, it trips with -ESHUTDOWN.
- * Returns 0; -EINVAL for NULL pool or out; -ESHUTDOWN if pool is shut down; -ENOMEM; -EAGAIN
- * (the pool's timer thread could not start). Nothing is created on failure.
- * Allocates; never blocks but for the first use of a pool's timers. Any thread.
+ * timer service (its callback runs inline on the timer thread: one CAS). If the pool shuts down
+ * first, it trips with -ESHUTDOWN. ns == 0 gives a breaker that is already tripped (-ETIMEDOUT);
+ * ns < 0 means no time limit: a breaker that only sx_breaker_trip or sx_breaker_release ends,
+ * like sx_breaker_create's (no timer, so the pool's shutdown does not trip it either).
+ * Returns 0; -EINVAL for NULL pool or out; -ESHUTDOWN if pool is shut down (ns > 0); -ENOMEM;
+ * -EAGAIN (the pool's timer thread, or strix's notifier thread, could not start). Nothing is
+ * created on failure.
+ * Allocates; never blocks but for the first use of a pool's timers; lock-free. Any thread.
  */
 SX_API int sx_breaker_timeout(sx_pool *pool, int64_t ns, sx_breaker **out);
 
 /*
  * sx_breaker_deadline - as sx_breaker_timeout, at an absolute CLOCK_MONOTONIC time in ns; a
- * deadline not in the future gives a breaker already tripped with -ETIMEDOUT. Same returns.
+ * deadline not in the future gives a breaker already tripped with -ETIMEDOUT (UINT64_MAX is a
+ * deadline that never comes: the breaker then trips only by hand or at the pool's shutdown).
+ * Same returns.
  */
 SX_API int sx_breaker_deadline(sx_pool *pool, uint64_t abs_ns, sx_breaker **out);
 

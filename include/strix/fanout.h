@@ -50,7 +50,7 @@ typedef struct sx_fanout_task {
 typedef struct sx_fanout_opts {
 	unsigned limit;        /* at most this many calls in flight; 0: the pool's worker count */
 	sx_breaker *breaker;   /* NULL, or a breaker whose trip stops the fan-out with its code */
-	int64_t timeout_ns;    /* 0: none; > 0: stop with -ETIMEDOUT after this long; < 0: at once */
+	int64_t timeout_ns;    /* > 0: stop with -ETIMEDOUT after this long; 0 or < 0: none */
 	unsigned flags;        /* SX_FANOUT_* */
 	int *errors;           /* NULL, or n ints: collect every call's outcome. errors[i] is what
 	                          call i returned, or why it never ran (the stop breaker's code,

@@ -65,7 +65,7 @@ enum sx_group_flags {
 typedef struct sx_group_opts {
 	unsigned flags;              /* enum sx_group_flags */
 	/* How long the shutdown may take, from the first return (loop: from stop's trip) until
-	 * every actor has ended; 0: no deadline (wait for ever). */
+	 * every actor has ended; 0 or < 0: no deadline (wait for ever). */
 	int64_t shutdown_ns;
 	/* Called on run's thread, once per actor still running when the deadline passes, before
 	 * run returns. Must not call the group's owner functions. NULL: none. */
@@ -99,8 +99,8 @@ typedef struct sx_actor_info {
 
 /*
  * sx_group_create - an empty group. opts NULL: SX_GROUP_OPTS_INIT.
- * Returns 0; -EINVAL for NULL out, unknown flags, shutdown_ns < 0, or a backoff policy
- * sx_retry_policy_check refuses; -ENOMEM. Allocates; never blocks. Any thread.
+ * Returns 0; -EINVAL for NULL out, unknown flags, or a backoff policy sx_retry_policy_check
+ * refuses; -ENOMEM. Allocates; never blocks. Any thread.
  */
 SX_API int sx_group_create(const sx_group_opts *opts, sx_group **out);
 

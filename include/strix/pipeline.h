@@ -90,23 +90,26 @@ typedef struct sx_pipeline_opts {
 #define SX_PIPELINE_RETRY_CIRCUIT_OPEN 0x2u /* retry: also retry SX_ECIRCUIT_OPEN */
 
 /*
- * sx_pipeline_create - an empty pipeline (a call through it just runs the action).
- * Returns 0; -EINVAL for NULL out; -ENOMEM. Cold path; any thread.
+ * sx_pipeline_create - an empty pipeline (a call through it just runs the action). opts may be
+ * NULL (SX_PIPELINE_OPTS_INIT). Returns 0; -EINVAL for NULL out; -ENOMEM. Allocates; never
+ * blocks; cold path; any thread.
  */
 SX_API int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out);
 
-/* sx_pipeline_destroy - free pl (NULL: no-op). No call may be in progress or follow. The
- * limiters, semaphores and circuits it refers to are the caller's and stay alive. */
+/* sx_pipeline_destroy - free pl (NULL: no-op); never fails. No call may be in progress or
+ * follow. The limiters, semaphores and circuits it refers to are the caller's and stay alive.
+ * Never blocks; any thread. */
 SX_API void sx_pipeline_destroy(sx_pipeline *pl);
 
 /*
  * Adding policies: each appends one layer inside the ones already added. The objects passed
  * are borrowed (the caller keeps them alive while the pipeline is used); policy structs are
  * copied. Add everything before the first call.
- * Each returns 0; -EINVAL for NULL pl, object or key function, unknown flags, a retry policy that fails
- * sx_retry_policy_check, a timeout of 0 or one on a pipeline without a pool; -ENOSPC beyond
- * SX_PIPELINE_MAX layers; -EBUSY once the pipeline has been called. Nothing changes on failure.
- * Cold path; not concurrent with calls or other adds.
+ * Each returns 0; -EINVAL for NULL pl, object or key function, unknown flags, a retry policy
+ * that fails sx_retry_policy_check, a timeout of 0 or a positive one on a pipeline without a
+ * pool; -ENOSPC beyond SX_PIPELINE_MAX layers; -EBUSY once the pipeline has been called.
+ * Nothing changes on failure. Never block; cold path; one thread at a time, not concurrent with
+ * calls.
  */
 SX_API int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags);
 /* key(call) names the key a call is limited under (a client, a route); must not block. */
@@ -114,8 +117,10 @@ SX_API int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *
     uint64_t (*key)(const sx_call *call));
 SX_API int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags);
 SX_API int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c);
-/* ns: any length; a deadline past 2^63 ns of CLOCK_MONOTONIC is never reached (it saturates). */
-SX_API int sx_pipeline_add_timeout(sx_pipeline *pl, uint64_t ns);
+/* ns > 0: any length (a deadline past 2^63 ns of CLOCK_MONOTONIC is never reached: it
+ * saturates); ns < 0: no limit, so nothing is added (no pool is needed, and no layer counted);
+ * 0: -EINVAL (every call would time out before it began). */
+SX_API int sx_pipeline_add_timeout(sx_pipeline *pl, int64_t ns);
 SX_API int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsigned flags);
 /* fallback(call, err, arg) runs when the inner layers fail with err and when(err, arg) is true
  * (when NULL: every error); its return value becomes the call's result. */

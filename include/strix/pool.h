@@ -80,9 +80,10 @@ SX_API extern const sx_allocator sx_allocator_default;
  */
 SX_API uint64_t sx_allocations(void);
 
-#define SX_SPIN_DEFAULT 0LL    /* 50 microseconds */
-#define SX_SPIN_NONE    (-1LL) /* park as soon as a search for work fails */
-#define SX_SPIN_FOREVER (-2LL) /* never park: busy-poll (lowest latency, burns a core per worker) */
+#define SX_SPIN_DEFAULT INT64_C(0)    /* 50 microseconds */
+#define SX_SPIN_NONE    INT64_C(-1)   /* park as soon as a search for work fails */
+#define SX_SPIN_FOREVER INT64_C(-2)   /* never park: busy-poll (lowest latency, burns a core per
+                                         worker) */
 
 #define SX_POOL_PIN 0x1u /* pin worker i to CPU (i mod number of online CPUs) */
 
@@ -94,7 +95,8 @@ SX_API uint64_t sx_allocations(void);
 typedef struct sx_pool_opts {
 	unsigned workers;        /* 0: number of online CPUs; at most SX_POOL_MAX_WORKERS */
 	unsigned ring_size;      /* local ring slots, a power of two in [MIN_RING, MAX_RING]; 0: 256 */
-	long long spin_ns;       /* idle spin before parking: > 0 ns, or an SX_SPIN_* value */
+	int64_t spin_ns;         /* idle spin before parking: > 0 ns, or an SX_SPIN_* value (other
+	                            negative values are refused); 0: SX_SPIN_DEFAULT */
 	unsigned lifo_cap;       /* max consecutive runs from the LIFO slot, at most 1024; 0: 4 */
 	unsigned flags;          /* SX_POOL_* */
 	const sx_allocator *allocator; /* NULL: sx_allocator_default; copied at create */
@@ -103,7 +105,7 @@ typedef struct sx_pool_opts {
 	void (*on_cancel)(void (*fn)(void *), void *arg, int err);
 	/* Resolution of the pool's timer service (sx_timer_add), in [SX_WHEEL_TICK_MIN_NS,
 	 * SX_WHEEL_TICK_MAX_NS] of <strix/timer.h>; 0: 1 ms. */
-	unsigned long long timer_tick_ns;
+	int64_t timer_tick_ns;
 } sx_pool_opts;
 
 #define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL, 0 }

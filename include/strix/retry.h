@@ -83,14 +83,15 @@ typedef struct sx_retry_budget {
 typedef struct sx_retry_policy {
 	unsigned max_attempts;  /* attempts in all, the first included; 0: no limit */
 	int backoff;            /* enum sx_backoff_kind */
-	uint64_t base_ns;       /* the backoff's unit */
+	int64_t base_ns;        /* the backoff's unit, >= 0 */
 	double factor;          /* SX_BACKOFF_EXPONENTIAL's multiplier, >= 1 (0: 2) */
-	uint64_t cap_ns;        /* the largest delay before jitter; 0: no cap */
+	int64_t cap_ns;         /* the largest delay before jitter, >= 0; 0: no cap */
 	int jitter;             /* enum sx_jitter_kind */
 	double deviation;       /* SX_JITTER_DEVIATION's f, in [0, 1] */
 	uint64_t seed;          /* the jitter generator's seed */
-	uint64_t max_elapsed_ns;/* no attempt starts this long after the first one began (a delay
-	                           that would end past it ends the retry instead); 0: no limit */
+	int64_t max_elapsed_ns; /* no attempt starts this long after the first one began (a delay
+	                           that would end past it ends the retry instead); 0 or < 0: no
+	                           limit */
 	/* Which errors are retried: NULL retries every error. Called on the thread that ran the
 	 * attempt; must not block. */
 	bool (*retry_if)(int err, void *ctx);
@@ -106,8 +107,8 @@ typedef struct sx_retry_policy {
 
 /*
  * sx_retry_policy_check - 0 if p is usable; -EINVAL for NULL, an unknown backoff or jitter kind,
- * a factor below 1 (other than 0) or infinite, a deviation outside [0, 1] or NaN, or a clock
- * without now_ns. Pure; any thread.
+ * a negative base_ns or cap_ns, a factor below 1 (other than 0) or infinite, a deviation
+ * outside [0, 1] or NaN, or a clock without now_ns. Pure: never blocks, wait-free; any thread.
  */
 SX_API int sx_retry_policy_check(const sx_retry_policy *p);
 

@@ -118,7 +118,6 @@ int sx_group_create(const sx_group_opts *opts, sx_group **out)
 	if (opts == NULL)
 		opts = &defaults;
 	if (out == NULL || (opts->flags & ~(unsigned)(SX_GROUP_REVERSE | SX_GROUP_SEQUENTIAL)) ||
-	    opts->shutdown_ns < 0 ||
 	    (opts->backoff != NULL && sx_retry_policy_check(opts->backoff) != 0))
 		return -EINVAL;
 	g = sx__zalloc(sizeof(*g), SX__SMALL_ALIGN);

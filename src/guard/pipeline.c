@@ -130,10 +130,12 @@ int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c)
 	return push(pl, &l, c != NULL);
 }
 
-int sx_pipeline_add_timeout(sx_pipeline *pl, uint64_t ns)
+int sx_pipeline_add_timeout(sx_pipeline *pl, int64_t ns)
 {
-	layer l = { .kind = L_TIMEOUT, .ns = ns };
+	layer l = { .kind = L_TIMEOUT, .ns = (uint64_t)ns };
 
+	if (ns < 0) /* no limit: no layer, the same checks */
+		return pl == NULL ? -EINVAL : ck_pr_load_int(&pl->called) ? -EBUSY : 0;
 	return push(pl, &l, ns != 0 && pl != NULL && pl->pool != NULL);
 }
 
@@ -269,7 +271,7 @@ static int tw_arm(tw_rec *r, sx_pool *pool, uint64_t deadline)
 		if (cur != 0 && cur <= deadline)
 			return 0; /* a watch at or before our deadline is pending */
 	} while (!ck_pr_cas_64_value(&r->armed_until, cur, deadline, &cur));
-	rc = sx_timer_add(pool, deadline, SX_TIMER_AT | SX_TIMER_INLINE, watch, r, NULL);
+	rc = sx_timer_add_at(pool, deadline, SX_TIMER_INLINE, watch, r, NULL);
 	if (rc != 0)
 		ck_pr_cas_64(&r->armed_until, deadline, 0);
 	return rc;
@@ -414,7 +416,7 @@ static int run_retry(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_f
 {
 	const layer *l = &pl->l[i];
 	const sx_retry_policy *p = &l->retry;
-	uint64_t start = p->max_elapsed_ns != 0 ? sx__policy_now(p) : 0, delay;
+	uint64_t start = p->max_elapsed_ns > 0 ? sx__policy_now(p) : 0, delay;
 	sx_backoff bo;
 	int rc, prc;
 

@@ -279,14 +279,15 @@ int sx_wheel_add(sx_wheel *w, sx_wheel_timer *t, uint64_t deadline_ns)
 	return 0;
 }
 
-int sx_wheel_add_after(sx_wheel *w, sx_wheel_timer *t, uint64_t delay_ns)
+int sx_wheel_add_after(sx_wheel *w, sx_wheel_timer *t, int64_t delay_ns)
 {
 	uint64_t now;
 
-	if (w == NULL)
+	if (w == NULL || delay_ns < 0)
 		return -EINVAL;
 	now = w->clock.now_ns(w->clock.ctx);
-	return sx_wheel_add(w, t, delay_ns > UINT64_MAX - now ? UINT64_MAX : now + delay_ns);
+	return sx_wheel_add(w, t, (uint64_t)delay_ns > UINT64_MAX - now ? UINT64_MAX :
+	    now + (uint64_t)delay_ns);
 }
 
 int sx_wheel_cancel(sx_wheel *w, sx_wheel_timer *t)
