@@ -227,7 +227,8 @@ SX_API int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int resul
 /*
  * sx_circuit_state - the current state (enum sx_circuit_state), after moving an OPEN circuit
  * whose duration is over to HALF_OPEN, or a HALF_OPEN one whose lease expired back to OPEN (and
- * running the callback). -EINVAL for NULL. Lock-free; any thread.
+ * running the callback). -EINVAL for NULL. Never blocks (apart from the callback); lock-free;
+ * any thread.
  */
 SX_API int sx_circuit_state(sx_circuit *c);
 
@@ -235,8 +236,8 @@ SX_API int sx_circuit_state(sx_circuit *c);
  * sx_circuit_force - move c to state by hand: CLOSED (a fresh window, the open duration starts
  * over), OPEN (for the open duration, as a trip), HALF_OPEN, FORCED_OPEN, DISABLED or
  * METRICS_ONLY. Always a transition (new generation, callback), even to the state c is in.
- * Returns 0; -EINVAL for NULL c or an unknown state (nothing changes). Lock-free; any thread,
- * also from a callback.
+ * Returns 0; -EINVAL for NULL c or an unknown state (nothing changes). Never blocks (apart from
+ * the callback, run on this thread); lock-free; any thread, also from a callback.
  */
 SX_API int sx_circuit_force(sx_circuit *c, int state);
 
@@ -249,7 +250,8 @@ SX_API int sx_circuit_force(sx_circuit *c, int state);
  */
 SX_API int sx_circuit_snapshot(sx_circuit *c, sx_circuit_metrics *m);
 
-/* The name of a state ("closed", "open", ...), or "unknown". */
+/* sx_circuit_state_name - the name of a state ("closed", "open", ...), or "unknown" for any
+ * other value; a static string. Never fails or blocks; wait-free; any thread. */
 SX_API const char *sx_circuit_state_name(int state);
 
 #ifdef __cplusplus

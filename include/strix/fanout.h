@@ -79,7 +79,7 @@ SX_API int sx_fanout_map(sx_pool *pool, size_t n, sx_fanout_fn fn, void *arg,
 /*
  * sx_fanout_exec - sx_fanout_map over an array: tasks[i].fn(stop, tasks[i].arg). Same returns;
  * -EINVAL also for NULL tasks with n > 0 or a task with a NULL fn (checked before anything
- * starts).
+ * starts). Blocks, makes progress and may be called exactly as sx_fanout_map.
  */
 SX_API int sx_fanout_exec(sx_pool *pool, const sx_fanout_task *tasks, size_t n,
     const sx_fanout_opts *opts);

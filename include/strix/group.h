@@ -36,7 +36,8 @@
  * inside an actor's functions; the read-outs (sx_group_cause, sx_group_actor) may be called from
  * any thread once run has been called (before that, not concurrently with an add).
  * Progress: adds and read-outs never block (read-outs are wait-free); run and wait block on a
- * futex, never spinning; the actors' own threads coordinate through atomics only. A group runs once (by sx_group_run or sx_loop_run).
+ * futex, never spinning; the actors' own threads coordinate through atomics only. A group runs
+ * once (by sx_group_run or sx_loop_run).
  * None of this is a hot path: creation allocates, run creates threads and blocks.
  */
 #ifndef STRIX_GROUP_H
@@ -175,8 +176,8 @@ SX_API int sx_group_cause(const sx_group *g, int *err, int *signo);
 
 /*
  * sx_group_actor - fill *out with actor's state and counts. Returns 0; -EINVAL for NULL g or out;
- * -ENOENT for an index not added. Wait-free; any thread (counts read while the actor runs are a
- * snapshot).
+ * -ENOENT for an index not added. Never blocks; wait-free; any thread (counts read while the
+ * actor runs are a snapshot).
  */
 SX_API int sx_group_actor(const sx_group *g, unsigned actor, sx_actor_info *out);
 

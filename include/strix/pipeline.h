@@ -108,8 +108,8 @@ SX_API void sx_pipeline_destroy(sx_pipeline *pl);
  * Each returns 0; -EINVAL for NULL pl, object or key function, unknown flags, a retry policy
  * that fails sx_retry_policy_check, a timeout of 0 or a positive one on a pipeline without a
  * pool; -ENOSPC beyond SX_PIPELINE_MAX layers; -EBUSY once the pipeline has been called.
- * Nothing changes on failure. Never block; cold path; one thread at a time, not concurrent with
- * calls.
+ * Nothing changes on failure. Never block; wait-free (a copy into the pipeline); cold path; one
+ * thread at a time, not concurrent with calls.
  */
 SX_API int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags);
 /* key(call) names the key a call is limited under (a client, a route); must not block. */
@@ -137,8 +137,8 @@ SX_API int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic
  * -EAGAIN or -ESHUTDOWN when a timeout could not be set up (its pool's timer service refused,
  * or, -EAGAIN or -ENOMEM, the thread-specific key for timeout records could not be created: a
  * later call tries again; the layers inside it did not run), and -ESHUTDOWN also when that pool
- * shuts down during the call; -EOVERFLOW when more than 8 timeout layers are in progress on this thread at once
- * (nested pipelines); a fallback's result; -EINVAL for NULL pl or fn.
+ * shuts down during the call; -EOVERFLOW when more than 8 timeout layers are in progress on
+ * this thread at once (nested pipelines); a fallback's result; -EINVAL for NULL pl or fn.
  * Blocks only where the policies or fn do (SX_PIPELINE_WAIT, retry backoff). Lock-free apart from
  * that; no allocation in steady state (see above). Any thread, concurrently.
  */
@@ -150,12 +150,14 @@ SX_API int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breake
  * the step has run) and pass sx_pipeline_step with it to sx_promise_run / then:
  *
  *     static sx_pipeline_step_arg fetch = { pl, fetch_fn, &conn };
- *     sx_promise_then(p, sx_pipeline_step, &fetch);
+ *     sx_promise_then(p, sx_pipeline_step, &fetch, &next);
  *
  * The step runs fn through pl with call->last the chain's value, call->ctx the step's context
  * and the chain's breaker as stop; call->out becomes the step's value. A value left in call->out
  * by a call that failed is destroyed with ctx->dtor if fn set one. Returns what sx_pipeline_call
- * would; -EINVAL (nothing run) for a NULL ctx, out, step argument, pipeline or fn.
+ * would; -EINVAL (nothing run) for a NULL ctx, out, step argument, pipeline or fn. Blocks and
+ * makes progress as sx_pipeline_call (on the pool worker that runs the step); called by the
+ * promise machinery, on any worker, concurrently.
  */
 typedef struct sx_pipeline_step_arg {
 	sx_pipeline *pipeline;

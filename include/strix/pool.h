@@ -75,8 +75,8 @@ SX_API extern const sx_allocator sx_allocator_default;
 /*
  * sx_allocations - how many blocks sx_allocator_default has handed out on the calling thread so
  * far (every module's memory, and pools that use the default allocator). Take it before and
- * after a code path to check that the path allocates nothing in steady state. Wait-free; any
- * thread (each sees its own count).
+ * after a code path to check that the path allocates nothing in steady state. Never fails or
+ * blocks; wait-free; any thread (each sees its own count).
  */
 SX_API uint64_t sx_allocations(void);
 
@@ -221,12 +221,13 @@ SX_API int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counter
 
 /*
  * sx_pool_worker_index - the index (0..workers-1) of the calling worker within pool, or -1 when
- * the caller is not one of pool's workers. Wait-free; any thread.
+ * the caller is not one of pool's workers (or pool is NULL): a value, not an error. Never
+ * blocks; wait-free; any thread.
  */
 SX_API int sx_pool_worker_index(const sx_pool *pool);
 
 /*
- * sx_pool_workers - the pool's worker count (0 for NULL). Wait-free; any thread.
+ * sx_pool_workers - the pool's worker count (0 for NULL). Never blocks; wait-free; any thread.
  */
 SX_API unsigned sx_pool_workers(const sx_pool *pool);
 

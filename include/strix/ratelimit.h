@@ -82,7 +82,8 @@ SX_API int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop);
 
 /*
  * sx_ratelimit_delay_ns - how long an event of weight n would wait right now (0: it would pass);
- * UINT64_MAX for NULL rl, n == 0 or n > burst. Changes nothing. Wait-free; any thread.
+ * UINT64_MAX for NULL rl, n == 0 or n > burst. Changes nothing. Never blocks; wait-free; any
+ * thread.
  */
 SX_API uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n);
 
@@ -102,7 +103,7 @@ typedef struct sx_ratelimit_keyed sx_ratelimit_keyed;
  * max_keys: the keys expected to be active at once, 1 .. SX_RATELIMIT_MAX_KEYS (the table has
  * twice that many slots, 16 bytes each).
  * Returns 0; -EINVAL for NULL out, max_keys out of range, or opts as sx_ratelimit_create;
- * -ENOMEM. Nothing is created on failure. Cold path (allocates); any thread.
+ * -ENOMEM. Nothing is created on failure. Cold path (allocates); never blocks; any thread.
  */
 SX_API int sx_ratelimit_keyed_create(const sx_ratelimit_opts *opts, uint32_t max_keys,
     sx_ratelimit_keyed **out);

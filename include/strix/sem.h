@@ -60,7 +60,7 @@ typedef void (*sx_sem_fn)(sx_sem *sem, int err, void *arg);
  * schedules its callbacks; it may be NULL if the asynchronous form is never used, and must
  * outlive the semaphore's callbacks otherwise.
  * Returns 0; -EINVAL for NULL out or capacity > SX_SEM_MAX_CAPACITY; -ENOMEM.
- * Cold path (allocates); any thread.
+ * Cold path (allocates); never blocks; any thread.
  */
 SX_API int sx_sem_create(sx_pool *pool, uint32_t capacity, sx_sem **out);
 
@@ -123,14 +123,16 @@ SX_API int sx_sem_release(sx_sem *sem, uint32_t n);
  */
 SX_API int sx_sem_set_capacity(sx_sem *sem, uint32_t capacity);
 
-/* sx_sem_capacity - the capacity (0 for NULL). Wait-free; any thread. */
+/* sx_sem_capacity - the capacity (0 for NULL). Never blocks; wait-free; any thread. */
 SX_API uint32_t sx_sem_capacity(const sx_sem *sem);
 
-/* sx_sem_in_use - permits held right now (0 for NULL). One atomic load; any thread. */
+/* sx_sem_in_use - permits held right now (0 for NULL). One atomic load: never blocks,
+ * wait-free; any thread. */
 SX_API uint32_t sx_sem_in_use(const sx_sem *sem);
 
 /* sx_sem_waiting - waiters queued right now (0 for NULL): neither granted nor cancelled yet. A
- * waiter whose acquire has returned is not counted. One atomic load; any thread. */
+ * waiter whose acquire has returned is not counted. One atomic load: never blocks, wait-free;
+ * any thread. */
 SX_API uint32_t sx_sem_waiting(const sx_sem *sem);
 
 /*

@@ -87,7 +87,8 @@ SX_API void sx_wheel_destroy(sx_wheel *w);
 /*
  * sx_wheel_timer_init - prepare a timer that calls fn(timer) when it expires (a NULL fn is
  * accepted here and refused by sx_wheel_add). Only for a timer that is not pending.
- * Returns 0; -EINVAL for a NULL t. Any thread (the timer is not in a wheel yet).
+ * Returns 0; -EINVAL for a NULL t. Never blocks; wait-free; any thread (the timer is not in a
+ * wheel yet).
  */
 SX_API int sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *));
 
@@ -118,12 +119,12 @@ SX_API int sx_wheel_add_after(sx_wheel *w, sx_wheel_timer *t, int64_t delay_ns);
  * sx_wheel_cancel - withdraw a pending timer of w; its callback will not run.
  * Returns 0; -ENOENT if t is not pending (it already fired, was cancelled, or never added;
  * t must have been initialized); -EINVAL for a NULL w or t. A timer pending in another wheel
- * is the caller's error (not detected). O(1), wait-free; the wheel's owner only.
+ * is the caller's error (not detected). O(1), never blocks, wait-free; the wheel's owner only.
  */
 SX_API int sx_wheel_cancel(sx_wheel *w, sx_wheel_timer *t);
 
 /* sx_wheel_timer_pending - whether t is added and has neither fired nor been cancelled (false
- * for NULL). */
+ * for NULL). Never blocks; wait-free; the wheel's owner (or any thread while t is in no wheel). */
 SX_API bool sx_wheel_timer_pending(const sx_wheel_timer *t);
 
 /*
@@ -140,7 +141,8 @@ SX_API bool sx_wheel_timer_pending(const sx_wheel_timer *t);
 SX_API size_t sx_wheel_advance(sx_wheel *w);
 
 /* sx_wheel_advance_to - sx_wheel_advance as if the clock read now_ns (any value; earlier ones
- * still fire the timers due at the wheel's time, but the wheel's time never goes back). */
+ * still fire the timers due at the wheel's time, but the wheel's time never goes back). Same
+ * returns, cost, blocking and callers. */
 SX_API size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns);
 
 /*
@@ -149,15 +151,16 @@ SX_API size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns);
  * than the earliest pending timer's tick boundary, and the wheel's time itself when a timer is
  * due at the next advance whatever it reads. It never wraps: a tick boundary an advance can
  * reach, except that a wheel time of exactly UINT64_MAX reads UINT64_MAX - 1. UINT64_MAX if and
- * only if nothing is pending (or w is NULL). A sleeping owner
- * waits until then. O(levels).
+ * only if nothing is pending (or w is NULL). A sleeping owner waits until then. O(levels), never
+ * blocks, wait-free; the wheel's owner only.
  */
 SX_API uint64_t sx_wheel_next_deadline(const sx_wheel *w);
 
-/* sx_wheel_count - pending timers (0 for NULL). O(1). */
+/* sx_wheel_count - pending timers (0 for NULL). O(1), never blocks, wait-free; the owner only. */
 SX_API size_t sx_wheel_count(const sx_wheel *w);
 
-/* sx_wheel_tick_ns - the wheel's tick (0 for NULL). */
+/* sx_wheel_tick_ns - the wheel's tick in ns (0 for NULL); fixed at create. Never blocks;
+ * wait-free; any thread. */
 SX_API uint64_t sx_wheel_tick_ns(const sx_wheel *w);
 
 /* ---- the timer service ---------------------------------------------------------------------- */
@@ -179,8 +182,9 @@ typedef void (*sx_timer_fn)(void *arg, int status);
                                 non-blocking work (tripping a breaker, setting a flag). Without
                                 it the callback is submitted to the pool as a task. */
 
-/* A handle to an added timer, filled by sx_timer_add or sx_timer_add_at; copy it freely. It stays safe to pass to
- * sx_timer_cancel until the pool is destroyed, even long after the timer fired. */
+/* A handle to an added timer, filled by sx_timer_add or sx_timer_add_at; copy it freely. It
+ * stays safe to pass to sx_timer_cancel until the pool is destroyed, even long after the timer
+ * fired. */
 typedef struct sx_timer {
 	void *sx_node;
 	void *sx_svc;
@@ -203,9 +207,9 @@ typedef struct sx_timer {
  * Returns 0; -EINVAL for a NULL pool or fn, unknown flags or a negative delay_ns; -ESHUTDOWN
  * once sx_pool_shutdown has begun (an add that races with shutdown either fails so, or succeeds
  * and its callback gets -ESHUTDOWN); -ENOMEM if no timer node could be allocated; -EAGAIN if the
- * pool's timer thread (started by the first add) could not be created. On failure nothing was added, and *timer is
- * unchanged, except after an -ESHUTDOWN from an add that raced with shutdown: then it is zeroed
- * (sx_timer_cancel on it returns -EINVAL).
+ * pool's timer thread (started by the first add) could not be created. On failure nothing was
+ * added, and *timer is unchanged, except after an -ESHUTDOWN from an add that raced with
+ * shutdown: then it is zeroed (sx_timer_cancel on it returns -EINVAL).
  * Never blocks, except the very first add on a pool (it starts the timer thread under a mutex).
  * Lock-free: a node from a per-thread free list, one CAS onto the inbox, and a futex wake only
  * when the new deadline is earlier than the one the timer thread sleeps towards.
