@@ -551,6 +551,70 @@ static void test_destroy_cancels_waiters_and_keeps_held_permits(void **state)
 	sx_sem_destroy(s);
 }
 
+struct releaser {
+	sx_sem *s;
+	uint32_t n;
+};
+
+static void *release_one_by_one(void *arg)
+{
+	struct releaser *r = arg;
+
+	for (uint32_t i = 0; i < r->n; i++) {
+		assert_int_equal(sx_sem_release(r->s, 1), 0);
+		if (i & 1)
+			sched_yield();
+	}
+	return NULL;
+}
+
+/* Destroy racing with releases of held permits (each may grant a waiter, whose callback gives
+ * its permit back after destroy) and with breakers that time out: every waiter is told exactly
+ * once (granted, its breaker's code, or -ESHUTDOWN), and the last release frees the semaphore
+ * (ASan and LSan: no use after free, no leak). */
+static void test_destroy_races_releases_and_breakers(void **state)
+{
+	enum { ROUNDS = 200, W = 4 };
+
+	(void)state;
+	for (int round = 0; round < ROUNDS; round++) {
+		sx_sem *s = sem_new(W);
+		outcome o[W];
+		sx_breaker *t[W];
+		struct releaser r = { s, W };
+		pthread_t th;
+
+		for (int i = 0; i < W; i++) {
+			o[i] = (outcome)OUTCOME_INIT;
+			o[i].release = true;
+			o[i].n = 1;
+		}
+		assert_int_equal(sx_sem_try_acquire(s, W), 0);
+		for (int i = 0; i < W; i++) {
+			t[i] = NULL;
+			if (i % 2 == 0)
+				assert_int_equal(sx_breaker_timeout(pool, (round % 5) * 50000, &t[i]), 0);
+			assert_int_equal(sx_sem_acquire_async(s, 1, t[i], record, &o[i]), 0);
+		}
+		assert_int_equal(pthread_create(&th, NULL, release_one_by_one, &r), 0);
+		if (round % 3 == 1)
+			sched_yield();
+		sx_sem_destroy(s);
+		assert_int_equal(pthread_join(th, NULL), 0);
+		for (int i = 0; i < W; i++) {
+			TU_WAIT_FOR(calls(&o[i]) == 1);
+			assert_true(o[i].err == 0 || o[i].err == -ESHUTDOWN || o[i].err == -ETIMEDOUT);
+			if (t[i] == NULL)
+				assert_int_not_equal(o[i].err, -ETIMEDOUT);
+		}
+		assert_int_equal(sx_pool_wait_idle(pool), 0);
+		for (int i = 0; i < W; i++) {
+			assert_int_equal(calls(&o[i]), 1);
+			sx_breaker_release(t[i]);
+		}
+	}
+}
+
 /* Once a timed-out (or cancelled) acquire has returned, its waiter is gone: the count is 0 at
  * once, every time, with another waiter queued ahead or not. */
 static void test_destroy_right_after_a_timed_out_acquire(void **state)
@@ -823,6 +887,7 @@ int main(void)
 		cmocka_unit_test(test_blocking_acquire_racing_breaker_one_outcome),
 		cmocka_unit_test(test_set_capacity_grants_and_shrinks),
 		cmocka_unit_test(test_destroy_cancels_waiters_and_keeps_held_permits),
+		cmocka_unit_test(test_destroy_races_releases_and_breakers),
 		cmocka_unit_test(test_destroy_right_after_a_timed_out_acquire),
 		cmocka_unit_test(test_blocking_acquire_on_a_worker_helps),
 		cmocka_unit_test(test_shut_down_pool),
