@@ -1,9 +1,11 @@
 # strix - the one build entry point. GNU make.
 #
 #   make            build/libstrix.a, build/libstrix.so, tests and bench
-#   make test       install missing packages, build, check the layer rule, run every unit and
-#                   stress test
+#   make test       install missing packages, build, check the layer rule, the headers and the
+#                   exports, run every unit and stress test
 #   make check-layers  src/<layer>/ includes and calls only lower layers (tools/check-layers.sh)
+#   make check-headers every public header compiles alone, as C11 and C++17 (tools/check-headers.sh)
+#   make check-exports the SX_API names, src/strix.map's list and the libraries' symbols agree
 #   make bench      install missing packages, build, run the suite against the peers
 #   make bench-smoke  every benchmark once at tiny sizes (CI)
 #   make check-asan   tests under AddressSanitizer + UndefinedBehaviorSanitizer
@@ -33,7 +35,7 @@ TIME_SRCS   := src/time/wheel.c src/time/timer.c
 CANCEL_SRCS := src/cancel/breaker.c src/cancel/notifier.c src/cancel/signal.c src/cancel/retry.c
 FLOW_SRCS   := src/flow/promise_core.c src/flow/promise_retry.c src/flow/promise_comb.c \
                src/flow/promise_wait.c src/flow/fanout.c
-GUARD_SRCS  := src/guard/sem.c src/guard/ratelimit.c src/guard/circuit.c src/guard/policy.c \
+GUARD_SRCS  := src/guard/sem.c src/guard/ratelimit.c src/guard/circuit.c src/guard/pipeline.c \
                src/guard/group.c
 LIB_SRCS := $(BASE_SRCS) $(EXEC_SRCS) $(TIME_SRCS) $(CANCEL_SRCS) $(FLOW_SRCS) $(GUARD_SRCS)
 # Internal headers, for the rules that compile the sources straight into a test.
@@ -49,7 +51,7 @@ INJECT_TESTS := $(patsubst tests/inject/%.c,%,$(wildcard tests/inject/inject_*.c
 # libFuzzer targets comparing a module with a reference model on a virtual clock.
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all lib tests test check-layers bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
+.PHONY: all lib tests test check-layers check-headers check-exports bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
         stress clean perf
 
 # Targets that build first make sure the Debian packages are there (tools/deps.sh), then build in
@@ -94,7 +96,7 @@ TEST_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) 
 # Per-test link flags: test_group makes chosen thread creations fail through a wrapped
 # pthread_create (the library's calls included).
 TEST_LDFLAGS_test_group := -Wl,--wrap=pthread_create
-TEST_LDFLAGS_test_policy := -Wl,--wrap=pthread_key_create
+TEST_LDFLAGS_test_pipeline := -Wl,--wrap=pthread_key_create
 
 $(B)/tests/%: tests/unit/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS) $(TEST_LDFLAGS_$*)
@@ -112,10 +114,21 @@ tests: lib $(TEST_BINS)
 check-layers: lib
 	tools/check-layers.sh $(B)/obj
 
+# Each public header alone in a translation unit, strict C11 and C++17, warnings as errors.
+check-headers:
+	CC=$(CC) CXX=$(CXX) tools/check-headers.sh
+
+# Every SX_API declaration is listed by name in src/strix.map, and every listed name is defined
+# by libstrix.so (tools/check-exports.sh).
+check-exports: lib
+	tools/check-exports.sh $(B)
+
 test:
 	@tools/deps.sh test
 	$(MAKE) --no-print-directory tests
 	tools/check-layers.sh $(B)/obj
+	CC=$(CC) CXX=$(CXX) tools/check-headers.sh
+	tools/check-exports.sh $(B)
 	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS)
 
 # ---- sanitizers -------------------------------------------------------------------------------

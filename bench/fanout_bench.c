@@ -71,7 +71,7 @@ int strix_fanout(unsigned workers, uint64_t n, unsigned limit, uint64_t work_ns,
 	int rc;
 
 	po.workers = workers;
-	if (sx_pool_create(&p, &po) != 0) {
+	if (sx_pool_create(&po, &p) != 0) {
 		snprintf(o->err, sizeof(o->err), "strix: pool");
 		return -1;
 	}

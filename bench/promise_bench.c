@@ -18,7 +18,7 @@ static sx_pool *make_pool(unsigned workers, bench_out *o)
 	sx_pool *p = NULL;
 
 	opts.workers = workers;
-	if (sx_pool_create(&p, &opts) != 0) {
+	if (sx_pool_create(&opts, &p) != 0) {
 		snprintf(o->err, sizeof(o->err), "strix: pool create failed");
 		return NULL;
 	}

@@ -9,7 +9,7 @@ static void *strix_create(unsigned workers)
 	sx_pool *p = NULL;
 
 	o.workers = workers;
-	return sx_pool_create(&p, &o) == 0 ? p : NULL;
+	return sx_pool_create(&o, &p) == 0 ? p : NULL;
 }
 
 static int strix_submit(void *p, void (*fn)(void *), void *arg)

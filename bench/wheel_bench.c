@@ -44,7 +44,7 @@ int wheel_timers(uint64_t n, bench_timers *out, bench_out *o)
 	sx_wheel *w = NULL;
 	int rc = -1;
 
-	if (t == NULL || deadline == NULL || sx_wheel_create(&w, &opts) != 0)
+	if (t == NULL || deadline == NULL || sx_wheel_create(&opts, &w) != 0)
 		goto out;
 	origin = bench_now_ns();
 	for (uint64_t i = 0; i < n; i++) {
@@ -130,8 +130,7 @@ static int service_lateness(sx_pool *p, unsigned k, uint64_t span, double *p99, 
 		seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17;
 		l[i].deadline = bench_now_ns() + 1000000 + seed % 49000000;
 		l[i].left = &left;
-		if (sx_timer_add(p, l[i].deadline, SX_TIMER_AT | SX_TIMER_INLINE, late_cb, &l[i],
-		    NULL) != 0)
+		if (sx_timer_add_at(p, l[i].deadline, SX_TIMER_INLINE, late_cb, &l[i], NULL) != 0)
 			goto out;
 		if (i % 64 == 63)
 			bench_sleep_ns(span / k * 64); /* add while the service sleeps and fires */
@@ -165,7 +164,7 @@ int service_timers(uint64_t n, unsigned lateness_samples, double idle_s, bench_t
 	int rc = -1;
 
 	po.workers = 1;
-	if (h == NULL || delay == NULL || sx_pool_create(&p, &po) != 0)
+	if (h == NULL || delay == NULL || sx_pool_create(&po, &p) != 0)
 		goto out;
 	for (uint64_t i = 0; i < n; i++)
 		delay[i] = b8_delay_ns(&seed);

@@ -107,7 +107,7 @@ int strix_fanout(unsigned workers, uint64_t n, unsigned limit, uint64_t work_ns,
 int thpool_fanout(unsigned workers, uint64_t n, unsigned limit, uint64_t work_ns,
     bench_fanout *r, bench_out *o);
 
-/* B9 circuit / pipeline (policy_bench.c): `threads` threads making n calls each through one
+/* B9 circuit / pipeline (pipeline_bench.c): `threads` threads making n calls each through one
  * closed circuit (strix, or the mutex-and-ring peer); a 5-policy pipeline around an empty call.
  * *allocs: allocations per call by strix's default allocator on the calling threads. */
 int strix_circuit(unsigned threads, uint64_t n, double *allocs, bench_out *o);

@@ -12,7 +12,7 @@
 #include <strix/sem.h>
 #include <strix/ratelimit.h>
 #include <strix/circuit.h>
-#include <strix/policy.h>
+#include <strix/pipeline.h>
 #include <strix/group.h>
 
 #endif /* STRIX_H */

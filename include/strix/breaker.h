@@ -64,23 +64,29 @@ typedef struct sx_breaker_cb sx_breaker_cb;
 /*
  * sx_breaker_create - a manual breaker: armed until sx_breaker_trip or sx_breaker_release.
  * Returns 0; -EINVAL for NULL out; -ENOMEM; -EAGAIN (strix's notifier thread, started by the
- * first breaker of the process, could not start). Cold path (allocates); any thread.
+ * first breaker of the process, could not start). Cold path (allocates); never blocks but
+ * for that first start (thread creation); lock-free. Any thread.
  */
 SX_API int sx_breaker_create(sx_breaker **out);
 
 /*
  * sx_breaker_timeout - a breaker that trips with -ETIMEDOUT ns nanoseconds from now, on pool's
- * timer service (its callback runs inline on the timer thread: one CAS). ns <= 0 gives a breaker
- * that is already tripped (-ETIMEDOUT). If the pool shuts down first, it trips with -ESHUTDOWN.
- * Returns 0; -EINVAL for NULL pool or out; -ESHUTDOWN if pool is shut down; -ENOMEM; -EAGAIN
- * (the pool's timer thread could not start). Nothing is created on failure.
- * Allocates; never blocks but for the first use of a pool's timers. Any thread.
+ * timer service (its callback runs inline on the timer thread: one CAS). If the pool shuts down
+ * first, it trips with -ESHUTDOWN. ns == 0 gives a breaker that is already tripped (-ETIMEDOUT);
+ * ns < 0 means no time limit: a breaker that only sx_breaker_trip or sx_breaker_release ends,
+ * like sx_breaker_create's (no timer, so the pool's shutdown does not trip it either).
+ * Returns 0; -EINVAL for NULL pool or out; -ESHUTDOWN if pool is shut down (ns > 0); -ENOMEM;
+ * -EAGAIN (the pool's timer thread, or strix's notifier thread, could not start). Nothing is
+ * created on failure.
+ * Allocates; never blocks but for the first use of a pool's timers; lock-free. Any thread.
  */
 SX_API int sx_breaker_timeout(sx_pool *pool, int64_t ns, sx_breaker **out);
 
 /*
  * sx_breaker_deadline - as sx_breaker_timeout, at an absolute CLOCK_MONOTONIC time in ns; a
- * deadline not in the future gives a breaker already tripped with -ETIMEDOUT. Same returns.
+ * deadline not in the future gives a breaker already tripped with -ETIMEDOUT (UINT64_MAX is a
+ * deadline that never comes: the breaker then trips only by hand or at the pool's shutdown).
+ * Same returns, blocking, progress and threads.
  */
 SX_API int sx_breaker_deadline(sx_pool *pool, uint64_t abs_ns, sx_breaker **out);
 
@@ -93,7 +99,8 @@ SX_API int sx_breaker_deadline(sx_pool *pool, uint64_t abs_ns, sx_breaker **out)
  * Returns 0; -EINVAL for NULL set or out, or a set holding a signal strix cannot catch for you
  * (SIGKILL, SIGSTOP, the synchronous SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGSYS, or the
  * C library's reserved real-time signals); -ENOMEM; -EAGAIN. Nothing changes on failure.
- * Cold path: takes strix's signal registry lock. Any thread (not from a signal handler).
+ * Cold path: blocks only on strix's signal registry lock. Any thread (not from a signal
+ * handler).
  */
 SX_API int sx_breaker_signal(const sigset_t *set, sx_breaker **out);
 
@@ -111,14 +118,16 @@ SX_API int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **
 
 /*
  * sx_breaker_child - a breaker that trips when parent does (with its code), or on its own
- * (tripping the child never trips the parent). Same as sx_breaker_multiplex(&parent, 1, out).
+ * (tripping the child never trips the parent). Same as sx_breaker_multiplex(&parent, 1, out):
+ * returns 0; -EINVAL for NULL parent or out; -ENOMEM; -EAGAIN. Allocates; never blocks;
+ * lock-free. Any thread.
  */
 SX_API int sx_breaker_child(sx_breaker *parent, sx_breaker **out);
 
 /*
  * sx_breaker_done - whether b has tripped, or any breaker it derives from has. One atomic load
- * (acquire) for a breaker with no inputs, one more per ancestor for a derived one; wait-free;
- * any thread and signal handlers. b must not be NULL.
+ * (acquire) for a breaker with no inputs, one more per ancestor for a derived one; never
+ * blocks; wait-free; any thread and signal handlers. b must not be NULL.
  */
 SX_API bool sx_breaker_done(const sx_breaker *b);
 
@@ -126,12 +135,14 @@ SX_API bool sx_breaker_done(const sx_breaker *b);
  * sx_breaker_err - 0 while b is armed, then its error code, stable forever (see the top of this
  * file): for a derived breaker whose ancestor has tripped, the ancestor's code, which this call
  * makes b's own. Wait-free while b is armed or its own word is set; the call that takes an
- * ancestor's code is a trip (lock-free). Any thread and signal handlers. NULL: -EINVAL.
+ * ancestor's code is a trip (lock-free). Never blocks. Any thread and signal handlers. NULL:
+ * -EINVAL.
  */
 SX_API int sx_breaker_err(const sx_breaker *b);
 
 /* sx_breaker_signo - the signal that tripped b, or 0 (armed, or tripped otherwise, or NULL).
- * Reads the code as sx_breaker_err does. */
+ * Reads the code as sx_breaker_err does: never blocks, the same progress, any thread and
+ * signal handlers. */
 SX_API int sx_breaker_signo(const sx_breaker *b);
 
 /*
@@ -146,9 +157,9 @@ SX_API int sx_breaker_wait(sx_breaker *b, int64_t timeout_ns);
 /*
  * sx_breaker_on_done - call fn(b, arg) once, after b trips, on strix's notifier thread (fn must
  * not block for long: it delays other breakers' callbacks; rarely, when the trip races with a
- * sweep of withdrawn callbacks, it runs on the thread that is registering another callback). If handle is not NULL it receives a
- * handle for sx_breaker_withdraw, which must then be called exactly once (also after the
- * callback ran) to free it.
+ * sweep of withdrawn callbacks, it runs on the thread that is registering another callback).
+ * If handle is not NULL it receives a handle for sx_breaker_withdraw, which must then be called
+ * exactly once (also after the callback ran) to free it.
  * Returns 0; -EALREADY if b has already tripped or reads as done through an ancestor (fn is not
  * registered and never runs: check sx_breaker_err); -EINVAL for NULL b or fn; -ENOMEM; -EAGAIN
  * (notifier thread).
@@ -161,8 +172,8 @@ SX_API int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *b, void *arg
 /*
  * sx_breaker_withdraw - withdraw a callback and free its handle. Returns 0 if it was withdrawn
  * before it started (it will never run); -EALREADY if it has started (it runs or ran exactly
- * once; this does not wait for it); -EINVAL for NULL. Lock-free (one CAS); any thread, also
- * from the callback itself.
+ * once; this does not wait for it); -EINVAL for NULL. Never blocks; lock-free (one CAS); any
+ * thread, also from the callback itself.
  */
 SX_API int sx_breaker_withdraw(sx_breaker_cb *handle);
 

@@ -106,7 +106,7 @@ enum sx_circuit_outcome {
 #define SX_CIRCUIT_MAX_WINDOW 4096u          /* window_size, at most */
 #define SX_CIRCUIT_MAX_BUCKETS 64u           /* window_buckets, at most */
 #define SX_CIRCUIT_MAX_PERMITS 127u          /* half_open_permits, at most */
-#define SX_CIRCUIT_MAX_DURATION_NS (((uint64_t)1 << 31) * 1000000u) /* 24.8 days */
+#define SX_CIRCUIT_MAX_DURATION_NS (((int64_t)1 << 31) * 1000000) /* 24.8 days */
 
 /* A permit: 0 is never a valid one. Copy it freely; report it once. */
 typedef uint64_t sx_circuit_permit;
@@ -133,24 +133,30 @@ typedef struct sx_circuit_metrics {
 typedef void (*sx_circuit_state_fn)(sx_circuit *c, int from, int to, const sx_circuit_metrics *m,
     void *arg);
 
+/* Zero means a default in every field, given with each (SX_CIRCUIT_OPTS_INIT spells the same
+ * values out, but for min_calls: 100 there, 1 for a zero). */
 typedef struct sx_circuit_opts {
-	int window;                  /* enum sx_circuit_window */
-	uint32_t window_size;        /* COUNT: calls remembered, 1 .. SX_CIRCUIT_MAX_WINDOW */
-	uint64_t window_ns;          /* TIME: window length, >= window_buckets ns */
-	uint32_t window_buckets;     /* TIME: 1 .. SX_CIRCUIT_MAX_BUCKETS */
+	int window;                  /* enum sx_circuit_window; 0: COUNT */
+	uint32_t window_size;        /* COUNT: calls remembered, 1 .. SX_CIRCUIT_MAX_WINDOW; 0: 100 */
+	int64_t window_ns;           /* TIME: window length, >= window_buckets ns; 0: 10 s */
+	uint32_t window_buckets;     /* TIME: 1 .. SX_CIRCUIT_MAX_BUCKETS; 0: 10 */
 	uint32_t min_calls;          /* results needed before a rate counts; 0: 1 (above a COUNT
 	                                window's window_size: the rates never trip it) */
-	double failure_rate;         /* trip at this failure rate, in (0, 1] */
-	uint64_t slow_call_ns;       /* a call at least this long is slow; 0: none is */
-	double slow_rate;            /* trip at this slow-call rate, in (0, 1] */
+	double failure_rate;         /* trip at this failure rate, in (0, 1]; 0: 0.5 */
+	int64_t slow_call_ns;        /* a call at least this long is slow, >= 0; 0: none is */
+	double slow_rate;            /* trip at this slow-call rate, in (0, 1]; 0: 1 */
 	uint32_t consecutive_failures; /* trip after this many failures in a row; 0: never */
-	uint64_t open_ns;            /* open duration, 1 ms .. SX_CIRCUIT_MAX_DURATION_NS */
+	int64_t open_ns;             /* open duration, 1 ms .. SX_CIRCUIT_MAX_DURATION_NS; 0: 10 s,
+	                                or open_max_ns when that is shorter */
 	double open_backoff;         /* each trip after a trip (no close between) multiplies the
-	                                open duration by this, >= 1 (infinity: straight to the cap) */
-	uint64_t open_max_ns;        /* cap of the growing duration; 0: SX_CIRCUIT_MAX_DURATION_NS */
-	uint32_t half_open_permits;  /* probes per half-open spell, 1 .. SX_CIRCUIT_MAX_PERMITS */
+	                                open duration by this, >= 1 (infinity: straight to the cap);
+	                                0: 1 (a fixed duration) */
+	int64_t open_max_ns;         /* cap of the growing duration, open_ns ..
+	                                SX_CIRCUIT_MAX_DURATION_NS; 0: SX_CIRCUIT_MAX_DURATION_NS */
+	uint32_t half_open_permits;  /* probes per half-open spell, 1 .. SX_CIRCUIT_MAX_PERMITS;
+	                                0: 1 */
 	uint32_t half_open_successes;/* successful probes that close it, 1 .. permits; 0: permits */
-	uint64_t probe_lease_ns;     /* 1 ms .. SX_CIRCUIT_MAX_DURATION_NS */
+	int64_t probe_lease_ns;      /* 1 ms .. SX_CIRCUIT_MAX_DURATION_NS; 0: 10 s */
 	int (*classify)(int result, void *ctx); /* NULL: the default above; must not block */
 	void *classify_ctx;
 	sx_circuit_state_fn on_state;/* NULL: none */
@@ -163,23 +169,26 @@ typedef struct sx_circuit_opts {
 
 /* Defaults: a count window of 100 calls, min_calls 100, trip at 50% failures, no slow-call
  * detection (slow rate 100% once slow_call_ns is set), no consecutive-failure trip, open 10 s,
- * fixed, 1 probe, a 10 s probe lease, default classify, no callback, no pool, CLOCK_MONOTONIC. */
-#define SX_CIRCUIT_OPTS_INIT { SX_CIRCUIT_WINDOW_COUNT, 100, 10000000000ull, 10, 100, 0.5, 0, \
-	1.0, 0, 10000000000ull, 1.0, 0, 1, 0, 10000000000ull, NULL, NULL, NULL, NULL, NULL, NULL }
+ * fixed, 1 probe, a 10 s probe lease, default classify, no callback, no pool, CLOCK_MONOTONIC.
+ * A zero-filled struct gives the same, but for min_calls (1). */
+#define SX_CIRCUIT_OPTS_INIT { SX_CIRCUIT_WINDOW_COUNT, 100, INT64_C(10000000000), 10, 100, 0.5, \
+	0, 1.0, 0, INT64_C(10000000000), 1.0, 0, 1, 0, INT64_C(10000000000), NULL, NULL, NULL, \
+	NULL, NULL, NULL }
 
 /*
- * sx_circuit_create - a closed circuit.
- * Returns 0; -EINVAL for NULL opts or out, an unknown window kind, window_size 0 or above the
- * maximum, window_ns < window_buckets, window_buckets 0 or above the maximum, a failure or slow
- * rate outside (0, 1] (or NaN), open_ns or probe_lease_ns outside [1 ms, max], open_backoff
- * below 1 (or NaN), open_max_ns below open_ns or above the maximum, half_open_permits 0 or
- * above the maximum, half_open_successes above half_open_permits; -ENOMEM.
- * Nothing is created on failure. Cold path (allocates); any thread.
+ * sx_circuit_create - a closed circuit. Zero fields take their defaults first; then
+ * returns 0; -EINVAL for NULL opts or out, an unknown window kind, window_size above the
+ * maximum, window_ns < window_buckets (a negative one included), window_buckets above the
+ * maximum, a failure or slow rate outside (0, 1] (or NaN), a negative slow_call_ns, open_ns or
+ * probe_lease_ns outside [1 ms, max], open_backoff below 1 (or NaN), open_max_ns below open_ns
+ * or above the maximum, half_open_permits above the maximum, half_open_successes above
+ * half_open_permits, a clock without now_ns; -ENOMEM.
+ * Nothing is created on failure. Cold path (allocates); never blocks; any thread.
  */
 SX_API int sx_circuit_create(const sx_circuit_opts *opts, sx_circuit **out);
 
 /*
- * sx_circuit_destroy - give back the caller's reference (NULL: no-op). No call on c may be in
+ * sx_circuit_destroy - end the circuit (NULL: no-op); never fails. No call on c may be in
  * progress or follow; permits still out are simply never counted. A pending timer keeps the
  * memory until it fires and then does nothing; a timer-driven transition that had already begun
  * may still finish and run its callback. Never blocks; any thread.
@@ -201,23 +210,25 @@ SX_API int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit);
 
 /*
  * sx_circuit_release - report the call made with permit: result is the call's return code
- * (classified by opts.classify), latency_ns how long it took (only compared with slow_call_ns).
+ * (classified by opts.classify), latency_ns how long it took, >= 0 (only compared with
+ * slow_call_ns).
  * May trip, close or reopen the circuit; the callback then runs on this thread before return.
  * Returns 0 (counted, or ignored by classify, or DISABLED); -ESTALE when the circuit changed
- * generation since the permit was issued (nothing counted); -EINVAL for NULL c or a permit that
- * sx_circuit_acquire never hands out (0, or any bit set outside its valid bit and generation;
- * nothing counted).
+ * generation since the permit was issued (nothing counted); -EINVAL for NULL c, a negative
+ * latency_ns, or a permit that sx_circuit_acquire never hands out (0, or any bit set outside its
+ * valid bit and generation; nothing counted).
  * Never blocks (apart from the callback). CLOSED: a load and one CAS on this thread's stripe,
  * plus a merge of the stripes when the call failed or was slow; lock-free. Any thread,
  * concurrently; each permit once.
  */
 SX_API int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result,
-    uint64_t latency_ns);
+    int64_t latency_ns);
 
 /*
  * sx_circuit_state - the current state (enum sx_circuit_state), after moving an OPEN circuit
  * whose duration is over to HALF_OPEN, or a HALF_OPEN one whose lease expired back to OPEN (and
- * running the callback). -EINVAL for NULL. Lock-free; any thread.
+ * running the callback). -EINVAL for NULL. Never blocks (apart from the callback); lock-free;
+ * any thread.
  */
 SX_API int sx_circuit_state(sx_circuit *c);
 
@@ -225,8 +236,8 @@ SX_API int sx_circuit_state(sx_circuit *c);
  * sx_circuit_force - move c to state by hand: CLOSED (a fresh window, the open duration starts
  * over), OPEN (for the open duration, as a trip), HALF_OPEN, FORCED_OPEN, DISABLED or
  * METRICS_ONLY. Always a transition (new generation, callback), even to the state c is in.
- * Returns 0; -EINVAL for NULL c or an unknown state (nothing changes). Lock-free; any thread,
- * also from a callback.
+ * Returns 0; -EINVAL for NULL c or an unknown state (nothing changes). Never blocks (apart from
+ * the callback, run on this thread); lock-free; any thread, also from a callback.
  */
 SX_API int sx_circuit_force(sx_circuit *c, int state);
 
@@ -239,7 +250,8 @@ SX_API int sx_circuit_force(sx_circuit *c, int state);
  */
 SX_API int sx_circuit_snapshot(sx_circuit *c, sx_circuit_metrics *m);
 
-/* The name of a state ("closed", "open", ...), or "unknown". */
+/* sx_circuit_state_name - the name of a state ("closed", "open", ...), or "unknown" for any
+ * other value; a static string. Never fails or blocks; wait-free; any thread. */
 SX_API const char *sx_circuit_state_name(int state);
 
 #ifdef __cplusplus

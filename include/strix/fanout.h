@@ -50,7 +50,7 @@ typedef struct sx_fanout_task {
 typedef struct sx_fanout_opts {
 	unsigned limit;        /* at most this many calls in flight; 0: the pool's worker count */
 	sx_breaker *breaker;   /* NULL, or a breaker whose trip stops the fan-out with its code */
-	int64_t timeout_ns;    /* 0: none; > 0: stop with -ETIMEDOUT after this long; < 0: at once */
+	int64_t timeout_ns;    /* > 0: stop with -ETIMEDOUT after this long; 0 or < 0: none */
 	unsigned flags;        /* SX_FANOUT_* */
 	int *errors;           /* NULL, or n ints: collect every call's outcome. errors[i] is what
 	                          call i returned, or why it never ran (the stop breaker's code,
@@ -79,7 +79,7 @@ SX_API int sx_fanout_map(sx_pool *pool, size_t n, sx_fanout_fn fn, void *arg,
 /*
  * sx_fanout_exec - sx_fanout_map over an array: tasks[i].fn(stop, tasks[i].arg). Same returns;
  * -EINVAL also for NULL tasks with n > 0 or a task with a NULL fn (checked before anything
- * starts).
+ * starts). Blocks, makes progress and may be called exactly as sx_fanout_map.
  */
 SX_API int sx_fanout_exec(sx_pool *pool, const sx_fanout_task *tasks, size_t n,
     const sx_fanout_opts *opts);

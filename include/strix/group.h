@@ -36,7 +36,8 @@
  * inside an actor's functions; the read-outs (sx_group_cause, sx_group_actor) may be called from
  * any thread once run has been called (before that, not concurrently with an add).
  * Progress: adds and read-outs never block (read-outs are wait-free); run and wait block on a
- * futex, never spinning; the actors' own threads coordinate through atomics only. A group runs once (by sx_group_run or sx_loop_run).
+ * futex, never spinning; the actors' own threads coordinate through atomics only. A group runs
+ * once (by sx_group_run or sx_loop_run).
  * None of this is a hot path: creation allocates, run creates threads and blocks.
  */
 #ifndef STRIX_GROUP_H
@@ -65,7 +66,7 @@ enum sx_group_flags {
 typedef struct sx_group_opts {
 	unsigned flags;              /* enum sx_group_flags */
 	/* How long the shutdown may take, from the first return (loop: from stop's trip) until
-	 * every actor has ended; 0: no deadline (wait for ever). */
+	 * every actor has ended; 0 or < 0: no deadline (wait for ever). */
 	int64_t shutdown_ns;
 	/* Called on run's thread, once per actor still running when the deadline passes, before
 	 * run returns. Must not call the group's owner functions. NULL: none. */
@@ -99,8 +100,8 @@ typedef struct sx_actor_info {
 
 /*
  * sx_group_create - an empty group. opts NULL: SX_GROUP_OPTS_INIT.
- * Returns 0; -EINVAL for NULL out, unknown flags, shutdown_ns < 0, or a backoff policy
- * sx_retry_policy_check refuses; -ENOMEM. Allocates; never blocks. Any thread.
+ * Returns 0; -EINVAL for NULL out, unknown flags, or a backoff policy sx_retry_policy_check
+ * refuses; -ENOMEM. Allocates; never blocks. Any thread.
  */
 SX_API int sx_group_create(const sx_group_opts *opts, sx_group **out);
 
@@ -165,18 +166,18 @@ SX_API int sx_group_run(sx_group *g);
 SX_API int sx_loop_run(sx_group *g, sx_breaker *stop);
 
 /*
- * sx_group_cause - which actor ended the group: its index, with its return value in *err and its
- * signal number (SX_ESIGNAL) in *signo (either pointer may be NULL). -1 while nobody has (before
- * run, an empty group, a loop ended by its stop, or a thread that could not start); for a loop
- * whose actors all gave up, the last one to give up. -EINVAL for NULL g.
- * Wait-free; any thread.
+ * sx_group_cause - which actor ended the group: its index (>= 0), with its return value in *err
+ * and its signal number (SX_ESIGNAL) in *signo (either pointer may be NULL); for a loop whose
+ * actors all gave up, the last one to give up. -ENOENT while no actor has (before run, an empty
+ * group, a loop ended by its stop, or a thread that could not start): *err and *signo are then
+ * left as they were. -EINVAL for NULL g. Never blocks; wait-free; any thread.
  */
 SX_API int sx_group_cause(const sx_group *g, int *err, int *signo);
 
 /*
  * sx_group_actor - fill *out with actor's state and counts. Returns 0; -EINVAL for NULL g or out;
- * -ENOENT for an index not added. Wait-free; any thread (counts read while the actor runs are a
- * snapshot).
+ * -ENOENT for an index not added. Never blocks; wait-free; any thread (counts read while the
+ * actor runs are a snapshot).
  */
 SX_API int sx_group_actor(const sx_group *g, unsigned actor, sx_actor_info *out);
 

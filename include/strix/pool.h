@@ -30,13 +30,7 @@
 #include <strix/error.h>
 
 #ifdef __cplusplus
-/* ck_stack.h is not valid C++ (implicit void * conversions); C++ code only needs the layout of
- * a task's private queue link, which is one pointer. */
 extern "C" {
-typedef struct sx__stack_entry { struct sx__stack_entry *next; } sx__stack_entry;
-#else
-#include <ck_stack.h>
-typedef ck_stack_entry_t sx__stack_entry;
 #endif
 
 typedef struct sx_pool sx_pool;
@@ -49,7 +43,7 @@ typedef struct sx_task sx_task;
  * is the caller's again (it may be freed or resubmitted from inside run()).
  */
 struct sx_task {
-	sx__stack_entry sx_link;         /* private: queue link */
+	struct sx_task *sx_next;         /* private: queue link (the next task queued) */
 	struct sx_task *sx_chain_tail;   /* private: set on the head of an injector chain */
 	void (*run)(struct sx_task *task);
 	/* Called instead of run() with -ECANCELED when the pool is shut down with SX_CANCEL before
@@ -57,7 +51,7 @@ struct sx_task {
 	void (*cancel)(struct sx_task *task, int err);
 };
 
-#define SX_TASK_INIT(run_fn, cancel_fn) { { NULL }, NULL, (run_fn), (cancel_fn) }
+#define SX_TASK_INIT(run_fn, cancel_fn) { NULL, NULL, (run_fn), (cancel_fn) }
 #define SX_CONTAINER_OF(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
@@ -81,14 +75,15 @@ SX_API extern const sx_allocator sx_allocator_default;
 /*
  * sx_allocations - how many blocks sx_allocator_default has handed out on the calling thread so
  * far (every module's memory, and pools that use the default allocator). Take it before and
- * after a code path to check that the path allocates nothing in steady state. Wait-free; any
- * thread (each sees its own count).
+ * after a code path to check that the path allocates nothing in steady state. Never fails or
+ * blocks; wait-free; any thread (each sees its own count).
  */
 SX_API uint64_t sx_allocations(void);
 
-#define SX_SPIN_DEFAULT 0LL    /* 50 microseconds */
-#define SX_SPIN_NONE    (-1LL) /* park as soon as a search for work fails */
-#define SX_SPIN_FOREVER (-2LL) /* never park: busy-poll (lowest latency, burns a core per worker) */
+#define SX_SPIN_DEFAULT INT64_C(0)    /* 50 microseconds */
+#define SX_SPIN_NONE    INT64_C(-1)   /* park as soon as a search for work fails */
+#define SX_SPIN_FOREVER INT64_C(-2)   /* never park: busy-poll (lowest latency, burns a core per
+                                         worker) */
 
 #define SX_POOL_PIN 0x1u /* pin worker i to CPU (i mod number of online CPUs) */
 
@@ -100,7 +95,8 @@ SX_API uint64_t sx_allocations(void);
 typedef struct sx_pool_opts {
 	unsigned workers;        /* 0: number of online CPUs; at most SX_POOL_MAX_WORKERS */
 	unsigned ring_size;      /* local ring slots, a power of two in [MIN_RING, MAX_RING]; 0: 256 */
-	long long spin_ns;       /* idle spin before parking: > 0 ns, or an SX_SPIN_* value */
+	int64_t spin_ns;         /* idle spin before parking: > 0 ns, or an SX_SPIN_* value (other
+	                            negative values are refused); 0: SX_SPIN_DEFAULT */
 	unsigned lifo_cap;       /* max consecutive runs from the LIFO slot, at most 1024; 0: 4 */
 	unsigned flags;          /* SX_POOL_* */
 	const sx_allocator *allocator; /* NULL: sx_allocator_default; copied at create */
@@ -109,7 +105,7 @@ typedef struct sx_pool_opts {
 	void (*on_cancel)(void (*fn)(void *), void *arg, int err);
 	/* Resolution of the pool's timer service (sx_timer_add), in [SX_WHEEL_TICK_MIN_NS,
 	 * SX_WHEEL_TICK_MAX_NS] of <strix/timer.h>; 0: 1 ms. */
-	unsigned long long timer_tick_ns;
+	int64_t timer_tick_ns;
 } sx_pool_opts;
 
 #define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL, 0 }
@@ -152,7 +148,7 @@ enum { SX_DRAIN = 1, SX_CANCEL = 2 };
  * On failure nothing is left allocated or running and *out is unchanged.
  * Blocking (thread creation); cold path, takes no pool lock. Any thread.
  */
-SX_API int sx_pool_create(sx_pool **out, const sx_pool_opts *opts);
+SX_API int sx_pool_create(const sx_pool_opts *opts, sx_pool **out);
 
 /*
  * sx_pool_submit - run fn(arg) on the pool.
@@ -225,12 +221,13 @@ SX_API int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counter
 
 /*
  * sx_pool_worker_index - the index (0..workers-1) of the calling worker within pool, or -1 when
- * the caller is not one of pool's workers. Wait-free; any thread.
+ * the caller is not one of pool's workers (or pool is NULL): a value, not an error. Never
+ * blocks; wait-free; any thread.
  */
 SX_API int sx_pool_worker_index(const sx_pool *pool);
 
 /*
- * sx_pool_workers - the pool's worker count (0 for NULL). Wait-free; any thread.
+ * sx_pool_workers - the pool's worker count (0 for NULL). Never blocks; wait-free; any thread.
  */
 SX_API unsigned sx_pool_workers(const sx_pool *pool);
 

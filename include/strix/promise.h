@@ -70,11 +70,12 @@ typedef int (*sx_finally_fn)(sx_ctx *ctx, int err, void *value);
 
 /*
  * sx_ctx_breaker - the chain's breaker (created on first use), to block on or register with.
- * Borrowed: valid while the step runs. NULL only if it had to be created and memory ran out.
- * Lock-free; from inside a step.
+ * Borrowed: valid while the step runs. NULL only if it had to be created and memory ran out
+ * (or ctx is NULL). Never blocks; lock-free; from inside the step that was given ctx.
  */
 SX_API sx_breaker *sx_ctx_breaker(sx_ctx *ctx);
-/* sx_ctx_cancelled - true once the chain's breaker has tripped. One or two loads; wait-free. */
+/* sx_ctx_cancelled - true once the chain's breaker has tripped (false for NULL). One or two
+ * loads: never blocks, wait-free; from inside the step that was given ctx. */
 SX_API bool sx_ctx_cancelled(const sx_ctx *ctx);
 
 /*
@@ -120,7 +121,8 @@ SX_API int sx_promise_finally(sx_promise *p, sx_finally_fn fn, void *arg, sx_pro
  * copied; its budget and clock must outlive the promise. A value recover returns with a
  * destructor is destroyed when the next one replaces it or when the new promise is freed.
  * Returns as sx_promise_then, and -EINVAL if p was not made by sx_promise_run, _run_with or _then
- * (only those have a step to run again) or the policy fails sx_retry_policy_check.
+ * (only those have a step to run again) or the policy fails sx_retry_policy_check. Allocates;
+ * never blocks (the delays are timers); lock-free; any thread.
  */
 SX_API int sx_promise_recover_and_retry(sx_promise *p, sx_recover_fn recover, void *arg,
     const sx_retry_policy *policy, sx_promise **out);
@@ -151,7 +153,8 @@ SX_API int sx_promise_recover_and_retry(sx_promise *p, sx_recover_fn recover, vo
 SX_API int sx_promise_get(sx_promise *p, int64_t timeout_ns, void **value);
 SX_API int sx_promise_get_until(sx_promise *p, sx_breaker *stop, void **value);
 
-/* sx_promise_settled - true once p is fulfilled or rejected. One load; wait-free. */
+/* sx_promise_settled - true once p is fulfilled or rejected (false for NULL). One load: never
+ * blocks, wait-free; any thread. */
 SX_API bool sx_promise_settled(const sx_promise *p);
 
 /*
@@ -160,7 +163,8 @@ SX_API bool sx_promise_settled(const sx_promise *p);
  * sx_ctx_cancelled, retry delays end, and sx_promise_get returns -ECANCELED for every promise of
  * the chain that had not settled. Cancelling a promise made by sx_promise_all/_any/_race cancels
  * its inputs too. Returns 0; -EALREADY if the chain's breaker had already tripped; -EINVAL for
- * NULL; -ENOMEM (the breaker could not be created). Never blocks; lock-free.
+ * NULL; -ENOMEM (the breaker could not be created). Never blocks; lock-free; any thread,
+ * concurrently (also from a step of the chain).
  */
 SX_API int sx_promise_cancel(sx_promise *p);
 
@@ -176,7 +180,7 @@ SX_API int sx_promise_cancel(sx_promise *p);
  * inputs. Return 0 and the caller's reference in *out; -EINVAL for a NULL pool, list (n > 0),
  * entry or out, or n == 0 for any and race; -ENOMEM (the new promise, or the breaker of a
  * pending input's chain, made here so that cancelling the inputs later needs no memory). Nothing
- * else changes on failure. Lock-free.
+ * else changes on failure. Allocates; never blocks; lock-free; any thread.
  */
 SX_API int sx_promise_all(sx_pool *pool, sx_promise *const *list, size_t n, sx_promise **out);
 SX_API int sx_promise_any(sx_pool *pool, sx_promise *const *list, size_t n, sx_promise **out);

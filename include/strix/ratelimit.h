@@ -12,6 +12,8 @@
  * events always fit in one period, and the long-run rate is high by less than one nanosecond per
  * interval (under 1% at 10 million events a second, 6e-9 at six a second).
  *
+ * A rate of 0 means no limit: every event passes at once, without a clock read or a write.
+ *
  * Time comes from the clock in the options (a virtual clock makes tests deterministic); a
  * virtual clock's sleep_ns is what sx_ratelimit_wait calls to wait.
  */
@@ -31,27 +33,29 @@ extern "C" {
 typedef struct sx_ratelimit sx_ratelimit;
 
 typedef struct sx_ratelimit_opts {
-	uint64_t rate;          /* events per period, >= 1, at most period_ns (1 ns apart) */
-	uint64_t period_ns;     /* default 1 s */
-	uint32_t burst;         /* events admitted at once; 0: min(rate, SX_RATELIMIT_MAX_BURST) */
+	uint64_t rate;          /* events per period, at most period_ns (1 ns apart); 0: no limit
+	                           (every event of weight up to burst passes at once) */
+	int64_t period_ns;      /* > 0; 0: 1 s */
+	uint32_t burst;         /* events admitted at once; 0: min(rate, SX_RATELIMIT_MAX_BURST),
+	                           or SX_RATELIMIT_MAX_BURST with no limit */
 	const sx_clock *clock;  /* NULL: CLOCK_MONOTONIC */
 } sx_ratelimit_opts;
 
-#define SX_RATELIMIT_OPTS_INIT { 0, 1000000000ull, 0, NULL }
+#define SX_RATELIMIT_OPTS_INIT { 0, INT64_C(1000000000), 0, NULL }
 #define SX_RATELIMIT_MAX_BURST (1u << 20)
 
 /*
  * sx_ratelimit_create - a limiter that starts full: burst events pass at once.
- * Returns 0; -EINVAL for NULL opts or out, rate 0, period_ns 0, rate > period_ns, burst >
+ * Returns 0; -EINVAL for NULL opts or out, a negative period_ns, rate > period_ns, burst >
  * SX_RATELIMIT_MAX_BURST, burst * period_ns / rate above 2^61 ns (73 years), or a clock without
  * now_ns; -ENOMEM.
  * Nothing is created on failure.
- * Cold path (allocates); any thread.
+ * Cold path (allocates); never blocks; any thread.
  */
 SX_API int sx_ratelimit_create(const sx_ratelimit_opts *opts, sx_ratelimit **out);
 
-/* sx_ratelimit_destroy - free rl (NULL: no-op). No call on rl may be in progress or follow.
- * Never blocks; any thread. */
+/* sx_ratelimit_destroy - free rl (NULL: no-op); never fails. No call on rl may be in progress
+ * or follow. Never blocks; any thread. */
 SX_API void sx_ratelimit_destroy(sx_ratelimit *rl);
 
 /*
@@ -78,7 +82,8 @@ SX_API int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop);
 
 /*
  * sx_ratelimit_delay_ns - how long an event of weight n would wait right now (0: it would pass);
- * UINT64_MAX for NULL rl, n == 0 or n > burst. Changes nothing. Wait-free; any thread.
+ * UINT64_MAX for NULL rl, n == 0 or n > burst. Changes nothing. Never blocks; wait-free; any
+ * thread.
  */
 SX_API uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n);
 
@@ -98,13 +103,13 @@ typedef struct sx_ratelimit_keyed sx_ratelimit_keyed;
  * max_keys: the keys expected to be active at once, 1 .. SX_RATELIMIT_MAX_KEYS (the table has
  * twice that many slots, 16 bytes each).
  * Returns 0; -EINVAL for NULL out, max_keys out of range, or opts as sx_ratelimit_create;
- * -ENOMEM. Nothing is created on failure. Cold path (allocates); any thread.
+ * -ENOMEM. Nothing is created on failure. Cold path (allocates); never blocks; any thread.
  */
 SX_API int sx_ratelimit_keyed_create(const sx_ratelimit_opts *opts, uint32_t max_keys,
     sx_ratelimit_keyed **out);
 
-/* sx_ratelimit_keyed_destroy - free kl (NULL: no-op). No call on kl may be in progress or
- * follow. Never blocks; any thread. */
+/* sx_ratelimit_keyed_destroy - free kl (NULL: no-op); never fails. No call on kl may be in
+ * progress or follow. Never blocks; any thread. */
 SX_API void sx_ratelimit_keyed_destroy(sx_ratelimit_keyed *kl);
 
 /*

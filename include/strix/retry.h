@@ -83,14 +83,15 @@ typedef struct sx_retry_budget {
 typedef struct sx_retry_policy {
 	unsigned max_attempts;  /* attempts in all, the first included; 0: no limit */
 	int backoff;            /* enum sx_backoff_kind */
-	uint64_t base_ns;       /* the backoff's unit */
+	int64_t base_ns;        /* the backoff's unit, >= 0 */
 	double factor;          /* SX_BACKOFF_EXPONENTIAL's multiplier, >= 1 (0: 2) */
-	uint64_t cap_ns;        /* the largest delay before jitter; 0: no cap */
+	int64_t cap_ns;         /* the largest delay before jitter, >= 0; 0: no cap */
 	int jitter;             /* enum sx_jitter_kind */
 	double deviation;       /* SX_JITTER_DEVIATION's f, in [0, 1] */
 	uint64_t seed;          /* the jitter generator's seed */
-	uint64_t max_elapsed_ns;/* no attempt starts this long after the first one began (a delay
-	                           that would end past it ends the retry instead); 0: no limit */
+	int64_t max_elapsed_ns; /* no attempt starts this long after the first one began (a delay
+	                           that would end past it ends the retry instead); 0 or < 0: no
+	                           limit */
 	/* Which errors are retried: NULL retries every error. Called on the thread that ran the
 	 * attempt; must not block. */
 	bool (*retry_if)(int err, void *ctx);
@@ -106,8 +107,8 @@ typedef struct sx_retry_policy {
 
 /*
  * sx_retry_policy_check - 0 if p is usable; -EINVAL for NULL, an unknown backoff or jitter kind,
- * a factor below 1 (other than 0) or infinite, a deviation outside [0, 1] or NaN, or a clock
- * without now_ns. Pure; any thread.
+ * a negative base_ns or cap_ns, a factor below 1 (other than 0) or infinite, a deviation
+ * outside [0, 1] or NaN, or a clock without now_ns. Pure: never blocks, wait-free; any thread.
  */
 SX_API int sx_retry_policy_check(const sx_retry_policy *p);
 
@@ -125,26 +126,29 @@ typedef struct sx_backoff {
 	unsigned n;             /* failed attempts so far (stays at UINT_MAX once there) */
 } sx_backoff;
 
-/* Returns 0; -EINVAL as sx_retry_policy_check, or for NULL bo (nothing is written then). Pure. */
+/* sx_backoff_init - start the sequence of policy in *bo. Returns 0; -EINVAL as
+ * sx_retry_policy_check, or for NULL bo (nothing is written then). Pure: never blocks,
+ * wait-free; any thread, for its own bo. */
 SX_API int sx_backoff_init(sx_backoff *bo, const sx_retry_policy *policy);
-/* The next delay in ns: the formulas above, each saturating at UINT64_MAX (never wrapping, at
- * any attempt count); 0 for NULL bo or one whose policy is NULL (never initialized). Never
- * fails, never blocks; touches only *bo. Single owner. */
+/* sx_backoff_next - the next delay in ns: the formulas above, each saturating at UINT64_MAX
+ * (never wrapping, at any attempt count); 0 for NULL bo or one whose policy is NULL (never
+ * initialized). Never fails, never blocks; wait-free; touches only *bo. Single owner. */
 SX_API uint64_t sx_backoff_next(sx_backoff *bo);
 
 /*
  * sx_retry_budget_init - fill b: max_tokens tokens (1 .. 2^40), per_success in [0, max_tokens].
- * Returns 0; -EINVAL for NULL b or values out of range (b unchanged). Not concurrent with other
- * uses of b.
+ * Returns 0; -EINVAL for NULL b or values out of range (b unchanged). Never blocks; wait-free;
+ * not concurrent with other uses of b. No destroy is needed.
  */
 SX_API int sx_retry_budget_init(sx_retry_budget *b, uint64_t max_tokens, double per_success);
-/* Take one token for a retry: true if granted; false when less than one is left, or for NULL b.
- * Lock-free (one CAS loop); any thread. */
+/* sx_retry_budget_withdraw - take one token for a retry: true if granted; false when less than
+ * one is left, or for NULL b. Never blocks; lock-free (one CAS loop); any thread. */
 SX_API bool sx_retry_budget_withdraw(sx_retry_budget *b);
-/* A success: put back per_success tokens, up to the maximum (NULL b: no-op). Lock-free; any
- * thread. */
+/* sx_retry_budget_deposit - a success: put back per_success tokens, up to the maximum (NULL b:
+ * no-op). Never blocks; lock-free; any thread. */
 SX_API void sx_retry_budget_deposit(sx_retry_budget *b);
-/* Whole tokens left now (a snapshot; 0 for NULL b). Wait-free; any thread. */
+/* sx_retry_budget_tokens - whole tokens left now (a snapshot; 0 for NULL b). Never blocks;
+ * wait-free; any thread. */
 SX_API uint64_t sx_retry_budget_tokens(const sx_retry_budget *b);
 
 /* ---- the blocking form ---------------------------------------------------------------------- */
@@ -171,12 +175,16 @@ typedef struct sx_retrier sx_retrier;
 SX_API int sx_retry(int (*fn)(sx_retrier *r, void *arg), void *arg, const sx_retry_policy *policy,
     sx_breaker *stop);
 
-/* The attempt in progress, from 1. */
+/* The retrier's calls, from inside fn only (on the thread running sx_retry); none blocks, all
+ * are wait-free. */
+/* sx_retrier_iteration - the attempt in progress, from 1 (0 for NULL). */
 SX_API unsigned sx_retrier_iteration(const sx_retrier *r);
-/* No attempt after this one: sx_retry returns what fn returns now. */
+/* sx_retrier_stop - no attempt after this one: sx_retry returns what fn returns now (NULL:
+ * no-op). */
 SX_API void sx_retrier_stop(sx_retrier *r);
-/* Wait ns before the next attempt instead of the policy's delay; affects the next wait only
- * (the policy's sequence goes on afterwards). Returns 0; -EINVAL for NULL r or ns < 0. */
+/* sx_retrier_set_delay - wait ns (>= 0) before the next attempt instead of the policy's delay;
+ * affects the next wait only (the policy's sequence goes on afterwards). Returns 0; -EINVAL for
+ * NULL r or a negative ns (a delay, not a timeout: nothing changes). */
 SX_API int sx_retrier_set_delay(sx_retrier *r, int64_t ns);
 
 #ifdef __cplusplus

@@ -20,9 +20,10 @@
  * Counting: "held" is counted per semaphore, not per caller: sx_sem_release gives back permits
  * that any thread took. Releasing more than are in use is an error that changes nothing.
  *
- * Lifetime: sx_sem_create returns the caller's reference; sx_sem_destroy gives it back once no
- * permit is held and nobody waits. Waiters and scheduled callbacks hold internal references, so
- * the memory stays valid until the last of them is done.
+ * Lifetime: the caller owns what sx_sem_create returns and ends it with sx_sem_destroy, which
+ * never fails: waiters still queued are cancelled with -ESHUTDOWN (told exactly once, like any
+ * other outcome), and permits still held may be given back afterwards. Waiters, scheduled
+ * callbacks and held permits keep the memory valid until the last of them is done.
  */
 #ifndef STRIX_SEM_H
 #define STRIX_SEM_H
@@ -44,7 +45,8 @@ typedef struct sx_sem sx_sem;
 
 /*
  * An sx_sem_acquire_async outcome: err 0, the permits were granted (give them back with
- * sx_sem_release); else why not: the breaker's code; -ESHUTDOWN or -ENOMEM when the pool
+ * sx_sem_release); else why not: the breaker's code; -ESHUTDOWN when sx_sem_destroy cancelled
+ * the request while it was queued; -ESHUTDOWN or -ENOMEM when the pool
  * refused to queue the callback after the call had returned (it then runs on the thread that
  * tried to queue it: the releasing thread or strix's breaker notifier, and permits it had been
  * granted are given back first); or -ECANCELED when the pool was shut down with SX_CANCEL while
@@ -58,7 +60,7 @@ typedef void (*sx_sem_fn)(sx_sem *sem, int err, void *arg);
  * schedules its callbacks; it may be NULL if the asynchronous form is never used, and must
  * outlive the semaphore's callbacks otherwise.
  * Returns 0; -EINVAL for NULL out or capacity > SX_SEM_MAX_CAPACITY; -ENOMEM.
- * Cold path (allocates); any thread.
+ * Cold path (allocates); never blocks; any thread.
  */
 SX_API int sx_sem_create(sx_pool *pool, uint32_t capacity, sx_sem **out);
 
@@ -76,8 +78,9 @@ SX_API int sx_sem_try_acquire(sx_sem *sem, uint32_t n);
  * A tripped stop fails at once, even if permits are free. stop may be NULL (wait as long as it
  * takes). n may exceed the capacity: the call then waits for sx_sem_set_capacity or stop.
  * Returns 0 (the caller holds n permits); stop's error code if it tripped first (-ETIMEDOUT for
- * a timeout breaker, ...): exactly one of the two, never both; -EINVAL for NULL sem, n == 0 or
- * n > SX_SEM_MAX_CAPACITY; -EAGAIN if SX_SEM_MAX_WAITERS are waiting already; -ENOMEM.
+ * a timeout breaker, ...); -ESHUTDOWN if sx_sem_destroy was called while it waited: exactly one
+ * outcome, never two; -EINVAL for NULL sem, n == 0 or n > SX_SEM_MAX_CAPACITY; -EAGAIN if
+ * SX_SEM_MAX_WAITERS are waiting already; -ENOMEM.
  * Blocks (a futex sleep after a short spin). On a pool worker it runs the worker's other tasks
  * while it waits, so the task that will release the permits is not stuck behind it. Lock-free
  * when the permits are free (one CAS); else allocates one waiter node and registers on stop.
@@ -104,6 +107,8 @@ SX_API int sx_sem_acquire_async(sx_sem *sem, uint32_t n, sx_breaker *stop, sx_se
  * sx_sem_release - give back n permits and grant them to the waiters at the head of the queue.
  * Returns 0; -EINVAL for NULL sem, n == 0, or n greater than the permits in use (nothing
  * changes: a release never overflows the count).
+ * The one call allowed after sx_sem_destroy, for permits held when it was called; the release
+ * that gives back the last of them frees the semaphore.
  * Never blocks; lock-free (one CAS while nobody waits; else also the dispatch, which does not
  * wait for anybody). Any thread, concurrently, also from a callback.
  */
@@ -118,23 +123,34 @@ SX_API int sx_sem_release(sx_sem *sem, uint32_t n);
  */
 SX_API int sx_sem_set_capacity(sx_sem *sem, uint32_t capacity);
 
-/* sx_sem_capacity - the capacity (0 for NULL). Wait-free; any thread. */
+/* sx_sem_capacity - the capacity (0 for NULL). Never blocks; wait-free; any thread. */
 SX_API uint32_t sx_sem_capacity(const sx_sem *sem);
 
-/* sx_sem_in_use - permits held right now (0 for NULL). One atomic load; any thread. */
+/* sx_sem_in_use - permits held right now (0 for NULL). One atomic load: never blocks,
+ * wait-free; any thread. */
 SX_API uint32_t sx_sem_in_use(const sx_sem *sem);
 
 /* sx_sem_waiting - waiters queued right now (0 for NULL): neither granted nor cancelled yet. A
- * waiter whose acquire has returned is not counted. One atomic load; any thread. */
+ * waiter whose acquire has returned is not counted. One atomic load: never blocks, wait-free;
+ * any thread. */
 SX_API uint32_t sx_sem_waiting(const sx_sem *sem);
 
 /*
- * sx_sem_destroy - give back the caller's reference. Returns 0; -EBUSY while permits are held or
- * waiters are queued (nothing changes: release them, or trip their breakers, first; once an
- * sx_sem_acquire has returned, its waiter is gone); -EINVAL for NULL. No call on sem may be in
- * progress or follow. Never blocks; any thread.
+ * sx_sem_destroy - end the semaphore (NULL: no-op). It never fails, and loses no wait:
+ *   - waiters still queued are cancelled: a thread blocked in sx_sem_acquire returns
+ *     -ESHUTDOWN, a queued sx_sem_acquire_async request gets its callback with -ESHUTDOWN
+ *     (exactly once, as every outcome; one whose breaker trips at the same moment may get the
+ *     breaker's code instead);
+ *   - permits still held stay held: their holders give them back with sx_sem_release, the one
+ *     call allowed on sem afterwards (also from an sx_sem_fn callback that was granted them).
+ * The memory goes when the last of these is done (destroy does not wait for them). No other
+ * call may start on sem once destroy has begun, and none may run concurrently with it except
+ * the blocked waits it cancels and releases of held permits (an acquire that has not started
+ * waiting yet is use after destroy, as is a second destroy).
+ * Never blocks; lock-free (one CAS and a dispatch that waits for nobody). Any thread, also a
+ * pool task or an sx_sem_fn callback.
  */
-SX_API int sx_sem_destroy(sx_sem *sem);
+SX_API void sx_sem_destroy(sx_sem *sem);
 
 #ifdef __cplusplus
 }

@@ -30,23 +30,24 @@ extern "C" {
 #endif
 
 /* A source of time in nanoseconds, monotonic (never goes back). sleep_ns is optional: blocking
- * waits that take a clock (sx_retry) call it instead of sleeping, so a virtual clock can advance
- * its time there; NULL means a real wait. The wheel never sleeps and ignores it. */
+ * waits that take a clock (sx_retry, sx_ratelimit_wait) call it instead of sleeping, with a
+ * duration >= 0, so a virtual clock can advance its time there; NULL means a real wait. The
+ * wheel never sleeps and ignores it. */
 typedef struct sx_clock {
 	uint64_t (*now_ns)(void *ctx);
 	void *ctx;
-	void (*sleep_ns)(void *ctx, uint64_t ns);
+	void (*sleep_ns)(void *ctx, int64_t ns);
 } sx_clock;
 
 /* CLOCK_MONOTONIC. */
 SX_API extern const sx_clock sx_clock_monotonic;
 
-#define SX_WHEEL_TICK_DEFAULT_NS 1000000ull /* 1 ms */
-#define SX_WHEEL_TICK_MIN_NS     10000ull   /* 10 us */
-#define SX_WHEEL_TICK_MAX_NS     1000000000ull /* 1 s */
+#define SX_WHEEL_TICK_DEFAULT_NS INT64_C(1000000)    /* 1 ms */
+#define SX_WHEEL_TICK_MIN_NS     INT64_C(10000)      /* 10 us */
+#define SX_WHEEL_TICK_MAX_NS     INT64_C(1000000000) /* 1 s */
 
 typedef struct sx_wheel_opts {
-	uint64_t tick_ns;       /* resolution, in [TICK_MIN, TICK_MAX]; 0: 1 ms */
+	int64_t tick_ns;        /* resolution, in [TICK_MIN, TICK_MAX]; 0: 1 ms */
 	const sx_clock *clock;  /* NULL: sx_clock_monotonic; copied at create */
 } sx_wheel_opts;
 
@@ -69,22 +70,25 @@ struct sx_wheel_timer {
 };
 
 /*
- * sx_wheel_create - a wheel whose time starts now (on its clock).
+ * sx_wheel_create - a wheel whose time starts now (on its clock). opts may be NULL (defaults).
  * Returns 0; -EINVAL for NULL out or a tick outside [SX_WHEEL_TICK_MIN_NS, SX_WHEEL_TICK_MAX_NS]
- * or a clock without now_ns; -ENOMEM. *out is unchanged on failure. Cold path, any thread.
+ * (a negative one included) or a clock without now_ns; -ENOMEM. *out is unchanged on failure.
+ * Allocates; never blocks. Any thread.
  */
-SX_API int sx_wheel_create(sx_wheel **out, const sx_wheel_opts *opts);
+SX_API int sx_wheel_create(const sx_wheel_opts *opts, sx_wheel **out);
 
 /*
- * sx_wheel_destroy - free the wheel. Timers still pending are abandoned without a callback
- * (their memory is the caller's; sx_wheel_count tells whether any are left). NULL is a no-op.
+ * sx_wheel_destroy - free the wheel; never fails. Timers still pending are abandoned without a
+ * callback (their memory is the caller's; sx_wheel_count tells whether any are left). NULL is a
+ * no-op. Never blocks; the wheel's owner, as its last call.
  */
 SX_API void sx_wheel_destroy(sx_wheel *w);
 
 /*
  * sx_wheel_timer_init - prepare a timer that calls fn(timer) when it expires (a NULL fn is
  * accepted here and refused by sx_wheel_add). Only for a timer that is not pending.
- * Returns 0; -EINVAL for a NULL t. Any thread (the timer is not in a wheel yet).
+ * Returns 0; -EINVAL for a NULL t. Never blocks; wait-free; any thread (the timer is not in a
+ * wheel yet).
  */
 SX_API int sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *));
 
@@ -106,21 +110,21 @@ SX_API int sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *));
  */
 SX_API int sx_wheel_add(sx_wheel *w, sx_wheel_timer *t, uint64_t deadline_ns);
 
-/* sx_wheel_add_after - sx_wheel_add at the clock's now + delay_ns, saturating at UINT64_MAX
- * (which then fires at the wheel's last tick). Same returns; the clock is read only for a
- * non-NULL w. */
-SX_API int sx_wheel_add_after(sx_wheel *w, sx_wheel_timer *t, uint64_t delay_ns);
+/* sx_wheel_add_after - sx_wheel_add at the clock's now + delay_ns (>= 0), saturating at
+ * UINT64_MAX (which then fires at the wheel's last tick). Same returns, and -EINVAL for a
+ * negative delay_ns (nothing changes); the clock is read only for valid arguments. */
+SX_API int sx_wheel_add_after(sx_wheel *w, sx_wheel_timer *t, int64_t delay_ns);
 
 /*
  * sx_wheel_cancel - withdraw a pending timer of w; its callback will not run.
  * Returns 0; -ENOENT if t is not pending (it already fired, was cancelled, or never added;
  * t must have been initialized); -EINVAL for a NULL w or t. A timer pending in another wheel
- * is the caller's error (not detected). O(1), wait-free; the wheel's owner only.
+ * is the caller's error (not detected). O(1), never blocks, wait-free; the wheel's owner only.
  */
 SX_API int sx_wheel_cancel(sx_wheel *w, sx_wheel_timer *t);
 
 /* sx_wheel_timer_pending - whether t is added and has neither fired nor been cancelled (false
- * for NULL). */
+ * for NULL). Never blocks; wait-free; the wheel's owner (or any thread while t is in no wheel). */
 SX_API bool sx_wheel_timer_pending(const sx_wheel_timer *t);
 
 /*
@@ -137,7 +141,8 @@ SX_API bool sx_wheel_timer_pending(const sx_wheel_timer *t);
 SX_API size_t sx_wheel_advance(sx_wheel *w);
 
 /* sx_wheel_advance_to - sx_wheel_advance as if the clock read now_ns (any value; earlier ones
- * still fire the timers due at the wheel's time, but the wheel's time never goes back). */
+ * still fire the timers due at the wheel's time, but the wheel's time never goes back). Same
+ * returns, cost, blocking and callers. */
 SX_API size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns);
 
 /*
@@ -146,15 +151,16 @@ SX_API size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns);
  * than the earliest pending timer's tick boundary, and the wheel's time itself when a timer is
  * due at the next advance whatever it reads. It never wraps: a tick boundary an advance can
  * reach, except that a wheel time of exactly UINT64_MAX reads UINT64_MAX - 1. UINT64_MAX if and
- * only if nothing is pending (or w is NULL). A sleeping owner
- * waits until then. O(levels).
+ * only if nothing is pending (or w is NULL). A sleeping owner waits until then. O(levels), never
+ * blocks, wait-free; the wheel's owner only.
  */
 SX_API uint64_t sx_wheel_next_deadline(const sx_wheel *w);
 
-/* sx_wheel_count - pending timers (0 for NULL). O(1). */
+/* sx_wheel_count - pending timers (0 for NULL). O(1), never blocks, wait-free; the owner only. */
 SX_API size_t sx_wheel_count(const sx_wheel *w);
 
-/* sx_wheel_tick_ns - the wheel's tick (0 for NULL). */
+/* sx_wheel_tick_ns - the wheel's tick in ns (0 for NULL); fixed at create. Never blocks;
+ * wait-free; any thread. */
 SX_API uint64_t sx_wheel_tick_ns(const sx_wheel *w);
 
 /* ---- the timer service ---------------------------------------------------------------------- */
@@ -172,13 +178,13 @@ typedef struct sx_pool sx_pool;
  */
 typedef void (*sx_timer_fn)(void *arg, int status);
 
-#define SX_TIMER_AT     0x1u /* `when` is an absolute CLOCK_MONOTONIC time in ns, not a delay */
 #define SX_TIMER_INLINE 0x2u /* run the callback on the timer thread itself: only for tiny,
                                 non-blocking work (tripping a breaker, setting a flag). Without
                                 it the callback is submitted to the pool as a task. */
 
-/* A handle to an added timer, filled by sx_timer_add; copy it freely. It stays safe to pass to
- * sx_timer_cancel until the pool is destroyed, even long after the timer fired. */
+/* A handle to an added timer, filled by sx_timer_add or sx_timer_add_at; copy it freely. It
+ * stays safe to pass to sx_timer_cancel until the pool is destroyed, even long after the timer
+ * fired. */
 typedef struct sx_timer {
 	void *sx_node;
 	void *sx_svc;
@@ -186,29 +192,33 @@ typedef struct sx_timer {
 } sx_timer;
 
 /*
- * sx_timer_add - call fn(arg, 0) once `when` has passed: a delay in ns from now, or with
- * SX_TIMER_AT an absolute CLOCK_MONOTONIC deadline (one in the past fires at once). Any value
- * is accepted: deadlines saturate at 2^63 - 1 ns (292 years), and one beyond the wheel's last
- * tick (sx_wheel_add: 89 years after the service started at the 10 us tick) fires then.
+ * sx_timer_add - call fn(arg, 0) once delay_ns (>= 0; 0: at the next tick) has passed from now.
+ * sx_timer_add_at - the same at an absolute CLOCK_MONOTONIC time abs_ns (one in the past fires
+ * at once).
+ * Any deadline is accepted: deadlines saturate at 2^63 - 1 ns (292 years), and one beyond the
+ * wheel's last tick (sx_wheel_add: 89 years after the service started at the 10 us tick) fires
+ * then.
  *
  * The timer fires at the first tick boundary at or after its deadline (tick: sx_pool_opts'
  * timer_tick_ns, default 1 ms), never early; late by at most one tick plus the timer thread's
  * wake-up latency. Without SX_TIMER_INLINE the callback then runs as a pool task.
  * If timer is not NULL it receives a handle for sx_timer_cancel.
  *
- * Returns 0; -EINVAL for a NULL pool or fn, or unknown flags; -ESHUTDOWN once sx_pool_shutdown
- * has begun (an add that races with shutdown either fails so, or succeeds and its callback gets
- * -ESHUTDOWN); -ENOMEM if no timer node could be allocated; -EAGAIN if the pool's timer thread
- * (started by the first add) could not be created. On failure nothing was added, and *timer is
- * unchanged, except after an -ESHUTDOWN from an add that raced with shutdown: then it is zeroed
- * (sx_timer_cancel on it returns -EINVAL).
+ * Returns 0; -EINVAL for a NULL pool or fn, unknown flags or a negative delay_ns; -ESHUTDOWN
+ * once sx_pool_shutdown has begun (an add that races with shutdown either fails so, or succeeds
+ * and its callback gets -ESHUTDOWN); -ENOMEM if no timer node could be allocated; -EAGAIN if the
+ * pool's timer thread (started by the first add) could not be created. On failure nothing was
+ * added, and *timer is unchanged, except after an -ESHUTDOWN from an add that raced with
+ * shutdown: then it is zeroed (sx_timer_cancel on it returns -EINVAL).
  * Never blocks, except the very first add on a pool (it starts the timer thread under a mutex).
  * Lock-free: a node from a per-thread free list, one CAS onto the inbox, and a futex wake only
  * when the new deadline is earlier than the one the timer thread sleeps towards.
  * Any thread, concurrently, including pool workers and timer callbacks.
  */
-SX_API int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, void *arg,
-    sx_timer *timer);
+SX_API int sx_timer_add(sx_pool *pool, int64_t delay_ns, unsigned flags, sx_timer_fn fn,
+    void *arg, sx_timer *timer);
+SX_API int sx_timer_add_at(sx_pool *pool, uint64_t abs_ns, unsigned flags, sx_timer_fn fn,
+    void *arg, sx_timer *timer);
 
 /*
  * sx_timer_cancel - withdraw a timer. Racing with expiry, exactly one side wins: either this

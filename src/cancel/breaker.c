@@ -300,7 +300,7 @@ static void timer_fired(void *arg, int status)
 	unref(b); /* the timer's reference */
 }
 
-static int timed(sx_pool *pool, uint64_t when, unsigned flags, sx_breaker **out)
+static int timed(sx_pool *pool, uint64_t when, bool at, sx_breaker **out)
 {
 	sx_breaker *b;
 	int rc;
@@ -312,7 +312,8 @@ static int timed(sx_pool *pool, uint64_t when, unsigned flags, sx_breaker **out)
 		return -ENOMEM;
 	b->refs = 2; /* the caller's and the timer's */
 	b->timer_armed = 1;
-	rc = sx_timer_add(pool, when, flags | SX_TIMER_INLINE, timer_fired, b, &b->timer);
+	rc = at ? sx_timer_add_at(pool, when, SX_TIMER_INLINE, timer_fired, b, &b->timer) :
+	    sx_timer_add(pool, (int64_t)when, SX_TIMER_INLINE, timer_fired, b, &b->timer);
 	if (rc != 0) {
 		sx__dfree(b, breaker_size(0, 0), SX__SMALL_ALIGN);
 		return rc;
@@ -325,9 +326,11 @@ int sx_breaker_timeout(sx_pool *pool, int64_t ns, sx_breaker **out)
 {
 	if (pool == NULL || out == NULL)
 		return -EINVAL;
-	if (ns <= 0)
+	if (ns < 0) /* no time limit: a breaker only a trip or a release ends */
+		return sx_breaker_create(out);
+	if (ns == 0)
 		return tripped(out, -ETIMEDOUT);
-	return timed(pool, (uint64_t)ns, 0, out);
+	return timed(pool, (uint64_t)ns, false, out);
 }
 
 int sx_breaker_deadline(sx_pool *pool, uint64_t abs_ns, sx_breaker **out)
@@ -336,7 +339,7 @@ int sx_breaker_deadline(sx_pool *pool, uint64_t abs_ns, sx_breaker **out)
 		return -EINVAL;
 	if (abs_ns <= sx__now_ns())
 		return tripped(out, -ETIMEDOUT);
-	return timed(pool, abs_ns, SX_TIMER_AT, out);
+	return timed(pool, abs_ns, true, out);
 }
 
 static void input_tripped(sx_breaker *input, void *arg)

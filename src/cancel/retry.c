@@ -25,6 +25,8 @@ int sx_retry_policy_check(const sx_retry_policy *p)
 		return -EINVAL;
 	if (p->jitter < SX_JITTER_NONE || p->jitter > SX_JITTER_DECORRELATED)
 		return -EINVAL;
+	if (p->base_ns < 0 || p->cap_ns < 0)
+		return -EINVAL;
 	if (isnan(p->factor) || (p->factor != 0.0 && p->factor < 1.0) || isinf(p->factor))
 		return -EINVAL;
 	if (isnan(p->deviation) || p->deviation < 0.0 || p->deviation > 1.0)
@@ -93,7 +95,7 @@ int sx_backoff_init(sx_backoff *bo, const sx_retry_policy *policy)
 		return rc;
 	bo->policy = policy;
 	bo->rng = policy->seed;
-	bo->prev = policy->base_ns;
+	bo->prev = (uint64_t)policy->base_ns;
 	bo->fib_a = 1;
 	bo->fib_b = 1;
 	bo->mult = 1.0;
@@ -104,11 +106,12 @@ int sx_backoff_init(sx_backoff *bo, const sx_retry_policy *policy)
 uint64_t sx_backoff_next(sx_backoff *bo)
 {
 	const sx_retry_policy *p;
-	uint64_t base, b = 0, f;
+	uint64_t base, cap, b = 0, f;
 
 	if (bo == NULL || (p = bo->policy) == NULL)
 		return 0;
-	base = p->base_ns;
+	base = (uint64_t)p->base_ns;
+	cap = (uint64_t)p->cap_ns;
 	if (bo->n < UINT_MAX) /* the linear curve stays at its largest, never wraps to 0 */
 		bo->n++;
 	switch (p->backoff) {
@@ -131,15 +134,15 @@ uint64_t sx_backoff_next(sx_backoff *bo)
 		break;
 	case SX_BACKOFF_DECORRELATED:
 		b = between(&bo->rng, base, sat_mul(bo->prev, 3));
-		if (p->cap_ns != 0 && b > p->cap_ns)
-			b = p->cap_ns;
+		if (cap != 0 && b > cap)
+			b = cap;
 		bo->prev = b;
 		return b;
 	default:
 		break;
 	}
-	if (p->cap_ns != 0 && b > p->cap_ns)
-		b = p->cap_ns;
+	if (cap != 0 && b > cap)
+		b = cap;
 	switch (p->jitter) {
 	case SX_JITTER_FULL:
 		return to_ns((double)b * unit(&bo->rng));
@@ -226,8 +229,8 @@ bool sx__retry_next(const sx_retry_policy *p, sx_backoff *bo, int err, unsigned 
 	if (override >= 0)
 		d = (uint64_t)override;
 	/* A clock that went back (a virtual one reset) counts as no time elapsed, not 2^64. */
-	if (p->max_elapsed_ns != 0 && (now = sx__policy_now(p),
-	    sat_add(now > start_ns ? now - start_ns : 0, d) >= p->max_elapsed_ns))
+	if (p->max_elapsed_ns > 0 && (now = sx__policy_now(p),
+	    sat_add(now > start_ns ? now - start_ns : 0, d) >= (uint64_t)p->max_elapsed_ns))
 		return false;
 	if (p->budget != NULL && !sx_retry_budget_withdraw(p->budget))
 		return false;
@@ -268,7 +271,7 @@ int sx__pause(const sx_clock *clock, uint64_t d, sx_breaker *stop)
 	uint64_t until;
 
 	if (clock != NULL && clock->sleep_ns != NULL) {
-		clock->sleep_ns(clock->ctx, d);
+		clock->sleep_ns(clock->ctx, d > INT64_MAX ? INT64_MAX : (int64_t)d);
 		return stop != NULL ? sx_breaker_err(stop) : 0;
 	}
 	if (stop != NULL) {

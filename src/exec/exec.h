@@ -44,6 +44,26 @@ _Static_assert(sizeof(sx__node) == SX__CACHELINE, "a task node is one cache line
 _Static_assert(sizeof(sx_task) <= 32, "sx_task stays small enough to embed");
 
 /*
+ * A task's queue link. <strix/pool.h> does not include <ck_stack.h>: its sx_task starts with one
+ * pointer, sx_next, which exec uses as the task's ck_stack entry (and which is only ever accessed
+ * as that entry). The entry is the task's first member, so an entry's address is its task's, and
+ * the pointer ck_stack stores in it is the next task. These are casts: no extra instruction.
+ */
+_Static_assert(offsetof(sx_task, sx_next) == 0 && offsetof(ck_stack_entry_t, next) == 0 &&
+    sizeof(((sx_task *)0)->sx_next) == sizeof(ck_stack_entry_t) &&
+    _Alignof(ck_stack_entry_t) <= _Alignof(sx_task), "sx_task.sx_next is a ck_stack entry");
+
+static inline ck_stack_entry_t *sx__task_link(sx_task *t)
+{
+	return (ck_stack_entry_t *)(void *)&t->sx_next;
+}
+
+static inline sx_task *sx__link_task(ck_stack_entry_t *e)
+{
+	return SX_CONTAINER_OF(e, sx_task, sx_next);
+}
+
+/*
  * A batch: half of an overflowing ring moved to the injector as one array of task pointers, so the
  * worker that takes it copies pointers instead of walking a list through task memory that another
  * core wrote (one cache miss after another, once nodes are scattered). On the injector a batch is
@@ -142,7 +162,7 @@ struct sx_pool {
 
 	SX__ALIGNED uint32_t idle;  /* searching << 16 | unparked */
 
-	SX__ALIGNED ck_stack_t inj;   /* injector: sx_task.sx_link, batch-popped whole */
+	SX__ALIGNED ck_stack_t inj;   /* injector: sx__task_link(task), batch-popped whole */
 	SX__ALIGNED ck_stack_t spare; /* chains of free nodes between threads */
 	SX__ALIGNED ck_stack_t spare_batches; /* empty batches between workers */
 	SX__ALIGNED ck_stack_t slabs; /* every node slab, freed at destroy */
@@ -157,7 +177,7 @@ struct sx_pool {
 	 * svc, its own to read and write; exec reaches it only through hooks. svc_lock is a cold-path
 	 * lock: it only orders that start against shutdown. */
 	void *svc;
-	uint64_t timer_tick_ns;     /* sx_pool_opts.timer_tick_ns, for the service */
+	int64_t timer_tick_ns;      /* sx_pool_opts.timer_tick_ns, for the service (0: default) */
 	pthread_mutex_t svc_lock;
 	bool svc_closed;            /* shutdown began: no service may start */
 	const struct sx__pool_hooks *hooks; /* NULL until the service started */
@@ -257,7 +277,7 @@ static inline void **sx__tcache_svc(sx__tcache *c)
 }
 
 /* The tick the pool's options ask of its timer service (0: the service's default). */
-static inline uint64_t sx__pool_timer_tick(const sx_pool *p)
+static inline int64_t sx__pool_timer_tick(const sx_pool *p)
 {
 	return p->timer_tick_ns;
 }
@@ -269,8 +289,8 @@ static inline sx_pool *sx__tcache_pool(const sx__tcache *c)
 
 /* The timer service's tick range: sx_pool_create checks opts.timer_tick_ns against it (the wheel's
  * own bounds, which time/ asserts are the same). */
-#define SX__TIMER_TICK_MIN_NS 10000ull
-#define SX__TIMER_TICK_MAX_NS 1000000000ull
+#define SX__TIMER_TICK_MIN_NS INT64_C(10000)
+#define SX__TIMER_TICK_MAX_NS INT64_C(1000000000)
 
 /* pool.c */
 sx__tcache *sx__tcache_get(sx_pool *p);

@@ -21,7 +21,7 @@ typedef struct sx__slab {
 
 static sx__node *node_of_link(ck_stack_entry_t *e)
 {
-	return SX_CONTAINER_OF(SX_CONTAINER_OF(e, sx_task, sx_link), sx__node, task);
+	return SX_CONTAINER_OF(sx__link_task(e), sx__node, task);
 }
 
 /* Take every chain in pool->spare into c->free. Returns false when spare was empty. */
@@ -81,7 +81,7 @@ static void export_outbox(sx__tcache *c)
 
 	head->task.sx_chain_tail = &c->out_tail->task;
 	head->nfree = c->nout;
-	ck_stack_push_upmc(&c->pool->spare, &head->task.sx_link);
+	ck_stack_push_upmc(&c->pool->spare, sx__task_link(&head->task));
 	c->out_head = c->out_tail = NULL;
 	c->nout = 0;
 }

@@ -24,10 +24,6 @@
 
 #include "exec/exec.h"
 
-/* pool.h shows C++ a task's queue link as one pointer (ck_stack.h is not valid C++). */
-_Static_assert(sizeof(ck_stack_entry_t) == sizeof(void *) &&
-    offsetof(sx_task, sx_chain_tail) == sizeof(void *), "C++'s view of sx_task has its layout");
-
 #define SX__DEFAULT_SPIN_NS 50000LL
 #define SX__DEFAULT_LIFO_CAP 4u
 #define SX__LIFO_CAP_MAX 1024u
@@ -169,7 +165,7 @@ static int start_workers(sx_pool *p)
 	return 0;
 }
 
-int sx_pool_create(sx_pool **out, const sx_pool_opts *opts)
+int sx_pool_create(const sx_pool_opts *opts, sx_pool **out)
 {
 	static const sx_pool_opts defaults = SX_POOL_OPTS_INIT;
 	const sx_allocator *a;
@@ -302,7 +298,7 @@ static int remote_submit(sx_pool *p, sx_task *t, void (*fn)(void *), void *arg)
 	}
 	t->sx_chain_tail = NULL;
 	sx__stat_add(&c->submitted, 1);
-	ck_stack_push_upmc(&p->inj, &t->sx_link);
+	ck_stack_push_upmc(&p->inj, sx__task_link(t));
 	ck_pr_fence_atomic_load(); /* the push (an RMW) before reading idle state */
 	sx__notify(p);
 out:
@@ -423,9 +419,9 @@ static void cancel_queued(sx_pool *p)
 		while (ck_ring_dequeue_spmc(&w->ring, w->buf, &t))
 			cancel_one(p, t);
 	}
-	/* The injector is one linked list through sx_link, chains included; batches hold arrays. */
+	/* The injector is one linked list through the tasks' links, chains included; batches hold arrays. */
 	for (e = ck_stack_batch_pop_upmc(&p->inj); e != NULL; e = next) {
-		sx_task *t = SX_CONTAINER_OF(e, sx_task, sx_link);
+		sx_task *t = sx__link_task(e);
 
 		next = e->next;
 		if (sx__is_batch(t)) {

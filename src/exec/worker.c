@@ -55,7 +55,7 @@ __thread sx__worker *sx__self __attribute__((tls_model("initial-exec")));
 
 static sx_task *task_of(ck_stack_entry_t *e)
 {
-	return SX_CONTAINER_OF(e, sx_task, sx_link);
+	return sx__link_task(e);
 }
 
 static bool stopping(const sx_pool *p)
@@ -68,7 +68,7 @@ static bool stopping(const sx_pool *p)
 /* ---- injector ---------------------------------------------------------------------------- */
 
 /*
- * Push the FIFO chain head..tail (linked through sx_link.next) as one entry. ck_stack offers
+ * Push the FIFO chain head..tail (linked through sx_next) as one entry. ck_stack offers
  * single-entry pushes only; this is the same CAS loop as ck_stack_push_upmc with the chain's tail
  * linked to the old top instead of the entry itself. Pops are all batch pops, so no ABA.
  */
@@ -77,10 +77,10 @@ void sx__inj_push_chain(sx_pool *p, sx_task *head, sx_task *tail)
 	ck_stack_entry_t *top = ck_pr_load_ptr(&p->inj.head);
 
 	head->sx_chain_tail = (head == tail) ? NULL : tail;
-	tail->sx_link.next = top;
+	sx__task_link(tail)->next = top;
 	ck_pr_fence_store();
-	while (!ck_pr_cas_ptr_value(&p->inj.head, top, &head->sx_link, &top)) {
-		tail->sx_link.next = top;
+	while (!ck_pr_cas_ptr_value(&p->inj.head, top, sx__task_link(head), &top)) {
+		sx__task_link(tail)->next = top;
 		ck_pr_fence_store();
 	}
 }
@@ -139,7 +139,7 @@ static void batch_put(sx__worker *w, sx__batch *b)
 		w->empty = b;
 		w->nempty++;
 	} else {
-		ck_stack_push_upmc(&w->pool->spare_batches, &b->task.sx_link);
+		ck_stack_push_upmc(&w->pool->spare_batches, sx__task_link(&b->task));
 	}
 }
 
@@ -188,8 +188,8 @@ static sx_task *inj_grab(sx__worker *w)
 		t = task_of(e);
 		last = (t->sx_chain_tail != NULL) ? t->sx_chain_tail : t;
 		t->sx_chain_tail = NULL;
-		e = last->sx_link.next;
-		last->sx_link.next = (head != NULL) ? &head->sx_link : NULL;
+		e = sx__task_link(last)->next;
+		sx__task_link(last)->next = (head != NULL) ? sx__task_link(head) : NULL;
 		if (tail == NULL)
 			tail = last;
 		head = t;
@@ -201,7 +201,8 @@ static sx_task *inj_grab(sx__worker *w)
 	if (room > p->ring_size / 2)
 		room = p->ring_size / 2;
 	for (t = head; t != NULL;) {
-		sx_task *next = (t->sx_link.next != NULL) ? task_of(t->sx_link.next) : NULL;
+		ck_stack_entry_t *ne = sx__task_link(t)->next;
+		sx_task *next = (ne != NULL) ? task_of(ne) : NULL;
 
 		if (sx__is_batch(t)) {
 			sx__batch *b = SX_CONTAINER_OF(t, sx__batch, task);
@@ -252,14 +253,14 @@ void sx__ring_overflow(sx__worker *w)
 		for (unsigned i = 0; i < k; i++)
 			b->items[i] = w->buf[(c + i) & mask].value;
 		b->n = k;
-		ck_stack_push_upmc(&w->pool->inj, &b->task.sx_link);
+		ck_stack_push_upmc(&w->pool->inj, sx__task_link(&b->task));
 	} else {
 		sx_task *head = w->buf[c & mask].value, *prev = head;
 
 		for (unsigned i = 1; i < k; i++) {
 			sx_task *t = w->buf[(c + i) & mask].value;
 
-			prev->sx_link.next = &t->sx_link;
+			sx__task_link(prev)->next = sx__task_link(t);
 			prev = t;
 		}
 		sx__inj_push_chain(w->pool, head, prev);

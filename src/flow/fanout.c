@@ -191,12 +191,9 @@ static int start(sx_pool *pool, size_t n, sx_fanout_fn fn, void *arg,
 		*out = p;
 		return 0;
 	}
-	if (o->timeout_ns < 0) {
-		sx__breaker_trip_err(f->stop, -ETIMEDOUT);
-	} else if (o->timeout_ns > 0) {
+	if (o->timeout_ns > 0) { /* 0 and < 0: no timeout */
 		sx__promise_ref(p); /* the timer's */
-		rc = sx_timer_add(pool, (uint64_t)o->timeout_ns, SX_TIMER_INLINE, on_timeout, f,
-		    &f->timer);
+		rc = sx_timer_add(pool, o->timeout_ns, SX_TIMER_INLINE, on_timeout, f, &f->timer);
 		if (rc != 0) {
 			sx_promise_release(p); /* the timer's */
 			goto fail;

@@ -246,14 +246,40 @@ static int check_rate(double r)
 	return r > 0.0 && r <= 1.0 ? 0 : -EINVAL; /* NaN fails both */
 }
 
-static int check_duration(uint64_t ns)
+static int check_duration(int64_t ns)
 {
-	return ns >= 1000000u && ns <= SX_CIRCUIT_MAX_DURATION_NS ? 0 : -EINVAL;
+	return ns >= 1000000 && ns <= SX_CIRCUIT_MAX_DURATION_NS ? 0 : -EINVAL;
+}
+
+/* Zero means the default (SX_CIRCUIT_OPTS_INIT's) in every field where 0 is no value of its own
+ * (sx_circuit_opts in strix/circuit.h lists them); checked afterwards like given values. */
+static void apply_defaults(sx_circuit_opts *o)
+{
+	const int64_t ten_s = INT64_C(10000000000);
+
+	if (o->window_size == 0)
+		o->window_size = 100;
+	if (o->window_ns == 0)
+		o->window_ns = ten_s;
+	if (o->window_buckets == 0)
+		o->window_buckets = 10;
+	if (o->failure_rate == 0.0)
+		o->failure_rate = 0.5;
+	if (o->slow_rate == 0.0)
+		o->slow_rate = 1.0;
+	if (o->open_ns == 0)
+		o->open_ns = o->open_max_ns > 0 && o->open_max_ns < ten_s ? o->open_max_ns : ten_s;
+	if (o->open_backoff == 0.0)
+		o->open_backoff = 1.0;
+	if (o->half_open_permits == 0)
+		o->half_open_permits = 1;
+	if (o->probe_lease_ns == 0)
+		o->probe_lease_ns = ten_s;
 }
 
 static int check_opts(const sx_circuit_opts *o)
 {
-	uint64_t max = o->open_max_ns != 0 ? o->open_max_ns : SX_CIRCUIT_MAX_DURATION_NS;
+	int64_t max = o->open_max_ns != 0 ? o->open_max_ns : SX_CIRCUIT_MAX_DURATION_NS;
 
 	if (o->window == SX_CIRCUIT_WINDOW_COUNT) {
 		if (o->window_size == 0 || o->window_size > SX_CIRCUIT_MAX_WINDOW)
@@ -265,7 +291,7 @@ static int check_opts(const sx_circuit_opts *o)
 	} else {
 		return -EINVAL;
 	}
-	if (check_rate(o->failure_rate) != 0 || check_rate(o->slow_rate) != 0 ||
+	if (check_rate(o->failure_rate) != 0 || check_rate(o->slow_rate) != 0 || o->slow_call_ns < 0 ||
 	    check_duration(o->open_ns) != 0 || check_duration(o->probe_lease_ns) != 0 ||
 	    !(o->open_backoff >= 1.0) || max < o->open_ns || max > SX_CIRCUIT_MAX_DURATION_NS ||
 	    o->half_open_permits == 0 || o->half_open_permits > SX_CIRCUIT_MAX_PERMITS ||
@@ -283,14 +309,18 @@ static uint32_t ppm_of(double rate)
 	return ppm < 1 ? 1 : (uint32_t)ppm;
 }
 
-int sx_circuit_create(const sx_circuit_opts *o, sx_circuit **out)
+int sx_circuit_create(const sx_circuit_opts *opts, sx_circuit **out)
 {
+	sx_circuit_opts resolved;
+	const sx_circuit_opts *o = &resolved;
 	sx_circuit *c;
 	size_t bytes;
 	int rc;
 
-	if (o == NULL || out == NULL)
+	if (opts == NULL || out == NULL)
 		return -EINVAL;
+	resolved = *opts;
+	apply_defaults(&resolved);
 	rc = check_opts(o);
 	if (rc != 0)
 		return rc;
@@ -701,13 +731,13 @@ static void record_closed(sx_circuit *c, uint64_t w, bool fail, bool slow)
 		move(c, &w, SX_CIRCUIT_OPEN, now);
 }
 
-int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result, uint64_t latency_ns)
+int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result, int64_t latency_ns)
 {
 	uint64_t w, nw, gen = permit & GEN_MASK;
 	int outcome;
 	bool slow;
 
-	if (SX__UNLIKELY(c == NULL || (permit & ~GEN_MASK) != PERMIT_VALID))
+	if (SX__UNLIKELY(c == NULL || (permit & ~GEN_MASK) != PERMIT_VALID || latency_ns < 0))
 		return -EINVAL;
 	w = ck_pr_load_64(&c->word);
 	if (W_GEN(w) != gen)
@@ -715,7 +745,7 @@ int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result, uint
 	if (W_STATE(w) == SX_CIRCUIT_DISABLED)
 		return 0;
 	outcome = classify(c, result);
-	slow = c->slow_ns != 0 && latency_ns >= c->slow_ns;
+	slow = c->slow_ns != 0 && (uint64_t)latency_ns >= c->slow_ns;
 	if (W_STATE(w) != SX_CIRCUIT_HALF_OPEN) {
 		if (outcome != SX_CIRCUIT_IGNORE)
 			record_closed(c, w, outcome == SX_CIRCUIT_FAILURE, slow);

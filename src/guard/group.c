@@ -117,7 +117,6 @@ int sx_group_create(const sx_group_opts *opts, sx_group **out)
 	if (opts == NULL)
 		opts = &defaults;
 	if (out == NULL || (opts->flags & ~(unsigned)(SX_GROUP_REVERSE | SX_GROUP_SEQUENTIAL)) ||
-	    opts->shutdown_ns < 0 ||
 	    (opts->backoff != NULL && sx_retry_policy_check(opts->backoff) != 0))
 		return -EINVAL;
 	g = sx__zalloc(sizeof(*g), SX__SMALL_ALIGN);
@@ -599,7 +598,7 @@ int sx_group_cause(const sx_group *g, int *err, int *signo)
 		return -EINVAL;
 	i = ck_pr_load_int(&g->first);
 	if (i < 0)
-		return -1;
+		return -ENOENT;
 	if (err != NULL)
 		*err = ck_pr_load_int(&g->actors[i]->err);
 	if (signo != NULL)

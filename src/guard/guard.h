@@ -1,5 +1,5 @@
 /*
- * guard: admission and composition (sem.c, ratelimit.c, circuit.c, policy.c, group.c); the
+ * guard: admission and composition (sem.c, ratelimit.c, circuit.c, pipeline.c, group.c); the
  * internals the policy pipeline reads from the limiter and the circuit. Includes flow (and
  * cancel, time, exec, base through it). Nothing here is public API.
  */

@@ -35,17 +35,22 @@ struct sx_ratelimit {
 int sx_ratelimit_create(const sx_ratelimit_opts *o, sx_ratelimit **out)
 {
 	sx_ratelimit *rl;
-	uint64_t interval;
+	uint64_t interval, period;
 	uint32_t burst;
 
-	if (o == NULL || out == NULL || o->rate == 0 || o->period_ns == 0 || o->rate > o->period_ns ||
+	if (o == NULL || out == NULL || o->period_ns < 0 ||
 	    (o->clock != NULL && o->clock->now_ns == NULL))
 		return -EINVAL;
-	burst = o->burst != 0 ? o->burst : (o->rate > SX_RATELIMIT_MAX_BURST ?
+	period = o->period_ns != 0 ? (uint64_t)o->period_ns : UINT64_C(1000000000);
+	if (o->rate > period)
+		return -EINVAL;
+	burst = o->burst != 0 ? o->burst : (o->rate == 0 || o->rate > SX_RATELIMIT_MAX_BURST ?
 	    SX_RATELIMIT_MAX_BURST : (uint32_t)o->rate);
 	if (burst > SX_RATELIMIT_MAX_BURST)
 		return -EINVAL;
-	interval = o->period_ns / o->rate; /* floor: `rate` intervals never exceed the period */
+	/* floor: `rate` intervals never exceed the period; rate 0 (no limit): interval 0, so every
+	 * event is due at once */
+	interval = o->rate != 0 ? period / o->rate : 0;
 	/* Keep the sums far below 2^64: the tolerance, and reservations on top of it. */
 	if (interval > (UINT64_C(1) << 61) / burst)
 		return -EINVAL;
@@ -111,9 +116,12 @@ static bool bad(const sx_ratelimit *rl, uint32_t n)
 static int gcra(const sx_ratelimit *rl, uint64_t *word, const uint64_t *key, uint64_t want,
     uint32_t n, uint64_t now)
 {
-	uint64_t tat = ck_pr_load_64(word), next, later;
+	uint64_t tat, next, later;
 	bool fresh = false;
 
+	if (rl->interval == 0)
+		return 0; /* rate 0: no limit (and no shared write) */
+	tat = ck_pr_load_64(word);
 	for (;;) {
 		if (key != NULL) {
 			ck_pr_fence_load();

@@ -5,6 +5,7 @@
  *   bits 32..60  waiters queued (counted from before their push until granted or cancelled)
  *   bit  61      TOKEN: some thread is dispatching
  *   bit  62      PENDING: somebody asked the dispatching thread to look once more
+ *   bit  63      CLOSED: sx_sem_destroy has run; the dispatch cancels every waiter (-ESHUTDOWN)
  *
  * try_acquire and release are one CAS on it while no waiter is queued. A waiter counts itself in
  * (CAS), pushes its node on `inbox` (a ck_stack: one CAS) and dispatches. Dispatching needs the
@@ -30,6 +31,11 @@
  * behind it), or until enough have piled up behind a head that still waits, when one pass sweeps
  * them out; sx_sem_destroy drops what is left.
  *
+ * Destroy sets CLOSED (one CAS) and dispatches: from then on the dispatch grants nothing and
+ * cancels every waiter it meets with -ESHUTDOWN (w->err). The creator's reference goes at that
+ * CAS if no permit is in use, else with the release that gives back the last permit (both are
+ * CASes on `state`, so exactly one of them sees CLOSED with nothing in use).
+ *
  * Lifetimes: a waiter node is reference counted (the queue, the blocking caller, the breaker
  * callback, the scheduled task: each holds one) and holds a reference on the semaphore, so the
  * breaker's callback, which dispatches, never touches a freed semaphore.
@@ -52,10 +58,11 @@
 #define WAIT_MASK ((uint64_t)SX_SEM_MAX_WAITERS << WAIT_SHIFT)
 #define TOKEN (UINT64_C(1) << 61)
 #define PENDING (UINT64_C(1) << 62)
+#define CLOSED (UINT64_C(1) << 63)
 #define IN_USE(s) ((uint32_t)((s) & USE_MASK))
 #define NWAIT(s) ((uint32_t)(((s) & WAIT_MASK) >> WAIT_SHIFT))
 
-_Static_assert((WAIT_MASK & (TOKEN | PENDING | USE_MASK)) == 0, "state fields overlap");
+_Static_assert((WAIT_MASK & (TOKEN | PENDING | CLOSED | USE_MASK)) == 0, "state fields overlap");
 
 /* A waiter's state word: an outcome (set once), a flag for a sleeping owner, and HELD: the
  * thread that set it (the dispatch granting or cancelling the waiter, or its breaker's callback)
@@ -75,7 +82,7 @@ typedef struct waiter {
 	uint32_t state;           /* W_* */
 	uint32_t old;             /* the state word its outcome replaced (dispatch, for telling) */
 	uint32_t refs;
-	int err;                  /* what fn receives */
+	int err;                  /* what fn receives; queued: -ESHUTDOWN once destroy cancelled it */
 } waiter;
 
 struct sx_sem {
@@ -127,19 +134,22 @@ int sx_sem_create(sx_pool *pool, uint32_t capacity, sx_sem **out)
 	return 0;
 }
 
-int sx_sem_destroy(sx_sem *s)
+void sx_sem_destroy(sx_sem *s)
 {
 	uint64_t st;
 
 	if (s == NULL)
-		return -EINVAL;
+		return;
+	ck_pr_inc_32(&s->refs); /* ours, while the dispatch below runs */
 	st = ck_pr_load_64(&s->state);
-	if (IN_USE(st) != 0 || NWAIT(st) != 0)
-		return -EBUSY;
-	/* Cancelled waiters may still sit in the queue (out of the count): drop them. */
+	while (!ck_pr_cas_64_value(&s->state, st, st | CLOSED, &st))
+		;
+	/* The creator's reference: now, or with the release of the last permit in use. */
+	if (IN_USE(st) == 0)
+		sem_unref(s);
+	/* Cancel the queued waiters (-ESHUTDOWN) and drop the cancelled ones still queued. */
 	dispatch(s);
 	sem_unref(s);
-	return 0;
 }
 
 uint32_t sx_sem_capacity(const sx_sem *s)
@@ -204,6 +214,15 @@ static void w_unref(waiter *w)
 	sem_unref(s);
 }
 
+
+/* What a waiter that was not granted is told: -ESHUTDOWN if sx_sem_destroy cancelled it, else
+ * its breaker's code. */
+static int w_code(const waiter *w)
+{
+	int err = ck_pr_load_int(&w->err);
+
+	return err != 0 ? err : sx_breaker_err(w->stop);
+}
 
 /* ---- asynchronous delivery ---- */
 
@@ -330,7 +349,7 @@ static void drain(sx_sem *s, waiter **ready, waiter **ready_tail)
 	while ((w = s->head) != NULL) {
 		uint32_t ws = ck_pr_load_32(&w->state), old;
 		bool stopped = w->stop != NULL && sx_breaker_done(w->stop), reserved = false;
-		bool granted = false;
+		bool granted = false, shut = false;
 
 		if ((ws & W_OUTCOME) != W_WAIT || (ws & W_HELD)) {
 			/* Cancelled, or being cancelled by its callback (which counts it out). */
@@ -339,16 +358,20 @@ static void drain(sx_sem *s, waiter **ready, waiter **ready_tail)
 			w_unref(w);
 			continue;
 		}
+		if (!stopped && (ck_pr_load_64(&s->state) & CLOSED))
+			stopped = shut = true; /* destroyed: cancelled like a tripped breaker */
 		if (!stopped && !fits(ck_pr_load_64(&s->state), w->n, s))
 			return;
 		if (!ck_pr_cas_32(&w->state, ws, ws | W_HELD))
 			continue; /* its owner went to sleep, or its callback came: look again */
+		if (shut)
+			ck_pr_store_int(&w->err, -ESHUTDOWN); /* before the outcome shows */
 		if (stopped) {
 			/* A breaker that has tripped wins even if its callback has not run yet. */
 			leave(s);
 		} else {
 			st = ck_pr_load_64(&s->state);
-			while (fits(st, w->n, s)) {
+			while (!(st & CLOSED) && fits(st, w->n, s)) {
 				if (ck_pr_cas_64_value(&s->state, st, st + w->n - WAIT_ONE, &st)) {
 					reserved = true;
 					break;
@@ -358,7 +381,8 @@ static void drain(sx_sem *s, waiter **ready, waiter **ready_tail)
 		ws = ck_pr_load_32(&w->state);
 		while ((ws & W_OUTCOME) == W_WAIT) {
 			if (!stopped && !reserved) {
-				/* The capacity shrank meanwhile: it goes on waiting at the head. */
+				/* The capacity shrank meanwhile (or destroy came: it goes round
+				 * again, PENDING): it goes on waiting at the head. */
 				if (ck_pr_cas_32_value(&w->state, ws, ws & ~(uint32_t)W_HELD, &ws))
 					return;
 			} else if (reserved) {
@@ -395,7 +419,7 @@ static void drain(sx_sem *s, waiter **ready, waiter **ready_tail)
 static void grant(waiter *w)
 {
 	if ((ck_pr_load_32(&w->state) & W_OUTCOME) == W_CANCELLED) {
-		tell(w, w->old, sx_breaker_err(w->stop));
+		tell(w, w->old, w_code(w));
 		w_unref(w);
 		return;
 	}
@@ -444,17 +468,31 @@ static void dispatch(sx_sem *s)
 
 int sx_sem_release(sx_sem *s, uint32_t n)
 {
+	bool ref = false;
 	uint64_t st;
 
 	if (s == NULL || n == 0)
 		return -EINVAL;
 	st = ck_pr_load_64(&s->state);
 	do {
-		if (IN_USE(st) < n)
+		if (IN_USE(st) < n) {
+			if (ref)
+				sem_unref(s);
 			return -EINVAL;
+		}
+		/* Waiters to dispatch: keep s while we do, taken while our permits still keep it
+		 * (a destroy may free it once they are back). */
+		if (NWAIT(st) != 0 && !ref) {
+			ck_pr_inc_32(&s->refs);
+			ref = true;
+		}
 	} while (!ck_pr_cas_64_value(&s->state, st, st - n, &st));
 	if (NWAIT(st) != 0)
 		dispatch(s);
+	if ((st & CLOSED) && IN_USE(st) == n)
+		sem_unref(s); /* destroyed while permits were held: this was the last of them */
+	if (ref)
+		sem_unref(s);
 	return 0;
 }
 
@@ -485,7 +523,7 @@ static void on_stop(sx_breaker *b, void *arg)
 			if (!ck_pr_cas_32_value(&w->state, st, st | W_HELD, &st))
 				continue;
 			/* Out of the count before the outcome shows: an owner that returns finds it
-			 * gone (sx_sem_destroy right after a timed-out acquire succeeds). */
+			 * gone (sx_sem_waiting right after a timed-out acquire does not count it). */
 			leave(s);
 			ck_pr_inc_64(&s->ncancelled);
 			old = ck_pr_fas_32(&w->state, W_CANCELLED);
@@ -555,7 +593,7 @@ static int wait_outcome(waiter *w)
 
 	(void)sx__wait_here(&w->state, W_SLEEP, settled, NULL, UINT64_MAX);
 	st = ck_pr_load_32(&w->state);
-	rc = (st & W_OUTCOME) == W_GRANTED ? 0 : sx_breaker_err(w->stop);
+	rc = (st & W_OUTCOME) == W_GRANTED ? 0 : w_code(w);
 	w_unref(w);
 	return rc;
 }

@@ -305,7 +305,7 @@ static int timers_start(sx_pool *p, void **out)
 		return -ENOMEM;
 	s->pool = p;
 	wo.tick_ns = sx__pool_timer_tick(p);
-	rc = sx_wheel_create(&s->wheel, &wo);
+	rc = sx_wheel_create(&wo, &s->wheel);
 	if (rc == 0 && pthread_create(&s->thread, NULL, timer_main, s) != 0) {
 		sx_wheel_destroy(s->wheel);
 		rc = -EAGAIN;
@@ -360,7 +360,8 @@ static const struct sx__pool_hooks timer_hooks = {
 
 /* ---- the API ----------------------------------------------------------------------------- */
 
-int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, void *arg,
+/* sx_timer_add (when: a delay) and sx_timer_add_at (at: when is an absolute time). */
+static int add(sx_pool *pool, uint64_t when, bool at, unsigned flags, sx_timer_fn fn, void *arg,
     sx_timer *timer)
 {
 	struct sx__timers *s;
@@ -371,7 +372,7 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 	uint32_t st;
 	int rc;
 
-	if (SX__UNLIKELY(pool == NULL || fn == NULL || (flags & ~(SX_TIMER_AT | SX_TIMER_INLINE))))
+	if (SX__UNLIKELY(pool == NULL || fn == NULL || (flags & ~SX_TIMER_INLINE)))
 		return -EINVAL;
 	if (SX__UNLIKELY(!sx__pool_running(pool)))
 		return -ESHUTDOWN;
@@ -391,7 +392,7 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 	 * next one while this one is filled. */
 	__builtin_prefetch(*slot, 1);
 
-	deadline = (flags & SX_TIMER_AT) ? 0 : sx__now_ns();
+	deadline = at ? 0 : sx__now_ns();
 	deadline = when > DEADLINE_MAX - deadline ? DEADLINE_MAX : deadline + when;
 	st = ck_pr_load_32(state_of(n)) & ~ST_MASK & ~ST_INLINE;
 	sx_wheel_timer_init(&n->u.wt, fire_cb);
@@ -418,6 +419,20 @@ int sx_timer_add(sx_pool *pool, uint64_t when, unsigned flags, sx_timer_fn fn, v
 	if (deadline < sleeping)
 		wake(s);
 	return 0;
+}
+
+int sx_timer_add(sx_pool *pool, int64_t delay_ns, unsigned flags, sx_timer_fn fn, void *arg,
+    sx_timer *timer)
+{
+	if (SX__UNLIKELY(delay_ns < 0))
+		return -EINVAL;
+	return add(pool, (uint64_t)delay_ns, false, flags, fn, arg, timer);
+}
+
+int sx_timer_add_at(sx_pool *pool, uint64_t abs_ns, unsigned flags, sx_timer_fn fn, void *arg,
+    sx_timer *timer)
+{
+	return add(pool, abs_ns, true, flags, fn, arg, timer);
 }
 
 int sx_timer_cancel(const sx_timer *timer)

@@ -117,7 +117,7 @@ static uint64_t mono_now(void *ctx)
 
 const sx_clock sx_clock_monotonic = { mono_now, NULL, NULL };
 
-int sx_wheel_create(sx_wheel **out, const sx_wheel_opts *opts)
+int sx_wheel_create(const sx_wheel_opts *opts, sx_wheel **out)
 {
 	static const sx_wheel_opts defaults = SX_WHEEL_OPTS_INIT;
 	const sx_clock *clock;
@@ -276,14 +276,15 @@ int sx_wheel_add(sx_wheel *w, sx_wheel_timer *t, uint64_t deadline_ns)
 	return 0;
 }
 
-int sx_wheel_add_after(sx_wheel *w, sx_wheel_timer *t, uint64_t delay_ns)
+int sx_wheel_add_after(sx_wheel *w, sx_wheel_timer *t, int64_t delay_ns)
 {
 	uint64_t now;
 
-	if (w == NULL)
+	if (w == NULL || delay_ns < 0)
 		return -EINVAL;
 	now = w->clock.now_ns(w->clock.ctx);
-	return sx_wheel_add(w, t, delay_ns > UINT64_MAX - now ? UINT64_MAX : now + delay_ns);
+	return sx_wheel_add(w, t, (uint64_t)delay_ns > UINT64_MAX - now ? UINT64_MAX :
+	    now + (uint64_t)delay_ns);
 }
 
 int sx_wheel_cancel(sx_wheel *w, sx_wheel_timer *t)

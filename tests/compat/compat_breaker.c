@@ -6,7 +6,8 @@
  * Mapping: a Go breaker's Close is sx_breaker_trip; Done/Err are sx_breaker_done/sx_breaker_err;
  * "released" (the IsReleased helper) is sx_breaker_done with a non-zero code. New is
  * sx_breaker_create; BreakByTimeout/BreakByDeadline are sx_breaker_timeout/_deadline on a pool's
- * timer; BreakBySignal is sx_breaker_signal; Multiplex is sx_breaker_multiplex. A context (or a
+ * timer (a Go timeout <= 0 has expired at once: it maps to 0, strix's negative timeout being no
+ * limit); BreakBySignal is sx_breaker_signal; Multiplex is sx_breaker_multiplex. A context (or a
  * channel) that a breaker follows is a parent breaker, and the breaker following it is
  * sx_breaker_child. Upstream timing bounds (10 ms) are widened: a timer may fire up to one tick
  * (1 ms) early relative to our clock reading and arbitrarily late on a loaded machine.
@@ -141,11 +142,13 @@ static void close_concurrently(sx_breaker *b, int times)
 	assert_int_equal(won, 1);
 }
 
+/* A Go timeout: a duration <= 0 has expired at once (time.After, context.WithTimeout), while
+ * strix reads a negative timeout as no limit, so those map to 0. */
 static sx_breaker *mk_timeout(int64_t ns)
 {
 	sx_breaker *b = NULL;
 
-	assert_int_equal(sx_breaker_timeout(pool, ns, &b), 0);
+	assert_int_equal(sx_breaker_timeout(pool, ns < 0 ? 0 : ns, &b), 0);
 	return b;
 }
 

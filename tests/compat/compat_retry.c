@@ -93,7 +93,7 @@ static uint64_t v_now(void *ctx)
 	return ((vclock *)ctx)->now;
 }
 
-static void v_sleep(void *ctx, uint64_t ns)
+static void v_sleep(void *ctx, int64_t ns)
 {
 	vclock *v = ctx;
 

@@ -65,7 +65,7 @@
 
 #include <strix/breaker.h>
 #include <strix/circuit.h>
-#include <strix/policy.h>
+#include <strix/pipeline.h>
 #include <strix/promise.h>
 #include <strix/ratelimit.h>
 

@@ -141,7 +141,7 @@ static long double r_next(const sx_retry_policy *p, struct ref *r, uint64_t got)
 		if (!within(got, w))
 			FAIL("decorrelated backoff: %llu, model %.1Lf +/- %.1Lf",
 			    (unsigned long long)got, w.v, w.tol);
-		if (got < base && (p->cap_ns == 0 || p->cap_ns >= base))
+		if (got < base && (p->cap_ns == 0 || (uint64_t)p->cap_ns >= base))
 			FAIL("decorrelated backoff %llu below base %llu", (unsigned long long)got,
 			    (unsigned long long)base);
 		r->prev = got; /* carry the library's value on: the next range depends on it */
@@ -221,7 +221,7 @@ static void check(const sx_retry_policy *p, struct ref *r, uint64_t got, unsigne
 	default:
 		break;
 	}
-	if (p->cap_ns != 0 && p->jitter != SX_JITTER_DEVIATION && got > p->cap_ns)
+	if (p->cap_ns != 0 && p->jitter != SX_JITTER_DEVIATION && got > (uint64_t)p->cap_ns)
 		FAIL("attempt %u: %llu above the cap %llu", i, (unsigned long long)got,
 		    (unsigned long long)p->cap_ns);
 }
@@ -240,15 +240,16 @@ static double factor_of(uint8_t f)
 	}
 }
 
-static uint64_t scaled(struct fz_in *in)
+/* A duration: small, 32-bit, any non-negative int64_t, or within 2^16 of INT64_MAX. */
+static int64_t scaled(struct fz_in *in)
 {
 	unsigned sel = (unsigned)fz_take(in, 1);
 
 	switch (sel & 3) {
-	case 0: return fz_take(in, 1);
-	case 1: return fz_take(in, 4);
-	case 2: return fz_take(in, 8);
-	default: return UINT64_MAX - fz_take(in, 2);
+	case 0: return (int64_t)fz_take(in, 1);
+	case 1: return (int64_t)fz_take(in, 4);
+	case 2: return (int64_t)(fz_take(in, 8) >> 1);
+	default: return INT64_MAX - (int64_t)fz_take(in, 2);
 	}
 }
 
@@ -289,8 +290,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 3: q.deviation = 1.5; break;
 		case 4: q.deviation = NAN; break;
 		case 5: q.backoff = SX_BACKOFF_DECORRELATED + 1 + (bad >> 3 & 1) * 100; break;
-		case 6: q.jitter = -1; break;
-		default: q.backoff = -1; break;
+		case 6:
+			if (bad & 8)
+				q.base_ns = -1 - (int64_t)(bad >> 4 & 7); /* a negative duration */
+			else
+				q.jitter = -1;
+			break;
+		default:
+			if (bad & 8)
+				q.cap_ns = INT64_MIN + (int64_t)(bad >> 4 & 7);
+			else
+				q.backoff = -1;
+			break;
 		}
 		memset(&untouched, 0xa5, sizeof(untouched));
 		bo = untouched;

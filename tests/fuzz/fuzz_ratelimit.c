@@ -37,7 +37,7 @@ static uint64_t v_now(void *ctx)
 	return vnow;
 }
 
-static void v_sleep(void *ctx, uint64_t ns)
+static void v_sleep(void *ctx, int64_t ns)
 {
 	(void)ctx;
 	vnow += ns; /* the target never asks for a sleep that would pass 2^64 (see wait below) */
@@ -138,8 +138,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		uint64_t b = o.burst ? o.burst : (o.rate < SX_RATELIMIT_MAX_BURST ? o.rate :
 		    SX_RATELIMIT_MAX_BURST);
 
-		if (o.rate <= o.period_ns && b <= SX_RATELIMIT_MAX_BURST &&
-		    (o.period_ns / o.rate) <= (UINT64_C(1) << 61) / b)
+		if (o.rate <= (uint64_t)o.period_ns && b <= SX_RATELIMIT_MAX_BURST &&
+		    ((uint64_t)o.period_ns / o.rate) <= (UINT64_C(1) << 61) / b)
 			FAIL("create refused rate %llu period %llu burst %u",
 			    (unsigned long long)o.rate, (unsigned long long)o.period_ns, o.burst);
 		return 0;

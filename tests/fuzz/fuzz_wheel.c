@@ -388,7 +388,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	o.tick_ns = S.tick_ns;
 	o.clock = &vclock;
-	CHECK(sx_wheel_create(&S.w, &o) == 0);
+	CHECK(sx_wheel_create(&o, &S.w) == 0);
 	for (int i = 0; i < NT; i++) {
 		S.ft[i].id = i;
 		CHECK(sx_wheel_timer_init(&S.ft[i].t, on_fire) == 0);
@@ -405,10 +405,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 1: /* add with a re-add in its callback */
 		case 2: /* add_after */
 			if (op % 8 == 2) {
-				uint64_t kind = fz_take(&in, 1), delay = fz_take(&in, 8);
+				uint64_t kind = fz_take(&in, 1), raw = fz_take(&in, 8) >> 1;
+				int64_t delay = kind & 1 ? INT64_MAX : (int64_t)(raw >> (kind >> 1) % 64);
 
-				delay = kind & 1 ? UINT64_MAX : delay >> (kind >> 1) % 64;
-				d = sat_add(S.vnow, delay);
+				if ((kind & 0x81) == 0x80) {
+					/* A negative delay: refused, nothing changes. */
+					delay = -1 - (int64_t)raw;
+					CHECK(sx_wheel_add_after(S.w, &S.ft[i].t, delay) == -EINVAL);
+					break;
+				}
+				d = sat_add(S.vnow, (uint64_t)delay);
 				rc = sx_wheel_add_after(S.w, &S.ft[i].t, delay);
 			} else {
 				d = decode_deadline(&in);

@@ -113,7 +113,7 @@ static inline sx_pool *fi_make_pool(unsigned workers,
 	o.workers = workers;
 	o.spin_ns = SX_SPIN_NONE;
 	o.on_cancel = on_cancel;
-	FI_CREATE(p, sx_pool_create(&p, &o), -ENOMEM, -EAGAIN);
+	FI_CREATE(p, sx_pool_create(&o, &p), -ENOMEM, -EAGAIN);
 	return p;
 }
 

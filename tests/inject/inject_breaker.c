@@ -49,7 +49,7 @@ static void scenario_breaker(void)
 
 	po.workers = 1;
 	po.spin_ns = SX_SPIN_NONE;
-	FI_CREATE(p, sx_pool_create(&p, &po), -ENOMEM, -EAGAIN);
+	FI_CREATE(p, sx_pool_create(&po, &p), -ENOMEM, -EAGAIN);
 
 	FI_CREATE(man, sx_breaker_create(&man), -ENOMEM, -EAGAIN);
 	FI_CREATE(tmo, sx_breaker_timeout(p, 50 * MS, &tmo), -ENOMEM, -EAGAIN);

@@ -191,7 +191,7 @@ static void scenario_wheel(void)
 	o.clock = &tu_vclock;
 	tu_vnow = 1000 * MS;
 	wheel_fired = 0;
-	FI_CREATE(w, sx_wheel_create(&w, &o), -ENOMEM);
+	FI_CREATE(w, sx_wheel_create(&o, &w), -ENOMEM);
 	for (int i = 0; i < 4; i++) {
 		sx_wheel_timer_init(&wt[i], wheel_cb);
 		FI_CHECK(sx_wheel_add_after(w, &wt[i], (uint64_t)(i + 1) * MS) == 0);

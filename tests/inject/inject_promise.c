@@ -118,7 +118,7 @@ static void scenario_promise(void)
 	n_first = n_add = n_catch = n_fin = n_flaky = n_recover = n_block = n_dtor = 0;
 	po.workers = 1;
 	po.spin_ns = SX_SPIN_NONE;
-	FI_CREATE(p, sx_pool_create(&p, &po), -ENOMEM, -EAGAIN);
+	FI_CREATE(p, sx_pool_create(&po, &p), -ENOMEM, -EAGAIN);
 	FI_CREATE(a, sx_promise_run(p, step_first, NULL, &a), -ENOMEM, -EAGAIN);
 	FI_CREATE(b, sx_promise_then(a, step_add, NULL, &b), -ENOMEM);
 	FI_CREATE(c, sx_promise_catch(b, on_catch, NULL, &c), -ENOMEM);

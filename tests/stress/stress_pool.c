@@ -124,7 +124,7 @@ static sx_pool *make(unsigned workers, unsigned ring, long long spin)
 	o.ring_size = ring;
 	o.spin_ns = spin;
 	o.on_cancel = on_cancel;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	return p;
 }
 

@@ -231,7 +231,7 @@ static void test_promise_torture(void **state)
 
 	(void)state;
 	o.workers = 4;
-	assert_int_equal(sx_pool_create(&pool, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &pool), 0);
 	pthread_barrier_init(&bar, NULL, THREADS);
 	for (unsigned i = 0; i < THREADS; i++)
 		assert_int_equal(pthread_create(&th[i], NULL, thread_main, (void *)(uintptr_t)i), 0);
@@ -283,7 +283,7 @@ static void test_fork_join(void **state)
 		sx_pool_counters c;
 
 		o.workers = workers[k];
-		assert_int_equal(sx_pool_create(&pool, &o), 0);
+		assert_int_equal(sx_pool_create(&o, &pool), 0);
 		for (unsigned r = 0; r < rounds; r++) {
 			sx_promise *p;
 			void *v = NULL;

@@ -166,12 +166,9 @@ static void test_degenerate_inputs_trip_at_once(void **state)
 	struct seen s = { 0 };
 
 	(void)state;
-	assert_int_equal(sx_breaker_timeout(p, -5 * MS, &b), 0);
+	assert_int_equal(sx_breaker_timeout(p, 0, &b), 0);
 	assert_int_equal(sx_breaker_err(b), -ETIMEDOUT);
 	assert_int_equal(sx_breaker_on_done(b, seen_cb, &s, NULL), -EALREADY);
-	sx_breaker_release(b);
-	assert_int_equal(sx_breaker_timeout(p, 0, &b), 0);
-	assert_true(sx_breaker_done(b));
 	sx_breaker_release(b);
 	assert_int_equal(sx_breaker_deadline(p, tu_now_ns() - 1, &b), 0);
 	assert_int_equal(sx_breaker_err(b), -ETIMEDOUT);
@@ -185,6 +182,31 @@ static void test_degenerate_inputs_trip_at_once(void **state)
 	sx_breaker_release(b);
 	sx_pool_destroy(p);
 	assert_int_equal(s.calls, 0);
+}
+
+/* A negative timeout is no limit: the breaker stays armed (a pool's shutdown does not trip it:
+ * it has no timer) until a trip, like sx_breaker_create's. */
+static void test_negative_timeout_is_no_limit(void **state)
+{
+	sx_pool *p = tu_pool(1);
+	sx_breaker *b, *c;
+	struct seen s = { 0 };
+
+	(void)state;
+	assert_int_equal(sx_breaker_timeout(p, -5 * (int64_t)MS, &b), 0);
+	assert_int_equal(sx_breaker_timeout(p, INT64_MIN, &c), 0);
+	assert_int_equal(sx_breaker_on_done(b, seen_cb, &s, NULL), 0);
+	assert_int_equal(sx_breaker_wait(b, 20 * (int64_t)MS), -ETIMEDOUT);
+	assert_int_equal(sx_breaker_err(b), 0);
+	assert_int_equal(sx_pool_shutdown(p, SX_DRAIN), 0);
+	assert_int_equal(sx_breaker_err(b), 0);
+	assert_int_equal(sx_breaker_err(c), 0);
+	assert_int_equal(sx_breaker_trip(b), 0);
+	assert_int_equal(sx_breaker_err(b), -ECANCELED);
+	TU_WAIT_FOR(__atomic_load_n(&s.calls, __ATOMIC_ACQUIRE) == 1);
+	sx_breaker_release(b);
+	sx_breaker_release(c);
+	sx_pool_destroy(p);
 }
 
 static void test_multiplex_of_five_fires_with_the_timeout(void **state)
@@ -639,6 +661,7 @@ int main(void)
 		cmocka_unit_test(test_ten_threads_trip_at_once),
 		cmocka_unit_test(test_timeout_fires_on_time),
 		cmocka_unit_test(test_degenerate_inputs_trip_at_once),
+		cmocka_unit_test(test_negative_timeout_is_no_limit),
 		cmocka_unit_test(test_multiplex_of_five_fires_with_the_timeout),
 		cmocka_unit_test(test_child_follows_parent_not_back),
 		cmocka_unit_test(test_releasing_an_input_trips_the_multiplex),

@@ -147,24 +147,27 @@ static void test_bad_options_create_nothing(void **state)
 		assert_ptr_equal(c, (sx_circuit *)&c);                     \
 	} while (0)
 	BAD(o.failure_rate = 1.01);
-	BAD(o.failure_rate = 0.0);
+	BAD(o.failure_rate = -0.5);
 	BAD(o.failure_rate = 0.0 / 0.0);
 	BAD(o.slow_rate = 2.0);
-	BAD(o.window_size = 0);
 	BAD(o.window_size = SX_CIRCUIT_MAX_WINDOW + 1);
 	BAD(o.window = 7);
-	BAD((o.window = SX_CIRCUIT_WINDOW_TIME, o.window_buckets = 0));
 	BAD((o.window = SX_CIRCUIT_WINDOW_TIME, o.window_buckets = 65));
 	BAD((o.window = SX_CIRCUIT_WINDOW_TIME, o.window_ns = 5, o.window_buckets = 10));
-	BAD(o.half_open_permits = 0);
+	BAD((o.window = SX_CIRCUIT_WINDOW_TIME, o.window_ns = -10 * (int64_t)SEC));
 	BAD(o.half_open_permits = SX_CIRCUIT_MAX_PERMITS + 1);
 	BAD(o.half_open_successes = 2);
-	BAD(o.open_ns = 0);
 	BAD(o.open_ns = SX_CIRCUIT_MAX_DURATION_NS + 1);
+	BAD(o.open_ns = -(int64_t)SEC);
 	BAD(o.probe_lease_ns = 999999);
+	BAD(o.probe_lease_ns = -(int64_t)SEC);
+	BAD(o.slow_call_ns = -1);
 	BAD(o.open_backoff = 0.5);
 	BAD(o.open_max_ns = o.open_ns - 1);
+	BAD(o.open_max_ns = -1);
 	BAD(o.clock = &noclock);
+	/* Zero is a default, not an error, in every field (test_zero_options_take_the_defaults). */
+	BAD((o.half_open_permits = 0, o.half_open_successes = 2)); /* 0: 1 permit, below 2 */
 #undef BAD
 	assert_int_equal(sx_circuit_create(NULL, &c), -EINVAL);
 	o = base_opts();
@@ -213,6 +216,60 @@ static void *racer(void *arg)
 				__atomic_add_fetch(&race_admitted, 1, __ATOMIC_ACQ_REL);
 		__atomic_add_fetch(&race_round, 1, __ATOMIC_ACQ_REL);
 	}
+}
+
+/* A zero-filled options struct is SX_CIRCUIT_OPTS_INIT's circuit but for min_calls (1): a count
+ * window of 100, 50% failures, open for 10 s, one probe that closes it. */
+static void test_zero_options_take_the_defaults(void **state)
+{
+	sx_circuit_opts o;
+	sx_circuit_metrics m;
+	sx_circuit *c;
+
+	(void)state;
+	memset(&o, 0, sizeof(o));
+	o.clock = &tu_vclock;
+	tu_vnow = 10 * SEC;
+	c = circuit(&o);
+	assert_int_equal(call(c, 0, 0), 0);
+	assert_int_equal(call(c, -EIO, 0), 0);     /* 1 of 2: 50% opens it */
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_OPEN);
+	assert_int_equal(sx_circuit_snapshot(c, &m), 0);
+	assert_int_equal(m.until_ns, 20 * SEC);    /* open 10 s */
+	tu_vadvance(10 * SEC - 1);
+	assert_int_equal(call(c, 0, 0), SX_ECIRCUIT_OPEN);
+	tu_vadvance(1);
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_HALF_OPEN);
+	assert_int_equal(call(c, 0, 0), 0);        /* one probe, and it closes the circuit */
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_CLOSED);
+	sx_circuit_destroy(c);
+
+	/* A time window: 10 buckets of 1 s, 10 s in all. */
+	memset(&o, 0, sizeof(o));
+	o.clock = &tu_vclock;
+	o.window = SX_CIRCUIT_WINDOW_TIME;
+	o.min_calls = 3;
+	c = circuit(&o);
+	assert_int_equal(call(c, -EIO, 0), 0);
+	tu_vadvance(10 * SEC);                     /* the failure leaves the window */
+	assert_int_equal(call(c, 0, 0), 0);
+	assert_int_equal(call(c, -EIO, 0), 0);     /* 1 of 2 in the window: below min_calls */
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_CLOSED);
+	assert_int_equal(call(c, -EIO, 0), 0);     /* 2 of 3: open */
+	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_OPEN);
+	sx_circuit_destroy(c);
+
+	/* open_ns 0 with a shorter cap: the cap. */
+	memset(&o, 0, sizeof(o));
+	o.clock = &tu_vclock;
+	o.open_max_ns = 2 * (int64_t)SEC;
+	o.consecutive_failures = 1;
+	c = circuit(&o);
+	assert_int_equal(call(c, -EIO, 0), 0);
+	assert_int_equal(sx_circuit_snapshot(c, &m), 0);
+	assert_int_equal(m.state, SX_CIRCUIT_OPEN);
+	assert_int_equal(m.until_ns, tu_vnow + 2 * SEC);
+	sx_circuit_destroy(c);
 }
 
 static void test_half_open_admits_exactly_the_permits(void **state)
@@ -1017,6 +1074,7 @@ int main(void)
 		cmocka_unit_test(test_workshop_alternating_stays_closed),
 		cmocka_unit_test(test_workshop_open_half_open_reopen_close),
 		cmocka_unit_test(test_bad_options_create_nothing),
+		cmocka_unit_test(test_zero_options_take_the_defaults),
 		cmocka_unit_test(test_half_open_admits_exactly_the_permits),
 		cmocka_unit_test(test_probe_lease_expires),
 		cmocka_unit_test(test_stale_generation_changes_nothing),

@@ -170,7 +170,7 @@ static void test_empty_group_returns_zero_at_once(void **state)
 	(void)state;
 	assert_int_equal(sx_group_run(g), 0);
 	assert_true(tu_now_ns() - t0 < 100 * MS);
-	assert_int_equal(sx_group_cause(g, NULL, NULL), -1);
+	assert_int_equal(sx_group_cause(g, NULL, NULL), -ENOENT);
 	assert_int_equal(sx_group_run(g), -EBUSY); /* a group runs once */
 	assert_int_equal(sx_group_wait(g, 0), 0);
 	sx_group_destroy(g);
@@ -608,7 +608,7 @@ static void test_thread_start_failure(void **state)
 		fail_create_in = fail_at;
 		assert_int_equal(sx_group_run(g), -EAGAIN);
 		assert_int_equal(fail_create_in, 0);
-		assert_int_equal(sx_group_cause(g, NULL, NULL), -1);
+		assert_int_equal(sx_group_cause(g, NULL, NULL), -ENOENT);
 		for (unsigned i = 0; i < 3; i++) {
 			assert_int_equal(sx_group_actor(g, i, &info), 0);
 			assert_int_equal(info.state,
@@ -632,6 +632,36 @@ static void test_thread_start_failure(void **state)
 
 /* ---- bad input ------------------------------------------------------------------------------ */
 
+/* A negative shutdown deadline is no deadline: run waits for a slow actor, which is not stuck. */
+static void test_negative_shutdown_deadline_waits(void **state)
+{
+	sx_group_opts o = SX_GROUP_OPTS_INIT;
+	struct tactor a, b;
+	sx_actor_info info;
+	uint64_t t0;
+	sx_group *g;
+
+	(void)state;
+	o.shutdown_ns = -1;
+	g = group(&o);
+	tactor_init(&a, 0, -EIO, false);
+	tactor_init(&b, 1, 0, true);
+	b.delay_end_ns = 30 * MS; /* ends 30 ms after its interrupt */
+	log_reset();
+	assert_int_equal(sx_group_add(g, t_execute, t_interrupt, NULL, &a), 0);
+	assert_int_equal(sx_group_add(g, t_execute, t_interrupt, NULL, &b), 1);
+	t0 = tu_now_ns();
+	assert_int_equal(sx_group_run(g), -EIO);
+	assert_true(tu_now_ns() - t0 >= 30 * MS);
+	assert_int_equal(sx_group_actor(g, 1, &info), 0);
+	assert_int_equal(info.state, SX_ACTOR_ENDED);
+	assert_false(info.stuck);
+	assert_int_equal(sx_group_wait(g, 0), 0);
+	sx_group_destroy(g);
+	tactor_fini(&a);
+	tactor_fini(&b);
+}
+
 static void test_bad_input(void **state)
 {
 	sx_group_opts o = SX_GROUP_OPTS_INIT;
@@ -647,9 +677,6 @@ static void test_bad_input(void **state)
 	o.flags = 4;
 	assert_int_equal(sx_group_create(&o, &g), -EINVAL);
 	o.flags = 0;
-	o.shutdown_ns = -1;
-	assert_int_equal(sx_group_create(&o, &g), -EINVAL);
-	o.shutdown_ns = 0;
 	bad.factor = 0.5;
 	o.backoff = &bad;
 	assert_int_equal(sx_group_create(&o, &g), -EINVAL);
@@ -769,7 +796,7 @@ static void test_loop_restarts_and_counts_failures(void **state)
 	assert_int_equal(info.failures, 501);
 	assert_int_equal(info.state, SX_ACTOR_ENDED);
 	assert_false(info.gave_up);
-	assert_int_equal(sx_group_cause(loop, NULL, NULL), -1);
+	assert_int_equal(sx_group_cause(loop, NULL, NULL), -ENOENT);
 	expect_threads(base);
 	sx_loop_destroy(loop);
 	sx_breaker_release(stop);
@@ -1202,6 +1229,7 @@ int main(void)
 		cmocka_unit_test(test_destroy_with_stuck_actor),
 		cmocka_unit_test(test_thread_start_failure),
 		cmocka_unit_test(test_bad_input),
+		cmocka_unit_test(test_negative_shutdown_deadline_waits),
 		cmocka_unit_test(test_loop_restarts_and_counts_failures),
 		cmocka_unit_test(test_loop_backoff_on_virtual_clock),
 		cmocka_unit_test(test_loop_actors_give_up),

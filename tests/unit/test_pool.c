@@ -32,7 +32,7 @@ static sx_pool *make_pool(unsigned workers, unsigned ring, long long spin)
 	o.workers = workers;
 	o.ring_size = ring;
 	o.spin_ns = spin;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	assert_non_null(p);
 	return p;
 }
@@ -73,7 +73,7 @@ static void test_create_defaults(void **state)
 	sx_pool *p = NULL;
 
 	(void)state;
-	assert_int_equal(sx_pool_create(&p, NULL), 0);
+	assert_int_equal(sx_pool_create(NULL, &p), 0);
 	assert_int_equal(sx_pool_workers(p), (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
 	assert_int_equal(sx_pool_worker_index(p), -1);
 	sx_pool_destroy(p);
@@ -88,24 +88,25 @@ static void test_create_rejects_bad_options(void **state)
 
 	(void)state;
 	assert_int_equal(sx_pool_create(NULL, NULL), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, NULL), -EINVAL);
 	o.workers = SX_POOL_MAX_WORKERS + 1;
-	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
 	o = (sx_pool_opts)SX_POOL_OPTS_INIT;
 	o.ring_size = 6;
-	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
 	o.ring_size = 2;
-	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
 	o.ring_size = SX_POOL_MAX_RING * 2;
-	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
 	o = (sx_pool_opts)SX_POOL_OPTS_INIT;
 	o.spin_ns = -7;
-	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
 	o = (sx_pool_opts)SX_POOL_OPTS_INIT;
 	o.flags = 0x80;
-	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
 	o = (sx_pool_opts)SX_POOL_OPTS_INIT;
 	o.allocator = &half;
-	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
 	assert_ptr_equal(p, (sx_pool *)0x1); /* untouched on failure */
 }
 
@@ -250,7 +251,7 @@ static void test_intrusive_tasks_allocate_nothing(void **state)
 	(void)state;
 	o.workers = 2;
 	o.allocator = &a;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	/* The first outside submission allocates this thread's record; nothing after that. */
 	jobs[0].task = (sx_task)SX_TASK_INIT(job_run, job_cancel);
 	assert_int_equal(sx_pool_submit_task(p, &jobs[0].task), 0);
@@ -278,7 +279,7 @@ static void test_fn_tasks_stop_allocating_in_steady_state(void **state)
 	(void)state;
 	o.workers = 2;
 	o.allocator = &a;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	atomic_store(&counter, 0);
 	for (int round = 0; round < 23; round++) {
 		for (int i = 0; i < 5000; i++)
@@ -309,7 +310,7 @@ static void test_allocation_failure_is_enomem_and_pool_stays_usable(void **state
 	o.workers = 2;
 	o.allocator = &a;
 	/* Fail create at every allocation it makes, in turn: -ENOMEM, nothing leaked. */
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	sx_pool_destroy(p);
 	need = atomic_load(&ca.allocs);
 	for (long k = 0; k < need; k++) {
@@ -318,12 +319,12 @@ static void test_allocation_failure_is_enomem_and_pool_stays_usable(void **state
 		atomic_store(&ca.allocs, 0);
 		atomic_store(&ca.frees, 0);
 		atomic_store(&ca.fail_after, k);
-		assert_int_equal(sx_pool_create(&q, &o), -ENOMEM);
+		assert_int_equal(sx_pool_create(&o, &q), -ENOMEM);
 		assert_ptr_equal(q, (sx_pool *)0x1);
 		assert_int_equal(atomic_load(&ca.allocs), atomic_load(&ca.frees));
 	}
 	atomic_store(&ca.fail_after, -1);
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	/* No per-thread record and no slab can be had: the submit fails and changes nothing. */
 	atomic_store(&ca.fail_after, atomic_load(&ca.allocs));
 	assert_int_equal(sx_pool_submit(p, bump, NULL), -ENOMEM);
@@ -365,7 +366,7 @@ static void test_a_queued_task_costs_64_bytes(void **state)
 	(void)state;
 	o.workers = 1;
 	o.allocator = &a;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	atomic_store(&hold, 1);
 	atomic_store(&counter, 0);
 	assert_int_equal(sx_pool_submit(p, hold_worker, NULL), 0);
@@ -478,7 +479,7 @@ static void test_lifo_cap_keeps_queued_tasks_from_starving(void **state)
 	(void)state;
 	o.workers = 1;
 	o.lifo_cap = 4;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	atomic_store(&counter, 0);
 	atomic_store(&respawns, 0);
 	atomic_store(&max_seen, 0);
@@ -539,7 +540,7 @@ static void test_overflow_without_memory_falls_back_to_chains(void **state)
 	o.workers = 1;
 	o.ring_size = 8;
 	o.allocator = &a;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	assert_int_equal(sx_pool_submit(p, bump, NULL), 0); /* this thread's record, a slab */
 	assert_int_equal(sx_pool_wait_idle(p), 0);
 	/* From now on every allocation fails: overflowing halves cannot get a batch and must go to
@@ -681,7 +682,7 @@ static void test_cancel_hands_every_unrun_task_over_exactly_once(void **state)
 	(void)state;
 	o.workers = 1;
 	o.on_cancel = on_cancel;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	atomic_store(&gate, 0);
 	atomic_store(&gate_entered, 0);
 	atomic_store(&late_spawned, 0);
@@ -750,7 +751,7 @@ static void test_pinned_workers_run_on_their_cpu(void **state)
 	(void)state;
 	o.workers = 3;
 	o.flags = SX_POOL_PIN;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	for (int i = 0; i < 300; i++)
 		assert_int_equal(sx_pool_submit(p, check_cpu, p), 0);
 	assert_int_equal(sx_pool_wait_idle(p), 0);

@@ -120,11 +120,12 @@ static void test_bad_options_create_nothing(void **state)
 	sx_ratelimit *rl = (sx_ratelimit *)&o;
 
 	(void)state;
-	assert_int_equal(sx_ratelimit_create(&o, &rl), -EINVAL); /* rate 0 */
 	o.rate = 10;
 	assert_int_equal(sx_ratelimit_create(NULL, &rl), -EINVAL);
 	assert_int_equal(sx_ratelimit_create(&o, NULL), -EINVAL);
-	o.period_ns = 0;
+	o.period_ns = -1;                                          /* a negative duration */
+	assert_int_equal(sx_ratelimit_create(&o, &rl), -EINVAL);
+	o.period_ns = INT64_MIN;
 	assert_int_equal(sx_ratelimit_create(&o, &rl), -EINVAL);
 	o.period_ns = 5;                                           /* 10 events in 5 ns */
 	assert_int_equal(sx_ratelimit_create(&o, &rl), -EINVAL);
@@ -132,7 +133,7 @@ static void test_bad_options_create_nothing(void **state)
 	o.burst = SX_RATELIMIT_MAX_BURST + 1;
 	assert_int_equal(sx_ratelimit_create(&o, &rl), -EINVAL);
 	o.rate = 1;
-	o.period_ns = UINT64_MAX;                                  /* burst * interval overflows */
+	o.period_ns = INT64_MAX;                                   /* burst * interval overflows */
 	o.burst = 1000;
 	assert_int_equal(sx_ratelimit_create(&o, &rl), -EINVAL);
 	assert_ptr_equal(rl, (sx_ratelimit *)&o);
@@ -149,6 +150,42 @@ static void test_bad_options_create_nothing(void **state)
 }
 
 /* Waits reserve turns in call order and sleep exactly until theirs (virtual clock). */
+/* Zero means the default: rate 0 is no limit (every event up to the burst passes, at once, and
+ * waits never wait), period_ns 0 is one second. */
+static void test_zero_rate_is_no_limit_and_zero_period_one_second(void **state)
+{
+	sx_ratelimit_opts o = SX_RATELIMIT_OPTS_INIT;
+	sx_ratelimit_keyed *kl = NULL;
+	sx_ratelimit *rl = NULL;
+
+	(void)state;
+	tu_vnow = SEC;
+	o.clock = &tu_vclock;
+	assert_int_equal(sx_ratelimit_create(&o, &rl), 0);
+	assert_int_equal(admit_all(rl, 100000), 100000);
+	assert_int_equal(sx_ratelimit_try(rl, SX_RATELIMIT_MAX_BURST), 0); /* the default burst */
+	assert_int_equal(sx_ratelimit_try(rl, SX_RATELIMIT_MAX_BURST + 1), -EINVAL);
+	assert_int_equal(sx_ratelimit_delay_ns(rl, 1000), 0);
+	assert_int_equal(sx_ratelimit_wait(rl, 1000, NULL), 0);
+	assert_int_equal(tu_vnow, SEC); /* no sleep */
+	sx_ratelimit_destroy(rl);
+	assert_int_equal(sx_ratelimit_keyed_create(&o, 4, &kl), 0);
+	for (uint64_t k = 0; k < 64; k++)
+		assert_int_equal(sx_ratelimit_keyed_try(kl, k, 7), 0);
+	sx_ratelimit_keyed_destroy(kl);
+
+	memset(&o, 0, sizeof(o));
+	o.rate = 4;
+	o.clock = &tu_vclock;
+	assert_int_equal(sx_ratelimit_create(&o, &rl), 0);
+	assert_int_equal(admit_all(rl, 10), 4);      /* the burst: the rate */
+	tu_vadvance(SEC / 4 - 1);
+	assert_int_equal(admit_all(rl, 10), 0);
+	tu_vadvance(1);
+	assert_int_equal(admit_all(rl, 10), 1);      /* one every 250 ms */
+	sx_ratelimit_destroy(rl);
+}
+
 static void test_wait_sleeps_until_its_turn(void **state)
 {
 	sx_ratelimit *rl = limiter(10, SEC, 2);
@@ -440,7 +477,7 @@ static void test_keyed_bad_input(void **state)
 	assert_int_equal(sx_ratelimit_keyed_create(&o, SX_RATELIMIT_MAX_KEYS + 1, &kl), -EINVAL);
 	assert_int_equal(sx_ratelimit_keyed_create(NULL, 10, &kl), -EINVAL);
 	assert_int_equal(sx_ratelimit_keyed_create(&o, 10, NULL), -EINVAL);
-	o.rate = 0;
+	o.period_ns = -1;
 	assert_int_equal(sx_ratelimit_keyed_create(&o, 10, &kl), -EINVAL);
 	assert_ptr_equal(kl, (sx_ratelimit_keyed *)&kl);
 	tu_vnow = SEC;
@@ -587,6 +624,7 @@ int main(void)
 		cmocka_unit_test(test_burst_six_at_six_per_second),
 		cmocka_unit_test(test_steady_rate_and_no_window_edge),
 		cmocka_unit_test(test_weights_and_delay),
+		cmocka_unit_test(test_zero_rate_is_no_limit_and_zero_period_one_second),
 		cmocka_unit_test(test_bad_options_create_nothing),
 		cmocka_unit_test(test_wait_sleeps_until_its_turn),
 		cmocka_unit_test(test_wait_cancelled_by_breaker_gives_turn_back),

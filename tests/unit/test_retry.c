@@ -23,14 +23,15 @@ static uint64_t v_now(void *ctx)
 	return ((vclock *)ctx)->now;
 }
 
-static void v_sleep(void *ctx, uint64_t ns)
+static void v_sleep(void *ctx, int64_t ns)
 {
 	vclock *v = ctx;
 
+	assert_true(ns >= 0);
 	if (v->nwaits < 64)
-		v->waits[v->nwaits] = ns;
+		v->waits[v->nwaits] = (uint64_t)ns;
 	v->nwaits++;
-	v->now += ns;
+	v->now += (uint64_t)ns;
 }
 
 #define VCLOCK(name, vc) sx_clock name = { v_now, (vc), v_sleep }
@@ -251,7 +252,7 @@ static void test_jitter_exact(void **state)
 
 		e = e < 50 * MS ? e : 50 * MS;
 		assert_int_equal(d[n - 1], e);
-		assert_true(e >= p.base_ns);
+		assert_true(e >= (uint64_t)p.base_ns);
 		prev = e;
 	}
 }

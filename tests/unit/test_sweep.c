@@ -21,6 +21,7 @@
 #define SENT ((void *)(uintptr_t)0x5a5a5a5a5a5a5a50ull) /* an output nobody may write */
 
 static const int64_t bad_i64[] = { INT64_MIN, -1, INT64_MIN + 1 };
+static const int64_t big_i64[] = { INT64_MAX, INT64_MAX - 1, INT64_MAX / 2 + 1 };
 static const uint64_t big_u64[] = { UINT64_MAX, UINT64_MAX - 1, (uint64_t)INT64_MAX,
 	(uint64_t)INT64_MAX + 1 };
 
@@ -76,7 +77,7 @@ static void pool_create_rejects(const sx_pool_opts *o)
 {
 	sx_pool *p = SENT;
 
-	assert_int_equal(sx_pool_create(&p, o), -EINVAL);
+	assert_int_equal(sx_pool_create(o, &p), -EINVAL);
 	assert_ptr_equal(p, SENT);
 }
 
@@ -84,7 +85,7 @@ static void sweep_pool(void **state)
 {
 	static const unsigned bad_rings[] = { 1, 2, 3, 5, 255, SX_POOL_MAX_RING * 2, UINT_MAX,
 		SX_POOL_MAX_RING + 1 };
-	static const long long bad_spin[] = { -3, -4, LLONG_MIN, LLONG_MIN + 1 };
+	static const int64_t bad_spin[] = { -3, -4, INT64_MIN, INT64_MIN + 1 };
 	sx_allocator half = { bad_alloc, NULL, NULL }, half2 = { NULL, NULL, NULL };
 	sx_pool_counters c;
 	sx_worker_counters wc[2];
@@ -129,8 +130,12 @@ static void sweep_pool(void **state)
 	pool_create_rejects(&o);
 	o.timer_tick_ns = SX_WHEEL_TICK_MAX_NS + 1;
 	pool_create_rejects(&o);
-	o.timer_tick_ns = ULLONG_MAX;
+	o.timer_tick_ns = INT64_MAX;
 	pool_create_rejects(&o);
+	for (size_t i = 0; i < sizeof(bad_i64) / sizeof(bad_i64[0]); i++) {
+		o.timer_tick_ns = bad_i64[i]; /* a negative duration */
+		pool_create_rejects(&o);
+	}
 
 	p = tu_pool(2);
 	assert_int_equal(sx_pool_submit(NULL, count_fn, NULL), -EINVAL);
@@ -193,14 +198,14 @@ static sx_wheel *vwheel(void)
 
 	tu_vnow = 1000 * MS;
 	o.clock = &tu_vclock;
-	assert_int_equal(sx_wheel_create(&w, &o), 0);
+	assert_int_equal(sx_wheel_create(&o, &w), 0);
 	return w;
 }
 
 static void sweep_wheel(void **state)
 {
-	static const uint64_t bad_ticks[] = { 1, SX_WHEEL_TICK_MIN_NS - 1, SX_WHEEL_TICK_MAX_NS + 1,
-		UINT64_MAX, (uint64_t)INT64_MAX + 1 };
+	static const int64_t bad_ticks[] = { 1, SX_WHEEL_TICK_MIN_NS - 1, SX_WHEEL_TICK_MAX_NS + 1,
+		INT64_MAX, -1, -SX_WHEEL_TICK_DEFAULT_NS, INT64_MIN };
 	sx_clock nonow = { NULL, NULL, NULL };
 	sx_wheel_opts o = SX_WHEEL_OPTS_INIT;
 	sx_wheel_timer t, u, nofn;
@@ -211,12 +216,12 @@ static void sweep_wheel(void **state)
 	assert_int_equal(sx_wheel_create(NULL, NULL), -EINVAL);
 	for (size_t i = 0; i < sizeof(bad_ticks) / sizeof(bad_ticks[0]); i++) {
 		o.tick_ns = bad_ticks[i];
-		assert_int_equal(sx_wheel_create(&w, &o), -EINVAL);
+		assert_int_equal(sx_wheel_create(&o, &w), -EINVAL);
 		assert_ptr_equal(w, SENT);
 	}
 	o.tick_ns = 0;
 	o.clock = &nonow;
-	assert_int_equal(sx_wheel_create(&w, &o), -EINVAL);
+	assert_int_equal(sx_wheel_create(&o, &w), -EINVAL);
 	assert_ptr_equal(w, SENT);
 	sx_wheel_destroy(NULL);
 
@@ -230,6 +235,9 @@ static void sweep_wheel(void **state)
 	assert_int_equal(sx_wheel_add_after(NULL, &t, 0), -EINVAL);
 	assert_int_equal(sx_wheel_add_after(w, NULL, 0), -EINVAL);
 	assert_int_equal(sx_wheel_add_after(w, &nofn, 0), -EINVAL);
+	for (size_t i = 0; i < sizeof(bad_i64) / sizeof(bad_i64[0]); i++)
+		assert_int_equal(sx_wheel_add_after(w, &t, bad_i64[i]), -EINVAL);
+	assert_false(sx_wheel_timer_pending(&t));
 	assert_false(sx_wheel_timer_pending(&nofn));
 	assert_int_equal(sx_wheel_cancel(NULL, &t), -EINVAL);
 	assert_int_equal(sx_wheel_cancel(w, NULL), -EINVAL);
@@ -252,8 +260,8 @@ static void sweep_wheel(void **state)
 	assert_int_equal(sx_wheel_advance_to(w, 0), 1);
 	assert_int_equal(wfired, 1);
 	assert_int_equal(sx_wheel_cancel(w, &t), -ENOENT);
-	/* A delay of UINT64_MAX saturates: pending, and cancellable. */
-	assert_int_equal(sx_wheel_add_after(w, &u, UINT64_MAX), 0);
+	/* A delay of INT64_MAX (292 years): pending, and cancellable. */
+	assert_int_equal(sx_wheel_add_after(w, &u, INT64_MAX), 0);
 	assert_true(sx_wheel_timer_pending(&u));
 	assert_int_equal(sx_wheel_advance_to(w, tu_vnow + 3600000 * MS), 0);
 	assert_int_equal(sx_wheel_cancel(w, &u), 0);
@@ -301,7 +309,7 @@ static void timer_cb(void *arg, int status)
 
 static void sweep_timer(void **state)
 {
-	static const unsigned bad_flags[] = { 0x4, 0x80, 0x80000000u, ~0u, ~0u & ~3u };
+	static const unsigned bad_flags[] = { 0x1, 0x4, 0x80, 0x80000000u, ~0u, ~0u & ~2u };
 	sx_pool *p = tu_pool(1);
 	sx_timer h, zero;
 
@@ -309,26 +317,36 @@ static void sweep_timer(void **state)
 	memset(&zero, 0, sizeof(zero));
 	assert_int_equal(sx_timer_add(NULL, MS, 0, timer_cb, NULL, &h), -EINVAL);
 	assert_int_equal(sx_timer_add(p, MS, 0, NULL, NULL, &h), -EINVAL);
+	assert_int_equal(sx_timer_add_at(NULL, MS, 0, timer_cb, NULL, &h), -EINVAL);
+	assert_int_equal(sx_timer_add_at(p, MS, 0, NULL, NULL, &h), -EINVAL);
 	for (size_t i = 0; i < sizeof(bad_flags) / sizeof(bad_flags[0]); i++) {
 		memset(&h, 0x5a, sizeof(h));
 		assert_int_equal(sx_timer_add(p, MS, bad_flags[i], timer_cb, NULL, &h), -EINVAL);
+		assert_int_equal(sx_timer_add_at(p, MS, bad_flags[i], timer_cb, NULL, &h), -EINVAL);
 		assert_int_equal(((unsigned char *)&h)[0], 0x5a); /* handle untouched */
+	}
+	/* A negative delay is refused; nothing is added. */
+	for (size_t i = 0; i < sizeof(bad_i64) / sizeof(bad_i64[0]); i++) {
+		memset(&h, 0x5a, sizeof(h));
+		assert_int_equal(sx_timer_add(p, bad_i64[i], 0, timer_cb, NULL, &h), -EINVAL);
+		assert_int_equal(((unsigned char *)&h)[0], 0x5a);
 	}
 	assert_int_equal(sx_timer_cancel(NULL), -EINVAL);
 	assert_int_equal(sx_timer_cancel(&zero), -EINVAL);
 	/* Absurd deadlines saturate at 2^63 ns: accepted, pending, cancellable. */
-	for (size_t i = 0; i < sizeof(big_u64) / sizeof(big_u64[0]); i++) {
-		assert_int_equal(sx_timer_add(p, big_u64[i], 0, timer_cb, NULL, &h), 0);
+	for (size_t i = 0; i < sizeof(big_i64) / sizeof(big_i64[0]); i++) {
+		assert_int_equal(sx_timer_add(p, big_i64[i], 0, timer_cb, NULL, &h), 0);
 		assert_int_equal(sx_timer_cancel(&h), 0);
 		assert_int_equal(sx_timer_cancel(&h), -EALREADY);
-		assert_int_equal(sx_timer_add(p, big_u64[i], SX_TIMER_AT, timer_cb, NULL, &h), 0);
+	}
+	for (size_t i = 0; i < sizeof(big_u64) / sizeof(big_u64[0]); i++) {
+		assert_int_equal(sx_timer_add_at(p, big_u64[i], 0, timer_cb, NULL, &h), 0);
 		assert_int_equal(sx_timer_cancel(&h), 0);
 	}
-	/* 0 (a delay) and 0 with SX_TIMER_AT (the past) fire at once. */
+	/* A delay of 0 and an absolute time of 0 (the past) fire at once. */
 	tfired = 0;
 	assert_int_equal(sx_timer_add(p, 0, 0, timer_cb, NULL, NULL), 0);
-	assert_int_equal(sx_timer_add(p, 0, SX_TIMER_AT | SX_TIMER_INLINE, timer_cb, NULL, NULL),
-	    0);
+	assert_int_equal(sx_timer_add_at(p, 0, SX_TIMER_INLINE, timer_cb, NULL, NULL), 0);
 	TU_WAIT_FOR(__atomic_load_n(&tfired, __ATOMIC_SEQ_CST) == 2);
 	assert_int_equal(sx_pool_wait_idle(p), 0);
 	assert_int_equal(tfired, 2); /* the cancelled ones never ran */
@@ -361,12 +379,14 @@ static void sweep_breaker(void **state)
 	assert_int_equal(sx_breaker_deadline(NULL, 1, &b), -EINVAL);
 	assert_int_equal(sx_breaker_deadline(p, 1, NULL), -EINVAL);
 	assert_ptr_equal(b, SENT);
-	/* ns <= 0 and past deadlines: already tripped with -ETIMEDOUT. */
+	/* ns < 0: no time limit, armed until a trip or the release. */
 	for (size_t i = 0; i < sizeof(bad_i64) / sizeof(bad_i64[0]); i++) {
 		assert_int_equal(sx_breaker_timeout(p, bad_i64[i], &b), 0);
-		assert_int_equal(sx_breaker_err(b), -ETIMEDOUT);
+		assert_int_equal(sx_breaker_err(b), 0);
+		assert_int_equal(sx_breaker_wait(b, 1000), -ETIMEDOUT);
 		sx_breaker_release(b);
 	}
+	/* ns == 0 and past deadlines: already tripped with -ETIMEDOUT. */
 	assert_int_equal(sx_breaker_timeout(p, 0, &b), 0);
 	assert_int_equal(sx_breaker_err(b), -ETIMEDOUT);
 	sx_breaker_release(b);
@@ -477,11 +497,13 @@ static int fin_ok(sx_ctx *ctx, int err, void *v)
 }
 
 /* Each a policy sx_retry_policy_check refuses. */
+#define NBAD_POLICIES 14
+
 static void bad_policies(sx_retry_policy *out, size_t *n)
 {
 	size_t i = 0;
 
-	for (int k = 0; k < 10; k++)
+	for (int k = 0; k < NBAD_POLICIES; k++)
 		out[k] = (sx_retry_policy)SX_RETRY_POLICY_INIT;
 	out[i++].backoff = -1;
 	out[i++].backoff = SX_BACKOFF_DECORRELATED + 1;
@@ -493,12 +515,16 @@ static void bad_policies(sx_retry_policy *out, size_t *n)
 	out[i++].deviation = 1.1;
 	out[i++].deviation = NAN;
 	out[i++].factor = -INFINITY;
+	out[i++].base_ns = -1;       /* negative durations */
+	out[i++].base_ns = INT64_MIN;
+	out[i++].cap_ns = -1;
+	out[i++].cap_ns = INT64_MIN;
 	*n = i;
 }
 
 static void sweep_promise(void **state)
 {
-	sx_retry_policy bad[10];
+	sx_retry_policy bad[NBAD_POLICIES];
 	sx_pool *p = tu_pool(2);
 	sx_promise *a, *c, *out = SENT, *list[2];
 	size_t nbad;
@@ -607,7 +633,7 @@ static int r_fn(sx_retrier *r, void *arg)
 
 static void sweep_retry(void **state)
 {
-	sx_retry_policy bad[10], pol = SX_RETRY_POLICY_INIT;
+	sx_retry_policy bad[NBAD_POLICIES], pol = SX_RETRY_POLICY_INIT;
 	sx_retry_budget bud, bud0;
 	sx_backoff bo, bo0;
 	sx_breaker *tripped;
@@ -634,22 +660,23 @@ static void sweep_retry(void **state)
 	/* Absurd bases saturate, never wrap. */
 	pol = (sx_retry_policy)SX_RETRY_POLICY_INIT;
 	pol.backoff = SX_BACKOFF_EXPONENTIAL;
-	pol.base_ns = UINT64_MAX;
+	pol.base_ns = INT64_MAX;
 	pol.factor = 1e300;
 	assert_int_equal(sx_backoff_init(&bo, &pol), 0);
-	for (int i = 0; i < 70; i++)
+	assert_true(sx_backoff_next(&bo) >= (uint64_t)INT64_MAX); /* the base, through a double */
+	for (int i = 1; i < 70; i++)
 		assert_int_equal(sx_backoff_next(&bo), UINT64_MAX);
 	pol.backoff = SX_BACKOFF_LINEAR;
-	pol.base_ns = UINT64_MAX / 2;
+	pol.base_ns = INT64_MAX;
 	assert_int_equal(sx_backoff_init(&bo, &pol), 0);
-	assert_int_equal(sx_backoff_next(&bo), UINT64_MAX / 2);
+	assert_int_equal(sx_backoff_next(&bo), INT64_MAX);
 	assert_int_equal(sx_backoff_next(&bo), UINT64_MAX - 1);
 	assert_int_equal(sx_backoff_next(&bo), UINT64_MAX);
 	pol.backoff = SX_BACKOFF_FIBONACCI;
-	pol.base_ns = UINT64_MAX / 3;
+	pol.base_ns = INT64_MAX / 3 * 2;
 	assert_int_equal(sx_backoff_init(&bo, &pol), 0);
 	for (int i = 0; i < 100; i++)
-		assert_true(sx_backoff_next(&bo) >= UINT64_MAX / 3);
+		assert_true(sx_backoff_next(&bo) >= (uint64_t)(INT64_MAX / 3 * 2));
 
 	memset(&bud, 0x5a, sizeof(bud));
 	bud0 = bud;
@@ -710,7 +737,7 @@ static void sweep_retry_delays(void **state)
 	pol.clock = &tu_vclock;
 	pol.max_elapsed_ns = 1000 * MS;
 	pol.backoff = SX_BACKOFF_CONSTANT;
-	pol.base_ns = UINT64_MAX;
+	pol.base_ns = INT64_MAX;
 	long_calls = 0;
 	assert_int_equal(sx_retry(long_fn, NULL, &pol, NULL), -EIO);
 	assert_int_equal(long_calls, 1);
@@ -721,30 +748,41 @@ static void sweep_retry_delays(void **state)
 	assert_int_equal(sx_retry(long_fn, (void *)1, &pol, NULL), -EIO);
 	assert_int_equal(long_calls, 1);
 	assert_true(tu_vnow - t0 <= 1000 * MS);
+	/* A negative time limit is none: every attempt runs, each delay (1 s) is waited. */
+	for (size_t i = 0; i < sizeof(bad_i64) / sizeof(bad_i64[0]); i++) {
+		pol.max_elapsed_ns = bad_i64[i];
+		pol.base_ns = 1000 * MS;
+		long_calls = 0;
+		t0 = tu_vnow;
+		assert_int_equal(sx_retry(long_fn, NULL, &pol, NULL), -EIO);
+		assert_int_equal(long_calls, 5);
+		assert_int_equal(tu_vnow - t0, 4000 * MS);
+	}
 	/* Jitter on a saturated backoff stays saturated or below, never wraps to small values. */
 	{
 		sx_backoff bo;
 
 		pol = (sx_retry_policy)SX_RETRY_POLICY_INIT;
-		pol.backoff = SX_BACKOFF_CONSTANT;
-		pol.base_ns = UINT64_MAX;
+		pol.backoff = SX_BACKOFF_LINEAR;
+		pol.base_ns = INT64_MAX;
 		pol.jitter = SX_JITTER_DEVIATION;
 		pol.deviation = 0.0;
 		assert_int_equal(sx_backoff_init(&bo, &pol), 0);
-		for (int i = 0; i < 50; i++)
+		assert_true(sx_backoff_next(&bo) >= (uint64_t)INT64_MAX);
+		for (int i = 1; i < 50; i++)
 			assert_int_equal(sx_backoff_next(&bo), UINT64_MAX);
 		pol.backoff = SX_BACKOFF_DECORRELATED;
 		pol.jitter = SX_JITTER_NONE;
-		pol.base_ns = UINT64_MAX / 2;
+		pol.base_ns = INT64_MAX;
 		assert_int_equal(sx_backoff_init(&bo, &pol), 0);
 		for (int i = 0; i < 50; i++)
-			assert_true(sx_backoff_next(&bo) >= UINT64_MAX / 2);
+			assert_true(sx_backoff_next(&bo) >= (uint64_t)INT64_MAX);
 		pol.backoff = SX_BACKOFF_EXPONENTIAL;
 		pol.jitter = SX_JITTER_DECORRELATED;
-		pol.base_ns = UINT64_MAX / 2;
+		pol.base_ns = INT64_MAX;
 		assert_int_equal(sx_backoff_init(&bo, &pol), 0);
 		for (int i = 0; i < 50; i++)
-			assert_true(sx_backoff_next(&bo) >= UINT64_MAX / 2);
+			assert_true(sx_backoff_next(&bo) >= (uint64_t)INT64_MAX);
 	}
 }
 
@@ -820,12 +858,13 @@ static void sweep_fanout(void **state)
 	/* n == 0: 0 at once (fn may then be NULL). */
 	assert_int_equal(sx_fanout_map(p, 0, NULL, NULL, NULL), 0);
 	assert_int_equal(sx_fanout_exec(p, NULL, 0, NULL), 0);
-	/* A negative timeout stops at once: no call starts. */
+	/* A negative timeout is no timeout: every call runs. */
 	for (size_t i = 0; i < sizeof(bad_i64) / sizeof(bad_i64[0]); i++) {
 		o.timeout_ns = bad_i64[i];
-		assert_int_equal(sx_fanout_map(p, 8, f_fn, NULL, &o), -ETIMEDOUT);
+		assert_int_equal(sx_fanout_map(p, 8, f_fn, NULL, &o), 0);
+		assert_int_equal(fcalls, 8 * (int)(i + 1));
 	}
-	assert_int_equal(fcalls, 0);
+	fcalls = 0;
 	o.timeout_ns = INT64_MAX;
 	assert_int_equal(sx_fanout_map(p, 8, f_fn, NULL, &o), 0);
 	assert_int_equal(fcalls, 8);
@@ -883,7 +922,7 @@ static void sweep_sem(void **state)
 	assert_int_equal(sx_sem_capacity(NULL), 0);
 	assert_int_equal(sx_sem_in_use(NULL), 0);
 	assert_int_equal(sx_sem_waiting(NULL), 0);
-	assert_int_equal(sx_sem_destroy(NULL), -EINVAL);
+	sx_sem_destroy(NULL); /* a no-op */
 	/* Unchanged: capacity 2, nothing in use, nobody waiting, no callback ran. */
 	assert_int_equal(sx_sem_capacity(s), 2);
 	assert_int_equal(sx_sem_in_use(s), 0);
@@ -904,15 +943,14 @@ static void sweep_sem(void **state)
 	assert_int_equal(sx_sem_try_acquire(s, 2), 0);
 	assert_int_equal(sx_sem_release(s, 3), -EINVAL); /* more than in use */
 	assert_int_equal(sx_sem_in_use(s), 2);
-	assert_int_equal(sx_sem_destroy(s), -EBUSY);
 	assert_int_equal(sx_sem_try_acquire(s, 1), -EAGAIN);
 	assert_int_equal(sx_sem_release(s, 2), 0);
 	assert_int_equal(sx_sem_acquire_async(s, 1, NULL, s_fn, NULL), 0);
 	TU_WAIT_FOR(__atomic_load_n(&scalls, __ATOMIC_SEQ_CST) == 1);
 	assert_int_equal(sx_pool_wait_idle(p), 0);
 	assert_int_equal(sx_sem_release(s, 1), 0);
-	assert_int_equal(sx_sem_destroy(s), 0);
-	assert_int_equal(sx_sem_destroy(nopool), 0);
+	sx_sem_destroy(s);
+	sx_sem_destroy(nopool);
 	sx_pool_destroy(p);
 }
 
@@ -959,13 +997,17 @@ static void sweep_ratelimit(void **state)
 	assert_int_equal(sx_ratelimit_keyed_create(&o, UINT32_MAX, &kl), -EINVAL);
 	assert_ptr_equal(rl, SENT);
 	assert_ptr_equal(kl, SENT);
-	o.rate = 0;
+	for (size_t i = 0; i < sizeof(bad_i64) / sizeof(bad_i64[0]); i++) {
+		o = rl_opts();
+		o.period_ns = bad_i64[i]; /* a negative duration */
+		rl_rejects(&o);
+	}
+	o = rl_opts();
+	o.rate = (uint64_t)o.period_ns + 1; /* more than one a nanosecond */
 	rl_rejects(&o);
 	o = rl_opts();
-	o.period_ns = 0;
-	rl_rejects(&o);
-	o = rl_opts();
-	o.rate = o.period_ns + 1; /* more than one a nanosecond */
+	o.period_ns = 0; /* the default, 1 s: at most 10^9 events in it */
+	o.rate = UINT64_C(1000000001);
 	rl_rejects(&o);
 	o.rate = UINT64_MAX;
 	rl_rejects(&o);
@@ -976,7 +1018,7 @@ static void sweep_ratelimit(void **state)
 	rl_rejects(&o);
 	o = rl_opts();
 	o.rate = 1;
-	o.period_ns = UINT64_MAX; /* burst * period / rate above 2^61 */
+	o.period_ns = INT64_MAX; /* burst * period / rate above 2^61 */
 	rl_rejects(&o);
 	o.period_ns = (UINT64_C(1) << 61) / 2 + 1;
 	rl_rejects(&o);
@@ -1124,39 +1166,41 @@ static void sweep_circuit(void **state)
 	CIRCUIT_BAD(window, -1);
 	CIRCUIT_BAD(window, 2);
 	CIRCUIT_BAD(window, INT_MAX);
-	CIRCUIT_BAD(window_size, 0);
+	/* (0 is no longer bad anywhere: it means the default.) */
 	CIRCUIT_BAD(window_size, SX_CIRCUIT_MAX_WINDOW + 1);
 	CIRCUIT_BAD(window_size, UINT32_MAX);
-	CIRCUIT_BAD(failure_rate, 0.0);
 	CIRCUIT_BAD(failure_rate, -1.0);
 	CIRCUIT_BAD(failure_rate, 1.0000001);
 	CIRCUIT_BAD(failure_rate, NAN);
 	CIRCUIT_BAD(failure_rate, INFINITY);
-	CIRCUIT_BAD(slow_rate, 0.0);
 	CIRCUIT_BAD(slow_rate, 2.0);
+	CIRCUIT_BAD(slow_rate, -0.5);
 	CIRCUIT_BAD(slow_rate, NAN);
-	CIRCUIT_BAD(open_ns, 0);
+	CIRCUIT_BAD(slow_call_ns, -1);
+	CIRCUIT_BAD(slow_call_ns, INT64_MIN);
 	CIRCUIT_BAD(open_ns, 999999);
 	CIRCUIT_BAD(open_ns, SX_CIRCUIT_MAX_DURATION_NS + 1);
-	CIRCUIT_BAD(open_ns, UINT64_MAX);
-	CIRCUIT_BAD(probe_lease_ns, 0);
+	CIRCUIT_BAD(open_ns, INT64_MAX);
+	CIRCUIT_BAD(open_ns, -1);
+	CIRCUIT_BAD(open_ns, INT64_MIN);
 	CIRCUIT_BAD(probe_lease_ns, 999999);
-	CIRCUIT_BAD(probe_lease_ns, UINT64_MAX);
+	CIRCUIT_BAD(probe_lease_ns, INT64_MAX);
+	CIRCUIT_BAD(probe_lease_ns, -1);
+	CIRCUIT_BAD(probe_lease_ns, INT64_MIN);
 	CIRCUIT_BAD(open_backoff, 0.5);
-	CIRCUIT_BAD(open_backoff, 0.0);
+	CIRCUIT_BAD(open_backoff, -1.0);
 	CIRCUIT_BAD(open_backoff, NAN);
 	CIRCUIT_BAD(open_backoff, -INFINITY);
 	CIRCUIT_BAD(open_max_ns, 1000);                    /* below open_ns */
 	CIRCUIT_BAD(open_max_ns, SX_CIRCUIT_MAX_DURATION_NS + 1);
-	CIRCUIT_BAD(open_max_ns, UINT64_MAX);
-	CIRCUIT_BAD(half_open_permits, 0);
+	CIRCUIT_BAD(open_max_ns, INT64_MAX);
+	CIRCUIT_BAD(open_max_ns, -1);
+	CIRCUIT_BAD(open_max_ns, INT64_MIN);
 	CIRCUIT_BAD(half_open_permits, SX_CIRCUIT_MAX_PERMITS + 1);
 	CIRCUIT_BAD(half_open_permits, UINT32_MAX);
 	CIRCUIT_BAD(half_open_successes, 2);               /* above permits (1) */
 	CIRCUIT_BAD(half_open_successes, UINT32_MAX);
 	o.window = SX_CIRCUIT_WINDOW_TIME;
-	o.window_buckets = 0;
-	circuit_rejects(&o);
 	o.window_buckets = SX_CIRCUIT_MAX_BUCKETS + 1;
 	circuit_rejects(&o);
 	o.window_buckets = UINT32_MAX;
@@ -1164,8 +1208,15 @@ static void sweep_circuit(void **state)
 	o.window_buckets = 10;
 	o.window_ns = 9;                                   /* below window_buckets */
 	circuit_rejects(&o);
-	o.window_ns = 0;
+	o.window_ns = -1;
 	circuit_rejects(&o);
+	o.window_ns = INT64_MIN;
+	circuit_rejects(&o);
+	o.window_ns = 0;                                   /* 0: 10 s, the default */
+	o.window_buckets = 0;                              /* 0: 10 */
+	assert_int_equal(sx_circuit_create(&o, &c), 0);
+	sx_circuit_destroy(c);
+	c = SENT;
 	sx_circuit_destroy(NULL);
 
 	o = (sx_circuit_opts)SX_CIRCUIT_OPTS_INIT;
@@ -1189,8 +1240,11 @@ static void sweep_circuit(void **state)
 	assert_int_equal(sx_circuit_snapshot(c, NULL), -EINVAL);
 	/* A permit never issued, and absurd latencies: no crash, and nothing counted. */
 	assert_int_equal(sx_circuit_snapshot(c, &m0), 0);
-	rc = sx_circuit_release(c, UINT64_MAX, -EIO, UINT64_MAX);
+	rc = sx_circuit_release(c, UINT64_MAX, -EIO, INT64_MAX);
 	assert_true(rc == -ESTALE || rc == -EINVAL);
+	assert_int_equal(sx_circuit_acquire(c, &pm), 0);
+	assert_int_equal(sx_circuit_release(c, pm, -EIO, -1), -EINVAL); /* a negative latency */
+	assert_int_equal(sx_circuit_release(c, pm, -EIO, INT64_MIN), -EINVAL);
 	assert_int_equal(sx_circuit_snapshot(c, &m), 0);
 	assert_int_equal(m.calls, m0.calls);
 	assert_int_equal(m.failures, m0.failures);
@@ -1199,7 +1253,7 @@ static void sweep_circuit(void **state)
 	assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_CLOSED);
 	/* It still works. */
 	assert_int_equal(sx_circuit_acquire(c, &pm), 0);
-	assert_int_equal(sx_circuit_release(c, pm, 0, UINT64_MAX), 0);
+	assert_int_equal(sx_circuit_release(c, pm, 0, INT64_MAX), 0);
 	assert_int_equal(sx_circuit_snapshot(c, &m), 0);
 	assert_int_equal(m.calls, m0.calls + 1);
 	assert_int_equal(sx_circuit_force(c, SX_CIRCUIT_DISABLED), 0);
@@ -1220,14 +1274,14 @@ static void sweep_circuit_time(void **state)
 	for (size_t t = 0; t < sizeof(times) / sizeof(times[0]); t++) {
 		tu_vnow = times[t];
 		o.window = SX_CIRCUIT_WINDOW_TIME;
-		o.window_ns = UINT64_MAX;
+		o.window_ns = INT64_MAX;
 		o.window_buckets = SX_CIRCUIT_MAX_BUCKETS;
 		o.min_calls = 1000;
 		o.clock = &tu_vclock;
 		assert_int_equal(sx_circuit_create(&o, &c), 0);
 		for (int i = 0; i < 10; i++) {
 			assert_int_equal(sx_circuit_acquire(c, &pm), 0);
-			assert_int_equal(sx_circuit_release(c, pm, i & 1 ? -EIO : 0, UINT64_MAX),
+			assert_int_equal(sx_circuit_release(c, pm, i & 1 ? -EIO : 0, INT64_MAX),
 			    0);
 		}
 		assert_int_equal(sx_circuit_snapshot(c, &m), 0);
@@ -1271,10 +1325,10 @@ static void ic_after(void *self, sx_call *call, uint64_t token, int result)
 	(void)self; (void)call; (void)token; (void)result;
 }
 
-static void sweep_policy(void **state)
+static void sweep_pipeline(void **state)
 {
 	static const unsigned bad_flags[] = { 0x4, 0x80000000u, ~0u };
-	sx_retry_policy bad[10], rp = SX_RETRY_POLICY_INIT;
+	sx_retry_policy bad[NBAD_POLICIES], rp = SX_RETRY_POLICY_INIT;
 	sx_pipeline_opts po = SX_PIPELINE_OPTS_INIT;
 	sx_ratelimit_opts ro = SX_RATELIMIT_OPTS_INIT;
 	sx_circuit_opts co = SX_CIRCUIT_OPTS_INIT;
@@ -1313,6 +1367,12 @@ static void sweep_policy(void **state)
 	assert_int_equal(sx_pipeline_add_timeout(NULL, MS), -EINVAL);
 	assert_int_equal(sx_pipeline_add_timeout(pl, 0), -EINVAL);
 	assert_int_equal(sx_pipeline_add_timeout(nopool, MS), -EINVAL);
+	for (size_t i = 0; i < sizeof(bad_i64) / sizeof(bad_i64[0]); i++) {
+		/* No limit: accepted, nothing added, no pool needed. */
+		assert_int_equal(sx_pipeline_add_timeout(NULL, bad_i64[i]), -EINVAL);
+		assert_int_equal(sx_pipeline_add_timeout(nopool, bad_i64[i]), 0);
+		assert_int_equal(sx_pipeline_add_timeout(pl, bad_i64[i]), 0);
+	}
 	assert_int_equal(sx_pipeline_add_retry(NULL, &rp, 0), -EINVAL);
 	assert_int_equal(sx_pipeline_add_retry(pl, NULL, 0), -EINVAL);
 	for (size_t i = 0; i < nbad; i++)
@@ -1327,8 +1387,8 @@ static void sweep_policy(void **state)
 		assert_int_equal(sx_pipeline_add_retry(pl, &rp, bad_flags[i]), -EINVAL);
 	}
 	/* The retry flag means nothing to a limiter or a bulkhead. */
-	assert_int_equal(sx_pipeline_add_ratelimit(pl, rl, SX_RETRY_CIRCUIT_OPEN), -EINVAL);
-	assert_int_equal(sx_pipeline_add_bulkhead(pl, sem, SX_RETRY_CIRCUIT_OPEN), -EINVAL);
+	assert_int_equal(sx_pipeline_add_ratelimit(pl, rl, SX_PIPELINE_RETRY_CIRCUIT_OPEN), -EINVAL);
+	assert_int_equal(sx_pipeline_add_bulkhead(pl, sem, SX_PIPELINE_RETRY_CIRCUIT_OPEN), -EINVAL);
 	assert_int_equal(sx_pipeline_call(NULL, act, NULL, NULL, &out), -EINVAL);
 	assert_int_equal(sx_pipeline_call(pl, NULL, NULL, NULL, &out), -EINVAL);
 	assert_ptr_equal(out, SENT);
@@ -1343,15 +1403,17 @@ static void sweep_policy(void **state)
 	assert_int_equal(sx_pipeline_add_bulkhead(pl, sem, 0), 0);
 	assert_int_equal(sx_pipeline_add_circuit(pl, c), 0);
 	assert_int_equal(sx_pipeline_add_timeout(pl, 10000 * MS), 0);
-	assert_int_equal(sx_pipeline_add_retry(pl, &rp, SX_RETRY_CIRCUIT_OPEN), 0);
+	assert_int_equal(sx_pipeline_add_retry(pl, &rp, SX_PIPELINE_RETRY_CIRCUIT_OPEN), 0);
 	assert_int_equal(sx_pipeline_add_fallback(pl, fb, NULL, NULL), 0);
 	for (int i = 7; i < SX_PIPELINE_MAX; i++)
 		assert_int_equal(sx_pipeline_add_interceptor(pl, &ic), 0);
 	assert_int_equal(sx_pipeline_add_interceptor(pl, &ic), -ENOSPC);
 	assert_int_equal(sx_pipeline_add_timeout(pl, MS), -ENOSPC);
+	assert_int_equal(sx_pipeline_add_timeout(pl, -1), 0); /* no limit: no layer */
 	assert_int_equal(sx_pipeline_call(pl, act, NULL, NULL, NULL), 0);
 	assert_int_equal(actions, 2);
 	assert_int_equal(sx_pipeline_add_interceptor(nopool, &ic), -EBUSY);
+	assert_int_equal(sx_pipeline_add_timeout(nopool, -1), -EBUSY);
 	assert_int_equal(sx_pipeline_call(nopool, act, NULL, NULL, NULL), 0);
 	assert_int_equal(actions, 3);
 	assert_int_equal(sx_sem_in_use(sem), 0);
@@ -1359,7 +1421,7 @@ static void sweep_policy(void **state)
 	sx_pipeline_destroy(pl);
 	sx_pipeline_destroy(nopool);
 	sx_circuit_destroy(c);
-	assert_int_equal(sx_sem_destroy(sem), 0);
+	sx_sem_destroy(sem);
 	sx_ratelimit_keyed_destroy(kl);
 	sx_ratelimit_destroy(rl);
 	sx_pool_destroy(p);
@@ -1376,11 +1438,11 @@ static int act_linger(sx_call *call)
 	return sx_breaker_err(call->breaker);
 }
 
-/* A timeout near UINT64_MAX saturates its deadline (now + ns) instead of wrapping into the past:
- * the call runs. */
-static void sweep_policy_timeout_wraps(void **state)
+/* A timeout near INT64_MAX saturates its deadline (now + ns, past 2^63) instead of wrapping into
+ * the past: the call runs. */
+static void sweep_pipeline_timeout_saturates(void **state)
 {
-	static const uint64_t huge[] = { UINT64_MAX, UINT64_MAX - 1, (uint64_t)INT64_MAX + 1 };
+	static const int64_t huge[] = { INT64_MAX, INT64_MAX - 1, INT64_MAX / 2 + 1 };
 	sx_pipeline_opts po = SX_PIPELINE_OPTS_INIT;
 	sx_pool *p;
 
@@ -1415,9 +1477,8 @@ static void g_int(int err, void *arg)
 
 static void sweep_group(void **state)
 {
-	static const int64_t bad_shutdown[] = { -1, INT64_MIN };
 	static const int bad_sigs[] = { SIGKILL, SIGSTOP, SIGSEGV, 0, -1, 65, INT_MAX };
-	sx_retry_policy bad[10];
+	sx_retry_policy bad[NBAD_POLICIES];
 	sx_group_opts o = SX_GROUP_OPTS_INIT;
 	sx_actor_info info;
 	sx_breaker *b;
@@ -1433,9 +1494,11 @@ static void sweep_group(void **state)
 	o.flags = ~0u;
 	assert_int_equal(sx_group_create(&o, &g), -EINVAL);
 	o.flags = 0;
-	for (size_t i = 0; i < sizeof(bad_shutdown) / sizeof(bad_shutdown[0]); i++) {
-		o.shutdown_ns = bad_shutdown[i];
-		assert_int_equal(sx_group_create(&o, &g), -EINVAL);
+	for (size_t i = 0; i < sizeof(bad_i64) / sizeof(bad_i64[0]); i++) {
+		o.shutdown_ns = bad_i64[i]; /* a negative deadline: none */
+		assert_int_equal(sx_group_create(&o, &g), 0);
+		sx_group_destroy(g);
+		g = SENT;
 	}
 	o.shutdown_ns = 0;
 	for (size_t i = 0; i < nbad; i++) {
@@ -1463,8 +1526,9 @@ static void sweep_group(void **state)
 	assert_int_equal(sx_loop_run(g, NULL), -EINVAL);
 	assert_int_equal(sx_group_cause(NULL, &err, &signo), -EINVAL);
 	assert_int_equal(err, 12345);
-	assert_int_equal(sx_group_cause(g, &err, &signo), -1);
-	assert_int_equal(sx_group_cause(g, NULL, NULL), -1);
+	assert_int_equal(sx_group_cause(g, &err, &signo), -ENOENT);
+	assert_int_equal(err, 12345); /* untouched while no actor ended the group */
+	assert_int_equal(sx_group_cause(g, NULL, NULL), -ENOENT);
 	assert_int_equal(sx_group_actor(NULL, 0, &info), -EINVAL);
 	assert_int_equal(sx_group_actor(g, 0, NULL), -EINVAL);
 	assert_int_equal(sx_group_actor(g, 0, &info), -ENOENT); /* nothing added by the failures */
@@ -1509,14 +1573,14 @@ int main(void)
 		cmocka_unit_test(sweep_ratelimit),
 		cmocka_unit_test(sweep_ratelimit_time),
 		cmocka_unit_test(sweep_circuit),
-		cmocka_unit_test(sweep_policy),
+		cmocka_unit_test(sweep_pipeline),
 		cmocka_unit_test(sweep_group),
 		cmocka_unit_test(sweep_wheel_timer_init_null),
 		cmocka_unit_test(sweep_wheel_uint64_max_fires),
 		cmocka_unit_test(sweep_retry_null),
 		cmocka_unit_test(sweep_ratelimit_clock_without_now),
 		cmocka_unit_test(sweep_ratelimit_clock_end),
-		cmocka_unit_test(sweep_policy_timeout_wraps),
+		cmocka_unit_test(sweep_pipeline_timeout_saturates),
 	};
 
 	return cmocka_run_group_tests_name("sweep", sweep, NULL, NULL);

@@ -44,9 +44,11 @@ static void test_bad_input_changes_nothing(void **state)
 
 	(void)state;
 	o.timer_tick_ns = SX_WHEEL_TICK_MIN_NS - 1;
-	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
 	o.timer_tick_ns = SX_WHEEL_TICK_MAX_NS + 1;
-	assert_int_equal(sx_pool_create(&p, &o), -EINVAL);
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
+	o.timer_tick_ns = -SX_WHEEL_TICK_DEFAULT_NS;
+	assert_int_equal(sx_pool_create(&o, &p), -EINVAL);
 	assert_null(p);
 
 	p = tu_pool(1);
@@ -62,19 +64,26 @@ static void test_bad_input_changes_nothing(void **state)
 	assert_int_equal(h.calls, 0);
 }
 
-/* Absurd deadlines are accepted and saturate: as delays and as absolute times, UINT64_MAX and
- * INT64_MIN (2^63 as unsigned) wait (far in the future) until cancelled; 0 fires at once. */
+/* Absurd deadlines are accepted and saturate: delays up to INT64_MAX and absolute times up to
+ * UINT64_MAX wait (far in the future) until cancelled; a negative delay is refused; 0 fires at
+ * once. */
 static void test_absurd_deadlines_saturate(void **state)
 {
 	static const uint64_t whens[] = { UINT64_MAX, (uint64_t)INT64_MIN, (uint64_t)INT64_MAX };
+	static const int64_t delays[] = { INT64_MAX, INT64_MAX - 1, INT64_MAX / 2 + 1 };
 	sx_pool *p = tu_pool(1);
 	struct hit h = { 0 }, now = { 0 };
 	sx_timer t[6];
 
 	(void)state;
-	for (unsigned i = 0; i < 6; i++)
-		assert_int_equal(sx_timer_add(p, whens[i / 2], (i & 1) ? SX_TIMER_AT : 0, hit_cb,
-		    &h, &t[i]), 0);
+	for (unsigned i = 0; i < 6; i++) {
+		if (i & 1)
+			assert_int_equal(sx_timer_add_at(p, whens[i / 2], 0, hit_cb, &h, &t[i]), 0);
+		else
+			assert_int_equal(sx_timer_add(p, delays[i / 2], 0, hit_cb, &h, &t[i]), 0);
+	}
+	assert_int_equal(sx_timer_add(p, -1, 0, hit_cb, &h, NULL), -EINVAL);
+	assert_int_equal(sx_timer_add(p, INT64_MIN, SX_TIMER_INLINE, hit_cb, &h, NULL), -EINVAL);
 	assert_int_equal(sx_timer_add(p, 0, SX_TIMER_INLINE, hit_cb, &now, NULL), 0);
 	TU_WAIT_FOR(ck_pr_load_uint(&now.calls) == 1);
 	assert_int_equal(now.status, 0);
@@ -126,7 +135,7 @@ static void test_allocation_failure_on_the_timer_thread_is_enomem(void **state)
 	o.workers = 1;
 	o.spin_ns = SX_SPIN_NONE;
 	o.allocator = &a;
-	assert_int_equal(sx_pool_create(&p, &o), 0);
+	assert_int_equal(sx_pool_create(&o, &p), 0);
 	ck_pr_store_ptr(&fa.pool, p);
 	ck_pr_store_uint(&fa.armed, 1);
 	h.pool = p;
@@ -178,11 +187,9 @@ static void test_absolute_and_past_deadlines(void **state)
 	uint64_t t0 = tu_now_ns();
 
 	(void)state;
-	assert_int_equal(sx_timer_add(p, t0 - 5 * MS, SX_TIMER_AT | SX_TIMER_INLINE, hit_cb, &past,
-	    NULL), 0);
-	assert_int_equal(sx_timer_add(p, 0, SX_TIMER_AT | SX_TIMER_INLINE, hit_cb, &past, NULL), 0);
-	assert_int_equal(sx_timer_add(p, t0 + 15 * MS, SX_TIMER_AT | SX_TIMER_INLINE, hit_cb, &abs,
-	    NULL), 0);
+	assert_int_equal(sx_timer_add_at(p, t0 - 5 * MS, SX_TIMER_INLINE, hit_cb, &past, NULL), 0);
+	assert_int_equal(sx_timer_add_at(p, 0, SX_TIMER_INLINE, hit_cb, &past, NULL), 0);
+	assert_int_equal(sx_timer_add_at(p, t0 + 15 * MS, SX_TIMER_INLINE, hit_cb, &abs, NULL), 0);
 	TU_WAIT_FOR(ck_pr_load_uint(&past.calls) == 2);
 	assert_true(past.at - t0 < LATE_BOUND);
 	TU_WAIT_FOR(ck_pr_load_uint(&abs.calls) == 1);

@@ -8,7 +8,7 @@
 
 #include "../testutil.h"
 
-#include <strix/policy.h>
+#include <strix/pipeline.h>
 
 #define MS 1000000ull
 #define SEC 1000000000ull
@@ -256,7 +256,7 @@ static void test_bulkhead_rejects_and_gives_back(void **state)
 	    -EIO);
 	assert_int_equal(sx_sem_in_use(bh_sem), 0);
 	sx_pipeline_destroy(bh_pl);
-	assert_int_equal(sx_sem_destroy(bh_sem), 0);
+	sx_sem_destroy(bh_sem);
 }
 
 static void test_circuit_and_retry(void **state)
@@ -290,7 +290,7 @@ static void test_circuit_and_retry(void **state)
 	sx_circuit_snapshot(c, &m);
 	assert_int_equal(m.rejected, 1);
 	/* Asked to retry the circuit's refusal: all three attempts are refused. */
-	assert_int_equal(sx_pipeline_add_retry(pl2, &rp, SX_RETRY_CIRCUIT_OPEN), 0);
+	assert_int_equal(sx_pipeline_add_retry(pl2, &rp, SX_PIPELINE_RETRY_CIRCUIT_OPEN), 0);
 	assert_int_equal(sx_pipeline_add_circuit(pl2, c), 0);
 	assert_int_equal(sx_pipeline_call(pl2, counting_action, NULL, NULL, NULL), SX_ECIRCUIT_OPEN);
 	assert_int_equal(runs, 4);
@@ -428,7 +428,7 @@ static void test_timeout_trips_and_holds_inner_permits(void **state)
 	/* The thread's breaker was handed to the watch: the next call gets a fresh one. */
 	assert_int_equal(sx_pipeline_call(pl, ok_action, NULL, NULL, NULL), 0);
 	sx_pipeline_destroy(pl);
-	assert_int_equal(sx_sem_destroy(bh_sem), 0);
+	sx_sem_destroy(bh_sem);
 	sx_pool_destroy(pool);
 }
 
@@ -504,7 +504,7 @@ static void test_shut_down_pool_fails_timeouts_cleanly(void **state)
 
 /* ---- thread-specific keys and far deadlines ------------------------------------------------ */
 
-/* The link wraps pthread_key_create (Makefile: TEST_LDFLAGS_test_policy): fail_keys makes the
+/* The link wraps pthread_key_create (Makefile: TEST_LDFLAGS_test_pipeline): fail_keys makes the
  * next creations fail, the library's included. */
 int __real_pthread_key_create(pthread_key_t *key, void (*dtor)(void *));
 int __wrap_pthread_key_create(pthread_key_t *key, void (*dtor)(void *));
@@ -613,7 +613,7 @@ static void test_five_policies_allocate_nothing_per_call(void **state)
 	sx_pipeline_destroy(pl);
 	sx_ratelimit_destroy(rl);
 	sx_circuit_destroy(c);
-	assert_int_equal(sx_sem_destroy(sem), 0);
+	sx_sem_destroy(sem);
 	sx_pool_destroy(pool);
 }
 
@@ -734,7 +734,7 @@ static void test_every_after_exactly_once_many_threads(void **state)
 	assert_int_equal(sx_pipeline_add_retry(mix_pl, &rp, 0), 0);
 	assert_int_equal(sx_pipeline_add_interceptor(mix_pl, &im), 0);
 	assert_int_equal(sx_pipeline_add_timeout(mix_pl, 2 * MS), 0);
-	assert_int_equal(sx_pipeline_add_bulkhead(mix_pl, mix_sem, SX_POLICY_WAIT), 0);
+	assert_int_equal(sx_pipeline_add_bulkhead(mix_pl, mix_sem, SX_PIPELINE_WAIT), 0);
 	assert_int_equal(sx_pipeline_add_interceptor(mix_pl, &ii), 0);
 	for (uintptr_t i = 0; i < MIXERS; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, mixer, (void *)i), 0);
@@ -746,7 +746,7 @@ static void test_every_after_exactly_once_many_threads(void **state)
 	assert_true(mix_outer.befores > 0 && mix_inner.befores > mix_inner.refused);
 	assert_int_equal(sx_sem_in_use(mix_sem), 0);
 	sx_pipeline_destroy(mix_pl);
-	assert_int_equal(sx_sem_destroy(mix_sem), 0);
+	sx_sem_destroy(mix_sem);
 	sx_pool_destroy(pool);
 }
 

@@ -37,7 +37,7 @@
 #include <ck_pr.h>
 #include <ck_stack.h>
 
-#include <strix/policy.h>
+#include <strix/pipeline.h>
 
 #include "guard/guard.h"
 
@@ -103,7 +103,7 @@ int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags)
 {
 	layer l = { .kind = L_RATE, .obj = rl, .flags = flags };
 
-	return push(pl, &l, rl != NULL && (flags & ~SX_POLICY_WAIT) == 0);
+	return push(pl, &l, rl != NULL && (flags & ~SX_PIPELINE_WAIT) == 0);
 }
 
 int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *kl,
@@ -118,7 +118,7 @@ int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags)
 {
 	layer l = { .kind = L_BULKHEAD, .obj = sem, .flags = flags };
 
-	return push(pl, &l, sem != NULL && (flags & ~SX_POLICY_WAIT) == 0);
+	return push(pl, &l, sem != NULL && (flags & ~SX_PIPELINE_WAIT) == 0);
 }
 
 int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c)
@@ -130,17 +130,20 @@ int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c)
 	return push(pl, &l, c != NULL);
 }
 
-int sx_pipeline_add_timeout(sx_pipeline *pl, uint64_t ns)
+int sx_pipeline_add_timeout(sx_pipeline *pl, int64_t ns)
 {
-	layer l = { .kind = L_TIMEOUT, .ns = ns };
+	layer l = { .kind = L_TIMEOUT, .ns = (uint64_t)ns };
 
+	if (ns < 0) /* no limit: no layer, the same checks */
+		return pl == NULL ? -EINVAL : ck_pr_load_int(&pl->called) ? -EBUSY : 0;
 	return push(pl, &l, ns != 0 && pl != NULL && pl->pool != NULL);
 }
 
 int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsigned flags)
 {
 	layer l = { .kind = L_RETRY, .flags = flags };
-	bool ok = sx_retry_policy_check(policy) == 0 && (flags & ~SX_RETRY_CIRCUIT_OPEN) == 0;
+	bool ok = sx_retry_policy_check(policy) == 0 &&
+	    (flags & ~SX_PIPELINE_RETRY_CIRCUIT_OPEN) == 0;
 
 	if (ok)
 		l.retry = *policy;
@@ -263,7 +266,7 @@ static int tw_arm(tw_rec *r, sx_pool *pool, uint64_t deadline)
 		if (cur != 0 && cur <= deadline)
 			return 0; /* a watch at or before our deadline is pending */
 	} while (!ck_pr_cas_64_value(&r->armed_until, cur, deadline, &cur));
-	rc = sx_timer_add(pool, deadline, SX_TIMER_AT | SX_TIMER_INLINE, watch, r, NULL);
+	rc = sx_timer_add_at(pool, deadline, SX_TIMER_INLINE, watch, r, NULL);
 	if (rc != 0)
 		ck_pr_cas_64(&r->armed_until, deadline, 0);
 	return rc;
@@ -408,7 +411,7 @@ static int run_retry(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_f
 {
 	const layer *l = &pl->l[i];
 	const sx_retry_policy *p = &l->retry;
-	uint64_t start = p->max_elapsed_ns != 0 ? sx__policy_now(p) : 0, delay;
+	uint64_t start = p->max_elapsed_ns > 0 ? sx__policy_now(p) : 0, delay;
 	sx_backoff bo;
 	int rc, prc;
 
@@ -421,7 +424,7 @@ static int run_retry(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_f
 				sx_retry_budget_deposit(p->budget);
 			return 0;
 		}
-		if ((rc == SX_ECIRCUIT_OPEN && !(l->flags & SX_RETRY_CIRCUIT_OPEN)) ||
+		if ((rc == SX_ECIRCUIT_OPEN && !(l->flags & SX_PIPELINE_RETRY_CIRCUIT_OPEN)) ||
 		    (call->breaker != NULL && sx_breaker_done(call->breaker)))
 			return rc;
 		if (attempt == 1)
@@ -447,14 +450,14 @@ static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
 	l = &pl->l[i];
 	switch (l->kind) {
 	case L_RATE:
-		rc = (l->flags & SX_POLICY_WAIT) ? sx_ratelimit_wait(l->obj, 1, call->breaker) :
+		rc = (l->flags & SX_PIPELINE_WAIT) ? sx_ratelimit_wait(l->obj, 1, call->breaker) :
 		    sx__ratelimit_try_mono(l->obj, 1, call_now(call));
 		return rc != 0 ? rc : run(pl, i + 1, call, fn);
 	case L_RATE_KEYED:
 		rc = sx_ratelimit_keyed_try(l->obj, l->key(call), 1);
 		return rc != 0 ? rc : run(pl, i + 1, call, fn);
 	case L_BULKHEAD:
-		if (l->flags & SX_POLICY_WAIT)
+		if (l->flags & SX_PIPELINE_WAIT)
 			rc = sx_sem_acquire(l->obj, 1, call->breaker);
 		else if ((rc = sx_sem_try_acquire(l->obj, 1)) == -EAGAIN)
 			rc = SX_EREJECTED;

@@ -1,5 +1,5 @@
 /*
- * strix policies - resilience pipelines: a call wrapped in rate limiting, bulkheads, circuit
+ * strix pipelines - resilience policies around a call: rate limiting, bulkheads, circuit
  * breakers, timeouts, retries, fallbacks and interceptors of your own (Workshop's "middles",
  * Polly's pipelines, Resilience4j's decorators).
  *
@@ -18,7 +18,8 @@
  *     retry       -> runs the layers inside it again while issue 4's retry policy allows (its
  *                    backoff, jitter, limits, predicate and budget); waits block the calling
  *                    thread and end at once when the call's breaker trips. A circuit's
- *                    rejection (SX_ECIRCUIT_OPEN) is not retried unless SX_RETRY_CIRCUIT_OPEN
+ *                    rejection (SX_ECIRCUIT_OPEN) is not retried unless the layer was added
+ *                    with SX_PIPELINE_RETRY_CIRCUIT_OPEN
  *     fallback    -> when the layers inside fail (and `when` agrees), the fallback's result
  *                    replaces theirs
  *     interceptor -> your before/after pair
@@ -33,8 +34,8 @@
  * earliest deadline, so most calls arm no timer at all. Exception: a call given a stop breaker
  * through a timeout policy links a child breaker to it (one allocation).
  */
-#ifndef STRIX_POLICY_H
-#define STRIX_POLICY_H
+#ifndef STRIX_PIPELINE_H
+#define STRIX_PIPELINE_H
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -83,28 +84,32 @@ typedef struct sx_pipeline_opts {
 #define SX_PIPELINE_OPTS_INIT { NULL }
 #define SX_PIPELINE_MAX 16          /* policies per pipeline */
 
-#define SX_POLICY_WAIT 0x1u          /* rate limit, bulkhead: wait (blocking, under the call's
-                                        breaker) instead of refusing at once */
-#define SX_RETRY_CIRCUIT_OPEN 0x2u   /* retry: also retry SX_ECIRCUIT_OPEN */
+/* Flags of the sx_pipeline_add_* functions. */
+#define SX_PIPELINE_WAIT 0x1u               /* rate limit, bulkhead: wait (blocking, under the
+                                               call's breaker) instead of refusing at once */
+#define SX_PIPELINE_RETRY_CIRCUIT_OPEN 0x2u /* retry: also retry SX_ECIRCUIT_OPEN */
 
 /*
- * sx_pipeline_create - an empty pipeline (a call through it just runs the action).
- * Returns 0; -EINVAL for NULL out; -ENOMEM. Cold path; any thread.
+ * sx_pipeline_create - an empty pipeline (a call through it just runs the action). opts may be
+ * NULL (SX_PIPELINE_OPTS_INIT). Returns 0; -EINVAL for NULL out; -ENOMEM. Allocates; never
+ * blocks; cold path; any thread.
  */
 SX_API int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out);
 
-/* sx_pipeline_destroy - free pl (NULL: no-op). No call may be in progress or follow. The
- * limiters, semaphores and circuits it refers to are the caller's and stay alive. */
+/* sx_pipeline_destroy - free pl (NULL: no-op); never fails. No call may be in progress or
+ * follow. The limiters, semaphores and circuits it refers to are the caller's and stay alive.
+ * Never blocks; any thread. */
 SX_API void sx_pipeline_destroy(sx_pipeline *pl);
 
 /*
  * Adding policies: each appends one layer inside the ones already added. The objects passed
  * are borrowed (the caller keeps them alive while the pipeline is used); policy structs are
  * copied. Add everything before the first call.
- * Each returns 0; -EINVAL for NULL pl, object or key function, unknown flags, a retry policy that fails
- * sx_retry_policy_check, a timeout of 0 or one on a pipeline without a pool; -ENOSPC beyond
- * SX_PIPELINE_MAX layers; -EBUSY once the pipeline has been called. Nothing changes on failure.
- * Cold path; not concurrent with calls or other adds.
+ * Each returns 0; -EINVAL for NULL pl, object or key function, unknown flags, a retry policy
+ * that fails sx_retry_policy_check, a timeout of 0 or a positive one on a pipeline without a
+ * pool; -ENOSPC beyond SX_PIPELINE_MAX layers; -EBUSY once the pipeline has been called.
+ * Nothing changes on failure. Never block; wait-free (a copy into the pipeline); cold path; one
+ * thread at a time, not concurrent with calls.
  */
 SX_API int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags);
 /* key(call) names the key a call is limited under (a client, a route); must not block. */
@@ -112,8 +117,10 @@ SX_API int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *
     uint64_t (*key)(const sx_call *call));
 SX_API int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags);
 SX_API int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c);
-/* ns: any length; a deadline past 2^63 ns of CLOCK_MONOTONIC is never reached (it saturates). */
-SX_API int sx_pipeline_add_timeout(sx_pipeline *pl, uint64_t ns);
+/* ns > 0: any length (a deadline past 2^63 ns of CLOCK_MONOTONIC is never reached: it
+ * saturates); ns < 0: no limit, so nothing is added (no pool is needed, and no layer counted);
+ * 0: -EINVAL (every call would time out before it began). */
+SX_API int sx_pipeline_add_timeout(sx_pipeline *pl, int64_t ns);
 SX_API int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsigned flags);
 /* fallback(call, err, arg) runs when the inner layers fail with err and when(err, arg) is true
  * (when NULL: every error); its return value becomes the call's result. */
@@ -130,9 +137,9 @@ SX_API int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic
  * -EAGAIN or -ESHUTDOWN when a timeout could not be set up (its pool's timer service refused,
  * or, -EAGAIN or -ENOMEM, the thread-specific key for timeout records could not be created: a
  * later call tries again; the layers inside it did not run), and -ESHUTDOWN also when that pool
- * shuts down during the call; -EOVERFLOW when more than 8 timeout layers are in progress on this thread at once
- * (nested pipelines); a fallback's result; -EINVAL for NULL pl or fn.
- * Blocks only where the policies or fn do (SX_POLICY_WAIT, retry backoff). Lock-free apart from
+ * shuts down during the call; -EOVERFLOW when more than 8 timeout layers are in progress on
+ * this thread at once (nested pipelines); a fallback's result; -EINVAL for NULL pl or fn.
+ * Blocks only where the policies or fn do (SX_PIPELINE_WAIT, retry backoff). Lock-free apart from
  * that; no allocation in steady state (see above). Any thread, concurrently.
  */
 SX_API int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breaker *stop,
@@ -143,12 +150,14 @@ SX_API int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breake
  * the step has run) and pass sx_pipeline_step with it to sx_promise_run / then:
  *
  *     static sx_pipeline_step_arg fetch = { pl, fetch_fn, &conn };
- *     sx_promise_then(p, sx_pipeline_step, &fetch);
+ *     sx_promise_then(p, sx_pipeline_step, &fetch, &next);
  *
  * The step runs fn through pl with call->last the chain's value, call->ctx the step's context
  * and the chain's breaker as stop; call->out becomes the step's value. A value left in call->out
  * by a call that failed is destroyed with ctx->dtor if fn set one. Returns what sx_pipeline_call
- * would; -EINVAL (nothing run) for a NULL ctx, out, step argument, pipeline or fn.
+ * would; -EINVAL (nothing run) for a NULL ctx, out, step argument, pipeline or fn. Blocks and
+ * makes progress as sx_pipeline_call (on the pool worker that runs the step); called by the
+ * promise machinery, on any worker, concurrently.
  */
 typedef struct sx_pipeline_step_arg {
 	sx_pipeline *pipeline;
@@ -162,4 +171,4 @@ SX_API int sx_pipeline_step(sx_ctx *ctx, void *last, void **out);
 }
 #endif
 
-#endif /* STRIX_POLICY_H */
+#endif /* STRIX_PIPELINE_H */

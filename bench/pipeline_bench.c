@@ -176,7 +176,7 @@ int strix_pipeline(uint64_t n, double *allocs, bench_out *o)
 	rp.max_attempts = 3;
 	rp.backoff = SX_BACKOFF_EXPONENTIAL;
 	rp.base_ns = 1000000;
-	if (sx_pool_create(&pool, &po) != 0 || sx_ratelimit_create(&ro, &rl) != 0 ||
+	if (sx_pool_create(&po, &pool) != 0 || sx_ratelimit_create(&ro, &rl) != 0 ||
 	    sx_circuit_create(&co, &c) != 0 || sx_sem_create(NULL, 64, &sem) != 0)
 		goto out;
 	plo.pool = pool;
