@@ -1,5 +1,5 @@
 /*
- * strix breakers - cancellation signals (after github.com/kamilsk/breaker).
+ * strix breakers - cancellation signals (in the manner of Go's kamilsk/breaker).
  *
  * A breaker starts armed and trips once, for good, with an error code that never changes
  * afterwards. It can be tripped by hand (sx_breaker_create + sx_breaker_trip), by a timeout or a

@@ -1,6 +1,6 @@
 /*
  * strix fan-out - run n calls on a pool with at most `limit` in flight, stop early on the first
- * failure, and hold memory for the calls in flight only (after the alloter seed, and Go's
+ * failure, and hold memory for the calls in flight only (in the manner of Go's alloter and
  * errgroup with SetLimit).
  *
  * A fan-out runs `limit` lanes: pool tasks that each claim the next index (one fetch-and-add),

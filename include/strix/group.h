@@ -1,6 +1,6 @@
 /*
  * strix run groups and loops - start a process's long-lived actors together and stop them
- * together (after github.com/oklog/run).
+ * together (in the manner of Go's oklog/run).
  *
  * An actor is three functions and an argument: execute blocks doing the actor's work and returns
  * 0 or a negative error code; interrupt(err, arg) makes a running execute return (close the
@@ -23,7 +23,7 @@
  *
  * A loop (sx_loop_run): the same actors, each restarted every time it returns, until a stop
  * breaker trips. A non-zero return calls on_failure and waits a backoff delay before the restart
- * (opts.backoff, issue-4 retry policy; by default 1 ms doubling to 1 s with equal jitter); a zero
+ * (opts.backoff, a retry policy of <strix/retry.h>; by default 1 ms doubling to 1 s with equal jitter); a zero
  * return restarts at once and starts the backoff sequence afresh. When the policy says no more
  * (max_attempts consecutive failures, retry_if false, max_elapsed_ns, budget), the actor gives up
  * and stays ended. When stop trips, every interrupt runs once with stop's code and run returns

@@ -15,7 +15,7 @@
  *                    deadline; the call then returns -ETIMEDOUT once the inner layers return
  *                    (the action is told, never abandoned: a bulkhead permit inside is held until
  *                    the action has really ended)
- *     retry       -> runs the layers inside it again while issue 4's retry policy allows (its
+ *     retry       -> runs the layers inside it again while the retry policy (<strix/retry.h>) allows (its
  *                    backoff, jitter, limits, predicate and budget); waits block the calling
  *                    thread and end at once when the call's breaker trips. A circuit's
  *                    rejection (SX_ECIRCUIT_OPEN) is not retried unless the layer was added

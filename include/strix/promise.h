@@ -117,7 +117,7 @@ SX_API int sx_promise_finally(sx_promise *p, sx_finally_fn fn, void *arg, sx_pro
  * Each round: the policy decides (max attempts, counting p's own run as attempt 1; retry_if; max
  * elapsed, counted from p's failure; the budget), then the delay passes as a timer on the pool's
  * timer service (a trip of the chain's breaker ends it at once), then recover runs, then the step.
- * policy NULL: SX_RETRY_POLICY_INIT, the seed's behaviour (no limit, no delay). The policy is
+ * policy NULL: SX_RETRY_POLICY_INIT (no limit, no delay). The policy is
  * copied; its budget and clock must outlive the promise. A value recover returns with a
  * destructor is destroyed when the next one replaces it or when the new promise is freed.
  * Returns as sx_promise_then, and -EINVAL if p was not made by sx_promise_run, _run_with or _then

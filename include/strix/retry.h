@@ -6,8 +6,7 @@
  * limit), how long to wait between attempts (a backoff curve, capped, with jitter drawn from a
  * generator seeded by the caller, so the same seed gives the same delays), for how long in all
  * (max elapsed time), which errors are worth retrying (a predicate), and optionally a budget
- * shared with other callers. SX_RETRY_POLICY_INIT is the seed's behaviour: no limit, no delay,
- * every error retried.
+ * shared with other callers. SX_RETRY_POLICY_INIT retries every error, without limit or delay.
  *
  * The same policy drives the blocking sx_retry below and the asynchronous
  * sx_promise_recover_and_retry (strix/promise.h), where every delay is a timer on the pool's

@@ -1,6 +1,6 @@
 /*
  * strix semaphores - counting semaphores for bulkheads: at most `capacity` permits held at once
- * (after github.com/kamilsk/semaphore, which the breaker seed pairs with its breakers).
+ * (in the manner of Go's kamilsk/semaphore, which pairs with kamilsk/breaker).
  *
  * A caller takes n permits and gives them back when done. sx_sem_try_acquire never waits;
  * sx_sem_acquire blocks the calling thread until the permits are granted or a breaker trips;

@@ -297,14 +297,14 @@ int sx__pause(const sx_clock *clock, uint64_t d, sx_breaker *stop)
 int sx_retry(int (*fn)(sx_retrier *r, void *arg), void *arg, const sx_retry_policy *policy,
     sx_breaker *stop)
 {
-	static const sx_retry_policy seed_like = SX_RETRY_POLICY_INIT;
+	static const sx_retry_policy no_limits = SX_RETRY_POLICY_INIT;
 	sx_retrier r = { 0, false, -1 };
 	sx_backoff bo;
 	uint64_t start, delay;
 	int rc;
 
 	if (policy == NULL)
-		policy = &seed_like;
+		policy = &no_limits;
 	if (fn == NULL || sx_backoff_init(&bo, policy) != 0)
 		return -EINVAL;
 	start = sx__policy_now(policy);

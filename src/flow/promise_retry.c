@@ -258,12 +258,12 @@ static const struct sx__promise_ops retry_ops = {
 int sx_promise_recover_and_retry(sx_promise *p, sx_recover_fn recover, void *arg,
     const sx_retry_policy *policy, sx_promise **out)
 {
-	static const sx_retry_policy seed_like = SX_RETRY_POLICY_INIT;
+	static const sx_retry_policy no_limits = SX_RETRY_POLICY_INIT;
 	struct retry_ext *x;
 	sx_promise *r;
 
 	if (policy == NULL)
-		policy = &seed_like;
+		policy = &no_limits;
 	/* Only a kind with a step to run again (run, then) has a step_input. */
 	if (p == NULL || p->ops->step_input == NULL || sx_retry_policy_check(policy) != 0 ||
 	    recover == NULL || out == NULL)
