@@ -2,7 +2,8 @@
 #
 #   make            build/libstrix.a, build/libstrix.so, tests and bench
 #   make test       install missing packages, build, check the layer rule, the headers and the
-#                   exports, run every unit and stress test
+#                   exports, run every unit, white-box and stress test
+#   make check-white  the white-box tests only (tests/white: internal invariants, src/ built in)
 #   make check-layers  src/<layer>/ includes and calls only lower layers (tools/check-layers.sh)
 #   make check-headers every public header compiles alone, as C11 and C++17 (tools/check-headers.sh)
 #   make check-exports the SX_API names, src/strix.map's list and the libraries' symbols agree
@@ -48,10 +49,17 @@ CXX_TESTS := $(patsubst tests/cxx/%.cc,%,$(wildcard tests/cxx/test_*.cc))
 COMPAT_TESTS := $(patsubst tests/compat/%.c,%,$(wildcard tests/compat/compat_*.c))
 # Fault injection: each program fails allocations, thread and key creations in turn.
 INJECT_TESTS := $(patsubst tests/inject/%.c,%,$(wildcard tests/inject/inject_*.c))
+# White-box tests: each compiles one library source into itself (WHITE_SRC_<test>, to reach its
+# static functions and structures) and links the other sources, with the C library allocator as
+# the sanitizer builds (the archive keeps only the public symbols).
+WHITE_TESTS := $(patsubst tests/white/%.c,%,$(wildcard tests/white/white_*.c))
+WHITE_LIB_SRCS := $(LIB_SRCS) src/base/alloc_libc.c
+WHITE_SRC_white_deque := src/exec/worker.c
+WHITE_SRC_white_wheel := src/time/wheel.c
 # libFuzzer targets comparing a module with a reference model on a virtual clock.
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all lib tests test check-layers check-headers check-exports bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
+.PHONY: all lib tests test check-white check-layers check-headers check-exports bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
         stress clean perf
 
 # Targets that build first make sure the Debian packages are there (tools/deps.sh), then build in
@@ -92,7 +100,8 @@ lib: $(B)/libstrix.a $(B)/libstrix.so
 
 # ---- tests ------------------------------------------------------------------------------------
 TEST_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -Iinclude -Isrc -Itests -pthread
-TEST_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS))
+TEST_BINS := $(addprefix $(B)/tests/,$(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS) \
+               $(WHITE_TESTS))
 # Per-test link flags: test_group makes chosen thread creations fail through a wrapped
 # pthread_create (the library's calls included).
 TEST_LDFLAGS_test_group := -Wl,--wrap=pthread_create
@@ -104,6 +113,9 @@ $(B)/tests/%: tests/stress/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS)
 $(B)/tests/%: tests/compat/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS)
+# White-box: the library's sources, but for the one the test includes.
+$(B)/tests/%: tests/white/%.c $(WHITE_LIB_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h tests/*.h) | $(B)/tests
+	$(CC) $(TEST_CFLAGS) $< $(filter-out $(WHITE_SRC_$*),$(WHITE_LIB_SRCS)) -o $@ -lcmocka $(LIBS)
 $(B)/tests/%: tests/cxx/%.cc $(wildcard include/strix/*.h include/*.h) $(B)/libstrix.a | $(B)/tests
 	$(CXX) -std=c++17 -Wall -Wextra $(CFLAGS) -Iinclude -pthread $< -o $@ $(B)/libstrix.a \
 	  -lcmocka $(LIBS)
@@ -129,7 +141,13 @@ test:
 	tools/check-layers.sh $(B)/obj
 	CC=$(CC) CXX=$(CXX) tools/check-headers.sh
 	tools/check-exports.sh $(B)
-	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS)
+	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS) \
+	  $(WHITE_TESTS)
+
+check-white:
+	@tools/deps.sh test
+	$(MAKE) --no-print-directory $(addprefix $(B)/tests/,$(WHITE_TESTS))
+	tools/run-tests.sh $(B)/tests $(WHITE_TESTS)
 
 # ---- sanitizers -------------------------------------------------------------------------------
 # Sanitizer builds compile the library straight into each test (no prelink) with the C library
@@ -146,23 +164,27 @@ $(B)/$(1)/%: tests/stress/%.c $(SAN_SRCS) $(SRC_HDRS) $(wildcard include/strix/*
 	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
 $(B)/$(1)/%: tests/compat/%.c $(SAN_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h tests/*.h) | $(B)/$(1)
 	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< $(SAN_SRCS) -o $$@ -lcmocka $(LIBS)
+$(B)/$(1)/%: tests/white/%.c $(WHITE_LIB_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h tests/*.h) | $(B)/$(1)
+	$(CC) $(CSTD) $(WARN) $(2) -Iinclude -Isrc -Itests -pthread $$< \
+	  $$(filter-out $$(WHITE_SRC_$$*),$(WHITE_LIB_SRCS)) -o $$@ -lcmocka $(LIBS)
 endef
 $(eval $(call san_rule,asan,$(ASAN_FLAGS)))
 $(eval $(call san_rule,tsan,$(TSAN_FLAGS)))
 
 check-asan:
 	@tools/deps.sh test
-	$(MAKE) --no-print-directory $(addprefix $(B)/asan/,$(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS))
+	$(MAKE) --no-print-directory $(addprefix $(B)/asan/,$(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS) $(WHITE_TESTS))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
-	  tools/run-tests.sh $(B)/asan $(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS)
+	  tools/run-tests.sh $(B)/asan $(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS) $(WHITE_TESTS)
 
 TSAN_RUN := TSAN_OPTIONS="halt_on_error=1 history_size=7 second_deadlock_stack=1 \
   suppressions=$(CURDIR)/tests/tsan.supp"
 
 check-tsan:
 	@tools/deps.sh test
-	$(MAKE) --no-print-directory $(addprefix $(B)/tsan/,$(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS))
-	$(TSAN_RUN) tools/run-tests.sh $(B)/tsan $(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS)
+	$(MAKE) --no-print-directory $(addprefix $(B)/tsan/,$(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS) $(WHITE_TESTS))
+	$(TSAN_RUN) tools/run-tests.sh $(B)/tsan $(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS) \
+	  $(WHITE_TESTS)
 
 # ---- fault injection --------------------------------------------------------------------------
 # The library's sources with tests/inject/faults.c in place of the allocator: it fails the k-th

@@ -2,15 +2,15 @@
 # Explains the spawn figures (make perf, after make bench-build):
 #   1. perf stat over B1 spawn_many/strix (hardware counters where the machine has them, the
 #      software ones - task clock, context switches, migrations, faults - everywhere);
-#   2. callgrind's instruction count of one spawn + run on the local path (repeatable on a noisy
-#      machine: the same binary and input give the same count).
+#   2. callgrind's instruction counts (repeatable on a noisy machine: the same binary and input
+#      give the same count) of one spawn + run on the local path, one task moved by stealing, and
+#      one timer's add and expiry in the wheel (perf/callgrind.sh; perf/results/callgrind.txt
+#      compares them with an earlier revision).
 # Results go to perf/results/profile.txt as well as the terminal.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=perf/results/profile.txt
-mkdir -p perf/results build/perf
-cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -g -Iinclude perf/spawn_cost.c build/libstrix.a -lck -lpthread -ldl -lm \
-   -o build/perf/spawn_cost
+mkdir -p perf/results
 {
   echo "# strix profile $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) CPUs"
   echo
@@ -25,15 +25,7 @@ cc -std=c11 -D_POSIX_C_SOURCE=200809L -O2 -g -Iinclude perf/spawn_cost.c build/l
   perf stat -e "$events" build/bench/strix-bench --benchmark_filter='spawn_many/strix/' \
     --benchmark_repetitions=5 2>&1 | grep -vE '^(Run|CPU|  L|Load|\*\*\*|---)' || true
   echo
-  echo "## callgrind: instructions per spawn + run, local path (1 worker)"
-  n=100000
-  count() {
-    valgrind --tool=callgrind --callgrind-out-file=/dev/null build/perf/spawn_cost "$1" 2>&1 |
-      sed -n 's/.*Collected : \([0-9]*\).*/\1/p'
-  }
-  base=$(count 0)
-  full=$(count $n)
-  echo "baseline (0 tasks): $base instructions"
-  echo "$n tasks:          $full instructions"
-  echo "per spawn + run:    $(( (full - base) / n )) instructions"
+  echo "## callgrind: instructions per operation (lowest of 3 runs, range from the others)"
+  perf/callgrind.sh | awk '{ d = $5; for (i = 6; i <= NF; i++) d = d " " $i;
+    printf "%-10s %7s  [%s .. %s]  %s\n", $1, $2, $3, $4, d }'
 } 2>&1 | tee "$out"

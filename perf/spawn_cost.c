@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include <strix.h>
+#include "perf_api.h"
 
 struct job {
 	sx_pool *pool;
@@ -35,7 +35,7 @@ int main(int argc, char **argv)
 
 	o.workers = 1;
 	o.spin_ns = SX_SPIN_NONE;
-	if (sx_pool_create(&o, &j.pool) != 0)
+	if (perf_pool_create(&j.pool, &o) != 0)
 		return 1;
 	if (sx_pool_submit(j.pool, spawner, &j) != 0 || sx_pool_wait_idle(j.pool) != 0)
 		return 1;
