@@ -618,6 +618,36 @@ static void test_cancel_right_after_a_cascade(void **state)
 	sx_wheel_destroy(W);
 }
 
+/* A timer that fires as the far list is drained (its deadline is the first tick of a top-level
+ * window) cancels, from its callback, a far timer that the drain has already set aside because
+ * it is still beyond the new window. Cancel returns 0, so that timer must never fire, and the
+ * count must drop; another timer the drain moved into the levels must still fire. */
+static void test_cancel_of_a_far_timer_from_a_callback_of_the_far_drain(void **state)
+{
+	const uint64_t top = UINT64_C(1) << 42;
+
+	(void)state;
+	make_wheel(0);
+	add_at(&timers[0], ns_of(top));         /* A: fires in the drain at tick 2^42 */
+	add_at(&timers[1], ns_of(2 * top + 5)); /* B: still beyond after it, set aside */
+	add_at(&timers[2], ns_of(top + 7));     /* D: moved into the levels */
+	add_at(&timers[3], ns_of(top + 7));     /* its neighbour in the same slot, maybe lane */
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(list_of(&timers[i].t), FAR);
+	timers[0].action = act_cancel_arg; /* the drain takes D, B, then A: B is set aside */
+	timers[0].arg = 1;
+	advance_to(ns_of(top));
+	assert_int_equal(timers[0].fires, 1);
+	assert_false(sx_wheel_timer_pending(&timers[1].t));
+	assert_int_equal(sx_wheel_count(W), 2);
+	advance_to(ns_of(3 * top));
+	assert_int_equal(timers[1].fires, 0); /* cancelled */
+	assert_int_equal(timers[2].fires, 1);
+	assert_int_equal(timers[3].fires, 1);
+	assert_int_equal(sx_wheel_count(W), 0);
+	sx_wheel_destroy(W);
+}
+
 /* ---- the reference model ----------------------------------------------------------------- */
 
 /*
@@ -725,14 +755,7 @@ static void m_fire(sx_wheel_timer *t)
 	m->pending = 0;
 	r->fires++;
 	if (m->act == 1) {
-		/* Not of a far timer from a callback the far drain runs (at a window's first tick):
-		 * drain_far keeps the timers still beyond the new window on a local list while it
-		 * fires, and their words still name the far list, so such a cancel unlinks through
-		 * stale links (and the timer is pushed back, pending, afterwards). A defect in
-		 * wheel.c, left out of the model until it is fixed. */
-		if (!(now_tick % (TOP_WINDOW + 1) == 0 && model[m->arg].pending &&
-		    list_of(&timers[m->arg].t) == FAR))
-			m_cancel(m->arg);
+		m_cancel(m->arg);
 	} else if (m->act == 2) {
 		uint64_t when = now_tick + m->delta;
 
@@ -958,6 +981,7 @@ int main(void)
 		cmocka_unit_test(test_far_list_across_the_top_window),
 		cmocka_unit_test(test_cancel_from_callbacks_during_a_cascading_advance),
 		cmocka_unit_test(test_cancel_right_after_a_cascade),
+		cmocka_unit_test(test_cancel_of_a_far_timer_from_a_callback_of_the_far_drain),
 		cmocka_unit_test(test_model_random_sequences),
 	};
 
