@@ -113,9 +113,10 @@ $(B)/tests/%: tests/stress/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS)
 $(B)/tests/%: tests/compat/%.c tests/testutil.h $(B)/libstrix.a | $(B)/tests
 	$(CC) $(TEST_CFLAGS) $< -o $@ $(B)/libstrix.a -lcmocka $(LIBS)
-# White-box: the library's sources, but for the one the test includes.
+# White-box: the library's sources, but for the one the test includes; debug assertions on.
 $(B)/tests/%: tests/white/%.c $(WHITE_LIB_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h tests/*.h) | $(B)/tests
-	$(CC) $(TEST_CFLAGS) $< $(filter-out $(WHITE_SRC_$*),$(WHITE_LIB_SRCS)) -o $@ -lcmocka $(LIBS)
+	$(CC) $(TEST_CFLAGS) -DSX_DEBUG=1 $< $(filter-out $(WHITE_SRC_$*),$(WHITE_LIB_SRCS)) -o $@ \
+	  -lcmocka $(LIBS)
 $(B)/tests/%: tests/cxx/%.cc $(wildcard include/strix/*.h include/*.h) $(B)/libstrix.a | $(B)/tests
 	$(CXX) -std=c++17 -Wall -Wextra $(CFLAGS) -Iinclude -pthread $< -o $@ $(B)/libstrix.a \
 	  -lcmocka $(LIBS)

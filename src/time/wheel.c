@@ -453,28 +453,34 @@ static void cascade_slot(sx_wheel *w, unsigned level, unsigned slot)
 		cascade_lists(w, level, slot, false);
 }
 
+/* Make list `from` the firing list (empty before), relabelling its timers, so that callbacks
+ * which cancel one of them unlink it from where it is. */
+static void take_to_firing(sx_wheel *w, unsigned from)
+{
+	w->list[FIRING] = w->list[from];
+	w->list[from] = NULL;
+	for (sx_wheel_timer *t = w->list[FIRING]; t != NULL; t = t->sx_next)
+		t->sx_word = (t->sx_word & ~((uint64_t)LIST_MASK << LIST_SHIFT)) |
+		    (uint64_t)FIRING << LIST_SHIFT;
+}
+
 /* The far list, when time enters a new top-level window: its timers leave it, unless they are
- * still beyond the new window; those wait for the next one. */
+ * still beyond the new window; those go back on it (place) for the next one. Taken onto the
+ * firing list first: a callback fired here may cancel any of them. */
 static size_t drain_far(sx_wheel *w)
 {
-	sx_wheel_timer *t, *stay = NULL;
+	sx_wheel_timer *t;
 	size_t fired = 0;
 
-	while ((t = w->list[FAR]) != NULL) {
+	take_to_firing(w, FAR);
+	while ((t = w->list[FIRING]) != NULL) {
 		unlink_timer(w, t);
 		if (deadline_of(t) <= w->elapsed) {
 			fire(w, t);
 			fired++;
-		} else if ((deadline_of(t) ^ w->elapsed) > TOP_WINDOW) {
-			t->sx_next = stay; /* still far: set aside, relinked below */
-			stay = t;
 		} else {
 			place(w, t, deadline_of(t));
 		}
-	}
-	while ((t = stay) != NULL) {
-		stay = t->sx_next;
-		push(w, t, deadline_of(t), FAR);
 	}
 	return fired;
 }
@@ -493,11 +499,7 @@ size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns)
 	now = now_ns > w->origin_ns ? (now_ns - w->origin_ns) / w->tick_ns : 0;
 	/* Timers added with a deadline already passed. Callbacks that add such timers again put
 	 * them on the fresh due list, for the next advance: no callback can make this loop. */
-	w->list[FIRING] = w->list[DUE];
-	w->list[DUE] = NULL;
-	for (t = w->list[FIRING]; t != NULL; t = t->sx_next)
-		t->sx_word = (t->sx_word & ~((uint64_t)LIST_MASK << LIST_SHIFT)) |
-		    (uint64_t)FIRING << LIST_SHIFT;
+	take_to_firing(w, DUE);
 	while ((t = w->list[FIRING]) != NULL) {
 		unlink_timer(w, t);
 		fire(w, t);

@@ -78,7 +78,7 @@ static sx_wheel *make_wheel(uint64_t start_ns)
 	vnow = origin = start_ns;
 	o.tick_ns = TICK;
 	o.clock = &vclock;
-	assert_int_equal(sx_wheel_create(&w, &o), 0);
+	assert_int_equal(sx_wheel_create(&o, &w), 0);
 	memset(timers, 0, sizeof(timers));
 	for (unsigned i = 0; i < MAXT; i++) {
 		timers[i].id = i;
