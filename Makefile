@@ -92,8 +92,12 @@ $(B)/strix.o: $(REL_OBJS)
 $(B)/libstrix.a: $(B)/strix.o
 	rm -f $@ && ar rcs $@ $<
 
-$(B)/libstrix.so: $(B)/strix.o src/strix.map
-	$(CC) -shared -o $@.0 $< -Wl,--version-script=src/strix.map -Wl,-soname,libstrix.so.0 $(LIBS)
+# The release, from include/strix/version.h; the soname stays libstrix.so.0 while MAJOR is 0.
+VERSION := $(shell sed -n 's/^\#define STRIX_VERSION_STRING "\(.*\)"/\1/p' include/strix/version.h)
+$(B)/libstrix.so: $(B)/strix.o src/strix.map include/strix/version.h
+	$(CC) -shared -o $@.$(VERSION) $< -Wl,--version-script=src/strix.map -Wl,-soname,libstrix.so.0 \
+	  $(LIBS)
+	ln -sf libstrix.so.$(VERSION) $@.0
 	ln -sf libstrix.so.0 $@
 
 lib: $(B)/libstrix.a $(B)/libstrix.so

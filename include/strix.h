@@ -2,6 +2,7 @@
 #ifndef STRIX_H
 #define STRIX_H
 
+#include <strix/version.h>
 #include <strix/error.h>
 #include <strix/pool.h>
 #include <strix/timer.h>

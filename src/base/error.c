@@ -1,11 +1,12 @@
-/* sx_strerror: one table for the library's own codes, the C library for errno values; and the
- * report of a failed debug assertion (SX__ASSERT). */
+/* sx_strerror: one table for the library's own codes, the C library for errno values; sx_version;
+ * and the report of a failed debug assertion (SX__ASSERT). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <strix/error.h>
+#include <strix/version.h>
 
 #include "base/base.h"
 
@@ -33,6 +34,11 @@ const char *sx_strerror(int code)
 			return s;
 	}
 	return "unknown error";
+}
+
+const char *sx_version(void)
+{
+	return STRIX_VERSION_STRING;
 }
 
 void sx__assert_fail(const char *what, const char *file, int line)
