@@ -232,6 +232,11 @@ stress:
 # ---- bench ------------------------------------------------------------------------------------
 include bench/bench.mk
 
+# ---- examples, install, docs ------------------------------------------------------------------
+-include examples/examples.mk
+-include pkg/install.mk
+-include docs/docs.mk
+
 clean:
 	rm -rf $(B)
 
