@@ -1,25 +1,15 @@
-# strix - the one build entry point. GNU make.
+# strix - the one build entry point. GNU make. `make help` lists the targets.
 #
-#   make            build/libstrix.a, build/libstrix.so, tests and bench
-#   make test       install missing packages, build, check the layer rule, the headers and the
-#                   exports, run every unit, white-box and stress test
-#   make check-white  the white-box tests only (tests/white: internal invariants, src/ built in)
-#   make check-layers  src/<layer>/ includes and calls only lower layers (tools/check-layers.sh)
-#   make check-headers every public header compiles alone, as C11 and C++17 (tools/check-headers.sh)
-#   make check-exports the SX_API names, src/strix.map's list and the libraries' symbols agree
-#   make bench      install missing packages, build, run the suite against the peers
-#   make bench-smoke  every benchmark once at tiny sizes (CI)
-#   make check-asan   tests under AddressSanitizer + UndefinedBehaviorSanitizer
-#   make check-tsan   tests under ThreadSanitizer (ck built on compiler builtins)
-#   make check-inject every allocation, thread and key creation failed in turn (ASan + LSan)
-#   make fuzz         libFuzzer targets against reference models, FUZZ_SECONDS each (clang)
-#   make clean
+# Each target that builds first runs tools/deps.sh for its purpose (lib, test, bench, perf, docs,
+# install): on Debian and Ubuntu it installs what is missing (as root; otherwise it prints the
+# apt-get command and stops), and everywhere it probes the headers, libraries and programs the
+# target uses and names each one that is missing. STRIX_NO_DEPS=1 skips the installing step.
 
 CC       ?= gcc
 CXX      ?= g++
 B        := build
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
-JEMALLOC_PIC := /usr/lib/$(MULTIARCH)/libjemalloc_pic.a
+JEMALLOC_PIC ?= /usr/lib/$(MULTIARCH)/libjemalloc_pic.a
 
 WARN     := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes
 CSTD     := -std=c11 -D_GNU_SOURCE
@@ -60,13 +50,31 @@ WHITE_SRC_white_wheel := src/time/wheel.c
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
 .PHONY: all lib tests test check-white check-layers check-headers check-exports bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
-        stress clean perf
+        stress clean perf help
 
-# Targets that build first make sure the Debian packages are there (tools/deps.sh), then build in
-# a sub-make, so a parallel make never compiles before the headers are installed.
-all:
-	@tools/deps.sh bench
-	$(MAKE) --no-print-directory lib tests $(B)/bench/strix-bench
+# Targets that build first make sure their dependencies are there (tools/deps.sh), then build in
+# a sub-make, so a parallel make never compiles before the packages are installed.
+DEPS = CC="$(CC)" CXX="$(CXX)" JEMALLOC_PIC="$(JEMALLOC_PIC)" THPOOL_SRC="$(THPOOL_SRC)" tools/deps.sh
+all: lib
+
+help:
+	@echo 'strix make targets (GNU make; STRIX_NO_DEPS=1 skips installing packages):'
+	@echo '  make, make lib     build/libstrix.a and build/libstrix.so (needs a C compiler, ck, jemalloc)'
+	@echo '  make test          build and run every test: unit, white-box, compat, C++, stress,'
+	@echo '                     the examples, the install test and the header, layer, export checks'
+	@echo '  make check-asan    the tests under AddressSanitizer + UndefinedBehaviorSanitizer'
+	@echo '  make check-tsan    the tests under ThreadSanitizer'
+	@echo '  make check-inject  every allocation, thread and key creation failed in turn (LSan)'
+	@echo '  make fuzz          libFuzzer targets against reference models, FUZZ_SECONDS each'
+	@echo '  make stress        the stress programs, longer (STRESS=n, TSAN_STRESS=n)'
+	@echo '  make examples      build examples/ (make check-examples runs them)'
+	@echo '  make bench         the benchmark suite against the peers: build/bench/results.*'
+	@echo '  make bench-smoke   every benchmark once at tiny sizes, results checked'
+	@echo '  make bench-record  copy the last make bench results into perf/results/'
+	@echo '  make perf          perf stat and callgrind instruction counts (valgrind, perf)'
+	@echo '  make docs          the API reference: build/docs/html/ and man pages build/docs/man/'
+	@echo '  make install       PREFIX=/usr/local DESTDIR= LIBDIR= INCLUDEDIR= MANDIR=; make uninstall'
+	@echo '  make clean         remove build/'
 
 # ---- the library ------------------------------------------------------------------------------
 # Release objects are prelinked with jemalloc's PIC archive into one relocatable object, then every
@@ -100,7 +108,14 @@ $(B)/libstrix.so: $(B)/strix.o src/strix.map include/strix/version.h
 	ln -sf libstrix.so.$(VERSION) $@.0
 	ln -sf libstrix.so.0 $@
 
+# Called from the command line, lib checks its dependencies first; inside a sub-make it only builds.
+ifeq ($(MAKELEVEL),0)
+lib:
+	@$(DEPS) lib
+	$(MAKE) --no-print-directory lib
+else
 lib: $(B)/libstrix.a $(B)/libstrix.so
+endif
 
 # ---- tests ------------------------------------------------------------------------------------
 TEST_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) -Iinclude -Isrc -Itests -pthread
@@ -141,7 +156,7 @@ check-exports: lib
 	tools/check-exports.sh $(B)
 
 test:
-	@tools/deps.sh test
+	@$(DEPS) test
 	$(MAKE) --no-print-directory tests
 	tools/check-layers.sh $(B)/obj
 	CC=$(CC) CXX=$(CXX) tools/check-headers.sh
@@ -150,7 +165,7 @@ test:
 	  $(WHITE_TESTS)
 
 check-white:
-	@tools/deps.sh test
+	@$(DEPS) test
 	$(MAKE) --no-print-directory $(addprefix $(B)/tests/,$(WHITE_TESTS))
 	tools/run-tests.sh $(B)/tests $(WHITE_TESTS)
 
@@ -177,7 +192,7 @@ $(eval $(call san_rule,asan,$(ASAN_FLAGS)))
 $(eval $(call san_rule,tsan,$(TSAN_FLAGS)))
 
 check-asan:
-	@tools/deps.sh test
+	@$(DEPS) test
 	$(MAKE) --no-print-directory $(addprefix $(B)/asan/,$(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS) $(WHITE_TESTS))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  tools/run-tests.sh $(B)/asan $(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS) $(WHITE_TESTS)
@@ -186,7 +201,7 @@ TSAN_RUN := TSAN_OPTIONS="halt_on_error=1 history_size=7 second_deadlock_stack=1
   suppressions=$(CURDIR)/tests/tsan.supp"
 
 check-tsan:
-	@tools/deps.sh test
+	@$(DEPS) test
 	$(MAKE) --no-print-directory $(addprefix $(B)/tsan/,$(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS) $(WHITE_TESTS))
 	$(TSAN_RUN) tools/run-tests.sh $(B)/tsan $(UNIT_TESTS) $(COMPAT_TESTS) $(STRESS_TESTS) \
 	  $(WHITE_TESTS)
@@ -201,7 +216,7 @@ $(B)/inject/%: tests/inject/%.c $(INJECT_SRCS) $(SRC_HDRS) $(wildcard include/st
 	  -lcmocka $(LIBS) -Wl,--wrap=pthread_create -Wl,--wrap=pthread_key_create
 
 check-inject:
-	@tools/deps.sh test
+	@$(DEPS) test
 	$(MAKE) --no-print-directory $(addprefix $(B)/inject/,$(INJECT_TESTS))
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  tools/run-tests.sh $(B)/inject $(INJECT_TESTS)
@@ -216,7 +231,7 @@ $(B)/fuzz/%: tests/fuzz/%.c $(SAN_SRCS) $(SRC_HDRS) $(wildcard include/strix/*.h
 	clang $(CSTD) -Wall -Wextra $(FUZZ_FLAGS) -Iinclude -Isrc -Itests -pthread $< $(SAN_SRCS) -o $@ $(LIBS)
 
 fuzz:
-	@tools/deps.sh test
+	@$(DEPS) test
 	$(MAKE) --no-print-directory $(addprefix $(B)/fuzz/,$(FUZZ_TARGETS))
 	tools/run-fuzz.sh $(B)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
@@ -224,7 +239,7 @@ fuzz:
 STRESS ?= 1
 TSAN_STRESS ?= 1
 stress:
-	@tools/deps.sh test
+	@$(DEPS) test
 	$(MAKE) --no-print-directory tests $(addprefix $(B)/tsan/,$(STRESS_TESTS))
 	STRESS=$(STRESS) tools/run-tests.sh $(B)/tests $(STRESS_TESTS)
 	STRESS=$(TSAN_STRESS) $(TSAN_RUN) tools/run-tests.sh $(B)/tsan $(STRESS_TESTS)
@@ -240,5 +255,7 @@ include bench/bench.mk
 clean:
 	rm -rf $(B)
 
-perf: bench-build
+perf:
+	@$(DEPS) perf
+	$(MAKE) --no-print-directory lib $(B)/bench/strix-bench
 	perf/profile.sh

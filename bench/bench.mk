@@ -29,7 +29,7 @@ $(B)/bench/strix-bench: $(BENCH_OBJ) $(B)/libstrix.a
 	$(CXX) -o $@ $(BENCH_OBJ) $(B)/libstrix.a -lbenchmark -luv -ltbb -fopenmp $(LIBS)
 
 bench-build:
-	@tools/deps.sh bench
+	@$(DEPS) bench
 	$(MAKE) --no-print-directory lib $(B)/bench/strix-bench
 
 bench: bench-build

@@ -1,47 +1,152 @@
 #!/usr/bin/env bash
-# Installs the Debian packages strix needs for one purpose, if any are missing.
+# Makes sure what one make target needs is on the machine, then checks it is usable.
 #
-#   tools/deps.sh test    build + unit/stress tests + sanitizers
-#   tools/deps.sh bench   everything above, plus the benchmark peers and the chart tool
+#   tools/deps.sh lib      the library: a C compiler, Concurrency Kit, jemalloc (make, make lib)
+#   tools/deps.sh test     lib + cmocka, g++, clang with its sanitizer and fuzzer runtimes, cmake,
+#                          pkg-config, Doxygen (make test and the sanitizer, fault-injection and
+#                          fuzz targets; the install test builds an example with pkg-config/CMake)
+#   tools/deps.sh bench    lib + Google Benchmark and the peers (C-Thread-Pool, libuv, oneTBB,
+#                          OpenMP), gnuplot and python3 for the report (make bench, bench-smoke)
+#   tools/deps.sh perf     bench + valgrind and perf (make perf)
+#   tools/deps.sh docs     Doxygen (make docs, make man)
+#   tools/deps.sh install  lib + Doxygen, for the man pages (make install)
 #
-# As root it runs apt-get; otherwise it prints the exact command to run and exits 1.
-# It checks with dpkg first, so a machine that has everything does nothing (no network).
+# Step 1, on Debian and Ubuntu only: the missing packages are installed with apt-get when run as
+# root; otherwise the exact command is printed and the script exits 1. dpkg is asked first, so a
+# machine that has everything does nothing (no network). STRIX_NO_DEPS=1 skips this step (any
+# other system skips it too).
+# Step 2, everywhere: each header, library and program the target uses is probed with the
+# compiler (CC, CXX) or the shell; every one that is missing is named, and the script exits 1.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-purpose=${1:-test}
+purpose=${1:-}
+CC=${CC:-cc}
+CXX=${CXX:-c++}
+JEMALLOC_PIC=${JEMALLOC_PIC:-/usr/lib/$(gcc -print-multiarch 2>/dev/null)/libjemalloc_pic.a}
+THPOOL_SRC=${THPOOL_SRC:-/usr/share/cthreadpool/thpool.c}
 
-base_pkgs=(build-essential pkg-config libck-dev libjemalloc-dev libcmocka-dev
-           libasan8 libubsan1 libtsan2 clang libclang-rt-14-dev)
-bench_pkgs=(g++ libbenchmark-dev cthreadpool-dev libuv1-dev libtbb-dev libgomp1
-            gnuplot-nox valgrind linux-perf python3)
+# Debian/Ubuntu packages per purpose; "a|b" takes the first of a, b this release has.
+lib_pkgs=(gcc make binutils libck-dev libjemalloc-dev)
+test_pkgs=(g++ libcmocka-dev clang "libclang-rt-14-dev|libclang-common-14-dev" cmake pkg-config
+           doxygen man-db)
+bench_pkgs=(g++ libbenchmark-dev cthreadpool-dev libuv1-dev libtbb-dev libgomp1 gnuplot-nox
+            python3)
+perf_pkgs=(valgrind "linux-perf|linux-tools-generic")
+docs_pkgs=(doxygen)
 
 case "$purpose" in
-  test)  want=("${base_pkgs[@]}") ;;
-  bench) want=("${base_pkgs[@]}" "${bench_pkgs[@]}") ;;
-  *) echo "usage: $0 test|bench" >&2; exit 2 ;;
+  lib)     want=("${lib_pkgs[@]}") ;;
+  test)    want=("${lib_pkgs[@]}" "${test_pkgs[@]}") ;;
+  bench)   want=("${lib_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  perf)    want=("${lib_pkgs[@]}" "${bench_pkgs[@]}" "${perf_pkgs[@]}") ;;
+  docs)    want=("${docs_pkgs[@]}") ;;
+  install) want=("${lib_pkgs[@]}" "${docs_pkgs[@]}") ;;
+  *) echo "usage: $0 lib|test|bench|perf|docs|install" >&2; exit 2 ;;
 esac
 
-missing=()
-for p in "${want[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-    missing+=("$p")
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# ---- step 1: packages ---------------------------------------------------------------------------
+if [ "${STRIX_NO_DEPS:-0}" != 1 ] && command -v dpkg-query >/dev/null && command -v apt-get >/dev/null
+then
+  missing=()
+  for spec in "${want[@]}"; do
+    IFS='|' read -r -a alts <<< "$spec"
+    have=0
+    for p in "${alts[@]}"; do installed "$p" && { have=1; break; }; done
+    [ "$have" -eq 1 ] && continue
+    pick=${alts[0]}
+    for p in "${alts[@]}"; do
+      if apt-cache show "$p" >/dev/null 2>&1; then pick=$p; break; fi
+    done
+    missing+=("$pick")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    cmd="apt-get install -y --no-install-recommends ${missing[*]}"
+    if [ "$(id -u)" -ne 0 ]; then
+      echo "strix: make needs these packages for '$purpose': ${missing[*]}" >&2
+      echo "strix: run this as root, then make again (or STRIX_NO_DEPS=1 to skip this step):" >&2
+      echo "    apt-get update && $cmd" >&2
+      exit 1
+    fi
+    echo "strix: installing ${missing[*]}" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    # The package lists may be missing or stale on a fresh machine: refresh once, then install.
+    if ! apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
+      apt-get update -q
+      apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
   fi
-done
-
-[ ${#missing[@]} -eq 0 ] && exit 0
-
-cmd="apt-get install -y --no-install-recommends ${missing[*]}"
-if [ "$(id -u)" -ne 0 ]; then
-  echo "strix: missing Debian packages: ${missing[*]}" >&2
-  echo "strix: run this as root, then run make again:" >&2
-  echo "    apt-get update && $cmd" >&2
-  exit 1
 fi
 
-echo "strix: installing ${missing[*]}" >&2
-export DEBIAN_FRONTEND=noninteractive
-# The package lists may be missing or stale on a fresh machine: refresh once, then install.
-if ! apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
-  apt-get update -q
-  apt-get install -y --no-install-recommends "${missing[@]}"
+# ---- step 2: probes -----------------------------------------------------------------------------
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+absent=()
+# c_probe WHAT FLAGS -- HEADER...: a C program including each HEADER compiles and links with FLAGS
+# (cxx_probe: the same in C++17).
+probe_src() {
+  local ext=$1 what=$2; shift 2
+  local flags=() 
+  while [ "$1" != -- ]; do flags+=("$1"); shift; done
+  shift
+  : > "$tmp/p.$ext"
+  for h in "$@"; do printf '#include <%s>\n' "$h" >> "$tmp/p.$ext"; done
+  printf 'int main(void) { return 0; }\n' >> "$tmp/p.$ext"
+  local cc=$CC
+  [ "$ext" = cc ] && cc="$CXX -std=c++17"
+  $cc "$tmp/p.$ext" -o "$tmp/p" "${flags[@]}" >/dev/null 2>&1 || absent+=("$what")
+}
+c_probe() { probe_src c "$@"; }
+cxx_probe() { probe_src cc "$@"; }
+prog_probe() { command -v "$1" >/dev/null 2>&1 || absent+=("program $1"); }
+file_probe() { [ -f "$2" ] || absent+=("$1: $2"); }
+
+probe_lib() {
+  prog_probe "$CC"
+  c_probe "header <ck_ring.h> and library -lck (Concurrency Kit)" -lck -- ck_ring.h ck_epoch.h
+  c_probe "header <jemalloc/jemalloc.h> (jemalloc)" -- jemalloc/jemalloc.h
+  file_probe "jemalloc's PIC archive (make JEMALLOC_PIC=path)" "$JEMALLOC_PIC"
+  prog_probe ld; prog_probe objcopy; prog_probe ar; prog_probe nm
+}
+probe_test() {
+  c_probe "header <cmocka.h> and library -lcmocka (cmocka)" -lcmocka -- \
+    stdarg.h stddef.h setjmp.h cmocka.h
+  prog_probe "$CXX"
+  c_probe "AddressSanitizer and UBSan runtimes for $CC" -fsanitize=address,undefined -- stdio.h
+  c_probe "ThreadSanitizer runtime for $CC" -fsanitize=thread -- stdio.h
+  prog_probe clang
+  printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n);\n%s\n' \
+    'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { (void)d; (void)n; return 0; }' \
+    > "$tmp/f.c"
+  clang -fsanitize=fuzzer,address "$tmp/f.c" -o "$tmp/f" >/dev/null 2>&1 ||
+    absent+=("clang's libFuzzer runtime (clang -fsanitize=fuzzer)")
+  prog_probe cmake; prog_probe pkg-config; prog_probe doxygen; prog_probe man
+}
+probe_bench() {
+  prog_probe "$CXX"
+  cxx_probe "header <benchmark/benchmark.h> and library -lbenchmark (Google Benchmark)" \
+    -lbenchmark -pthread -- benchmark/benchmark.h
+  c_probe "header <uv.h> and library -luv (libuv)" -luv -- uv.h
+  cxx_probe "header <tbb/task_group.h> and library -ltbb (oneTBB)" -ltbb -- tbb/task_group.h
+  c_probe "OpenMP (-fopenmp)" -fopenmp -- omp.h
+  file_probe "C-Thread-Pool's source (make THPOOL_SRC=path)" "$THPOOL_SRC"
+  prog_probe gnuplot; prog_probe python3
+}
+probe_perf() { prog_probe valgrind; prog_probe perf; }
+
+case "$purpose" in
+  lib)     probe_lib ;;
+  test)    probe_lib; probe_test ;;
+  bench)   probe_lib; probe_bench ;;
+  perf)    probe_lib; probe_bench; probe_perf ;;
+  docs)    prog_probe doxygen ;;
+  install) probe_lib; prog_probe doxygen ;;
+esac
+
+if [ ${#absent[@]} -gt 0 ]; then
+  echo "strix: '$purpose' cannot build here; missing:" >&2
+  printf '    %s\n' "${absent[@]}" >&2
+  exit 1
 fi
