@@ -49,7 +49,7 @@ WHITE_SRC_white_wheel := src/time/wheel.c
 # libFuzzer targets comparing a module with a reference model on a virtual clock.
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
-.PHONY: all lib tests test check-white check-layers check-headers check-exports bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
+.PHONY: all lib tests test check-white check-layers check-headers check-exports check-abi abi-record bench bench-build bench-smoke check-asan check-tsan check-inject fuzz \
         stress clean perf help
 
 # Targets that build first make sure their dependencies are there (tools/deps.sh), then build in
@@ -155,12 +155,20 @@ check-headers:
 check-exports: lib
 	tools/check-exports.sh $(B)
 
+# The shared library's ABI against abi/libstrix.abi: additions pass, removals and changes fail
+# (tools/check-abi.sh, libabigail). abi-record rewrites the record after a deliberate change.
+check-abi: lib
+	tools/check-abi.sh $(B)
+abi-record: lib
+	tools/check-abi.sh $(B) --record
+
 test:
 	@$(DEPS) test
 	$(MAKE) --no-print-directory tests
 	tools/check-layers.sh $(B)/obj
 	CC=$(CC) CXX=$(CXX) tools/check-headers.sh
 	tools/check-exports.sh $(B)
+	tools/check-abi.sh $(B)
 	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS) \
 	  $(WHITE_TESTS)
 

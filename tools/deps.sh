@@ -3,8 +3,9 @@
 #
 #   tools/deps.sh lib      the library: a C compiler, Concurrency Kit, jemalloc (make, make lib)
 #   tools/deps.sh test     lib + cmocka, g++, clang with its sanitizer and fuzzer runtimes, cmake,
-#                          pkg-config, Doxygen (make test and the sanitizer, fault-injection and
-#                          fuzz targets; the install test builds an example with pkg-config/CMake)
+#                          pkg-config, Doxygen, libabigail (make test and the sanitizer,
+#                          fault-injection and fuzz targets; the install test builds an example
+#                          with pkg-config and CMake, check-abi compares the ABI with its record)
 #   tools/deps.sh bench    lib + Google Benchmark and the peers (C-Thread-Pool, libuv, oneTBB,
 #                          OpenMP), gnuplot and python3 for the report (make bench, bench-smoke)
 #   tools/deps.sh perf     bench + valgrind and perf (make perf)
@@ -29,7 +30,7 @@ THPOOL_SRC=${THPOOL_SRC:-/usr/share/cthreadpool/thpool.c}
 # Debian/Ubuntu packages per purpose; "a|b" takes the first of a, b this release has.
 lib_pkgs=(gcc make binutils libck-dev libjemalloc-dev)
 test_pkgs=(g++ libcmocka-dev clang "libclang-rt-14-dev|libclang-common-14-dev" cmake pkg-config
-           doxygen man-db)
+           doxygen man-db abigail-tools)
 bench_pkgs=(g++ libbenchmark-dev cthreadpool-dev libuv1-dev libtbb-dev libgomp1 gnuplot-nox
             python3)
 perf_pkgs=(valgrind "linux-perf|linux-tools-generic")
@@ -123,6 +124,7 @@ probe_test() {
   clang -fsanitize=fuzzer,address "$tmp/f.c" -o "$tmp/f" >/dev/null 2>&1 ||
     absent+=("clang's libFuzzer runtime (clang -fsanitize=fuzzer)")
   prog_probe cmake; prog_probe pkg-config; prog_probe doxygen; prog_probe man
+  prog_probe abidiff; prog_probe abidw
 }
 probe_bench() {
   prog_probe "$CXX"

@@ -127,6 +127,7 @@ typedef struct sx_circuit_metrics {
 	uint64_t until_ns;           /* OPEN: when it may half-open; HALF_OPEN with every probe
 	                                out: the lease deadline; ns on the circuit's clock
 	                                (saturated); 0 otherwise */
+	uint64_t reserved[4];          /* set to zero (see "Growing structs" in strix/error.h) */
 } sx_circuit_metrics;
 
 /* A state-change callback: the transition from -> to has happened; m describes it. */
@@ -165,15 +166,23 @@ typedef struct sx_circuit_opts {
 	                                those happen when a caller looks. Must outlive the circuit's
 	                                pending timers (its shutdown ends them) */
 	const sx_clock *clock;       /* NULL: CLOCK_MONOTONIC */
+	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
 } sx_circuit_opts;
 
 /* Defaults: a count window of 100 calls, min_calls 100, trip at 50% failures, no slow-call
  * detection (slow rate 100% once slow_call_ns is set), no consecutive-failure trip, open 10 s,
  * fixed, 1 probe, a 10 s probe lease, default classify, no callback, no pool, CLOCK_MONOTONIC.
  * A zero-filled struct gives the same, but for min_calls (1). */
+#if SX_DESIGNATED_INIT
+#define SX_CIRCUIT_OPTS_INIT { .window = SX_CIRCUIT_WINDOW_COUNT, .window_size = 100, \
+	.window_ns = INT64_C(10000000000), .window_buckets = 10, .min_calls = 100, \
+	.failure_rate = 0.5, .slow_rate = 1.0, .open_ns = INT64_C(10000000000), .open_backoff = 1.0, \
+	.half_open_permits = 1, .probe_lease_ns = INT64_C(10000000000) }
+#else
 #define SX_CIRCUIT_OPTS_INIT { SX_CIRCUIT_WINDOW_COUNT, 100, INT64_C(10000000000), 10, 100, 0.5, \
 	0, 1.0, 0, INT64_C(10000000000), 1.0, 0, 1, 0, INT64_C(10000000000), NULL, NULL, NULL, \
-	NULL, NULL, NULL }
+	NULL, NULL, NULL, {} }
+#endif
 
 /*
  * sx_circuit_create - a closed circuit. Zero fields take their defaults first; then

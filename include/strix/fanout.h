@@ -55,9 +55,14 @@ typedef struct sx_fanout_opts {
 	int *errors;           /* NULL, or n ints: collect every call's outcome. errors[i] is what
 	                          call i returned, or why it never ran (the stop breaker's code,
 	                          -ECANCELED after a fail-fast stop, -ESHUTDOWN) */
+	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
 } sx_fanout_opts;
 
-#define SX_FANOUT_OPTS_INIT { 0, NULL, 0, 0, NULL }
+#if SX_DESIGNATED_INIT
+#define SX_FANOUT_OPTS_INIT { .limit = 0 }
+#else
+#define SX_FANOUT_OPTS_INIT { 0, NULL, 0, 0, NULL, {} }
+#endif
 
 /*
  * sx_fanout_map - call fn(stop, i, arg) for i in [0, n) on pool, at most opts->limit at once,

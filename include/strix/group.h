@@ -75,9 +75,14 @@ typedef struct sx_group_opts {
 	/* sx_loop_run only: the delays between restarts after failures, and when to give up
 	 * (copied at create; its clock and budget must outlive the group). NULL: the default. */
 	const sx_retry_policy *backoff;
+	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
 } sx_group_opts;
 
-#define SX_GROUP_OPTS_INIT { 0, 0, NULL, NULL, NULL }
+#if SX_DESIGNATED_INIT
+#define SX_GROUP_OPTS_INIT { .flags = 0 }
+#else
+#define SX_GROUP_OPTS_INIT { 0, 0, NULL, NULL, NULL, {} }
+#endif
 
 /* The state of one actor, as sx_group_actor reports it. */
 enum sx_actor_state {
@@ -96,6 +101,7 @@ typedef struct sx_actor_info {
 	bool gave_up;       /* loop: the backoff policy ended its restarts */
 	uint64_t runs;      /* calls of execute so far */
 	uint64_t failures;  /* non-zero returns so far (= on_failure calls) */
+	uint64_t reserved[4];          /* set to zero (see "Growing structs" in strix/error.h) */
 } sx_actor_info;
 
 /*

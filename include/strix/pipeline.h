@@ -79,9 +79,14 @@ typedef struct sx_interceptor {
 
 typedef struct sx_pipeline_opts {
 	sx_pool *pool;          /* timer service for timeout policies; NULL: no timeouts allowed */
+	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
 } sx_pipeline_opts;
 
-#define SX_PIPELINE_OPTS_INIT { NULL }
+#if SX_DESIGNATED_INIT
+#define SX_PIPELINE_OPTS_INIT { .pool = NULL }
+#else
+#define SX_PIPELINE_OPTS_INIT { NULL, {} }
+#endif
 #define SX_PIPELINE_MAX 16          /* policies per pipeline */
 
 /* Flags of the sx_pipeline_add_* functions. */

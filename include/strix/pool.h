@@ -106,9 +106,14 @@ typedef struct sx_pool_opts {
 	/* Resolution of the pool's timer service (sx_timer_add), in [SX_WHEEL_TICK_MIN_NS,
 	 * SX_WHEEL_TICK_MAX_NS] of <strix/timer.h>; 0: 1 ms. */
 	int64_t timer_tick_ns;
+	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
 } sx_pool_opts;
 
-#define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL, 0 }
+#if SX_DESIGNATED_INIT
+#define SX_POOL_OPTS_INIT { .spin_ns = SX_SPIN_DEFAULT }
+#else
+#define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL, 0, {} }
+#endif
 
 /* Per-worker counters. Each is written only by its worker; a snapshot taken while the pool runs
  * is approximate but every counter is monotone. */
@@ -122,6 +127,7 @@ typedef struct sx_worker_counters {
 	uint64_t injected;       /* tasks it took out of the injector */
 	uint64_t overflowed;     /* tasks it moved from its full ring to the injector */
 	uint64_t lifo_runs;      /* tasks it ran from its LIFO slot */
+	uint64_t reserved[4];          /* set to zero (see "Growing structs" in strix/error.h) */
 } sx_worker_counters;
 
 typedef struct sx_pool_counters {
@@ -133,6 +139,7 @@ typedef struct sx_pool_counters {
 	uint64_t timers_pending; /* timers in the timer service's wheel as of its last wake-up
 	                            (cancels are unlinked when it next wakes) */
 	sx_worker_counters total;   /* the per-worker counters summed */
+	uint64_t reserved[4];          /* set to zero (see "Growing structs" in strix/error.h) */
 } sx_pool_counters;
 
 enum { SX_DRAIN = 1, SX_CANCEL = 2 };

@@ -39,9 +39,14 @@ typedef struct sx_ratelimit_opts {
 	uint32_t burst;         /* events admitted at once; 0: min(rate, SX_RATELIMIT_MAX_BURST),
 	                           or SX_RATELIMIT_MAX_BURST with no limit */
 	const sx_clock *clock;  /* NULL: CLOCK_MONOTONIC */
+	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
 } sx_ratelimit_opts;
 
-#define SX_RATELIMIT_OPTS_INIT { 0, INT64_C(1000000000), 0, NULL }
+#if SX_DESIGNATED_INIT
+#define SX_RATELIMIT_OPTS_INIT { .period_ns = INT64_C(1000000000) }
+#else
+#define SX_RATELIMIT_OPTS_INIT { 0, INT64_C(1000000000), 0, NULL, {} }
+#endif
 #define SX_RATELIMIT_MAX_BURST (1u << 20)
 
 /*

@@ -100,9 +100,15 @@ typedef struct sx_retry_policy {
 	 * waits (tests drive both on a virtual clock). NULL: CLOCK_MONOTONIC and real waits. The
 	 * asynchronous form always waits on real timers and reads this clock only for elapsed. */
 	const sx_clock *clock;
+	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
 } sx_retry_policy;
 
-#define SX_RETRY_POLICY_INIT { 0, SX_BACKOFF_NONE, 0, 0.0, 0, SX_JITTER_NONE, 0.0, 0, 0, NULL, NULL, NULL, NULL }
+#if SX_DESIGNATED_INIT
+#define SX_RETRY_POLICY_INIT { .backoff = SX_BACKOFF_NONE, .jitter = SX_JITTER_NONE }
+#else
+#define SX_RETRY_POLICY_INIT { 0, SX_BACKOFF_NONE, 0, 0.0, 0, SX_JITTER_NONE, 0.0, 0, 0, NULL, NULL, \
+	NULL, NULL, {} }
+#endif
 
 /*
  * sx_retry_policy_check - 0 if p is usable; -EINVAL for NULL, an unknown backoff or jitter kind,

@@ -49,9 +49,14 @@ SX_API extern const sx_clock sx_clock_monotonic;
 typedef struct sx_wheel_opts {
 	int64_t tick_ns;        /* resolution, in [TICK_MIN, TICK_MAX]; 0: 1 ms */
 	const sx_clock *clock;  /* NULL: sx_clock_monotonic; copied at create */
+	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
 } sx_wheel_opts;
 
-#define SX_WHEEL_OPTS_INIT { 0, NULL }
+#if SX_DESIGNATED_INIT
+#define SX_WHEEL_OPTS_INIT { .tick_ns = 0 }
+#else
+#define SX_WHEEL_OPTS_INIT { 0, NULL, {} }
+#endif
 
 typedef struct sx_wheel sx_wheel;
 typedef struct sx_wheel_timer sx_wheel_timer;

@@ -55,6 +55,19 @@ static inline uint64_t sx__now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Whether the reserved words of a public options struct are all zero; where they are not, the
+ * caller set a field this release lacks and the call is -EINVAL (strix/error.h, "Growing
+ * structs"). */
+#define SX__RESERVED_CLEAR(o) sx__reserved_clear((o)->reserved, \
+	sizeof((o)->reserved) / sizeof((o)->reserved[0]))
+static inline bool sx__reserved_clear(const uint64_t *r, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (r[i] != 0)
+			return false;
+	return true;
+}
+
 /* The absolute deadline of a wait of timeout_ns from now: UINT64_MAX for a negative timeout (no
  * limit), now for 0 (look once), saturating below UINT64_MAX / 2 so sums stay safe. */
 static inline uint64_t sx__deadline_in(int64_t timeout_ns)

@@ -19,7 +19,7 @@
 
 int sx_retry_policy_check(const sx_retry_policy *p)
 {
-	if (p == NULL)
+	if (p == NULL || !SX__RESERVED_CLEAR(p))
 		return -EINVAL;
 	if (p->backoff < SX_BACKOFF_NONE || p->backoff > SX_BACKOFF_DECORRELATED)
 		return -EINVAL;

@@ -45,7 +45,7 @@ void sx__pfree(sx_pool *p, void *ptr, size_t size)
 
 static int check_opts(const sx_pool_opts *o)
 {
-	if (o->workers > SX_POOL_MAX_WORKERS)
+	if (o->workers > SX_POOL_MAX_WORKERS || !SX__RESERVED_CLEAR(o))
 		return -EINVAL;
 	if (o->ring_size != 0 && (o->ring_size < SX_POOL_MIN_RING ||
 	    o->ring_size > SX_POOL_MAX_RING || (o->ring_size & (o->ring_size - 1)) != 0))

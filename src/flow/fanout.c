@@ -153,7 +153,8 @@ static int check(sx_pool *pool, size_t n, const sx_fanout_opts *o)
 {
 	if (pool == NULL || (uint64_t)n > SX_FANOUT_MAX_TASKS)
 		return -EINVAL;
-	if (o != NULL && (o->limit > SX_FANOUT_MAX_LIMIT || (o->flags & ~SX_FANOUT_NO_FAIL_FAST)))
+	if (o != NULL && (o->limit > SX_FANOUT_MAX_LIMIT || (o->flags & ~SX_FANOUT_NO_FAIL_FAST) ||
+	    !SX__RESERVED_CLEAR(o)))
 		return -EINVAL;
 	return 0;
 }

@@ -281,6 +281,8 @@ static int check_opts(const sx_circuit_opts *o)
 {
 	int64_t max = o->open_max_ns != 0 ? o->open_max_ns : SX_CIRCUIT_MAX_DURATION_NS;
 
+	if (!SX__RESERVED_CLEAR(o))
+		return -EINVAL;
 	if (o->window == SX_CIRCUIT_WINDOW_COUNT) {
 		if (o->window_size == 0 || o->window_size > SX_CIRCUIT_MAX_WINDOW)
 			return -EINVAL;
@@ -514,6 +516,7 @@ static void snapshot(const sx_circuit *c, uint64_t w, uint64_t at, uint64_t cons
     sx_circuit_metrics *m)
 {
 	merge(c, W_GEN(w), now, m);
+	memset(m->reserved, 0, sizeof(m->reserved));
 	m->state = (int)W_STATE(w);
 	m->generation = W_GEN(w);
 	m->consecutive_failures = consec;

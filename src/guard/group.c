@@ -117,6 +117,7 @@ int sx_group_create(const sx_group_opts *opts, sx_group **out)
 	if (opts == NULL)
 		opts = &defaults;
 	if (out == NULL || (opts->flags & ~(unsigned)(SX_GROUP_REVERSE | SX_GROUP_SEQUENTIAL)) ||
+	    !SX__RESERVED_CLEAR(opts) ||
 	    (opts->backoff != NULL && sx_retry_policy_check(opts->backoff) != 0))
 		return -EINVAL;
 	g = sx__zalloc(sizeof(*g), SX__SMALL_ALIGN);
@@ -615,6 +616,7 @@ int sx_group_actor(const sx_group *g, unsigned actor, sx_actor_info *out)
 	if (actor >= g->n)
 		return -ENOENT;
 	a = g->actors[actor];
+	memset(out->reserved, 0, sizeof(out->reserved));
 	out->state = (int)ck_pr_load_32(&a->state);
 	out->err = ck_pr_load_int(&a->err);
 	out->signo = ck_pr_load_int(&a->signo);

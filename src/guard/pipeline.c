@@ -69,7 +69,7 @@ int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out)
 {
 	sx_pipeline *pl;
 
-	if (out == NULL)
+	if (out == NULL || (opts != NULL && !SX__RESERVED_CLEAR(opts)))
 		return -EINVAL;
 	pl = sx__zalloc(sizeof(*pl), SX__SMALL_ALIGN);
 	if (pl == NULL)

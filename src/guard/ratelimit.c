@@ -38,7 +38,7 @@ int sx_ratelimit_create(const sx_ratelimit_opts *o, sx_ratelimit **out)
 	uint64_t interval, period;
 	uint32_t burst;
 
-	if (o == NULL || out == NULL || o->period_ns < 0 ||
+	if (o == NULL || out == NULL || o->period_ns < 0 || !SX__RESERVED_CLEAR(o) ||
 	    (o->clock != NULL && o->clock->now_ns == NULL))
 		return -EINVAL;
 	period = o->period_ns != 0 ? (uint64_t)o->period_ns : UINT64_C(1000000000);

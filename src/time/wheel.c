@@ -130,7 +130,8 @@ int sx_wheel_create(const sx_wheel_opts *opts, sx_wheel **out)
 		opts = &defaults;
 	tick = opts->tick_ns != 0 ? opts->tick_ns : SX_WHEEL_TICK_DEFAULT_NS;
 	clock = opts->clock != NULL ? opts->clock : &sx_clock_monotonic;
-	if (tick < SX_WHEEL_TICK_MIN_NS || tick > SX_WHEEL_TICK_MAX_NS || clock->now_ns == NULL)
+	if (tick < SX_WHEEL_TICK_MIN_NS || tick > SX_WHEEL_TICK_MAX_NS || clock->now_ns == NULL ||
+	    !SX__RESERVED_CLEAR(opts))
 		return -EINVAL;
 	w = sx_allocator_default.alloc(sx_allocator_default.ctx, sizeof(*w), 64);
 	if (w == NULL)
