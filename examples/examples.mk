@@ -5,6 +5,8 @@
 #   make check-examples  build them, compile each once more in the compiler's default dialect,
 #                        run each under a 60 s timeout: one line per example, a summary line,
 #                        non-zero if any failed
+#   make check-readme    every README block marked <!-- example: PATH --> equals PATH byte for
+#                        byte, and every example is shown exactly once (tools/check-readme.sh)
 
 EXAMPLES := $(patsubst examples/%.c,%,$(wildcard examples/*.c))
 EXAMPLE_BINS := $(addprefix $(B)/examples/,$(EXAMPLES))
@@ -18,7 +20,7 @@ EXAMPLE_PLAIN_CFLAGS := -Wall -Wextra -Werror -Iinclude -fsyntax-only
 PUBLIC_HDRS := include/strix.h $(wildcard include/strix/*.h)
 EXAMPLE_TIMEOUT ?= 60
 
-.PHONY: examples check-examples
+.PHONY: examples check-examples check-readme
 
 $(B)/examples:
 	mkdir -p $@
@@ -49,3 +51,6 @@ check-examples: examples
 	done; \
 	echo "examples: $$pass passed, $$fail failed"; \
 	[ $$fail -eq 0 ]
+
+check-readme:
+	tools/check-readme.sh
