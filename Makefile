@@ -5,8 +5,14 @@
 # apt-get command and stops), and everywhere it probes the headers, libraries and programs the
 # target uses and names each one that is missing. STRIX_NO_DEPS=1 skips the installing step.
 
-CC       ?= gcc
-CXX      ?= g++
+# make's built-in defaults (cc, g++) give way to gcc and g++; CC=clang etc. on the command line or
+# in the environment win.
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+ifeq ($(origin CXX),default)
+CXX := g++
+endif
 B        := build
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null)
 JEMALLOC_PIC ?= /usr/lib/$(MULTIARCH)/libjemalloc_pic.a
@@ -171,6 +177,7 @@ test:
 	tools/check-abi.sh $(B)
 	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS) \
 	  $(WHITE_TESTS)
+	$(MAKE) --no-print-directory check-examples check-readme check-install
 
 check-white:
 	@$(DEPS) test
