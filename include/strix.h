@@ -1,4 +1,12 @@
-/* strix - umbrella header: includes every public module. */
+/**
+ * @file
+ * strix - umbrella header: includes every public module.
+ *
+ * @defgroup strix strix
+ * strix - a lock-free task executor and resilience library for C11: the modules below, one
+ * group (and one man page, strix_MODULE(3)) each. Include <strix.h> for all of them, or
+ * <strix/MODULE.h> for one.
+ */
 #ifndef STRIX_H
 #define STRIX_H
 

@@ -19,6 +19,13 @@ if grep -nE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"](ck_|jemalloc)' in
   echo "check-headers: public headers must not include Concurrency Kit or jemalloc headers"
   bad=1
 fi
+# A header that declares functions gives them C linkage in C++ too, or a C++ caller's calls
+# would name symbols the library does not have.
+for h in include/strix/*.h; do
+  if grep -q '^SX_API' "$h" && ! grep -q 'extern "C"' "$h"; then
+    echo "$h: declares SX_API functions without extern \"C\" for C++"; bad=1
+  fi
+done
 for h in include/strix.h include/strix/*.h; do
   name=${h#include/}
   printf '#include <%s>\n' "$name" > "$tmp/one.c"

@@ -1,4 +1,10 @@
-/*
+/**
+ * @file
+ * <strix/breaker.h>: the declarations of the breakers module (group strix_breaker).
+ *
+ * @defgroup strix_breaker Breakers
+ * @ingroup strix
+ *
  * strix breakers - cancellation signals (in the manner of Go's kamilsk/breaker).
  *
  * A breaker starts armed and trips once, for good, with an error code that never changes
@@ -37,6 +43,7 @@
  * the waiter frees" is safe: a thread may release a breaker as soon as it sees it tripped, while
  * the thread that tripped it is still inside sx_breaker_trip (the trip holds its own reference
  * for as long as it touches the breaker).
+ * @{
  */
 #ifndef STRIX_BREAKER_H
 #define STRIX_BREAKER_H
@@ -57,11 +64,15 @@
 extern "C" {
 #endif
 
+/** @cond */ /* declared here too, so that this header compiles alone */
 typedef struct sx_pool sx_pool;
+/** @endcond */
+/** A breaker (opaque): made by the sx_breaker_* create functions, ended by sx_breaker_release. */
 typedef struct sx_breaker sx_breaker;
+/** A registered callback (opaque): sx_breaker_on_done fills it, sx_breaker_withdraw frees it. */
 typedef struct sx_breaker_cb sx_breaker_cb;
 
-/*
+/**
  * sx_breaker_create - a manual breaker: armed until sx_breaker_trip or sx_breaker_release.
  * Returns 0; -EINVAL for NULL out; -ENOMEM; -EAGAIN (strix's notifier thread, started by the
  * first breaker of the process, could not start). Cold path (allocates); never blocks but
@@ -69,7 +80,7 @@ typedef struct sx_breaker_cb sx_breaker_cb;
  */
 SX_API int sx_breaker_create(sx_breaker **out);
 
-/*
+/**
  * sx_breaker_timeout - a breaker that trips with -ETIMEDOUT ns nanoseconds from now, on pool's
  * timer service (its callback runs inline on the timer thread: one CAS). If the pool shuts down
  * first, it trips with -ESHUTDOWN. ns == 0 gives a breaker that is already tripped (-ETIMEDOUT);
@@ -82,7 +93,7 @@ SX_API int sx_breaker_create(sx_breaker **out);
  */
 SX_API int sx_breaker_timeout(sx_pool *pool, int64_t ns, sx_breaker **out);
 
-/*
+/**
  * sx_breaker_deadline - as sx_breaker_timeout, at an absolute CLOCK_MONOTONIC time in ns; a
  * deadline not in the future gives a breaker already tripped with -ETIMEDOUT (UINT64_MAX is a
  * deadline that never comes: the breaker then trips only by hand or at the pool's shutdown).
@@ -90,7 +101,7 @@ SX_API int sx_breaker_timeout(sx_pool *pool, int64_t ns, sx_breaker **out);
  */
 SX_API int sx_breaker_deadline(sx_pool *pool, uint64_t abs_ns, sx_breaker **out);
 
-/*
+/**
  * sx_breaker_signal - a breaker that trips with SX_ESIGNAL when any signal in set is delivered
  * to the process. While at least one signal breaker waits for a signal, strix's handler replaces
  * that signal's disposition (the default action, e.g. termination by SIGINT, does not happen);
@@ -104,7 +115,7 @@ SX_API int sx_breaker_deadline(sx_pool *pool, uint64_t abs_ns, sx_breaker **out)
  */
 SX_API int sx_breaker_signal(const sigset_t *set, sx_breaker **out);
 
-/*
+/**
  * sx_breaker_multiplex - a breaker that trips as soon as any of the n inputs does, with that
  * input's code (and signal number): it reads as done from the moment the input's trip has
  * happened (see the top of this file). Inputs already tripped trip it at once; n == 0 gives a
@@ -116,7 +127,7 @@ SX_API int sx_breaker_signal(const sigset_t *set, sx_breaker **out);
  */
 SX_API int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **out);
 
-/*
+/**
  * sx_breaker_child - a breaker that trips when parent does (with its code), or on its own
  * (tripping the child never trips the parent). Same as sx_breaker_multiplex(&parent, 1, out):
  * returns 0; -EINVAL for NULL parent or out; -ENOMEM; -EAGAIN. Allocates; never blocks;
@@ -124,14 +135,14 @@ SX_API int sx_breaker_multiplex(sx_breaker *const *list, size_t n, sx_breaker **
  */
 SX_API int sx_breaker_child(sx_breaker *parent, sx_breaker **out);
 
-/*
+/**
  * sx_breaker_done - whether b has tripped, or any breaker it derives from has. One atomic load
  * (acquire) for a breaker with no inputs, one more per ancestor for a derived one; never
  * blocks; wait-free; any thread and signal handlers. b must not be NULL.
  */
 SX_API bool sx_breaker_done(const sx_breaker *b);
 
-/*
+/**
  * sx_breaker_err - 0 while b is armed, then its error code, stable forever (see the top of this
  * file): for a derived breaker whose ancestor has tripped, the ancestor's code, which this call
  * makes b's own. Wait-free while b is armed or its own word is set; the call that takes an
@@ -140,12 +151,12 @@ SX_API bool sx_breaker_done(const sx_breaker *b);
  */
 SX_API int sx_breaker_err(const sx_breaker *b);
 
-/* sx_breaker_signo - the signal that tripped b, or 0 (armed, or tripped otherwise, or NULL).
+/** sx_breaker_signo - the signal that tripped b, or 0 (armed, or tripped otherwise, or NULL).
  * Reads the code as sx_breaker_err does: never blocks, the same progress, any thread and
  * signal handlers. */
 SX_API int sx_breaker_signo(const sx_breaker *b);
 
-/*
+/**
  * sx_breaker_wait - block until b trips or timeout_ns passes (timeout_ns < 0: no timeout; 0:
  * just check). Returns 0 once b has tripped (read the code with sx_breaker_err); -ETIMEDOUT if
  * it is still armed when the timeout passes; -EINVAL for NULL.
@@ -154,7 +165,7 @@ SX_API int sx_breaker_signo(const sx_breaker *b);
  */
 SX_API int sx_breaker_wait(sx_breaker *b, int64_t timeout_ns);
 
-/*
+/**
  * sx_breaker_on_done - call fn(b, arg) once, after b trips, on strix's notifier thread (fn must
  * not block for long: it delays other breakers' callbacks; rarely, when the trip races with a
  * sweep of withdrawn callbacks, it runs on the thread that is registering another callback).
@@ -169,7 +180,7 @@ SX_API int sx_breaker_wait(sx_breaker *b, int64_t timeout_ns);
 SX_API int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *b, void *arg), void *arg,
     sx_breaker_cb **handle);
 
-/*
+/**
  * sx_breaker_withdraw - withdraw a callback and free its handle. Returns 0 if it was withdrawn
  * before it started (it will never run); -EALREADY if it has started (it runs or ran exactly
  * once; this does not wait for it); -EINVAL for NULL. Never blocks; lock-free (one CAS); any
@@ -177,7 +188,7 @@ SX_API int sx_breaker_on_done(sx_breaker *b, void (*fn)(sx_breaker *b, void *arg
  */
 SX_API int sx_breaker_withdraw(sx_breaker_cb *handle);
 
-/*
+/**
  * sx_breaker_trip - trip b with -ECANCELED. Idempotent: returns 0 if this call tripped it,
  * -EALREADY if it had tripped before or read as done through an ancestor (its code stays, or is
  * the ancestor's); -EINVAL for NULL. When it returns, b and every breaker derived from it read
@@ -188,7 +199,7 @@ SX_API int sx_breaker_withdraw(sx_breaker_cb *handle);
  */
 SX_API int sx_breaker_trip(sx_breaker *b);
 
-/*
+/**
  * sx_breaker_release - give back the caller's reference. If b is still armed it trips with
  * -ECANCELED first (so multiplexes and callbacks waiting on it hear of it). Its timer is
  * cancelled and its signal dispositions are restored before this returns; the memory goes when
@@ -200,5 +211,7 @@ SX_API void sx_breaker_release(sx_breaker *b);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* STRIX_BREAKER_H */

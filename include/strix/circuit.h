@@ -1,10 +1,17 @@
-/*
+/**
+ * @file
+ * <strix/circuit.h>: the declarations of the circuit breakers module (group strix_circuit).
+ *
+ * @defgroup strix_circuit Circuit breakers
+ * @ingroup strix
+ *
  * strix circuit breakers - stop calling a dependency that keeps failing, and probe it before
  * letting traffic back (after Hystrix, Resilience4j, Polly and Workshop's breaker middle).
  *
  * A call asks for a permit (sx_circuit_acquire) and reports how it went (sx_circuit_release with
  * its result and latency). States:
  *
+ * @code{.unparsed}
  *   CLOSED      calls pass; results go into a sliding window. Each failed or slow result is
  *               checked: the circuit opens after consecutive_failures failures in a row, or when,
  *               with at least min_calls results in the window, the failure rate or the slow-call
@@ -27,6 +34,7 @@
  *   FORCED_OPEN every call is refused until sx_circuit_force moves it elsewhere.
  *   DISABLED    every call passes and nothing is recorded.
  *   METRICS_ONLY every call passes, results are recorded, the state never changes by itself.
+ * @endcode
  *
  * Generations: every transition bumps the circuit's generation (42 bits), and a permit remembers
  * the generation it was issued in. A result reported with a permit of any other generation is
@@ -66,6 +74,7 @@
  * consecutive-failure count at the transition. It may call back into the circuit. Two
  * transitions in quick succession may have their callbacks run concurrently; the snapshot's
  * generation orders them.
+ * @{
  */
 #ifndef STRIX_CIRCUIT_H
 #define STRIX_CIRCUIT_H
@@ -79,97 +88,109 @@
 extern "C" {
 #endif
 
+/** @cond */ /* declared here too, so that this header compiles alone */
 typedef struct sx_pool sx_pool;
+/** @endcond */
+/** A circuit breaker (opaque): sx_circuit_create makes one. */
 typedef struct sx_circuit sx_circuit;
 
+/** The states (see above). */
 enum sx_circuit_state {
-	SX_CIRCUIT_CLOSED = 0,
-	SX_CIRCUIT_OPEN = 1,
-	SX_CIRCUIT_HALF_OPEN = 2,
-	SX_CIRCUIT_FORCED_OPEN = 3,
-	SX_CIRCUIT_DISABLED = 4,
-	SX_CIRCUIT_METRICS_ONLY = 5,
+	SX_CIRCUIT_CLOSED = 0,       /**< calls pass; results go into a sliding window */
+	SX_CIRCUIT_OPEN = 1,         /**< calls fail at once with SX_ECIRCUIT_OPEN */
+	SX_CIRCUIT_HALF_OPEN = 2,    /**< half_open_permits probes are let through */
+	SX_CIRCUIT_FORCED_OPEN = 3,  /**< every call is refused until sx_circuit_force */
+	SX_CIRCUIT_DISABLED = 4,     /**< every call passes and nothing is recorded */
+	SX_CIRCUIT_METRICS_ONLY = 5, /**< every call passes, results are recorded */
 };
 
+/** The kinds of sliding window (see above). */
 enum sx_circuit_window {
-	SX_CIRCUIT_WINDOW_COUNT = 0,
-	SX_CIRCUIT_WINDOW_TIME = 1,
+	SX_CIRCUIT_WINDOW_COUNT = 0,  /**< the last window_size calls */
+	SX_CIRCUIT_WINDOW_TIME = 1,   /**< window_buckets buckets over window_ns */
 };
 
-/* What opts.classify returns. */
+/** What opts.classify returns. */
 enum sx_circuit_outcome {
-	SX_CIRCUIT_SUCCESS = 0,
-	SX_CIRCUIT_FAILURE = 1,
-	SX_CIRCUIT_IGNORE = 2,
+	SX_CIRCUIT_SUCCESS = 0, /**< a success */
+	SX_CIRCUIT_FAILURE = 1, /**< a failure */
+	SX_CIRCUIT_IGNORE = 2,  /**< not counted at all */
 };
 
-#define SX_CIRCUIT_MAX_WINDOW 4096u          /* window_size, at most */
-#define SX_CIRCUIT_MAX_BUCKETS 64u           /* window_buckets, at most */
-#define SX_CIRCUIT_MAX_PERMITS 127u          /* half_open_permits, at most */
-#define SX_CIRCUIT_MAX_DURATION_NS (((int64_t)1 << 31) * 1000000) /* 24.8 days */
+#define SX_CIRCUIT_MAX_WINDOW 4096u          /**< window_size, at most */
+#define SX_CIRCUIT_MAX_BUCKETS 64u           /**< window_buckets, at most */
+#define SX_CIRCUIT_MAX_PERMITS 127u          /**< half_open_permits, at most */
+#define SX_CIRCUIT_MAX_DURATION_NS (((int64_t)1 << 31) * 1000000) /**< 24.8 days */
 
-/* A permit: 0 is never a valid one. Copy it freely; report it once. */
+/** A permit: 0 is never a valid one. Copy it freely; report it once. */
 typedef uint64_t sx_circuit_permit;
 
-/* Counts of the current window (or, in a callback, of the generation that just ended). */
+/** Counts of the current window (or, in a callback, of the generation that just ended). */
 typedef struct sx_circuit_metrics {
-	int state;                   /* enum sx_circuit_state */
-	uint64_t generation;         /* 42 bits, wraps */
-	uint64_t calls;              /* results in the window */
+	int state;                   /**< enum sx_circuit_state */
+	uint64_t generation;         /**< 42 bits, wraps */
+	uint64_t calls;              /**< results in the window */
+	/** failed results in the window */
 	uint64_t failures;
+	/** slow results in the window */
 	uint64_t slow;
-	double failure_rate;         /* failures / calls, 0 when calls is 0 */
+	double failure_rate;         /**< failures / calls, 0 when calls is 0 */
+	/** slow / calls, 0 when calls is 0 */
 	double slow_rate;
+	/** failures in a row (see Outcomes above) */
 	uint64_t consecutive_failures;
-	unsigned half_open_issued;   /* probes handed out in this half-open spell */
+	unsigned half_open_issued;   /**< probes handed out in this half-open spell */
+	/** successful probes in this half-open spell */
 	unsigned half_open_successes;
-	uint64_t rejected;           /* calls refused since create (monotone) */
-	uint64_t until_ns;           /* OPEN: when it may half-open; HALF_OPEN with every probe
-	                                out: the lease deadline; ns on the circuit's clock
-	                                (saturated); 0 otherwise */
-	uint64_t reserved[4];          /* set to zero (see "Growing structs" in strix/error.h) */
+	uint64_t rejected;           /**< calls refused since create (monotone) */
+	uint64_t until_ns;           /**< OPEN: when it may half-open; HALF_OPEN with every probe
+	                                  out: the lease deadline; ns on the circuit's clock
+	                                  (saturated); 0 otherwise */
+	uint64_t reserved[4];        /**< set to zero: room for later fields (strix_error, "Growing structs") */
 } sx_circuit_metrics;
 
-/* A state-change callback: the transition from -> to has happened; m describes it. */
+/** A state-change callback: the transition from -> to has happened; m describes it. */
 typedef void (*sx_circuit_state_fn)(sx_circuit *c, int from, int to, const sx_circuit_metrics *m,
     void *arg);
 
-/* Zero means a default in every field, given with each (SX_CIRCUIT_OPTS_INIT spells the same
+/** Zero means a default in every field, given with each (SX_CIRCUIT_OPTS_INIT spells the same
  * values out, but for min_calls: 100 there, 1 for a zero). */
 typedef struct sx_circuit_opts {
-	int window;                  /* enum sx_circuit_window; 0: COUNT */
-	uint32_t window_size;        /* COUNT: calls remembered, 1 .. SX_CIRCUIT_MAX_WINDOW; 0: 100 */
-	int64_t window_ns;           /* TIME: window length, >= window_buckets ns; 0: 10 s */
-	uint32_t window_buckets;     /* TIME: 1 .. SX_CIRCUIT_MAX_BUCKETS; 0: 10 */
-	uint32_t min_calls;          /* results needed before a rate counts; 0: 1 (above a COUNT
-	                                window's window_size: the rates never trip it) */
-	double failure_rate;         /* trip at this failure rate, in (0, 1]; 0: 0.5 */
-	int64_t slow_call_ns;        /* a call at least this long is slow, >= 0; 0: none is */
-	double slow_rate;            /* trip at this slow-call rate, in (0, 1]; 0: 1 */
-	uint32_t consecutive_failures; /* trip after this many failures in a row; 0: never */
-	int64_t open_ns;             /* open duration, 1 ms .. SX_CIRCUIT_MAX_DURATION_NS; 0: 10 s,
-	                                or open_max_ns when that is shorter */
-	double open_backoff;         /* each trip after a trip (no close between) multiplies the
-	                                open duration by this, >= 1 (infinity: straight to the cap);
-	                                0: 1 (a fixed duration) */
-	int64_t open_max_ns;         /* cap of the growing duration, open_ns ..
-	                                SX_CIRCUIT_MAX_DURATION_NS; 0: SX_CIRCUIT_MAX_DURATION_NS */
-	uint32_t half_open_permits;  /* probes per half-open spell, 1 .. SX_CIRCUIT_MAX_PERMITS;
-	                                0: 1 */
-	uint32_t half_open_successes;/* successful probes that close it, 1 .. permits; 0: permits */
-	int64_t probe_lease_ns;      /* 1 ms .. SX_CIRCUIT_MAX_DURATION_NS; 0: 10 s */
-	int (*classify)(int result, void *ctx); /* NULL: the default above; must not block */
+	int window;                  /**< enum sx_circuit_window; 0: COUNT */
+	uint32_t window_size;        /**< COUNT: calls remembered, 1 .. SX_CIRCUIT_MAX_WINDOW; 0: 100 */
+	int64_t window_ns;           /**< TIME: window length, >= window_buckets ns; 0: 10 s */
+	uint32_t window_buckets;     /**< TIME: 1 .. SX_CIRCUIT_MAX_BUCKETS; 0: 10 */
+	uint32_t min_calls;          /**< results needed before a rate counts; 0: 1 (above a COUNT
+	                                  window's window_size: the rates never trip it) */
+	double failure_rate;         /**< trip at this failure rate, in (0, 1]; 0: 0.5 */
+	int64_t slow_call_ns;        /**< a call at least this long is slow, >= 0; 0: none is */
+	double slow_rate;            /**< trip at this slow-call rate, in (0, 1]; 0: 1 */
+	uint32_t consecutive_failures; /**< trip after this many failures in a row; 0: never */
+	int64_t open_ns;             /**< open duration, 1 ms .. SX_CIRCUIT_MAX_DURATION_NS; 0: 10 s,
+	                                  or open_max_ns when that is shorter */
+	double open_backoff;         /**< each trip after a trip (no close between) multiplies the
+	                                  open duration by this, >= 1 (infinity: straight to the cap);
+	                                  0: 1 (a fixed duration) */
+	int64_t open_max_ns;         /**< cap of the growing duration, open_ns .. SX_CIRCUIT_MAX_DURATION_NS;
+	                                  0: SX_CIRCUIT_MAX_DURATION_NS */
+	uint32_t half_open_permits;  /**< probes per half-open spell, 1 .. SX_CIRCUIT_MAX_PERMITS;
+	                                  0: 1 */
+	uint32_t half_open_successes;/**< successful probes that close it, 1 .. permits; 0: permits */
+	int64_t probe_lease_ns;      /**< 1 ms .. SX_CIRCUIT_MAX_DURATION_NS; 0: 10 s */
+	int (*classify)(int result, void *ctx); /**< NULL: the default above; must not block */
+	/** Passed to classify. */
 	void *classify_ctx;
-	sx_circuit_state_fn on_state;/* NULL: none */
+	sx_circuit_state_fn on_state;/**< NULL: none */
+	/** Passed to on_state. */
 	void *on_state_arg;
-	sx_pool *pool;               /* timer service for OPEN -> HALF_OPEN and lease expiry; NULL:
-	                                those happen when a caller looks. Must outlive the circuit's
-	                                pending timers (its shutdown ends them) */
-	const sx_clock *clock;       /* NULL: CLOCK_MONOTONIC */
-	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
+	sx_pool *pool;               /**< timer service for OPEN -> HALF_OPEN and lease expiry; NULL:
+	                                  those happen when a caller looks. Must outlive the circuit's
+	                                  pending timers (its shutdown ends them) */
+	const sx_clock *clock;       /**< NULL: CLOCK_MONOTONIC */
+	uint64_t reserved[4];        /**< zero: room for later fields (strix_error, "Growing structs") */
 } sx_circuit_opts;
 
-/* Defaults: a count window of 100 calls, min_calls 100, trip at 50% failures, no slow-call
+/** Defaults: a count window of 100 calls, min_calls 100, trip at 50% failures, no slow-call
  * detection (slow rate 100% once slow_call_ns is set), no consecutive-failure trip, open 10 s,
  * fixed, 1 probe, a 10 s probe lease, default classify, no callback, no pool, CLOCK_MONOTONIC.
  * A zero-filled struct gives the same, but for min_calls (1). */
@@ -184,7 +205,7 @@ typedef struct sx_circuit_opts {
 	NULL, NULL, NULL, {} }
 #endif
 
-/*
+/**
  * sx_circuit_create - a closed circuit. Zero fields take their defaults first; then
  * returns 0; -EINVAL for NULL opts or out, an unknown window kind, window_size above the
  * maximum, window_ns < window_buckets (a negative one included), window_buckets above the
@@ -196,7 +217,7 @@ typedef struct sx_circuit_opts {
  */
 SX_API int sx_circuit_create(const sx_circuit_opts *opts, sx_circuit **out);
 
-/*
+/**
  * sx_circuit_destroy - end the circuit (NULL: no-op); never fails. No call on c may be in
  * progress or follow; permits still out are simply never counted. A pending timer keeps the
  * memory until it fires and then does nothing; a timer-driven transition that had already begun
@@ -204,7 +225,7 @@ SX_API int sx_circuit_create(const sx_circuit_opts *opts, sx_circuit **out);
  */
 SX_API void sx_circuit_destroy(sx_circuit *c);
 
-/*
+/**
  * sx_circuit_acquire - ask to make a call. On 0, *permit is to be passed to sx_circuit_release
  * once the call has ended, whatever happened. An OPEN circuit whose duration is over moves to
  * HALF_OPEN first, and a HALF_OPEN one whose lease expired back to OPEN (running the callback).
@@ -217,7 +238,7 @@ SX_API void sx_circuit_destroy(sx_circuit *c);
  */
 SX_API int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit);
 
-/*
+/**
  * sx_circuit_release - report the call made with permit: result is the call's return code
  * (classified by opts.classify), latency_ns how long it took, >= 0 (only compared with
  * slow_call_ns).
@@ -233,7 +254,7 @@ SX_API int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit);
 SX_API int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result,
     int64_t latency_ns);
 
-/*
+/**
  * sx_circuit_state - the current state (enum sx_circuit_state), after moving an OPEN circuit
  * whose duration is over to HALF_OPEN, or a HALF_OPEN one whose lease expired back to OPEN (and
  * running the callback). -EINVAL for NULL. Never blocks (apart from the callback); lock-free;
@@ -241,7 +262,7 @@ SX_API int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int resul
  */
 SX_API int sx_circuit_state(sx_circuit *c);
 
-/*
+/**
  * sx_circuit_force - move c to state by hand: CLOSED (a fresh window, the open duration starts
  * over), OPEN (for the open duration, as a trip), HALF_OPEN, FORCED_OPEN, DISABLED or
  * METRICS_ONLY. Always a transition (new generation, callback), even to the state c is in.
@@ -250,7 +271,7 @@ SX_API int sx_circuit_state(sx_circuit *c);
  */
 SX_API int sx_circuit_force(sx_circuit *c, int state);
 
-/*
+/**
  * sx_circuit_snapshot - fill *m with the state and the merged counts of the current window.
  * A snapshot: counts recorded concurrently may or may not be in it; no transition is made (an
  * OPEN circuit past its deadline still reads OPEN). Returns 0; -EINVAL for NULL c or m (nothing
@@ -259,12 +280,14 @@ SX_API int sx_circuit_force(sx_circuit *c, int state);
  */
 SX_API int sx_circuit_snapshot(sx_circuit *c, sx_circuit_metrics *m);
 
-/* sx_circuit_state_name - the name of a state ("closed", "open", ...), or "unknown" for any
+/** sx_circuit_state_name - the name of a state ("closed", "open", ...), or "unknown" for any
  * other value; a static string. Never fails or blocks; wait-free; any thread. */
 SX_API const char *sx_circuit_state_name(int state);
 
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* STRIX_CIRCUIT_H */

@@ -1,4 +1,10 @@
-/*
+/**
+ * @file
+ * <strix/error.h>: the declarations of the errors module (group strix_error).
+ *
+ * @defgroup strix_error Errors
+ * @ingroup strix
+ *
  * strix error convention.
  *
  * Every strix function that can fail returns 0 on success or a negative code: the negated errno
@@ -7,6 +13,7 @@
  * fails changes nothing, and a callback passed to a call that fails is never invoked.
  *
  * Library codes live far below any errno value so the two ranges never meet.
+ * @{
  */
 #ifndef STRIX_ERROR_H
 #define STRIX_ERROR_H
@@ -15,12 +22,13 @@
 extern "C" {
 #endif
 
-/* Marks the public ABI: strix is built with -fvisibility=hidden and a version script. */
+/** Marks the public ABI: strix is built with -fvisibility=hidden and a version script. */
 #define SX_API __attribute__((visibility("default")))
 
-/*
- * Growing structs. Within one major version (the soname libstrix.so.0 for every 0.x release)
- * the ABI only grows, so a program built against an older release runs on a newer library:
+/**
+ * @par Growing structs
+ * Within one major version (the soname libstrix.so.0 for every 0.x release) the ABI only grows,
+ * so a program built against an older release runs on a newer library:
  *
  * - Options structs (sx_*_opts, sx_retry_policy), which the caller fills and the library reads,
  *   and the structs the library fills for the caller (sx_pool_counters, sx_worker_counters,
@@ -38,8 +46,7 @@ extern "C" {
  *   tables the caller supplies (sx_allocator, sx_clock, sx_interceptor) keep their size and
  *   layout for the whole major version.
  */
-
-/* 1 in C, where the *_INIT macros use designated initializers; 0 in C++, where they list every
+/** 1 in C, where the *_INIT macros use designated initializers; 0 in C++, where they list every
  * field in order (C++ before C++20 has no designated initializers, and g++ warns about the fields
  * a C++20 designated list leaves out). */
 #ifndef __cplusplus
@@ -48,14 +55,14 @@ extern "C" {
 #define SX_DESIGNATED_INIT 0
 #endif
 
-#define SX_EBASE           (-10000)
-#define SX_ECIRCUIT_OPEN   (SX_EBASE - 1)  /* circuit breaker is open: call not attempted */
-#define SX_ERATE_LIMITED   (SX_EBASE - 2)  /* rate limiter refused the call */
-#define SX_EREJECTED       (SX_EBASE - 3)  /* a policy (bulkhead, budget) rejected the call */
-#define SX_ESIGNAL         (SX_EBASE - 4)  /* ended by an OS signal */
-#define SX_ELAST           (SX_EBASE - 4)  /* lowest library code in use */
+#define SX_EBASE           (-10000) /**< the library codes are below this */
+#define SX_ECIRCUIT_OPEN   (SX_EBASE - 1)  /**< circuit breaker is open: call not attempted */
+#define SX_ERATE_LIMITED   (SX_EBASE - 2)  /**< rate limiter refused the call */
+#define SX_EREJECTED       (SX_EBASE - 3)  /**< a policy (bulkhead, budget) rejected the call */
+#define SX_ESIGNAL         (SX_EBASE - 4)  /**< ended by an OS signal */
+#define SX_ELAST           (SX_EBASE - 4)  /**< lowest library code in use */
 
-/*
+/**
  * sx_strerror - a human-readable, constant description of a strix return code.
  *
  * Accepts 0, any negated errno value and every SX_E* code. An unknown code yields
@@ -67,5 +74,7 @@ SX_API const char *sx_strerror(int code);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* STRIX_ERROR_H */

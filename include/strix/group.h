@@ -1,4 +1,10 @@
-/*
+/**
+ * @file
+ * <strix/group.h>: the declarations of the run groups and loops module (group strix_group).
+ *
+ * @defgroup strix_group Run groups and loops
+ * @ingroup strix
+ *
  * strix run groups and loops - start a process's long-lived actors together and stop them
  * together (in the manner of Go's oklog/run).
  *
@@ -39,6 +45,7 @@
  * futex, never spinning; the actors' own threads coordinate through atomics only. A group runs
  * once (by sx_group_run or sx_loop_run).
  * None of this is a hot path: creation allocates, run creates threads and blocks.
+ * @{
  */
 #ifndef STRIX_GROUP_H
 #define STRIX_GROUP_H
@@ -54,64 +61,72 @@
 extern "C" {
 #endif
 
+/** A run group (opaque): sx_group_create makes one, sx_group_destroy ends it. */
 typedef struct sx_group sx_group;
+/** @cond */ /* declared here too, so that this header compiles alone */
 typedef struct sx_breaker sx_breaker;
+/** @endcond */
 
+/** The flags of sx_group_opts. */
 enum sx_group_flags {
-	SX_GROUP_REVERSE = 1u << 0,    /* interrupt the last added actor first */
-	SX_GROUP_SEQUENTIAL = 1u << 1, /* each interrupt waits for its actor to end (or the
-	                                  deadline) before the next interrupt runs */
+	SX_GROUP_REVERSE = 1u << 0,    /**< interrupt the last added actor first */
+	SX_GROUP_SEQUENTIAL = 1u << 1, /**< each interrupt waits for its actor to end (or the
+	                                    deadline) before the next interrupt runs */
 };
 
+/** The options of a group or loop. */
 typedef struct sx_group_opts {
-	unsigned flags;              /* enum sx_group_flags */
-	/* How long the shutdown may take, from the first return (loop: from stop's trip) until
+	unsigned flags;              /**< enum sx_group_flags */
+	/** How long the shutdown may take, from the first return (loop: from stop's trip) until
 	 * every actor has ended; 0 or < 0: no deadline (wait for ever). */
 	int64_t shutdown_ns;
-	/* Called on run's thread, once per actor still running when the deadline passes, before
+	/** Called on run's thread, once per actor still running when the deadline passes, before
 	 * run returns. Must not call the group's owner functions. NULL: none. */
 	void (*on_stuck)(sx_group *g, unsigned actor, void *ctx);
+	/** Passed to on_stuck. */
 	void *ctx;
-	/* sx_loop_run only: the delays between restarts after failures, and when to give up
+	/** sx_loop_run only: the delays between restarts after failures, and when to give up
 	 * (copied at create; its clock and budget must outlive the group). NULL: the default. */
 	const sx_retry_policy *backoff;
-	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
+	uint64_t reserved[4];        /**< zero: room for later fields (strix_error, "Growing structs") */
 } sx_group_opts;
 
+/** An sx_group_opts with every default. */
 #if SX_DESIGNATED_INIT
 #define SX_GROUP_OPTS_INIT { .flags = 0 }
 #else
 #define SX_GROUP_OPTS_INIT { 0, 0, NULL, NULL, NULL, {} }
 #endif
 
-/* The state of one actor, as sx_group_actor reports it. */
+/** The state of one actor, as sx_group_actor reports it. */
 enum sx_actor_state {
-	SX_ACTOR_IDLE = 0, /* not started (run not called yet, or its thread could not start) */
-	SX_ACTOR_RUNNING,  /* its thread runs (execute, on_failure, or a loop's backoff wait) */
-	SX_ACTOR_ENDED,    /* its thread has ended (or is about to: nothing of the actor runs) */
-	SX_ACTOR_STUCK,    /* still running after the shutdown deadline passed */
+	SX_ACTOR_IDLE = 0, /**< not started (run not called yet, or its thread could not start) */
+	SX_ACTOR_RUNNING,  /**< its thread runs (execute, on_failure, or a loop's backoff wait) */
+	SX_ACTOR_ENDED,    /**< its thread has ended (or is about to: nothing of the actor runs) */
+	SX_ACTOR_STUCK,    /**< still running after the shutdown deadline passed */
 };
 
+/** One actor's state and counts (sx_group_actor). */
 typedef struct sx_actor_info {
-	int state;          /* enum sx_actor_state */
-	int err;            /* execute's last return (0 before the first) */
-	int signo;          /* a signal actor's signal when err is SX_ESIGNAL, else 0 */
-	bool stuck;         /* it was still running when the deadline passed (stays true after it
-	                       ends late) */
-	bool gave_up;       /* loop: the backoff policy ended its restarts */
-	uint64_t runs;      /* calls of execute so far */
-	uint64_t failures;  /* non-zero returns so far (= on_failure calls) */
-	uint64_t reserved[4];          /* set to zero (see "Growing structs" in strix/error.h) */
+	int state;          /**< enum sx_actor_state */
+	int err;            /**< execute's last return (0 before the first) */
+	int signo;          /**< a signal actor's signal when err is SX_ESIGNAL, else 0 */
+	bool stuck;         /**< it was still running when the deadline passed (stays true after it
+	                         ends late) */
+	bool gave_up;       /**< loop: the backoff policy ended its restarts */
+	uint64_t runs;      /**< calls of execute so far */
+	uint64_t failures;  /**< non-zero returns so far (= on_failure calls) */
+	uint64_t reserved[4];        /**< set to zero: room for later fields (strix_error, "Growing structs") */
 } sx_actor_info;
 
-/*
+/**
  * sx_group_create - an empty group. opts NULL: SX_GROUP_OPTS_INIT.
  * Returns 0; -EINVAL for NULL out, unknown flags, or a backoff policy sx_retry_policy_check
  * refuses; -ENOMEM. Allocates; never blocks. Any thread.
  */
 SX_API int sx_group_create(const sx_group_opts *opts, sx_group **out);
 
-/*
+/**
  * sx_group_add - add an actor. interrupt is required (without one nothing could stop execute);
  * on_failure may be NULL. Returns the actor's index (0, 1, ... in the order added) for
  * sx_group_actor and on_stuck; -EINVAL for NULL g, execute or interrupt; -EBUSY once run has
@@ -120,7 +135,7 @@ SX_API int sx_group_create(const sx_group_opts *opts, sx_group **out);
 SX_API int sx_group_add(sx_group *g, int (*execute)(void *arg),
     void (*interrupt)(int err, void *arg), void (*on_failure)(int err, void *arg), void *arg);
 
-/*
+/**
  * sx_group_add_signals - add an actor that returns SX_ESIGNAL when one of the n signals in sigs
  * arrives (its number in sx_actor_info.signo and sx_group_cause), and -ECANCELED when it is
  * interrupted. sigs NULL with n 0: SIGINT and SIGTERM.
@@ -138,7 +153,7 @@ SX_API int sx_group_add(sx_group *g, int (*execute)(void *arg),
  */
 SX_API int sx_group_add_signals(sx_group *g, const int *sigs, size_t n);
 
-/*
+/**
  * sx_group_add_breaker - add an actor that returns b's code when b trips (oklog's context
  * actor), and -ECANCELED when it is interrupted (b itself is never tripped by the group).
  * The group keeps b's memory valid until it is destroyed, but releasing b trips it (see
@@ -149,7 +164,7 @@ SX_API int sx_group_add_signals(sx_group *g, const int *sigs, size_t n);
  */
 SX_API int sx_group_add_breaker(sx_group *g, sx_breaker *b);
 
-/*
+/**
  * sx_group_run - run the group as described at the top of this file. Blocks until every actor
  * has ended or the shutdown deadline has passed.
  * Returns 0 at once for an empty group; otherwise the first actor's return value (0 when it
@@ -160,7 +175,7 @@ SX_API int sx_group_add_breaker(sx_group *g, sx_breaker *b);
  */
 SX_API int sx_group_run(sx_group *g);
 
-/*
+/**
  * sx_loop_run - run the group as a loop (see the top of this file) until stop trips; a stop
  * already tripped starts nothing; a loop without actors just waits for stop. Returns 0 when stop
  * ended it; when every actor has given up before stop tripped, the error of the last one to give
@@ -171,7 +186,7 @@ SX_API int sx_group_run(sx_group *g);
  */
 SX_API int sx_loop_run(sx_group *g, sx_breaker *stop);
 
-/*
+/**
  * sx_group_cause - which actor ended the group: its index (>= 0), with its return value in *err
  * and its signal number (SX_ESIGNAL) in *signo (either pointer may be NULL); for a loop whose
  * actors all gave up, the last one to give up. -ENOENT while no actor has (before run, an empty
@@ -180,14 +195,14 @@ SX_API int sx_loop_run(sx_group *g, sx_breaker *stop);
  */
 SX_API int sx_group_cause(const sx_group *g, int *err, int *signo);
 
-/*
+/**
  * sx_group_actor - fill *out with actor's state and counts. Returns 0; -EINVAL for NULL g or out;
  * -ENOENT for an index not added. Never blocks; wait-free; any thread (counts read while the
  * actor runs are a snapshot).
  */
 SX_API int sx_group_actor(const sx_group *g, unsigned actor, sx_actor_info *out);
 
-/*
+/**
  * sx_group_wait - wait for actors left stuck by the shutdown deadline to end, and join their
  * threads. timeout_ns < 0: no timeout; 0: just check. Returns 0 once no actor thread is left
  * (also before run and when none was stuck); -ETIMEDOUT if one still runs; -EINVAL for NULL g;
@@ -195,27 +210,30 @@ SX_API int sx_group_actor(const sx_group *g, unsigned actor, sx_actor_info *out)
  */
 SX_API int sx_group_wait(sx_group *g, int64_t timeout_ns);
 
-/*
+/**
  * sx_group_destroy - free the group (NULL: no-op). Not while run is in progress. Actors still
  * running (stuck) keep the group alive: their threads are detached and the last one to end frees
  * it. Built-in actors' resources (the breaker reference) go with the group. Never blocks; owner.
  */
 SX_API void sx_group_destroy(sx_group *g);
 
-/* A loop is a group run with sx_loop_run; these names read better in loop code. */
+/** A loop is a group run with sx_loop_run; these names read better in loop code. */
 typedef sx_group sx_loop;
 
+/** sx_loop_create - sx_group_create, for a loop. */
 static inline int sx_loop_create(const sx_group_opts *opts, sx_loop **out)
 {
 	return sx_group_create(opts, out);
 }
 
+/** sx_loop_add - sx_group_add, for a loop. */
 static inline int sx_loop_add(sx_loop *l, int (*execute)(void *arg),
     void (*interrupt)(int err, void *arg), void (*on_failure)(int err, void *arg), void *arg)
 {
 	return sx_group_add(l, execute, interrupt, on_failure, arg);
 }
 
+/** sx_loop_destroy - sx_group_destroy, for a loop. */
 static inline void sx_loop_destroy(sx_loop *l)
 {
 	sx_group_destroy(l);
@@ -224,5 +242,7 @@ static inline void sx_loop_destroy(sx_loop *l)
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* STRIX_GROUP_H */

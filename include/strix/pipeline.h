@@ -1,4 +1,10 @@
-/*
+/**
+ * @file
+ * <strix/pipeline.h>: the declarations of the pipelines module (group strix_pipeline).
+ *
+ * @defgroup strix_pipeline Pipelines
+ * @ingroup strix
+ *
  * strix pipelines - resilience policies around a call: rate limiting, bulkheads, circuit
  * breakers, timeouts, retries, fallbacks and interceptors of your own (Workshop's "middles",
  * Polly's pipelines, Resilience4j's decorators).
@@ -6,6 +12,7 @@
  * A pipeline is a list of policies; the first added is the outermost. sx_pipeline_call runs
  * them around an action, synchronously, on the calling thread:
  *
+ * @code{.unparsed}
  *     rate limit  -> before: take a turn (SX_ERATE_LIMITED, or wait for it); a keyed limiter
  *                    takes the turn of the call's key (SX_ERATE_LIMITED, or -ENOSPC)
  *     bulkhead    -> before: take a permit (SX_EREJECTED, or wait for it); after: give it back
@@ -23,6 +30,7 @@
  *     fallback    -> when the layers inside fail (and `when` agrees), the fallback's result
  *                    replaces theirs
  *     interceptor -> your before/after pair
+ * @endcode
  *
  * after runs exactly once for every before that succeeded, whatever the inner layers did:
  * success, error, timeout, cancellation, a retry. A before that fails ends the call with its
@@ -33,6 +41,7 @@
  * and again only after a call timed out); one timer on the pipeline's pool watches each thread's
  * earliest deadline, so most calls arm no timer at all. Exception: a call given a stop breaker
  * through a timeout policy links a child breaker to it (one allocation).
+ * @{
  */
 #ifndef STRIX_PIPELINE_H
 #define STRIX_PIPELINE_H
@@ -52,61 +61,72 @@
 extern "C" {
 #endif
 
+/** A pipeline (opaque): sx_pipeline_create makes one. */
 typedef struct sx_pipeline sx_pipeline;
 
-/* What the action and the policies see of one call. Valid during the call only. */
+/** What the action and the policies see of one call. Valid during the call only. */
 typedef struct sx_call {
-	void *arg;              /* the action's argument */
-	void *last;             /* input value (a promise step's `last`; NULL for plain calls) */
-	void *out;              /* the action's value, if it has one (set it; a fallback may too) */
-	sx_breaker *breaker;    /* trips when the call must stop: the innermost timeout's breaker,
-	                           else the caller's stop; NULL if neither. Poll, wait or register */
-	unsigned attempt;       /* 1, then 2, 3, ... under a retry policy */
-	sx_ctx *ctx;            /* the promise step's context (sx_pipeline_step), else NULL */
-	uint64_t sx_now;        /* private: CLOCK_MONOTONIC read once per attempt, shared by layers */
+	void *arg;              /**< the action's argument */
+	void *last;             /**< input value (a promise step's `last`; NULL for plain calls) */
+	void *out;              /**< the action's value, if it has one (set it; a fallback may too) */
+	sx_breaker *breaker;    /**< trips when the call must stop: the innermost timeout's breaker,
+	                             else the caller's stop; NULL if neither. Poll, wait or register */
+	unsigned attempt;       /**< 1, then 2, 3, ... under a retry policy */
+	sx_ctx *ctx;            /**< the promise step's context (sx_pipeline_step), else NULL */
+	uint64_t sx_now;        /**< private: CLOCK_MONOTONIC read once per attempt, shared by layers */
 } sx_call;
 
+/** An action: returns 0 (its value, if any, in call->out) or an error code. */
 typedef int (*sx_call_fn)(sx_call *call);
 
-/* A custom interceptor. before returns 0 to let the call go on (it may store a word of its own
+/** A custom interceptor. before returns 0 to let the call go on (it may store a word of its own
  * in *token) or an error code to end it; after receives that token and the inner result.
  * Both run on the calling thread and may be called concurrently for different calls. */
 typedef struct sx_interceptor {
+	/** Runs before the inner layers (see above). */
 	int (*before)(void *self, sx_call *call, uint64_t *token);
+	/** Runs after them, once for every before that returned 0. */
 	void (*after)(void *self, sx_call *call, uint64_t token, int result);
+	/** Passed to before and after. */
 	void *self;
 } sx_interceptor;
 
+/** The options of sx_pipeline_create. */
 typedef struct sx_pipeline_opts {
-	sx_pool *pool;          /* timer service for timeout policies; NULL: no timeouts allowed */
-	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
+	sx_pool *pool;          /**< timer service for timeout policies; NULL: no timeouts allowed */
+	uint64_t reserved[4];        /**< zero: room for later fields (strix_error, "Growing structs") */
 } sx_pipeline_opts;
 
+/** An sx_pipeline_opts with every default. */
 #if SX_DESIGNATED_INIT
 #define SX_PIPELINE_OPTS_INIT { .pool = NULL }
 #else
 #define SX_PIPELINE_OPTS_INIT { NULL, {} }
 #endif
-#define SX_PIPELINE_MAX 16          /* policies per pipeline */
+#define SX_PIPELINE_MAX 16          /**< policies per pipeline */
 
-/* Flags of the sx_pipeline_add_* functions. */
-#define SX_PIPELINE_WAIT 0x1u               /* rate limit, bulkhead: wait (blocking, under the
-                                               call's breaker) instead of refusing at once */
-#define SX_PIPELINE_RETRY_CIRCUIT_OPEN 0x2u /* retry: also retry SX_ECIRCUIT_OPEN */
+/** @name Flags of the sx_pipeline_add_* functions */
+/** @{ */
+#define SX_PIPELINE_WAIT 0x1u               /**< rate limit, bulkhead: wait (blocking, under the
+                                                 call's breaker) instead of refusing at once */
+#define SX_PIPELINE_RETRY_CIRCUIT_OPEN 0x2u /**< retry: also retry SX_ECIRCUIT_OPEN */
+/** @} */
 
-/*
+/**
  * sx_pipeline_create - an empty pipeline (a call through it just runs the action). opts may be
  * NULL (SX_PIPELINE_OPTS_INIT). Returns 0; -EINVAL for NULL out; -ENOMEM. Allocates; never
  * blocks; cold path; any thread.
  */
 SX_API int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out);
 
-/* sx_pipeline_destroy - free pl (NULL: no-op); never fails. No call may be in progress or
+/** sx_pipeline_destroy - free pl (NULL: no-op); never fails. No call may be in progress or
  * follow. The limiters, semaphores and circuits it refers to are the caller's and stay alive.
  * Never blocks; any thread. */
 SX_API void sx_pipeline_destroy(sx_pipeline *pl);
 
-/*
+/** @name Adding policies */
+/** @{ */
+/**
  * Adding policies: each appends one layer inside the ones already added. The objects passed
  * are borrowed (the caller keeps them alive while the pipeline is used); policy structs are
  * copied. Add everything before the first call.
@@ -117,23 +137,27 @@ SX_API void sx_pipeline_destroy(sx_pipeline *pl);
  * thread at a time, not concurrent with calls.
  */
 SX_API int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags);
-/* key(call) names the key a call is limited under (a client, a route); must not block. */
+/** sx_pipeline_add_ratelimit_keyed: key(call) names the key a call is limited under (a client, a route); must not block.
+ * @copydoc sx_pipeline_add_ratelimit */
 SX_API int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *kl,
     uint64_t (*key)(const sx_call *call));
 SX_API int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags);
 SX_API int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c);
-/* ns > 0: any length (a deadline past 2^63 ns of CLOCK_MONOTONIC is never reached: it
+/** sx_pipeline_add_timeout: ns > 0: any length (a deadline past 2^63 ns of CLOCK_MONOTONIC is never reached: it
  * saturates); ns < 0: no limit, so nothing is added (no pool is needed, and no layer counted);
- * 0: -EINVAL (every call would time out before it began). */
+ * 0: -EINVAL (every call would time out before it began).
+ * @copydoc sx_pipeline_add_ratelimit */
 SX_API int sx_pipeline_add_timeout(sx_pipeline *pl, int64_t ns);
 SX_API int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsigned flags);
-/* fallback(call, err, arg) runs when the inner layers fail with err and when(err, arg) is true
- * (when NULL: every error); its return value becomes the call's result. */
+/** sx_pipeline_add_fallback: fallback(call, err, arg) runs when the inner layers fail with err and when(err, arg) is true
+ * (when NULL: every error); its return value becomes the call's result.
+ * @copydoc sx_pipeline_add_ratelimit */
 SX_API int sx_pipeline_add_fallback(sx_pipeline *pl, int (*fallback)(sx_call *call, int err,
     void *arg), bool (*when)(int err, void *arg), void *arg);
 SX_API int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic);
+/** @} */
 
-/*
+/**
  * sx_pipeline_call - run fn(call) through pl's policies on this thread. call->arg is arg; stop
  * (may be NULL) is the caller's breaker: a tripped stop ends the call before the next layer or
  * attempt with its code. If out is not NULL it receives call->out when the call returns 0.
@@ -150,13 +174,13 @@ SX_API int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic
 SX_API int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breaker *stop,
     void **out);
 
-/*
+/**
  * Promise steps through a pipeline: fill a sx_pipeline_step_arg (caller storage, alive until
  * the step has run) and pass sx_pipeline_step with it to sx_promise_run / then:
- *
+ * @code
  *     static sx_pipeline_step_arg fetch = { pl, fetch_fn, &conn };
  *     sx_promise_then(p, sx_pipeline_step, &fetch, &next);
- *
+ * @endcode
  * The step runs fn through pl with call->last the chain's value, call->ctx the step's context
  * and the chain's breaker as stop; call->out becomes the step's value. A value left in call->out
  * by a call that failed is destroyed with ctx->dtor if fn set one. Returns what sx_pipeline_call
@@ -165,15 +189,21 @@ SX_API int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breake
  * promise machinery, on any worker, concurrently.
  */
 typedef struct sx_pipeline_step_arg {
+	/** the pipeline to run fn through */
 	sx_pipeline *pipeline;
+	/** the action */
 	sx_call_fn fn;
+	/** call->arg */
 	void *arg;
 } sx_pipeline_step_arg;
 
+/** sx_pipeline_step - the promise step of sx_pipeline_step_arg. @copydoc sx_pipeline_step_arg */
 SX_API int sx_pipeline_step(sx_ctx *ctx, void *last, void **out);
 
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* STRIX_PIPELINE_H */

@@ -1,4 +1,10 @@
-/*
+/**
+ * @file
+ * <strix/pool.h>: the declarations of the pool module (group strix_pool).
+ *
+ * @defgroup strix_pool Pool
+ * @ingroup strix
+ *
  * strix pool - a lock-free, work-stealing task executor.
  *
  * A pool owns N worker threads. Each worker has a local queue (a ck_ring used single-producer /
@@ -20,6 +26,7 @@
  * Thread-safety summary: every function may be called from any thread concurrently, except
  * sx_pool_destroy, which must be the last call on the pool. Calls made from inside one of the
  * pool's own workers take the local (faster) path automatically.
+ * @{
  */
 #ifndef STRIX_POOL_H
 #define STRIX_POOL_H
@@ -33,29 +40,33 @@
 extern "C" {
 #endif
 
+/** A pool (opaque): sx_pool_create makes one, sx_pool_destroy ends it. */
 typedef struct sx_pool sx_pool;
 typedef struct sx_task sx_task;
 
-/*
+/**
  * An intrusive task: embed it in your own struct and recover the struct in run() with
  * SX_CONTAINER_OF. While the task is queued its first two fields belong to strix; the caller
  * must not touch the task from submit until run() or cancel() is called. After that the memory
  * is the caller's again (it may be freed or resubmitted from inside run()).
  */
 struct sx_task {
-	struct sx_task *sx_next;         /* private: queue link (the next task queued) */
-	struct sx_task *sx_chain_tail;   /* private: set on the head of an injector chain */
+	struct sx_task *sx_next;         /**< private: queue link (the next task queued) */
+	struct sx_task *sx_chain_tail;   /**< private: set on the head of an injector chain */
+	/** Runs the task (required). */
 	void (*run)(struct sx_task *task);
-	/* Called instead of run() with -ECANCELED when the pool is shut down with SX_CANCEL before
+	/** Called instead of run() with -ECANCELED when the pool is shut down with SX_CANCEL before
 	 * the task ran. May be NULL: the task is then counted in sx_pool_stats' cancelled. */
 	void (*cancel)(struct sx_task *task, int err);
 };
 
+/** An initializer for an sx_task: SX_TASK_INIT(run, cancel). */
 #define SX_TASK_INIT(run_fn, cancel_fn) { NULL, NULL, (run_fn), (cancel_fn) }
+/** The struct of type `type` whose member `member` is at ptr (an sx_task, an sx_wheel_timer). */
 #define SX_CONTAINER_OF(ptr, type, member) \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
-/*
+/**
  * A memory allocator for the pool's own structures and its task-node slabs. alloc returns memory
  * aligned to `align` (a power of two, at most 4096) or NULL; free receives the size and alignment
  * that were allocated. Both may be called from any worker or submitting thread concurrently, but
@@ -63,16 +74,19 @@ struct sx_task {
  * outside thread first submits, and at create/destroy).
  */
 typedef struct sx_allocator {
+	/** Returns size bytes aligned to align, or NULL (see above). */
 	void *(*alloc)(void *ctx, size_t size, size_t align);
+	/** Frees ptr, with the size and alignment it was allocated with. */
 	void (*free)(void *ctx, void *ptr, size_t size, size_t align);
+	/** Passed to alloc and free. */
 	void *ctx;
 } sx_allocator;
 
-/* The default allocator: jemalloc's mallocx/sdallocx, linked privately into strix so that linking
+/** The default allocator: jemalloc's mallocx/sdallocx, linked privately into strix so that linking
  * strix never replaces the application's malloc. (Sanitizer builds use the C library instead.) */
 SX_API extern const sx_allocator sx_allocator_default;
 
-/*
+/**
  * sx_allocations - how many blocks sx_allocator_default has handed out on the calling thread so
  * far (every module's memory, and pools that use the default allocator). Take it before and
  * after a code path to check that the path allocates nothing in steady state. Never fails or
@@ -80,71 +94,77 @@ SX_API extern const sx_allocator sx_allocator_default;
  */
 SX_API uint64_t sx_allocations(void);
 
-#define SX_SPIN_DEFAULT INT64_C(0)    /* 50 microseconds */
-#define SX_SPIN_NONE    INT64_C(-1)   /* park as soon as a search for work fails */
-#define SX_SPIN_FOREVER INT64_C(-2)   /* never park: busy-poll (lowest latency, burns a core per
-                                         worker) */
+#define SX_SPIN_DEFAULT INT64_C(0)    /**< 50 microseconds */
+#define SX_SPIN_NONE    INT64_C(-1)   /**< park as soon as a search for work fails */
+#define SX_SPIN_FOREVER INT64_C(-2)   /**< never park: busy-poll (lowest latency, burns a core per
+                                           worker) */
 
-#define SX_POOL_PIN 0x1u /* pin worker i to CPU (i mod number of online CPUs) */
+#define SX_POOL_PIN 0x1u /**< pin worker i to CPU (i mod number of online CPUs) */
 
-#define SX_POOL_MAX_WORKERS   1024u
-#define SX_POOL_MIN_RING      4u
-#define SX_POOL_MAX_RING      (1u << 20)
-#define SX_POOL_DEFAULT_RING  256u
+#define SX_POOL_MAX_WORKERS   1024u      /**< sx_pool_opts.workers, at most */
+#define SX_POOL_MIN_RING      4u         /**< sx_pool_opts.ring_size, at least */
+#define SX_POOL_MAX_RING      (1u << 20) /**< sx_pool_opts.ring_size, at most */
+#define SX_POOL_DEFAULT_RING  256u       /**< sx_pool_opts.ring_size when 0 */
 
+/** The options of sx_pool_create; a zero field takes its default. */
 typedef struct sx_pool_opts {
-	unsigned workers;        /* 0: number of online CPUs; at most SX_POOL_MAX_WORKERS */
-	unsigned ring_size;      /* local ring slots, a power of two in [MIN_RING, MAX_RING]; 0: 256 */
-	int64_t spin_ns;         /* idle spin before parking: > 0 ns, or an SX_SPIN_* value (other
-	                            negative values are refused); 0: SX_SPIN_DEFAULT */
-	unsigned lifo_cap;       /* max consecutive runs from the LIFO slot, at most 1024; 0: 4 */
-	unsigned flags;          /* SX_POOL_* */
-	const sx_allocator *allocator; /* NULL: sx_allocator_default; copied at create */
-	/* Called for every fn-form task (sx_pool_submit) that SX_CANCEL discards, with -ECANCELED,
+	unsigned workers;        /**< 0: number of online CPUs; at most SX_POOL_MAX_WORKERS */
+	unsigned ring_size;      /**< local ring slots, a power of two in [MIN_RING, MAX_RING]; 0: 256 */
+	int64_t spin_ns;         /**< idle spin before parking: > 0 ns, or an SX_SPIN_* value (other
+	                              negative values are refused); 0: SX_SPIN_DEFAULT */
+	unsigned lifo_cap;       /**< max consecutive runs from the LIFO slot, at most 1024; 0: 4 */
+	unsigned flags;          /**< SX_POOL_* */
+	const sx_allocator *allocator; /**< NULL: sx_allocator_default; copied at create */
+	/** Called for every fn-form task (sx_pool_submit) that SX_CANCEL discards, with -ECANCELED,
 	 * on the thread calling sx_pool_shutdown. NULL: such tasks are only counted. */
 	void (*on_cancel)(void (*fn)(void *), void *arg, int err);
-	/* Resolution of the pool's timer service (sx_timer_add), in [SX_WHEEL_TICK_MIN_NS,
+	/** Resolution of the pool's timer service (sx_timer_add), in [SX_WHEEL_TICK_MIN_NS,
 	 * SX_WHEEL_TICK_MAX_NS] of <strix/timer.h>; 0: 1 ms. */
 	int64_t timer_tick_ns;
-	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
+	uint64_t reserved[4];        /**< zero: room for later fields (strix_error, "Growing structs") */
 } sx_pool_opts;
 
+/** An sx_pool_opts with every default. */
 #if SX_DESIGNATED_INIT
 #define SX_POOL_OPTS_INIT { .spin_ns = SX_SPIN_DEFAULT }
 #else
 #define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL, 0, {} }
 #endif
 
-/* Per-worker counters. Each is written only by its worker; a snapshot taken while the pool runs
+/** Per-worker counters. Each is written only by its worker; a snapshot taken while the pool runs
  * is approximate but every counter is monotone. */
 typedef struct sx_worker_counters {
-	uint64_t executed;       /* tasks this worker ran */
-	uint64_t stolen;         /* tasks it took from other workers' rings or LIFO slots */
-	uint64_t steals;         /* successful steal operations (each takes about half a ring) */
-	uint64_t steal_attempts; /* steal operations it tried on a victim */
-	uint64_t parks;          /* times it went to sleep on its futex */
-	uint64_t wakeups;        /* times another thread woke it */
-	uint64_t injected;       /* tasks it took out of the injector */
-	uint64_t overflowed;     /* tasks it moved from its full ring to the injector */
-	uint64_t lifo_runs;      /* tasks it ran from its LIFO slot */
-	uint64_t reserved[4];          /* set to zero (see "Growing structs" in strix/error.h) */
+	uint64_t executed;       /**< tasks this worker ran */
+	uint64_t stolen;         /**< tasks it took from other workers' rings or LIFO slots */
+	uint64_t steals;         /**< successful steal operations (each takes about half a ring) */
+	uint64_t steal_attempts; /**< steal operations it tried on a victim */
+	uint64_t parks;          /**< times it went to sleep on its futex */
+	uint64_t wakeups;        /**< times another thread woke it */
+	uint64_t injected;       /**< tasks it took out of the injector */
+	uint64_t overflowed;     /**< tasks it moved from its full ring to the injector */
+	uint64_t lifo_runs;      /**< tasks it ran from its LIFO slot */
+	uint64_t reserved[4];        /**< set to zero: room for later fields (strix_error, "Growing structs") */
 } sx_worker_counters;
 
+/** The pool's counters, as sx_pool_stats fills them in. */
 typedef struct sx_pool_counters {
+	/** the pool's worker count */
 	unsigned workers;
-	uint64_t submitted;      /* tasks accepted, from anywhere */
-	uint64_t remote;         /* of those, submitted from outside the pool (via the injector) */
-	uint64_t executed;       /* sum of workers' executed */
-	uint64_t cancelled;      /* tasks handed to cancel at SX_CANCEL shutdown (or only counted) */
-	uint64_t timers_pending; /* timers in the timer service's wheel as of its last wake-up
-	                            (cancels are unlinked when it next wakes) */
-	sx_worker_counters total;   /* the per-worker counters summed */
-	uint64_t reserved[4];          /* set to zero (see "Growing structs" in strix/error.h) */
+	uint64_t submitted;      /**< tasks accepted, from anywhere */
+	uint64_t remote;         /**< of those, submitted from outside the pool (via the injector) */
+	uint64_t executed;       /**< sum of workers' executed */
+	uint64_t cancelled;      /**< tasks handed to cancel at SX_CANCEL shutdown (or only counted) */
+	uint64_t timers_pending; /**< timers in the timer service's wheel as of its last wake-up
+	                              (cancels are unlinked when it next wakes) */
+	sx_worker_counters total;   /**< the per-worker counters summed */
+	uint64_t reserved[4];        /**< set to zero: room for later fields (strix_error, "Growing structs") */
 } sx_pool_counters;
 
+/** The modes of sx_pool_shutdown: SX_DRAIN runs what is queued first, SX_CANCEL hands it to
+ * the cancel callbacks (see sx_pool_shutdown). */
 enum { SX_DRAIN = 1, SX_CANCEL = 2 };
 
-/*
+/**
  * sx_pool_create - start a pool.
  *
  * opts may be NULL (all defaults). Starts the workers before returning; on success *out holds the
@@ -157,7 +177,7 @@ enum { SX_DRAIN = 1, SX_CANCEL = 2 };
  */
 SX_API int sx_pool_create(const sx_pool_opts *opts, sx_pool **out);
 
-/*
+/**
  * sx_pool_submit - run fn(arg) on the pool.
  *
  * From a worker of this pool the task goes to that worker's LIFO slot (the task spawned last runs
@@ -172,7 +192,7 @@ SX_API int sx_pool_create(const sx_pool_opts *opts, sx_pool **out);
  */
 SX_API int sx_pool_submit(sx_pool *pool, void (*fn)(void *arg), void *arg);
 
-/*
+/**
  * sx_pool_submit_task - run an intrusive task: task->run(task). Allocates nothing.
  *
  * task->run must be set; task->cancel may be NULL. The task must not be queued already.
@@ -182,7 +202,7 @@ SX_API int sx_pool_submit(sx_pool *pool, void (*fn)(void *arg), void *arg);
  */
 SX_API int sx_pool_submit_task(sx_pool *pool, sx_task *task);
 
-/*
+/**
  * sx_pool_wait_idle - wait until no task is queued or running.
  *
  * Returns 0 once the pool was observed idle at one instant (every accepted task had finished,
@@ -194,14 +214,16 @@ SX_API int sx_pool_submit_task(sx_pool *pool, sx_task *task);
  */
 SX_API int sx_pool_wait_idle(sx_pool *pool);
 
-/*
+/**
  * sx_pool_shutdown - stop the pool's timer service (pending timers get their callback with
  * -ESHUTDOWN, on the calling thread or the timer thread), then exactly one of:
+ * @code{.unparsed}
  *   SX_DRAIN:  refuse new submissions from outside, run everything queued and everything those
  *              tasks spawn, then stop the workers.
  *   SX_CANCEL: refuse new submissions, let running tasks finish, stop the workers, then hand every
  *              task that never ran to its cancel callback (or opts.on_cancel for the fn form) with
  *              -ECANCELED, exactly once, on the calling thread.
+ * @endcode
  * Afterwards every submit returns -ESHUTDOWN. Worker threads are joined before it returns.
  * Returns 0; -EINVAL for a NULL pool or a mode that is not exactly one of the two; -EDEADLK from
  * one of the pool's own workers; -ESHUTDOWN if a shutdown was already started (that one wins).
@@ -209,7 +231,7 @@ SX_API int sx_pool_wait_idle(sx_pool *pool);
  */
 SX_API int sx_pool_shutdown(sx_pool *pool, int mode);
 
-/*
+/**
  * sx_pool_destroy - shut down (SX_DRAIN, unless already shut down) and free everything.
  *
  * destroy(NULL) is a no-op. Must be the last call on the pool: no other thread may use it
@@ -217,7 +239,7 @@ SX_API int sx_pool_shutdown(sx_pool *pool, int mode);
  */
 SX_API void sx_pool_destroy(sx_pool *pool);
 
-/*
+/**
  * sx_pool_stats - snapshot the counters.
  *
  * Fills *out (totals) and, when per_worker is not NULL, the first min(n, workers) entries of
@@ -226,14 +248,14 @@ SX_API void sx_pool_destroy(sx_pool *pool);
  */
 SX_API int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counters *per_worker, unsigned n);
 
-/*
+/**
  * sx_pool_worker_index - the index (0..workers-1) of the calling worker within pool, or -1 when
  * the caller is not one of pool's workers (or pool is NULL): a value, not an error. Never
  * blocks; wait-free; any thread.
  */
 SX_API int sx_pool_worker_index(const sx_pool *pool);
 
-/*
+/**
  * sx_pool_workers - the pool's worker count (0 for NULL). Never blocks; wait-free; any thread.
  */
 SX_API unsigned sx_pool_workers(const sx_pool *pool);
@@ -241,5 +263,7 @@ SX_API unsigned sx_pool_workers(const sx_pool *pool);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* STRIX_POOL_H */

@@ -1,4 +1,10 @@
-/*
+/**
+ * @file
+ * <strix/promise.h>: the declarations of the promises module (group strix_promise).
+ *
+ * @defgroup strix_promise Promises
+ * @ingroup strix
+ *
  * strix promises - chains of steps run as pool tasks (after Workshop's Promise, in Promises/A+
  * order), with cancellation checked at every step boundary and retries whose delays are timers.
  *
@@ -32,6 +38,7 @@
  * Threads: every function may be called from any thread, workers included, unless it says
  * otherwise. A pool must outlive the promises that run on it; shutting it down settles what can
  * no longer run with -ESHUTDOWN (or -ECANCELED for tasks SX_CANCEL discards).
+ * @{
  */
 #ifndef STRIX_PROMISE_H
 #define STRIX_PROMISE_H
@@ -49,36 +56,40 @@
 extern "C" {
 #endif
 
+/** A promise (opaque, reference counted): made by sx_promise_run and the functions that add
+ * steps, given back with sx_promise_release. */
 typedef struct sx_promise sx_promise;
 
-/* What a step sees. Valid only during the call. */
+/** What a step sees. Valid only during the call. */
 typedef struct sx_ctx {
-	void *arg;                 /* the argument given with this step */
-	unsigned attempt;          /* 1 for a step's first run; 2, 3, ... for its retries */
-	sx_promise *promise;       /* the promise this call settles (borrowed) */
-	void (*dtor)(void *value); /* set it to have *out destroyed exactly once; NULL: not owned */
+	void *arg;                 /**< the argument given with this step */
+	unsigned attempt;          /**< 1 for a step's first run; 2, 3, ... for its retries */
+	sx_promise *promise;       /**< the promise this call settles (borrowed) */
+	void (*dtor)(void *value); /**< set it to have *out destroyed exactly once; NULL: not owned */
 } sx_ctx;
 
+/** A step (see above): stores its value in *out and returns 0, or returns an error code. */
 typedef int (*sx_step_fn)(sx_ctx *ctx, void *last, void **out);
-/* A handler of an error: err is the code the chain failed with; last is the value the failed
+/** A handler of an error: err is the code the chain failed with; last is the value the failed
  * step was given (recover_and_retry) or NULL (catch). Returns 0 with a value in *out to recover,
  * or an error code. */
 typedef int (*sx_recover_fn)(sx_ctx *ctx, int err, void *last, void **out);
-/* Runs whatever happened: err is 0 and value the chain's value, or err the chain's error. Return
+/** Runs whatever happened: err is 0 and value the chain's value, or err the chain's error. Return
  * 0 to pass the outcome on unchanged, or an error code to fail with it instead. */
 typedef int (*sx_finally_fn)(sx_ctx *ctx, int err, void *value);
 
-/*
+/**
  * sx_ctx_breaker - the chain's breaker (created on first use), to block on or register with.
  * Borrowed: valid while the step runs. NULL only if it had to be created and memory ran out
  * (or ctx is NULL). Never blocks; lock-free; from inside the step that was given ctx.
  */
 SX_API sx_breaker *sx_ctx_breaker(sx_ctx *ctx);
-/* sx_ctx_cancelled - true once the chain's breaker has tripped (false for NULL). One or two
+/** sx_ctx_cancelled - true once the chain's breaker has tripped (false for NULL). One or two
  * loads: never blocks, wait-free; from inside the step that was given ctx. */
 SX_API bool sx_ctx_cancelled(const sx_ctx *ctx);
 
-/*
+/** @{ */
+/**
  * sx_promise_run - start a chain: step(ctx, NULL, &out) runs as a task on pool.
  * sx_promise_run_with - the same, with the chain's breaker a child of stop: when stop trips
  * (timeout, deadline, signal, multiplex, ...) the chain is cancelled with stop's error. The chain
@@ -91,8 +102,10 @@ SX_API bool sx_ctx_cancelled(const sx_ctx *ctx);
 SX_API int sx_promise_run(sx_pool *pool, sx_step_fn step, void *arg, sx_promise **out);
 SX_API int sx_promise_run_with(sx_pool *pool, sx_breaker *stop, sx_step_fn step, void *arg,
     sx_promise **out);
+/** @} */
 
-/*
+/** @{ */
+/**
  * sx_promise_then - step(ctx, p's value, &out) runs after p is fulfilled; if p is rejected (or the
  * chain cancelled) the step is skipped and the new promise takes p's error.
  * sx_promise_catch - fn(ctx, err, NULL, &out) runs if p is rejected (not after a cancel: a
@@ -106,8 +119,9 @@ SX_API int sx_promise_run_with(sx_pool *pool, sx_breaker *stop, sx_step_fn step,
 SX_API int sx_promise_then(sx_promise *p, sx_step_fn step, void *arg, sx_promise **out);
 SX_API int sx_promise_catch(sx_promise *p, sx_recover_fn fn, void *arg, sx_promise **out);
 SX_API int sx_promise_finally(sx_promise *p, sx_finally_fn fn, void *arg, sx_promise **out);
+/** @} */
 
-/*
+/**
  * sx_promise_recover_and_retry - if the step of p fails, recover(ctx, err, last, &v) runs and, if
  * it returns 0, p's step runs again with v as `last` (ctx->attempt 2, 3, ...); repeated until the
  * step succeeds (the new promise takes its value), recover fails (its error), the policy says no
@@ -127,7 +141,8 @@ SX_API int sx_promise_finally(sx_promise *p, sx_finally_fn fn, void *arg, sx_pro
 SX_API int sx_promise_recover_and_retry(sx_promise *p, sx_recover_fn recover, void *arg,
     const sx_retry_policy *policy, sx_promise **out);
 
-/*
+/** @{ */
+/**
  * sx_promise_get - wait for p to settle: 0 with its value in *value (value may be NULL), or the
  * error it was rejected with (whatever a step returned, or a code below that settled it). As
  * soon as the chain's breaker trips it returns that breaker's code, unless p had already settled
@@ -152,12 +167,13 @@ SX_API int sx_promise_recover_and_retry(sx_promise *p, sx_recover_fn recover, vo
  */
 SX_API int sx_promise_get(sx_promise *p, int64_t timeout_ns, void **value);
 SX_API int sx_promise_get_until(sx_promise *p, sx_breaker *stop, void **value);
+/** @} */
 
-/* sx_promise_settled - true once p is fulfilled or rejected (false for NULL). One load: never
+/** sx_promise_settled - true once p is fulfilled or rejected (false for NULL). One load: never
  * blocks, wait-free; any thread. */
 SX_API bool sx_promise_settled(const sx_promise *p);
 
-/*
+/**
  * sx_promise_cancel - Workshop's Close: trip the chain's breaker with -ECANCELED. Steps not yet
  * started are skipped (their promises settle with -ECANCELED), a running step sees
  * sx_ctx_cancelled, retry delays end, and sx_promise_get returns -ECANCELED for every promise of
@@ -168,14 +184,17 @@ SX_API bool sx_promise_settled(const sx_promise *p);
  */
 SX_API int sx_promise_cancel(sx_promise *p);
 
-/*
+/** @{ */
+/**
  * Combinators: a new promise (a chain of its own, on pool) over list[0..n-1].
+ * @code{.unparsed}
  *   all:  fulfilled when every input is, with a value that is an array of n values (input order,
  *         borrowed from the inputs, which it keeps alive); rejected with the first error, and then
  *         every other input is cancelled. n == 0: fulfilled at once with a NULL array.
  *   any:  fulfilled with the first value, then the other inputs are cancelled; rejected with the
  *         error of the input that failed last when all fail.
  *   race: settles like the first input to settle; the others are cancelled.
+ * @endcode
  * Cancelling the new promise cancels every input. The caller keeps its own references on the
  * inputs. Return 0 and the caller's reference in *out; -EINVAL for a NULL pool, list (n > 0),
  * entry or out, or n == 0 for any and race; -ENOMEM (the new promise, or the breaker of a
@@ -185,8 +204,9 @@ SX_API int sx_promise_cancel(sx_promise *p);
 SX_API int sx_promise_all(sx_pool *pool, sx_promise *const *list, size_t n, sx_promise **out);
 SX_API int sx_promise_any(sx_pool *pool, sx_promise *const *list, size_t n, sx_promise **out);
 SX_API int sx_promise_race(sx_pool *pool, sx_promise *const *list, size_t n, sx_promise **out);
+/** @} */
 
-/*
+/**
  * sx_promise_release - give back the caller's reference. The promise's work goes on; memory is
  * freed once nothing needs it (value destructors run then). NULL is a no-op. Use p no more
  * afterwards. Never blocks; lock-free; any thread.
@@ -196,5 +216,7 @@ SX_API void sx_promise_release(sx_promise *p);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* STRIX_PROMISE_H */

@@ -1,4 +1,10 @@
-/*
+/**
+ * @file
+ * <strix/ratelimit.h>: the declarations of the rate limiters module (group strix_ratelimit).
+ *
+ * @defgroup strix_ratelimit Rate limiters
+ * @ingroup strix
+ *
  * strix rate limiter - GCRA (the generic cell rate algorithm) in one atomic word.
  *
  * A limiter admits `rate` events per `period_ns` on average and up to `burst` at once. Its whole
@@ -16,6 +22,7 @@
  *
  * Time comes from the clock in the options (a virtual clock makes tests deterministic); a
  * virtual clock's sleep_ns is what sx_ratelimit_wait calls to wait.
+ * @{
  */
 #ifndef STRIX_RATELIMIT_H
 #define STRIX_RATELIMIT_H
@@ -30,26 +37,29 @@
 extern "C" {
 #endif
 
+/** A rate limiter (opaque): sx_ratelimit_create makes one. */
 typedef struct sx_ratelimit sx_ratelimit;
 
+/** The options of a limiter (see each field for its default). */
 typedef struct sx_ratelimit_opts {
-	uint64_t rate;          /* events per period, at most period_ns (1 ns apart); 0: no limit
-	                           (every event of weight up to burst passes at once) */
-	int64_t period_ns;      /* > 0; 0: 1 s */
-	uint32_t burst;         /* events admitted at once; 0: min(rate, SX_RATELIMIT_MAX_BURST),
-	                           or SX_RATELIMIT_MAX_BURST with no limit */
-	const sx_clock *clock;  /* NULL: CLOCK_MONOTONIC */
-	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
+	uint64_t rate;          /**< events per period, at most period_ns (1 ns apart); 0: no limit
+	                             (every event of weight up to burst passes at once) */
+	int64_t period_ns;      /**< > 0; 0: 1 s */
+	uint32_t burst;         /**< events admitted at once; 0: min(rate, SX_RATELIMIT_MAX_BURST),
+	                             or SX_RATELIMIT_MAX_BURST with no limit */
+	const sx_clock *clock;  /**< NULL: CLOCK_MONOTONIC */
+	uint64_t reserved[4];        /**< zero: room for later fields (strix_error, "Growing structs") */
 } sx_ratelimit_opts;
 
+/** No limit, over a period of 1 s. */
 #if SX_DESIGNATED_INIT
 #define SX_RATELIMIT_OPTS_INIT { .period_ns = INT64_C(1000000000) }
 #else
 #define SX_RATELIMIT_OPTS_INIT { 0, INT64_C(1000000000), 0, NULL, {} }
 #endif
-#define SX_RATELIMIT_MAX_BURST (1u << 20)
+#define SX_RATELIMIT_MAX_BURST (1u << 20) /**< sx_ratelimit_opts.burst, at most */
 
-/*
+/**
  * sx_ratelimit_create - a limiter that starts full: burst events pass at once.
  * Returns 0; -EINVAL for NULL opts or out, a negative period_ns, rate > period_ns, burst >
  * SX_RATELIMIT_MAX_BURST, burst * period_ns / rate above 2^61 ns (73 years), or a clock without
@@ -59,11 +69,11 @@ typedef struct sx_ratelimit_opts {
  */
 SX_API int sx_ratelimit_create(const sx_ratelimit_opts *opts, sx_ratelimit **out);
 
-/* sx_ratelimit_destroy - free rl (NULL: no-op); never fails. No call on rl may be in progress
+/** sx_ratelimit_destroy - free rl (NULL: no-op); never fails. No call on rl may be in progress
  * or follow. Never blocks; any thread. */
 SX_API void sx_ratelimit_destroy(sx_ratelimit *rl);
 
-/*
+/**
  * sx_ratelimit_try - admit an event of weight n now, or refuse it.
  * Returns 0 (admitted); SX_ERATE_LIMITED (refused; nothing changes); -EINVAL for NULL rl, n == 0
  * or n > burst (it could never pass).
@@ -74,7 +84,7 @@ SX_API void sx_ratelimit_destroy(sx_ratelimit *rl);
  */
 SX_API int sx_ratelimit_try(sx_ratelimit *rl, uint32_t n);
 
-/*
+/**
  * sx_ratelimit_wait - admit an event of weight n, waiting for its turn if need be. The turn is
  * reserved at once (one CAS), so waiters are admitted in the order they called, each as soon as
  * the rate allows; a wait that stop ends gives its reservation back. A tripped stop fails at once.
@@ -85,14 +95,14 @@ SX_API int sx_ratelimit_try(sx_ratelimit *rl, uint32_t n);
  */
 SX_API int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop);
 
-/*
+/**
  * sx_ratelimit_delay_ns - how long an event of weight n would wait right now (0: it would pass);
  * UINT64_MAX for NULL rl, n == 0 or n > burst. Changes nothing. Never blocks; wait-free; any
  * thread.
  */
 SX_API uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n);
 
-/*
+/**
  * Keyed limiters: one GCRA limit per key (a client, a route, an address), like Workshop's rate
  * middle, in a fixed table sized at create: no allocation and no lock per call. A key's state is
  * dropped as soon as its bucket has refilled (an idle key costs nothing), and its slot goes to
@@ -101,9 +111,9 @@ SX_API uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n);
  */
 typedef struct sx_ratelimit_keyed sx_ratelimit_keyed;
 
-#define SX_RATELIMIT_MAX_KEYS (1u << 24)
+#define SX_RATELIMIT_MAX_KEYS (1u << 24) /**< max_keys of sx_ratelimit_keyed_create, at most */
 
-/*
+/**
  * sx_ratelimit_keyed_create - a keyed limiter: every key gets opts' rate and burst (and clock).
  * max_keys: the keys expected to be active at once, 1 .. SX_RATELIMIT_MAX_KEYS (the table has
  * twice that many slots, 16 bytes each).
@@ -113,11 +123,11 @@ typedef struct sx_ratelimit_keyed sx_ratelimit_keyed;
 SX_API int sx_ratelimit_keyed_create(const sx_ratelimit_opts *opts, uint32_t max_keys,
     sx_ratelimit_keyed **out);
 
-/* sx_ratelimit_keyed_destroy - free kl (NULL: no-op); never fails. No call on kl may be in
+/** sx_ratelimit_keyed_destroy - free kl (NULL: no-op); never fails. No call on kl may be in
  * progress or follow. Never blocks; any thread. */
 SX_API void sx_ratelimit_keyed_destroy(sx_ratelimit_keyed *kl);
 
-/*
+/**
  * sx_ratelimit_keyed_try - admit an event of weight n for key now, or refuse it.
  * Returns 0 (admitted); SX_ERATE_LIMITED (refused; nothing changes); -ENOSPC when no slot near
  * the key's hash is free or idle (more keys active than the table holds: the event was not
@@ -135,5 +145,7 @@ SX_API int sx_ratelimit_keyed_try(sx_ratelimit_keyed *kl, uint64_t key, uint32_t
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* STRIX_RATELIMIT_H */

@@ -1,4 +1,10 @@
-/*
+/**
+ * @file
+ * <strix/sem.h>: the declarations of the semaphores module (group strix_sem).
+ *
+ * @defgroup strix_sem Semaphores
+ * @ingroup strix
+ *
  * strix semaphores - counting semaphores for bulkheads: at most `capacity` permits held at once
  * (in the manner of Go's kamilsk/semaphore, which pairs with kamilsk/breaker).
  *
@@ -24,6 +30,7 @@
  * never fails: waiters still queued are cancelled with -ESHUTDOWN (told exactly once, like any
  * other outcome), and permits still held may be given back afterwards. Waiters, scheduled
  * callbacks and held permits keep the memory valid until the last of them is done.
+ * @{
  */
 #ifndef STRIX_SEM_H
 #define STRIX_SEM_H
@@ -38,12 +45,13 @@
 extern "C" {
 #endif
 
+/** A semaphore (opaque): sx_sem_create makes one, sx_sem_destroy ends it. */
 typedef struct sx_sem sx_sem;
 
-#define SX_SEM_MAX_CAPACITY 0x7fffffffu   /* capacity and n, at most */
-#define SX_SEM_MAX_WAITERS 0x1fffffffu    /* waiters queued at once, at most */
+#define SX_SEM_MAX_CAPACITY 0x7fffffffu   /**< capacity and n, at most */
+#define SX_SEM_MAX_WAITERS 0x1fffffffu    /**< waiters queued at once, at most */
 
-/*
+/**
  * An sx_sem_acquire_async outcome: err 0, the permits were granted (give them back with
  * sx_sem_release); else why not: the breaker's code; -ESHUTDOWN when sx_sem_destroy cancelled
  * the request while it was queued; -ESHUTDOWN or -ENOMEM when the pool
@@ -54,7 +62,7 @@ typedef struct sx_sem sx_sem;
  */
 typedef void (*sx_sem_fn)(sx_sem *sem, int err, void *arg);
 
-/*
+/**
  * sx_sem_create - a semaphore with capacity permits (0 is allowed: every acquire waits until
  * sx_sem_set_capacity raises it, or its breaker trips). pool is where sx_sem_acquire_async
  * schedules its callbacks; it may be NULL if the asynchronous form is never used, and must
@@ -64,7 +72,7 @@ typedef void (*sx_sem_fn)(sx_sem *sem, int err, void *arg);
  */
 SX_API int sx_sem_create(sx_pool *pool, uint32_t capacity, sx_sem **out);
 
-/*
+/**
  * sx_sem_try_acquire - take n permits if they are free and nobody is waiting.
  * Returns 0 (the caller holds n permits); -EAGAIN if not (nothing changes); -EINVAL for NULL
  * sem, n == 0 or n > SX_SEM_MAX_CAPACITY.
@@ -73,7 +81,7 @@ SX_API int sx_sem_create(sx_pool *pool, uint32_t capacity, sx_sem **out);
  */
 SX_API int sx_sem_try_acquire(sx_sem *sem, uint32_t n);
 
-/*
+/**
  * sx_sem_acquire - take n permits, waiting in FIFO order until they are granted or stop trips.
  * A tripped stop fails at once, even if permits are free. stop may be NULL (wait as long as it
  * takes). n may exceed the capacity: the call then waits for sx_sem_set_capacity or stop.
@@ -88,7 +96,7 @@ SX_API int sx_sem_try_acquire(sx_sem *sem, uint32_t n);
  */
 SX_API int sx_sem_acquire(sx_sem *sem, uint32_t n, sx_breaker *stop);
 
-/*
+/**
  * sx_sem_acquire_async - ask for n permits without blocking: fn(sem, err, arg) is scheduled on
  * the semaphore's pool exactly once, with err 0 when the permits are granted (in FIFO order with
  * every other waiter) or with stop's code when stop trips first (at once if it has tripped
@@ -103,7 +111,7 @@ SX_API int sx_sem_acquire(sx_sem *sem, uint32_t n, sx_breaker *stop);
 SX_API int sx_sem_acquire_async(sx_sem *sem, uint32_t n, sx_breaker *stop, sx_sem_fn fn,
     void *arg);
 
-/*
+/**
  * sx_sem_release - give back n permits and grant them to the waiters at the head of the queue.
  * Returns 0; -EINVAL for NULL sem, n == 0, or n greater than the permits in use (nothing
  * changes: a release never overflows the count).
@@ -114,7 +122,7 @@ SX_API int sx_sem_acquire_async(sx_sem *sem, uint32_t n, sx_breaker *stop, sx_se
  */
 SX_API int sx_sem_release(sx_sem *sem, uint32_t n);
 
-/*
+/**
  * sx_sem_set_capacity - change the capacity. Growing it grants waiters at once; shrinking it
  * does not take permits back: acquisitions wait until the permits in use fall below the new
  * capacity. It applies to acquisitions that start after it returns.
@@ -123,19 +131,19 @@ SX_API int sx_sem_release(sx_sem *sem, uint32_t n);
  */
 SX_API int sx_sem_set_capacity(sx_sem *sem, uint32_t capacity);
 
-/* sx_sem_capacity - the capacity (0 for NULL). Never blocks; wait-free; any thread. */
+/** sx_sem_capacity - the capacity (0 for NULL). Never blocks; wait-free; any thread. */
 SX_API uint32_t sx_sem_capacity(const sx_sem *sem);
 
-/* sx_sem_in_use - permits held right now (0 for NULL). One atomic load: never blocks,
+/** sx_sem_in_use - permits held right now (0 for NULL). One atomic load: never blocks,
  * wait-free; any thread. */
 SX_API uint32_t sx_sem_in_use(const sx_sem *sem);
 
-/* sx_sem_waiting - waiters queued right now (0 for NULL): neither granted nor cancelled yet. A
+/** sx_sem_waiting - waiters queued right now (0 for NULL): neither granted nor cancelled yet. A
  * waiter whose acquire has returned is not counted. One atomic load: never blocks, wait-free;
  * any thread. */
 SX_API uint32_t sx_sem_waiting(const sx_sem *sem);
 
-/*
+/**
  * sx_sem_destroy - end the semaphore (NULL: no-op). It never fails, and loses no wait:
  *   - waiters still queued are cancelled: a thread blocked in sx_sem_acquire returns
  *     -ESHUTDOWN, a queued sx_sem_acquire_async request gets its callback with -ESHUTDOWN
@@ -155,5 +163,7 @@ SX_API void sx_sem_destroy(sx_sem *sem);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* STRIX_SEM_H */

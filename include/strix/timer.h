@@ -1,4 +1,10 @@
-/*
+/**
+ * @file
+ * <strix/timer.h>: the declarations of the timers module (group strix_timer).
+ *
+ * @defgroup strix_timer Timers
+ * @ingroup strix
+ *
  * strix timers.
  *
  * sx_wheel is the pure data structure: a hierarchical timing wheel (levels of 64 slots with an
@@ -15,6 +21,7 @@
  * thread (started by the pool's first sx_timer_add) that owns a wheel, advances it and sleeps
  * until the next expiry. Other threads add and cancel through a lock-free inbox and a CAS on the
  * timer's state word; see sx_timer_add below.
+ * @{
  */
 #ifndef STRIX_TIMER_H
 #define STRIX_TIMER_H
@@ -29,39 +36,45 @@
 extern "C" {
 #endif
 
-/* A source of time in nanoseconds, monotonic (never goes back). sleep_ns is optional: blocking
+/** A source of time in nanoseconds, monotonic (never goes back). sleep_ns is optional: blocking
  * waits that take a clock (sx_retry, sx_ratelimit_wait) call it instead of sleeping, with a
  * duration >= 0, so a virtual clock can advance its time there; NULL means a real wait. The
  * wheel never sleeps and ignores it. */
 typedef struct sx_clock {
+	/** The time now, in ns (required). */
 	uint64_t (*now_ns)(void *ctx);
+	/** Passed to now_ns and sleep_ns. */
 	void *ctx;
+	/** Waits ns, or advances a virtual clock by ns; NULL: a real wait (see above). */
 	void (*sleep_ns)(void *ctx, int64_t ns);
 } sx_clock;
 
-/* CLOCK_MONOTONIC. */
+/** CLOCK_MONOTONIC. */
 SX_API extern const sx_clock sx_clock_monotonic;
 
-#define SX_WHEEL_TICK_DEFAULT_NS INT64_C(1000000)    /* 1 ms */
-#define SX_WHEEL_TICK_MIN_NS     INT64_C(10000)      /* 10 us */
-#define SX_WHEEL_TICK_MAX_NS     INT64_C(1000000000) /* 1 s */
+#define SX_WHEEL_TICK_DEFAULT_NS INT64_C(1000000)    /**< 1 ms */
+#define SX_WHEEL_TICK_MIN_NS     INT64_C(10000)      /**< 10 us */
+#define SX_WHEEL_TICK_MAX_NS     INT64_C(1000000000) /**< 1 s */
 
+/** The options of sx_wheel_create. */
 typedef struct sx_wheel_opts {
-	int64_t tick_ns;        /* resolution, in [TICK_MIN, TICK_MAX]; 0: 1 ms */
-	const sx_clock *clock;  /* NULL: sx_clock_monotonic; copied at create */
-	uint64_t reserved[4];          /* zero (see "Growing structs" in strix/error.h) */
+	int64_t tick_ns;        /**< resolution, in [TICK_MIN, TICK_MAX]; 0: 1 ms */
+	const sx_clock *clock;  /**< NULL: sx_clock_monotonic; copied at create */
+	uint64_t reserved[4];        /**< zero: room for later fields (strix_error, "Growing structs") */
 } sx_wheel_opts;
 
+/** An sx_wheel_opts with every default. */
 #if SX_DESIGNATED_INIT
 #define SX_WHEEL_OPTS_INIT { .tick_ns = 0 }
 #else
 #define SX_WHEEL_OPTS_INIT { 0, NULL, {} }
 #endif
 
+/** A timing wheel (opaque): sx_wheel_create makes one. */
 typedef struct sx_wheel sx_wheel;
 typedef struct sx_wheel_timer sx_wheel_timer;
 
-/*
+/**
  * A timer: caller storage, 32 bytes (keep it 32-byte aligned and it sits in one cache line).
  * Embed it in the object the timer is about and get back to that object in the callback with
  * SX_CONTAINER_OF (strix/pool.h). Initialize with sx_wheel_timer_init; while it is pending (added
@@ -69,12 +82,14 @@ typedef struct sx_wheel_timer sx_wheel_timer;
  * re-initialized.
  */
 struct sx_wheel_timer {
-	struct sx_wheel_timer *sx_next, *sx_prev; /* private */
-	uint64_t sx_word;                         /* private: deadline tick, place, pending */
+	/** private */
+	struct sx_wheel_timer *sx_next, *sx_prev; /**< private */
+	uint64_t sx_word;                         /**< private: deadline tick, place, pending */
+	/** The callback, set by sx_wheel_timer_init. */
 	void (*fn)(sx_wheel_timer *timer);
 };
 
-/*
+/**
  * sx_wheel_create - a wheel whose time starts now (on its clock). opts may be NULL (defaults).
  * Returns 0; -EINVAL for NULL out or a tick outside [SX_WHEEL_TICK_MIN_NS, SX_WHEEL_TICK_MAX_NS]
  * (a negative one included) or a clock without now_ns; -ENOMEM. *out is unchanged on failure.
@@ -82,14 +97,14 @@ struct sx_wheel_timer {
  */
 SX_API int sx_wheel_create(const sx_wheel_opts *opts, sx_wheel **out);
 
-/*
+/**
  * sx_wheel_destroy - free the wheel; never fails. Timers still pending are abandoned without a
  * callback (their memory is the caller's; sx_wheel_count tells whether any are left). NULL is a
  * no-op. Never blocks; the wheel's owner, as its last call.
  */
 SX_API void sx_wheel_destroy(sx_wheel *w);
 
-/*
+/**
  * sx_wheel_timer_init - prepare a timer that calls fn(timer) when it expires (a NULL fn is
  * accepted here and refused by sx_wheel_add). Only for a timer that is not pending.
  * Returns 0; -EINVAL for a NULL t. Never blocks; wait-free; any thread (the timer is not in a
@@ -97,7 +112,7 @@ SX_API void sx_wheel_destroy(sx_wheel *w);
  */
 SX_API int sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *));
 
-/*
+/**
  * sx_wheel_add - make t fire at the first tick boundary at or after deadline_ns (absolute, on the
  * wheel's clock). Tick boundaries are the times origin + k * tick, origin being the clock's
  * reading at sx_wheel_create; the wheel's time is the last boundary an advance has reached
@@ -115,12 +130,12 @@ SX_API int sx_wheel_timer_init(sx_wheel_timer *t, void (*fn)(sx_wheel_timer *));
  */
 SX_API int sx_wheel_add(sx_wheel *w, sx_wheel_timer *t, uint64_t deadline_ns);
 
-/* sx_wheel_add_after - sx_wheel_add at the clock's now + delay_ns (>= 0), saturating at
+/** sx_wheel_add_after - sx_wheel_add at the clock's now + delay_ns (>= 0), saturating at
  * UINT64_MAX (which then fires at the wheel's last tick). Same returns, and -EINVAL for a
  * negative delay_ns (nothing changes); the clock is read only for valid arguments. */
 SX_API int sx_wheel_add_after(sx_wheel *w, sx_wheel_timer *t, int64_t delay_ns);
 
-/*
+/**
  * sx_wheel_cancel - withdraw a pending timer of w; its callback will not run.
  * Returns 0; -ENOENT if t is not pending (it already fired, was cancelled, or never added;
  * t must have been initialized); -EINVAL for a NULL w or t. A timer pending in another wheel
@@ -128,11 +143,11 @@ SX_API int sx_wheel_add_after(sx_wheel *w, sx_wheel_timer *t, int64_t delay_ns);
  */
 SX_API int sx_wheel_cancel(sx_wheel *w, sx_wheel_timer *t);
 
-/* sx_wheel_timer_pending - whether t is added and has neither fired nor been cancelled (false
+/** sx_wheel_timer_pending - whether t is added and has neither fired nor been cancelled (false
  * for NULL). Never blocks; wait-free; the wheel's owner (or any thread while t is in no wheel). */
 SX_API bool sx_wheel_timer_pending(const sx_wheel_timer *t);
 
-/*
+/**
  * sx_wheel_advance - read the clock and run the callback of every timer due by then (see
  * sx_wheel_add for the rule), earliest tick first (timers of one tick in no particular order).
  * Each timer is no longer pending when its callback runs, so the callback may add it again or
@@ -145,12 +160,12 @@ SX_API bool sx_wheel_timer_pending(const sx_wheel_timer *t);
  */
 SX_API size_t sx_wheel_advance(sx_wheel *w);
 
-/* sx_wheel_advance_to - sx_wheel_advance as if the clock read now_ns (any value; earlier ones
+/** sx_wheel_advance_to - sx_wheel_advance as if the clock read now_ns (any value; earlier ones
  * still fire the timers due at the wheel's time, but the wheel's time never goes back). Same
  * returns, cost, blocking and callers. */
 SX_API size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns);
 
-/*
+/**
  * sx_wheel_next_deadline - the earliest time (absolute ns on the wheel's clock) at which
  * sx_wheel_advance has something to do: a timer to fire or to move to a lower level; never later
  * than the earliest pending timer's tick boundary, and the wheel's time itself when a timer is
@@ -161,18 +176,20 @@ SX_API size_t sx_wheel_advance_to(sx_wheel *w, uint64_t now_ns);
  */
 SX_API uint64_t sx_wheel_next_deadline(const sx_wheel *w);
 
-/* sx_wheel_count - pending timers (0 for NULL). O(1), never blocks, wait-free; the owner only. */
+/** sx_wheel_count - pending timers (0 for NULL). O(1), never blocks, wait-free; the owner only. */
 SX_API size_t sx_wheel_count(const sx_wheel *w);
 
-/* sx_wheel_tick_ns - the wheel's tick in ns (0 for NULL); fixed at create. Never blocks;
+/** sx_wheel_tick_ns - the wheel's tick in ns (0 for NULL); fixed at create. Never blocks;
  * wait-free; any thread. */
 SX_API uint64_t sx_wheel_tick_ns(const sx_wheel *w);
 
 /* ---- the timer service ---------------------------------------------------------------------- */
 
+/** @cond */ /* declared here too, so that this header compiles alone */
 typedef struct sx_pool sx_pool;
+/** @endcond */
 
-/*
+/**
  * A timer callback. status is 0 when the timer expired, -ESHUTDOWN when the pool was shut down
  * before it could fire (the callback then runs on the thread that shuts the pool down, or on
  * the timer thread), -ECANCELED when SX_CANCEL shutdown discarded the task that was to run it,
@@ -183,20 +200,24 @@ typedef struct sx_pool sx_pool;
  */
 typedef void (*sx_timer_fn)(void *arg, int status);
 
-#define SX_TIMER_INLINE 0x2u /* run the callback on the timer thread itself: only for tiny,
-                                non-blocking work (tripping a breaker, setting a flag). Without
-                                it the callback is submitted to the pool as a task. */
+#define SX_TIMER_INLINE 0x2u /**< run the callback on the timer thread itself: only for tiny,
+                                  non-blocking work (tripping a breaker, setting a flag). Without
+                                  it the callback is submitted to the pool as a task. */
 
-/* A handle to an added timer, filled by sx_timer_add or sx_timer_add_at; copy it freely. It
+/** A handle to an added timer, filled by sx_timer_add or sx_timer_add_at; copy it freely. It
  * stays safe to pass to sx_timer_cancel until the pool is destroyed, even long after the timer
  * fired. */
 typedef struct sx_timer {
+	/** private */
 	void *sx_node;
+	/** private */
 	void *sx_svc;
+	/** private */
 	uint32_t sx_key;
 } sx_timer;
 
-/*
+/** @{ */
+/**
  * sx_timer_add - call fn(arg, 0) once delay_ns (>= 0; 0: at the next tick) has passed from now.
  * sx_timer_add_at - the same at an absolute CLOCK_MONOTONIC time abs_ns (one in the past fires
  * at once).
@@ -224,8 +245,9 @@ SX_API int sx_timer_add(sx_pool *pool, int64_t delay_ns, unsigned flags, sx_time
     void *arg, sx_timer *timer);
 SX_API int sx_timer_add_at(sx_pool *pool, uint64_t abs_ns, unsigned flags, sx_timer_fn fn,
     void *arg, sx_timer *timer);
+/** @} */
 
-/*
+/**
  * sx_timer_cancel - withdraw a timer. Racing with expiry, exactly one side wins: either this
  * returns 0 and the callback never runs, or it returns -EALREADY and the callback runs (or ran)
  * exactly once with its status.
@@ -242,5 +264,7 @@ SX_API int sx_timer_cancel(const sx_timer *timer);
 #ifdef __cplusplus
 }
 #endif
+
+/** @} */
 
 #endif /* STRIX_TIMER_H */

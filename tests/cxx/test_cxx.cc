@@ -179,6 +179,14 @@ void test_options_and_lifetimes_from_cxx(void **)
 	sx_pool_destroy(p);
 }
 
+// Every header gives its functions C linkage: these calls link only if the names are the C ones.
+void test_every_module_links_from_cxx(void **)
+{
+	assert_string_equal(sx_version(), STRIX_VERSION_STRING);
+	assert_string_equal(sx_strerror(0), sx_strerror(0));
+	assert_int_equal(sx_retry_policy_check(nullptr), -EINVAL);
+}
+
 } // namespace
 
 int main()
@@ -187,6 +195,7 @@ int main()
 		cmocka_unit_test(test_tasks_embedded_in_cxx_structs_run_once),
 		cmocka_unit_test(test_wheel_timer_in_a_cxx_struct),
 		cmocka_unit_test(test_options_and_lifetimes_from_cxx),
+		cmocka_unit_test(test_every_module_links_from_cxx),
 	};
 
 	return cmocka_run_group_tests_name("cxx", tests, nullptr, nullptr);
