@@ -1,4 +1,11 @@
-# The benchmark binary (included by the top-level Makefile).
+# The benchmark suite (included by the top-level Makefile); bench/README.md describes it.
+#   make bench         build, run the default suite (about 2 minutes, all cores) and report:
+#                      build/bench/results.json, results.md, results.png; no tracked file changes
+#   make bench-smoke   every benchmark once at tiny sizes, checked (CI): build/bench-smoke.json
+#   make bench-record  copy the last make bench's results to perf/results/latest.{json,md,png},
+#                      the tracked copy; only when you mean to record that run
+# tools/bench.sh runs the binary under tools/bench_load.py (machine-load sampling) and
+# tools/bench_report.py (table, chart, busy-machine warning).
 BENCH_C   := bench/harness.c bench/hist.c bench/common.c bench/strix_impl.c \
              bench/peers/thpool_impl.c bench/peers/uv_bench.c bench/peers/futex_bench.c \
              bench/wheel_bench.c bench/promise_bench.c bench/fanout_bench.c bench/pipeline_bench.c \
@@ -37,3 +44,8 @@ bench: bench-build
 
 bench-smoke: bench-build
 	tools/bench.sh smoke
+
+bench-record:
+	tools/bench.sh record
+
+.PHONY: bench-record

@@ -1,4 +1,4 @@
-// strix-bench: Google Benchmark registration for the suite in ../shared/BENCHMARKS.md.
+// strix-bench: Google Benchmark registration for the suite that bench/README.md describes.
 // The bodies are C (harness.c, peers/*); this file only registers them as <workload>/<impl>
 // and turns their results into the counters the report reads.
 //

@@ -8,7 +8,7 @@
  * the run divided by the calls of one thread (so with 2 threads it shows what contention adds).
  *
  * pipeline: n calls of an empty action through rate limit, timeout, retry, circuit and bulkhead
- * (the order of BENCHMARKS.md), from one thread. allocs_per_call: allocations strix's default
+ * (outermost first), from one thread. allocs_per_call: allocations strix's default
  * allocator made on the calling threads during the timed calls, per call.
  */
 #include <errno.h>

@@ -1,18 +1,34 @@
 #!/usr/bin/env python3
 """Turns strix-bench's Google Benchmark JSON into the comparison table (and a PNG chart).
 
+    bench_report.py RESULTS.json [--load LOAD.json] [--markdown OUT.md] [--png OUT.png]
+                    [--check] [--verdict]
+
 One row per workload and figure, one column per implementation, then the ratio of each peer to
-strix (> 1 means strix is better: lower time or latency). Repeated benchmarks are read from their
-median aggregate. --check fails (exit 1) if any benchmark reported an error or is missing figures.
+strix (> 1 means strix is better: lower time or latency, or higher speedup). Repeated benchmarks
+are read from their median aggregate.
+
+--load takes tools/bench_load.py's record of how busy the machine was and stores it in
+RESULTS.json as "machine_load" (so a later re-render keeps it); without --load the field already
+in RESULTS.json is used. When it says the run is untrustworthy, the table starts with a warning
+line and the chart's title says so.
+--check fails (exit 1) if any benchmark reported an error or strix is missing a workload (the
+smoke run); a busy machine is reported but does not fail it. --verdict prints only the
+machine-load line.
 """
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
 import tempfile
+import textwrap
 
 IMPLS = ["strix", "thpool", "uv", "omp", "tbb", "futex", "mutex"]
+# One colour per implementation, the same in every panel (strix the strongest).
+COLOURS = {"strix": "#d95f02", "thpool": "#1f78b4", "uv": "#33a02c", "omp": "#6a3d9a",
+           "tbb": "#b8860b", "futex": "#7f7f7f", "mutex": "#e7298a"}
 FIGURES = {
     "spawn_many": ["ns_per_task"],
     "spawn_remote": ["ns_per_task"],
@@ -35,10 +51,17 @@ FIGURES = {
     "pipeline": ["ns_per_task", "allocs_per_call"],
     "group_signal": ["p50_ns", "p99_ns", "max_ns"],
 }
-# Figures where higher is better (the ratio column is then strix / peer's inverse).
+# Figures where higher is better (the ratio column is then strix / peer).
 HIGHER_BETTER = {"speedup"}
 # Figures that are counts or checks, not compared.
-NO_RATIO = {"idle_cpu_pct", "lost", "duplicated", "rss_kib", "max_inflight", "allocs_per_call"}
+NO_RATIO = {"idle_cpu_pct", "svc_idle_cpu_pct", "lost", "duplicated", "rss_kib", "max_inflight",
+            "allocs_per_call", "bytes_per_timer", "svc_bytes_per_timer", "lateness_p99_ticks"}
+# Figures in nanoseconds: per task or call, and latency samples.
+LATENCY = {"p50_ns", "p99_ns", "p999_ns", "max_ns", "idle_p50_ns", "idle_p99_ns"}
+
+
+def is_time(fig):
+    return fig.endswith("_ns") or fig == "ns_per_task"
 
 
 def split_name(name):
@@ -76,7 +99,12 @@ def fmt(v):
     return f"{v:.3g}"
 
 
+def fmt_ratio(r):
+    return f"{r:.2f}x" if r >= 0.1 else f"{r:.2g}x"
+
+
 def table(results):
+    """[(workload, figure, {impl: value}, {peer: ratio})], in FIGURES order."""
     rows = []
     for workload, figures in FIGURES.items():
         impls = [i for i in IMPLS if (workload, i) in results]
@@ -85,85 +113,292 @@ def table(results):
         for fig in figures:
             vals = {i: results[(workload, i)].get(fig) for i in impls}
             s = vals.get("strix")
-            ratios = []
+            ratios = {}
             for i in impls:
-                if i == "strix" or fig in NO_RATIO:
-                    continue
                 v = vals[i]
-                if fig in HIGHER_BETTER and s and v:
-                    ratios.append(f"{i}/strix {s / v:.2f}x")
-                elif s and v is not None:
-                    ratios.append(f"{i}/strix {v / s:.2f}x")
-            rows.append((f"{workload} {fig}", [(i, vals[i]) for i in impls], ratios))
+                if i == "strix" or fig in NO_RATIO or not s or v is None:
+                    continue
+                if fig in HIGHER_BETTER:
+                    if v:
+                        ratios[i] = s / v
+                else:
+                    ratios[i] = v / s
+            rows.append((workload, fig, vals, ratios))
     return rows
 
 
-def markdown(rows):
-    lines = ["| workload / figure | " + " | ".join(IMPLS) + " | peer / strix |",
+def load_line(ml):
+    """The machine-load line of the report: a warning when the run is untrustworthy."""
+    if not ml:
+        return ("Machine load: not recorded for this run (run before tools/bench_load.py "
+                "existed, or not through tools/bench.sh).")
+    figures = (f"other processes used {ml['others_share']:.1%} of the CPU time over the run, "
+               f"at most {ml['others_worst_interval_share']:.0%} in any {ml['interval_s']:g} s "
+               f"interval; strix-bench used {ml['bench_cpu_s']:.1f} s of CPU in "
+               f"{ml['wall_s']:.1f} s; the 1-minute load average was {ml['load1_before']:.2f} "
+               f"before and at most {ml['load1_max']:.2f} during, on {ml['online_cpus']} CPUs")
+    if ml["untrustworthy"]:
+        return ("**WARNING: this run is untrustworthy, the machine was busy:** "
+                + "; ".join(ml["reasons"]) + ". Compare nothing from it; run it again on a quiet "
+                "machine.")
+    return f"Machine load: quiet. {figures[0].upper()}{figures[1:]}."
+
+
+def markdown(rows, ctx, ml):
+    lines = [load_line(ml), "",
+             f"strix-bench {ctx.get('date', '')}: {ctx.get('num_cpus', '?')} CPUs, "
+             f"workers={ctx.get('workers', '?')}, smoke={ctx.get('smoke', '?')}. "
+             "Medians of the repetitions; ratios are peer / strix (for speedup strix / peer): "
+             "above 1, strix is ahead.", "",
+             "| workload / figure | " + " | ".join(IMPLS) + " | peer / strix |",
              "|---|" + "---|" * len(IMPLS) + "---|"]
-    for label, vals, ratios in rows:
-        d = dict(vals)
-        cells = [fmt(d[i]) if i in d else "" for i in IMPLS]
-        lines.append(f"| {label} | " + " | ".join(cells) + " | " + ", ".join(ratios) + " |")
+    for workload, fig, vals, ratios in rows:
+        cells = [fmt(vals[i]) if i in vals else "" for i in IMPLS]
+        r = ", ".join(f"{i}/strix {fmt_ratio(x)}" for i, x in ratios.items())
+        lines.append(f"| {workload} {fig} | " + " | ".join(cells) + f" | {r} |")
     return "\n".join(lines)
 
 
-def chart(rows, png):
-    """Bar chart of peer/strix ratios (log scale), one group per figure."""
-    data = []
-    for label, vals, ratios in rows:
-        for r in ratios:
-            impl, x = r.split("/strix ")
-            data.append((label, impl, float(x.rstrip("x"))))
-    if not data:
+# ---- chart -------------------------------------------------------------------------------------
+
+def gp_str(s):
+    return "'" + s.replace("'", "''") + "'"
+
+
+def decade_tics(lo, hi):
+    """Explicit tics at powers of ten, 1k/1M/1G above a thousand (no 'm' for milli)."""
+    tics, e = [], math.floor(math.log10(lo))
+    while 10 ** e <= hi:
+        v = 10 ** e
+        text = f"{v:g}" if v < 1000 else f"{v // 1000 ** (e // 3):g}" + " kMG"[e // 3]
+        tics.append(f"'{text}' {v:g}")
+        e += 1
+    return "set format x '%g'; set xtics (" + ", ".join(tics) + ")"
+
+
+class Panel:
+    """One horizontal bar panel: groups of bars (one bar per implementation) on a shared axis."""
+
+    def __init__(self, title, xlabel, log, groups):
+        self.title, self.xlabel, self.log = title, xlabel, log
+        self.groups = groups  # [(label, [(impl, value, note)])]
+
+    def bars(self):
+        return sum(len(g[1]) for g in self.groups)
+
+    def height(self):  # in bar units, with room for the title and the axis
+        return self.bars() + 0.6 * len(self.groups) + 6
+
+    def script(self, name):
+        """Datablocks and plot commands; y grows downwards, one unit per bar."""
+        blocks, tics, labels = {}, [], []
+        y = 0.0
+        for label, bars in self.groups:
+            top = y
+            for impl, v, note in bars:
+                blocks.setdefault(impl, []).append((y, v))
+                labels.append((y, v, fmt(v) + note))
+                y += 1
+            tics.append((label, (top + y - 1) / 2))
+            y += 0.6
+        vals = [v for _, bars in self.groups for _, v, _ in bars if v is not None and v > 0]
+        if self.log:
+            lo = 10 ** math.floor(math.log10(min(vals))) if vals else 1
+            hi = max(vals) * 15 if vals else 10  # room for the value labels
+            base = lo
+        else:
+            lo, hi, base = 0, (max(vals) if vals else 1) * 1.35, 0
+        out = [f"set title {gp_str(self.title)} font ',11'",
+               f"set xlabel {gp_str(self.xlabel)}",
+               "set logscale x" if self.log else "unset logscale x",
+               f"set yrange [{y - 0.4}:-0.6]",
+               f"set xrange [{lo * 0.999 if self.log else lo}:{hi}]",  # keep the first tic
+               decade_tics(lo, hi) if self.log else "set xtics autofreq; set format x '%g'",
+               "set ytics (" + ", ".join(f"{gp_str(l)} {p}" for l, p in tics) + ")",
+               ]
+        for impl, pts in blocks.items():
+            out.append(f"${name}_{impl} << EOD")
+            out += [f"{yy} {v if v is not None else 'NaN'}" for yy, v in pts]
+            out.append("EOD")
+        out.append(f"${name}_lab << EOD")
+        for yy, v, text in labels:
+            x = v if v is not None and (v > 0 or not self.log) else base
+            out.append(f"{x} {yy} \"{text}\"")
+        out.append("EOD")
+        plots = [f"${name}_{impl} using ({base}):1:({base}):2:($1-0.4):($1+0.4) "
+                 f"with boxxyerror fs solid 0.85 noborder lc rgb '{COLOURS.get(impl, '#000000')}' "
+                 "notitle" for impl in blocks]
+        plots.append(f"${name}_lab using 1:2:3 with labels left offset char 0.4,0 "
+                     "font ',8' notitle")
+        out.append("plot " + ", \\\n     ".join(plots))
+        return "\n".join(out)
+
+
+def panels(rows):
+    def note(fig, ratios, impl):
+        r = ratios.get(impl)
+        return "" if r is None else f"  ({fmt_ratio(r)})"
+
+    compared = [r for r in rows if any(i != "strix" and v is not None for i, v in r[2].items())]
+    alone = [r for r in rows if r not in compared]
+    groups = {"time": [], "latency": [], "speedup": [], "alone": []}
+    for workload, fig, vals, ratios in compared:
+        bars = [(i, vals[i], note(fig, ratios, i)) for i in IMPLS if i in vals]
+        if fig in HIGHER_BETTER:
+            groups["speedup"].append((workload, bars))
+        elif fig in LATENCY:
+            groups["latency"].append((f"{workload} {fig.replace('_ns', '')}", bars))
+        elif is_time(fig):
+            label = workload if fig == "ns_per_task" else f"{workload} {fig}"
+            groups["time"].append((label, bars))
+    for workload, fig, vals, ratios in alone:
+        if is_time(fig) and vals.get("strix") is not None:
+            groups["alone"].append((f"{workload} {fig}", [("strix", vals["strix"], "")]))
+    out = []
+    if groups["time"]:
+        out.append(Panel("Time per task or call, against peers (shorter is better)",
+                         "ns per task or call (log scale)", True, groups["time"]))
+    if groups["latency"]:
+        out.append(Panel("Latency percentiles, against peers (shorter is better)",
+                         "ns per hand-off or wake-up (log scale)", True, groups["latency"]))
+    if groups["speedup"]:
+        out.append(Panel("fib speedup, 1 worker -> all workers (longer is better)",
+                         "speedup (linear scale)", False, groups["speedup"]))
+    if groups["alone"]:
+        out.append(Panel("strix only (no peer measured): time per operation and latency",
+                         "ns (log scale)", True, groups["alone"]))
+    # The rest: counts, checks and sizes, as text.
+    checks = [(w, f, v) for w, f, v, _ in rows if not is_time(f) and f not in HIGHER_BETTER]
+    return out, checks
+
+
+def chart(rows, png, ctx, ml):
+    """Horizontal bar panels grouped by figure kind, one colour per implementation."""
+    pans, checks = panels(rows)
+    if not pans:
         return
-    with tempfile.NamedTemporaryFile("w", suffix=".dat", delete=False) as f:
-        for label, impl, x in data:
-            f.write(f'"{label}: {impl}" {x}\n')
-        dat = f.name
-    script = f"""
-set terminal pngcairo size 1400,600 noenhanced
-set output '{png}'
-set title 'strix vs peers: peer / strix (higher = strix better), same run'
-set style fill solid 0.8
-set boxwidth 0.7
-set logscale y
-set yrange [0.1:*]
-set grid ytics
-set xtics rotate by -45 font ',8'
-set ylabel 'ratio'
-plot '{dat}' using 0:2:xtic(1) with boxes notitle, 1 with lines lc rgb 'red' title 'parity'
-"""
+    bar_px = 17
+    check_cols = 2
+    check_lines = math.ceil(len(checks) / check_cols)
+    # Two columns, each panel (then the text of checks) going to the shorter one, in order.
+    items = [(p, p.height() * bar_px) for p in pans]
+    if checks:
+        items.append(("checks", 40 + 16 * check_lines))
+    cols = [[], []]
+    for it in items:
+        min(cols, key=lambda c: sum(h for _, h in c)).append(it)
+    col_px = max(sum(h for _, h in c) for c in cols)
+    warn = []
+    if ml and ml["untrustworthy"]:
+        warn = textwrap.wrap("UNTRUSTWORTHY RUN, the machine was busy: "
+                             + "; ".join(ml["reasons"]), 170)
+    head_px = 84 + 18 * len(warn)
+    width, height = 1800, int(head_px + col_px + 10)
+
+    def sy(px):  # pixels from the top -> screen fraction from the bottom
+        return 1 - px / height
+
+    title = (f"strix-bench {ctx.get('date', '')[:16]}   {ctx.get('num_cpus', '?')} CPUs, "
+             f"workers={ctx.get('workers', '?')}" + ("   SMOKE RUN (tiny sizes)"
+                                                    if ctx.get("smoke") == "yes" else ""))
+    s = [f"set terminal pngcairo size {width},{height} noenhanced font 'Sans,9'",
+         f"set output {gp_str(png)}",
+         "set multiplot",
+         "set style fill solid 0.85 noborder",
+         "set grid xtics lc rgb '#dddddd'",
+         "set tics nomirror", "set ytics scale 0 font ',9'",
+         "set lmargin 30", "set rmargin 3", "set tmargin 2.5", "set bmargin 3.5",
+         "unset key"]
+    s.append(f"set label 1 {gp_str(title)} at screen 0.5, {sy(22)} center font ',14'")
+    sub = ("bar labels: value, and for peers (peer / strix; for speedup strix / peer): "
+           "above 1x strix is ahead. Medians of the repetitions, all from one run.")
+    s.append(f"set label 2 {gp_str(sub)} at screen 0.5, {sy(44)} center font ',9'")
+    for k, line in enumerate(warn):
+        s.append(f"set label {k + 3} {gp_str(line)} at screen 0.5, {sy(66 + 18 * k)} center "
+                 "font ',11' tc rgb '#cc0000'")
+    # The legend: one swatch per implementation present.
+    present = [i for i in IMPLS if any(i in r[2] for r in rows)]
+    x0 = 0.5 - 0.04 * len(present)
+    for k, impl in enumerate(present):
+        x = x0 + 0.08 * k
+        yy = sy(head_px - 14)
+        s.append(f"set object {k + 1} rect at screen {x}, {yy} size screen 0.012, screen "
+                 f"{10 / height} fc rgb '{COLOURS.get(impl, '#000000')}' fs solid noborder")
+        s.append(f"set label {k + 20} {gp_str(impl)} at screen {x + 0.01}, {yy} left font ',10'")
+    first = True
+    text_at = None
+    for c, col in enumerate(cols):
+        top = head_px
+        for n, (p, h) in enumerate(col):
+            if p == "checks":
+                text_at = (0.5 * c, top)
+            else:
+                s.append(f"set origin {0.5 * c}, {sy(top + h)}")
+                s.append(f"set size 0.5, {h / height}")
+                s.append(p.script(f"p{c}{n}"))
+                if first:  # the labels and objects above belong to the first plot only
+                    s.append("unset label; unset object")
+                    first = False
+            top += h
+    if text_at:
+        x0, y0 = text_at
+        y0 += 12
+        s.append(f"set label 1 {gp_str('Counts, checks and sizes (not compared)')} "
+                 f"at screen {x0 + 0.01}, {sy(y0)} left font ',11'")
+        for k, (w, f, v) in enumerate(checks):
+            col, line = divmod(k, check_lines)
+            text = f"{w} {f}: " + ", ".join(f"{i} {fmt(x)}" for i, x in v.items())
+            s.append(f"set label {k + 2} {gp_str(text)} at screen {x0 + 0.01 + col * 0.24}, "
+                     f"{sy(y0 + 24 + 16 * line)} left font ',9'")
+        s += ["set origin 0,0", "set size 1,1", "unset border", "unset tics", "unset grid",
+              "unset xlabel", "unset title", "unset logscale", "set xrange [0:1]",
+              "set yrange [0:1]", "plot NaN notitle"]
+    s.append("unset multiplot")
+    with tempfile.NamedTemporaryFile("w", suffix=".gp", delete=False) as f:
+        f.write("\n".join(s) + "\n")
+        gp = f.name
     try:
-        subprocess.run(["gnuplot"], input=script, text=True, check=True,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(["gnuplot", gp], check=True, stdout=subprocess.DEVNULL)
     except (OSError, subprocess.CalledProcessError) as e:
-        print(f"bench_report: no chart ({e})", file=sys.stderr)
-    finally:
-        os.unlink(dat)
+        print(f"bench_report: no chart ({e}; script kept in {gp})", file=sys.stderr)
+        return
+    os.unlink(gp)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("json")
+    ap.add_argument("--load", help="tools/bench_load.py's output, stored into JSON")
     ap.add_argument("--markdown")
     ap.add_argument("--png")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--verdict", action="store_true")
     a = ap.parse_args()
     data, results, errors = load(a.json)
+    if a.load:
+        with open(a.load) as f:
+            data["machine_load"] = json.load(f)
+        with open(a.json, "w") as f:
+            json.dump(data, f, indent=2)
+            f.write("\n")
+    ml = data.get("machine_load")
+    if a.verdict:
+        print(load_line(ml))
+        sys.exit(0)
     rows = table(results)
-    md = markdown(rows)
     ctx = data.get("context", {})
-    print(f"\nstrix bench report ({ctx.get('date', '')}, {ctx.get('num_cpus', '?')} CPUs, "
-          f"workers={ctx.get('workers', '?')})")
+    md = markdown(rows, ctx, ml)
+    print(f"\nstrix bench report")
     print(md)
+    if ml and ml["untrustworthy"]:
+        print("\n" + load_line(ml), file=sys.stderr)
     for e in errors:
         print(f"ERROR {e}", file=sys.stderr)
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write(md + "\n")
     if a.png:
-        chart(rows, a.png)
+        chart(rows, a.png, ctx, ml)
         print(f"chart: {a.png}")
     missing = [k for k in [(w, "strix") for w in FIGURES] if k not in results]
     if a.check and (errors or missing):
