@@ -1,7 +1,6 @@
 # strix - the one build entry point. GNU make. `make help` lists the targets.
 #
-# Each target that builds first runs tools/deps.sh for its purpose (lib, test, bench, perf, docs,
-# install): on Debian and Ubuntu it installs what is missing (as root; otherwise it prints the
+# Each target that builds first runs tools/deps.sh for its purpose (lib, test, bench, perf, docs): on Debian and Ubuntu it installs what is missing (as root; otherwise it prints the
 # apt-get command and stops), and everywhere it probes the headers, libraries and programs the
 # target uses and names each one that is missing. STRIX_NO_DEPS=1 skips the installing step.
 
@@ -106,13 +105,15 @@ $(B)/strix.o: $(REL_OBJS)
 $(B)/libstrix.a: $(B)/strix.o
 	rm -f $@ && ar rcs $@ $<
 
-# The release, from include/strix/version.h; the soname stays libstrix.so.0 while MAJOR is 0.
+# The release, from include/strix/version.h; the soname's number is the major version's, 0 for
+# every 0.x release (the ABI only grows within it: strix/error.h, "Growing structs").
 VERSION := $(shell sed -n 's/^\#define STRIX_VERSION_STRING "\(.*\)"/\1/p' include/strix/version.h)
+SOVERSION := $(word 1,$(subst ., ,$(VERSION)))
 $(B)/libstrix.so: $(B)/strix.o src/strix.map include/strix/version.h
-	$(CC) -shared -o $@.$(VERSION) $< -Wl,--version-script=src/strix.map -Wl,-soname,libstrix.so.0 \
+	$(CC) -shared -o $@.$(VERSION) $< -Wl,--version-script=src/strix.map -Wl,-soname,libstrix.so.$(SOVERSION) \
 	  $(LIBS)
-	ln -sf libstrix.so.$(VERSION) $@.0
-	ln -sf libstrix.so.0 $@
+	ln -sf libstrix.so.$(VERSION) $@.$(SOVERSION)
+	ln -sf libstrix.so.$(SOVERSION) $@
 
 # Called from the command line, lib checks its dependencies first; inside a sub-make it only builds.
 ifeq ($(MAKELEVEL),0)

@@ -25,6 +25,7 @@ man: $(DOCS_DIR)/man.stamp
 # only repeat their module's synopsis. So keep the module pages (strix*.3), the data-structure
 # pages and the links to module pages, all named strix*, sx_*, SX_* or STRIX_*, and drop the rest.
 $(DOCS_DIR)/man.stamp: $(DOCS_DEPS)
+	@$(DEPS) docs
 	@mkdir -p $(DOCS_DIR)
 	rm -rf $(DOCS_DIR)/man $@
 	$(DOCS_ENV) SX_DOCS_HTML=NO SX_DOCS_MAN=YES $(DOXYGEN) docs/Doxyfile

@@ -28,20 +28,11 @@ CMAKEDIR     ?= $(LIBDIR)/cmake/strix
 DESTDIR      ?=
 INSTALL      ?= install
 
-# The soname's number; must match -soname in the Makefile's libstrix.so rule (check-install reads
-# the installed library's soname to make sure).
-SOVERSION    := 0
 VERSION_MAJOR := $(word 1,$(subst ., ,$(VERSION)))
 VERSION_MINOR := $(word 2,$(subst ., ,$(VERSION)))
 
 INSTALL_HEADERS := $(wildcard include/strix/*.h)
 MAN_BUILD_DIR   := $(B)/docs/man/man3
-
-# Man pages come from docs/docs.mk's `man` target when that fragment exists. Without it install
-# takes whatever build/docs/man/man3/ holds (normally nothing) and says when it installed none.
-ifneq ($(wildcard docs/docs.mk),)
-INSTALL_MAN_DEP := man
-endif
 
 # The .pc and CMake files name directories relative to the prefix where they lie under it, so
 # pkg-config --define-prefix and a moved CMake package keep working; any given elsewhere stays
@@ -82,7 +73,7 @@ install_check = \
 
 .PHONY: install uninstall check-install
 
-install: lib $(INSTALL_MAN_DEP)
+install: lib man
 	@$(install_check)
 	@mkdir -p $(B)/pkg
 	@$(install_say) "sed pkg/strix.pc.in > $(B)/pkg/strix.pc"; $(INSTALL_SED) pkg/strix.pc.in > $(B)/pkg/strix.pc
@@ -111,9 +102,8 @@ install: lib $(INSTALL_MAN_DEP)
 	  else $(INSTALL) -m 644 "$$f" "$(DESTDIR)$(MANDIR)/man3/$${f##*/}"; fi; \
 	  n=$$((n + 1)); \
 	done; \
-	if [ $$n = 0 ]; then \
-	  echo "strix: no man pages installed ($(if $(INSTALL_MAN_DEP),$(MAN_BUILD_DIR)/ is empty,docs/docs.mk is not there to build them))" >&2; \
-	else $(install_say) "strix: $$n man pages installed in $(DESTDIR)$(MANDIR)/man3"; fi
+	if [ $$n = 0 ]; then echo "strix: $(MAN_BUILD_DIR)/ is empty: no man pages installed" >&2; exit 1; fi; \
+	$(install_say) "strix: $$n man pages installed in $(DESTDIR)$(MANDIR)/man3"
 
 # Removes each file install writes, by name. The symlinks go only while they still point at this
 # version (a newer install may own them now). strix's own directories go once empty; a non-empty
@@ -135,7 +125,7 @@ uninstall:
 	  test -f "$$f" || test -L "$$f" || continue; \
 	  rm -f "$(DESTDIR)$(MANDIR)/man3/$${f##*/}"; n=$$((n + 1)); \
 	done; \
-	if [ $$n = 0 ] && [ -n "$(INSTALL_MAN_DEP)" ]; then \
+	if [ $$n = 0 ]; then \
 	  echo "strix: $(MAN_BUILD_DIR)/ is empty: run make man first to remove the man pages" >&2; \
 	elif [ $$n != 0 ]; then $(install_say) "strix: $$n man pages removed from $(DESTDIR)$(MANDIR)/man3"; fi
 	@for d in "$(DESTDIR)$(INCLUDEDIR)/strix" "$(DESTDIR)$(CMAKEDIR)"; do \

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <time.h>
 #include <sched.h>
+#include <signal.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -44,6 +46,27 @@ static inline void tu_sleep_ns(uint64_t ns)
 			sched_yield();                                           \
 		}                                                                \
 	} while (0)
+
+static inline void tu_watchdog_fired(int sig)
+{
+	static const char msg[] = "watchdog: no end in sight, aborting\n";
+
+	(void)sig;
+	(void)!write(2, msg, sizeof(msg) - 1);
+	abort();
+}
+
+/* For the white-box programs, before running their cases: a loop that never ends (an advance
+ * that keeps finding the same slot, a task that never comes) aborts the program instead of
+ * hanging it, after WHITE_WATCHDOG seconds (600 by default); WHITE_FILTER (a cmocka pattern,
+ * e.g. 'test_race*') runs only the matching cases. */
+static inline void tu_white_setup(void)
+{
+	signal(SIGALRM, tu_watchdog_fired);
+	alarm(getenv("WHITE_WATCHDOG") != NULL ? (unsigned)atoi(getenv("WHITE_WATCHDOG")) : 600);
+	if (getenv("WHITE_FILTER") != NULL)
+		cmocka_set_test_filter(getenv("WHITE_FILTER"));
+}
 
 static inline uint64_t tu_rand(uint64_t *s)
 {

@@ -254,19 +254,17 @@ def panels(rows):
     for workload, fig, vals, ratios in alone:
         if is_time(fig) and vals.get("strix") is not None:
             groups["alone"].append((f"{workload} {fig}", [("strix", vals["strix"], "")]))
-    out = []
-    if groups["time"]:
-        out.append(Panel("Time per task or call, against peers (shorter is better)",
-                         "ns per task or call (log scale)", True, groups["time"]))
-    if groups["latency"]:
-        out.append(Panel("Latency percentiles, against peers (shorter is better)",
-                         "ns per hand-off or wake-up (log scale)", True, groups["latency"]))
-    if groups["speedup"]:
-        out.append(Panel("fib speedup, 1 worker -> all workers (longer is better)",
-                         "speedup (linear scale)", False, groups["speedup"]))
-    if groups["alone"]:
-        out.append(Panel("strix only (no peer measured): time per operation and latency",
-                         "ns (log scale)", True, groups["alone"]))
+    panels = [
+        ("time", "Time per task or call, against peers (shorter is better)",
+         "ns per task or call (log scale)", True),
+        ("latency", "Latency percentiles, against peers (shorter is better)",
+         "ns per hand-off or wake-up (log scale)", True),
+        ("speedup", "fib speedup, 1 worker -> all workers (longer is better)",
+         "speedup (linear scale)", False),
+        ("alone", "strix only (no peer measured): time per operation and latency",
+         "ns (log scale)", True),
+    ]
+    out = [Panel(title, axis, log, groups[key]) for key, title, axis, log in panels if groups[key]]
     # The rest: counts, checks and sizes, as text.
     checks = [(w, f, v) for w, f, v, _ in rows if not is_time(f) and f not in HIGHER_BETTER]
     return out, checks

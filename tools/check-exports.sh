@@ -25,6 +25,13 @@ cat include/strix.h include/strix/*.h |
   sort -u > "$tmp/api"
 sed -n '/global:/,/local:/p' src/strix.map > "$tmp/global"
 sed -n 's/^[[:space:]]*\(sx_[A-Za-z0-9_]*\);[[:space:]]*$/\1/p' "$tmp/global" > "$tmp/map"
+# only_in A B FORMAT: each name in the sorted list A that B lacks, printed through FORMAT (one %s);
+# any such name fails the check.
+only_in() {
+  while read -r n; do
+    printf "$3\n" "$n"; bad=1
+  done < <(comm -23 "$1" "$2")
+}
 if grep -q '[*?]' "$tmp/global"; then
   echo "src/strix.map: the global list uses a pattern; list every name"; bad=1
 fi
@@ -33,28 +40,18 @@ if ! sort -c "$tmp/map" 2>/dev/null ||
   echo "src/strix.map: the global list is not sorted (LC_ALL=C) or has a name twice"; bad=1
 fi
 sort -u "$tmp/map" > "$tmp/map.sorted"
-while read -r n; do
-  echo "src/strix.map: $n is declared SX_API but not listed"; bad=1
-done < <(comm -23 "$tmp/api" "$tmp/map.sorted")
-while read -r n; do
-  echo "src/strix.map: $n is listed but declared SX_API in no public header"; bad=1
-done < <(comm -13 "$tmp/api" "$tmp/map.sorted")
+only_in "$tmp/api" "$tmp/map.sorted" "src/strix.map: %s is declared SX_API but not listed"
+only_in "$tmp/map.sorted" "$tmp/api" "src/strix.map: %s is listed but declared SX_API in no public header"
 
 if [ ! -e "$so" ] || [ ! -e "$ar" ]; then
   echo "check-exports: $so or $ar is missing (make lib)"; exit 1
 fi
 nm -D --defined-only "$so" | awk '$3 ~ /^sx_/ {sub(/@.*/, "", $3); print $3}' | sort -u > "$tmp/so"
-while read -r n; do
-  echo "$so: does not define the listed $n"; bad=1
-done < <(comm -23 "$tmp/map.sorted" "$tmp/so")
-while read -r n; do
-  echo "$so: exports $n, which src/strix.map does not list"; bad=1
-done < <(comm -13 "$tmp/map.sorted" "$tmp/so")
+only_in "$tmp/map.sorted" "$tmp/so" "$so: does not define the listed %s"
+only_in "$tmp/so" "$tmp/map.sorted" "$so: exports %s, which src/strix.map does not list"
 nm -g --defined-only "$ar" 2>/dev/null | awk 'NF == 3 && $3 ~ /^sx_[a-z]/ {print $3}' | sort -u > "$tmp/ar"
-while read -r n; do
-  echo "$ar: exports $n, which src/strix.map does not list (make it static, sx__, or SX_API)"
-  bad=1
-done < <(comm -13 "$tmp/map.sorted" "$tmp/ar")
+only_in "$tmp/ar" "$tmp/map.sorted" \
+  "$ar: exports %s, which src/strix.map does not list (make it static, sx__, or SX_API)"
 
 if [ "$bad" -ne 0 ]; then
   echo "check-exports: headers, src/strix.map and the libraries disagree"

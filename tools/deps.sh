@@ -9,8 +9,7 @@
 #   tools/deps.sh bench    lib + Google Benchmark and the peers (C-Thread-Pool, libuv, oneTBB,
 #                          OpenMP), gnuplot and python3 for the report (make bench, bench-smoke)
 #   tools/deps.sh perf     bench + valgrind and perf (make perf)
-#   tools/deps.sh docs     Doxygen (make docs, make man)
-#   tools/deps.sh install  lib + Doxygen, for the man pages (make install)
+#   tools/deps.sh docs     Doxygen (make docs, make man; make install installs the man pages)
 #
 # Step 1, on Debian and Ubuntu only: the missing packages are installed with apt-get when run as
 # root; otherwise the exact command is printed and the script exits 1. dpkg is asked first, so a
@@ -42,8 +41,7 @@ case "$purpose" in
   bench)   want=("${lib_pkgs[@]}" "${bench_pkgs[@]}") ;;
   perf)    want=("${lib_pkgs[@]}" "${bench_pkgs[@]}" "${perf_pkgs[@]}") ;;
   docs)    want=("${docs_pkgs[@]}") ;;
-  install) want=("${lib_pkgs[@]}" "${docs_pkgs[@]}") ;;
-  *) echo "usage: $0 lib|test|bench|perf|docs|install" >&2; exit 2 ;;
+  *) echo "usage: $0 lib|test|bench|perf|docs" >&2; exit 2 ;;
 esac
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -144,7 +142,6 @@ case "$purpose" in
   bench)   probe_lib; probe_bench ;;
   perf)    probe_lib; probe_bench; probe_perf ;;
   docs)    prog_probe doxygen ;;
-  install) probe_lib; prog_probe doxygen ;;
 esac
 
 if [ ${#absent[@]} -gt 0 ]; then

@@ -686,17 +686,6 @@ static void test_race_untake_against_steal_half(void **state)
 	assert_true(steals > rounds); /* the thieves did take part */
 }
 
-/* A loop that never ends (an advance that keeps finding the same slot, a task that never
- * comes) fails the program instead of hanging it: WHITE_WATCHDOG seconds, 600 by default. */
-static void on_watchdog(int sig)
-{
-	static const char msg[] = "white_deque: watchdog: no end in sight, aborting\n";
-
-	(void)sig;
-	(void)!write(2, msg, sizeof(msg) - 1);
-	abort();
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -708,9 +697,6 @@ int main(void)
 		cmocka_unit_test_setup(test_race_untake_against_steal_half, clear_failure),
 	};
 
-	signal(SIGALRM, on_watchdog);
-	alarm(getenv("WHITE_WATCHDOG") != NULL ? (unsigned)atoi(getenv("WHITE_WATCHDOG")) : 600);
-	if (getenv("WHITE_FILTER") != NULL) /* e.g. WHITE_FILTER='test_race*' */
-		cmocka_set_test_filter(getenv("WHITE_FILTER"));
+	tu_white_setup();
 	return cmocka_run_group_tests_name("white_deque", tests, NULL, NULL);
 }

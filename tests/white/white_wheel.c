@@ -959,17 +959,6 @@ static void test_model_random_sequences(void **state)
 		model_sequence(seed * 0x9e3779b97f4a7c15ull, 400);
 }
 
-/* A loop that never ends (an advance that keeps finding the same slot, a task that never
- * comes) fails the program instead of hanging it: WHITE_WATCHDOG seconds, 600 by default. */
-static void on_watchdog(int sig)
-{
-	static const char msg[] = "white_wheel: watchdog: no end in sight, aborting\n";
-
-	(void)sig;
-	(void)!write(2, msg, sizeof(msg) - 1);
-	abort();
-}
-
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -985,9 +974,6 @@ int main(void)
 		cmocka_unit_test(test_model_random_sequences),
 	};
 
-	signal(SIGALRM, on_watchdog);
-	alarm(getenv("WHITE_WATCHDOG") != NULL ? (unsigned)atoi(getenv("WHITE_WATCHDOG")) : 600);
-	if (getenv("WHITE_FILTER") != NULL) /* e.g. WHITE_FILTER='test_model*' */
-		cmocka_set_test_filter(getenv("WHITE_FILTER"));
+	tu_white_setup();
 	return cmocka_run_group_tests_name("white_wheel", tests, NULL, NULL);
 }
