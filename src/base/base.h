@@ -149,14 +149,19 @@ typedef ck_stack_entry_t sx__link;
 
 #define SX__CLOSED ((sx__link *)1)
 
-/* Push the list first..last (linked through next); false, and nothing pushed, if closed. */
+/* Push the list first..last (linked through next); false, and nothing pushed, if closed. A
+ * refused list stays the caller's, ended by NULL at last: an attempt that lost its CAS to the
+ * close had linked last to the old head, whose nodes the closer now owns, so a caller walking
+ * the refused list (to run it) would reach them too. */
 static inline bool sx__stack_push(sx__link **head, sx__link *first, sx__link *last)
 {
 	sx__link *h = ck_pr_load_ptr(head);
 
 	do {
-		if (h == SX__CLOSED)
+		if (h == SX__CLOSED) {
+			last->next = NULL;
 			return false;
+		}
 		last->next = h;
 	} while (!ck_pr_cas_ptr_value(head, h, first, &h));
 	return true;

@@ -300,6 +300,23 @@ static void test_close_loses_and_duplicates_nothing(void **state)
 	}
 }
 
+/* A refused push hands the list back ended by NULL, whatever last->next held (a lost CAS leaves
+ * it linked to the old head, which the closer took). */
+static void test_refused_push_returns_a_terminated_list(void **state)
+{
+	struct cs_node a, b, other;
+	sx__link *head = NULL;
+
+	(void)state;
+	a.link.next = &b.link;
+	b.link.next = &other.link; /* as a lost CAS leaves it */
+	assert_null(sx__stack_close(&head));
+	assert_false(sx__stack_push(&head, &a.link, &b.link));
+	assert_ptr_equal(a.link.next, &b.link);
+	assert_null(b.link.next);
+	assert_true(sx__stack_closed(&head));
+}
+
 static void test_reverse_restores_push_order(void **state)
 {
 	struct cs_node n[5];
@@ -407,6 +424,7 @@ int main(void)
 		cmocka_unit_test(test_event_bump_clears_the_flag_it_woke_for),
 		cmocka_unit_test(test_event_waiters_see_every_change),
 		cmocka_unit_test(test_close_loses_and_duplicates_nothing),
+		cmocka_unit_test(test_refused_push_returns_a_terminated_list),
 		cmocka_unit_test(test_reverse_restores_push_order),
 		cmocka_unit_test(test_wait_returns_the_answer_or_times_out),
 		cmocka_unit_test(test_wait_on_a_worker_runs_the_tasks_behind_it),
