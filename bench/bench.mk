@@ -12,6 +12,7 @@ BENCH_C   := bench/harness.c bench/hist.c bench/common.c bench/strix_impl.c \
              bench/group_bench.c
 BENCH_OBJ := $(patsubst bench/%.c,$(B)/bench/%.o,$(BENCH_C)) $(B)/bench/peers/omp_bench.o \
              $(B)/bench/peers/tbb_bench.o $(B)/bench/peers/thpool.o $(B)/bench/bench_main.o
+include bench/peers/go/go.mk bench/peers/rust/rust.mk
 BENCH_CFLAGS := $(CSTD) $(WARN) -O2 -g -Iinclude -pthread
 THPOOL_SRC := /usr/share/cthreadpool/thpool.c
 
