@@ -1,6 +1,6 @@
 /*
- * The promise workloads for strix (B2 skynet, B3 fib, B4 chain, B8s retry_storm), public API
- * only. Each checks its own result.
+ * The promise workloads for strix (B4 chain, B8s retry_storm), public API only; fib's helpers.
+ * Each checks its own result.
  */
 #include <errno.h>
 #include <stdatomic.h>
@@ -25,46 +25,6 @@ static sx_pool *make_pool(unsigned workers, bench_out *o)
 	return p;
 }
 
-/* Run step(arg) as a chain on pool and wait for its value (the timed part of fib and skynet). */
-static int run_get(sx_pool *pool, sx_step_fn step, void *arg, void **v)
-{
-	sx_promise *p;
-	int rc = sx_promise_run(pool, step, arg, &p);
-
-	if (rc != 0)
-		return rc;
-	rc = sx_promise_get(p, -1, v);
-	sx_promise_release(p);
-	return rc;
-}
-
-/* ---- B3 fib: every call a promise; the caller waits on both children (helping) ------------- */
-
-static sx_pool *fpool;
-
-static int fib_step(sx_ctx *ctx, void *last, void **out)
-{
-	intptr_t n = (intptr_t)ctx->arg;
-	sx_promise *a, *b;
-	void *x = NULL, *y = NULL;
-
-	(void)last;
-	if (n < 2) {
-		*out = (void *)n;
-		return 0;
-	}
-	if (sx_promise_run(fpool, fib_step, (void *)(n - 1), &a) != 0)
-		abort();
-	if (sx_promise_run(fpool, fib_step, (void *)(n - 2), &b) != 0)
-		abort();
-	if (sx_promise_get(b, -1, &y) != 0 || sx_promise_get(a, -1, &x) != 0)
-		abort();
-	sx_promise_release(a);
-	sx_promise_release(b);
-	*out = (void *)((intptr_t)x + (intptr_t)y);
-	return 0;
-}
-
 uint64_t bench_fib_expected(unsigned n)
 {
 	uint64_t a = 0, b = 1;
@@ -81,91 +41,6 @@ uint64_t bench_fib_expected(unsigned n)
 uint64_t bench_fib_calls(unsigned n)
 {
 	return 2 * bench_fib_expected(n + 1) - 1;
-}
-
-int strix_fib(unsigned workers, unsigned n, bench_out *o)
-{
-	void *v = NULL;
-	uint64_t t0;
-	int rc;
-
-	if ((fpool = make_pool(workers, o)) == NULL)
-		return -1;
-	t0 = bench_now_ns();
-	rc = run_get(fpool, fib_step, (void *)(intptr_t)n, &v);
-	o->seconds = (double)(bench_now_ns() - t0) * 1e-9;
-	sx_pool_destroy(fpool);
-	if (rc != 0 || (uint64_t)(uintptr_t)v != bench_fib_expected(n)) {
-		snprintf(o->err, sizeof(o->err), "strix fib(%u) = %llu (rc %d), want %llu", n,
-		    (unsigned long long)(uintptr_t)v, rc, (unsigned long long)bench_fib_expected(n));
-		return -1;
-	}
-	o->tasks = bench_fib_calls(n);
-	return 0;
-}
-
-/* ---- B2 skynet: 10-ary tree of promises, 10^6 leaves --------------------------------------- */
-
-static sx_pool *spool;
-
-struct sky {
-	uint64_t num, size;
-};
-
-static int sky_step(sx_ctx *ctx, void *last, void **out)
-{
-	struct sky *s = ctx->arg;
-	struct sky kids[10];
-	sx_promise *p[10];
-	uint64_t sum = 0;
-
-	(void)last;
-	if (s->size == 1) {
-		*out = (void *)(uintptr_t)s->num;
-		return 0;
-	}
-	for (int i = 0; i < 10; i++) {
-		kids[i].num = s->num + (uint64_t)i * (s->size / 10);
-		kids[i].size = s->size / 10;
-		if (sx_promise_run(spool, sky_step, &kids[i], &p[i]) != 0)
-			abort();
-	}
-	for (int i = 9; i >= 0; i--) { /* the last spawned first: it is in our LIFO slot */
-		void *v = NULL;
-
-		if (sx_promise_get(p[i], -1, &v) != 0)
-			abort();
-		sum += (uint64_t)(uintptr_t)v;
-		sx_promise_release(p[i]);
-	}
-	*out = (void *)(uintptr_t)sum;
-	return 0;
-}
-
-int strix_skynet(unsigned workers, uint64_t leaves, double *rss_kib, bench_out *o)
-{
-	struct sky root = { 0, leaves };
-	uint64_t t0, want = leaves * (leaves - 1) / 2, nodes = 0;
-	void *v = NULL;
-	int rc;
-
-	for (uint64_t s = leaves; s >= 1; s /= 10)
-		nodes += leaves / s;
-	if ((spool = make_pool(workers, o)) == NULL)
-		return -1;
-	bench_reset_peak_rss();
-	t0 = bench_now_ns();
-	rc = run_get(spool, sky_step, &root, &v);
-	o->seconds = (double)(bench_now_ns() - t0) * 1e-9;
-	*rss_kib = bench_peak_rss_kib();
-	sx_pool_destroy(spool);
-	if (rc != 0 || (uint64_t)(uintptr_t)v != want) {
-		snprintf(o->err, sizeof(o->err), "strix skynet = %llu (rc %d), want %llu",
-		    (unsigned long long)(uintptr_t)v, rc, (unsigned long long)want);
-		return -1;
-	}
-	o->tasks = nodes;
-	return 0;
 }
 
 /* ---- B4 chain: each hop's step adds the next hop to its own promise ------------------------- */

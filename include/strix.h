@@ -17,6 +17,8 @@
 #include <strix/breaker.h>
 #include <strix/retry.h>
 #include <strix/promise.h>
+#include <strix/join.h>
+#include <strix/strand.h>
 #include <strix/fanout.h>
 #include <strix/sem.h>
 #include <strix/ratelimit.h>

@@ -197,6 +197,22 @@ static inline sx__link *sx__stack_close(sx__link **head)
 	return l;
 }
 
+/* Close the stack if it is empty: true then. False when a push got in first (the stack keeps
+ * it, open). For the one consumer, as sx__stack_take. */
+static inline bool sx__stack_close_empty(sx__link **head)
+{
+	return ck_pr_cas_ptr(head, NULL, SX__CLOSED);
+}
+
+/* Reopen a closed stack holding just first..last: true then, and the caller's event (the one
+ * that turns "closed" into "owned again", a strand's wake-up) is its own. False when the stack
+ * was not closed (then push as usual). Any thread. */
+static inline bool sx__stack_reopen(sx__link **head, sx__link *first, sx__link *last)
+{
+	last->next = NULL;
+	return ck_pr_cas_ptr(head, SX__CLOSED, first);
+}
+
 static inline bool sx__stack_closed(sx__link *const *head)
 {
 	return ck_pr_load_ptr(head) == SX__CLOSED;

@@ -205,6 +205,9 @@ bool sx__untake(sx__worker *w, sx_task *t);
  * stack and counted as executed, exactly as if popped; true then. False: it has left w's queues
  * (it runs, or will run, elsewhere). */
 bool sx__run_if_queued(sx__worker *w, sx_task *t);
+/* Owner only: as sx__run_if_queued, but the caller runs what t stands for itself (without
+ * calling t->run): true when t came back, counted as executed. */
+bool sx__take_back(sx__worker *w, sx_task *t);
 
 /*
  * The one way a blocking call of the layers above waits: for a condition on a waiting word
@@ -224,6 +227,15 @@ int sx__wait(sx__worker *w, uint32_t *word, uint32_t flag, sx__wait_fn done, voi
  * stops, the wait goes on without helping. For waits that other threads end (a trip, a permit),
  * never a task of the caller's pool: those never return -ESHUTDOWN. */
 int sx__wait_here(uint32_t *word, uint32_t flag, sx__wait_fn done, void *arg, uint64_t deadline);
+/*
+ * As sx__wait with w (required), no deadline, for a fork of the task w is running (sx_join,
+ * scopes): the fork is part of that task, which SX_CANCEL lets finish, so the wait keeps helping
+ * while the pool stops - wherever the fork is queued (another worker's ring or LIFO slot, the
+ * injector) this worker finds and runs it, since stopped workers no longer will. Tasks it runs
+ * meanwhile run instead of being cancelled, still exactly once. Returns done's answer. Blocks;
+ * lock-free while it helps. w's thread only.
+ */
+int sx__wait_fork(sx__worker *w, uint32_t *word, uint32_t flag, sx__wait_fn done, void *arg);
 
 static inline bool sx__is_batch(const sx_task *t)
 {
@@ -270,6 +282,12 @@ static inline bool sx__pool_running(const sx_pool *p)
 	return ck_pr_load_int(&p->state) == SX__RUNNING;
 }
 
+/* The submission record of worker w (its free list of nodes). */
+static inline sx__tcache *sx__worker_cache(sx__worker *w)
+{
+	return &w->cache;
+}
+
 /* The per-thread slot of c that belongs to the pool's service (its free list). Owner only. */
 static inline void **sx__tcache_svc(sx__tcache *c)
 {
@@ -294,6 +312,31 @@ static inline sx_pool *sx__tcache_pool(const sx__tcache *c)
 
 /* pool.c */
 sx__tcache *sx__tcache_get(sx_pool *p);
+/*
+ * The submission section of a thread outside p: sx__remote_enter sets the thread's busy flag
+ * (shutdown waits for it to clear) and checks that p still runs. Inside the section the caller
+ * may queue tasks with sx__inject, which then cannot be refused. Returns the thread's record, or
+ * NULL with *rc = -ENOMEM (its first record cannot be allocated) or -ESHUTDOWN (then the section
+ * is already left). Lock-free. Outside threads only; sx__remote_leave(c) ends the section.
+ */
+sx__tcache *sx__remote_enter(sx_pool *p, int *rc);
+void sx__remote_leave(sx__tcache *c);
+/* Queue t on p's injector, counted as submitted by c, and wake a worker if none searches.
+ * Inside c's submission section. Lock-free. */
+void sx__inject(sx_pool *p, sx__tcache *c, sx_task *t);
+/* Owner only: queue t where w's own spawns go (its LIFO slot; the task there moves to the ring),
+ * counted as submitted. Wait-free but for the wake-up hint. */
+void sx__spawn_local(sx__worker *w, sx_task *t);
+/* Owner only: queue t at the producer end of w's ring, counted as submitted: the place a fork
+ * goes, where the owner takes it back (sx__run_if_queued) with one fence and thieves take the
+ * oldest first. Wait-free but for an overflowing ring and the wake-up hint. */
+void sx__push_local(sx__worker *w, sx_task *t);
+/* A task that never ran because SX_CANCEL stopped p: its cancel callback (or p's on_cancel for
+ * the fn form) with -ECANCELED, counted in the pool's cancelled. The shutdown thread only. */
+void sx__cancel_task(sx_pool *p, sx_task *t);
+/* A fn-form node for fn(arg) from c's free list, ready to queue; NULL when the allocator fails.
+ * c's thread only. */
+sx_task *sx__node_task(sx__tcache *c, void (*fn)(void *), void *arg);
 void *sx__palloc(sx_pool *p, size_t size);
 void sx__pfree(sx_pool *p, void *ptr, size_t size);
 

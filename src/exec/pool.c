@@ -249,21 +249,80 @@ sx__tcache *sx__tcache_get(sx_pool *p)
 	return SX__LIKELY(c != NULL) ? c : tcache_claim(p);
 }
 
-static void local_push(sx__worker *w, sx_task *t)
+/* The parallelism hint after a local push (no fence): this worker runs the task itself if
+ * nobody comes. */
+static inline void local_hint(sx_pool *p)
 {
-	sx_pool *p = w->pool;
+	uint32_t st = ck_pr_load_32(&p->idle);
+
+	if (SX__IDLE_SEARCHING(st) == 0 && SX__IDLE_UNPARKED(st) < p->nworkers)
+		sx__notify(p);
+}
+
+void sx__spawn_local(sx__worker *w, sx_task *t)
+{
 	sx_task *old;
-	uint32_t st;
 
 	t->sx_chain_tail = NULL;
 	sx__stat_add(&w->cache.submitted, 1);
 	old = ck_pr_fas_ptr(&w->lifo, t);
 	if (old != NULL)
 		sx__ring_push(w, old);
-	/* A parallelism hint only (no fence): this worker runs the task itself if nobody comes. */
-	st = ck_pr_load_32(&p->idle);
-	if (SX__IDLE_SEARCHING(st) == 0 && SX__IDLE_UNPARKED(st) < p->nworkers)
-		sx__notify(p);
+	local_hint(w->pool);
+}
+
+void sx__push_local(sx__worker *w, sx_task *t)
+{
+	t->sx_chain_tail = NULL;
+	sx__stat_add(&w->cache.submitted, 1);
+	sx__ring_push(w, t);
+	local_hint(w->pool);
+}
+
+sx__tcache *sx__remote_enter(sx_pool *p, int *rc)
+{
+	sx__tcache *c = pthread_getspecific(p->key);
+
+	if (SX__UNLIKELY(c == NULL) && (c = tcache_claim(p)) == NULL) {
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	ck_pr_fas_uint(&c->busy, 1);
+	ck_pr_fence_atomic_load(); /* our busy flag before the state load */
+	if (SX__UNLIKELY(ck_pr_load_int(&p->state) != SX__RUNNING)) {
+		sx__remote_leave(c);
+		*rc = -ESHUTDOWN;
+		return NULL;
+	}
+	return c;
+}
+
+void sx__remote_leave(sx__tcache *c)
+{
+	ck_pr_fence_store();
+	ck_pr_store_uint(&c->busy, 0);
+}
+
+void sx__inject(sx_pool *p, sx__tcache *c, sx_task *t)
+{
+	t->sx_chain_tail = NULL;
+	sx__stat_add(&c->submitted, 1);
+	ck_stack_push_upmc(&p->inj, sx__task_link(t));
+	ck_pr_fence_atomic_load(); /* the push (an RMW) before reading idle state */
+	sx__notify(p);
+}
+
+sx_task *sx__node_task(sx__tcache *c, void (*fn)(void *), void *arg)
+{
+	sx__node *n = sx__node_get(c);
+
+	if (SX__UNLIKELY(n == NULL))
+		return NULL;
+	n->fn = fn;
+	n->arg = arg;
+	n->task.run = sx__node_task_run;
+	n->task.cancel = NULL;
+	return &n->task;
 }
 
 /*
@@ -272,59 +331,33 @@ static void local_push(sx__worker *w, sx_task *t)
  */
 static int remote_submit(sx_pool *p, sx_task *t, void (*fn)(void *), void *arg)
 {
-	sx__tcache *c = pthread_getspecific(p->key);
 	int rc = 0;
+	sx__tcache *c = sx__remote_enter(p, &rc);
 
-	if (SX__UNLIKELY(c == NULL) && (c = tcache_claim(p)) == NULL)
-		return -ENOMEM;
-	ck_pr_fas_uint(&c->busy, 1);
-	ck_pr_fence_atomic_load(); /* our busy flag before the state load */
-	if (SX__UNLIKELY(ck_pr_load_int(&p->state) != SX__RUNNING)) {
-		rc = -ESHUTDOWN;
-		goto out;
-	}
-	if (t == NULL) {
-		sx__node *n = sx__node_get(c);
-
-		if (n == NULL) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		n->fn = fn;
-		n->arg = arg;
-		n->task.run = sx__node_task_run;
-		n->task.cancel = NULL;
-		t = &n->task;
-	}
-	t->sx_chain_tail = NULL;
-	sx__stat_add(&c->submitted, 1);
-	ck_stack_push_upmc(&p->inj, sx__task_link(t));
-	ck_pr_fence_atomic_load(); /* the push (an RMW) before reading idle state */
-	sx__notify(p);
-out:
-	ck_pr_fence_store();
-	ck_pr_store_uint(&c->busy, 0);
+	if (c == NULL)
+		return rc;
+	if (t == NULL && (t = sx__node_task(c, fn, arg)) == NULL)
+		rc = -ENOMEM;
+	else
+		sx__inject(p, c, t);
+	sx__remote_leave(c);
 	return rc;
 }
 
 int sx_pool_submit(sx_pool *pool, void (*fn)(void *arg), void *arg)
 {
 	sx__worker *w;
-	sx__node *n;
+	sx_task *t;
 
 	if (SX__UNLIKELY(pool == NULL || fn == NULL))
 		return -EINVAL;
 	w = sx__worker_of(pool);
 	if (w == NULL)
 		return remote_submit(pool, NULL, fn, arg);
-	n = sx__node_get(&w->cache);
-	if (SX__UNLIKELY(n == NULL))
+	t = sx__node_task(&w->cache, fn, arg);
+	if (SX__UNLIKELY(t == NULL))
 		return -ENOMEM;
-	n->fn = fn;
-	n->arg = arg;
-	n->task.run = sx__node_task_run;
-	n->task.cancel = NULL;
-	local_push(w, &n->task);
+	sx__spawn_local(w, t);
 	return 0;
 }
 
@@ -337,7 +370,7 @@ int sx_pool_submit_task(sx_pool *pool, sx_task *task)
 	w = sx__worker_of(pool);
 	if (w == NULL)
 		return remote_submit(pool, task, NULL, NULL);
-	local_push(w, task);
+	sx__spawn_local(w, task);
 	return 0;
 }
 
@@ -376,7 +409,6 @@ int sx_pool_wait_idle(sx_pool *pool)
 	return wait_quiescent(pool, true);
 }
 
-/* Wait until every remote submit that may have read RUNNING has finished its push. */
 static void wait_submitters(sx_pool *p)
 {
 	ck_stack_entry_t *e;
@@ -390,7 +422,7 @@ static void wait_submitters(sx_pool *p)
 	}
 }
 
-static void cancel_one(sx_pool *p, sx_task *t)
+void sx__cancel_task(sx_pool *p, sx_task *t)
 {
 	if (t->run == sx__node_task_run) {
 		sx__node *n = SX_CONTAINER_OF(t, sx__node, task);
@@ -414,10 +446,10 @@ static void cancel_queued(sx_pool *p)
 
 		if ((t = w->lifo) != NULL) {
 			w->lifo = NULL;
-			cancel_one(p, t);
+			sx__cancel_task(p, t);
 		}
 		while (ck_ring_dequeue_spmc(&w->ring, w->buf, &t))
-			cancel_one(p, t);
+			sx__cancel_task(p, t);
 	}
 	/* The injector is one linked list through the tasks' links, chains included; batches hold arrays. */
 	for (e = ck_stack_batch_pop_upmc(&p->inj); e != NULL; e = next) {
@@ -428,9 +460,9 @@ static void cancel_queued(sx_pool *p)
 			sx__batch *b = SX_CONTAINER_OF(t, sx__batch, task);
 
 			while (b->start < b->n)
-				cancel_one(p, b->items[b->start++]);
+				sx__cancel_task(p, b->items[b->start++]);
 		} else {
-			cancel_one(p, t);
+			sx__cancel_task(p, t);
 		}
 	}
 }

@@ -698,13 +698,13 @@ static void run_nested(sx__worker *w, sx_task *t)
 
 /* A waiting worker runs one task: its own queues first, then the injector, then another
  * worker's. 1: it ran one; 0: nothing to run (or nested too deep); -ESHUTDOWN: SX_CANCEL is
- * stopping w. */
-int sx__help_one(sx__worker *w)
+ * stopping w (unless through_cancel: a fork's waiter helps on). */
+static int help_one(sx__worker *w, bool through_cancel)
 {
 	sx_task *t;
 
 	SX__ASSERT(w == sx__self);
-	if (SX__UNLIKELY(stopping(w->pool)))
+	if (SX__UNLIKELY(stopping(w->pool)) && !through_cancel)
 		return -ESHUTDOWN;
 	/* Each task run here nests on this stack; past SX__HELP_MAX_DEPTH the worker only waits
 	 * (other workers steal from its queues meanwhile). */
@@ -719,6 +719,19 @@ int sx__help_one(sx__worker *w)
 	return 1;
 }
 
+int sx__help_one(sx__worker *w)
+{
+	return help_one(w, false);
+}
+
+bool sx__take_back(sx__worker *w, sx_task *t)
+{
+	if (!sx__untake(w, t))
+		return false;
+	sx__stat_add(&w->stats.executed, 1);
+	return true;
+}
+
 bool sx__run_if_queued(sx__worker *w, sx_task *t)
 {
 	if (!sx__untake(w, t))
@@ -727,8 +740,8 @@ bool sx__run_if_queued(sx__worker *w, sx_task *t)
 	return true;
 }
 
-int sx__wait(sx__worker *w, uint32_t *word, uint32_t flag, sx__wait_fn done, void *arg,
-    uint64_t deadline)
+static int wait_loop(sx__worker *w, uint32_t *word, uint32_t flag, sx__wait_fn done, void *arg,
+    uint64_t deadline, bool through_cancel)
 {
 	unsigned idle = 0;
 
@@ -743,7 +756,7 @@ int sx__wait(sx__worker *w, uint32_t *word, uint32_t flag, sx__wait_fn done, voi
 		if (deadline != UINT64_MAX && sx__now_ns() >= deadline)
 			return -ETIMEDOUT;
 		if (w != NULL) {
-			int ran = sx__help_one(w);
+			int ran = help_one(w, through_cancel);
 
 			if (ran < 0)
 				return ran;
@@ -764,6 +777,18 @@ int sx__wait(sx__worker *w, uint32_t *word, uint32_t flag, sx__wait_fn done, voi
 		}
 		sx__doze(word, seen, flag, until);
 	}
+}
+
+int sx__wait(sx__worker *w, uint32_t *word, uint32_t flag, sx__wait_fn done, void *arg,
+    uint64_t deadline)
+{
+	return wait_loop(w, word, flag, done, arg, deadline, false);
+}
+
+int sx__wait_fork(sx__worker *w, uint32_t *word, uint32_t flag, sx__wait_fn done, void *arg)
+{
+	SX__ASSERT(w != NULL);
+	return wait_loop(w, word, flag, done, arg, UINT64_MAX, true);
 }
 
 int sx__wait_here(uint32_t *word, uint32_t flag, sx__wait_fn done, void *arg, uint64_t deadline)
