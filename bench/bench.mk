@@ -11,7 +11,8 @@ BENCH_C   := bench/harness.c bench/hist.c bench/common.c bench/strix_impl.c \
              bench/wheel_bench.c bench/promise_bench.c bench/fanout_bench.c bench/pipeline_bench.c \
              bench/group_bench.c bench/join_bench.c
 BENCH_OBJ := $(patsubst bench/%.c,$(B)/bench/%.o,$(BENCH_C)) $(B)/bench/peers/omp_bench.o \
-             $(B)/bench/peers/tbb_bench.o $(B)/bench/peers/thpool.o $(B)/bench/bench_main.o
+             $(B)/bench/peers/tbb_bench.o $(B)/bench/peers/asio_bench.o $(B)/bench/peers/thpool.o \
+             $(B)/bench/bench_main.o
 include bench/peers/go/go.mk bench/peers/rust/rust.mk
 BENCH_CFLAGS := $(CSTD) $(WARN) -O2 -g -Iinclude -pthread
 THPOOL_SRC := /usr/share/cthreadpool/thpool.c
@@ -23,6 +24,11 @@ $(B)/bench/peers/omp_bench.o: bench/peers/omp_bench.c bench/workloads.h
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -fopenmp -c $< -o $@
 $(B)/bench/peers/tbb_bench.o: bench/peers/tbb_bench.cc bench/workloads.h
+	@mkdir -p $(dir $@)
+	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -pthread -c $< -o $@
+# Boost.Asio, header-only (Boost 1.74's Boost.System needs no library either).
+$(B)/bench/peers/asio_bench.o: bench/peers/asio_bench.cc bench/peers/asio.h bench/workloads.h \
+    bench/hist.h
 	@mkdir -p $(dir $@)
 	$(CXX) -std=c++17 -O2 -g -Wall -Wextra -pthread -c $< -o $@
 # The peer as Debian ships it: its own source, its own header directory, its own warnings.
