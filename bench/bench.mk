@@ -9,7 +9,7 @@
 BENCH_C   := bench/harness.c bench/hist.c bench/common.c bench/strix_impl.c \
              bench/peers/thpool_impl.c bench/peers/uv_bench.c bench/peers/futex_bench.c \
              bench/wheel_bench.c bench/promise_bench.c bench/fanout_bench.c bench/pipeline_bench.c \
-             bench/group_bench.c bench/join_bench.c
+             bench/group_bench.c bench/join_bench.c bench/strand_bench.c
 BENCH_OBJ := $(patsubst bench/%.c,$(B)/bench/%.o,$(BENCH_C)) $(B)/bench/peers/omp_bench.o \
              $(B)/bench/peers/tbb_bench.o $(B)/bench/peers/asio_bench.o $(B)/bench/peers/thpool.o \
              $(B)/bench/bench_main.o

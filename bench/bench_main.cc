@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "workloads.h"
+#include "peers/asio.h"
 
 namespace {
 
@@ -242,6 +243,11 @@ void register_all()
 				 bench_out *o) {
 			return harness_wake(&bench_thpool_api, w, s, g, i, h, o); }, samples);
 	});
+	add("wake/asio", 1, [samples](benchmark::State &st) {
+		run_wake(st, [](unsigned w, uint64_t s, uint64_t g, double i, bench_hist *h,
+				 bench_out *o) {
+			return harness_wake(&bench_asio_api, w, s, g, i, h, o); }, samples);
+	});
 
 	const uint64_t rounds = size(100000, 300);
 	add("ping_pong/strix", reps(3), [rounds](benchmark::State &st) {
@@ -251,6 +257,27 @@ void register_all()
 	add("ping_pong/thpool", reps(3), [rounds](benchmark::State &st) {
 		run_latency(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
 			return harness_ping_pong(&bench_thpool_api, w, r, h, o); }, rounds);
+	});
+	add("ping_pong/asio", reps(3), [rounds](benchmark::State &st) {
+		run_latency(st, [](unsigned w, uint64_t r, bench_hist *h, bench_out *o) {
+			return harness_ping_pong(&bench_asio_api, w, r, h, o); }, rounds);
+	});
+
+	// Strands: 10^6 tasks over 64 strands from inside a worker; two strands as actors.
+	const uint64_t strand_tasks = size(1000000, 2000);
+	add("strand_spawn/strix", reps(5), [strand_tasks](benchmark::State &st) {
+		run_spawn(st, [](unsigned w, uint64_t k, bench_out *o) {
+			return strix_strand_spawn(w, k, 64, o); }, strand_tasks);
+	});
+	add("strand_spawn/asio", reps(5), [strand_tasks](benchmark::State &st) {
+		run_spawn(st, [](unsigned w, uint64_t k, bench_out *o) {
+			return asio_strand_spawn(w, k, 64, o); }, strand_tasks);
+	});
+	add("strand_pingpong/strix", reps(3), [rounds](benchmark::State &st) {
+		run_latency(st, strix_strand_pingpong, rounds);
+	});
+	add("strand_pingpong/asio", reps(3), [rounds](benchmark::State &st) {
+		run_latency(st, asio_strand_pingpong, rounds);
 	});
 
 	const uint64_t timers = size(1000000, 10000);
@@ -268,6 +295,7 @@ void register_all()
 		run_spawn(st, [](unsigned w, uint64_t k, bench_out *o) {
 			return strix_chain(w, k, true, o); }, hops);
 	});
+	add("chain/asio", reps(5), [hops](benchmark::State &st) { run_spawn(st, asio_chain, hops); });
 	const uint64_t leaves = size(1000000, 1000);
 	add("skynet/strix", reps(3), [leaves](benchmark::State &st) { run_skynet(st, leaves); });
 	struct fib_impl {
@@ -316,6 +344,16 @@ void register_all()
 				return mutex_circuit_bench(t, calls, a, o); });
 		});
 	}
+	// ratelimit/<threads>: one shared limiter that refuses nothing, 1 and 2 threads.
+	for (unsigned t : { 1u, 2u }) {
+		add("ratelimit/strix/" + std::to_string(t), reps(5), [t, calls](benchmark::State &st) {
+			double refused = 0;
+
+			if (run_counted(st, [&](bench_out *o) {
+				    return strix_ratelimit(t, calls, &refused, o); }))
+				st.counters["false_refusals"] = refused;
+		});
+	}
 	add("pipeline/strix", reps(5), [calls](benchmark::State &st) {
 		run_policy(st, [&](double *a, bench_out *o) { return strix_pipeline(calls, a, o); });
 	});
@@ -349,6 +387,11 @@ void register_all()
 		{ "uv", uv_spawn_many, uv_spawn_remote },
 		{ "omp", omp_spawn_many, nullptr },
 		{ "tbb", tbb_spawn_many, tbb_spawn_remote },
+		{ "asio",
+		  [](unsigned w, uint64_t k, bench_out *o) {
+			  return harness_spawn_many(&bench_asio_api, w, k, o); },
+		  [](unsigned w, uint64_t k, bench_out *o) {
+			  return harness_spawn_remote(&bench_asio_api, w, k, o); } },
 	};
 
 	for (const auto &s : spawns)

@@ -1,5 +1,5 @@
 /*
- * B9 circuit / pipeline.
+ * B9 circuit / pipeline, and ratelimit.
  *
  * circuit: every thread makes n calls through one shared circuit (acquire, an empty call, release
  * with success), closed all along. strix's sx_circuit against the way a C service usually does
@@ -66,6 +66,7 @@ static void mc_release(mutex_circuit *c, int result)
 struct circ_run {
 	sx_circuit *strix;
 	mutex_circuit *mutex;
+	sx_ratelimit *rl;   /* ratelimit/<threads>: this instead of a circuit */
 	uint64_t n;
 	unsigned go, ready;
 	uint64_t allocs, failed;
@@ -80,7 +81,10 @@ static void *circ_thread(void *arg)
 	while (!__atomic_load_n(&r->go, __ATOMIC_ACQUIRE))
 		;
 	a0 = sx_allocations();
-	if (r->strix != NULL) {
+	if (r->rl != NULL) {
+		for (uint64_t i = 0; i < r->n; i++)
+			failed += sx_ratelimit_try(r->rl, 1) != 0;
+	} else if (r->strix != NULL) {
 		for (uint64_t i = 0; i < r->n; i++) {
 			sx_circuit_permit p;
 
@@ -101,13 +105,29 @@ static void *circ_thread(void *arg)
 	return NULL;
 }
 
+/* Start `threads` threads on r, time them from a common start to the last one's end. */
+static void run_threads(struct circ_run *r, unsigned threads, bench_out *o)
+{
+	pthread_t t[8];
+	uint64_t t0;
+
+	for (unsigned i = 0; i < threads; i++)
+		pthread_create(&t[i], NULL, circ_thread, r);
+	while (__atomic_load_n(&r->ready, __ATOMIC_ACQUIRE) != threads)
+		;
+	t0 = now_ns();
+	__atomic_store_n(&r->go, 1, __ATOMIC_RELEASE);
+	for (unsigned i = 0; i < threads; i++)
+		pthread_join(t[i], NULL);
+	o->seconds = (double)(now_ns() - t0) / 1e9;
+	o->tasks = r->n;
+}
+
 static int circuit_run(bool strix, unsigned threads, uint64_t n, double *allocs, bench_out *o)
 {
 	sx_circuit_opts co = SX_CIRCUIT_OPTS_INIT;
 	mutex_circuit mc;
 	struct circ_run r;
-	pthread_t t[8];
-	uint64_t t0;
 
 	memset(&r, 0, sizeof(r));
 	memset(&mc, 0, sizeof(mc));
@@ -118,22 +138,39 @@ static int circuit_run(bool strix, unsigned threads, uint64_t n, double *allocs,
 		return -1;
 	}
 	r.mutex = &mc;
-	for (unsigned i = 0; i < threads; i++)
-		pthread_create(&t[i], NULL, circ_thread, &r);
-	while (__atomic_load_n(&r.ready, __ATOMIC_ACQUIRE) != threads)
-		;
-	t0 = now_ns();
-	__atomic_store_n(&r.go, 1, __ATOMIC_RELEASE);
-	for (unsigned i = 0; i < threads; i++)
-		pthread_join(t[i], NULL);
-	o->seconds = (double)(now_ns() - t0) / 1e9;
-	o->tasks = n;
+	run_threads(&r, threads, o);
 	*allocs = (double)r.allocs / (double)(n * threads);
 	sx_circuit_destroy(r.strix);
 	pthread_mutex_destroy(&mc.lock);
 	if (r.failed != 0) {
 		snprintf(o->err, sizeof(o->err), "%llu calls refused by a closed circuit",
 		    (unsigned long long)r.failed);
+		return -1;
+	}
+	return 0;
+}
+
+int strix_ratelimit(unsigned threads, uint64_t n, double *false_refusals, bench_out *o)
+{
+	sx_ratelimit_opts ro = SX_RATELIMIT_OPTS_INIT;
+	struct circ_run r;
+
+	memset(&r, 0, sizeof(r));
+	r.n = n;
+	/* One event per ns, the most a limiter takes, and the largest burst: the threads cannot
+	 * outrun it, so every refusal would be false; the cost of the check is what is measured. */
+	ro.rate = 1000000000;
+	ro.burst = SX_RATELIMIT_MAX_BURST;
+	if (sx_ratelimit_create(&ro, &r.rl) != 0) {
+		snprintf(o->err, sizeof(o->err), "sx_ratelimit_create failed");
+		return -1;
+	}
+	run_threads(&r, threads, o);
+	sx_ratelimit_destroy(r.rl);
+	*false_refusals = (double)r.failed;
+	if (r.failed != 0) {
+		snprintf(o->err, sizeof(o->err), "%llu calls refused by a limiter that cannot be "
+		    "outrun", (unsigned long long)r.failed);
 		return -1;
 	}
 	return 0;

@@ -114,6 +114,14 @@ int strix_circuit(unsigned threads, uint64_t n, double *allocs, bench_out *o);
 int mutex_circuit_bench(unsigned threads, uint64_t n, double *allocs, bench_out *o);
 int strix_pipeline(uint64_t n, double *allocs, bench_out *o);
 
+/* strand_spawn, strand_pingpong (strand_bench.c; bench/README.md describes them). */
+int strix_strand_spawn(unsigned workers, uint64_t n, unsigned strands, bench_out *o);
+int strix_strand_pingpong(unsigned workers, uint64_t rounds, bench_hist *h, bench_out *o);
+
+/* ratelimit/<threads> (pipeline_bench.c): `threads` threads making n sx_ratelimit_try calls each
+ * on one limiter whose rate refuses nothing; *false_refusals counts the refusals (must be 0). */
+int strix_ratelimit(unsigned threads, uint64_t n, double *false_refusals, bench_out *o);
+
 /* group_signal (group_bench.c): `samples` run groups (a signal actor and a blocking actor), each
  * ended by a SIGUSR1 sent to the process; one sample from kill() to sx_group_run's return. */
 int strix_group_signal(uint64_t samples, bench_hist *h, bench_out *o);
