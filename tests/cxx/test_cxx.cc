@@ -185,6 +185,9 @@ void test_every_module_links_from_cxx(void **)
 	assert_string_equal(sx_version(), STRIX_VERSION_STRING);
 	assert_string_equal(sx_strerror(0), sx_strerror(0));
 	assert_int_equal(sx_retry_policy_check(nullptr), -EINVAL);
+	assert_int_equal(sx_join(nullptr, nullptr, nullptr, nullptr, nullptr), -EINVAL);
+	assert_int_equal(sx_scope_init(nullptr, nullptr), -EINVAL);
+	assert_int_equal(sx_strand_create(nullptr, nullptr), -EINVAL);
 }
 
 } // namespace
