@@ -50,18 +50,18 @@ extern "C" {
 SX_API int sx_join(sx_pool *pool, void (*a)(void *a_arg), void *a_arg, void (*b)(void *b_arg),
     void *b_arg);
 
+/** Children a scope holds between two sx_scope_wait calls, at most. */
+#define SX_SCOPE_MAX (UINT32_C(1) << 30)
+
 /**
  * A child's task record in a scope: storage the caller provides, valid from sx_scope_spawn until
  * sx_scope_wait returns. Its fields are private; its size is part of the ABI.
  */
-/** Children a scope holds between two sx_scope_wait calls, at most. */
-#define SX_SCOPE_MAX (UINT32_C(1) << 30)
-
 typedef struct sx_job {
-	sx_task sx_task;             /**< private: the queued task */
+	sx_task sx_run;              /**< private: the queued task */
 	void (*sx_fn)(void *);       /**< private */
 	void *sx_arg;                /**< private */
-	struct sx_scope *sx_scope;   /**< private: the scope it belongs to */
+	struct sx_scope *sx_parent;  /**< private: the scope it belongs to */
 	struct sx_job *sx_prev;      /**< private: the job spawned before it in its scope */
 } sx_job;
 
@@ -72,7 +72,7 @@ typedef struct sx_job {
  * is part of the ABI.
  */
 typedef struct sx_scope {
-	sx_pool *sx_pool;            /**< private */
+	sx_pool *sx_owner;           /**< private: the pool */
 	sx_job *sx_last;             /**< private: the newest child not yet joined */
 	uint32_t sx_spawned;         /**< private: children since the last wait (the owner's) */
 	uint32_t sx_done;            /**< private: children finished, times 2, | a waiter flag */

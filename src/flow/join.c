@@ -106,8 +106,8 @@ int sx_join(sx_pool *pool, void (*a)(void *), void *a_arg, void (*b)(void *), vo
 
 static void job_run(sx_task *t)
 {
-	sx_job *j = SX_CONTAINER_OF(t, sx_job, sx_task);
-	sx_scope *s = j->sx_scope;
+	sx_job *j = SX_CONTAINER_OF(t, sx_job, sx_run);
+	sx_scope *s = j->sx_parent;
 
 	j->sx_fn(j->sx_arg);
 	publish(&s->sx_done, J_STEP, true);
@@ -115,7 +115,7 @@ static void job_run(sx_task *t)
 
 static void job_cancel(sx_task *t, int err)
 {
-	sx_scope *s = SX_CONTAINER_OF(t, sx_job, sx_task)->sx_scope;
+	sx_scope *s = SX_CONTAINER_OF(t, sx_job, sx_run)->sx_parent;
 
 	(void)err;
 	ck_pr_inc_32(&s->sx_cancelled);
@@ -126,7 +126,7 @@ int sx_scope_init(sx_scope *s, sx_pool *pool)
 {
 	if (s == NULL || pool == NULL)
 		return -EINVAL;
-	s->sx_pool = pool;
+	s->sx_owner = pool;
 	s->sx_last = NULL;
 	s->sx_spawned = 0;
 	s->sx_done = 0;
@@ -141,29 +141,29 @@ int sx_scope_spawn(sx_scope *s, sx_job *job, void (*fn)(void *), void *arg)
 	sx__tcache *c;
 	int rc;
 
-	if (SX__UNLIKELY(s == NULL || job == NULL || fn == NULL || s->sx_pool == NULL))
+	if (SX__UNLIKELY(s == NULL || job == NULL || fn == NULL || s->sx_owner == NULL))
 		return -EINVAL;
 	if (SX__UNLIKELY(s->sx_spawned >= SX_SCOPE_MAX))
 		return -EOVERFLOW;
-	job->sx_task.run = job_run;
-	job->sx_task.cancel = job_cancel;
+	job->sx_run.run = job_run;
+	job->sx_run.cancel = job_cancel;
 	job->sx_fn = fn;
 	job->sx_arg = arg;
-	job->sx_scope = s;
-	w = sx__worker_of(s->sx_pool);
+	job->sx_parent = s;
+	w = sx__worker_of(s->sx_owner);
 	if (SX__LIKELY(w != NULL)) {
 		job->sx_prev = s->sx_last;
 		s->sx_last = job;
 		s->sx_spawned++;
-		sx__push_local(w, &job->sx_task);
+		sx__push_local(w, &job->sx_run);
 		return 0;
 	}
-	if ((c = sx__remote_enter(s->sx_pool, &rc)) == NULL)
+	if ((c = sx__remote_enter(s->sx_owner, &rc)) == NULL)
 		return rc;
 	job->sx_prev = s->sx_last;
 	s->sx_last = job;
 	s->sx_spawned++;
-	sx__inject(s->sx_pool, c, &job->sx_task);
+	sx__inject(s->sx_owner, c, &job->sx_run);
 	sx__remote_leave(c);
 	return 0;
 }
@@ -180,14 +180,14 @@ int sx_scope_wait(sx_scope *s)
 	sx__worker *w;
 	int rc = 0;
 
-	if (s == NULL || s->sx_pool == NULL)
+	if (s == NULL || s->sx_owner == NULL)
 		return -EINVAL;
 	want = s->sx_spawned;
-	w = sx__worker_of(s->sx_pool);
+	w = sx__worker_of(s->sx_owner);
 	if (w != NULL) {
 		/* Newest first: that is the order the ring's producer end gives them back. */
 		for (sx_job *j = s->sx_last; j != NULL; j = j->sx_prev) {
-			if (sx__take_back(w, &j->sx_task)) {
+			if (sx__take_back(w, &j->sx_run)) {
 				j->sx_fn(j->sx_arg);
 				want--;
 			}
