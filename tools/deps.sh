@@ -7,7 +7,9 @@
 #                          fault-injection and fuzz targets; the install test builds an example
 #                          with pkg-config and CMake, check-abi compares the ABI with its record)
 #   tools/deps.sh bench    lib + Google Benchmark and the peers (C-Thread-Pool, libuv, oneTBB,
-#                          OpenMP), gnuplot and python3 for the report (make bench, bench-smoke)
+#                          OpenMP, Boost.Asio; Go with x/sync and x/time; cargo and rustc with
+#                          Debian's tokio and rayon sources), gnuplot and python3 for the report
+#                          (make bench, bench-smoke)
 #   tools/deps.sh perf     bench + valgrind and perf (make perf)
 #   tools/deps.sh docs     Doxygen (make docs, make man; make install installs the man pages)
 #
@@ -30,8 +32,9 @@ THPOOL_SRC=${THPOOL_SRC:-/usr/share/cthreadpool/thpool.c}
 lib_pkgs=(gcc make binutils libck-dev libjemalloc-dev)
 test_pkgs=(g++ libcmocka-dev clang "libclang-rt-14-dev|libclang-common-14-dev" cmake pkg-config
            doxygen man-db abigail-tools)
-bench_pkgs=(g++ libbenchmark-dev cthreadpool-dev libuv1-dev libtbb-dev libgomp1 gnuplot-nox
-            python3)
+bench_pkgs=(g++ libbenchmark-dev cthreadpool-dev libuv1-dev libtbb-dev libgomp1 libboost-dev
+            golang-go golang-golang-x-sync-dev golang-golang-x-time-dev
+            cargo rustc librust-tokio-dev librust-rayon-dev gnuplot-nox python3)
 perf_pkgs=(valgrind "linux-perf|linux-tools-generic")
 docs_pkgs=(doxygen)
 
@@ -132,6 +135,19 @@ probe_bench() {
   cxx_probe "header <tbb/task_group.h> and library -ltbb (oneTBB)" -ltbb -- tbb/task_group.h
   c_probe "OpenMP (-fopenmp)" -fopenmp -- omp.h
   file_probe "C-Thread-Pool's source (make THPOOL_SRC=path)" "$THPOOL_SRC"
+  cxx_probe "header <boost/asio/thread_pool.hpp> (Boost.Asio)" -pthread -- \
+    boost/asio/thread_pool.hpp boost/asio/strand.hpp
+  # The Go and Rust peers build offline from Debian's sources, with Debian's toolchains.
+  file_probe "Go (golang-go)" /usr/bin/go
+  file_probe "golang.org/x/sync/errgroup (golang-golang-x-sync-dev)" \
+    /usr/share/gocode/src/golang.org/x/sync/errgroup/errgroup.go
+  file_probe "golang.org/x/time/rate (golang-golang-x-time-dev)" \
+    /usr/share/gocode/src/golang.org/x/time/rate/rate.go
+  file_probe "Debian's cargo" /usr/bin/cargo; file_probe "Debian's rustc" /usr/bin/rustc
+  [ -n "$(ls -d /usr/share/cargo/registry/tokio-1.* 2>/dev/null)" ] ||
+    absent+=("tokio's source (librust-tokio-dev): /usr/share/cargo/registry/tokio-1.*")
+  [ -n "$(ls -d /usr/share/cargo/registry/rayon-1.* 2>/dev/null)" ] ||
+    absent+=("rayon's source (librust-rayon-dev): /usr/share/cargo/registry/rayon-1.*")
   prog_probe gnuplot; prog_probe python3
 }
 probe_perf() { prog_probe valgrind; prog_probe perf; }
