@@ -8,6 +8,10 @@
 //! benchmark on stderr). --filter keeps the benchmarks whose name contains TEXT. Exit status:
 //! 0 when everything ran and checked, 1 when a benchmark failed (it is still written, with
 //! error_occurred), 2 on a usage error.
+//!
+//! The workloads that read the peak RSS run in a child process, `rust-bench --child=NAME`
+//! (with the same --smoke and --workers), which prints one line on stdout: `ok fig=value ...`
+//! or `err message`.
 
 mod rayon_peer;
 mod tokio_peer;
@@ -16,6 +20,7 @@ mod util;
 use std::fmt::Write as _;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use util::now_ns;
@@ -103,7 +108,7 @@ pub fn fanout_rep(
 // ---- the report ------------------------------------------------------------------------------
 
 enum Outcome {
-    Done { reps: usize, figs: Vec<(&'static str, f64)> },
+    Done { reps: usize, figs: Vec<(String, f64)> },
     Failed(String),
 }
 
@@ -120,6 +125,7 @@ struct Report {
     notes: Vec<(&'static str, &'static str)>,
 }
 
+/// The report; None in a child (--child), which prints its one result on stdout instead.
 static REPORT: Mutex<Option<Report>> = Mutex::new(None);
 
 /// The benchmark running now and the time it must end by (the watchdog's view).
@@ -161,7 +167,8 @@ impl Report {
         );
         let _ = write!(
             o,
-            "{{\n  \"context\": {{\"impl\": [\"tokio\", \"rayon\"], \"version\": {}, \"workers\": {}, \"smoke\": \"{}\"}},\n  \"benchmarks\": [",
+            "{{\n  \"context\": {{\"impl\": [\"tokio\", \"rayon\"], \"version\": {}, \
+             \"workers\": {}, \"smoke\": \"{}\"}},\n  \"benchmarks\": [",
             json_str(&version),
             self.workers,
             if self.smoke { "yes" } else { "no" }
@@ -186,7 +193,8 @@ impl Report {
                 Outcome::Failed(msg) => {
                     let _ = write!(
                         o,
-                        "{{\"name\": {}, \"run_name\": {}, \"error_occurred\": true, \"error_message\": {}, \"workers\": {}}}",
+                        "{{\"name\": {}, \"run_name\": {}, \"error_occurred\": true, \
+                         \"error_message\": {}, \"workers\": {}}}",
                         name,
                         name,
                         json_str(msg),
@@ -230,22 +238,22 @@ fn quantile(sorted: &[u64], q: f64) -> f64 {
 }
 
 /// Medians of each figure over the repetitions, then the percentiles of every sample.
-fn aggregate(reps: Vec<Rep>) -> Vec<(&'static str, f64)> {
+fn aggregate(reps: Vec<Rep>) -> Vec<(String, f64)> {
     let mut figs = Vec::new();
     for (k, _) in &reps[0].figs {
         let vals = reps
             .iter()
             .filter_map(|r| r.figs.iter().find(|(n, _)| n == k).map(|(_, v)| *v))
             .collect();
-        figs.push((*k, median(vals)));
+        figs.push((k.to_string(), median(vals)));
     }
     let mut all: Vec<u64> = reps.into_iter().flat_map(|r| r.samples).collect();
     if !all.is_empty() {
         all.sort_unstable();
-        figs.push(("p50_ns", quantile(&all, 0.50)));
-        figs.push(("p99_ns", quantile(&all, 0.99)));
-        figs.push(("p999_ns", quantile(&all, 0.999)));
-        figs.push(("max_ns", *all.last().unwrap() as f64));
+        figs.push(("p50_ns".to_string(), quantile(&all, 0.50)));
+        figs.push(("p99_ns".to_string(), quantile(&all, 0.99)));
+        figs.push(("p999_ns".to_string(), quantile(&all, 0.999)));
+        figs.push(("max_ns".to_string(), *all.last().unwrap() as f64));
     }
     figs
 }
@@ -260,42 +268,85 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
+/// Runs body `reps` times, stopping at the first failure: the aggregated figures or the failure.
+fn run_reps(
+    name: &str,
+    reps: usize,
+    mut body: impl FnMut() -> Result<Rep, String>,
+) -> Result<Vec<(String, f64)>, String> {
+    let mut done = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        match panic::catch_unwind(AssertUnwindSafe(&mut body)) {
+            Ok(Ok(r)) => done.push(r),
+            Ok(Err(e)) => return Err(e),
+            Err(p) => return Err(format!("{}: {}", name, panic_text(p))),
+        }
+    }
+    Ok(aggregate(done))
+}
+
 struct Runner {
     filter: Option<String>,
     limit_s: u64,
+    workers: usize,
+    smoke: bool,
+    /// --child=NAME: run only NAME, in this process, and print its result on stdout.
+    child: Option<String>,
 }
 
 impl Runner {
-    /// Runs body `reps` times (stopping at the first failure) and adds the entry.
-    fn bench(&self, name: &str, reps: usize, mut body: impl FnMut() -> Result<Rep, String>) {
+    fn bench(&self, name: &str, reps: usize, body: impl FnMut() -> Result<Rep, String>) {
+        self.run(name, reps, false, body)
+    }
+
+    /// For the workloads that read the process's peak RSS: they run in a fresh process of their
+    /// own, since memory earlier workloads freed stays resident in the C heap (glibc keeps the
+    /// top of a thread's arena) and would count in the peak, or hide a rise.
+    fn bench_alone(&self, name: &str, reps: usize, body: impl FnMut() -> Result<Rep, String>) {
+        self.run(name, reps, true, body)
+    }
+
+    fn run(
+        &self,
+        name: &str,
+        reps: usize,
+        alone: bool,
+        body: impl FnMut() -> Result<Rep, String>,
+    ) {
+        if let Some(only) = &self.child {
+            if name == only {
+                *RUNNING.lock().unwrap() =
+                    Some((name.to_string(), now_ns() + self.limit_s * 1_000_000_000));
+                match run_reps(name, reps, body) {
+                    Ok(figs) => {
+                        let shown: String =
+                            figs.iter().map(|(k, v)| format!(" {}={}", k, v)).collect();
+                        println!("ok{}", shown);
+                    }
+                    Err(e) => println!("err {}", e),
+                }
+                *RUNNING.lock().unwrap() = None;
+            }
+            return;
+        }
         if let Some(f) = &self.filter {
             if !name.contains(f.as_str()) {
                 return;
             }
         }
-        *RUNNING.lock().unwrap() = Some((name.to_string(), now_ns() + self.limit_s * 1_000_000_000));
+        // A child has the same limit and its own watchdog; this one is the backstop.
+        let limit_s = if alone { self.limit_s + 30 } else { self.limit_s };
+        *RUNNING.lock().unwrap() = Some((name.to_string(), now_ns() + limit_s * 1_000_000_000));
         let t0 = now_ns();
-        let mut done = Vec::with_capacity(reps);
-        let mut err = None;
-        for _ in 0..reps {
-            match panic::catch_unwind(AssertUnwindSafe(&mut body)) {
-                Ok(Ok(r)) => done.push(r),
-                Ok(Err(e)) => err = Some(e),
-                Err(p) => err = Some(format!("{}: {}", name, panic_text(p))),
-            }
-            if err.is_some() {
-                break;
-            }
-        }
+        let r = if alone { self.in_child(name) } else { run_reps(name, reps, body) };
         *RUNNING.lock().unwrap() = None;
         let secs = (now_ns() - t0) as f64 * 1e-9;
-        let outcome = match err {
-            Some(e) => {
+        let outcome = match r {
+            Err(e) => {
                 eprintln!("{}: FAILED: {}", name, e);
                 Outcome::Failed(e)
             }
-            None => {
-                let figs = aggregate(done);
+            Ok(figs) => {
                 let shown: Vec<String> =
                     figs.iter().map(|(k, v)| format!("{}={:.4}", k, v)).collect();
                 eprintln!("{}: {} ({} reps, {:.2} s)", name, shown.join(" "), reps, secs);
@@ -304,6 +355,40 @@ impl Runner {
         };
         let mut r = REPORT.lock().unwrap();
         r.as_mut().unwrap().entries.push(Entry { name: name.to_string(), outcome });
+    }
+
+    /// Runs this program again as `--child=name` and reads its one line of result.
+    fn in_child(&self, name: &str) -> Result<Vec<(String, f64)>, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("{}: {}", name, e))?;
+        let mut cmd = Command::new(exe);
+        cmd.arg(format!("--workers={}", self.workers)).arg(format!("--child={}", name));
+        if self.smoke {
+            cmd.arg("--smoke");
+        }
+        let out = cmd
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("{}: cannot start a child process: {}", name, e))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let line = text.lines().last().unwrap_or("");
+        if let Some(msg) = line.strip_prefix("err ") {
+            return Err(msg.to_string());
+        }
+        let figs = match line.strip_prefix("ok") {
+            Some(rest) => rest
+                .split_whitespace()
+                .map(|kv| {
+                    let (k, v) = kv.split_once('=')?;
+                    Some((k.to_string(), v.parse::<f64>().ok()?))
+                })
+                .collect::<Option<Vec<_>>>(),
+            None => None,
+        };
+        match figs {
+            Some(f) if !f.is_empty() && out.status.success() => Ok(f),
+            _ => Err(format!("{}: the child process ended ({}) with no result", name, out.status)),
+        }
     }
 }
 
@@ -315,13 +400,17 @@ fn watchdog() {
         let running = RUNNING.lock().unwrap().clone();
         if let Some((name, deadline)) = running {
             if now_ns() > deadline {
-                let mut r = REPORT.lock().unwrap();
-                let r = r.as_mut().unwrap();
                 let msg = format!("{}: did not finish within its time limit", name);
-                eprintln!("{}: FAILED: {}", name, msg);
-                r.entries.push(Entry { name, outcome: Outcome::Failed(msg) });
-                if let Err(e) = r.write() {
-                    eprintln!("rust-bench: {}", e);
+                let mut r = REPORT.lock().unwrap();
+                match r.as_mut() {
+                    None => println!("err {}", msg),
+                    Some(r) => {
+                        eprintln!("{}: FAILED: {}", name, msg);
+                        r.entries.push(Entry { name, outcome: Outcome::Failed(msg) });
+                        if let Err(e) = r.write() {
+                            eprintln!("rust-bench: {}", e);
+                        }
+                    }
                 }
                 std::process::exit(1);
             }
@@ -353,6 +442,7 @@ fn main() {
     let mut workers = util::online_cpus();
     let mut out = None;
     let mut filter = None;
+    let mut child = None;
     for a in std::env::args().skip(1) {
         if a == "--smoke" {
             smoke = true;
@@ -365,27 +455,31 @@ fn main() {
             out = Some(v.to_string());
         } else if let Some(v) = a.strip_prefix("--filter=") {
             filter = Some(v.to_string());
+        } else if let Some(v) = a.strip_prefix("--child=") {
+            child = Some(v.to_string());
         } else {
             usage();
         }
     }
-    let out = out.unwrap_or_else(|| usage());
-    *REPORT.lock().unwrap() = Some(Report {
-        out,
-        workers,
-        smoke,
-        entries: Vec::new(),
-        notes: vec![
-            ("ping_pong/tokio", NOTE_PING_PONG_TOKIO),
-            ("fanout_limit/rayon", NOTE_FANOUT_RAYON),
-            ("strand_pingpong/rayon", NOTE_STRAND_RAYON),
-        ],
-    });
+    if child.is_none() {
+        let out = out.unwrap_or_else(|| usage());
+        *REPORT.lock().unwrap() = Some(Report {
+            out,
+            workers,
+            smoke,
+            entries: Vec::new(),
+            notes: vec![
+                ("ping_pong/tokio", NOTE_PING_PONG_TOKIO),
+                ("fanout_limit/rayon", NOTE_FANOUT_RAYON),
+                ("strand_pingpong/rayon", NOTE_STRAND_RAYON),
+            ],
+        });
+    }
     std::thread::spawn(watchdog);
 
     let size = |full: u64, small: u64| if smoke { small } else { full };
     let reps = |full: usize| if smoke { 1 } else { full };
-    let run = Runner { filter, limit_s: if smoke { 60 } else { 300 } };
+    let run = Runner { filter, limit_s: if smoke { 60 } else { 300 }, workers, smoke, child };
     let w = workers;
 
     let n = size(1_000_000, 2000);
@@ -414,8 +508,8 @@ fn main() {
     }
 
     let leaves = size(1_000_000, 1000);
-    run.bench("skynet/tokio", reps(3), || tokio_peer::skynet(w, leaves));
-    run.bench("skynet/rayon", reps(3), || rayon_peer::skynet(w, leaves));
+    run.bench_alone("skynet/tokio", reps(3), || tokio_peer::skynet(w, leaves));
+    run.bench_alone("skynet/rayon", reps(3), || rayon_peer::skynet(w, leaves));
 
     let cases: [(&str, u64, u64, usize); 3] = [
         ("empty/1e5", size(100_000, 1000), 0, reps(3)),
@@ -423,7 +517,7 @@ fn main() {
         ("work10us/1e5", size(100_000, 200), 10_000, reps(3)),
     ];
     for (case, calls, work_ns, case_reps) in cases {
-        run.bench(&format!("fanout_limit/tokio/{}", case), case_reps, || {
+        run.bench_alone(&format!("fanout_limit/tokio/{}", case), case_reps, || {
             tokio_peer::fanout(w, calls, 64, work_ns)
         });
     }
@@ -432,7 +526,10 @@ fn main() {
     run.bench("strand_pingpong/tokio", reps(3), || tokio_peer::strand_pingpong(w, strand_rounds));
 
     let guard = REPORT.lock().unwrap();
-    let r = guard.as_ref().unwrap();
+    let r = match guard.as_ref() {
+        Some(r) => r,
+        None => std::process::exit(0),
+    };
     if let Err(e) = r.write() {
         eprintln!("rust-bench: {}", e);
         std::process::exit(1);
