@@ -1,0 +1,308 @@
+//! The tokio peer: a multi-thread runtime with worker_threads = workers, used the way tokio's
+//! documentation shows (tokio::spawn inside the runtime, Handle::spawn from outside it, JoinHandle
+//! awaited for results, a Semaphore's owned permits to bound tasks in flight, bounded mpsc
+//! channels between tasks). A runtime is built per run, outside the timed region.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use tokio::runtime::{Builder, Runtime};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinHandle;
+
+use crate::util::{self, now_ns, Fanout, Signal};
+use crate::Rep;
+
+fn runtime(workers: usize) -> Result<Runtime, String> {
+    Builder::new_multi_thread()
+        .worker_threads(workers)
+        .build()
+        .map_err(|e| format!("tokio: cannot build a runtime: {}", e))
+}
+
+// ---- spawn_many, spawn_remote: n empty tasks on a countdown ----------------------------------
+
+static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
+static DONE: Signal = Signal::new();
+
+fn empty_task() {
+    if COUNTDOWN.fetch_sub(1, Ordering::AcqRel) == 1 {
+        DONE.post();
+    }
+}
+
+fn countdown_run(workers: usize, n: u64, remote: bool) -> Result<Rep, String> {
+    let rt = runtime(workers)?;
+    COUNTDOWN.store(n, Ordering::Relaxed);
+    DONE.reset();
+    let t0 = now_ns();
+    if remote {
+        let handle = rt.handle();
+        for _ in 0..n {
+            handle.spawn(async { empty_task() });
+        }
+    } else {
+        // One task spawns them all from a worker (tokio's spawn_many_local shape).
+        rt.spawn(async move {
+            for _ in 0..n {
+                tokio::spawn(async { empty_task() });
+            }
+        });
+    }
+    DONE.wait();
+    let secs = (now_ns() - t0) as f64 * 1e-9;
+    let ran = n - COUNTDOWN.load(Ordering::Acquire);
+    drop(rt);
+    if ran != n {
+        return Err(format!("tokio: {} of {} tasks ran", ran, n));
+    }
+    Ok(Rep::counted(secs, n))
+}
+
+pub fn spawn_many(workers: usize, n: u64) -> Result<Rep, String> {
+    countdown_run(workers, n, false)
+}
+
+pub fn spawn_remote(workers: usize, n: u64) -> Result<Rep, String> {
+    countdown_run(workers, n, true)
+}
+
+// ---- ping_pong: a task spawns a task and waits for it to start --------------------------------
+
+/// A task spawned from a worker goes to that worker's LIFO slot, which other workers cannot
+/// steal, so the parent cannot spin for it: it awaits a oneshot the child answers with its start
+/// time (tokio's own ping_pong bench hands off through oneshots the same way).
+pub fn ping_pong(workers: usize, rounds: u64) -> Result<Rep, String> {
+    let rt = runtime(workers.max(2))?;
+    let warmup = rounds / 100;
+    let ping = rt.spawn(async move {
+        let mut samples = Vec::with_capacity(rounds as usize);
+        for r in 0..rounds + warmup {
+            let (tx, rx) = oneshot::channel::<u64>();
+            let t_submit = now_ns();
+            tokio::spawn(async move {
+                let _ = tx.send(now_ns());
+            });
+            let t_start = rx.await.map_err(|_| "tokio ping_pong: the pong task was dropped")?;
+            if r >= warmup {
+                samples.push(t_start - t_submit);
+            }
+        }
+        Ok::<_, &str>(samples)
+    });
+    let samples = rt
+        .block_on(ping)
+        .map_err(|e| format!("tokio ping_pong: {}", e))?
+        .map_err(String::from)?;
+    drop(rt);
+    if samples.len() as u64 != rounds {
+        return Err(format!("tokio ping_pong: {} of {} hand-offs", samples.len(), rounds));
+    }
+    Ok(Rep::latency(samples))
+}
+
+// ---- wake: an outside thread spawns onto the idle runtime through its Handle -------------------
+
+static RAN: AtomicU64 = AtomicU64::new(0);
+static T_START: AtomicU64 = AtomicU64::new(0);
+
+fn wake_task() {
+    T_START.store(now_ns(), Ordering::Relaxed);
+    RAN.fetch_add(1, Ordering::Release);
+}
+
+pub fn wake(workers: usize, samples: u64, gap_ns: u64, idle_s: f64) -> Result<Rep, String> {
+    let rt = runtime(workers)?;
+    let handle = rt.handle().clone();
+    let lat = crate::wake_loop(samples, gap_ns, &RAN, &T_START, || {
+        handle.spawn(async { wake_task() });
+    });
+    let idle = util::idle_cpu_pct(idle_s);
+    drop(rt);
+    let mut rep = Rep::latency(lat?);
+    rep.figs.push(("idle_cpu_pct", idle));
+    Ok(rep)
+}
+
+// ---- chain: each task spawns the next (tokio's chained_spawn) ----------------------------------
+
+static HOPS: AtomicU64 = AtomicU64::new(0);
+
+fn hop(i: u64, n: u64) {
+    HOPS.fetch_add(1, Ordering::Relaxed);
+    if i + 1 == n {
+        DONE.post();
+    } else {
+        tokio::spawn(async move { hop(i + 1, n) });
+    }
+}
+
+pub fn chain(workers: usize, n: u64) -> Result<Rep, String> {
+    let rt = runtime(workers)?;
+    HOPS.store(0, Ordering::Relaxed);
+    DONE.reset();
+    let t0 = now_ns();
+    rt.spawn(async move { hop(0, n) });
+    DONE.wait();
+    let secs = (now_ns() - t0) as f64 * 1e-9;
+    drop(rt);
+    let hops = HOPS.load(Ordering::Relaxed);
+    if hops != n {
+        return Err(format!("tokio chain: {} of {} hops", hops, n));
+    }
+    Ok(Rep::counted(secs, n))
+}
+
+// ---- fib: both children spawned, their JoinHandles awaited ------------------------------------
+
+fn fib_task(n: u32) -> JoinHandle<u64> {
+    tokio::spawn(async move {
+        if n < 2 {
+            return n as u64;
+        }
+        let a = fib_task(n - 1);
+        let b = fib_task(n - 2);
+        a.await.expect("fib child") + b.await.expect("fib child")
+    })
+}
+
+/// One fib(n) on a runtime of `workers`: (seconds, tasks).
+fn fib_once(workers: usize, n: u32) -> Result<(f64, u64), String> {
+    let rt = runtime(workers)?;
+    let t0 = now_ns();
+    let v = rt.block_on(async move { fib_task(n).await });
+    let secs = (now_ns() - t0) as f64 * 1e-9;
+    drop(rt);
+    let want = util::fib_expected(n);
+    match v {
+        Ok(v) if v == want => Ok((secs, util::fib_calls(n))),
+        Ok(v) => Err(format!("tokio fib({}) = {}, want {}", n, v, want)),
+        Err(e) => Err(format!("tokio fib({}): {}", n, e)),
+    }
+}
+
+pub fn fib(workers: usize, n: u32) -> Result<Rep, String> {
+    let all = fib_once(workers, n)?;
+    let one = fib_once(1, n)?;
+    Ok(Rep::fib(all, one))
+}
+
+// ---- skynet: a 10-ary tree of tasks, sums joined up through JoinHandles -----------------------
+
+fn sky(num: u64, size: u64) -> JoinHandle<u64> {
+    tokio::spawn(async move {
+        if size == 1 {
+            return num;
+        }
+        let sub = size / 10;
+        let kids: [JoinHandle<u64>; 10] = std::array::from_fn(|i| sky(num + i as u64 * sub, sub));
+        let mut sum = 0;
+        for k in kids {
+            sum += k.await.expect("skynet child");
+        }
+        sum
+    })
+}
+
+pub fn skynet(workers: usize, leaves: u64) -> Result<Rep, String> {
+    let rt = runtime(workers)?;
+    let want = leaves * (leaves - 1) / 2;
+    util::reset_peak_rss();
+    let t0 = now_ns();
+    let v = rt.block_on(async move { sky(0, leaves).await });
+    let secs = (now_ns() - t0) as f64 * 1e-9;
+    let rss = util::peak_rss_kib();
+    drop(rt);
+    match v {
+        Ok(v) if v == want => {
+            let mut rep = Rep::counted(secs, util::skynet_nodes(leaves));
+            rep.figs.push(("rss_kib", rss));
+            Ok(rep)
+        }
+        Ok(v) => Err(format!("tokio skynet = {}, want {}", v, want)),
+        Err(e) => Err(format!("tokio skynet: {}", e)),
+    }
+}
+
+// ---- fanout_limit: a Semaphore's owned permit per spawned call --------------------------------
+
+static FAN: Fanout = Fanout::new();
+
+/// The generator is the block_on future (where #[tokio::main] code runs): it takes an owned
+/// permit before each spawn, the call drops it when it ends; all calls have ended when the
+/// generator gets every permit back.
+pub fn fanout(workers: usize, n: u64, limit: u32, work_ns: u64) -> Result<Rep, String> {
+    let rt = runtime(workers)?;
+    FAN.reset(work_ns);
+    util::reset_peak_rss();
+    let rss0 = util::rss_kib();
+    let t0 = now_ns();
+    let r = rt.block_on(async move {
+        let sem = Arc::new(Semaphore::new(limit as usize));
+        for _ in 0..n {
+            let permit = sem.clone().acquire_owned().await.map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                FAN.call();
+                drop(permit);
+            });
+        }
+        let all = sem.acquire_many(limit).await.map_err(|e| e.to_string())?;
+        drop(all);
+        Ok::<(), String>(())
+    });
+    let secs = (now_ns() - t0) as f64 * 1e-9;
+    let rss = util::peak_rss_kib() - rss0;
+    drop(rt);
+    r.map_err(|e| format!("tokio fanout: {}", e))?;
+    crate::fanout_rep(secs, n, limit, FAN.done(), FAN.max_inflight(), rss)
+}
+
+// ---- strand_pingpong: two tasks, each with a capacity-1 mpsc inbox -----------------------------
+
+type Token = (u64, u64); // (send time, hand-off number)
+
+/// Receives a token, records send -> receive, sends the next one to the peer; the actor that
+/// receives the last hand-off stops, and dropping its sender ends the peer's recv loop.
+async fn actor(
+    mut inbox: mpsc::Receiver<Token>,
+    peer: mpsc::Sender<Token>,
+    starts: bool,
+    total: u64,
+    warmup: u64,
+) -> Vec<u64> {
+    let mut samples = Vec::with_capacity((total / 2) as usize);
+    if starts && peer.send((now_ns(), 0)).await.is_err() {
+        return samples;
+    }
+    while let Some((t_send, seq)) = inbox.recv().await {
+        let t = now_ns();
+        if seq >= warmup {
+            samples.push(t - t_send);
+        }
+        if seq + 1 == total || peer.send((now_ns(), seq + 1)).await.is_err() {
+            break;
+        }
+    }
+    samples
+}
+
+pub fn strand_pingpong(workers: usize, rounds: u64) -> Result<Rep, String> {
+    let rt = runtime(workers)?;
+    let warmup = 2 * (rounds / 100);
+    let total = 2 * rounds + warmup;
+    let (to_a, inbox_a) = mpsc::channel::<Token>(1);
+    let (to_b, inbox_b) = mpsc::channel::<Token>(1);
+    let a = rt.spawn(actor(inbox_a, to_b, true, total, warmup));
+    let b = rt.spawn(actor(inbox_b, to_a, false, total, warmup));
+    let r = rt.block_on(async move {
+        let mut s = a.await?;
+        s.extend(b.await?);
+        Ok::<_, tokio::task::JoinError>(s)
+    });
+    drop(rt);
+    let samples = r.map_err(|e| format!("tokio strand_pingpong: {}", e))?;
+    if samples.len() as u64 != 2 * rounds {
+        return Err(format!("tokio strand_pingpong: {} of {} hand-offs", samples.len(), 2 * rounds));
+    }
+    Ok(Rep::latency(samples))
+}
