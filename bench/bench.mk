@@ -44,7 +44,7 @@ $(B)/bench/strix-bench: $(BENCH_OBJ) $(B)/libstrix.a
 
 bench-build:
 	@$(DEPS) bench
-	$(MAKE) --no-print-directory lib $(B)/bench/strix-bench
+	$(MAKE) --no-print-directory lib $(B)/bench/strix-bench $(GO_BENCH) $(RUST_BENCH)
 
 bench: bench-build
 	tools/bench.sh full
