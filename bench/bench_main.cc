@@ -228,6 +228,85 @@ void add(const std::string &name, int repetitions, F f)
 		b->Repetitions(repetitions)->ReportAggregatesOnly(true);
 }
 
+// ---- Steady state (harness.c): one pool for the whole run, for every pool behind
+// bench_pool_api. spawn_many_reused / spawn_remote_reused: 30 bursts of the spawn_many /
+// spawn_remote burst (smoke: 3), ns_per_task the median of the last 10; sustained: 50 tasks every
+// 1 ms from an outside thread for 5 s (smoke: 0.2 s), submit -> start latency and resident memory
+// sampled every 100 ms. ------------------------------------------------------------------------
+struct steady_pool {
+	const char *impl;
+	const bench_pool_api *api;
+};
+// Another pool behind bench_pool_api gets these rows by a line here.
+const steady_pool steady_pools[] = {
+	{ "strix", &bench_strix_api },
+	{ "thpool", &bench_thpool_api },
+};
+
+void run_reused(benchmark::State &st, const bench_pool_api *api, bool remote, uint64_t n,
+    unsigned bursts)
+{
+	double ns = 0;
+
+	for (auto _ : st) {
+		bench_out o{};
+		if (harness_spawn_reused(api, g_workers, remote, n, bursts, 10, &ns, &o) != 0) {
+			st.SkipWithError(o.err);
+			return;
+		}
+		st.SetIterationTime(o.seconds);
+	}
+	st.counters["ns_per_task"] = ns;
+	st.counters["bursts"] = bursts;
+	st.counters["workers"] = g_workers;
+}
+
+void run_sustained(benchmark::State &st, const bench_pool_api *api, uint64_t ticks)
+{
+	static bench_hist h;
+	bench_sustained r{};
+
+	hist_reset(&h);
+	for (auto _ : st) {
+		bench_out o{};
+		if (harness_sustained(api, g_workers, 50, 1000000, ticks, 100, &h, &r, &o) != 0) {
+			st.SkipWithError(o.err);
+			return;
+		}
+		st.SetIterationTime(o.seconds);
+	}
+	set_latency(st, h);
+	st.counters["rss_start_kib"] = r.rss_start_kib;
+	st.counters["rss_end_kib"] = r.rss_end_kib;
+	st.counters["rss_max_kib"] = r.rss_max_kib;
+	st.counters["tasks"] = (double)h.count;
+	st.counters["workers"] = g_workers;
+}
+
+// Latency: registered with the other latency rows, before any peer's threads are around.
+void register_steady_latency()
+{
+	const uint64_t ticks = size(5000, 200);
+
+	for (const auto &p : steady_pools)
+		add(std::string("sustained/") + p.impl, 1,
+		    [p, ticks](benchmark::State &st) { run_sustained(st, p.api, ticks); });
+}
+
+void register_steady_spawn()
+{
+	const uint64_t n = size(1000000, 2000);
+	const unsigned bursts = g_smoke ? 3 : 30;
+
+	for (const auto &p : steady_pools)
+		add(std::string("spawn_many_reused/") + p.impl, 1,
+		    [p, n, bursts](benchmark::State &st) { run_reused(st, p.api, false, n, bursts); });
+	for (const auto &p : steady_pools)
+		add(std::string("spawn_remote_reused/") + p.impl, 1,
+		    [p, n, bursts](benchmark::State &st) { run_reused(st, p.api, true, n, bursts); });
+}
+// ---- end of the steady-state rows --------------------------------------------------------------
+
 void register_all()
 {
 	// Latency first, while no peer's threads (OpenMP and TBB spin after their work) are around.
@@ -279,6 +358,8 @@ void register_all()
 	add("strand_pingpong/asio", reps(3), [rounds](benchmark::State &st) {
 		run_latency(st, asio_strand_pingpong, rounds);
 	});
+
+	register_steady_latency(); // sustained/<impl>
 
 	const uint64_t timers = size(1000000, 10000);
 	add("timers/strix", reps(5), [timers](benchmark::State &st) { run_timers(st, timers); });
@@ -401,6 +482,8 @@ void register_all()
 		if (s.remote != nullptr)
 			add(std::string("spawn_remote/") + s.impl, reps(5),
 			    [s, n](benchmark::State &st) { run_spawn(st, s.remote, n); });
+
+	register_steady_spawn(); // spawn_many_reused/<impl>, spawn_remote_reused/<impl>
 }
 
 } // namespace

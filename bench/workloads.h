@@ -49,6 +49,21 @@ int harness_ping_pong(const bench_pool_api *api, unsigned workers, uint64_t roun
 int harness_wake(const bench_pool_api *api, unsigned workers, uint64_t samples, uint64_t gap_ns,
     double idle_s, bench_hist *h, bench_out *o);
 
+/* Steady state, on one pool for the whole run (bench/README.md, "spawn_many_reused", "sustained").
+ * harness_spawn_reused: `bursts` spawn_many bursts (remote: spawn_remote bursts) of n tasks each;
+ *   *ns_per_task is the median over the last `tail` bursts (all of them when fewer).
+ * harness_sustained: an outside thread submits `batch` tasks every period_ns, `ticks` times;
+ *   one sample per task, submit -> start, into h; the resident memory is read before the first
+ *   batch, every rss_every ticks and after the last task; every task must run exactly once. */
+typedef struct bench_sustained {
+	double rss_start_kib, rss_end_kib, rss_max_kib;
+} bench_sustained;
+int harness_spawn_reused(const bench_pool_api *api, unsigned workers, bool remote, uint64_t n,
+    unsigned bursts, unsigned tail, double *ns_per_task, bench_out *o);
+int harness_sustained(const bench_pool_api *api, unsigned workers, unsigned batch,
+    uint64_t period_ns, uint64_t ticks, uint64_t rss_every, bench_hist *h, bench_sustained *r,
+    bench_out *o);
+
 int uv_spawn_many(unsigned workers, uint64_t n, bench_out *o);
 int uv_spawn_remote(unsigned workers, uint64_t n, bench_out *o);
 

@@ -1,20 +1,30 @@
 #!/usr/bin/env python3
-"""Turns strix-bench's Google Benchmark JSON into the comparison table (and a PNG chart).
+"""Turns the suite's results into the comparison table (and a PNG chart).
 
-    bench_report.py RESULTS.json [--load LOAD.json] [--markdown OUT.md] [--png OUT.png]
-                    [--check] [--verdict]
+    bench_report.py RESULTS.json [--load LOAD.json] [--peers MANIFEST] [--markdown OUT.md]
+                    [--png OUT.png] [--check] [--verdict]
 
-One row per workload and figure, one column per implementation, then the ratio of each peer to
-strix (> 1 means strix is better: lower time or latency, or higher speedup). Repeated benchmarks
-are read from their median aggregate.
+RESULTS.json is strix-bench's Google Benchmark JSON. One row per workload and figure, one column
+per implementation present, then the ratio of each peer to strix (> 1 means strix is better:
+lower time or latency, or higher speedup). Repeated benchmarks are read from their median
+aggregate. After the table, a list of notes: every note the peer programs gave (why a workload is
+missing or shaped differently), numbered and marked in the cells it concerns, then the errors.
+
+--peers takes tools/bench_all.sh's manifest (one line per peer program: "PROGRAM STATUS FILE")
+and merges each program's JSON (bench/peers/README.md) into RESULTS.json, once: its benchmarks
+appended (each tagged "peer": PROGRAM, so a second merge replaces them), its "notes" into the
+top-level "notes" object, its context, exit status and file under "peers". A program that exited
+nonzero or wrote no readable JSON adds an error entry ("peer/PROGRAM").
 
 --load takes tools/bench_load.py's record of how busy the machine was and stores it in
 RESULTS.json as "machine_load" (so a later re-render keeps it); without --load the field already
 in RESULTS.json is used. When it says the run is untrustworthy, the table starts with a warning
 line and the chart's title says so.
---check fails (exit 1) if any benchmark reported an error or strix is missing a workload (the
-smoke run); a busy machine is reported but does not fail it. --verdict prints only the
-machine-load line.
+--check fails (exit 1) if any benchmark reported an error (a peer program's included), a figure
+that must be zero is not (CHECK_ZERO), strix is missing a workload, or a result names a workload or
+implementation the tables do not know (the smoke run); a busy machine is reported but does not
+fail it. Without --check the exit status is 1 on errors, after the report is written.
+--verdict prints only the machine-load line.
 """
 import argparse
 import json
@@ -25,13 +35,19 @@ import sys
 import tempfile
 import textwrap
 
-IMPLS = ["strix", "thpool", "uv", "omp", "tbb", "futex", "mutex"]
+# The table's columns, in this order; only those with a result (or a note) in the run appear.
+IMPLS = ["strix", "thpool", "uv", "omp", "tbb", "asio", "go", "tokio", "rayon", "futex", "mutex"]
 # One colour per implementation, the same in every panel (strix the strongest).
 COLOURS = {"strix": "#d95f02", "thpool": "#1f78b4", "uv": "#33a02c", "omp": "#6a3d9a",
-           "tbb": "#b8860b", "futex": "#7f7f7f", "mutex": "#e7298a"}
+           "tbb": "#b8860b", "asio": "#222222", "go": "#17becf", "tokio": "#8c564b",
+           "rayon": "#b2182b", "futex": "#7f7f7f", "mutex": "#e7298a"}
 FIGURES = {
     "spawn_many": ["ns_per_task"],
     "spawn_remote": ["ns_per_task"],
+    "spawn_many_reused": ["ns_per_task"],
+    "spawn_remote_reused": ["ns_per_task"],
+    "sustained": ["p50_ns", "p99_ns", "p999_ns", "max_ns", "rss_start_kib", "rss_end_kib",
+                  "rss_max_kib"],
     "ping_pong": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
     "wake": ["p50_ns", "p99_ns", "p999_ns", "idle_cpu_pct"],
     "timers": ["insert_ns", "cancel_ns", "expiry_ns", "bytes_per_timer", "svc_insert_ns",
@@ -48,14 +64,21 @@ FIGURES = {
     "retry_storm": ["lost", "duplicated", "p50_ns", "p99_ns", "idle_p50_ns", "idle_p99_ns"],
     "circuit/1": ["ns_per_task", "allocs_per_call"],
     "circuit/2": ["ns_per_task", "allocs_per_call"],
+    "ratelimit/1": ["ns_per_task", "false_refusals"],
+    "ratelimit/2": ["ns_per_task", "false_refusals"],
     "pipeline": ["ns_per_task", "allocs_per_call"],
+    "strand_spawn": ["ns_per_task"],
+    "strand_pingpong": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
     "group_signal": ["p50_ns", "p99_ns", "max_ns"],
 }
 # Figures where higher is better (the ratio column is then strix / peer).
 HIGHER_BETTER = {"speedup"}
 # Figures that are counts or checks, not compared.
 NO_RATIO = {"idle_cpu_pct", "svc_idle_cpu_pct", "lost", "duplicated", "rss_kib", "max_inflight",
-            "allocs_per_call", "bytes_per_timer", "svc_bytes_per_timer", "lateness_p99_ticks"}
+            "allocs_per_call", "bytes_per_timer", "svc_bytes_per_timer", "lateness_p99_ticks",
+            "rss_start_kib", "rss_end_kib", "rss_max_kib", "false_refusals"}
+# Checks: figures that must be 0 for every implementation, or the result is wrong.
+CHECK_ZERO = {"lost", "duplicated", "false_refusals"}
 # Figures in nanoseconds: per task or call, and latency samples.
 LATENCY = {"p50_ns", "p99_ns", "p999_ns", "max_ns", "idle_p50_ns", "idle_p99_ns"}
 
@@ -66,29 +89,78 @@ def is_time(fig):
 
 def split_name(name):
     """'fib/strix/25/iterations:1/...' -> ('fib/25', 'strix'); 'chain/strix/breaker' ->
-    ('chain/breaker', 'strix')."""
+    ('chain/breaker', 'strix'); a name without an implementation -> (name, '')."""
     parts = [p for p in name.split("/") if ":" not in p and p != "manual_time"]
+    if len(parts) < 2:
+        return (parts[0] if parts else name), ""
     workload, impl = parts[0], parts[1]
     if len(parts) > 2:
         workload += "/" + "/".join(parts[2:])
     return workload, impl
 
 
-def load(path):
-    with open(path) as f:
-        data = json.load(f)
-    results, errors = {}, []
+def merge_peers(data, manifest):
+    """Merges the peer programs' JSON named in tools/bench_all.sh's manifest into data."""
+    with open(manifest) as f:
+        lines = [ln.strip().split(None, 2) for ln in f if ln.strip()]
+    benches = data.setdefault("benchmarks", [])
+    notes = data.setdefault("notes", {})
+    peers = data.setdefault("peers", {})
+    for prog, status, path in lines:
+        status = int(status)
+        benches[:] = [b for b in benches if b.get("peer") != prog]
+        peer, problem = None, None
+        try:
+            with open(path) as f:
+                peer = json.load(f)
+            if not isinstance(peer, dict) or not isinstance(peer.get("benchmarks", []), list):
+                peer, problem = None, f"{path} is not a results object"
+        except FileNotFoundError:
+            problem = f"wrote no {path}"
+        except ValueError as e:
+            problem = f"{path} is not JSON ({e})"
+        if peer is not None:
+            for b in peer.get("benchmarks", []):
+                if isinstance(b, dict):
+                    benches.append(dict(b, peer=prog))
+            for k, v in (peer.get("notes") or {}).items():
+                notes[k] = v
+        if status != 0 or problem:
+            msg = f"{prog} exited with status {status}" if status != 0 else prog
+            benches.append({"name": f"peer/{prog}", "run_name": f"peer/{prog}", "peer": prog,
+                            "error_occurred": True,
+                            "error_message": msg + (f"; {problem}" if problem else "")})
+        peers[prog] = {"exit_status": status, "results": path,
+                       "context": (peer or {}).get("context", {})}
+
+
+def parse(data):
+    """({(workload, impl): entry}, [(workload, impl, error)], [unknown names])."""
+    results, errors, unknown = {}, [], []
     for b in data.get("benchmarks", []):
-        name = b.get("run_name", b["name"])
-        workload, impl = split_name(name)
+        workload, impl = split_name(b.get("run_name") or b.get("name") or "?")
         if b.get("error_occurred"):
-            errors.append(f"{workload}/{impl}: {b.get('error_message')}")
+            errors.append((workload, impl, b.get("error_message") or "failed"))
             continue
-        agg = b.get("aggregate_name")
-        if agg not in (None, "median"):
+        if b.get("aggregate_name") not in (None, "median"):
+            continue
+        if workload not in FIGURES or impl not in IMPLS:
+            if run_name(workload, impl) not in unknown:
+                unknown.append(run_name(workload, impl))
             continue
         results[(workload, impl)] = b
-    return data, results, errors
+    for (workload, impl), b in sorted(results.items()):
+        for fig in FIGURES[workload]:
+            if fig in CHECK_ZERO and b.get(fig) != 0:
+                what = "not reported" if b.get(fig) is None else f"= {fmt(b[fig])}"
+                errors.append((workload, impl, f"{fig} {what}, must be 0"))
+    # A peer program run with another worker count than strix-bench does not compare.
+    sw = str(data.get("context", {}).get("workers", ""))
+    for prog, p in data.get("peers", {}).items():
+        pw = str(p.get("context", {}).get("workers", ""))
+        if sw and pw and pw != sw:
+            errors.append(("peer", prog, f"ran with workers={pw}, strix-bench with {sw}"))
+    return results, errors, unknown
 
 
 def fmt(v):
@@ -127,6 +199,20 @@ def table(results):
     return rows
 
 
+def run_name(workload, impl):
+    """('fib/30', 'go') -> 'fib/go/30', the name the benchmark has in the results."""
+    head, _, rest = workload.partition("/")
+    return "/".join(x for x in (head, impl, rest) if x)
+
+
+def concerns(key, workload, impl):
+    """Whether the note or error named key ('<workload>/<impl>[/<arg>]', as the peers name their
+    notes) is about this cell: the same impl, and the workload itself or one of its cases
+    ('fib/go' covers fib/25 and fib/30, 'fanout_limit/rayon' every fanout_limit case)."""
+    w, i = split_name(key)
+    return i == impl and (workload == w or workload.startswith(w + "/"))
+
+
 def load_line(ml):
     """The machine-load line of the report: a warning when the run is untrustworthy."""
     if not ml:
@@ -134,7 +220,7 @@ def load_line(ml):
                 "existed, or not through tools/bench.sh).")
     figures = (f"other processes used {ml['others_share']:.1%} of the CPU time over the run, "
                f"at most {ml['others_worst_interval_share']:.0%} in any {ml['interval_s']:g} s "
-               f"interval; strix-bench used {ml['bench_cpu_s']:.1f} s of CPU in "
+               f"interval; the benchmark programs used {ml['bench_cpu_s']:.1f} s of CPU in "
                f"{ml['wall_s']:.1f} s; the 1-minute load average was {ml['load1_before']:.2f} "
                f"before and at most {ml['load1_max']:.2f} during, on {ml['online_cpus']} CPUs")
     if ml["untrustworthy"]:
@@ -144,18 +230,64 @@ def load_line(ml):
     return f"Machine load: quiet. {figures[0].upper()}{figures[1:]}."
 
 
-def markdown(rows, ctx, ml):
+def peers_line(peers):
+    if not peers:
+        return "Peer programs: none in this run."
+    out = []
+    for prog, p in peers.items():
+        c = p.get("context", {})
+        impls = ", ".join(c.get("impl", [])) or "?"
+        out.append(f"{prog} ({impls}; {c.get('version', '?')}; workers={c.get('workers', '?')}; "
+                   f"exit status {p.get('exit_status', '?')})")
+    return "Peer programs, run after strix-bench: " + "; ".join(out) + "."
+
+
+def markdown(rows, ctx, ml, notes, errors, unknown, peers):
+    """The table, one column per implementation present; cells carry [k] for note k (a peer's
+    reason for a missing or differently shaped figure) and 'error' where the run failed."""
+    def cell_keys(workload, impl):
+        return [k for k in notes if concerns(k, workload, impl)]
+
+    workloads = list(dict.fromkeys(w for w, _, _, _ in rows))
+    cols = [i for i in IMPLS
+            if any(i in v for _, _, v, _ in rows)
+            or any(concerns(k, w, i) for k in notes for w in workloads)]
+    numbers = {}
     lines = [load_line(ml), "",
              f"strix-bench {ctx.get('date', '')}: {ctx.get('num_cpus', '?')} CPUs, "
              f"workers={ctx.get('workers', '?')}, smoke={ctx.get('smoke', '?')}. "
              "Medians of the repetitions; ratios are peer / strix (for speedup strix / peer): "
-             "above 1, strix is ahead.", "",
-             "| workload / figure | " + " | ".join(IMPLS) + " | peer / strix |",
-             "|---|" + "---|" * len(IMPLS) + "---|"]
+             "above 1, strix is ahead. [k]: note k below the table.", "",
+             peers_line(peers), "",
+             "| workload / figure | " + " | ".join(cols) + " | peer / strix |",
+             "|---|" + "---|" * len(cols) + "---|"]
     for workload, fig, vals, ratios in rows:
-        cells = [fmt(vals[i]) if i in vals else "" for i in IMPLS]
-        r = ", ".join(f"{i}/strix {fmt_ratio(x)}" for i, x in ratios.items())
+        cells = []
+        for i in cols:
+            marks = []
+            for k in cell_keys(workload, i):
+                numbers.setdefault(k, len(numbers) + 1)
+                marks.append(f"[{numbers[k]}]")
+            if i in vals:
+                text = fmt(vals[i]) if vals[i] is not None else "n/a"
+            elif any(w == workload and im == i for w, im, _ in errors):
+                text = "error"
+            else:
+                text = "-" if marks else ""
+            cells.append(" ".join([text] + marks) if marks else text)
+        r = ", ".join(f"{i} {fmt_ratio(x)}" for i, x in ratios.items())
         lines.append(f"| {workload} {fig} | " + " | ".join(cells) + f" | {r} |")
+    for k in sorted(notes):
+        numbers.setdefault(k, len(numbers) + 1)
+    if numbers:
+        lines += ["", "Notes:", ""]
+        for k, n in sorted(numbers.items(), key=lambda kv: kv[1]):
+            lines.append(f"{n}. `{k}`: {notes[k]}")
+    if errors or unknown:
+        lines += ["", "Errors:", ""]
+        lines += [f"- `{run_name(w, i)}`: {e}" for w, i, e in errors]
+        lines += [f"- `{u}`: not in the report's tables (FIGURES, IMPLS in "
+                  "tools/bench_report.py)" for u in unknown]
     return "\n".join(lines)
 
 
@@ -367,15 +499,24 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("json")
     ap.add_argument("--load", help="tools/bench_load.py's output, stored into JSON")
+    ap.add_argument("--peers", help="tools/bench_all.sh's manifest: peer results merged into JSON")
     ap.add_argument("--markdown")
     ap.add_argument("--png")
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--verdict", action="store_true")
     a = ap.parse_args()
-    data, results, errors = load(a.json)
+    try:
+        with open(a.json) as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit(f"bench_report: no results in {a.json} ({e}); a --benchmark_filter matching "
+                 "nothing leaves it empty")
+    if a.peers:
+        merge_peers(data, a.peers)
     if a.load:
         with open(a.load) as f:
             data["machine_load"] = json.load(f)
+    if a.peers or a.load:
         with open(a.json, "w") as f:
             json.dump(data, f, indent=2)
             f.write("\n")
@@ -383,26 +524,31 @@ def main():
     if a.verdict:
         print(load_line(ml))
         sys.exit(0)
+    results, errors, unknown = parse(data)
     rows = table(results)
     ctx = data.get("context", {})
-    md = markdown(rows, ctx, ml)
+    notes = data.get("notes", {})
+    md = markdown(rows, ctx, ml, notes, errors, unknown, data.get("peers", {}))
     print(f"\nstrix bench report")
     print(md)
     if ml and ml["untrustworthy"]:
         print("\n" + load_line(ml), file=sys.stderr)
-    for e in errors:
-        print(f"ERROR {e}", file=sys.stderr)
+    for w, i, e in errors:
+        print(f"ERROR {run_name(w, i)}: {e}", file=sys.stderr)
     if a.markdown:
         with open(a.markdown, "w") as f:
             f.write(md + "\n")
     if a.png:
         chart(rows, a.png, ctx, ml)
         print(f"chart: {a.png}")
-    missing = [k for k in [(w, "strix") for w in FIGURES] if k not in results]
-    if a.check and (errors or missing):
+    if a.check:
+        missing = [w for w in FIGURES if (w, "strix") not in results]
         for m in missing:
-            print(f"MISSING {m[0]}/{m[1]}", file=sys.stderr)
-        sys.exit(1)
+            print(f"MISSING {run_name(m, 'strix')}", file=sys.stderr)
+        for u in unknown:
+            print(f"UNKNOWN {u}: not in the report's tables", file=sys.stderr)
+        if errors or missing or unknown:
+            sys.exit(1)
     sys.exit(1 if errors else 0)
 
 
