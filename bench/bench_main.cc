@@ -241,6 +241,7 @@ struct steady_pool {
 const steady_pool steady_pools[] = {
 	{ "strix", &bench_strix_api },
 	{ "thpool", &bench_thpool_api },
+	{ "asio", &bench_asio_api },
 };
 
 void run_reused(benchmark::State &st, const bench_pool_api *api, bool remote, uint64_t n,

@@ -71,6 +71,20 @@ FIGURES = {
     "strand_pingpong": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
     "group_signal": ["p50_ns", "p99_ns", "max_ns"],
 }
+# Why an implementation linked into strix-bench has no figure for a workload (the peer programs
+# give theirs in their own JSON, merged into "notes").
+IN_PROCESS_NOTES = {
+    "fib/asio": "Boost.Asio (1.74) has no join: a handler can only post more work, and blocking "
+                "a pool thread on a child's result (use_future) deadlocks once every thread "
+                "waits, so fork-join fib would be a hand-written continuation scheme, not Asio",
+    "skynet/asio": "Boost.Asio has no way to join results up a task tree: summing it needs "
+                   "hand-written per-node counters and parent links (or blocking futures, which "
+                   "deadlock a fixed pool)",
+    "fanout_limit/asio": "Boost.Asio has no bound on handlers in flight: post always adds to the "
+                         "pool's unbounded queue and 1.74 has no semaphore or channel, so a "
+                         "64-call limit would be a hand-written semaphore, not Asio",
+    "spawn_remote/omp": "OpenMP has no way to submit from a thread outside its team",
+}
 # Figures where higher is better (the ratio column is then strix / peer).
 HIGHER_BETTER = {"speedup"}
 # Figures that are counts or checks, not compared.
@@ -527,7 +541,7 @@ def main():
     results, errors, unknown = parse(data)
     rows = table(results)
     ctx = data.get("context", {})
-    notes = data.get("notes", {})
+    notes = dict(IN_PROCESS_NOTES, **data.get("notes", {}))
     md = markdown(rows, ctx, ml, notes, errors, unknown, data.get("peers", {}))
     print(f"\nstrix bench report")
     print(md)
