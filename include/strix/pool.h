@@ -8,7 +8,7 @@
  * strix pool - a lock-free, work-stealing task executor.
  *
  * A pool owns N worker threads. Each worker has a local queue (a ck_ring used single-producer /
- * multi-consumer) plus a one-task LIFO slot holding the task it spawned last. Tasks submitted from
+ * multi-consumer) plus a one-task LIFO slot for the task that should run next. Tasks submitted from
  * threads outside the pool go through a lock-free injector (an intrusive ck_stack). Idle workers
  * steal about half of another worker's queue in one CAS, spin for a configurable budget, then
  * park on a futex.
@@ -180,10 +180,11 @@ SX_API int sx_pool_create(const sx_pool_opts *opts, sx_pool **out);
 /**
  * sx_pool_submit - run fn(arg) on the pool.
  *
- * From a worker of this pool the task goes to that worker's LIFO slot (the task spawned last runs
- * next, the one it displaces goes to the local ring); from any other thread it goes to the
- * injector and wakes a parked worker if none is searching. The task node comes from a per-thread
- * free list; only an empty list calls the allocator (one slab for many tasks).
+ * From a worker of this pool the task goes to that worker's LIFO slot if the slot is empty (it
+ * runs next: a continuation or a message hand-off stays on the worker, hot in cache), otherwise
+ * to the tail of its local ring; from any other thread it goes to the injector and wakes a
+ * parked worker if none is searching. The task node comes from a per-thread magazine of free
+ * nodes; only when none is left anywhere is the allocator called (one slab for many tasks).
  * Returns 0; -EINVAL for a NULL pool or fn; -ESHUTDOWN once sx_pool_shutdown has begun (from a
  * worker of a pool that is draining, spawning still succeeds: drain runs what tasks spawn);
  * -ENOMEM if the free list is empty and the allocator fails (the pool stays usable).

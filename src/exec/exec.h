@@ -25,20 +25,36 @@ enum sx__state {
 
 /*
  * A task node for the fn + arg form: exactly one cache line, so two nodes run by different
- * workers never share a line. While free, `free_next` links it into a free list; a chain of free
- * nodes handed between threads keeps its tail in task.sx_chain_tail and its length in nfree.
+ * workers never share a line. Free nodes are kept in magazines (below), never linked through
+ * themselves: handing one out reads no node memory. Only when no magazine can be had (the
+ * allocator failed) does a released node wait on pool->loose, linked through its task.sx_next.
  */
 typedef struct sx__node {
 	sx_task task;
 	void (*fn)(void *);
 	void *arg;
-	struct sx__node *free_next;
-	uint64_t nfree;
 } SX__ALIGNED sx__node;
 
-#define SX__NODE_BATCH 256u  /* nodes moved between threads at a time */
+#define SX__NODE_BATCH 256u  /* nodes per magazine: moved between threads at a time */
+#define SX__NODE_PREFETCH 4u /* hand-outs ahead that sx__node_get fetches a node's line */
 #define SX__SLAB_NODES 255u  /* nodes per slab, after one header line: 16 KiB */
 #define SX__SLAB_BYTES ((size_t)(SX__SLAB_NODES + 1) * SX__CACHELINE)
+
+/*
+ * A magazine: an array of free nodes. A thread takes nodes from the end of its `cur` magazine
+ * and puts released ones at the end of its `out` magazine, so the next node is always one load
+ * of a pointer away, wherever the nodes themselves lie (after millions of tasks they are
+ * scattered across slabs and caches; a list threaded through them would miss the cache on
+ * every hand-out). Full magazines travel between threads on pool->full_mags, empty ones on
+ * pool->empty_mags (push one / pop all: no ABA); every magazine is listed in pool->mags until
+ * destroy.
+ */
+typedef struct sx__mag {
+	ck_stack_entry_t link;       /* in full_mags, empty_mags, or a thread's private list */
+	ck_stack_entry_t reg;        /* in pool->mags */
+	uint32_t n;                  /* nodes[0, n) are free */
+	sx__node *nodes[SX__NODE_BATCH];
+} SX__ALIGNED sx__mag;
 
 _Static_assert(sizeof(sx__node) == SX__CACHELINE, "a task node is one cache line");
 _Static_assert(sizeof(sx_task) <= 32, "sx_task stays small enough to embed");
@@ -91,7 +107,7 @@ typedef struct sx__batch {
 #define SX__HELP_SLICE_NS 200000u
 
 /*
- * Per-thread submission record: a free list of nodes and the count of tasks this thread
+ * Per-thread submission record: magazines of free nodes and the count of tasks this thread
  * submitted. Every worker embeds one; each outside thread that submits to a pool gets one
  * (allocated once, found through the pool's pthread key, a per-thread record of pool->caches,
  * revived for a new thread when its thread exits). Only its owner thread writes it, except
@@ -100,11 +116,11 @@ typedef struct sx__batch {
 typedef struct sx__tcache {
 	sx__rec rec;                /* in pool->caches, for the life of the pool */
 	sx_pool *pool;
-	sx__node *free;             /* nodes ready to hand out */
-	uint64_t nfree;
-	sx__node *out_head;         /* nodes released here, exported to pool->spare in batches */
-	sx__node *out_tail;
-	uint64_t nout;
+	sx__mag *cur;               /* nodes to hand out (NULL: none yet) */
+	sx__mag *out;               /* nodes released here, exported to full_mags when full */
+	ck_stack_entry_t *full;     /* full magazines taken from the pool, not used yet */
+	ck_stack_entry_t *empty;    /* empty magazines at hand */
+	unsigned nempty;
 	uint64_t submitted;         /* monotone; atomic stores by the owner, loads by anyone */
 	void *svc_free;             /* the pool service's per-thread free list (sx__pool_hooks) */
 	unsigned busy;              /* 1 while the owner is inside a submit (shutdown handshake) */
@@ -163,7 +179,10 @@ struct sx_pool {
 	SX__ALIGNED uint32_t idle;  /* searching << 16 | unparked */
 
 	SX__ALIGNED ck_stack_t inj;   /* injector: sx__task_link(task), batch-popped whole */
-	SX__ALIGNED ck_stack_t spare; /* chains of free nodes between threads */
+	SX__ALIGNED ck_stack_t full_mags;  /* magazines of free nodes between threads */
+	SX__ALIGNED ck_stack_t empty_mags; /* empty magazines between threads */
+	ck_stack_t mags;                   /* every magazine, freed at destroy */
+	SX__ALIGNED ck_stack_t loose;      /* nodes released when no magazine could be had */
 	SX__ALIGNED ck_stack_t spare_batches; /* empty batches between workers */
 	SX__ALIGNED ck_stack_t slabs; /* every node slab, freed at destroy */
 	ck_stack_t batches;           /* every batch, freed at destroy */
@@ -184,8 +203,9 @@ struct sx_pool {
 };
 
 /* node.c */
-bool sx__node_refill(sx__tcache *c);
-void sx__node_outbox_full(sx__tcache *c);
+sx__mag *sx__node_refill(sx__tcache *c);
+void sx__node_put_slow(sx__tcache *c, sx__node *n);
+void sx__free_mags(sx_pool *p);
 void sx__tcache_release(sx__tcache *c);
 void sx__node_task_run(sx_task *t);
 
@@ -352,29 +372,31 @@ static inline sx__worker *sx__worker_of(const sx_pool *p)
  */
 
 /* A free node for the calling thread, which owns c. NULL only when every source is empty and
- * the allocator failed. Lock-free: no atomic at all unless c's free list is empty. */
+ * the allocator failed. Lock-free: no atomic at all unless c's magazines are empty. */
 static inline sx__node *sx__node_get(sx__tcache *c)
 {
-	sx__node *n;
+	sx__mag *m = c->cur;
 
-	if (SX__UNLIKELY(c->free == NULL) && !sx__node_refill(c))
+	if (SX__UNLIKELY(m == NULL || m->n == 0) && (m = sx__node_refill(c)) == NULL)
 		return NULL;
-	n = c->free;
-	c->free = n->free_next;
-	c->nfree--;
-	return n;
+	/* A reused magazine's nodes lie anywhere: fetch the line of a node a few hand-outs ahead,
+	 * so the task that gets it does not wait for memory (the array makes it known early). */
+	if (SX__LIKELY(m->n > SX__NODE_PREFETCH))
+		__builtin_prefetch(m->nodes[m->n - 1 - SX__NODE_PREFETCH], 1);
+	return m->nodes[--m->n];
 }
 
 /* Release a node on the calling thread, which owns c. Wait-free but for the one CAS per
- * SX__NODE_BATCH nodes that exports a full outbox. */
+ * SX__NODE_BATCH nodes that exports a full magazine. */
 static inline void sx__node_put(sx__tcache *c, sx__node *n)
 {
-	n->free_next = c->out_head;
-	c->out_head = n;
-	if (c->out_tail == NULL)
-		c->out_tail = n;
-	if (SX__UNLIKELY(++c->nout >= SX__NODE_BATCH))
-		sx__node_outbox_full(c);
+	sx__mag *m = c->out;
+
+	if (SX__UNLIKELY(m == NULL || m->n == SX__NODE_BATCH)) {
+		sx__node_put_slow(c, n);
+		return;
+	}
+	m->nodes[m->n++] = n;
 }
 
 /* Owner only: queue t on w's ring, moving half the ring to the injector first if it is full. */

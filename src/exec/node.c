@@ -1,17 +1,22 @@
 /*
- * Task nodes for the fn + arg form of sx_pool_submit.
+ * Task nodes for the fn + arg form of sx_pool_submit, and the magazines that hold the free ones.
  *
  * Nodes live in slabs taken from the pool's allocator and are never returned to it before
- * destroy. Each thread that submits or runs tasks keeps two local lists in its sx__tcache:
- * `free` (nodes to hand out) and an outbox (nodes released after their task ran). A node is
- * usually freed by a different thread than the one that took it (submitter vs. worker), so
- * outboxes fill where tasks run and free lists drain where tasks are submitted. Full outboxes
- * travel to pool->spare as one chain (one CAS per SX__NODE_BATCH nodes); an empty free list
- * takes every chain there with one exchange. Only when spare is empty too does a thread
- * allocate a new slab. So the steady state costs no allocator call and no atomic per task.
+ * destroy. Each thread that submits or runs tasks keeps two magazines in its sx__tcache (see
+ * struct sx__mag): `cur` to hand nodes out, `out` to put released ones in. A node is usually
+ * released by a different thread than the one that took it (submitter vs. worker), so `out`
+ * fills where tasks run and `cur` drains where tasks are submitted. A full `out` travels to
+ * pool->full_mags (one CAS per SX__NODE_BATCH nodes); an empty `cur` first swaps with a
+ * non-empty `out`, then takes every full magazine on full_mags with one exchange (keeping the
+ * rest on a private list). Only when all of them are empty does a thread allocate a new slab.
+ * So the steady state costs no allocator call and no atomic per task, and, since a magazine is
+ * an array, a node's hand-out never waits on the memory of the node before it.
  *
- * spare is a ck_stack used push-many / pop-all (push_upmc + batch_pop_upmc), which has no ABA
- * problem: a pop never reads a node's next pointer before owning the whole list.
+ * Every pool-wide stack here is push-one / pop-all (push_upmc + batch_pop_upmc): a pop never
+ * reads an entry's link before owning the whole list, so there is no ABA problem.
+ *
+ * If no empty magazine can be allocated for a release, the node goes to pool->loose, linked
+ * through its task's queue link; a refill that finds nothing else takes those back first.
  */
 #include "exec/exec.h"
 
@@ -19,31 +24,82 @@ typedef struct sx__slab {
 	ck_stack_entry_t link;
 } SX__ALIGNED sx__slab;
 
-static sx__node *node_of_link(ck_stack_entry_t *e)
+/* Keep at most this many empty magazines per thread; the rest go to the pool. */
+#define SX__MAG_KEEP 2u
+
+static sx__mag *mag_of(ck_stack_entry_t *e)
 {
-	return SX_CONTAINER_OF(sx__link_task(e), sx__node, task);
+	return SX_CONTAINER_OF(e, sx__mag, link);
 }
 
-/* Take every chain in pool->spare into c->free. Returns false when spare was empty. */
-static bool take_spare(sx__tcache *c)
+/* An empty magazine for c: its own, the pool's, or a new one (NULL if the allocator fails). */
+static sx__mag *mag_empty(sx__tcache *c)
 {
-	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&c->pool->spare);
+	sx__mag *m;
+
+	if (c->empty == NULL)
+		c->empty = ck_stack_batch_pop_upmc(&c->pool->empty_mags);
+	if (c->empty != NULL) {
+		m = mag_of(c->empty);
+		c->empty = c->empty->next;
+		if (c->nempty > 0)
+			c->nempty--;
+		m->n = 0;
+		return m;
+	}
+	m = c->pool->alloc.alloc(c->pool->alloc.ctx, sizeof(sx__mag), SX__CACHELINE);
+	if (m == NULL)
+		return NULL;
+	m->n = 0;
+	ck_stack_push_upmc(&c->pool->mags, &m->reg);
+	return m;
+}
+
+/* c no longer needs the empty magazine m. */
+static void mag_retire(sx__tcache *c, sx__mag *m)
+{
+	if (c->nempty < SX__MAG_KEEP) {
+		m->link.next = c->empty;
+		c->empty = &m->link;
+		c->nempty++;
+	} else {
+		ck_stack_push_upmc(&c->pool->empty_mags, &m->link);
+	}
+}
+
+/* A full magazine from c's private list or the pool's (taken whole); NULL when none. */
+static sx__mag *mag_full(sx__tcache *c)
+{
+	sx__mag *m;
+
+	if (c->full == NULL)
+		c->full = ck_stack_batch_pop_upmc(&c->pool->full_mags);
+	if (c->full == NULL)
+		return NULL;
+	m = mag_of(c->full);
+	c->full = c->full->next;
+	return m;
+}
+
+/* Fill m (empty) from pool->loose; false when loose was empty. What does not fit goes back. */
+static bool take_loose(sx__tcache *c, sx__mag *m)
+{
+	ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&c->pool->loose), *next;
 
 	if (e == NULL)
 		return false;
-	while (e != NULL) {
-		sx__node *head = node_of_link(e);
-		sx__node *tail = SX_CONTAINER_OF(head->task.sx_chain_tail, sx__node, task);
-
-		e = e->next;
-		tail->free_next = c->free;
-		c->free = head;
-		c->nfree += head->nfree;
+	for (; e != NULL; e = next) {
+		next = e->next;
+		if (m->n < SX__NODE_BATCH)
+			m->nodes[m->n++] = SX_CONTAINER_OF(sx__link_task(e), sx__node, task);
+		else
+			ck_stack_push_upmc(&c->pool->loose, e);
 	}
 	return true;
 }
 
-static bool new_slab(sx__tcache *c)
+/* Fill m (empty) with a new slab's nodes, the lowest address handed out first. */
+static bool new_slab(sx__tcache *c, sx__mag *m)
 {
 	sx__slab *slab = c->pool->alloc.alloc(c->pool->alloc.ctx, SX__SLAB_BYTES, SX__CACHELINE);
 	sx__node *nodes;
@@ -51,71 +107,107 @@ static bool new_slab(sx__tcache *c)
 	if (slab == NULL)
 		return false;
 	nodes = (sx__node *)(void *)(slab + 1);
-	for (unsigned i = 0; i < SX__SLAB_NODES; i++) {
-		nodes[i].free_next = (i + 1 < SX__SLAB_NODES) ? &nodes[i + 1] : c->free;
-	}
-	c->free = &nodes[0];
-	c->nfree += SX__SLAB_NODES;
+	for (unsigned i = 0; i < SX__SLAB_NODES; i++)
+		m->nodes[i] = &nodes[SX__SLAB_NODES - 1 - i];
+	m->n = SX__SLAB_NODES;
 	ck_stack_push_upmc(&c->pool->slabs, &slab->link);
 	return true;
 }
 
-/* sx__node_refill - the slow half of sx__node_get (exec/exec.h): c->free is empty. Returns false
- * when every source is empty and the allocator failed. */
-bool sx__node_refill(sx__tcache *c)
+/* sx__node_refill - the slow half of sx__node_get (exec/exec.h): c->cur is missing or empty.
+ * Returns c->cur, now holding nodes, or NULL when every source is empty and the allocator
+ * failed (c is then unchanged but for magazines moved between its lists). */
+sx__mag *sx__node_refill(sx__tcache *c)
 {
-	if (c->out_head != NULL) {
-		/* Reuse what this thread released itself before looking further. */
-		c->free = c->out_head;
-		c->nfree = c->nout;
-		c->out_head = c->out_tail = NULL;
-		c->nout = 0;
-		return true;
+	sx__mag *m = c->cur;
+
+	/* Reuse what this thread released itself before looking further. */
+	if (c->out != NULL && c->out->n > 0) {
+		c->cur = c->out;
+		c->out = m;
+		return c->cur;
 	}
-	return take_spare(c) || new_slab(c);
-}
-
-static void export_outbox(sx__tcache *c)
-{
-	sx__node *head = c->out_head;
-
-	head->task.sx_chain_tail = &c->out_tail->task;
-	head->nfree = c->nout;
-	ck_stack_push_upmc(&c->pool->spare, sx__task_link(&head->task));
-	c->out_head = c->out_tail = NULL;
-	c->nout = 0;
-}
-
-/* sx__node_outbox_full - the slow half of sx__node_put (exec/exec.h): the outbox reached
- * SX__NODE_BATCH nodes. Reuse it locally if this thread has no free nodes, else export it. */
-void sx__node_outbox_full(sx__tcache *c)
-{
-	if (c->free == NULL) {
-		c->free = c->out_head;
-		c->nfree = c->nout;
-		c->out_head = c->out_tail = NULL;
-		c->nout = 0;
-	} else {
-		export_outbox(c);
+	if ((m = mag_full(c)) != NULL) {
+		if (c->cur != NULL)
+			mag_retire(c, c->cur);
+		c->cur = m;
+		return m;
 	}
+	if ((m = c->cur) == NULL && (m = mag_empty(c)) == NULL)
+		return NULL;
+	if (!take_loose(c, m) && !new_slab(c, m)) {
+		if (c->cur == NULL)
+			mag_retire(c, m);
+		return NULL;
+	}
+	c->cur = m;
+	return m;
 }
 
-/* sx__tcache_release - hand every node c holds to pool->spare (its owner is going away). */
+/* sx__node_put_slow - the slow half of sx__node_put (exec/exec.h): c->out is missing or full. */
+void sx__node_put_slow(sx__tcache *c, sx__node *n)
+{
+	sx__mag *m = c->out;
+
+	if (m != NULL) {
+		if (c->cur != NULL && c->cur->n == 0) {
+			/* Nothing to hand out here: keep the full one for this thread's next gets. */
+			c->out = c->cur;
+			c->cur = m;
+			m = c->out;
+			m->nodes[m->n++] = n;
+			return;
+		}
+		ck_stack_push_upmc(&c->pool->full_mags, &m->link);
+		c->out = NULL;
+	}
+	if ((m = mag_empty(c)) == NULL) {
+		ck_stack_push_upmc(&c->pool->loose, sx__task_link(&n->task));
+		return;
+	}
+	m->nodes[m->n++] = n;
+	c->out = m;
+}
+
+static void hand_back(sx__tcache *c, sx__mag *m)
+{
+	if (m == NULL)
+		return;
+	if (m->n > 0)
+		ck_stack_push_upmc(&c->pool->full_mags, &m->link);
+	else
+		ck_stack_push_upmc(&c->pool->empty_mags, &m->link);
+}
+
+/* sx__tcache_release - hand every magazine c holds to the pool (its owner is going away). */
 void sx__tcache_release(sx__tcache *c)
 {
-	if (c->out_head != NULL)
-		export_outbox(c);
-	if (c->free != NULL) {
-		sx__node *tail = c->free;
+	ck_stack_entry_t *e, *next;
 
-		while (tail->free_next != NULL)
-			tail = tail->free_next;
-		c->out_head = c->free;
-		c->out_tail = tail;
-		c->nout = c->nfree;
-		c->free = NULL;
-		c->nfree = 0;
-		export_outbox(c);
+	hand_back(c, c->cur);
+	hand_back(c, c->out);
+	c->cur = c->out = NULL;
+	for (e = c->full; e != NULL; e = next) {
+		next = e->next;
+		ck_stack_push_upmc(&c->pool->full_mags, e);
+	}
+	for (e = c->empty; e != NULL; e = next) {
+		next = e->next;
+		ck_stack_push_upmc(&c->pool->empty_mags, e);
+	}
+	c->full = c->empty = NULL;
+	c->nempty = 0;
+}
+
+/* Destroy: free every magazine the pool allocated (the slabs are freed whole, elsewhere). */
+void sx__free_mags(sx_pool *p)
+{
+	ck_stack_entry_t *e, *next;
+
+	for (e = ck_stack_batch_pop_upmc(&p->mags); e != NULL; e = next) {
+		next = e->next;
+		p->alloc.free(p->alloc.ctx, SX_CONTAINER_OF(e, sx__mag, reg), sizeof(sx__mag),
+		    SX__CACHELINE);
 	}
 }
 

@@ -89,6 +89,7 @@ static void free_memory(sx_pool *p)
 		sx__pfree(p, e, SX__SLAB_BYTES);
 	}
 	sx__free_batches(p);
+	sx__free_mags(p);
 	for (e = ck_stack_batch_pop_upmc(&p->caches); e != NULL; e = next) {
 		next = e->next;
 		sx__pfree(p, SX_CONTAINER_OF(e, sx__tcache, rec.link), sizeof(sx__tcache));
@@ -259,15 +260,24 @@ static inline void local_hint(sx_pool *p)
 		sx__notify(p);
 }
 
+/*
+ * An empty LIFO slot takes the task with a plain store: only the owner ever fills the slot and
+ * thieves only empty it (an exchange with NULL), so a store into an empty slot cannot lose a
+ * task, whichever way it orders against a thief's exchange. A full slot keeps its task and the
+ * new one goes to the ring: a spawning loop then costs no atomic read-modify-write per task,
+ * and a chain (each task spawning its successor from the slot it was taken from) still finds
+ * the slot empty and hands off through it.
+ */
 void sx__spawn_local(sx__worker *w, sx_task *t)
 {
-	sx_task *old;
-
 	t->sx_chain_tail = NULL;
 	sx__stat_add(&w->cache.submitted, 1);
-	old = ck_pr_fas_ptr(&w->lifo, t);
-	if (old != NULL)
-		sx__ring_push(w, old);
+	if (ck_pr_load_ptr(&w->lifo) == NULL) {
+		ck_pr_fence_store(); /* the task's fields before the slot */
+		ck_pr_store_ptr(&w->lifo, t);
+	} else {
+		sx__ring_push(w, t);
+	}
 	local_hint(w->pool);
 }
 
