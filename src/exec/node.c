@@ -37,8 +37,19 @@ static sx__mag *mag_empty(sx__tcache *c)
 {
 	sx__mag *m;
 
-	if (c->empty == NULL)
-		c->empty = ck_stack_batch_pop_upmc(&c->pool->empty_mags);
+	if (c->empty == NULL) {
+		/* Take one and give the rest back in one CAS: a thread that kept them all would
+		 * make the others allocate new ones. */
+		ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&c->pool->empty_mags), *last;
+
+		if (e != NULL && e->next != NULL) {
+			for (last = e->next; last->next != NULL; last = last->next)
+				;
+			(void)sx__stack_push(&c->pool->empty_mags.head, e->next, last);
+			e->next = NULL;
+		}
+		c->empty = e;
+	}
 	if (c->empty != NULL) {
 		m = mag_of(c->empty);
 		c->empty = c->empty->next;
