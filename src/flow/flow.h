@@ -1,6 +1,7 @@
 /*
  * flow: promises that another module settles (fan-out), and waiting for one to settle
- * (promise_*.c, fanout.c). Includes cancel (and time, exec, base through it).
+ * (promise_*.c, fanout.c); fork-join (join.c) and strands (strand.c) use exec's submission
+ * paths directly and declare nothing here. Includes cancel (and time, exec, base through it).
  * Nothing here is public API. The promise's struct and its kinds' ops are in
  * flow/promise_impl.h, which only the promise_*.c files include.
  */
