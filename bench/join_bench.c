@@ -12,19 +12,6 @@
 
 static sx_pool *jpool;
 
-static sx_pool *make_pool(unsigned workers, bench_out *o)
-{
-	sx_pool_opts opts = SX_POOL_OPTS_INIT;
-	sx_pool *p = NULL;
-
-	opts.workers = workers;
-	if (sx_pool_create(&opts, &p) != 0) {
-		snprintf(o->err, sizeof(o->err), "strix: pool create failed");
-		return NULL;
-	}
-	return p;
-}
-
 /* Run fn(arg) as one task of the pool and wait for it (the root of the recursion). */
 struct root {
 	void (*fn)(void *);
@@ -82,7 +69,7 @@ int strix_fib(unsigned workers, unsigned n, bench_out *o)
 	uint64_t t0;
 	int rc;
 
-	if ((jpool = make_pool(workers, o)) == NULL)
+	if ((jpool = bench_strix_pool(workers, o)) == NULL)
 		return -1;
 	t0 = bench_now_ns();
 	rc = run_root(fib_task, &root);
@@ -135,7 +122,7 @@ int strix_skynet(unsigned workers, uint64_t leaves, double *rss_kib, bench_out *
 
 	for (uint64_t s = leaves; s >= 1; s /= 10)
 		nodes += leaves / s;
-	if ((jpool = make_pool(workers, o)) == NULL)
+	if ((jpool = bench_strix_pool(workers, o)) == NULL)
 		return -1;
 	bench_reset_peak_rss();
 	t0 = bench_now_ns();

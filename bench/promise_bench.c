@@ -12,19 +12,6 @@
 
 #include "workloads.h"
 
-static sx_pool *make_pool(unsigned workers, bench_out *o)
-{
-	sx_pool_opts opts = SX_POOL_OPTS_INIT;
-	sx_pool *p = NULL;
-
-	opts.workers = workers;
-	if (sx_pool_create(&opts, &p) != 0) {
-		snprintf(o->err, sizeof(o->err), "strix: pool create failed");
-		return NULL;
-	}
-	return p;
-}
-
 uint64_t bench_fib_expected(unsigned n)
 {
 	uint64_t a = 0, b = 1;
@@ -79,7 +66,7 @@ int strix_chain(unsigned workers, uint64_t n, bool with_breaker, bench_out *o)
 	uint64_t t0;
 	int rc;
 
-	if ((pool = make_pool(workers, o)) == NULL)
+	if ((pool = bench_strix_pool(workers, o)) == NULL)
 		return -1;
 	if (with_breaker && sx_breaker_create(&b) != 0) {
 		sx_pool_destroy(pool);
@@ -200,7 +187,7 @@ int strix_retry_storm(unsigned workers, uint64_t n, unsigned retries, bench_hist
 	uint64_t t0;
 	int rc = 0;
 
-	if ((pool = make_pool(workers < 2 ? 2 : workers, o)) == NULL)
+	if ((pool = bench_strix_pool(workers < 2 ? 2 : workers, o)) == NULL)
 		return -1;
 	storm.n = n;
 	storm.fail_first = retries;

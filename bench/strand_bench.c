@@ -17,19 +17,6 @@
 
 #include "workloads.h"
 
-static sx_pool *make_pool(unsigned workers, bench_out *o)
-{
-	sx_pool_opts opts = SX_POOL_OPTS_INIT;
-	sx_pool *p = NULL;
-
-	opts.workers = workers;
-	if (sx_pool_create(&opts, &p) != 0) {
-		snprintf(o->err, sizeof(o->err), "strix: pool create failed");
-		return NULL;
-	}
-	return p;
-}
-
 /* ---- strand_spawn ---------------------------------------------------------------------------- */
 
 struct lane {
@@ -82,7 +69,7 @@ int strix_strand_spawn(unsigned workers, uint64_t n, unsigned strands, bench_out
 	sx_pool *pool;
 	int rc = 0;
 
-	if ((pool = make_pool(workers, o)) == NULL)
+	if ((pool = bench_strix_pool(workers, o)) == NULL)
 		return -1;
 	run.lanes = aligned_alloc(64, sizeof(struct lane) * strands);
 	for (unsigned i = 0; i < strands; i++) {
@@ -165,7 +152,7 @@ int strix_strand_pingpong(unsigned workers, uint64_t rounds, bench_hist *h, benc
 	sx_pool *pool;
 	int rc = 0;
 
-	if ((pool = make_pool(workers, o)) == NULL)
+	if ((pool = bench_strix_pool(workers, o)) == NULL)
 		return -1;
 	if (sx_strand_create(pool, &p.side[0]) != 0 || sx_strand_create(pool, &p.side[1]) != 0)
 		abort();

@@ -1,15 +1,28 @@
 /* strix behind the shared harness: the public API only, default options but the worker count. */
+#include <stdio.h>
+
 #include <strix.h>
 
 #include "workloads.h"
 
-static void *strix_create(unsigned workers)
+struct sx_pool *bench_strix_pool(unsigned workers, bench_out *o)
 {
-	sx_pool_opts o = SX_POOL_OPTS_INIT;
+	sx_pool_opts opts = SX_POOL_OPTS_INIT;
 	sx_pool *p = NULL;
 
-	o.workers = workers;
-	return sx_pool_create(&o, &p) == 0 ? p : NULL;
+	opts.workers = workers;
+	if (sx_pool_create(&opts, &p) != 0) {
+		snprintf(o->err, sizeof(o->err), "strix: pool create failed");
+		return NULL;
+	}
+	return p;
+}
+
+static void *strix_create(unsigned workers)
+{
+	bench_out unused;
+
+	return bench_strix_pool(workers, &unused);
 }
 
 static int strix_submit(void *p, void (*fn)(void *), void *arg)

@@ -40,6 +40,10 @@ typedef struct bench_pool_api {
 } bench_pool_api;
 
 extern const bench_pool_api bench_strix_api;
+/* A strix pool of `workers` with default options for the workloads that use strix's own API
+ * (strix_impl.c); NULL, with a message in o->err, if it cannot be created. */
+struct sx_pool;
+struct sx_pool *bench_strix_pool(unsigned workers, bench_out *o);
 extern const bench_pool_api bench_thpool_api;
 
 int harness_spawn_many(const bench_pool_api *api, unsigned workers, uint64_t n, bench_out *o);
