@@ -2,7 +2,9 @@
 #ifndef STRIX_TESTUTIL_H
 #define STRIX_TESTUTIL_H
 
+#include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 
 #include <cmocka.h>
 
+#include <strix/join.h>
 #include <strix/pool.h>
 #include <strix/timer.h>
 
@@ -86,6 +89,80 @@ static inline sx_pool *tu_pool(unsigned workers)
 	o.spin_ns = SX_SPIN_NONE;
 	assert_int_equal(sx_pool_create(&o, &p), 0);
 	return p;
+}
+
+/* Recursive fib(n) with both calls forked by sx_join on pool, at every level: the answer in r. */
+struct tu_fib {
+	sx_pool *pool;
+	unsigned n;
+	uint64_t r;
+};
+
+static inline void tu_fib(void *p)
+{
+	struct tu_fib *f = p, a, b;
+
+	if (f->n < 2) {
+		f->r = f->n;
+		return;
+	}
+	a = (struct tu_fib){ f->pool, f->n - 1, 0 };
+	b = (struct tu_fib){ f->pool, f->n - 2, 0 };
+	assert_int_equal(sx_join(f->pool, tu_fib, &a, tu_fib, &b), 0);
+	f->r = a.r + b.r;
+}
+
+/*
+ * A shutdown that meets queued work: tu_hold occupies the worker of a 1-worker pool with a task
+ * that waits to be let go, so what the test queues next stays queued; tu_shutdown_held starts
+ * sx_pool_shutdown(mode) on a thread of its own and returns once the shutdown has begun
+ * (submissions are refused); tu_release lets the task end and joins that thread, so the
+ * shutdown has finished when it returns.
+ */
+struct tu_held {
+	sx_pool *pool;
+	int mode;
+	atomic_int release;
+	pthread_t thread;
+};
+
+static inline void tu_held_task(void *arg)
+{
+	TU_WAIT_FOR(atomic_load(&((struct tu_held *)arg)->release) == 1);
+}
+
+static inline void tu_held_noop(void *arg)
+{
+	(void)arg;
+}
+
+static inline void *tu_held_shutdown(void *arg)
+{
+	struct tu_held *h = arg;
+
+	assert_int_equal(sx_pool_shutdown(h->pool, h->mode), 0);
+	return NULL;
+}
+
+static inline void tu_hold(struct tu_held *h, sx_pool *pool)
+{
+	h->pool = pool;
+	atomic_store(&h->release, 0);
+	assert_int_equal(sx_pool_submit(pool, tu_held_task, h), 0);
+}
+
+static inline void tu_shutdown_held(struct tu_held *h, int mode)
+{
+	h->mode = mode;
+	assert_int_equal(pthread_create(&h->thread, NULL, tu_held_shutdown, h), 0);
+	while (sx_pool_submit(h->pool, tu_held_noop, NULL) == 0)
+		sched_yield();
+}
+
+static inline void tu_release(struct tu_held *h)
+{
+	atomic_store(&h->release, 1);
+	pthread_join(h->thread, NULL);
 }
 
 /* STRESS=1 in the environment makes stress tests longer. */

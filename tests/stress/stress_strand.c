@@ -39,25 +39,6 @@ static struct item *items, *kids;
 static unsigned per_submitter, max_kids;
 static atomic_uint nkids;
 
-struct fib {
-	unsigned n;
-	uint64_t r;
-};
-
-static void fib(void *p)
-{
-	struct fib *f = p, a, b;
-
-	if (f->n < 2) {
-		f->r = f->n;
-		return;
-	}
-	a.n = f->n - 1;
-	b.n = f->n - 2;
-	assert_int_equal(sx_join(pool, fib, &a, fib, &b), 0);
-	f->r = a.r + b.r;
-}
-
 static void item_run(sx_task *t);
 static void item_cancel(sx_task *t, int err);
 
@@ -83,9 +64,9 @@ static void item_run(sx_task *t)
 	}
 	atomic_fetch_sub(&l->inside, 1);
 	if (tu_rand(&seed) % 16 == 0) {
-		struct fib f = { 10, 0 };
+		struct tu_fib f = { pool, 10, 0 };
 
-		fib(&f);
+		tu_fib(&f);
 		assert_int_equal(f.r, 55);
 	}
 	if (tu_rand(&seed) % 8 == 0) {

@@ -12,25 +12,6 @@
 
 static sx_pool *pool;
 
-struct fib {
-	unsigned n;
-	uint64_t r;
-};
-
-static void fib(void *p)
-{
-	struct fib *f = p, a, b;
-
-	if (f->n < 2) {
-		f->r = f->n;
-		return;
-	}
-	a.n = f->n - 1;
-	b.n = f->n - 2;
-	assert_int_equal(sx_join(pool, fib, &a, fib, &b), 0);
-	f->r = a.r + b.r;
-}
-
 struct on_pool {
 	void (*fn)(void *);
 	void *arg;
@@ -61,10 +42,11 @@ static void test_fib_on_every_worker_count(void **state)
 {
 	(void)state;
 	for (unsigned w = 1; w <= 5; w += 2) {
-		struct fib f = { 22, 0 };
+		struct tu_fib f;
 
 		pool = tu_pool(w);
-		run_on_pool(fib, &f);
+		f = (struct tu_fib){ pool, 22, 0 };
+		run_on_pool(tu_fib, &f);
 		assert_int_equal(f.r, 17711);
 		sx_pool_destroy(pool);
 	}
@@ -120,10 +102,11 @@ static void b_mark(void *arg)
 
 static void test_from_outside_the_pool(void **state)
 {
-	struct fib f = { 18, 0 };
+	struct tu_fib f;
 
 	(void)state;
 	pool = tu_pool(2);
+	f = (struct tu_fib){ pool, 18, 0 };
 	atomic_store(&a_ran, 0);
 	atomic_store(&b_ran, 0);
 	atomic_store(&a_thread_differs, 0);
@@ -133,7 +116,7 @@ static void test_from_outside_the_pool(void **state)
 	assert_int_equal(atomic_load(&b_ran), 1);
 	/* a ran on a worker, b on this thread */
 	assert_int_equal(atomic_load(&a_thread_differs), 1);
-	fib(&f); /* the root join from outside, the rest on the workers */
+	tu_fib(&f); /* the root join from outside, the rest on the workers */
 	assert_int_equal(f.r, 2584);
 	sx_pool_destroy(pool);
 }
@@ -242,51 +225,27 @@ static void test_nested_scopes(void **state)
 
 /* SX_CANCEL while an outside scope's children are queued behind a running task: each child
  * either ran or was cancelled, and the wait reports -ECANCELED. */
-static atomic_int release_blocker;
-
-static void blocker(void *arg)
-{
-	(void)arg;
-	TU_WAIT_FOR(atomic_load(&release_blocker) == 1);
-}
-
-static void noop(void *arg)
-{
-	(void)arg;
-}
-
-static void *shut_cancel(void *arg)
-{
-	(void)arg;
-	assert_int_equal(sx_pool_shutdown(pool, SX_CANCEL), 0);
-	return NULL;
-}
-
 static void test_cancel_discards_outside_children(void **state)
 {
 	static sx_job jobs[10];
-	pthread_t t;
+	struct tu_held held;
 	sx_scope s;
 	int ran = 0;
 
 	(void)state;
 	pool = tu_pool(1);
 	memset(kid_ran, 0, sizeof(kid_ran));
-	atomic_store(&release_blocker, 0);
-	assert_int_equal(sx_pool_submit(pool, blocker, NULL), 0);
+	tu_hold(&held, pool);
 	assert_int_equal(sx_scope_init(&s, pool), 0);
 	for (uintptr_t i = 0; i < 10; i++)
 		assert_int_equal(sx_scope_spawn(&s, &jobs[i], kid, (void *)i), 0);
-	assert_int_equal(pthread_create(&t, NULL, shut_cancel, NULL), 0);
-	/* Wait until the shutdown has begun (submissions refused), then let the blocker end. */
-	while (sx_pool_submit(pool, noop, NULL) == 0)
-		sched_yield();
-	atomic_store(&release_blocker, 1);
+	tu_shutdown_held(&held, SX_CANCEL);
+	atomic_store(&held.release, 1); /* the scope's wait ends only once the cancel pass ran */
 	assert_int_equal(sx_scope_wait(&s), -ECANCELED);
 	for (int i = 0; i < 10; i++)
 		ran += atomic_load(&kid_ran[i]);
 	assert_int_equal(ran, 0);
-	pthread_join(t, NULL);
+	tu_release(&held);
 	sx_pool_destroy(pool);
 }
 

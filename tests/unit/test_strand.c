@@ -258,45 +258,18 @@ static void test_bad_input(void **state)
 
 /* SX_DRAIN runs what strands hold; SX_CANCEL hands each task that did not run to its cancel
  * callback exactly once. */
-static atomic_int release_blocker;
-
-static void blocker(void *arg)
-{
-	(void)arg;
-	TU_WAIT_FOR(atomic_load(&release_blocker) == 1);
-}
-
-static void noop(void *arg)
-{
-	(void)arg;
-}
-
-static int shutdown_mode;
-
-static void *shut(void *arg)
-{
-	(void)arg;
-	assert_int_equal(sx_pool_shutdown(pool, shutdown_mode), 0);
-	return NULL;
-}
-
 static void shutdown_with_strands_queued(int mode)
 {
-	pthread_t t;
+	struct tu_held held;
 	uint64_t ran = 0, cancels = 0;
 
 	pool = tu_pool(1);
 	memset(items, 0, sizeof(items));
 	setup_lanes();
-	atomic_store(&release_blocker, 0);
-	assert_int_equal(sx_pool_submit(pool, blocker, NULL), 0);
+	tu_hold(&held, pool);
 	submitter((void *)0);
-	shutdown_mode = mode;
-	assert_int_equal(pthread_create(&t, NULL, shut, NULL), 0);
-	while (sx_pool_submit(pool, noop, NULL) == 0)
-		sched_yield();
-	atomic_store(&release_blocker, 1);
-	pthread_join(t, NULL);
+	tu_shutdown_held(&held, mode);
+	tu_release(&held);
 	for (int k = 0; k < PER_SUBMITTER; k++) {
 		int r = atomic_load(&items[0][k].runs), c = atomic_load(&items[0][k].cancels);
 
