@@ -11,7 +11,7 @@ use std::sync::mpsc;
 
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
-use crate::util::{self, now_ns, Signal};
+use crate::util::{self, now_ns, Countdown, Signal};
 use crate::Rep;
 
 fn pool(workers: usize) -> Result<ThreadPool, String> {
@@ -23,19 +23,16 @@ fn pool(workers: usize) -> Result<ThreadPool, String> {
 
 // ---- spawn_many, spawn_remote: n empty tasks on a countdown ----------------------------------
 
-static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
+static COUNTDOWN: Countdown = Countdown::new();
 static DONE: Signal = Signal::new();
 
 fn empty_task() {
-    if COUNTDOWN.fetch_sub(1, Ordering::AcqRel) == 1 {
-        DONE.post();
-    }
+    COUNTDOWN.tick();
 }
 
 fn countdown_run(workers: usize, n: u64, remote: bool) -> Result<Rep, String> {
     let p = pool(workers)?;
-    COUNTDOWN.store(n, Ordering::Relaxed);
-    DONE.reset();
+    COUNTDOWN.start(n);
     let t0 = now_ns();
     if remote {
         for _ in 0..n {
@@ -49,9 +46,9 @@ fn countdown_run(workers: usize, n: u64, remote: bool) -> Result<Rep, String> {
             }
         });
     }
-    DONE.wait();
+    COUNTDOWN.wait();
     let secs = (now_ns() - t0) as f64 * 1e-9;
-    let ran = n - COUNTDOWN.load(Ordering::Acquire);
+    let ran = n - COUNTDOWN.left();
     drop(p);
     if ran != n {
         return Err(format!("rayon: {} of {} tasks ran", ran, n));

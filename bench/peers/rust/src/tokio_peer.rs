@@ -10,7 +10,7 @@ use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
 
-use crate::util::{self, now_ns, Fanout, Signal};
+use crate::util::{self, now_ns, Countdown, Fanout, Signal};
 use crate::Rep;
 
 fn runtime(workers: usize) -> Result<Runtime, String> {
@@ -22,19 +22,16 @@ fn runtime(workers: usize) -> Result<Runtime, String> {
 
 // ---- spawn_many, spawn_remote: n empty tasks on a countdown ----------------------------------
 
-static COUNTDOWN: AtomicU64 = AtomicU64::new(0);
+static COUNTDOWN: Countdown = Countdown::new();
 static DONE: Signal = Signal::new();
 
 fn empty_task() {
-    if COUNTDOWN.fetch_sub(1, Ordering::AcqRel) == 1 {
-        DONE.post();
-    }
+    COUNTDOWN.tick();
 }
 
 fn countdown_run(workers: usize, n: u64, remote: bool) -> Result<Rep, String> {
     let rt = runtime(workers)?;
-    COUNTDOWN.store(n, Ordering::Relaxed);
-    DONE.reset();
+    COUNTDOWN.start(n);
     let t0 = now_ns();
     if remote {
         let handle = rt.handle();
@@ -49,9 +46,9 @@ fn countdown_run(workers: usize, n: u64, remote: bool) -> Result<Rep, String> {
             }
         });
     }
-    DONE.wait();
+    COUNTDOWN.wait();
     let secs = (now_ns() - t0) as f64 * 1e-9;
-    let ran = n - COUNTDOWN.load(Ordering::Acquire);
+    let ran = n - COUNTDOWN.left();
     drop(rt);
     if ran != n {
         return Err(format!("tokio: {} of {} tasks ran", ran, n));

@@ -104,6 +104,39 @@ impl Signal {
     }
 }
 
+/// The countdown of spawn_many and spawn_remote (bench/harness.c's): every empty task takes one
+/// off, and the one that reaches zero posts the signal the timer waits for.
+pub struct Countdown {
+    left: AtomicU64,
+    done: Signal,
+}
+
+impl Countdown {
+    pub const fn new() -> Countdown {
+        Countdown { left: AtomicU64::new(0), done: Signal::new() }
+    }
+
+    pub fn start(&self, n: u64) {
+        self.left.store(n, Ordering::Relaxed);
+        self.done.reset();
+    }
+
+    pub fn tick(&self) {
+        if self.left.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.done.post();
+        }
+    }
+
+    pub fn wait(&self) {
+        self.done.wait();
+    }
+
+    /// Tasks not run yet.
+    pub fn left(&self) -> u64 {
+        self.left.load(Ordering::Acquire)
+    }
+}
+
 /// The bookkeeping every fanout_limit call does (the same as bench/fanout_bench.c's call_body):
 /// count itself in flight, raise the high-water mark, optionally spin work_ns on the monotonic
 /// clock, leave, count itself done.
