@@ -14,8 +14,8 @@
  * park on a futex.
  *
  * Two ways to hand work to a pool:
- *   - sx_pool_submit(pool, fn, arg): strix supplies the task node from per-thread free lists
- *     (no malloc per task in steady state);
+ *   - sx_pool_submit(pool, fn, arg): strix supplies the task node from per-thread magazines of
+ *     free nodes (no malloc per task in steady state);
  *   - sx_pool_submit_task(pool, &task): the caller embeds an sx_task in its own struct; strix
  *     allocates nothing.
  *
@@ -70,7 +70,7 @@ struct sx_task {
  * A memory allocator for the pool's own structures and its task-node slabs. alloc returns memory
  * aligned to `align` (a power of two, at most 4096) or NULL; free receives the size and alignment
  * that were allocated. Both may be called from any worker or submitting thread concurrently, but
- * never on the path of a single task in steady state (only when a free list runs dry, when an
+ * never on the path of a single task in steady state (only when the free nodes run dry, when an
  * outside thread first submits, and at create/destroy).
  */
 typedef struct sx_allocator {
@@ -187,7 +187,7 @@ SX_API int sx_pool_create(const sx_pool_opts *opts, sx_pool **out);
  * nodes; only when none is left anywhere is the allocator called (one slab for many tasks).
  * Returns 0; -EINVAL for a NULL pool or fn; -ESHUTDOWN once sx_pool_shutdown has begun (from a
  * worker of a pool that is draining, spawning still succeeds: drain runs what tasks spawn);
- * -ENOMEM if the free list is empty and the allocator fails (the pool stays usable).
+ * -ENOMEM if no free node is left and the allocator fails (the pool stays usable).
  * Never blocks. Lock-free (wait-free on the local path but for the wake-up hint).
  * Any thread, concurrently.
  */

@@ -49,7 +49,7 @@ SX_API int sx_strand_create(sx_pool *pool, sx_strand **out);
 
 /**
  * sx_strand_submit - run fn(arg) on the strand, after every task submitted to it before.
- * The task node comes from the calling thread's free list of the pool (as sx_pool_submit).
+ * The task node comes from the calling thread's free nodes of the pool (as sx_pool_submit).
  * Returns 0; -EINVAL for a NULL strand or fn; -ESHUTDOWN once the pool's shutdown has begun
  * (from a worker of a draining pool submission still succeeds, as for sx_pool_submit);
  * -ENOMEM if no node can be allocated. On an error nothing is queued.

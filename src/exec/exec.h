@@ -302,7 +302,7 @@ static inline bool sx__pool_running(const sx_pool *p)
 	return ck_pr_load_int(&p->state) == SX__RUNNING;
 }
 
-/* The submission record of worker w (its free list of nodes). */
+/* The submission record of worker w (its magazines of free nodes). */
 static inline sx__tcache *sx__worker_cache(sx__worker *w)
 {
 	return &w->cache;
@@ -344,8 +344,8 @@ void sx__remote_leave(sx__tcache *c);
 /* Queue t on p's injector, counted as submitted by c, and wake a worker if none searches.
  * Inside c's submission section. Lock-free. */
 void sx__inject(sx_pool *p, sx__tcache *c, sx_task *t);
-/* Owner only: queue t where w's own spawns go (its LIFO slot; the task there moves to the ring),
- * counted as submitted. Wait-free but for the wake-up hint. */
+/* Owner only: queue t where w's own spawns go (its LIFO slot if that is empty, else the tail of
+ * its ring), counted as submitted. Wait-free but for an overflowing ring and the wake-up hint. */
 void sx__spawn_local(sx__worker *w, sx_task *t);
 /* Owner only: queue t at the producer end of w's ring, counted as submitted: the place a fork
  * goes, where the owner takes it back (sx__run_if_queued) with one fence and thieves take the
@@ -354,7 +354,7 @@ void sx__push_local(sx__worker *w, sx_task *t);
 /* A task that never ran because SX_CANCEL stopped p: its cancel callback (or p's on_cancel for
  * the fn form) with -ECANCELED, counted in the pool's cancelled. The shutdown thread only. */
 void sx__cancel_task(sx_pool *p, sx_task *t);
-/* A fn-form node for fn(arg) from c's free list, ready to queue; NULL when the allocator fails.
+/* A fn-form node for fn(arg) from c's magazines, ready to queue; NULL when the allocator fails.
  * c's thread only. */
 sx_task *sx__node_task(sx__tcache *c, void (*fn)(void *), void *arg);
 void *sx__palloc(sx_pool *p, size_t size);

@@ -35,34 +35,28 @@ static sx__mag *mag_of(ck_stack_entry_t *e)
 /* An empty magazine for c: its own, the pool's, or a new one (NULL if the allocator fails). */
 static sx__mag *mag_empty(sx__tcache *c)
 {
+	ck_stack_entry_t *e = c->empty, *last;
 	sx__mag *m;
 
-	if (c->empty == NULL) {
-		/* Take one and give the rest back in one CAS: a thread that kept them all would
+	if (e != NULL) {
+		c->empty = e->next;
+		c->nempty--;
+	} else if ((e = ck_stack_batch_pop_upmc(&c->pool->empty_mags)) != NULL && e->next != NULL) {
+		/* Take one and give the rest back in one push: a thread that kept them all would
 		 * make the others allocate new ones. */
-		ck_stack_entry_t *e = ck_stack_batch_pop_upmc(&c->pool->empty_mags), *last;
-
-		if (e != NULL && e->next != NULL) {
-			for (last = e->next; last->next != NULL; last = last->next)
-				;
-			(void)sx__stack_push(&c->pool->empty_mags.head, e->next, last);
-			e->next = NULL;
-		}
-		c->empty = e;
+		for (last = e->next; last->next != NULL; last = last->next)
+			;
+		(void)sx__stack_push(&c->pool->empty_mags.head, e->next, last);
 	}
-	if (c->empty != NULL) {
-		m = mag_of(c->empty);
-		c->empty = c->empty->next;
-		if (c->nempty > 0)
-			c->nempty--;
-		m->n = 0;
-		return m;
+	if (e != NULL) {
+		m = mag_of(e);
+	} else {
+		m = c->pool->alloc.alloc(c->pool->alloc.ctx, sizeof(sx__mag), SX__CACHELINE);
+		if (m == NULL)
+			return NULL;
+		ck_stack_push_upmc(&c->pool->mags, &m->reg);
 	}
-	m = c->pool->alloc.alloc(c->pool->alloc.ctx, sizeof(sx__mag), SX__CACHELINE);
-	if (m == NULL)
-		return NULL;
 	m->n = 0;
-	ck_stack_push_upmc(&c->pool->mags, &m->reg);
 	return m;
 }
 

@@ -45,11 +45,6 @@ static void end_run(sx_task *t)
 	abort();
 }
 
-static sx_task *task_at(sx__link *l)
-{
-	return sx__link_task(l);
-}
-
 static void turn_run(sx_task *t)
 {
 	sx_strand *s = SX_CONTAINER_OF(t, sx_strand, turn);
@@ -60,7 +55,7 @@ static void turn_run(sx_task *t)
 	for (;;) {
 		while (l != NULL) {
 			sx__link *next = l->next;
-			sx_task *task = task_at(l);
+			sx_task *task = sx__link_task(l);
 
 			if (task == &s->end) {
 				SX__ASSERT(next == NULL); /* nothing may follow sx_strand_destroy */
@@ -99,7 +94,7 @@ static void turn_cancel(sx_task *t, int err)
 	do {
 		while (l != NULL) {
 			sx__link *next = l->next;
-			sx_task *task = task_at(l);
+			sx_task *task = sx__link_task(l);
 
 			if (task == &s->end)
 				ended = true;
