@@ -85,6 +85,8 @@ IN_PROCESS_NOTES = {
                          "64-call limit would be a hand-written semaphore, not Asio",
     "spawn_remote/omp": "OpenMP has no way to submit from a thread outside its team",
 }
+# Characters of check text per line in the chart (two columns, each under half its width).
+CHECK_COLUMN_CHARS = 70
 # Figures where higher is better (the ratio column is then strix / peer).
 HIGHER_BETTER = {"speedup"}
 # Figures that are counts or checks, not compared.
@@ -423,7 +425,12 @@ def chart(rows, png, ctx, ml):
         return
     bar_px = 17
     check_cols = 2
-    check_lines = math.ceil(len(checks) / check_cols)
+    # Each check as text, wrapped to fit its column (continuations indented).
+    check_text = []
+    for w, f, v in checks:
+        text = f"{w} {f}: " + ", ".join(f"{i} {fmt(x)}" for i, x in v.items())
+        check_text += textwrap.wrap(text, width=CHECK_COLUMN_CHARS, subsequent_indent="    ")
+    check_lines = math.ceil(len(check_text) / check_cols)
     # Two columns, each panel (then the text of checks) going to the shorter one, in order.
     items = [(p, p.height() * bar_px) for p in pans]
     if checks:
@@ -489,9 +496,8 @@ def chart(rows, png, ctx, ml):
         y0 += 12
         s.append(f"set label 1 {gp_str('Counts, checks and sizes (not compared)')} "
                  f"at screen {x0 + 0.01}, {sy(y0)} left font ',11'")
-        for k, (w, f, v) in enumerate(checks):
+        for k, text in enumerate(check_text):
             col, line = divmod(k, check_lines)
-            text = f"{w} {f}: " + ", ".join(f"{i} {fmt(x)}" for i, x in v.items())
             s.append(f"set label {k + 2} {gp_str(text)} at screen {x0 + 0.01 + col * 0.24}, "
                      f"{sy(y0 + 24 + 16 * line)} left font ',9'")
         s += ["set origin 0,0", "set size 1,1", "unset border", "unset tics", "unset grid",
