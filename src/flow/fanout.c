@@ -1,8 +1,8 @@
 /*
- * Fan-out: `nlanes` intrusive pool tasks share one index counter. A lane claims an index with a
- * fetch-and-add, checks the stop breaker (one load), runs the call, and goes on; after LANE_BATCH
- * calls it resubmits itself (to its worker's LIFO slot, so it usually runs next on the same core,
- * while other work queued there still gets its turn). A lane ends when the indices run out or
+ * Fan-out: `nlanes` intrusive pool tasks share one index counter. A lane claims a few indices
+ * with a fetch-and-add (claim()), checks the stop breaker (one load) before each call, runs it,
+ * and goes on; after LANE_BATCH calls it resubmits itself (to its worker's LIFO slot, so it
+ * usually runs next on the same core, while other work queued there still gets its turn). A lane ends when the indices run out or
  * the stop breaker has tripped; the last lane to end settles the fan-out's promise. So at most
  * nlanes calls are ever in flight, and the memory is the fan-out state plus one small struct per
  * lane, one allocation, whatever n is.
@@ -98,30 +98,54 @@ static void stop_shut(struct fan *f, int err)
 	sx__breaker_trip_err(f->stop, err);
 }
 
+/*
+ * Claim the next indices for a lane: [*first, return) with one fetch-and-add, at most `most`.
+ * A lane takes a share of what is left (a quarter of its even share, at most `most`, at least
+ * one), so lanes on different workers do not pull the counter's line across for every call, and
+ * the shares still even out near the end (guided scheduling). The share is read from a plain
+ * load: a stale read only changes its size. Returns *first when nothing is left (*first >= n).
+ */
+static uint64_t claim(struct fan *f, uint64_t most, uint64_t *first)
+{
+	uint64_t next = ck_pr_load_64(&f->next);
+	uint64_t c = next < f->n ? (f->n - next) / (4 * (uint64_t)f->nlanes) : 1;
+	uint64_t i;
+
+	c = c == 0 ? 1 : c > most ? most : c;
+	i = ck_pr_faa_64(&f->next, c);
+	*first = i;
+	return i >= f->n ? i : i + c < f->n ? i + c : f->n;
+}
+
 static void lane_run(sx_task *t)
 {
 	struct lane *l = SX_CONTAINER_OF(t, struct lane, task);
 	struct fan *f = l->f;
+	unsigned k = 0;
 
-	for (unsigned k = 0; k < LANE_BATCH; k++) {
-		uint64_t i = ck_pr_faa_64(&f->next, 1);
-		int rc;
+	while (k < LANE_BATCH) {
+		uint64_t i, end = claim(f, LANE_BATCH - k, &i);
 
 		if (i >= f->n)
 			goto end;
-		if (sx_breaker_done(f->stop)) {
+		for (; i < end; i++, k++) {
+			int rc;
+
+			if (sx_breaker_done(f->stop)) {
+				/* This lane's claimed indices: nobody else will tell them. */
+				while (f->errors != NULL && i < end)
+					f->errors[i++] = sx_breaker_err(f->stop);
+				goto end;
+			}
+			rc = f->tasks != NULL ? f->tasks[i].fn(f->stop, f->tasks[i].arg)
+			                      : f->fn(f->stop, (size_t)i, f->arg);
 			if (f->errors != NULL)
-				f->errors[i] = sx_breaker_err(f->stop);
-			goto end;
-		}
-		rc = f->tasks != NULL ? f->tasks[i].fn(f->stop, f->tasks[i].arg)
-		                      : f->fn(f->stop, (size_t)i, f->arg);
-		if (f->errors != NULL)
-			f->errors[i] = rc;
-		if (rc != 0) {
-			ck_pr_cas_int(&f->task_err, 0, rc);
-			if (!(f->flags & SX_FANOUT_NO_FAIL_FAST))
-				sx__breaker_trip_err(f->stop, -ECANCELED);
+				f->errors[i] = rc;
+			if (rc != 0) {
+				ck_pr_cas_int(&f->task_err, 0, rc);
+				if (!(f->flags & SX_FANOUT_NO_FAIL_FAST))
+					sx__breaker_trip_err(f->stop, -ECANCELED);
+			}
 		}
 	}
 	if (sx_pool_submit_task(f->pool, &l->task) == 0)

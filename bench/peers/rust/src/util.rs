@@ -139,49 +139,59 @@ impl Countdown {
 
 /// The bookkeeping every fanout_limit call does (the same as bench/fanout_bench.c's call_body):
 /// count itself in flight, raise the high-water mark, optionally spin work_ns on the monotonic
-/// clock, leave, count itself done.
+/// clock, leave while counting itself done. In flight (low 32 bits) and done (high 32) share one
+/// word, so a call makes two atomic adds on one line; the high-water mark has a line of its own
+/// and is written only when it rises.
 pub struct Fanout {
-    inflight: AtomicU32,
-    max: AtomicU32,
-    done: AtomicU64,
+    state: Line<AtomicU64>,
+    max: Line<AtomicU32>,
     work_ns: AtomicU64,
 }
+
+/// A value on a cache line of its own.
+#[repr(align(64))]
+struct Line<T>(T);
+
+const FAN_DONE_ONE: u64 = 1 << 32;
 
 impl Fanout {
     pub const fn new() -> Fanout {
         Fanout {
-            inflight: AtomicU32::new(0),
-            max: AtomicU32::new(0),
-            done: AtomicU64::new(0),
+            state: Line(AtomicU64::new(0)),
+            max: Line(AtomicU32::new(0)),
             work_ns: AtomicU64::new(0),
         }
     }
 
     pub fn reset(&self, work_ns: u64) {
-        self.inflight.store(0, Ordering::Relaxed);
-        self.max.store(0, Ordering::Relaxed);
-        self.done.store(0, Ordering::Relaxed);
+        self.state.0.store(0, Ordering::Relaxed);
+        self.max.0.store(0, Ordering::Relaxed);
         self.work_ns.store(work_ns, Ordering::Relaxed);
     }
 
     pub fn call(&self) {
-        let now = self.inflight.fetch_add(1, Ordering::Relaxed) + 1;
-        self.max.fetch_max(now, Ordering::Relaxed);
+        let now = (self.state.0.fetch_add(1, Ordering::Relaxed) + 1) as u32;
+        let mut max = self.max.0.load(Ordering::Relaxed);
+        while now > max {
+            match self.max.0.compare_exchange_weak(max, now, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(seen) => max = seen,
+            }
+        }
         let work = self.work_ns.load(Ordering::Relaxed);
         if work != 0 {
             let end = now_ns() + work;
             while now_ns() < end {}
         }
-        self.inflight.fetch_sub(1, Ordering::Relaxed);
-        self.done.fetch_add(1, Ordering::Relaxed);
+        self.state.0.fetch_add(FAN_DONE_ONE - 1, Ordering::Relaxed);
     }
 
     pub fn done(&self) -> u64 {
-        self.done.load(Ordering::Acquire)
+        self.state.0.load(Ordering::Acquire) >> 32
     }
 
     pub fn max_inflight(&self) -> u32 {
-        self.max.load(Ordering::Relaxed)
+        self.max.0.load(Ordering::Relaxed)
     }
 }
 
