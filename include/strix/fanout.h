@@ -9,8 +9,9 @@
  * failure, and hold memory for the calls in flight only (in the manner of Go's alloter and
  * errgroup with SetLimit).
  *
- * A fan-out runs `limit` lanes: pool tasks that each claim the next index (one fetch-and-add),
- * run that call, and go on with the next, resubmitting themselves every few calls so other work
+ * A fan-out runs `limit` lanes: pool tasks that each claim the next few indices (one
+ * fetch-and-add takes a share of what is left, a single index near the end), run those calls one
+ * after the other, and go on, resubmitting themselves every few calls so other work
  * on the pool gets its turn. No worker ever waits for a permit: a call starts when one before it
  * on its lane finished. Memory is one allocation of O(limit) per fan-out, whatever n is.
  *
@@ -85,7 +86,7 @@ typedef struct sx_fanout_opts {
  * for the stop breaker: nothing started). n == 0 returns 0 at once.
  * Blocks the caller until done; on a worker of pool it runs other tasks meanwhile (the fan-out's
  * own calls among them), so calling it from a task cannot deadlock. Lock-free: no lock on any
- * path, one fetch-and-add and one load per call; allocates once per fan-out (O(limit)), never per
+ * path, one load per call and one fetch-and-add per claim of indices; allocates once per fan-out (O(limit)), never per
  * call. Any thread; the same options may be used by many fan-outs at once and again after a
  * failed one.
  */
