@@ -204,13 +204,12 @@ static inline bool sx__stack_close_empty(sx__link **head)
 	return ck_pr_cas_ptr(head, NULL, SX__CLOSED);
 }
 
-/* Reopen a closed stack holding just first..last: true then, and the caller's event (the one
- * that turns "closed" into "owned again", a strand's wake-up) is its own. False when the stack
- * was not closed (then push as usual). Any thread. */
-static inline bool sx__stack_reopen(sx__link **head, sx__link *first, sx__link *last)
+/* Reopen a closed stack, empty: true then, and the caller's event (the one that turns "closed"
+ * into "owned again", a strand's wake-up) is its own, with whatever it meant to push. False
+ * when the stack was not closed (then push as usual). Any thread. */
+static inline bool sx__stack_reopen(sx__link **head)
 {
-	last->next = NULL;
-	return ck_pr_cas_ptr(head, SX__CLOSED, first);
+	return ck_pr_cas_ptr(head, SX__CLOSED, NULL);
 }
 
 static inline bool sx__stack_closed(sx__link *const *head)

@@ -3,16 +3,18 @@
  *
  * A strand's pending tasks sit on a closable stack (base/base.h), linked through their sx_next;
  * a closed stack means idle: no turn is queued or running. Submitting pushes; a push that finds
- * the stack closed reopens it with its task instead, and the submitter that reopened it queues
- * the strand's turn (its own task record) on the pool - exactly one submitter wins each idle
- * period, so at most one turn is ever queued or running and no lock is needed.
+ * the stack closed reopens it empty instead, and the submitter that reopened it owns the turn:
+ * it puts its task in `rest` and queues the strand's turn (its own task record) on the pool -
+ * exactly one submitter wins each idle period, so at most one turn is ever queued or running and
+ * no lock is needed. Later submissions push onto the reopened stack, behind `rest`.
  *
- * The turn (one at a time, so its fields are its own) takes the whole stack with one exchange,
- * reverses it to submission order and runs the tasks; what it has not run when it has run
- * SX_STRAND_BATCH tasks stays in `rest`, oldest first, and the turn requeues itself behind its
- * worker's queued work. With nothing left it closes the empty stack (one CAS: a push that got in
- * first keeps it open, and the turn takes that push). After that CAS it never touches the
- * strand again, so a closed strand may be freed.
+ * The turn (one at a time, so its fields are its own) runs `rest`, oldest first. Then it tries
+ * to close the empty stack (one CAS: a push that got in first keeps it open); if it cannot, it
+ * takes the whole stack with one exchange, reverses it to submission order and runs that. What
+ * it has not run when it has run SX_STRAND_BATCH tasks stays in `rest`, and the turn requeues
+ * itself behind its worker's queued work. So a task submitted to an idle strand costs the strand
+ * two atomic operations, the reopen and the close. After the closing CAS the turn never touches
+ * the strand again, so a closed strand may be freed.
  *
  * sx_strand_destroy queues a marker, the strand's own `end` record, after which no submission
  * may come: the turn that reaches it has run everything before it and frees the strand. If the
@@ -71,13 +73,10 @@ static void turn_run(sx_task *t)
 			ran++;
 			l = next;
 		}
-		l = sx__stack_take(&s->head);
-		if (l == NULL) {
-			if (sx__stack_close_empty(&s->head))
-				return; /* idle: s is not touched again */
-			continue;
-		}
-		l = sx__list_reverse(l);
+		if (sx__stack_close_empty(&s->head))
+			return; /* idle: s is not touched again */
+		/* Not empty: only the turn takes, so this finds the pushes that kept it open. */
+		l = sx__list_reverse(sx__stack_take(&s->head));
 	}
 }
 
@@ -126,8 +125,9 @@ int sx_strand_create(sx_pool *pool, sx_strand **out)
 	return 0;
 }
 
-/* Push t's link; true when this push reopened an idle strand (its turn is the caller's to
- * queue). */
+/* Push t's link; true when this push reopened an idle strand instead: t is then the first in
+ * `rest` and the turn is the caller's to queue (or, for the destroy marker, the strand's to
+ * free). */
 static bool push(sx_strand *s, sx_task *t)
 {
 	sx__link *e = sx__task_link(t);
@@ -135,8 +135,11 @@ static bool push(sx_strand *s, sx_task *t)
 	for (;;) {
 		if (sx__stack_push(&s->head, e, e))
 			return false;
-		if (sx__stack_reopen(&s->head, e, e))
+		if (sx__stack_reopen(&s->head)) {
+			e->next = NULL;
+			s->rest = e;
 			return true;
+		}
 	}
 }
 
