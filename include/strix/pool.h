@@ -204,6 +204,19 @@ SX_API int sx_pool_submit(sx_pool *pool, void (*fn)(void *arg), void *arg);
 SX_API int sx_pool_submit_task(sx_pool *pool, sx_task *task);
 
 /**
+ * sx_pool_yield_task - queue an intrusive task behind the work already queued on this worker.
+ *
+ * From a worker of this pool the task goes to the tail of that worker's local ring (never its
+ * LIFO slot), so every task queued there before it runs first and other workers may steal it: a
+ * long computation that resubmits its own task this way after each slice yields the worker, as
+ * tokio's yield_now or Go's runtime.Gosched do. From any other thread it is sx_pool_submit_task.
+ * The rules for task and the return codes are sx_pool_submit_task's.
+ * Never blocks. Lock-free (wait-free on the local path but for an overflowing ring and the
+ * wake-up hint). Any thread, concurrently.
+ */
+SX_API int sx_pool_yield_task(sx_pool *pool, sx_task *task);
+
+/**
  * sx_pool_wait_idle - wait until no task is queued or running.
  *
  * Returns 0 once the pool was observed idle at one instant (every accepted task had finished,

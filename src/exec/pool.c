@@ -384,6 +384,19 @@ int sx_pool_submit_task(sx_pool *pool, sx_task *task)
 	return 0;
 }
 
+int sx_pool_yield_task(sx_pool *pool, sx_task *task)
+{
+	sx__worker *w;
+
+	if (SX__UNLIKELY(pool == NULL || task == NULL || task->run == NULL))
+		return -EINVAL;
+	w = sx__worker_of(pool);
+	if (w == NULL)
+		return remote_submit(pool, task, NULL, NULL);
+	sx__push_local(w, task);
+	return 0;
+}
+
 /* ---- waiting, shutdown, destroy ---------------------------------------------------------- */
 
 /* Block until quiescent (or, with stop_on_cancel, cancelled). For wait_idle and SX_DRAIN. */

@@ -496,6 +496,84 @@ static void test_lifo_cap_keeps_queued_tasks_from_starving(void **state)
 	sx_pool_destroy(p);
 }
 
+/* sx_pool_yield_task: a yielding task runs after what was queued before it, never at once. */
+struct yielder {
+	sx_task task;
+	sx_pool *pool;
+	int runs;
+};
+
+static char order[16];
+static atomic_int order_len;
+
+static void note(char c)
+{
+	int i = atomic_fetch_add(&order_len, 1);
+
+	if (i < (int)sizeof(order) - 1)
+		order[i] = c;
+}
+
+static void note_a(void *arg)
+{
+	(void)arg;
+	note('a');
+}
+
+static void note_b(void *arg)
+{
+	(void)arg;
+	note('b');
+}
+
+static void yielder_run(sx_task *t)
+{
+	struct yielder *y = SX_CONTAINER_OF(t, struct yielder, task);
+
+	note('Y');
+	if (++y->runs < 3)
+		assert_int_equal(sx_pool_yield_task(y->pool, &y->task), 0);
+}
+
+static struct yielder the_yielder;
+
+static void yield_root(void *arg)
+{
+	sx_pool *p = arg;
+
+	note('S');
+	/* The yielder into the LIFO slot (it runs next), a and b onto the ring behind it. */
+	assert_int_equal(sx_pool_submit_task(p, &the_yielder.task), 0);
+	assert_int_equal(sx_pool_submit(p, note_a, NULL), 0);
+	assert_int_equal(sx_pool_submit(p, note_b, NULL), 0);
+}
+
+static void test_yield_queues_behind_queued_work(void **state)
+{
+	sx_pool *p = make_pool(1, 0, 0);
+	sx_task bad = SX_TASK_INIT(NULL, NULL);
+
+	(void)state;
+	assert_int_equal(sx_pool_yield_task(NULL, &the_yielder.task), -EINVAL);
+	assert_int_equal(sx_pool_yield_task(p, NULL), -EINVAL);
+	assert_int_equal(sx_pool_yield_task(p, &bad), -EINVAL);
+	atomic_store(&order_len, 0);
+	memset(order, 0, sizeof(order));
+	the_yielder = (struct yielder){ .task = SX_TASK_INIT(yielder_run, NULL), .pool = p };
+	assert_int_equal(sx_pool_submit(p, yield_root, p), 0);
+	assert_int_equal(sx_pool_wait_idle(p), 0);
+	/* A resubmission through sx_pool_submit_task would take the empty LIFO slot: "SYYYab". */
+	assert_string_equal(order, "SYabYY");
+	/* From outside the pool it is a plain submission. */
+	atomic_store(&order_len, 0);
+	memset(order, 0, sizeof(order));
+	the_yielder.runs = 2;
+	assert_int_equal(sx_pool_yield_task(p, &the_yielder.task), 0);
+	assert_int_equal(sx_pool_wait_idle(p), 0);
+	assert_string_equal(order, "Y");
+	sx_pool_destroy(p);
+}
+
 static void spawn_many(void *arg)
 {
 	for (int i = 0; i < 1000; i++)
@@ -814,6 +892,7 @@ int main(void)
 		cmocka_unit_test(test_a_queued_task_costs_64_bytes),
 		cmocka_unit_test(test_idle_worker_steals_about_half_at_a_time),
 		cmocka_unit_test(test_lifo_cap_keeps_queued_tasks_from_starving),
+		cmocka_unit_test(test_yield_queues_behind_queued_work),
 		cmocka_unit_test(test_full_ring_overflows_to_injector),
 		cmocka_unit_test(test_overflow_without_memory_falls_back_to_chains),
 		cmocka_unit_test(test_parked_workers_wake_for_each_submission),
