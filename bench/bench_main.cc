@@ -378,6 +378,10 @@ void register_all()
 			return strix_chain(w, k, true, o); }, hops);
 	});
 	add("chain/asio", reps(5), [hops](benchmark::State &st) { run_spawn(st, asio_chain, hops); });
+	// yield: 200 tasks from outside, each queued again behind the queued work after every run.
+	const uint64_t yields = size(200000, 2000);
+	add("yield/strix", reps(5), [yields](benchmark::State &st) { run_spawn(st, strix_yield, yields); });
+	add("yield/asio", reps(5), [yields](benchmark::State &st) { run_spawn(st, asio_yield, yields); });
 	const uint64_t leaves = size(1000000, 1000);
 	add("skynet/strix", reps(3), [leaves](benchmark::State &st) { run_skynet(st, leaves); });
 	struct fib_impl {

@@ -1,5 +1,8 @@
 /* strix behind the shared harness: the public API only, default options but the worker count. */
+#include <semaphore.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include <strix.h>
 
@@ -43,3 +46,66 @@ static void strix_destroy(void *p)
 const bench_pool_api bench_strix_api = {
 	"strix", strix_create, strix_submit, strix_wait_idle, strix_destroy,
 };
+
+/* ---- yield ------------------------------------------------------------------------------------ */
+
+struct yielder {
+	sx_task task;
+	sx_pool *pool;
+	uint64_t left;              /* yields still to make: this task's alone */
+	atomic_uint_fast64_t *live; /* tasks not finished */
+	sem_t *done;
+} __attribute__((aligned(64)));
+
+static void yielder_run(sx_task *t)
+{
+	struct yielder *y = SX_CONTAINER_OF(t, struct yielder, task);
+
+	if (y->left != 0) {
+		y->left--;
+		if (sx_pool_yield_task(y->pool, &y->task) == 0)
+			return;
+	}
+	if (atomic_fetch_sub_explicit(y->live, 1, memory_order_acq_rel) == 1)
+		sem_post(y->done);
+}
+
+int strix_yield(unsigned workers, uint64_t n, bench_out *o)
+{
+	static struct yielder ys[BENCH_YIELD_TASKS];
+	uint64_t each = n / BENCH_YIELD_TASKS, t0, left = 0;
+	atomic_uint_fast64_t live = BENCH_YIELD_TASKS;
+	sx_pool *p;
+	sem_t done;
+
+	if (each == 0) {
+		snprintf(o->err, sizeof(o->err), "yield: fewer yields than tasks");
+		return -1;
+	}
+	if ((p = bench_strix_pool(workers, o)) == NULL)
+		return -1;
+	sem_init(&done, 0, 0);
+	for (unsigned i = 0; i < BENCH_YIELD_TASKS; i++)
+		ys[i] = (struct yielder){ .task = SX_TASK_INIT(yielder_run, NULL), .pool = p,
+		                          .left = each, .live = &live, .done = &done };
+	t0 = bench_now_ns();
+	for (unsigned i = 0; i < BENCH_YIELD_TASKS; i++) {
+		if (sx_pool_submit_task(p, &ys[i].task) != 0) {
+			snprintf(o->err, sizeof(o->err), "yield: submit failed");
+			abort(); /* the countdown could not end */
+		}
+	}
+	sem_wait(&done);
+	o->seconds = (double)(bench_now_ns() - t0) * 1e-9;
+	sx_pool_destroy(p);
+	sem_destroy(&done);
+	for (unsigned i = 0; i < BENCH_YIELD_TASKS; i++)
+		left += ys[i].left;
+	o->tasks = each * BENCH_YIELD_TASKS - left;
+	if (left != 0) {
+		snprintf(o->err, sizeof(o->err), "yield: %llu yields refused",
+		    (unsigned long long)left);
+		return -1;
+	}
+	return 0;
+}

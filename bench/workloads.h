@@ -133,6 +133,12 @@ int strix_circuit(unsigned threads, uint64_t n, double *allocs, bench_out *o);
 int mutex_circuit_bench(unsigned threads, uint64_t n, double *allocs, bench_out *o);
 int strix_pipeline(uint64_t n, double *allocs, bench_out *o);
 
+/* yield (tokio's yield_many): BENCH_YIELD_TASKS tasks submitted from outside the pool, each
+ * yielding n / BENCH_YIELD_TASKS times (queued again behind the queued work: strix's
+ * sx_pool_yield_task, a re-post for Asio) before it counts down; ns_per_task per yield. */
+#define BENCH_YIELD_TASKS 200u
+int strix_yield(unsigned workers, uint64_t n, bench_out *o);
+
 /* strand_spawn, strand_pingpong (strand_bench.c; bench/README.md describes them). */
 int strix_strand_spawn(unsigned workers, uint64_t n, unsigned strands, bench_out *o);
 int strix_strand_pingpong(unsigned workers, uint64_t rounds, bench_hist *h, bench_out *o);

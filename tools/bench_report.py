@@ -55,6 +55,7 @@ FIGURES = {
     "breaker": ["done_ns"],
     "chain": ["ns_per_task"],
     "chain/breaker": ["ns_per_task"],
+    "yield": ["ns_per_task"],
     "skynet": ["ns_per_task", "rss_kib"],
     "fib/25": ["ns_per_task", "speedup"],
     "fib/30": ["ns_per_task", "speedup"],

@@ -19,6 +19,10 @@ extern const bench_pool_api bench_asio_api;
 /* B4 chain: n dependent hops, each handler posts the next one to the pool. */
 int asio_chain(unsigned workers, uint64_t n, bench_out *o);
 
+/* yield: BENCH_YIELD_TASKS handlers posted from outside, each posting itself again (to the back
+ * of the pool's queue) n / BENCH_YIELD_TASKS times; ns_per_task per re-post. */
+int asio_yield(unsigned workers, uint64_t n, bench_out *o);
+
 /* n empty handlers posted from one pool thread, round-robin to `strands` strands
  * (make_strand(pool)); each checks that its strand runs its handlers one at a time and in the
  * order they were posted. ns_per_task = o->seconds / n. */

@@ -181,6 +181,33 @@ struct hop {
 	}
 };
 
+// ---- yield -------------------------------------------------------------------------------------
+
+// Each handler owns its count; the last one to finish posts the semaphore.
+struct yield_state {
+	asio::thread_pool *tp;
+	std::atomic<uint64_t> live{0};
+	sem_t done;
+};
+
+struct alignas(64) yield_task {
+	yield_state *y;
+	uint64_t left;
+};
+
+struct yield_handler {
+	yield_task *t;
+	void operator()() const
+	{
+		if (t->left != 0) {
+			t->left--;
+			asio::post(*t->y->tp, yield_handler{t});
+		} else if (t->y->live.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+			sem_post(&t->y->done);
+		}
+	}
+};
+
 // ---- strand_spawn ------------------------------------------------------------------------------
 
 struct alignas(64) strand_check {
@@ -294,6 +321,39 @@ extern "C" int asio_chain(unsigned workers, uint64_t n, bench_out *o)
 			    (unsigned long long)c.ran, (unsigned long long)n);
 			return -1;
 		}
+		return 0;
+	} catch (const std::exception &e) {
+		return fail(o, e);
+	}
+}
+
+extern "C" int asio_yield(unsigned workers, uint64_t n, bench_out *o)
+{
+	try {
+		asio::thread_pool tp(workers);
+		yield_state y;
+		std::vector<yield_task> tasks(BENCH_YIELD_TASKS);
+		uint64_t each = n / BENCH_YIELD_TASKS, t0, left = 0;
+
+		if (each == 0)
+			return fail(o, "yield: fewer yields than tasks");
+		y.tp = &tp;
+		y.live.store(BENCH_YIELD_TASKS);
+		sem_init(&y.done, 0, 0);
+		for (auto &t : tasks)
+			t = yield_task{&y, each};
+		t0 = bench_now_ns();
+		for (auto &t : tasks)
+			asio::post(tp, yield_handler{&t});
+		sem_wait(&y.done);
+		o->seconds = (double)(bench_now_ns() - t0) * 1e-9;
+		tp.join();
+		sem_destroy(&y.done);
+		for (auto &t : tasks)
+			left += t.left;
+		o->tasks = each * BENCH_YIELD_TASKS - left;
+		if (left != 0)
+			return fail(o, "yield: handlers left unfinished");
 		return 0;
 	} catch (const std::exception &e) {
 		return fail(o, e);

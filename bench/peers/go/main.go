@@ -339,6 +339,9 @@ func workloads() []workload {
 		{"chain/go", reps(5), 0, func(r int) ([]fig, error) {
 			return medianOf(r, func() ([]fig, error) { return chain(size(1000000, 2000)) })
 		}},
+		{"yield/go", reps(5), 0, func(r int) ([]fig, error) {
+			return medianOf(r, func() ([]fig, error) { return yieldMany(size(200000, 2000)) })
+		}},
 		{"circuit/go/1", reps(5), 0, func(r int) ([]fig, error) {
 			return medianOf(r, func() ([]fig, error) { return circuit(1, size(10000000, 5000)) })
 		}},

@@ -1,7 +1,7 @@
 package main
 
-// spawn_many, spawn_remote, chain, ping_pong, wake and strand_pingpong: the cost and the latency
-// of starting goroutines and handing values between them.
+// spawn_many, spawn_remote, chain, yield, ping_pong, wake and strand_pingpong: the cost and the
+// latency of starting goroutines and handing values between them.
 
 import (
 	"fmt"
@@ -89,6 +89,37 @@ func chain(n int64) ([]fig, error) {
 		return nil, fmt.Errorf("chain: %d of %d hops", c.hops, n)
 	}
 	return []fig{{"ns_per_task", nsPer(el, n)}}, nil
+}
+
+// yield (tokio's yield_many): yieldTasks goroutines started from the main goroutine, each
+// calling runtime.Gosched n / yieldTasks times; ns per yield.
+const yieldTasks = 200
+
+func yieldMany(n int64) ([]fig, error) {
+	each := n / yieldTasks
+	if each == 0 {
+		return nil, fmt.Errorf("yield: fewer yields than goroutines")
+	}
+	var wg sync.WaitGroup
+	var yields atomic.Int64
+	wg.Add(yieldTasks)
+	t0 := time.Now()
+	for i := 0; i < yieldTasks; i++ {
+		go func() {
+			for k := int64(0); k < each; k++ {
+				runtime.Gosched()
+			}
+			yields.Add(each)
+			wg.Done()
+		}()
+	}
+	wg.Wait()
+	el := time.Since(t0)
+	total := each * yieldTasks
+	if y := yields.Load(); y != total {
+		return nil, fmt.Errorf("yield: %d of %d yields", y, total)
+	}
+	return []fig{{"ns_per_task", nsPer(el, total)}}, nil
 }
 
 // ping_pong: a goroutine starts a new goroutine and spins until it has run. The spinner holds

@@ -431,6 +431,8 @@ to run this workload";
 const NOTE_STRAND_RAYON: &str = "rayon has no actors or channels: its API is fork-join over a \
 pool (join, scope, spawn). Two actors would be two pool threads blocked on std::sync::mpsc, a \
 measure of std's channels and thread wake-ups rather than of rayon";
+const NOTE_YIELD_RAYON: &str = "rayon 1.6 (rayon-core 1.10, Debian's) has no yield: \
+rayon::yield_now came with rayon-core 1.11, and a rayon job cannot suspend itself to run later";
 
 fn usage() -> ! {
     eprintln!("usage: rust-bench [--smoke] [--workers=N] [--filter=TEXT] --out=FILE");
@@ -472,6 +474,7 @@ fn main() {
                 ("ping_pong/tokio", NOTE_PING_PONG_TOKIO),
                 ("fanout_limit/rayon", NOTE_FANOUT_RAYON),
                 ("strand_pingpong/rayon", NOTE_STRAND_RAYON),
+                ("yield/rayon", NOTE_YIELD_RAYON),
             ],
         });
     }
@@ -500,6 +503,7 @@ fn main() {
     let hops = size(1_000_000, 2000);
     run.bench("chain/tokio", reps(5), || tokio_peer::chain(w, hops));
     run.bench("chain/rayon", reps(5), || rayon_peer::chain(w, hops));
+    run.bench("yield/tokio", reps(5), || tokio_peer::yield_many(w, size(200_000, 2000)));
 
     for full_n in [25u32, 30] {
         let fib_n = if smoke { full_n - 10 } else { full_n };

@@ -150,6 +150,42 @@ pub fn chain(workers: usize, n: u64) -> Result<Rep, String> {
     Ok(Rep::counted(secs, n))
 }
 
+// ---- yield: tokio's yield_many (tasks spawned from outside, each yielding in a loop) -----------
+
+const YIELD_TASKS: u64 = 200;
+static YIELDS: AtomicU64 = AtomicU64::new(0);
+
+pub fn yield_many(workers: usize, n: u64) -> Result<Rep, String> {
+    let each = n / YIELD_TASKS;
+    if each == 0 {
+        return Err("tokio yield: fewer yields than tasks".into());
+    }
+    let rt = runtime(workers)?;
+    let left = Arc::new(Countdown::new());
+    left.start(YIELD_TASKS);
+    YIELDS.store(0, Ordering::Relaxed);
+    let t0 = now_ns();
+    for _ in 0..YIELD_TASKS {
+        let left = left.clone();
+        rt.spawn(async move {
+            for _ in 0..each {
+                tokio::task::yield_now().await;
+            }
+            YIELDS.fetch_add(each, Ordering::Relaxed);
+            left.tick();
+        });
+    }
+    left.wait();
+    let secs = (now_ns() - t0) as f64 * 1e-9;
+    drop(rt);
+    let total = each * YIELD_TASKS;
+    let yields = YIELDS.load(Ordering::Relaxed);
+    if yields != total {
+        return Err(format!("tokio yield: {} of {} yields", yields, total));
+    }
+    Ok(Rep::counted(secs, total))
+}
+
 // ---- fib: both children spawned, their JoinHandles awaited ------------------------------------
 
 fn fib_task(n: u32) -> JoinHandle<u64> {
