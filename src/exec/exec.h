@@ -46,8 +46,8 @@ typedef struct sx__node {
  * of a pointer away, wherever the nodes themselves lie (after millions of tasks they are
  * scattered across slabs and caches; a list threaded through them would miss the cache on
  * every hand-out). Full magazines travel between threads on pool->full_mags, empty ones on
- * pool->empty_mags (push one / pop all: no ABA); every magazine is listed in pool->mags until
- * destroy.
+ * pool->empty_mags (push one / pop all: no ABA; a thread keeps what it pops, as it keeps full
+ * ones); every magazine is listed in pool->mags until destroy.
  */
 typedef struct sx__mag {
 	ck_stack_entry_t link;       /* in full_mags, empty_mags, or a thread's private list */
@@ -119,8 +119,9 @@ typedef struct sx__tcache {
 	sx__mag *cur;               /* nodes to hand out (NULL: none yet) */
 	sx__mag *out;               /* nodes released here, exported to full_mags when full */
 	ck_stack_entry_t *full;     /* full magazines taken from the pool, not used yet */
-	ck_stack_entry_t *empty;    /* empty magazines at hand */
+	ck_stack_entry_t *empty;    /* empty magazines this thread emptied, at most a few */
 	unsigned nempty;
+	ck_stack_entry_t *spare;    /* empty magazines taken from the pool, not used yet */
 	uint64_t submitted;         /* monotone; atomic stores by the owner, loads by anyone */
 	void *svc_free;             /* the pool service's per-thread free list (sx__pool_hooks) */
 	unsigned busy;              /* 1 while the owner is inside a submit (shutdown handshake) */

@@ -26,27 +26,46 @@ typedef struct sx__slab {
 
 /* Keep at most this many empty magazines per thread; the rest go to the pool. */
 #define SX__MAG_KEEP 2u
+/* The longest walk mag_empty makes to hand the pool's empty magazines back (see there). */
+#define SX__MAG_WALK 32u
 
 static sx__mag *mag_of(ck_stack_entry_t *e)
 {
 	return SX_CONTAINER_OF(e, sx__mag, link);
 }
 
-/* An empty magazine for c: its own, the pool's, or a new one (NULL if the allocator fails). */
+/*
+ * An empty magazine for c: one it emptied itself, a spare it took from the pool, the pool's, or a
+ * new one (NULL if the allocator fails). Taking from the pool takes them all with one exchange;
+ * then c keeps one and hands the rest back in one push, which needs the list's end: a walk over
+ * one cold line per magazine. After a burst the pool may hold thousands, so the walk stops after
+ * SX__MAG_WALK: c then keeps the rest as spares, and each spare it uses gives one more back to
+ * the pool (one push), so a thread that took many does not keep them from the others for long.
+ */
 static sx__mag *mag_empty(sx__tcache *c)
 {
-	ck_stack_entry_t *e = c->empty, *last;
+	ck_stack_entry_t *e = c->empty, *back, *last;
+	unsigned k = 0;
 	sx__mag *m;
 
 	if (e != NULL) {
 		c->empty = e->next;
 		c->nempty--;
-	} else if ((e = ck_stack_batch_pop_upmc(&c->pool->empty_mags)) != NULL && e->next != NULL) {
-		/* Take one and give the rest back in one push: a thread that kept them all would
-		 * make the others allocate new ones. */
-		for (last = e->next; last->next != NULL; last = last->next)
+	} else if ((e = c->spare) != NULL) {
+		if ((back = e->next) != NULL) {
+			c->spare = back->next;
+			ck_stack_push_upmc(&c->pool->empty_mags, back);
+		} else {
+			c->spare = NULL;
+		}
+	} else if ((e = ck_stack_batch_pop_upmc(&c->pool->empty_mags)) != NULL &&
+	    e->next != NULL) {
+		for (last = e->next; last->next != NULL && ++k < SX__MAG_WALK; last = last->next)
 			;
-		(void)sx__stack_push(&c->pool->empty_mags.head, e->next, last);
+		if (last->next == NULL)
+			(void)sx__stack_push(&c->pool->empty_mags.head, e->next, last);
+		else
+			c->spare = e->next;
 	}
 	if (e != NULL) {
 		m = mag_of(e);
@@ -184,23 +203,27 @@ static void hand_back(sx__tcache *c, sx__mag *m)
 		ck_stack_push_upmc(&c->pool->empty_mags, &m->link);
 }
 
+/* Push every entry of the NULL-terminated list l onto s. */
+static void push_each(ck_stack_t *s, ck_stack_entry_t *l)
+{
+	ck_stack_entry_t *next;
+
+	for (; l != NULL; l = next) {
+		next = l->next;
+		ck_stack_push_upmc(s, l);
+	}
+}
+
 /* sx__tcache_release - hand every magazine c holds to the pool (its owner is going away). */
 void sx__tcache_release(sx__tcache *c)
 {
-	ck_stack_entry_t *e, *next;
-
 	hand_back(c, c->cur);
 	hand_back(c, c->out);
 	c->cur = c->out = NULL;
-	for (e = c->full; e != NULL; e = next) {
-		next = e->next;
-		ck_stack_push_upmc(&c->pool->full_mags, e);
-	}
-	for (e = c->empty; e != NULL; e = next) {
-		next = e->next;
-		ck_stack_push_upmc(&c->pool->empty_mags, e);
-	}
-	c->full = c->empty = NULL;
+	push_each(&c->pool->full_mags, c->full);
+	push_each(&c->pool->empty_mags, c->empty);
+	push_each(&c->pool->empty_mags, c->spare);
+	c->full = c->empty = c->spare = NULL;
 	c->nempty = 0;
 }
 
