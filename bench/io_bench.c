@@ -63,6 +63,10 @@ static void on_readable(sx_io *io, int result, void *arg)
 		finish(r, "the readiness wait ended without readiness", result);
 		return;
 	}
+	if (!(result & SX_IO_READABLE)) {
+		finish(r, "a readable wait ended without SX_IO_READABLE", result);
+		return;
+	}
 	for (;;) {
 		sx_io_token seen = sx_io_readiness(io);
 		unsigned char b;
