@@ -360,6 +360,21 @@ void register_all()
 		run_latency(st, asio_strand_pingpong, rounds);
 	});
 
+	// io_pingpong: one byte back and forth over a TCP connection on 127.0.0.1, each end's handler
+	// on the pool (strix: a readiness wait's callback, only when strix-bench is built with the I/O
+	// module; uv: a loop per end); futex: the floor, two threads and a futex word, no socket.
+	add("io_pingpong/futex", reps(3), [rounds](benchmark::State &st) {
+		run_latency(st, futex_io_pingpong, rounds);
+	});
+#ifdef STRIX_HAVE_IO
+	add("io_pingpong/strix", reps(3), [rounds](benchmark::State &st) {
+		run_latency(st, strix_io_pingpong, rounds);
+	});
+#endif
+	add("io_pingpong/uv", reps(3), [rounds](benchmark::State &st) {
+		run_latency(st, uv_io_pingpong, rounds);
+	});
+
 	register_steady_latency(); // sustained/<impl>
 
 	const uint64_t timers = size(1000000, 10000);
@@ -514,6 +529,12 @@ int main(int argc, char **argv)
 	register_all();
 	benchmark::AddCustomContext("workers", std::to_string(g_workers));
 	benchmark::AddCustomContext("smoke", g_smoke ? "yes" : "no");
+	// Whether strix's rows on its I/O module are in this build (the report reads it).
+#ifdef STRIX_HAVE_IO
+	benchmark::AddCustomContext("strix_io", "yes");
+#else
+	benchmark::AddCustomContext("strix_io", "no");
+#endif
 	benchmark::RunSpecifiedBenchmarks();
 	benchmark::Shutdown();
 	return 0;

@@ -151,6 +151,44 @@ int strix_ratelimit(unsigned threads, uint64_t n, double *false_refusals, bench_
  * ended by a SIGUSR1 sent to the process; one sample from kill() to sx_group_run's return. */
 int strix_group_signal(uint64_t samples, bench_hist *h, bench_out *o);
 
+/* io_pingpong (bench/README.md): one byte handed back and forth between the two ends of a TCP
+ * connection over 127.0.0.1, `rounds` round trips after 1% more not recorded; one sample per
+ * hand-off, from the write on one end to the other end's handler having read the byte. strix
+ * (io_bench.c, built only with strix's I/O module: bench.mk): a wait callback per end on the pool.
+ * uv (peers/uv_bench.c): a loop per end on its own thread. futex (peers/futex_bench.c): the
+ * floor, two threads handing the byte through a futex word, no socket. Each checks every byte,
+ * in order. */
+int strix_io_pingpong(unsigned workers, uint64_t rounds, bench_hist *h, bench_out *o);
+int uv_io_pingpong(unsigned workers, uint64_t rounds, bench_hist *h, bench_out *o);
+int futex_io_pingpong(unsigned workers, uint64_t rounds, bench_hist *h, bench_out *o);
+
+#ifndef __cplusplus
+/* The io_pingpong bookkeeping every implementation shares (common.c; C only, for _Atomic).
+ * Hand-off k (from 1) carries the byte k & 0xff and goes from end 0 to end 1 when k is odd; end 0
+ * sends the first. One hand-off is in flight at a time, so the fields are touched by one end at a
+ * time: the sender's stamp is a release and the receiver's read of it an acquire, which orders
+ * each end's updates before the other's, whatever carried the byte. */
+typedef struct bench_relay {
+	bench_hist *h;
+	uint64_t total, warmup; /* hand-offs in all; the first ones, not recorded */
+	uint64_t handoffs;      /* received so far */
+	uint64_t recorded, bad; /* samples taken; bytes out of order or at the wrong end */
+	_Atomic uint64_t t_send;
+} bench_relay;
+void bench_relay_init(bench_relay *r, uint64_t rounds, bench_hist *h);
+/* Stamps the next hand-off's send; call it right before writing. Returns the hand-off's number
+ * (its byte is the low 8 bits); the last one is r->total. */
+uint64_t bench_relay_send(bench_relay *r);
+/* End `me` read byte b at time t: checks it, records the sample. Returns the hand-off's number. */
+uint64_t bench_relay_received(bench_relay *r, int me, unsigned char b, uint64_t t);
+/* 0 when every hand-off arrived once, in order, at the right end; o->tasks = samples taken. */
+int bench_relay_check(const bench_relay *r, const char *impl, bench_out *o);
+#endif
+
+/* A connected TCP pair over 127.0.0.1 (a listening socket on port 0 there, closed once the
+ * connection is accepted), TCP_NODELAY and O_NONBLOCK on both ends: 0, or -1 with o->err. */
+int bench_tcp_pair(int fd[2], bench_out *o);
+
 /* Shared helpers (common.c). */
 double bench_process_cpu_s(void);
 void bench_sleep_ns(uint64_t ns);

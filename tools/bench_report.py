@@ -21,9 +21,10 @@ RESULTS.json as "machine_load" (so a later re-render keeps it); without --load t
 in RESULTS.json is used. When it says the run is untrustworthy, the table starts with a warning
 line and the chart's title says so.
 --check fails (exit 1) if any benchmark reported an error (a peer program's included), a figure
-that must be zero is not (CHECK_ZERO), strix is missing a workload, or a result names a workload or
-implementation the tables do not know (the smoke run); a busy machine is reported but does not
-fail it. Without --check the exit status is 1 on errors, after the report is written.
+that must be zero is not (CHECK_ZERO), strix is missing a workload (but one whose module this
+strix-bench was built without, STRIX_MODULE_ROWS), or a result names a workload or implementation
+the tables do not know (the smoke run); a busy machine is reported but does not fail it.
+Without --check the exit status is 1 on errors, after the report is written.
 --verdict prints only the machine-load line.
 """
 import argparse
@@ -50,6 +51,7 @@ FIGURES = {
                   "rss_max_kib"],
     "ping_pong": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
     "wake": ["p50_ns", "p99_ns", "p999_ns", "idle_cpu_pct"],
+    "io_pingpong": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
     "timers": ["insert_ns", "cancel_ns", "expiry_ns", "bytes_per_timer", "svc_insert_ns",
                "svc_cancel_ns", "svc_bytes_per_timer", "lateness_p99_ticks", "svc_idle_cpu_pct"],
     "breaker": ["done_ns"],
@@ -85,6 +87,14 @@ IN_PROCESS_NOTES = {
                          "pool's unbounded queue and 1.74 has no semaphore or channel, so a "
                          "64-call limit would be a hand-written semaphore, not Asio",
     "spawn_remote/omp": "OpenMP has no way to submit from a thread outside its team",
+}
+# Rows strix-bench has only when it was built with the strix module they use: the context key
+# that says whether it was, and the note for strix's cell when it says "no" (then --check does not
+# miss that row).
+STRIX_MODULE_ROWS = {
+    "io_pingpong": ("strix_io", "this strix-bench was built without strix's I/O module "
+                    "(bench/bench.mk builds bench/io_bench.c only when include/strix/io.h "
+                    "exists), so the row has its peers alone"),
 }
 # Characters of check text per line in the chart (two columns, each under half its width).
 CHECK_COLUMN_CHARS = 70
@@ -549,6 +559,9 @@ def main():
     rows = table(results)
     ctx = data.get("context", {})
     notes = dict(IN_PROCESS_NOTES, **data.get("notes", {}))
+    unbuilt = [w for w, (key, _) in STRIX_MODULE_ROWS.items() if ctx.get(key) == "no"]
+    for w in unbuilt:
+        notes[run_name(w, "strix")] = STRIX_MODULE_ROWS[w][1]
     md = markdown(rows, ctx, ml, notes, errors, unknown, data.get("peers", {}))
     print(f"\nstrix bench report")
     print(md)
@@ -563,7 +576,7 @@ def main():
         chart(rows, a.png, ctx, ml)
         print(f"chart: {a.png}")
     if a.check:
-        missing = [w for w in FIGURES if (w, "strix") not in results]
+        missing = [w for w in FIGURES if (w, "strix") not in results and w not in unbuilt]
         for m in missing:
             print(f"MISSING {run_name(m, 'strix')}", file=sys.stderr)
         for u in unknown:

@@ -428,6 +428,9 @@ const NOTE_FANOUT_RAYON: &str = "rayon has no bound on the calls in flight: rayo
 scope.spawn queue every call at once, and parallel iterators split the range as they choose; \
 keeping 64 in flight would take a semaphore that rayon does not have, so there is no rayon way \
 to run this workload";
+const NOTE_IO_RAYON: &str = "rayon has no I/O: it is a pool for CPU work (join, scope, spawn), \
+with no reactor to wait on a socket. An end would be a pool thread blocked in read(2), a measure \
+of the kernel's blocking reads rather than of rayon";
 const NOTE_STRAND_RAYON: &str = "rayon has no actors or channels: its API is fork-join over a \
 pool (join, scope, spawn). Two actors would be two pool threads blocked on std::sync::mpsc, a \
 measure of std's channels and thread wake-ups rather than of rayon";
@@ -475,6 +478,7 @@ fn main() {
                 ("fanout_limit/rayon", NOTE_FANOUT_RAYON),
                 ("strand_pingpong/rayon", NOTE_STRAND_RAYON),
                 ("yield/rayon", NOTE_YIELD_RAYON),
+                ("io_pingpong/rayon", NOTE_IO_RAYON),
             ],
         });
     }
@@ -528,6 +532,9 @@ fn main() {
 
     let strand_rounds = size(100_000, 300);
     run.bench("strand_pingpong/tokio", reps(3), || tokio_peer::strand_pingpong(w, strand_rounds));
+
+    let io_rounds = size(100_000, 300);
+    run.bench("io_pingpong/tokio", reps(3), || tokio_peer::io_pingpong(w, io_rounds));
 
     let guard = REPORT.lock().unwrap();
     let r = match guard.as_ref() {

@@ -1,11 +1,13 @@
 //! The tokio peer: a multi-thread runtime with worker_threads = workers, used the way tokio's
 //! documentation shows (tokio::spawn inside the runtime, Handle::spawn from outside it, JoinHandle
 //! awaited for results, a Semaphore's owned permits to bound tasks in flight, bounded mpsc
-//! channels between tasks). A runtime is built per run, outside the timed region.
+//! channels between tasks, tokio::net::TcpStream with AsyncReadExt / AsyncWriteExt for sockets).
+//! A runtime is built per run, outside the timed region.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::runtime::{Builder, Runtime};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio::task::JoinHandle;
@@ -16,6 +18,16 @@ use crate::Rep;
 fn runtime(workers: usize) -> Result<Runtime, String> {
     Builder::new_multi_thread()
         .worker_threads(workers)
+        .build()
+        .map_err(|e| format!("tokio: cannot build a runtime: {}", e))
+}
+
+/// The same with the I/O driver on (what #[tokio::main] turns on with enable_all), for the
+/// workloads on sockets only: the others run without it, as they always have.
+fn runtime_io(workers: usize) -> Result<Runtime, String> {
+    Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_io()
         .build()
         .map_err(|e| format!("tokio: cannot build a runtime: {}", e))
 }
@@ -336,6 +348,101 @@ pub fn strand_pingpong(workers: usize, rounds: u64) -> Result<Rep, String> {
     let samples = r.map_err(|e| format!("tokio strand_pingpong: {}", e))?;
     if samples.len() as u64 != 2 * rounds {
         return Err(format!("tokio strand_pingpong: {} of {} hand-offs", samples.len(), 2 * rounds));
+    }
+    Ok(Rep::latency(samples))
+}
+
+// ---- io_pingpong: two tasks, each owning one end of a TCP connection over 127.0.0.1 ------------
+
+/// The send time of the hand-off in flight (one at a time): stored right before the write,
+/// read by the other end once it has read the byte.
+static IO_T_SEND: AtomicU64 = AtomicU64::new(0);
+
+/// A connected pair over 127.0.0.1 (the listener on port 0 there, dropped once it accepted),
+/// TCP_NODELAY on both ends, both non-blocking as TcpStream::from_std requires.
+fn tcp_pair() -> std::io::Result<(std::net::TcpStream, std::net::TcpStream)> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let a = std::net::TcpStream::connect(listener.local_addr()?)?;
+    let (b, _) = listener.accept()?;
+    for s in [&a, &b] {
+        s.set_nodelay(true)?;
+        s.set_nonblocking(true)?;
+    }
+    Ok((a, b))
+}
+
+/// What an end says when the other one went away (after failing itself, which is the cause).
+const IO_CLOSED: &str = "tokio io_pingpong: the other end closed the connection";
+
+/// One end: hand-off k (from 1) carries the byte k & 0xff and goes from end 0 to end 1 when k is
+/// odd; each end reads one byte, checks it is the next one, records write -> read, writes the
+/// next byte back. The end that reads the last hand-off, and the one that writes it, stop.
+async fn io_end(
+    std: std::net::TcpStream,
+    me: u64,
+    total: u64,
+    warmup: u64,
+) -> Result<Vec<u64>, String> {
+    let err = |what: &str, e: std::io::Error| format!("tokio io_pingpong: {}: {}", what, e);
+    let mut s = tokio::net::TcpStream::from_std(std).map_err(|e| err("from_std", e))?;
+    let mut samples = Vec::with_capacity((total / 2) as usize);
+    let mut buf = [0u8; 1];
+    let mut k = 0; // the last hand-off this end read or wrote
+    if me == 0 {
+        k = 1;
+        IO_T_SEND.store(now_ns(), Ordering::Release);
+        s.write_all(&[1]).await.map_err(|e| err("write", e))?;
+    }
+    loop {
+        match s.read_exact(&mut buf).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(IO_CLOSED.into()),
+            Err(e) => return Err(err("read", e)),
+        }
+        let t = now_ns();
+        k += 1;
+        if buf[0] != k as u8 || k % 2 != me {
+            let what = format!("end {} read byte {} as hand-off {}", me, buf[0], k);
+            return Err(format!("tokio io_pingpong: {}", what));
+        }
+        if k > warmup {
+            samples.push(t.saturating_sub(IO_T_SEND.load(Ordering::Acquire)));
+        }
+        if k == total {
+            return Ok(samples);
+        }
+        k += 1;
+        IO_T_SEND.store(now_ns(), Ordering::Release);
+        s.write_all(&[k as u8]).await.map_err(|e| err("write", e))?;
+        if k == total {
+            return Ok(samples);
+        }
+    }
+}
+
+pub fn io_pingpong(workers: usize, rounds: u64) -> Result<Rep, String> {
+    let rt = runtime_io(workers.max(2))?;
+    let warm = rounds / 100;
+    let (total, warmup) = (2 * (rounds + warm), 2 * warm);
+    let (a, b) = tcp_pair().map_err(|e| format!("tokio io_pingpong: 127.0.0.1: {}", e))?;
+    let ta = rt.spawn(io_end(a, 0, total, warmup));
+    let tb = rt.spawn(io_end(b, 1, total, warmup));
+    let r = rt.block_on(async move {
+        let ra = ta.await.map_err(|e| format!("tokio io_pingpong: {}", e))?;
+        let rb = tb.await.map_err(|e| format!("tokio io_pingpong: {}", e))?;
+        match (ra, rb) {
+            (Ok(mut s), Ok(sb)) => {
+                s.extend(sb);
+                Ok(s)
+            }
+            (Err(e), Err(eb)) if e == IO_CLOSED => Err(eb),
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    });
+    drop(rt);
+    let samples = r?;
+    if samples.len() as u64 != 2 * rounds {
+        return Err(format!("tokio io_pingpong: {} of {} hand-offs", samples.len(), 2 * rounds));
     }
     Ok(Rep::latency(samples))
 }
