@@ -15,6 +15,11 @@
  * returning a new promise that settles with that step's outcome. Errors skip `then` steps until a
  * `catch` (or a recover_and_retry) handles them; `finally` runs whatever happened.
  *
+ * A chain may also start from a promise that no step settles: sx_promise_create makes one that
+ * any thread settles by hand (sx_promise_resolve, sx_promise_reject: how an event loop, a socket
+ * callback or another library's completion feeds a chain), and sx_promise_delay one that a timer
+ * fulfils. Their continuations run on the pool exactly as after a step.
+ *
  * Every chain carries one breaker (strix/breaker.h), shared by all its promises. Before a step
  * runs, the worker checks it (one load when the chain has none yet, two when it has one): a
  * tripped breaker skips the step and settles its promise with the breaker's error (-ECANCELED
@@ -37,7 +42,8 @@
  *
  * Threads: every function may be called from any thread, workers included, unless it says
  * otherwise. A pool must outlive the promises that run on it; shutting it down settles what can
- * no longer run with -ESHUTDOWN (or -ECANCELED for tasks SX_CANCEL discards).
+ * no longer run with -ESHUTDOWN (or -ECANCELED for tasks SX_CANCEL discards). Hand promises are
+ * not the pool's to settle: see sx_promise_create.
  * @{
  */
 #ifndef STRIX_PROMISE_H
@@ -103,6 +109,94 @@ SX_API int sx_promise_run(sx_pool *pool, sx_step_fn step, void *arg, sx_promise 
 SX_API int sx_promise_run_with(sx_pool *pool, sx_breaker *stop, sx_step_fn step, void *arg,
     sx_promise **out);
 /** @} */
+
+/**
+ * sx_promise_create - a settle-by-hand promise on pool: pending, with no step, until
+ * sx_promise_resolve or sx_promise_reject settles it (or sx_promise_cancel rejects it). It is a
+ * chain's root like a run promise: then, catch, finally, all, any, race, get and get_until take
+ * it, and its continuations run on pool as pool tasks. recover_and_retry refuses it (-EINVAL: it
+ * has no step to run again).
+ *
+ * References. *out holds two: the caller's, given back with sx_promise_release as for any
+ * promise, and the settle right, which the first sx_promise_resolve or sx_promise_reject call on
+ * it uses up, whatever that call returns (0, or -EALREADY after a cancel). So the creator may
+ * chain its continuations and release its handle at once, and the settler (a socket callback,
+ * say) settle whenever it comes, on any thread: the promise lives until that call is over, even
+ * if a cancel or a combinator rejected it meanwhile. Settle every hand promise exactly once
+ * (reject it when its source goes away): one never settled keeps its memory and leaves its
+ * dependents pending. A settle call after the first is valid only while its caller holds a
+ * reference of its own (the creator's, kept until then); it returns -EALREADY.
+ *
+ * Shutdown. The pool does not track hand promises and never settles them: shutting it down
+ * (SX_DRAIN or SX_CANCEL) leaves them pending, and SX_DRAIN does not wait for them. A getter on
+ * one of the pool's workers returns -ESHUTDOWN under SX_CANCEL, as for every pending promise;
+ * elsewhere sx_promise_get waits for the settle, a cancel, or its timeout. The settle right
+ * stays valid after shutdown (until sx_pool_destroy): settling then still settles the promise,
+ * and its continuations, which the pool can no longer run, settle with -ESHUTDOWN. So the
+ * settler's shutdown (rejecting what it still owes) is what ends such waits.
+ *
+ * Returns 0 and the two references in *out; -EINVAL for a NULL pool or out; -ESHUTDOWN if pool no
+ * longer accepts tasks; -ENOMEM. Allocates the promise and nothing else; never blocks;
+ * lock-free; any thread.
+ */
+SX_API int sx_promise_create(sx_pool *pool, sx_promise **out);
+
+/** @{ */
+/**
+ * sx_promise_resolve - fulfil the hand promise p (sx_promise_create) with value, which p borrows:
+ * the settler keeps it valid while p lives (p never frees it).
+ * sx_promise_reject - reject p with err (a negative errno or SX_E* code).
+ * Settling wakes p's getters and schedules its dependents on its pool exactly as a step's end
+ * does (from a worker of that pool, on that worker next; from elsewhere, through the pool's
+ * injector). One settle wins: the first of these calls, unless sx_promise_cancel on p's chain (a
+ * combinator over p included) rejected p with -ECANCELED before it. A cancel that comes after the
+ * settle leaves p's outcome alone and cancels p's dependents only.
+ *
+ * The first call on p uses up its settle right (see sx_promise_create): p may be freed during
+ * it, so the caller must not touch p afterwards unless it holds a reference of its own.
+ * Returns 0 (this call settled p); -EALREADY if p was settled already (by an earlier call or a
+ * cancel; its outcome and value are unchanged); -EINVAL for a NULL p or an err >= 0; -EPERM if p
+ * was not made by sx_promise_create (no other promise may be settled from outside; use
+ * sx_promise_cancel to stop one). Nothing changes on -EINVAL and -EPERM (the right is kept).
+ * Never blocks; lock-free (a CAS on p's claim word, one exchange on its state, one pool
+ * submission per dependent; an outside thread's first submission to a pool allocates its
+ * per-thread record); any thread, concurrently with each other and with sx_promise_cancel: outside
+ * the pool, on its workers, inside another promise's step, in timer and breaker callbacks (not a
+ * signal handler).
+ */
+SX_API int sx_promise_resolve(sx_promise *p, void *value);
+SX_API int sx_promise_reject(sx_promise *p, int err);
+/** @} */
+
+/**
+ * sx_promise_delay - a promise that is fulfilled, with value NULL, once ns nanoseconds have
+ * passed: a timer on pool's timer service (sx_timer_add: never early, late by up to a tick plus
+ * the timer thread's wake-up), whose callback settles the promise as a pool task. ns == 0:
+ * fulfilled before this returns, with no timer. The delay is a chain's root, like a run promise
+ * (recover_and_retry refuses it: -EINVAL).
+ *
+ * stop may be NULL. Otherwise, as with sx_promise_run_with, the chain's breaker is a child of
+ * stop: the rest of the chain is cancelled when stop trips, and the chain holds no reference on
+ * stop (releasing stop trips it with -ECANCELED: release it once the chain has settled). If stop
+ * trips before the timer fires, the timer is cancelled and the delay is rejected with stop's
+ * code (-ETIMEDOUT, SX_ESIGNAL, ...; before this returns if stop had tripped already). If the
+ * chain is cancelled first (sx_promise_cancel on the delay, on a promise chained after it, or on
+ * a combinator over it), the timer is cancelled and the delay is rejected with -ECANCELED. The
+ * first of these ends wins, checked with one claim word: the delay settles exactly once, and its
+ * timer and breaker callback either are withdrawn or find it settled. A shutdown of the pool
+ * stops the timer service first (SX_DRAIN too), so a delay still pending is rejected with
+ * -ESHUTDOWN; -ECANCELED if SX_CANCEL discarded the task of a timer that had fired, -ENOMEM if
+ * that task could not be submitted (see sx_timer_fn).
+ *
+ * Returns 0 and the caller's reference in *out; -EINVAL for a NULL pool or out, or ns < 0;
+ * -ESHUTDOWN if pool no longer accepts tasks or timers; -ENOMEM; -EAGAIN (the pool's timer thread,
+ * or strix's notifier thread for stop's child, could not start). Nothing is created on failure.
+ * Allocates the promise (the timer's handle is inside it; the timer node comes from the timer
+ * service's per-thread free list), and with stop the chain's breaker and one callback on it.
+ * Never blocks, except that the first timer of a pool starts its timer thread (sx_timer_add);
+ * lock-free; any thread.
+ */
+SX_API int sx_promise_delay(sx_pool *pool, int64_t ns, sx_breaker *stop, sx_promise **out);
 
 /** @{ */
 /**
@@ -178,9 +272,11 @@ SX_API bool sx_promise_settled(const sx_promise *p);
  * started are skipped (their promises settle with -ECANCELED), a running step sees
  * sx_ctx_cancelled, retry delays end, and sx_promise_get returns -ECANCELED for every promise of
  * the chain that had not settled. Cancelling a promise made by sx_promise_all/_any/_race cancels
- * its inputs too. Returns 0; -EALREADY if the chain's breaker had already tripped; -EINVAL for
- * NULL; -ENOMEM (the breaker could not be created). Never blocks; lock-free; any thread,
- * concurrently (also from a step of the chain).
+ * its inputs too. A chain whose root is a pending hand promise (sx_promise_create) or delay
+ * (sx_promise_delay) rejects that root with -ECANCELED here, on the calling thread (a delay's
+ * timer is cancelled); a root that settled first keeps its outcome. Returns 0; -EALREADY if the
+ * chain's breaker had already tripped; -EINVAL for NULL; -ENOMEM (the breaker could not be
+ * created). Never blocks; lock-free; any thread, concurrently (also from a step of the chain).
  */
 SX_API int sx_promise_cancel(sx_promise *p);
 

@@ -10,7 +10,8 @@
  * behaviour lives in one table, in the file of its job.
  *
  * State word: PENDING, then FULFILLED or REJECTED by one exchange (only the promise's own task,
- * or a combinator's one deciding input, settles it, so there is no settle race to arbitrate).
+ * a combinator's one deciding input, or the party that wins a hand or delay promise's claim word
+ * in promise_settle.c settles it, so the exchange itself never races another settle).
  * The getters' WAITERS and KICK bits share the word (promise_wait.c): settling wakes the futex
  * when WAITERS was set.
  *

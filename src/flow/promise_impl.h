@@ -6,6 +6,8 @@
  *                    then, catch and finally, cancel, deferred promises (flow/flow.h)
  *   promise_retry.c  recover_and_retry: the retry kind and its delay protocol
  *   promise_comb.c   all, any, race
+ *   promise_settle.c settle-by-hand promises and delays: roots that something other than a
+ *                    step settles, the first of several parties winning
  *   promise_wait.c   settled, get, get_until, sx__promise_join
  *
  * A kind of promise is its ops: one const struct sx__promise_ops in the file of the kind's job,
@@ -65,7 +67,8 @@ struct sx_promise {
 	uint32_t state;
 	uint32_t refs;
 	int err;
-	uint32_t claim;            /* run kind: 1 once its queued task or a getter started the step */
+	uint32_t claim;            /* run kind: 1 once its queued task or a getter started the step;
+	                            * hand and delay kinds: who settles it (promise_settle.c) */
 	const struct sx__promise_ops *ops; /* its kind */
 	void *value;
 	void (*dtor)(void *);

@@ -4,7 +4,10 @@
  * parent settles, wait on one promise from every thread at once, and retry with timer delays
  * under random cancels. Every check is exact: each step runs at most once and only when its
  * parent was fulfilled, each owned value is destroyed exactly once, each promise settles with a
- * value it may have, and nothing leaks (ASan). STRESS=N multiplies the rounds by 10*N.
+ * value it may have, and nothing leaks (ASan). Settle-by-hand promises are settled from the
+ * creating thread, from workers and from other outside threads (through mailboxes), cancelled at
+ * random against those settles, chained, and raced against delays that breakers and cancels
+ * cut. STRESS=N multiplies the rounds by 10*N.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -247,6 +250,263 @@ static void test_promise_torture(void **state)
 	    atomic_load(&rec_calls));
 }
 
+/* ---- settle-by-hand promises and delays ------------------------------------------------------ */
+
+#define HAND_ROUNDS 300
+
+/* One hand promise h, its chain h -> then -> finally (f), and what was done to it. */
+struct hjob {
+	sx_promise *h, *f;
+	bool reject;            /* the settle it gets: reject with -EIO, or resolve with the job */
+	bool keep_h;            /* the creator kept its handle on h (else only the settle right) */
+	bool cut;               /* a cancel of the chain was made, or a race over h may cancel it */
+	atomic_uint then_runs;
+	atomic_uint fin_calls;
+	atomic_int fin_err;
+	atomic_int settle_rc;   /* 1 until the settle call has returned */
+};
+
+static _Atomic(struct hjob *) mailbox[THREADS];
+static atomic_long hand_made, hand_won, hand_lost, then_ran, delays_cut;
+
+static int hand_then(sx_ctx *ctx, void *last, void **out)
+{
+	struct hjob *j = ctx->arg;
+
+	atomic_fetch_add(&j->then_runs, 1);
+	*out = last;
+	return 0;
+}
+
+static int hand_finally(sx_ctx *ctx, int err, void *value)
+{
+	struct hjob *j = ctx->arg;
+
+	(void)value;
+	atomic_store(&j->fin_err, err);
+	atomic_fetch_add(&j->fin_calls, 1);
+	return 0;
+}
+
+/* The settler's one call; j->h may be freed during it (when the creator released h). */
+static void hand_settle(struct hjob *j)
+{
+	int rc = j->reject ? sx_promise_reject(j->h, -EIO) : sx_promise_resolve(j->h, j);
+
+	atomic_store(&j->settle_rc, rc);
+}
+
+static void hand_settle_task(void *arg)
+{
+	hand_settle(arg);
+}
+
+/* Settle what another thread left in this thread's mailbox. */
+static void hand_collect(unsigned idx)
+{
+	struct hjob *j = atomic_exchange(&mailbox[idx], NULL);
+
+	if (j != NULL)
+		hand_settle(j);
+}
+
+/* A delay of 0 to 300 us, with a stop breaker or none, cut at random by a trip or a cancel;
+ * raced against a hand promise (when given), which the race may so cancel. */
+struct hdelay {
+	sx_promise *d, *r, *f;
+	sx_breaker *stop;
+	bool tried;             /* a trip, a cancel, or a race: it may end -ECANCELED */
+	struct hjob fin;        /* its finally's calls and outcome */
+};
+
+static void hand_delay_start(uint64_t *seed, sx_promise *in, struct hdelay *x)
+{
+	unsigned cut = (unsigned)(tu_rand(seed) % 4);
+	sx_promise *list[2];
+
+	atomic_init(&x->fin.fin_calls, 0);
+	atomic_init(&x->fin.fin_err, 1);
+	x->stop = NULL;
+	if (tu_rand(seed) % 2)
+		assert_int_equal(sx_breaker_create(&x->stop), 0);
+	assert_int_equal(sx_promise_delay(pool, (int64_t)(tu_rand(seed) % 300000), x->stop, &x->d),
+	    0);
+	assert_int_equal(sx_promise_finally(x->d, hand_finally, &x->fin, &x->f), 0);
+	x->r = x->d;
+	if (in != NULL) {
+		list[0] = in;
+		list[1] = x->d;
+		assert_int_equal(sx_promise_race(pool, list, 2, &x->r), 0);
+	}
+	x->tried = in != NULL || cut >= 2 || (cut == 1 && x->stop != NULL);
+	if (cut == 1 && x->stop != NULL)
+		sx_breaker_trip(x->stop);
+	else if (cut == 2)
+		sx_promise_cancel(x->d);
+	else if (cut == 3)
+		sx_promise_cancel(x->r); /* a race: cancels both inputs */
+}
+
+/* The delay settled once, its finally told once, with a value only if nothing cut it. */
+static void hand_delay_finish(struct hdelay *x)
+{
+	void *v = (void *)1;
+	int rc;
+
+	TU_WAIT_FOR(sx_promise_settled(x->r) && sx_promise_settled(x->f) &&
+	    atomic_load(&x->fin.fin_calls) != 0);
+	rc = sx_promise_get(x->d, 0, &v);
+	assert_int_equal(atomic_load(&x->fin.fin_calls), 1);
+	assert_int_equal(atomic_load(&x->fin.fin_err), rc);
+	if (rc == 0) {
+		assert_null(v);
+	} else {
+		assert_int_equal(rc, -ECANCELED);
+		assert_true(x->tried);
+		atomic_fetch_add(&delays_cut, 1);
+	}
+	if (x->r != x->d)
+		sx_promise_release(x->r);
+	sx_promise_release(x->f);
+	sx_promise_release(x->d);
+	sx_breaker_release(x->stop);
+}
+
+static void hand_round(unsigned idx, uint64_t *seed, struct hjob *j)
+{
+	sx_promise *t;
+	unsigned how = (unsigned)(tu_rand(seed) % 4);
+	bool raced = tu_rand(seed) % 4 == 0;
+	struct hjob *old;
+	struct hdelay x;
+
+	hand_collect(idx);
+	atomic_init(&j->then_runs, 0);
+	atomic_init(&j->fin_calls, 0);
+	atomic_init(&j->fin_err, 1);
+	atomic_init(&j->settle_rc, 1);
+	j->reject = tu_rand(seed) % 3 == 0;
+	j->keep_h = tu_rand(seed) % 2;
+	j->cut = raced || tu_rand(seed) % 3 == 0;
+	assert_int_equal(sx_promise_create(pool, &j->h), 0);
+	assert_int_equal(sx_promise_then(j->h, hand_then, j, &t), 0);
+	assert_int_equal(sx_promise_finally(t, hand_finally, j, &j->f), 0);
+	sx_promise_release(t);
+	atomic_fetch_add(&hand_made, 1);
+	if (j->cut && !raced && tu_rand(seed) % 4 == 0)
+		sx_promise_cancel(j->f); /* before the settle: the settler hears -EALREADY */
+	if (raced) /* the race over h and a delay may cancel h; it holds its own reference */
+		hand_delay_start(seed, j->h, &x);
+	if (!j->keep_h)
+		sx_promise_release(j->h); /* only the settle right keeps it now */
+	switch (how) {
+	case 0: /* here */
+		hand_settle(j);
+		break;
+	case 1: /* on a worker */
+		assert_int_equal(sx_pool_submit(pool, hand_settle_task, j), 0);
+		break;
+	default: /* on the next thread, when it looks; what this thread finds there, it settles */
+		old = atomic_exchange(&mailbox[(idx + 1) % THREADS], j);
+		if (old != NULL)
+			hand_settle(old);
+		break;
+	}
+	if (j->cut && !raced)
+		sx_promise_cancel(j->f); /* races the settler on the other thread or worker */
+	if (!raced && tu_rand(seed) % 4 == 0) {
+		hand_delay_start(seed, NULL, &x);
+		raced = true;
+	}
+	if (raced)
+		hand_delay_finish(&x);
+}
+
+/* Each job settled once, its finally told once, its outcome what its settle and cut allow. */
+static void hand_check(struct hjob *j)
+{
+	void *v = NULL;
+	int rc, src;
+
+	TU_WAIT_FOR(atomic_load(&j->settle_rc) != 1 && sx_promise_settled(j->f));
+	src = atomic_load(&j->settle_rc);
+	rc = sx_promise_get(j->f, 0, &v);
+	TU_WAIT_FOR(atomic_load(&j->fin_calls) != 0);
+	assert_int_equal(atomic_load(&j->fin_calls), 1);
+	assert_int_equal(atomic_load(&j->fin_err), rc);
+	assert_true(atomic_load(&j->then_runs) <= 1);
+	if (src == 0) {
+		atomic_fetch_add(&hand_won, 1);
+		if (j->reject) {
+			assert_int_equal(rc, -EIO);
+			assert_int_equal(atomic_load(&j->then_runs), 0);
+		} else if (atomic_load(&j->then_runs) == 1) {
+			assert_int_equal(rc, 0);
+			assert_ptr_equal(v, j);
+			atomic_fetch_add(&then_ran, 1);
+		} else {
+			assert_int_equal(rc, -ECANCELED);
+			assert_true(j->cut);
+		}
+		if (j->keep_h)
+			assert_int_equal(sx_promise_get(j->h, 0, &v), j->reject ? -EIO : 0);
+	} else {
+		atomic_fetch_add(&hand_lost, 1);
+		assert_int_equal(src, -EALREADY);
+		assert_true(j->cut);
+		assert_int_equal(rc, -ECANCELED);
+		assert_int_equal(atomic_load(&j->then_runs), 0);
+		if (j->keep_h)
+			assert_int_equal(sx_promise_get(j->h, 0, &v), -ECANCELED);
+	}
+	sx_promise_release(j->f);
+	if (j->keep_h)
+		sx_promise_release(j->h);
+}
+
+static void *hand_main(void *arg)
+{
+	unsigned idx = (unsigned)(uintptr_t)arg;
+	uint64_t seed = 0x9e3779b97f4a7c15ull * (idx + 1);
+	unsigned rounds = HAND_ROUNDS * tu_stress_scale();
+	struct hjob *jobs = calloc(rounds, sizeof(*jobs));
+
+	assert_non_null(jobs);
+	for (unsigned i = 0; i < rounds; i++)
+		hand_round(idx, &seed, &jobs[i]);
+	pthread_barrier_wait(&bar); /* nobody posts any more */
+	hand_collect(idx);
+	for (unsigned i = 0; i < rounds; i++)
+		hand_check(&jobs[i]);
+	free(jobs);
+	return NULL;
+}
+
+/* 8 outside threads and 4 workers settle, cancel and chain hand promises at random, race them
+ * against delays that breakers and cancels cut: every count exact, nothing leaks. */
+static void test_hand_torture(void **state)
+{
+	pthread_t th[THREADS];
+	sx_pool_opts o = SX_POOL_OPTS_INIT;
+
+	(void)state;
+	o.workers = 4;
+	assert_int_equal(sx_pool_create(&o, &pool), 0);
+	pthread_barrier_init(&bar, NULL, THREADS);
+	for (unsigned i = 0; i < THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, hand_main, (void *)(uintptr_t)i), 0);
+	for (unsigned i = 0; i < THREADS; i++)
+		pthread_join(th[i], NULL);
+	pthread_barrier_destroy(&bar);
+	assert_int_equal(sx_pool_wait_idle(pool), 0);
+	sx_pool_destroy(pool);
+	assert_int_equal(atomic_load(&hand_won) + atomic_load(&hand_lost), atomic_load(&hand_made));
+	assert_true(atomic_load(&then_ran) <= atomic_load(&hand_won));
+	print_message("hand promises: %ld (settle won %ld, cancel won %ld, then ran %ld); delays "
+	    "cut %ld\n", atomic_load(&hand_made), atomic_load(&hand_won), atomic_load(&hand_lost),
+	    atomic_load(&then_ran), atomic_load(&delays_cut));
+}
+
 /* Fork-join from inside the workers, deep: fib(20) through promises on 4 workers. */
 static int fib(sx_ctx *ctx, void *last, void **out)
 {
@@ -304,6 +564,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_promise_torture),
+		cmocka_unit_test(test_hand_torture),
 		cmocka_unit_test(test_fork_join),
 	};
 
