@@ -15,7 +15,7 @@ Figures per proxy and scenario:
   success_share         2xx responses / (responses + requests lost to socket errors: wrk's
                         connect, read and write errors)
   attempts_per_request  requests the three upstreams received / wrk's responses (1.0: no
-                        retries; requests in flight when wrk stops count too, a few per connection)
+                        retries; requests in flight when wrk stops count too, at most one per connection)
 Python 3 standard library only; the chart needs gnuplot and is skipped without it.
 """
 import argparse
@@ -191,7 +191,7 @@ def markdown(rep):
         lines += ["%d. %s" % (i + 1, n) for i, n in enumerate(notes)]
     lines += ["", "2xx share: 2xx responses / (responses + requests lost to wrk's connect, read "
               "and write errors). Upstream attempts / request: the requests the three upstreams "
-              "received over wrk's responses (requests in flight when wrk stops add a few per "
+              "received over wrk's responses (requests in flight when wrk stops add at most one per "
               "connection)."]
     return "\n".join(lines) + "\n"
 
