@@ -90,6 +90,7 @@ stop_pid() {
   unset "LIVE[$pid]"
 }
 
+# shellcheck disable=SC2317  # called by the trap
 cleanup() {
   local pid
   for pid in "${!LIVE[@]}"; do stop_pid "$pid"; done
@@ -171,11 +172,11 @@ run_one() {
       --duration-s "$bound" --seed "$i" $f > "$d/upstream-$i.log" 2>&1 &
     LIVE[$!]="upstream $i"
     upids+=($!)
-    local t
-    for t in $(seq 100); do [ -s "$d/upstream-$i.port" ] && break; sleep 0.05; done
+    for _ in $(seq 100); do [ -s "$d/upstream-$i.port" ] && break; sleep 0.05; done
     if [ ! -s "$d/upstream-$i.port" ]; then
       echo "bench-proxy: upstream $i did not start (see $d/upstream-$i.log)" >&2
-      for i in "${upids[@]}"; do stop_pid "$i"; done
+      local u
+      for u in "${upids[@]}"; do stop_pid "$u"; done
       return 1
     fi
     up+=("$(cat "$d/upstream-$i.port")")
@@ -281,7 +282,7 @@ done
 } > "$RUNS/context.json"
 echo "bench-proxy: ${SECS} s per run, $CONNS connections, $THREADS wrk threads, $WORKERS proxy workers"
 status=0
-python3 tools/bench_load.py "$RUNS/load.json" --interval 2 -- "$0" --measure || status=$?
+python3 tools/bench_load.py "$RUNS/load.json" --interval 2 -- "$PWD/tools/bench_proxy.sh" --measure || status=$?
 python3 bench/proxy/report.py "$RUNS" --json "$OUT/proxy.json" --markdown "$OUT/proxy.md" \
   --png "$OUT/proxy.png"
 exit $status
