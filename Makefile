@@ -77,6 +77,7 @@ help:
 	@echo '  make bench         the benchmark suite against the peers: build/bench/results.*'
 	@echo '  make bench-smoke   every benchmark once at tiny sizes, results checked'
 	@echo '  make bench-record  copy the last make bench results into perf/results/'
+	@echo '  make bench-proxy   the proxy example against nginx and HAProxy under wrk: build/bench/proxy.*'
 	@echo '  make perf          perf stat and callgrind instruction counts (valgrind, perf)'
 	@echo '  make docs          the API reference: build/docs/html/ and man pages build/docs/man/'
 	@echo '  make install       PREFIX=/usr/local DESTDIR= LIBDIR= INCLUDEDIR= MANDIR=; make uninstall'

@@ -4,6 +4,8 @@
 #   make bench-smoke   every benchmark once at tiny sizes, checked (CI): build/bench-smoke.json
 #   make bench-record  copy the last make bench's results to perf/results/latest.{json,md,png},
 #                      the tracked copy; only when you mean to record that run
+#   make bench-proxy   the proxy example against nginx and HAProxy (tools/bench_proxy.sh):
+#                      build/bench/proxy.json, proxy.md, proxy.png
 # tools/bench.sh runs the binary under tools/bench_load.py (machine-load sampling) and
 # tools/bench_report.py (table, chart, busy-machine warning).
 BENCH_C   := bench/harness.c bench/hist.c bench/common.c bench/strix_impl.c \
@@ -63,4 +65,12 @@ bench-smoke: bench-build
 bench-record:
 	tools/bench.sh record
 
-.PHONY: bench-record
+# The proxy benchmark (bench/README.md, "Proxy benchmark"): nginx, HAProxy and the strix proxy
+# (examples/proxy, once it exists) behind the same upstreams under wrk, six scenarios:
+# build/bench/proxy.{json,md,png}. PROXY_BENCH_SECONDS=2 for a smoke run.
+bench-proxy:
+	@$(DEPS) bench
+	$(MAKE) --no-print-directory proxy-examples
+	tools/bench_proxy.sh
+
+.PHONY: bench-record bench-proxy

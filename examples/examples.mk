@@ -54,3 +54,5 @@ check-examples: examples
 
 check-readme:
 	tools/check-readme.sh
+
+-include examples/proxy/proxy.mk

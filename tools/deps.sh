@@ -8,8 +8,9 @@
 #                          with pkg-config and CMake, check-abi compares the ABI with its record)
 #   tools/deps.sh bench    lib + Google Benchmark and the peers (C-Thread-Pool, libuv, oneTBB,
 #                          OpenMP, Boost.Asio; Go with x/sync and x/time; cargo and rustc with
-#                          Debian's tokio and rayon sources), gnuplot and python3 for the report
-#                          (make bench, bench-smoke)
+#                          Debian's tokio and rayon sources), gnuplot and python3 for the report,
+#                          nginx, HAProxy and wrk for the proxy benchmark (make bench, bench-smoke,
+#                          bench-proxy)
 #   tools/deps.sh perf     bench + valgrind and perf (make perf)
 #   tools/deps.sh docs     Doxygen (make docs, make man; make install installs the man pages)
 #
@@ -34,7 +35,8 @@ test_pkgs=(g++ libcmocka-dev clang "libclang-rt-14-dev|libclang-common-14-dev" c
            doxygen man-db abigail-tools)
 bench_pkgs=(g++ libbenchmark-dev cthreadpool-dev libuv1-dev libtbb-dev libgomp1 libboost-dev
             golang-go golang-golang-x-sync-dev golang-golang-x-time-dev
-            cargo rustc librust-tokio-dev librust-rayon-dev gnuplot-nox python3)
+            cargo rustc librust-tokio-dev librust-rayon-dev gnuplot-nox python3
+            "nginx-light|nginx" haproxy wrk)
 perf_pkgs=(valgrind "linux-perf|linux-tools-generic")
 docs_pkgs=(doxygen)
 
@@ -103,6 +105,10 @@ probe_src() {
 c_probe() { probe_src c "$@"; }
 cxx_probe() { probe_src cc "$@"; }
 prog_probe() { command -v "$1" >/dev/null 2>&1 || absent+=("program $1"); }
+# A daemon's program: on the PATH, or in /usr/sbin (not on every user's PATH).
+sbin_probe() {
+  command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || absent+=("program $1 (or /usr/sbin/$1)")
+}
 file_probe() { [ -f "$2" ] || absent+=("$1: $2"); }
 
 probe_lib() {
@@ -149,6 +155,8 @@ probe_bench() {
   [ -n "$(ls -d /usr/share/cargo/registry/rayon-1.* 2>/dev/null)" ] ||
     absent+=("rayon's source (librust-rayon-dev): /usr/share/cargo/registry/rayon-1.*")
   prog_probe gnuplot; prog_probe python3
+  # The proxy benchmark's peers and load generator (tools/bench_proxy.sh).
+  sbin_probe nginx; sbin_probe haproxy; prog_probe wrk
 }
 probe_perf() { prog_probe valgrind; prog_probe perf; }
 
