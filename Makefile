@@ -180,7 +180,7 @@ test:
 	tools/check-abi.sh $(B)
 	tools/run-tests.sh $(B)/tests $(UNIT_TESTS) $(COMPAT_TESTS) $(CXX_TESTS) $(STRESS_TESTS) \
 	  $(WHITE_TESTS)
-	$(MAKE) --no-print-directory check-examples check-readme check-install
+	$(MAKE) --no-print-directory check-examples check-readme check-install check-proxy
 
 check-white:
 	@$(DEPS) test

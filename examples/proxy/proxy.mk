@@ -2,7 +2,12 @@
 # examples/proxy/README.md describes them, bench/README.md the benchmark that drives them.
 #
 #   make proxy-examples    build/examples/proxy-upstream, and build/examples/proxy once its
-#                          source (examples/proxy/proxy.c) is there
+#                          source (examples/proxy/proxy.c) and the I/O module's header
+#                          (include/strix/io.h) are there
+#   make check-proxy       the smoke test (tests/proxy/smoke.sh; part of make test): the proxy
+#                          in front of a healthy, a failing and a down upstream, requests of
+#                          every shape through it, its --stats checked at exit
+#   make check-proxy-asan  the same with the proxy built with ASan and UBSan (build/asan/proxy)
 #
 # Neither is one of the self-checking examples/*.c programs (both run until stopped), so
 # check-examples and check-readme leave them out.
@@ -13,9 +18,9 @@ PROXY_UPSTREAM_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Werror -pedantic $(CFLAG
 # The proxy is built as the examples are (the public headers only), from every source in the
 # folder but the upstream's.
 PROXY_SRCS := $(filter-out examples/proxy/upstream.c,$(wildcard examples/proxy/*.c))
-PROXY_BIN := $(if $(wildcard examples/proxy/proxy.c),$(B)/examples/proxy)
+PROXY_BIN := $(if $(and $(wildcard examples/proxy/proxy.c),$(wildcard include/strix/io.h)),$(B)/examples/proxy)
 
-.PHONY: proxy-examples
+.PHONY: proxy-examples check-proxy check-proxy-asan
 
 $(B)/examples/proxy-upstream: examples/proxy/upstream.c $(PROXY_HTTP) | $(B)/examples
 	$(CC) $(PROXY_UPSTREAM_CFLAGS) examples/proxy/upstream.c examples/proxy/http.c -o $@
@@ -25,6 +30,28 @@ $(B)/examples/proxy: $(PROXY_SRCS) $(wildcard examples/proxy/*.h) $(PUBLIC_HDRS)
 	$(CC) $(EXAMPLE_CFLAGS) -D_GNU_SOURCE $(PROXY_SRCS) -o $@ $(B)/libstrix.a $(LIBS)
 
 proxy-examples: $(B)/examples/proxy-upstream $(PROXY_BIN)
+
+# The smoke test's client (tests/proxy/client.c), a plain POSIX program on the proxy's parser.
+$(B)/tests/proxy-client: tests/proxy/client.c $(PROXY_HTTP) | $(B)/tests
+	$(CC) $(PROXY_UPSTREAM_CFLAGS) tests/proxy/client.c examples/proxy/http.c -o $@
+
+ifneq ($(PROXY_BIN),)
+check-proxy: proxy-examples $(B)/tests/proxy-client
+	tests/proxy/smoke.sh
+else
+check-proxy:
+	@echo "check-proxy: skipped: the proxy needs examples/proxy/proxy.c and include/strix/io.h"
+endif
+
+# The proxy with AddressSanitizer and UBSan: the library's sources compiled in with the C
+# library's allocator (SAN_SRCS), as the sanitizer builds of the tests are.
+$(B)/asan/proxy: $(PROXY_SRCS) $(wildcard examples/proxy/*.h) $(PUBLIC_HDRS) $(SAN_SRCS) \
+    $(SRC_HDRS) | $(B)/asan
+	$(CC) $(CSTD) $(WARN) $(ASAN_FLAGS) -Iinclude -Isrc -pthread $(PROXY_SRCS) $(SAN_SRCS) \
+	  -o $@ $(LIBS)
+
+check-proxy-asan: $(B)/asan/proxy $(B)/examples/proxy-upstream $(B)/tests/proxy-client
+	PROXY=$(B)/asan/proxy tests/proxy/smoke.sh
 
 # The parser's unit test (tests/unit/test_proxy_http.c) compiles the parser in: it is no part of
 # the library. The same for its sanitizer builds (build/asan, build/tsan).
