@@ -7,9 +7,9 @@
  * permit (sx_circuit_acquire). The bulkhead is asked first because giving its permit back costs
  * nothing, while a circuit's permit may be a half-open probe (given back unused as "ignored").
  *
- * Idle connections: a list per upstream and per worker, touched only by tasks running on that
- * worker, so pushing and popping are plain pointer moves: no lock and no atomic on the request
- * path. The price is that a connection parked by one worker is not found by another, so each
+ * Idle connections: a list per upstream and per worker (px_slot), touched only by tasks running
+ * on that worker, so pushing and popping are plain pointer moves: no lock and no atomic on the
+ * request path; and a connection never leaves its shard, whose reactor it is registered with. The price is that a connection parked by one worker is not found by another, so each
  * worker keeps its share of --keepalive (at least one) and opens its own when it has none. A
  * connection the upstream closed while it sat idle shows a hang-up in its readiness
  * (sx_io_readiness) and is dropped when popped; one that closed too recently for the reactor to
@@ -59,7 +59,7 @@ static void on_circuit(sx_circuit *c, int from, int to, const sx_circuit_metrics
 int px_backend_init(void)
 {
 	const struct px_config *cfg = &px.cfg;
-	unsigned w = sx_pool_workers(px.pool);
+	unsigned w = px.workers;
 	int rc;
 
 	idle_cap = cfg->keepalive / w > 0 ? cfg->keepalive / w : 1;
@@ -91,7 +91,7 @@ int px_backend_init(void)
 		o.half_open_successes = cfg->circuit_half_open;
 		o.on_state = on_circuit;
 		o.on_state_arg = up;
-		o.pool = px.pool;
+		o.pool = px.pools[0];
 		if ((rc = sx_circuit_create(&o, &up->circuit)) != 0)
 			return rc;
 		if (cfg->bulkhead > 0 && (rc = sx_sem_create(NULL, cfg->bulkhead, &up->bulkhead)) != 0)
@@ -102,7 +102,7 @@ int px_backend_init(void)
 
 void px_backend_fini(void)
 {
-	unsigned w = px.pool != NULL ? sx_pool_workers(px.pool) : 0;
+	unsigned w = px.workers;
 
 	if (px.up == NULL)
 		return;
@@ -178,13 +178,12 @@ static bool take(struct px_upstream *up, struct px_permit *p)
 bool px_pick(bool first, unsigned after, uint64_t tried, struct px_permit *p)
 {
 	unsigned n = px.cfg.n_up, start;
-	int w = sx_pool_worker_index(px.pool);
+	int w = px_slot();
+	struct px_cursor *cur = NULL;
 
 	if (first) {
-		struct px_cursor *cur = &cursors[w >= 0 ? (unsigned)w : sx_pool_workers(px.pool)];
-
+		cur = &cursors[w >= 0 ? (unsigned)w : px.workers];
 		start = cur->next % n;
-		cur->next = start + 1;
 	} else {
 		start = (after + 1) % n;
 	}
@@ -193,12 +192,17 @@ bool px_pick(bool first, unsigned after, uint64_t tried, struct px_permit *p)
 			unsigned k = (start + i) % n;
 			bool was_tried = (tried >> k) & 1u;
 
-			if (was_tried != (pass == 1))
+			if (was_tried != (pass == 1) || !take(&px.up[k], p))
 				continue;
-			if (take(&px.up[k], p))
-				return true;
+			/* The cursor moves past the one taken, not past the start: a skipped upstream's
+			 * share goes round to all the others, not to its successor alone. */
+			if (cur != NULL)
+				cur->next = k + 1;
+			return true;
 		}
 	}
+	if (cur != NULL)
+		cur->next = start + 1;
 	return false;
 }
 
@@ -220,7 +224,7 @@ static void uconn_free(struct px_sock *s)
 	free(SX_CONTAINER_OF(s, struct px_uconn, s));
 }
 
-struct px_uconn *px_uconn_new(struct px_upstream *up, sx_io *io)
+struct px_uconn *px_uconn_new(struct px_upstream *up, sx_pool *pool, sx_io *io)
 {
 	size_t cap = (size_t)px.cfg.max_head + PX_HEAD_SLACK + PX_CHUNK;
 	struct px_uconn *uc = malloc(sizeof(*uc) + cap);
@@ -232,7 +236,7 @@ struct px_uconn *px_uconn_new(struct px_upstream *up, sx_io *io)
 		close(fd);
 		return NULL;
 	}
-	px_sock_adopt(&uc->s, io, uconn_free);
+	px_sock_adopt(&uc->s, pool, io, uconn_free);
 	uc->up = up;
 	uc->next = NULL;
 	uc->reused = false;
@@ -248,7 +252,7 @@ void px_uconn_close(struct px_uconn *uc)
 
 struct px_uconn *px_idle_pop(struct px_upstream *up)
 {
-	int w = sx_pool_worker_index(px.pool);
+	int w = px_slot();
 	struct px_idle *l;
 	struct px_uconn *uc;
 
@@ -272,7 +276,7 @@ struct px_uconn *px_idle_pop(struct px_upstream *up)
 
 void px_idle_push(struct px_uconn *uc)
 {
-	int w = sx_pool_worker_index(px.pool);
+	int w = px_slot();
 	struct px_idle *l;
 
 	if (w < 0 || uc->up->idle[w].n >= idle_cap) {

@@ -1,6 +1,6 @@
 /*
- * A client connection: a state machine of I/O callbacks that serves one request at a time
- * (pipelined requests wait in the input buffer for their turn).
+ * A client connection: a state machine that serves one request at a time (pipelined requests
+ * wait in the input buffer for their turn).
  *
  *   head      read until a request head parses (http_parse_request); a bad one gets 400 / 431 /
  *             505 and the connection closes; GET /metrics is answered here
@@ -14,12 +14,15 @@
  *   done      the permits released with the result, the upstream connection kept or closed, the
  *             next request or the end
  *
- * Every step that waits starts one I/O and returns; its callback is the next step. At most one
- * wait is pending per client, so a client's fields are touched by one task at a time. A step
- * whose I/O cannot start calls its own callback with the error at once, so every failure goes
- * down the same path. Waits on the client are limited by --client-idle-ms, waits on the upstream
- * by --attempt-timeout-ms (or what is left of --request-timeout-ms), both with the watchdog of
- * sock.c.
+ * Each step does its I/O at once (px_read, px_write: non-blocking) and goes on to the next step
+ * while it can; when the socket has nothing to give or no room it starts one wait (px_wait) and
+ * returns, and the wait's callback, a task on the pool, resumes it. At most one wait is pending
+ * per client, so a client's fields are touched by one task at a time. Waits on the client are
+ * limited by --client-idle-ms, waits on the upstream by --attempt-timeout-ms (or what is left of
+ * --request-timeout-ms, or --retry-slow-ms), both by the watchdog of sock.c. A wait that cannot
+ * start, or that ends without readiness, means the pool is stopping: the client closes. Bodies
+ * are pumped in loops (read a chunk, write it, read the next), so a long body never deepens the
+ * stack; a pipelined request starts in a task of its own for the same reason.
  *
  * Retries: an attempt that failed (connect, reset, timeout, a status in --retry-on) before any
  * byte of its answer reached the client is retried on another upstream, up to --attempts, if the
@@ -49,6 +52,10 @@ enum fail {
 	F_STATUS,           /* a status listed in --retry-on */
 	F_BAD               /* a response that does not parse, or a bad chunked body */
 };
+
+struct px_client;
+/* What follows a write: err 0 when every byte went out, else -errno or -ETIMEDOUT. */
+typedef void (*px_next)(struct px_client *c, int err);
 
 struct px_client {
 	struct px_sock s;
@@ -90,6 +97,13 @@ struct px_client {
 	bool resp_done;         /* the whole response body has been read from the upstream */
 	bool up_keep;           /* the upstream connection may carry another request */
 
+	/* the write in progress (send_try) */
+	struct px_sock *w_sock;
+	const char *w_p;
+	size_t w_len;
+	int64_t w_limit;
+	px_next w_next;
+
 	size_t in_len, in_cap, out_cap;
 	char *in;               /* request bytes: the head, body bytes, pipelined requests */
 	char *out;              /* our answers and the forwarded response heads */
@@ -106,7 +120,8 @@ static void attempt_failed(struct px_client *c, enum fail kind, int code);
 static void read_response(struct px_client *c);
 static void resp_head(struct px_client *c);
 static void respond(struct px_client *c);
-static void body_read(struct px_client *c);
+static void pump_request(struct px_client *c);
+static void pump_response(struct px_client *c);
 
 /* ---- life cycle ------------------------------------------------------------------------------- */
 
@@ -120,7 +135,7 @@ static void client_free(struct px_sock *s)
 	atomic_fetch_sub_explicit(&px.clients, 1, memory_order_relaxed);
 }
 
-void px_client_start(int fd)
+void px_client_start(sx_pool *pool, int fd)
 {
 	struct px_client *c = calloc(1, sizeof(*c));
 	struct sockaddr_in a;
@@ -140,7 +155,7 @@ void px_client_start(int fd)
 	if (c->in == NULL || c->out == NULL ||
 	    http_msg_init(&c->req, c->req_h, PX_MAX_HEADERS, px.cfg.max_head) != HTTP_OK ||
 	    http_msg_init(&c->resp, c->resp_h, PX_MAX_HEADERS, px.cfg.max_head) != HTTP_OK ||
-	    px_sock_open(&c->s, fd, client_free) != 0) {
+	    px_sock_open(&c->s, pool, fd, client_free) != 0) {
 		free(c->in);
 		free(c->out);
 		free(c);
@@ -208,30 +223,110 @@ static int64_t wait_limit(const struct px_client *c, int64_t limit)
 	return limit;
 }
 
+/* ---- waits and writes ------------------------------------------------------------------------ */
+
+/* Waits until s is readable (at most limit without a byte), then fn(io, events, c). A wait that
+ * cannot start means the pool is stopping: the client closes instead. */
+static void wait_read(struct px_client *c, struct px_sock *s, int64_t limit, sx_io_fn fn)
+{
+	if (px_wait(s, SX_IO_READABLE, limit, fn, c) != 0)
+		client_close(c);
+}
+
+static void on_writable(sx_io *io, int result, void *arg);
+
+/* Writes what is left of the write in progress. 1: all of it went out (w_next not called); 0:
+ * it waits for room (w_next will be called), or the pool is stopping and the client closed; < 0:
+ * the write failed (w_next not called). */
+static int send_rest(struct px_client *c)
+{
+	while (c->w_len > 0) {
+		ssize_t n = px_write(c->w_sock, c->w_p, c->w_len);
+
+		if (n == -EAGAIN) {
+			if (px_wait(c->w_sock, SX_IO_WRITABLE, c->w_limit, on_writable, c) != 0)
+				client_close(c);
+			return 0;
+		}
+		if (n < 0)
+			return (int)n;
+		c->w_p += n;
+		c->w_len -= (size_t)n;
+	}
+	return 1;
+}
+
+static void on_writable(sx_io *io, int result, void *arg)
+{
+	struct px_client *c = arg;
+	bool late = px_unwatch(c->w_sock);
+	int rc;
+
+	(void)io;
+	if (result < 0) {
+		client_close(c);
+		return;
+	}
+	if (late) {
+		c->w_next(c, -ETIMEDOUT);
+		return;
+	}
+	if ((rc = send_rest(c)) != 0)
+		c->w_next(c, rc > 0 ? 0 : rc);
+}
+
+/* Starts writing p[0..len) to s, each wait for room limited by limit; next follows it. Returns
+ * as send_rest: on 1 and < 0 the caller goes on itself (next is not called). */
+static int send_try(struct px_client *c, struct px_sock *s, const char *p, size_t len,
+    int64_t limit, px_next next)
+{
+	c->w_sock = s;
+	c->w_p = p;
+	c->w_len = len;
+	c->w_limit = limit;
+	c->w_next = next;
+	return send_rest(c);
+}
+
+/* send_try, and next at once when the write did not wait. */
+static void send_then(struct px_client *c, struct px_sock *s, const char *p, size_t len,
+    int64_t limit, px_next next)
+{
+	int rc = send_try(c, s, p, len, limit, next);
+
+	if (rc != 0)
+		next(c, rc > 0 ? 0 : rc);
+}
+
 /* ---- the next request ------------------------------------------------------------------------- */
 
-static void on_head(sx_io *io, int64_t n, void *arg)
+static void on_head_ready(sx_io *io, int result, void *arg)
 {
 	struct px_client *c = arg;
 	bool late = px_unwatch(&c->s);
 
 	(void)io;
-	if (n <= 0 || late) {   /* end of file, an error, or idle too long */
+	if (result < 0 || late) {       /* the pool is stopping, or idle too long */
+		client_close(c);
+		return;
+	}
+	read_head(c);
+}
+
+static void read_head(struct px_client *c)
+{
+	ssize_t n = px_read(&c->s, c->in + c->in_len, c->in_cap - c->in_len);
+
+	if (n == -EAGAIN) {
+		wait_read(c, &c->s, px.cfg.client_idle_ns, on_head_ready);
+		return;
+	}
+	if (n <= 0) {           /* end of file or an error */
 		client_close(c);
 		return;
 	}
 	c->in_len += (size_t)n;
 	parse_head(c);
-}
-
-static void read_head(struct px_client *c)
-{
-	int rc;
-
-	if ((rc = px_watch(&c->s, px.cfg.client_idle_ns)) != 0 ||
-	    (rc = sx_io_read(c->s.io, c->in + c->in_len, c->in_cap - c->in_len, 1, NULL, on_head,
-	    c)) != 0)
-		on_head(c->s.io, rc, c);
 }
 
 /*
@@ -240,28 +335,48 @@ static void read_head(struct px_client *c)
  * do not make the kernel reset the connection and destroy the answer before the client has read
  * it (a head too large, a body not read, pipelined requests after a "Connection: close").
  */
-static void on_linger(sx_io *io, int64_t n, void *arg)
+static void linger_read(struct px_client *c);
+
+static void on_linger_ready(sx_io *io, int result, void *arg)
 {
 	struct px_client *c = arg;
 	bool late = px_unwatch(&c->s);
-	uint64_t now = px_now_ns();
-	int rc;
 
 	(void)io;
-	if (n <= 0 || late || now >= c->deadline) {
+	if (result < 0 || late) {
 		client_close(c);
 		return;
 	}
-	if ((rc = px_watch(&c->s, (int64_t)(c->deadline - now))) != 0 ||
-	    (rc = sx_io_read(c->s.io, c->in, c->in_cap, 1, NULL, on_linger, c)) != 0)
-		on_linger(c->s.io, rc, c);
+	linger_read(c);
+}
+
+static void linger_read(struct px_client *c)
+{
+	for (;;) {
+		ssize_t n = px_read(&c->s, c->in, c->in_cap);
+		uint64_t now = px_now_ns();
+
+		if (n == 0 || (n < 0 && n != -EAGAIN) || now >= c->deadline) {
+			client_close(c);
+			return;
+		}
+		if (n == -EAGAIN) {
+			wait_read(c, &c->s, (int64_t)(c->deadline - now), on_linger_ready);
+			return;
+		}
+	}
 }
 
 static void linger(struct px_client *c)
 {
 	(void)shutdown(c->s.fd, SHUT_WR);
 	c->deadline = px_now_ns() + 1000000000u;
-	on_linger(c->s.io, 1, c);
+	linger_read(c);
+}
+
+static void pipelined(void *arg)
+{
+	parse_head(arg);
 }
 
 /* The request is over (answered): the bytes after it are the next request's. */
@@ -278,21 +393,20 @@ static void next_request(struct px_client *c)
 	c->in_len = rest;
 	c->body_end = 0;
 	http_msg_reset(&c->req);
-	if (rest > 0)
-		parse_head(c);
-	else
+	if (rest == 0) {
 		read_head(c);
+		return;
+	}
+	/* A pipelined request: in a task of its own, so that many of them do not nest. */
+	if (sx_pool_submit(c->s.pool, pipelined, c) != 0)
+		client_close(c);
 }
 
 /* ---- answers of our own ----------------------------------------------------------------------- */
 
-static void on_own_sent(sx_io *io, int64_t n, void *arg)
+static void own_sent(struct px_client *c, int err)
 {
-	struct px_client *c = arg;
-	bool late = px_unwatch(&c->s);
-
-	(void)io;
-	if (n < 0 || late) {
+	if (err != 0) {
 		client_close(c);
 		return;
 	}
@@ -303,14 +417,10 @@ static void on_own_sent(sx_io *io, int64_t n, void *arg)
  * or closes (c->keep). */
 static void send_own(struct px_client *c, size_t at, size_t len, int status)
 {
-	int rc;
-
 	count_status(status);
 	c->in_request = false;
 	c->answered = true;
-	if ((rc = px_watch(&c->s, px.cfg.client_idle_ns)) != 0 ||
-	    (rc = sx_io_write(c->s.io, c->out + at, len, NULL, on_own_sent, c)) != 0)
-		on_own_sent(c->s.io, rc, c);
+	send_then(c, &c->s, c->out + at, len, px.cfg.client_idle_ns, own_sent);
 }
 
 /*
@@ -492,7 +602,40 @@ static void give_up(struct px_client *c)
 		answer(c, 502, false);
 }
 
-static void on_sent(sx_io *io, int64_t n, void *arg);
+/* A reused connection that ends before any byte of the response was probably closed by the
+ * upstream while it sat idle: the same attempt goes on with a fresh connection (for a request
+ * that may be sent again). Anything else is a reset. */
+static void connect_upstream(struct px_client *c);
+
+static void upstream_broke(struct px_client *c, int code)
+{
+	struct px_uconn *uc = c->uc;
+
+	if (uc->reused && uc->len == 0 && c->idempotent && c->replayable && !c->answered) {
+		px_count(PX_STALE, 1);
+		px_uconn_close(uc);
+		c->uc = NULL;
+		connect_upstream(c);
+		return;
+	}
+	attempt_failed(c, F_RESET, code);
+}
+
+static void request_sent(struct px_client *c, int err)
+{
+	if (err == -ETIMEDOUT) {
+		attempt_failed(c, F_TIMEOUT, err);
+		return;
+	}
+	if (err < 0) {
+		upstream_broke(c, err);
+		return;
+	}
+	if (c->body_done)
+		read_response(c);
+	else
+		pump_request(c);
+}
 
 static void send_request(struct px_client *c)
 {
@@ -500,7 +643,6 @@ static void send_request(struct px_client *c)
 	http_forward f = HTTP_FORWARD_INIT;
 	size_t len, body = c->body_end - c->req.head_len;
 	int64_t limit = wait_limit(c, px.cfg.attempt_timeout_ns);
-	int rc;
 
 	if (limit == 0) {
 		attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
@@ -519,9 +661,7 @@ static void send_request(struct px_client *c)
 	}
 	memcpy(uc->buf + len, c->in + c->req.head_len, body);
 	c->sent = true;
-	if ((rc = px_watch(&uc->s, limit)) != 0 ||
-	    (rc = sx_io_write(uc->s.io, uc->buf, len + body, NULL, on_sent, c)) != 0)
-		on_sent(uc->s.io, rc, c);
+	send_then(c, &uc->s, uc->buf, len + body, limit, request_sent);
 }
 
 static void on_connected(sx_io *io, int64_t rc, void *arg)
@@ -529,11 +669,15 @@ static void on_connected(sx_io *io, int64_t rc, void *arg)
 	struct px_client *c = arg;
 	int one = 1;
 
+	if (rc == -ESHUTDOWN) {
+		client_close(c);
+		return;
+	}
 	if (rc < 0) {
 		attempt_failed(c, rc == -ETIMEDOUT ? F_CONNECT_TIMEOUT : F_CONNECT, (int)rc);
 		return;
 	}
-	if ((c->uc = px_uconn_new(c->permit.up, io)) == NULL) {
+	if ((c->uc = px_uconn_new(c->permit.up, c->s.pool, io)) == NULL) {
 		attempt_failed(c, F_CONNECT, -ENOMEM);
 		return;
 	}
@@ -551,7 +695,7 @@ static void connect_upstream(struct px_client *c)
 		attempt_failed(c, F_CONNECT_TIMEOUT, -ETIMEDOUT);
 		return;
 	}
-	rc = sx_io_connect(px.pool, (const struct sockaddr *)a, sizeof(*a), limit, NULL,
+	rc = sx_io_connect(c->s.pool, (const struct sockaddr *)a, sizeof(*a), limit, NULL,
 	    on_connected, c);
 	if (rc != 0)
 		on_connected(NULL, rc, c);
@@ -662,7 +806,7 @@ static void attempt_failed(struct px_client *c, enum fail kind, int code)
 			give_up(c);
 			return;
 		}
-		if (delay > 0 && sx_timer_add(px.pool, (int64_t)delay, 0, on_backoff, c, NULL) == 0)
+		if (delay > 0 && sx_timer_add(c->s.pool, (int64_t)delay, 0, on_backoff, c, NULL) == 0)
 			return;
 		if (delay > 0) {    /* the pool is shutting down */
 			client_close(c);
@@ -672,183 +816,177 @@ static void attempt_failed(struct px_client *c, enum fail kind, int code)
 	attempt(c);
 }
 
-/* A reused connection that ends before any byte of the response was probably closed by the
- * upstream while it sat idle: the same attempt goes on with a fresh connection (for a request
- * that may be sent again). Anything else is a reset. */
-static void upstream_broke(struct px_client *c, int code)
-{
-	struct px_uconn *uc = c->uc;
-
-	if (uc->reused && uc->len == 0 && c->idempotent && c->replayable && !c->answered) {
-		px_count(PX_STALE, 1);
-		px_uconn_close(uc);
-		c->uc = NULL;
-		connect_upstream(c);
-		return;
-	}
-	attempt_failed(c, F_RESET, code);
-}
-
 /* ---- the request body ------------------------------------------------------------------------- */
 
-static void on_body_sent(sx_io *io, int64_t n, void *arg)
+static void body_sent(struct px_client *c, int err)
 {
-	struct px_client *c = arg;
-	bool late = px_unwatch(&c->uc->s);
-
-	(void)io;
-	if (late) {
-		attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
-		return;
-	}
-	if (n < 0) {
-		attempt_failed(c, F_RESET, (int)n);
+	if (err != 0) {
+		attempt_failed(c, err == -ETIMEDOUT ? F_TIMEOUT : F_RESET, err);
 		return;
 	}
 	if (c->body_done)
 		read_response(c);
 	else
-		body_read(c);
+		pump_request(c);
 }
 
-static void on_body(sx_io *io, int64_t n, void *arg)
-{
-	struct px_client *c = arg;
-	bool late = px_unwatch(&c->s);
-	size_t k;
-	int64_t limit;
-	int rc;
-
-	(void)io;
-	if (n <= 0 || late) {       /* the client left in the middle of its body */
-		client_close(c);
-		return;
-	}
-	c->in_len = (size_t)n;
-	if (c->req.body == HTTP_BODY_LENGTH) {
-		k = (uint64_t)n < c->body_left ? (size_t)n : (size_t)c->body_left;
-		c->body_left -= k;
-		c->body_done = c->body_left == 0;
-	} else {
-		rc = http_chunked_scan(&c->ck, c->in, (size_t)n, &k);
-		if (rc == HTTP_ECHUNK) {
-			px_release(&c->permit, -ECANCELED, 0);
-			px_uconn_close(c->uc);
-			c->uc = NULL;
-			answer(c, 400, true);
-			return;
-		}
-		c->body_done = rc == HTTP_OK;
-	}
-	c->body_end = k;
-	if ((limit = wait_limit(c, px.cfg.attempt_timeout_ns)) == 0) {
-		attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
-		return;
-	}
-	if ((rc = px_watch(&c->uc->s, limit)) != 0 ||
-	    (rc = sx_io_write(c->uc->s.io, c->in, k, NULL, on_body_sent, c)) != 0)
-		on_body_sent(c->uc->s.io, rc, c);
-}
-
-static void on_continue_sent(sx_io *io, int64_t n, void *arg)
+static void on_body_ready(sx_io *io, int result, void *arg)
 {
 	struct px_client *c = arg;
 	bool late = px_unwatch(&c->s);
 
 	(void)io;
-	if (n < 0 || late) {
+	if (result < 0 || late) {
 		client_close(c);
 		return;
 	}
-	body_read(c);
+	pump_request(c);
 }
 
-/* The body goes on past the bytes that came with the head: read it from the client into the
- * input buffer, from its start (the head is forwarded already), and pass it on as it comes. */
-static void body_read(struct px_client *c)
+static void continue_sent(struct px_client *c, int err)
 {
-	int rc;
+	if (err != 0) {
+		client_close(c);
+		return;
+	}
+	pump_request(c);
+}
 
+/*
+ * The body goes on past the bytes that came with the head: read it from the client into the
+ * input buffer, from its start (the head is forwarded already), and pass each piece on as it
+ * comes, in a loop until the body's end or a wait.
+ */
+static void pump_request(struct px_client *c)
+{
 	c->replayable = false;
 	if (c->req.expect_continue && !c->own_100 && c->req.minor > 0) {
 		/* The client waits for 100 before it sends the body; the upstream's comes only after
 		 * the head went out, and this proxy reads the upstream only once the body has: say it
 		 * ourselves, and drop the upstream's. */
 		c->own_100 = true;
-		if ((rc = px_watch(&c->s, px.cfg.client_idle_ns)) != 0 ||
-		    (rc = sx_io_write(c->s.io, continue_100, sizeof(continue_100) - 1, NULL,
-		    on_continue_sent, c)) != 0)
-			on_continue_sent(c->s.io, rc, c);
+		send_then(c, &c->s, continue_100, sizeof(continue_100) - 1, px.cfg.client_idle_ns,
+		    continue_sent);
 		return;
 	}
-	c->in_len = 0;
-	c->body_end = 0;
-	if ((rc = px_watch(&c->s, px.cfg.client_idle_ns)) != 0 ||
-	    (rc = sx_io_read(c->s.io, c->in, c->in_cap, 1, NULL, on_body, c)) != 0)
-		on_body(c->s.io, rc, c);
-}
+	for (;;) {
+		ssize_t n = px_read(&c->s, c->in, c->in_cap);
+		int64_t limit;
+		size_t k;
+		int rc;
 
-static void on_sent(sx_io *io, int64_t n, void *arg)
-{
-	struct px_client *c = arg;
-	bool late = px_unwatch(&c->uc->s);
-
-	(void)io;
-	if (late) {
-		attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
-		return;
+		if (n == -EAGAIN) {
+			wait_read(c, &c->s, px.cfg.client_idle_ns, on_body_ready);
+			return;
+		}
+		if (n <= 0) {           /* the client left in the middle of its body */
+			client_close(c);
+			return;
+		}
+		c->in_len = (size_t)n;
+		if (c->req.body == HTTP_BODY_LENGTH) {
+			k = (uint64_t)n < c->body_left ? (size_t)n : (size_t)c->body_left;
+			c->body_left -= k;
+			c->body_done = c->body_left == 0;
+		} else {
+			rc = http_chunked_scan(&c->ck, c->in, (size_t)n, &k);
+			if (rc == HTTP_ECHUNK) {
+				px_release(&c->permit, -ECANCELED, 0);
+				px_uconn_close(c->uc);
+				c->uc = NULL;
+				answer(c, 400, true);
+				return;
+			}
+			c->body_done = rc == HTTP_OK;
+		}
+		c->body_end = k;
+		if ((limit = wait_limit(c, px.cfg.attempt_timeout_ns)) == 0) {
+			attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
+			return;
+		}
+		rc = send_try(c, &c->uc->s, c->in, k, limit, body_sent);
+		if (rc == 0)
+			return;
+		if (rc < 0) {
+			body_sent(c, rc);
+			return;
+		}
+		if (c->body_done) {
+			read_response(c);
+			return;
+		}
 	}
-	if (n < 0) {
-		upstream_broke(c, (int)n);
-		return;
-	}
-	if (c->body_done)
-		read_response(c);
-	else
-		body_read(c);
 }
 
 /* ---- the response head ------------------------------------------------------------------------ */
 
-static void on_resp_head(sx_io *io, int64_t n, void *arg)
+/*
+ * --retry-slow-ms: while the request may still be retried elsewhere, an attempt waits that long
+ * for its response head, not the whole attempt timeout; then it ends as a timeout and the retry
+ * goes to the next upstream. So a client whose request went to an upstream that has turned slow
+ * is not held for the slow answer (the circuit learns of it from the timeouts meanwhile).
+ */
+static int64_t head_limit(const struct px_client *c)
+{
+	int64_t limit = wait_limit(c, px.cfg.attempt_timeout_ns), left;
+
+	if (px.cfg.retry_slow_ns > 0 && limit > 0 && px.cfg.n_up > 1 && !c->answered &&
+	    c->attempt < px.cfg.attempts && c->idempotent && c->replayable &&
+	    (px.cfg.retry_on & PX_RETRY_TIMEOUT) && sx_retry_budget_tokens(&px.budget) > 0) {
+		left = px.cfg.retry_slow_ns - (int64_t)(px_now_ns() - c->t_attempt);
+		if (left < 1)
+			left = 1;
+		if (left < limit)
+			limit = left;
+	}
+	return limit;
+}
+
+static void resp_read(struct px_client *c);
+
+static void on_resp_ready(sx_io *io, int result, void *arg)
 {
 	struct px_client *c = arg;
 	bool late = px_unwatch(&c->uc->s);
 
 	(void)io;
+	if (result < 0) {
+		client_close(c);
+		return;
+	}
 	if (late) {
 		attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
+		return;
+	}
+	resp_read(c);
+}
+
+static void resp_read(struct px_client *c)
+{
+	struct px_uconn *uc = c->uc;
+	ssize_t n = px_read(&uc->s, uc->buf + uc->len, uc->cap - uc->len);
+	int64_t limit;
+
+	if (n == -EAGAIN) {
+		if ((limit = head_limit(c)) == 0)
+			attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
+		else
+			wait_read(c, &uc->s, limit, on_resp_ready);
 		return;
 	}
 	if (n <= 0) {           /* reset, or closed before the head was complete */
 		upstream_broke(c, n < 0 ? (int)n : -ECONNRESET);
 		return;
 	}
-	c->uc->len += (size_t)n;
+	uc->len += (size_t)n;
 	resp_head(c);
-}
-
-static void resp_read_more(struct px_client *c)
-{
-	struct px_uconn *uc = c->uc;
-	int64_t limit = wait_limit(c, px.cfg.attempt_timeout_ns);
-	int rc;
-
-	if (limit == 0) {
-		attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
-		return;
-	}
-	if ((rc = px_watch(&uc->s, limit)) != 0 ||
-	    (rc = sx_io_read(uc->s.io, uc->buf + uc->len, uc->cap - uc->len, 1, NULL, on_resp_head,
-	    c)) != 0)
-		on_resp_head(uc->s.io, rc, c);
 }
 
 static void read_response(struct px_client *c)
 {
 	c->uc->len = 0;
 	http_msg_reset(&c->resp);
-	resp_read_more(c);
+	resp_read(c);
 }
 
 /* The interim response at the start of uc->buf has been dealt with: parse what follows. */
@@ -863,13 +1001,9 @@ static void interim_done(struct px_client *c)
 	resp_head(c);
 }
 
-static void on_interim_sent(sx_io *io, int64_t n, void *arg)
+static void interim_sent(struct px_client *c, int err)
 {
-	struct px_client *c = arg;
-	bool late = px_unwatch(&c->s);
-
-	(void)io;
-	if (n < 0 || late) {
+	if (err != 0) {
 		client_close(c);
 		return;
 	}
@@ -881,7 +1015,6 @@ static void interim(struct px_client *c)
 {
 	http_forward f = HTTP_FORWARD_INIT;
 	size_t len;
-	int rc;
 
 	if (c->resp.status == 101) {    /* never asked for: Upgrade is not forwarded */
 		attempt_failed(c, F_BAD, -EPROTO);
@@ -896,9 +1029,7 @@ static void interim(struct px_client *c)
 		return;
 	}
 	c->answered = true;
-	if ((rc = px_watch(&c->s, px.cfg.client_idle_ns)) != 0 ||
-	    (rc = sx_io_write(c->s.io, c->out, len, NULL, on_interim_sent, c)) != 0)
-		on_interim_sent(c->s.io, rc, c);
+	send_then(c, &c->s, c->out, len, px.cfg.client_idle_ns, interim_sent);
 }
 
 static void resp_head(struct px_client *c)
@@ -908,7 +1039,7 @@ static void resp_head(struct px_client *c)
 
 	if (rc == HTTP_INCOMPLETE) {
 		if (uc->len < uc->cap)
-			resp_read_more(c);
+			resp_read(c);
 		else
 			attempt_failed(c, F_BAD, -EPROTO);
 		return;
@@ -1007,15 +1138,10 @@ static void broke_midway(struct px_client *c, enum fail kind, int code)
 	client_close(c);
 }
 
-static void resp_body_read(struct px_client *c);
-
-static void on_resp_written(sx_io *io, int64_t n, void *arg)
+/* A write of the response to the client ended. */
+static void resp_sent(struct px_client *c, int err)
 {
-	struct px_client *c = arg;
-	bool late = px_unwatch(&c->s);
-
-	(void)io;
-	if (n < 0 || late) {    /* the client is gone: the upstream did its part */
+	if (err != 0) {         /* the client is gone: the upstream did its part */
 		if (c->resp_done && c->permit.up != NULL)
 			px_release(&c->permit, 0, (int64_t)(px_now_ns() - c->t_attempt));
 		if (c->resp_done && c->up_keep) {
@@ -1028,71 +1154,80 @@ static void on_resp_written(sx_io *io, int64_t n, void *arg)
 	if (c->resp_done)
 		finish(c);
 	else
-		resp_body_read(c);
+		pump_response(c);
 }
 
-static void write_client(struct px_client *c, const char *p, size_t len)
-{
-	int rc;
-
-	if ((rc = px_watch(&c->s, px.cfg.client_idle_ns)) != 0 ||
-	    (rc = sx_io_write(c->s.io, p, len, NULL, on_resp_written, c)) != 0)
-		on_resp_written(c->s.io, rc, c);
-}
-
-static void on_resp_body(sx_io *io, int64_t n, void *arg)
+static void on_pump_ready(sx_io *io, int result, void *arg)
 {
 	struct px_client *c = arg;
-	struct px_uconn *uc = c->uc;
-	bool late = px_unwatch(&uc->s), extra;
-	size_t k;
+	bool late = px_unwatch(&c->uc->s);
 
 	(void)io;
+	if (result < 0) {
+		client_close(c);
+		return;
+	}
 	if (late) {
 		broke_midway(c, F_TIMEOUT, -ETIMEDOUT);
 		return;
 	}
-	if (n < 0) {
-		broke_midway(c, F_RESET, (int)n);
-		return;
-	}
-	if (n == 0) {
-		if (c->resp.body != HTTP_BODY_EOF) {
-			broke_midway(c, F_RESET, -ECONNRESET);
-			return;
-		}
-		c->resp_done = true;    /* a body read until close ends here */
-		c->up_keep = false;
-		finish(c);
-		return;
-	}
-	if (frame(c, uc->buf, (size_t)n, &k, &extra) != HTTP_OK) {
-		broke_midway(c, F_BAD, -EPROTO);
-		return;
-	}
-	if (extra)
-		c->up_keep = false;
-	if (k > 0)
-		write_client(c, uc->buf, k);
-	else if (c->resp_done)
-		finish(c);
-	else
-		resp_body_read(c);
+	pump_response(c);
 }
 
-static void resp_body_read(struct px_client *c)
+/* The body after the bytes that came with the head: read from the upstream and written to the
+ * client piece by piece, in a loop until the body's end or a wait. */
+static void pump_response(struct px_client *c)
 {
 	struct px_uconn *uc = c->uc;
-	int64_t limit = wait_limit(c, px.cfg.attempt_timeout_ns);
-	int rc;
 
-	if (limit == 0) {
-		broke_midway(c, F_TIMEOUT, -ETIMEDOUT);
-		return;
+	for (;;) {
+		ssize_t n = px_read(&uc->s, uc->buf, uc->cap);
+		int64_t limit;
+		bool extra;
+		size_t k;
+		int rc;
+
+		if (n == -EAGAIN) {
+			if ((limit = wait_limit(c, px.cfg.attempt_timeout_ns)) == 0)
+				broke_midway(c, F_TIMEOUT, -ETIMEDOUT);
+			else
+				wait_read(c, &uc->s, limit, on_pump_ready);
+			return;
+		}
+		if (n < 0) {
+			broke_midway(c, F_RESET, (int)n);
+			return;
+		}
+		if (n == 0) {
+			if (c->resp.body != HTTP_BODY_EOF) {
+				broke_midway(c, F_RESET, -ECONNRESET);
+				return;
+			}
+			c->resp_done = true;    /* a body read until close ends here */
+			c->up_keep = false;
+			finish(c);
+			return;
+		}
+		if (frame(c, uc->buf, (size_t)n, &k, &extra) != HTTP_OK) {
+			broke_midway(c, F_BAD, -EPROTO);
+			return;
+		}
+		if (extra)
+			c->up_keep = false;
+		if (k > 0) {
+			rc = send_try(c, &c->s, uc->buf, k, px.cfg.client_idle_ns, resp_sent);
+			if (rc == 0)
+				return;
+			if (rc < 0) {
+				resp_sent(c, rc);
+				return;
+			}
+		}
+		if (c->resp_done) {
+			finish(c);
+			return;
+		}
 	}
-	if ((rc = px_watch(&uc->s, limit)) != 0 ||
-	    (rc = sx_io_read(uc->s.io, uc->buf, uc->cap, 1, NULL, on_resp_body, c)) != 0)
-		on_resp_body(uc->s.io, rc, c);
 }
 
 /* The final response (c->resp, in c->uc->buf): its head as forwarded, with the body bytes that
@@ -1129,5 +1264,5 @@ static void respond(struct px_client *c)
 	count_status(r->status);
 	c->in_request = false;
 	c->answered = true;
-	write_client(c, c->out, hlen + k);
+	send_then(c, &c->s, c->out, hlen + k, px.cfg.client_idle_ns, resp_sent);
 }

@@ -43,7 +43,9 @@ static const char usage_text[] =
 	"usage: proxy --listen ADDR:PORT --upstream ADDR:PORT [--upstream ...] [options]\n"
 	"  --listen ADDR:PORT            numeric IPv4 address to listen on (port 0: any)\n"
 	"  --upstream ADDR:PORT          an upstream (numeric IPv4); repeat for more, at most 64\n"
-	"  --workers N                   pool workers (default: online CPUs)\n"
+	"  --workers N                   worker threads (default: online CPUs)\n"
+	"  --shards N                    pools the workers are split into, each with its own\n"
+	"                                listener (default: one per worker; 1: one pool)\n"
 	"  --connect-timeout-ms N        one connect to an upstream (default 1000)\n"
 	"  --attempt-timeout-ms N        no byte from the upstream this long ends an attempt (1000)\n"
 	"  --request-timeout-ms N        the whole request, every attempt included (default 0: none)\n"
@@ -51,6 +53,8 @@ static const char usage_text[] =
 	"  --retry-on LIST               connect,reset,timeout and statuses (default\n"
 	"                                connect,reset,timeout,500,502,503,504)\n"
 	"  --backoff-ms N                base of an exponential backoff with full jitter (default 0)\n"
+	"  --retry-slow-ms N             a response head not there after N ms: retry elsewhere, when\n"
+	"                                the request may be retried (default 0: off)\n"
 	"  --retry-budget-tokens N       the shared retry budget's tokens (default 100)\n"
 	"  --retry-budget-per-success F  tokens a success puts back (default 0.2)\n"
 	"  --circuit-consecutive N       open after N failures in a row (default 5; 0: never)\n"
@@ -78,6 +82,21 @@ uint64_t px_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int px_slot(void)
+{
+	static _Thread_local int slot = -1;   /* a worker's, once found: it never changes */
+
+	if (slot < 0) {
+		for (unsigned i = 0; i < px.n_shards; i++) {
+			int w = sx_pool_worker_index(px.pools[i]);
+
+			if (w >= 0)
+				return slot = (int)px.shard_base[i] + w;
+		}
+	}
+	return slot;
 }
 
 static void die(int status, const char *fmt, ...)
@@ -225,6 +244,8 @@ static void parse_args(int argc, char **argv, struct px_config *cfg)
 			cfg->n_up++;
 		} else if (strcmp(flag, "--workers") == 0) {
 			cfg->workers = (unsigned)parse_uint(flag, v, SX_POOL_MAX_WORKERS);
+		} else if (strcmp(flag, "--shards") == 0) {
+			cfg->shards = (unsigned)parse_uint(flag, v, PX_MAX_SHARDS);
 		} else if (strcmp(flag, "--connect-timeout-ms") == 0) {
 			cfg->connect_timeout_ns = MS(parse_uint(flag, v, 3600000));
 		} else if (strcmp(flag, "--attempt-timeout-ms") == 0) {
@@ -237,6 +258,8 @@ static void parse_args(int argc, char **argv, struct px_config *cfg)
 			parse_retry_on(cfg, v);
 		} else if (strcmp(flag, "--backoff-ms") == 0) {
 			cfg->backoff_ns = MS(parse_uint(flag, v, 60000));
+		} else if (strcmp(flag, "--retry-slow-ms") == 0) {
+			cfg->retry_slow_ns = MS(parse_uint(flag, v, 3600000));
 		} else if (strcmp(flag, "--retry-budget-tokens") == 0) {
 			cfg->budget_tokens = parse_uint(flag, v, 1ull << 40);
 		} else if (strcmp(flag, "--retry-budget-per-success") == 0) {
@@ -328,7 +351,8 @@ static void parse_args(int argc, char **argv, struct px_config *cfg)
 
 /* ---- start and end ---------------------------------------------------------------------------- */
 
-static int listen_on(const struct sockaddr_in *a, unsigned *port)
+/* A listening socket on a; reuseport lets the other shards listen on the same port. */
+static int listen_on(const struct sockaddr_in *a, bool reuseport, unsigned *port)
 {
 	struct sockaddr_in b;
 	socklen_t blen = sizeof(b);
@@ -336,7 +360,8 @@ static int listen_on(const struct sockaddr_in *a, unsigned *port)
 
 	if (fd < 0)
 		return -1;
-	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	if ((reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    bind(fd, (const struct sockaddr *)a, sizeof(*a)) != 0 || listen(fd, SOMAXCONN) != 0 ||
 	    getsockname(fd, (struct sockaddr *)&b, &blen) != 0) {
 		int e = errno;
@@ -365,41 +390,49 @@ static int write_ready_file(const char *path, unsigned port)
 	return 0;
 }
 
-static void on_accept(sx_io *listener, int64_t fd, void *arg);
+/* A shard's listener and the pool whose reactor it is registered with. */
+struct px_listener {
+	sx_pool *pool;
+	sx_io *io;
+	int fd;
+};
+
+static struct px_listener listeners[PX_MAX_SHARDS];
+
+static void on_accept(sx_io *io, int64_t fd, void *arg);
 
 static void accept_again(void *arg, int status)
 {
-	sx_io *listener = arg;
+	struct px_listener *l = arg;
 
-	if (status == 0 && sx_io_accept(listener, NULL, on_accept, listener) != 0)
-		return; /* the pool is shutting down */
+	if (status == 0)
+		(void)sx_io_accept(l->io, NULL, on_accept, l); /* fails only when the pool stops */
 }
 
 /* One connection accepted (or why not); the next accept is started before it is served. */
-static void on_accept(sx_io *listener, int64_t fd, void *arg)
+static void on_accept(sx_io *io, int64_t fd, void *arg)
 {
-	(void)arg;
+	struct px_listener *l = arg;
+
 	if (fd == -ESHUTDOWN || fd == -ECANCELED)
 		return;
 	if (fd < 0) {
 		/* Out of descriptors or memory: the listener stays readable, so accepting again at
 		 * once would spin; try again a little later. */
-		if (sx_timer_add(px.pool, MS(10), 0, accept_again, listener, NULL) != 0)
-			return;
+		(void)sx_timer_add(l->pool, MS(10), 0, accept_again, l, NULL);
 		return;
 	}
-	(void)sx_io_accept(listener, NULL, on_accept, NULL);
-	px_client_start((int)fd);
+	(void)sx_io_accept(io, NULL, on_accept, l);
+	px_client_start(l->pool, (int)fd);
 }
 
-/* A 100 ms tick on the pool's timer service: it makes the timer thread take in the timers that
+/* A 100 ms tick on a shard's timer service: it makes the timer thread take in the timers that
  * connections added and cancelled at least that often, so the nodes of cancelled timers go back
  * to the free lists even when no deadline is near (their memory is the pool's until then). */
 static void tick(void *arg, int status)
 {
-	(void)arg;
 	if (status == 0)
-		(void)sx_timer_add(px.pool, MS(100), SX_TIMER_INLINE, tick, NULL, NULL);
+		(void)sx_timer_add(arg, MS(100), SX_TIMER_INLINE, tick, arg, NULL);
 }
 
 /* Waits for SIGTERM / SIGINT, or for --duration-s to pass (the signals are blocked in every
@@ -429,13 +462,58 @@ static void wait_for_end(const sigset_t *set)
 	}
 }
 
+/* The shards: pools, listeners (all on one port), accept loops, ticks. */
+static void start_shards(void)
+{
+	unsigned w = px.cfg.workers > 0 ? px.cfg.workers : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	unsigned n = px.cfg.shards > 0 ? px.cfg.shards : w, port = 0;
+	struct sockaddr_in a = px.cfg.listen;
+	int rc;
+
+	if (w == 0)
+		w = 1;
+	if (n > w)
+		n = w;
+	if (n > PX_MAX_SHARDS)
+		n = PX_MAX_SHARDS;
+	for (unsigned i = 0; i < n; i++) {
+		sx_pool_opts po = SX_POOL_OPTS_INIT;
+		struct px_listener *l = &listeners[i];
+
+		if ((l->fd = listen_on(&a, n > 1, &port)) < 0)
+			die(1, "cannot listen on %s:%u: %s", inet_ntoa(a.sin_addr), ntohs(a.sin_port),
+			    strerror(errno));
+		a.sin_port = htons((uint16_t)port);   /* port 0: the others join the first's */
+		po.workers = w / n + (i < w % n ? 1 : 0);
+		if ((rc = sx_pool_create(&po, &px.pools[i])) != 0)
+			die(1, "sx_pool_create: %s", sx_strerror(rc));
+		l->pool = px.pools[i];
+		px.shard_base[i] = px.workers;
+		px.workers += po.workers;
+		px.n_shards = i + 1;
+	}
+	if (px.cfg.ready_file != NULL && write_ready_file(px.cfg.ready_file, port) != 0)
+		die(1, "cannot write %s: %s", px.cfg.ready_file, strerror(errno));
+}
+
+static void serve(void)
+{
+	int rc;
+
+	for (unsigned i = 0; i < px.n_shards; i++) {
+		struct px_listener *l = &listeners[i];
+
+		if ((rc = sx_io_register(l->pool, l->fd, &l->io)) != 0 ||
+		    (rc = sx_io_accept(l->io, NULL, on_accept, l)) != 0 ||
+		    (rc = sx_timer_add(l->pool, MS(100), SX_TIMER_INLINE, tick, l->pool, NULL)) != 0)
+			die(1, "starting: %s", sx_strerror(rc));
+	}
+}
+
 int main(int argc, char **argv)
 {
-	sx_pool_opts po = SX_POOL_OPTS_INIT;
 	sigset_t set;
-	sx_io *listener = NULL;
-	unsigned port = 0;
-	int lfd, rc;
+	int rc;
 
 	parse_args(argc, argv, &px.cfg);
 	signal(SIGPIPE, SIG_IGN);
@@ -443,15 +521,11 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);   /* before any thread: they all inherit it */
-
-	if ((lfd = listen_on(&px.cfg.listen, &port)) < 0)
-		die(1, "cannot listen on %s: %s", inet_ntoa(px.cfg.listen.sin_addr), strerror(errno));
-	po.workers = px.cfg.workers;
-	if ((rc = sx_pool_create(&po, &px.pool)) != 0)
-		die(1, "sx_pool_create: %s", sx_strerror(rc));
 	atomic_init(&px.inflight, 0);
 	atomic_init(&px.clients, 0);
-	if ((rc = px_stats_init(sx_pool_workers(px.pool), px.cfg.n_up)) != 0 ||
+
+	start_shards();
+	if ((rc = px_stats_init(px.workers, px.cfg.n_up)) != 0 ||
 	    (rc = px_backend_init()) != 0 ||
 	    (rc = sx_retry_budget_init(&px.budget, px.cfg.budget_tokens,
 	    px.cfg.budget_per_success)) != 0)
@@ -473,24 +547,25 @@ int main(int argc, char **argv)
 		p.jitter = SX_JITTER_FULL;
 		px.backoff = p;
 	}
-	if ((rc = sx_io_register(px.pool, lfd, &listener)) != 0 ||
-	    (rc = sx_io_accept(listener, NULL, on_accept, NULL)) != 0 ||
-	    (rc = sx_timer_add(px.pool, MS(100), SX_TIMER_INLINE, tick, NULL, NULL)) != 0)
-		die(1, "starting: %s", sx_strerror(rc));
-	if (px.cfg.ready_file != NULL && write_ready_file(px.cfg.ready_file, port) != 0)
-		die(1, "cannot write %s: %s", px.cfg.ready_file, strerror(errno));
+	serve();
 
 	wait_for_end(&set);
 
-	sx_pool_shutdown(px.pool, SX_DRAIN);
-	sx_io_deregister(listener);
-	close(lfd);
+	/* Every shard drains before anything shared goes: a client of one may still count, or use
+	 * an upstream's circuit, while another stops. */
+	for (unsigned i = 0; i < px.n_shards; i++)
+		sx_pool_shutdown(px.pools[i], SX_DRAIN);
+	for (unsigned i = 0; i < px.n_shards; i++) {
+		sx_io_deregister(listeners[i].io);
+		close(listeners[i].fd);
+	}
 	rc = 0;
 	if (px.cfg.stats_file != NULL && (rc = px_stats_write(px.cfg.stats_file)) != 0)
 		fprintf(stderr, "proxy: cannot write %s: %s\n", px.cfg.stats_file, strerror(-rc));
 	px_backend_fini();
 	sx_ratelimit_destroy(px.rate);
-	sx_pool_destroy(px.pool);
+	for (unsigned i = 0; i < px.n_shards; i++)
+		sx_pool_destroy(px.pools[i]);
 	px_stats_fini();
 	return rc == 0 ? 0 : 1;
 }

@@ -23,12 +23,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <strix.h>
 
 #include "http.h"
 
 #define PX_MAX_UPSTREAMS 64u      /* --upstream, at most (a request's tried set is one word) */
+#define PX_MAX_SHARDS    256u     /* --shards, at most */
 #define PX_MAX_HEADERS   128u     /* header lines per message */
 #define PX_CHUNK         16384u   /* body bytes moved per read */
 #define PX_HEAD_SLACK    1024u    /* what forwarding may add to a head (X-Forwarded-For, ...) */
@@ -46,7 +48,8 @@ struct px_config {
 	struct sockaddr_in up[PX_MAX_UPSTREAMS];
 	char up_name[PX_MAX_UPSTREAMS][24];   /* "127.0.0.1:8080" */
 	unsigned n_up;
-	unsigned workers;
+	unsigned workers;                     /* 0: online CPUs */
+	unsigned shards;                      /* 0: one per worker */
 	int64_t connect_timeout_ns;
 	int64_t attempt_timeout_ns;
 	int64_t request_timeout_ns;           /* 0: none */
@@ -54,6 +57,7 @@ struct px_config {
 	unsigned retry_on;                    /* PX_RETRY_* */
 	bool retry_status[600];               /* statuses that make an attempt retryable */
 	int64_t backoff_ns;                   /* 0: none */
+	int64_t retry_slow_ns;                /* 0: off */
 	uint64_t budget_tokens;
 	double budget_per_success;
 	unsigned circuit_consecutive;
@@ -123,18 +127,21 @@ size_t px_metrics_size(void);                  /* a cap px_metrics always fits i
  * the connection down never shuts down a recycled fd number.
  */
 struct px_sock {
+	sx_pool *pool;          /* the shard's pool: the registration's, the watchdog's timers */
 	sx_io *io;
 	int fd;
 	atomic_uint refs;
 	bool watched;           /* owner-only: a watchdog is pending (timer holds its handle) */
+	bool cleared;           /* owner-only: px_read has cleared the readiness once */
 	sx_timer timer;
 	void (*free_fn)(struct px_sock *s);
 };
 
-/* Registers fd with the pool: 0, or the registration's error (fd untouched). */
-int px_sock_open(struct px_sock *s, int fd, void (*free_fn)(struct px_sock *s));
-/* Takes over a registration made by sx_io_connect. */
-void px_sock_adopt(struct px_sock *s, sx_io *io, void (*free_fn)(struct px_sock *s));
+/* Registers fd with pool: 0, or the registration's error (fd untouched). */
+int px_sock_open(struct px_sock *s, sx_pool *pool, int fd, void (*free_fn)(struct px_sock *s));
+/* Takes over a registration made by sx_io_connect on pool. */
+void px_sock_adopt(struct px_sock *s, sx_pool *pool, sx_io *io,
+    void (*free_fn)(struct px_sock *s));
 /* Deregisters (ending nothing: the owner has no wait pending) and drops the owner's reference. */
 void px_sock_close(struct px_sock *s);
 /*
@@ -146,14 +153,35 @@ int px_watch(struct px_sock *s, int64_t ns);
 /* After the wait: disarms the watchdog. true when it had fired (the wait timed out; the
  * connection is shut down and must be closed). */
 bool px_unwatch(struct px_sock *s);
+/*
+ * Non-blocking I/O on a registered socket, by the owner: bytes read (> 0; 0 at end of file) or
+ * written (> 0, possibly fewer than len), -EAGAIN when nothing can be done now (the readiness is
+ * cleared, so px_wait waits for the kernel), or -errno. Never blocks.
+ */
+ssize_t px_read(struct px_sock *s, void *buf, size_t cap);
+ssize_t px_write(struct px_sock *s, const void *buf, size_t len);
+/* A wait for events (one direction) under the watchdog: 0 (fn will run; it calls px_unwatch
+ * first), or the error (fn will not run, nothing armed). */
+int px_wait(struct px_sock *s, unsigned events, int64_t limit, sx_io_fn fn, void *arg);
 
 /* ---- the proxy (proxy.c) -------------------------------------------------------------------- */
 
 struct px_upstream;
 
+/*
+ * The shards: cfg.shards pools splitting cfg.workers workers among them, each with its own
+ * listener (SO_REUSEPORT: the kernel spreads the connections), reactor and timer thread. A
+ * connection lives on the shard that accepted it, upstream connections included, so its steps run
+ * on that shard's workers and its memory and socket stay in their caches. With one shard, one
+ * pool's workers share every connection (work stealing). A worker's slot is its index among all
+ * the shards' workers (px_slot): the stripes of the counters and the idle lists go by it.
+ */
 struct px_state {
 	struct px_config cfg;
-	sx_pool *pool;
+	sx_pool *pools[PX_MAX_SHARDS];
+	unsigned n_shards;
+	unsigned workers;                     /* all shards' */
+	unsigned shard_base[PX_MAX_SHARDS];   /* slot of each shard's first worker */
 	struct px_upstream *up;               /* cfg.n_up of them */
 	sx_retry_budget budget;
 	sx_ratelimit *rate;                   /* NULL: no limit */
@@ -165,6 +193,9 @@ struct px_state {
 extern struct px_state px;
 
 uint64_t px_now_ns(void);
+/* The calling thread's worker slot, 0 .. px.workers - 1, or -1 on a thread of no shard. Wait-free
+ * (a thread-local after the first call). */
+int px_slot(void);
 
 /* ---- upstreams (backend.c) ------------------------------------------------------------------ */
 
@@ -206,7 +237,7 @@ struct px_uconn *px_idle_pop(struct px_upstream *up);
 void px_idle_push(struct px_uconn *uc);
 /* A new connection's state around a registration made by sx_io_connect (NULL: out of memory,
  * the registration then deregistered and its fd closed). */
-struct px_uconn *px_uconn_new(struct px_upstream *up, sx_io *io);
+struct px_uconn *px_uconn_new(struct px_upstream *up, sx_pool *pool, sx_io *io);
 void px_uconn_close(struct px_uconn *uc);
 const struct sockaddr_in *px_upstream_addr(const struct px_upstream *up);
 const char *px_upstream_name(const struct px_upstream *up);
@@ -215,7 +246,7 @@ uint64_t px_upstream_opens(const struct px_upstream *up);
 
 /* ---- clients (client.c) --------------------------------------------------------------------- */
 
-/* Serves a connection accepted on the listener (fd non-blocking); closes fd on failure. */
-void px_client_start(int fd);
+/* Serves a connection accepted on pool's listener (fd non-blocking); closes fd on failure. */
+void px_client_start(sx_pool *pool, int fd);
 
 #endif

@@ -21,25 +21,30 @@
 
 #include "proxy.h"
 
-int px_sock_open(struct px_sock *s, int fd, void (*free_fn)(struct px_sock *s))
+int px_sock_open(struct px_sock *s, sx_pool *pool, int fd, void (*free_fn)(struct px_sock *s))
 {
-	int rc = sx_io_register(px.pool, fd, &s->io);
+	int rc = sx_io_register(pool, fd, &s->io);
 
 	if (rc != 0)
 		return rc;
+	s->pool = pool;
 	s->fd = fd;
 	atomic_init(&s->refs, 1);
 	s->watched = false;
+	s->cleared = false;
 	s->free_fn = free_fn;
 	return 0;
 }
 
-void px_sock_adopt(struct px_sock *s, sx_io *io, void (*free_fn)(struct px_sock *s))
+void px_sock_adopt(struct px_sock *s, sx_pool *pool, sx_io *io,
+    void (*free_fn)(struct px_sock *s))
 {
+	s->pool = pool;
 	s->io = io;
 	s->fd = sx_io_fd(io);
 	atomic_init(&s->refs, 1);
 	s->watched = false;
+	s->cleared = false;
 	s->free_fn = free_fn;
 }
 
@@ -78,7 +83,7 @@ int px_watch(struct px_sock *s, int64_t ns)
 	if (ns <= 0)
 		return 0;
 	atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
-	rc = sx_timer_add(px.pool, ns, SX_TIMER_INLINE, watchdog, s, &s->timer);
+	rc = sx_timer_add(s->pool, ns, SX_TIMER_INLINE, watchdog, s, &s->timer);
 	if (rc != 0) {
 		atomic_fetch_sub_explicit(&s->refs, 1, memory_order_relaxed);
 		return rc;
@@ -98,4 +103,78 @@ bool px_unwatch(struct px_sock *s)
 		return false;
 	}
 	return true; /* it ran or runs: it drops its own reference */
+}
+
+/* ---- I/O ---------------------------------------------------------------------------------------- */
+
+/*
+ * The edge-triggered contract of strix/io.h, done here rather than by sx_io_read / sx_io_write so
+ * that a step which can go on at once does (no task per I/O) and only a real wait costs a wait
+ * and a watchdog: take the readiness token, do the I/O, and when it could not be done (EAGAIN)
+ * clear the readiness seen in the token. A read that returned less than asked for, or a write
+ * that took less than given, emptied the socket's buffer (filled it) at that moment just as well,
+ * so it clears the readiness too: a byte that arrives afterwards is a new event, whose new tick
+ * makes the clear fail or, if it comes later still, sets the readiness again. The next read then
+ * waits for the event without a system call.
+ */
+ssize_t px_read(struct px_sock *s, void *buf, size_t cap)
+{
+	for (;;) {
+		sx_io_token t = sx_io_readiness(s->io);
+		ssize_t n;
+
+		/* Once cleared by us, the readiness is the whole truth (before that it may not have
+		 * been polled yet): nothing to read until it says so. */
+		if (s->cleared &&
+		    (sx_io_token_events(t) & (SX_IO_READABLE | SX_IO_HUP | SX_IO_ERROR)) == 0)
+			return -EAGAIN;
+		n = read(s->fd, buf, cap);
+		if (n > 0) {
+			if ((size_t)n < cap && sx_io_clear(s->io, t, SX_IO_READABLE) == 0)
+				s->cleared = true;
+			return n;
+		}
+		if (n == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		if (sx_io_clear(s->io, t, SX_IO_READABLE) == 0) {
+			s->cleared = true;
+			return -EAGAIN;
+		}
+		/* an event came since the token: try again */
+	}
+}
+
+ssize_t px_write(struct px_sock *s, const void *buf, size_t len)
+{
+	for (;;) {
+		sx_io_token t = sx_io_readiness(s->io);
+		ssize_t n = send(s->fd, buf, len, MSG_NOSIGNAL);
+
+		if (n >= 0) {
+			if ((size_t)n < len)
+				(void)sx_io_clear(s->io, t, SX_IO_WRITABLE);
+			return n;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return -errno;
+		if (sx_io_clear(s->io, t, SX_IO_WRITABLE) == 0)
+			return -EAGAIN;
+	}
+}
+
+int px_wait(struct px_sock *s, unsigned events, int64_t limit, sx_io_fn fn, void *arg)
+{
+	int rc = px_watch(s, limit);
+
+	if (rc != 0)
+		return rc;
+	if ((rc = sx_io_wait(s->io, events, NULL, fn, arg)) != 0)
+		(void)px_unwatch(s);
+	return rc;
 }

@@ -43,7 +43,7 @@ void px_stats_fini(void)
 
 static _Atomic uint64_t *stripe(void)
 {
-	int w = sx_pool_worker_index(px.pool);
+	int w = px_slot();
 
 	return &stripes[(w >= 0 ? (size_t)w : (size_t)n_stripes - 1) * stride];
 }
