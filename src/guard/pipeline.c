@@ -2,6 +2,9 @@
  * Pipelines. A call runs the layers recursively on the caller's stack (layer i wraps layers
  * i+1..n, the action innermost), so every after is the code after a nested call returned: it
  * runs exactly once for each before that succeeded by construction, with nothing to remember.
+ * Each layer is a function of its own kind, set when the layer is added, that calls the next
+ * layer's (the action's layer follows the last): a call costs one indirect call per layer and
+ * only what its policies do, with no dispatch on the kind.
  *
  * Timeouts without a timer per call. A timeout layer must trip a breaker at the deadline while
  * the calling thread is busy inside the call, so someone else has to know the deadline; arming a
@@ -41,12 +44,16 @@
 
 #include "guard/guard.h"
 
-enum { L_RATE, L_RATE_KEYED, L_BULKHEAD, L_CIRCUIT, L_TIMEOUT, L_RETRY, L_FALLBACK, L_INTERCEPTOR };
+typedef struct layer layer;
 
-typedef struct layer {
-	int kind;
+/* A layer's code: runs l's policy around the layers inside it (l[1], ...: see next()), with the
+ * action as the innermost layer. */
+typedef int (*layer_fn)(const layer *l, sx_call *call, sx_call_fn fn);
+
+struct layer {
+	layer_fn run;
 	unsigned flags;
-	void *obj;                   /* limiter, semaphore or circuit */
+	void *obj;                   /* limiter, semaphore or circuit; timeout: the pool */
 	uint64_t ns;                 /* timeout; circuit: its slow-call threshold */
 	sx_retry_policy retry;
 	int (*fallback)(sx_call *call, int err, void *arg);
@@ -54,14 +61,26 @@ typedef struct layer {
 	void *arg;
 	uint64_t (*key)(const sx_call *call);
 	sx_interceptor ic;
-} layer;
+};
 
+/* l[n] is the action's layer, so that every layer's inside is the layer after it. */
 struct sx_pipeline {
 	unsigned n;
 	int called;
 	sx_pool *pool;
-	layer l[SX_PIPELINE_MAX];
+	layer l[SX_PIPELINE_MAX + 1];
 };
+
+static int run_action(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_rate(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_rate_keyed(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_bulkhead(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_circuit(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_circuit_timed(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_timeout(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_retry(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_fallback(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_interceptor(const layer *l, sx_call *call, sx_call_fn fn);
 
 /* ---- building ------------------------------------------------------------------------------- */
 
@@ -75,6 +94,7 @@ int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out)
 	if (pl == NULL)
 		return -ENOMEM;
 	pl->pool = opts != NULL ? opts->pool : NULL;
+	pl->l[0].run = run_action;
 	*out = pl;
 	return 0;
 }
@@ -96,12 +116,13 @@ static int push(sx_pipeline *pl, const layer *l, bool ok)
 	if (pl->n == SX_PIPELINE_MAX)
 		return -ENOSPC;
 	pl->l[pl->n++] = *l;
+	pl->l[pl->n].run = run_action;
 	return 0;
 }
 
 int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags)
 {
-	layer l = { .kind = L_RATE, .obj = rl, .flags = flags };
+	layer l = { .run = run_rate, .obj = rl, .flags = flags };
 
 	return push(pl, &l, rl != NULL && (flags & ~SX_PIPELINE_WAIT) == 0);
 }
@@ -109,14 +130,14 @@ int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags)
 int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *kl,
     uint64_t (*key)(const sx_call *call))
 {
-	layer l = { .kind = L_RATE_KEYED, .obj = kl, .key = key };
+	layer l = { .run = run_rate_keyed, .obj = kl, .key = key };
 
 	return push(pl, &l, kl != NULL && key != NULL);
 }
 
 int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags)
 {
-	layer l = { .kind = L_BULKHEAD, .obj = sem, .flags = flags };
+	layer l = { .run = run_bulkhead, .obj = sem, .flags = flags };
 
 	return push(pl, &l, sem != NULL && (flags & ~SX_PIPELINE_WAIT) == 0);
 }
@@ -125,14 +146,17 @@ int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c)
 {
 	/* ns: the circuit's slow-call threshold (fixed at its create): latency is measured only
 	 * when it has one. */
-	layer l = { .kind = L_CIRCUIT, .obj = c, .ns = c != NULL ? sx__circuit_slow_ns(c) : 0 };
+	layer l = { .run = run_circuit, .obj = c, .ns = c != NULL ? sx__circuit_slow_ns(c) : 0 };
+
+	if (l.ns != 0)
+		l.run = run_circuit_timed;
 
 	return push(pl, &l, c != NULL);
 }
 
 int sx_pipeline_add_timeout(sx_pipeline *pl, int64_t ns)
 {
-	layer l = { .kind = L_TIMEOUT, .ns = (uint64_t)ns };
+	layer l = { .run = run_timeout, .ns = (uint64_t)ns, .obj = pl != NULL ? pl->pool : NULL };
 
 	if (ns < 0) /* no limit: no layer, the same checks */
 		return pl == NULL ? -EINVAL : ck_pr_load_int(&pl->called) ? -EBUSY : 0;
@@ -141,7 +165,7 @@ int sx_pipeline_add_timeout(sx_pipeline *pl, int64_t ns)
 
 int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsigned flags)
 {
-	layer l = { .kind = L_RETRY, .flags = flags };
+	layer l = { .run = run_retry, .flags = flags };
 	bool ok = sx_retry_policy_check(policy) == 0 &&
 	    (flags & ~SX_PIPELINE_RETRY_CIRCUIT_OPEN) == 0;
 
@@ -153,14 +177,14 @@ int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsign
 int sx_pipeline_add_fallback(sx_pipeline *pl, int (*fallback)(sx_call *call, int err, void *arg),
     bool (*when)(int err, void *arg), void *arg)
 {
-	layer l = { .kind = L_FALLBACK, .fallback = fallback, .when = when, .arg = arg };
+	layer l = { .run = run_fallback, .fallback = fallback, .when = when, .arg = arg };
 
 	return push(pl, &l, fallback != NULL);
 }
 
 int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic)
 {
-	layer l = { .kind = L_INTERCEPTOR };
+	layer l = { .run = run_interceptor };
 	bool ok = ic != NULL && ic->before != NULL && ic->after != NULL;
 
 	if (ok)
@@ -256,8 +280,8 @@ static int tw_get(tw_rec **out)
 
 static void watch(void *arg, int status);
 
-/* Make sure a watch will look at r no later than deadline. 0, or the timer service's error. */
-static int tw_arm(tw_rec *r, sx_pool *pool, uint64_t deadline)
+/* tw_arm past its first look: arm a watch for deadline unless one at or before it is pending. */
+static __attribute__((noinline)) int tw_arm_slow(tw_rec *r, sx_pool *pool, uint64_t deadline)
 {
 	uint64_t cur = ck_pr_load_64(&r->armed_until);
 	int rc;
@@ -270,6 +294,16 @@ static int tw_arm(tw_rec *r, sx_pool *pool, uint64_t deadline)
 	if (rc != 0)
 		ck_pr_cas_64(&r->armed_until, deadline, 0);
 	return rc;
+}
+
+/* Make sure a watch will look at r no later than deadline. 0, or the timer service's error. */
+static inline int tw_arm(tw_rec *r, sx_pool *pool, uint64_t deadline)
+{
+	uint64_t cur = ck_pr_load_64(&r->armed_until);
+
+	if (SX__LIKELY(cur != 0 && cur <= deadline))
+		return 0; /* a watch at or before our deadline is pending */
+	return tw_arm_slow(r, pool, deadline);
 }
 
 /* Fire entry e (state s) with err, if its call has not ended yet. FIRING keeps the owner from
@@ -334,69 +368,75 @@ static uint64_t call_now(sx_call *call)
 	return call->sx_now;
 }
 
-static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn);
+/* The layers inside l: l[1] (the action's layer after the last). */
+static inline int next(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	return l[1].run(l + 1, call, fn);
+}
+
+/* The code of the call's breaker if it has tripped, else 0: checked before each layer's before
+ * and before the action, so that a tripped breaker ends the call there. */
+static inline int stopped(const sx_call *call)
+{
+	return call->breaker != NULL ? sx_breaker_err(call->breaker) : 0;
+}
+
+/* The watch fired entry e first (the owner's CAS found cur): wait out its trip, then idle e. */
+static __attribute__((noinline)) void tw_fired(tw_entry *e, uint64_t s, uint64_t cur)
+{
+	while (E_ST(cur) == E_FIRING) { /* the watch is inside the trip: a few instructions */
+		sched_yield();
+		cur = ck_pr_load_64(&e->state);
+	}
+	ck_pr_store_64(&e->state, s | E_IDLE);
+}
 
 /* End entry e's call (state s | E_ACTIVE, breaker b): true if the watch fired it first. The
  * breaker stays the entry's for the next call unless it is a child or has tripped. */
-static bool tw_end(tw_entry *e, uint64_t s, sx_breaker *b)
+static inline bool tw_end(tw_entry *e, uint64_t s, sx_breaker *b)
 {
 	uint64_t cur;
 	bool fired = !ck_pr_cas_64_value(&e->state, s | E_ACTIVE, s | E_IDLE, &cur);
 
-	if (fired) {
-		while (E_ST(cur) == E_FIRING) { /* the watch is inside the trip: a few instructions */
-			sched_yield();
-			cur = ck_pr_load_64(&e->state);
-		}
-		ck_pr_store_64(&e->state, s | E_IDLE);
-	}
-	if (fired || !e->reusable)
+	if (SX__UNLIKELY(fired))
+		tw_fired(e, s, cur);
+	if (SX__UNLIKELY(fired || !e->reusable))
 		sx_breaker_release(b);
-	if (fired && e->reusable)
+	if (SX__UNLIKELY(fired && e->reusable))
 		e->own = NULL;
 	return fired;
 }
 
-static int run_timeout(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
+/* Run the layers inside l under r's entry at its depth with the breaker b (reusable: the entry's
+ * own, else a child of the caller's breaker), from the call's clock reading to its deadline. */
+static inline int tw_run(const layer *l, sx_call *call, sx_call_fn fn, tw_rec *r, sx_breaker *b,
+    bool reusable)
 {
-	tw_rec *r;
-	sx_breaker *outer = call->breaker, *b;
-	tw_entry *e;
+	sx_pool *pool = l->obj;
+	sx_breaker *outer = call->breaker;
+	tw_entry *e = &r->e[r->depth];
 	uint64_t s, deadline;
-	bool reusable = outer == NULL, armed;
+	bool armed;
 	int rc;
 
-	if ((rc = tw_get(&r)) != 0)
-		return rc;
-	if (r->depth == TW_DEPTH)
-		return -EOVERFLOW;
-	e = &r->e[r->depth];
-	if (!reusable) {
-		if ((rc = sx_breaker_child(outer, &b)) != 0)
-			return rc;
-	} else if ((b = e->own) == NULL) {
-		if ((rc = sx_breaker_create(&b)) != 0)
-			return rc;
-		e->own = b;
-	}
 	/* Saturating: a timeout near 2^64 ns is "never" (the timer service caps it at 2^63). */
-	if (__builtin_add_overflow(call_now(call), pl->l[i].ns, &deadline))
+	if (__builtin_add_overflow(call_now(call), l->ns, &deadline))
 		deadline = UINT64_MAX;
 	s = (ck_pr_load_64(&e->state) & ~UINT64_C(3)) + 4;
 	ck_pr_store_ptr(&e->b, b);
-	ck_pr_store_ptr(&e->pool, pl->pool);
+	ck_pr_store_ptr(&e->pool, pool);
 	ck_pr_store_64(&e->deadline, deadline);
 	e->reusable = reusable;
 	ck_pr_fence_store();
 	/* Publish the entry before reading armed_until (see the top): an exchange is the full
 	 * barrier, cheaper than a store and a separate fence. */
 	(void)ck_pr_fas_64(&e->state, s | E_ACTIVE);
-	rc = tw_arm(r, pl->pool, deadline);
+	rc = tw_arm(r, pool, deadline);
 	armed = rc == 0;
-	if (armed) {
+	if (SX__LIKELY(armed)) {
 		r->depth++;
 		call->breaker = b;
-		rc = run(pl, i + 1, call, fn);
+		rc = next(l, call, fn);
 		call->breaker = outer;
 		r->depth--;
 	}
@@ -405,99 +445,196 @@ static int run_timeout(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call
 	return rc;
 }
 
+/* run_timeout for all but its common case: a caller's breaker (checked, and a child of it made),
+ * the thread's first timeout (its record), a breaker to make, the depth limit. */
+static __attribute__((noinline)) int run_timeout_slow(const layer *l, sx_call *call,
+    sx_call_fn fn)
+{
+	sx_breaker *outer = call->breaker, *b;
+	tw_rec *r;
+	tw_entry *e;
+	int rc;
+
+	if ((rc = stopped(call)) != 0 || (rc = tw_get(&r)) != 0)
+		return rc;
+	if (r->depth == TW_DEPTH)
+		return -EOVERFLOW;
+	e = &r->e[r->depth];
+	if (outer != NULL) {
+		if ((rc = sx_breaker_child(outer, &b)) != 0)
+			return rc;
+		return tw_run(l, call, fn, r, b, false);
+	}
+	if ((b = e->own) == NULL) {
+		if ((rc = sx_breaker_create(&b)) != 0)
+			return rc;
+		e->own = b;
+	}
+	return tw_run(l, call, fn, r, b, true);
+}
+
+/* The common case: no caller's breaker (nothing to check), and this thread's record and its
+ * breaker at this depth made by an earlier call. */
+static int run_timeout(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	tw_rec *r = tw_mine;
+	sx_breaker *b;
+
+	if (SX__LIKELY(call->breaker == NULL && r != NULL && r->depth < TW_DEPTH &&
+	    (b = r->e[r->depth].own) != NULL))
+		return tw_run(l, call, fn, r, b, true);
+	return run_timeout_slow(l, call, fn);
+}
+
 /* ---- running -------------------------------------------------------------------------------- */
 
-static int run_retry(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
+static int run_action(const layer *l, sx_call *call, sx_call_fn fn)
 {
-	const layer *l = &pl->l[i];
-	const sx_retry_policy *p = &l->retry;
-	uint64_t start = p->max_elapsed_ns > 0 ? sx__policy_now(p) : 0, delay;
-	sx_backoff bo;
-	int rc, prc;
+	int rc = stopped(call);
 
+	(void)l;
+	return rc != 0 ? rc : fn(call);
+}
+
+static int run_rate(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	int rc = stopped(call);
+
+	if (rc != 0)
+		return rc;
+	rc = (l->flags & SX_PIPELINE_WAIT) ? sx_ratelimit_wait(l->obj, 1, call->breaker) :
+	    sx__ratelimit_try_mono(l->obj, 1, call_now(call));
+	return rc != 0 ? rc : next(l, call, fn);
+}
+
+static int run_rate_keyed(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	int rc = stopped(call);
+
+	if (rc != 0 || (rc = sx_ratelimit_keyed_try(l->obj, l->key(call), 1)) != 0)
+		return rc;
+	return next(l, call, fn);
+}
+
+static int run_bulkhead(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	int rc = stopped(call);
+
+	if (rc != 0)
+		return rc;
+	if (l->flags & SX_PIPELINE_WAIT)
+		rc = sx_sem_acquire(l->obj, 1, call->breaker);
+	else if ((rc = sx_sem_try_acquire(l->obj, 1)) == -EAGAIN)
+		rc = SX_EREJECTED;
+	if (rc != 0)
+		return rc;
+	rc = next(l, call, fn);
+	(void)sx_sem_release(l->obj, 1);
+	return rc;
+}
+
+static int run_circuit(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	sx_circuit_permit permit;
+	int rc = stopped(call);
+
+	if (rc != 0 || (rc = sx_circuit_acquire(l->obj, &permit)) != 0)
+		return rc;
+	rc = next(l, call, fn);
+	(void)sx_circuit_release(l->obj, permit, rc, 0);
+	return rc;
+}
+
+/* A circuit with a slow-call threshold: the latency is measured. */
+static int run_circuit_timed(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	sx_circuit_permit permit;
+	uint64_t t0;
+	int rc = stopped(call);
+
+	if (rc != 0 || (rc = sx_circuit_acquire(l->obj, &permit)) != 0)
+		return rc;
+	t0 = sx__now_ns();
+	rc = next(l, call, fn);
+	(void)sx_circuit_release(l->obj, permit, rc, (int64_t)(sx__now_ns() - t0));
+	return rc;
+}
+
+/* The attempts after a first that failed with rc; start as run_retry read it. */
+static int retry_more(const layer *l, sx_call *call, sx_call_fn fn, int rc, uint64_t start)
+{
+	const sx_retry_policy *p = &l->retry;
+	uint64_t delay;
+	sx_backoff bo;
+	int prc;
+
+	(void)sx_backoff_init(&bo, p); /* checked when the layer was added */
 	for (unsigned attempt = 1;; attempt++) {
-		call->attempt = attempt;
+		if ((rc == SX_ECIRCUIT_OPEN && !(l->flags & SX_PIPELINE_RETRY_CIRCUIT_OPEN)) ||
+		    (call->breaker != NULL && sx_breaker_done(call->breaker)))
+			return rc;
+		if (!sx__retry_next(p, &bo, rc, attempt, start, -1, &delay))
+			return rc;
+		if ((prc = sx__pause(p->clock, delay, call->breaker)) != 0)
+			return prc;
+		call->attempt = attempt + 1;
 		call->sx_now = 0;
-		rc = run(pl, i + 1, call, fn);
+		rc = next(l, call, fn);
 		if (rc == 0) {
 			if (p->budget != NULL)
 				sx_retry_budget_deposit(p->budget);
 			return 0;
 		}
-		if ((rc == SX_ECIRCUIT_OPEN && !(l->flags & SX_PIPELINE_RETRY_CIRCUIT_OPEN)) ||
-		    (call->breaker != NULL && sx_breaker_done(call->breaker)))
-			return rc;
-		if (attempt == 1)
-			(void)sx_backoff_init(&bo, p); /* checked when the layer was added */
-		if (!sx__retry_next(p, &bo, rc, attempt, start, -1, &delay))
-			return rc;
-		if ((prc = sx__pause(p->clock, delay, call->breaker)) != 0)
-			return prc;
 	}
 }
 
-static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
+/* No check of the breaker of its own: the retry's before does nothing, and the layer inside
+ * checks it first thing (its code then ends the retry, as a tripped breaker does). */
+static int run_retry(const layer *l, sx_call *call, sx_call_fn fn)
 {
-	const layer *l;
-	sx_circuit_permit permit;
-	uint64_t t0 = 0, token = 0;
+	const sx_retry_policy *p = &l->retry;
+	uint64_t start = p->max_elapsed_ns > 0 ? sx__policy_now(p) : 0;
 	int rc;
 
-	if (call->breaker != NULL && (rc = sx_breaker_err(call->breaker)) != 0)
+	call->attempt = 1;
+	call->sx_now = 0;
+	rc = next(l, call, fn);
+	if (rc != 0)
+		return retry_more(l, call, fn, rc, start);
+	if (p->budget != NULL)
+		sx_retry_budget_deposit(p->budget);
+	return 0;
+}
+
+static int run_fallback(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	int rc = stopped(call);
+
+	if (rc != 0)
 		return rc;
-	if (i == pl->n)
-		return fn(call);
-	l = &pl->l[i];
-	switch (l->kind) {
-	case L_RATE:
-		rc = (l->flags & SX_PIPELINE_WAIT) ? sx_ratelimit_wait(l->obj, 1, call->breaker) :
-		    sx__ratelimit_try_mono(l->obj, 1, call_now(call));
-		return rc != 0 ? rc : run(pl, i + 1, call, fn);
-	case L_RATE_KEYED:
-		rc = sx_ratelimit_keyed_try(l->obj, l->key(call), 1);
-		return rc != 0 ? rc : run(pl, i + 1, call, fn);
-	case L_BULKHEAD:
-		if (l->flags & SX_PIPELINE_WAIT)
-			rc = sx_sem_acquire(l->obj, 1, call->breaker);
-		else if ((rc = sx_sem_try_acquire(l->obj, 1)) == -EAGAIN)
-			rc = SX_EREJECTED;
-		if (rc != 0)
-			return rc;
-		rc = run(pl, i + 1, call, fn);
-		(void)sx_sem_release(l->obj, 1);
+	rc = next(l, call, fn);
+	if (rc != 0 && (l->when == NULL || l->when(rc, l->arg)))
+		rc = l->fallback(call, rc, l->arg);
+	return rc;
+}
+
+static int run_interceptor(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	uint64_t token = 0;
+	int rc = stopped(call);
+
+	if (rc != 0 || (rc = l->ic.before(l->ic.self, call, &token)) != 0)
 		return rc;
-	case L_CIRCUIT:
-		if ((rc = sx_circuit_acquire(l->obj, &permit)) != 0)
-			return rc;
-		if (l->ns != 0)
-			t0 = sx__now_ns();
-		rc = run(pl, i + 1, call, fn);
-		(void)sx_circuit_release(l->obj, permit, rc,
-		    l->ns != 0 ? sx__now_ns() - t0 : 0);
-		return rc;
-	case L_TIMEOUT:
-		return run_timeout(pl, i, call, fn);
-	case L_RETRY:
-		return run_retry(pl, i, call, fn);
-	case L_FALLBACK:
-		rc = run(pl, i + 1, call, fn);
-		if (rc != 0 && (l->when == NULL || l->when(rc, l->arg)))
-			rc = l->fallback(call, rc, l->arg);
-		return rc;
-	default: /* L_INTERCEPTOR */
-		if ((rc = l->ic.before(l->ic.self, call, &token)) != 0)
-			return rc;
-		rc = run(pl, i + 1, call, fn);
-		l->ic.after(l->ic.self, call, token, rc);
-		return rc;
-	}
+	rc = next(l, call, fn);
+	l->ic.after(l->ic.self, call, token, rc);
+	return rc;
 }
 
 static int call_with(sx_pipeline *pl, sx_call *call, sx_call_fn fn)
 {
 	if (SX__UNLIKELY(!ck_pr_load_int(&pl->called)))
 		ck_pr_store_int(&pl->called, 1);
-	return run(pl, 0, call, fn);
+	return pl->l[0].run(&pl->l[0], call, fn);
 }
 
 int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breaker *stop, void **out)

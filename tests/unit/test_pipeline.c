@@ -382,6 +382,85 @@ static void test_tripped_stop_ends_before_any_layer(void **state)
 	sx_pipeline_destroy(pl);
 }
 
+/* A retry does nothing before its first attempt: a tripped stop still ends the call before the
+ * layer inside it, and is not retried, whether that layer is an interceptor or the action. */
+static void test_tripped_stop_ends_a_retry_before_its_first_attempt(void **state)
+{
+	struct counter a = { .name = 'a' };
+	sx_interceptor ia = ic_of(&a);
+	sx_retry_policy rp = SX_RETRY_POLICY_INIT;
+	sx_pipeline *pl = pipeline(NULL), *bare = pipeline(NULL);
+	sx_breaker *stop;
+
+	(void)state;
+	rp.max_attempts = 5;
+	assert_int_equal(sx_pipeline_add_retry(pl, &rp, 0), 0);
+	assert_int_equal(sx_pipeline_add_interceptor(pl, &ia), 0);
+	assert_int_equal(sx_pipeline_add_retry(bare, &rp, 0), 0);
+	assert_int_equal(sx_breaker_create(&stop), 0);
+	sx_breaker_trip(stop);
+	runs = 0;
+	assert_int_equal(sx_pipeline_call(pl, counting_action, NULL, stop, NULL), -ECANCELED);
+	assert_int_equal(sx_pipeline_call(bare, counting_action, NULL, stop, NULL), -ECANCELED);
+	assert_int_equal(runs, 0);
+	assert_int_equal(a.befores, 0);
+	sx_breaker_release(stop);
+	sx_pipeline_destroy(pl);
+	sx_pipeline_destroy(bare);
+}
+
+/* Sleeps (intptr_t)arg ms: a call that is slow by its own length. */
+static int sleeping_action(sx_call *call)
+{
+	tu_sleep_ns((uint64_t)(intptr_t)call->arg * MS);
+	return 0;
+}
+
+/* A circuit layer reports the inner layers' latency when the circuit has a slow-call threshold:
+ * a call longer than it is slow, one far shorter is not; without a threshold nothing is slow. */
+static void test_circuit_layer_reports_latency(void **state)
+{
+	sx_circuit_opts co = SX_CIRCUIT_OPTS_INIT;
+	sx_circuit *fast_c, *slow_c, *none_c;
+	sx_pipeline *fast_pl = pipeline(NULL), *slow_pl = pipeline(NULL), *none_pl = pipeline(NULL);
+	sx_circuit_metrics m;
+
+	(void)state;
+	co.min_calls = 101; /* the rates never trip it */
+	co.slow_call_ns = MS;
+	assert_int_equal(sx_circuit_create(&co, &slow_c), 0);
+	co.slow_call_ns = 600 * SEC;
+	assert_int_equal(sx_circuit_create(&co, &fast_c), 0);
+	co.slow_call_ns = 0;
+	assert_int_equal(sx_circuit_create(&co, &none_c), 0);
+	assert_int_equal(sx_pipeline_add_circuit(slow_pl, slow_c), 0);
+	assert_int_equal(sx_pipeline_add_circuit(fast_pl, fast_c), 0);
+	assert_int_equal(sx_pipeline_add_circuit(none_pl, none_c), 0);
+	for (int i = 0; i < 2; i++) {
+		assert_int_equal(sx_pipeline_call(slow_pl, sleeping_action, (void *)(intptr_t)3, NULL,
+		    NULL), 0);
+		assert_int_equal(sx_pipeline_call(fast_pl, sleeping_action, (void *)(intptr_t)3, NULL,
+		    NULL), 0);
+		assert_int_equal(sx_pipeline_call(none_pl, sleeping_action, (void *)(intptr_t)3, NULL,
+		    NULL), 0);
+	}
+	sx_circuit_snapshot(slow_c, &m);
+	assert_int_equal(m.calls, 2);
+	assert_int_equal(m.slow, 2);
+	sx_circuit_snapshot(fast_c, &m);
+	assert_int_equal(m.calls, 2);
+	assert_int_equal(m.slow, 0);
+	sx_circuit_snapshot(none_c, &m);
+	assert_int_equal(m.calls, 2);
+	assert_int_equal(m.slow, 0);
+	sx_pipeline_destroy(slow_pl);
+	sx_pipeline_destroy(fast_pl);
+	sx_pipeline_destroy(none_pl);
+	sx_circuit_destroy(slow_c);
+	sx_circuit_destroy(fast_c);
+	sx_circuit_destroy(none_c);
+}
+
 /* ---- timeouts ------------------------------------------------------------------------------- */
 
 /* Waits on the call's breaker for up to 30 s; returns the breaker's code. */
@@ -763,6 +842,8 @@ int main(void)
 		cmocka_unit_test(test_circuit_and_retry),
 		cmocka_unit_test(test_retry_then_success_and_fallback),
 		cmocka_unit_test(test_tripped_stop_ends_before_any_layer),
+		cmocka_unit_test(test_tripped_stop_ends_a_retry_before_its_first_attempt),
+		cmocka_unit_test(test_circuit_layer_reports_latency),
 		cmocka_unit_test(test_timeout_trips_and_holds_inner_permits),
 		cmocka_unit_test(test_timeout_under_a_stop_breaker),
 		cmocka_unit_test(test_nested_timeouts_inner_first_and_depth_limit),
