@@ -85,6 +85,9 @@ _Static_assert(W_GEN_SHIFT + W_GEN_BITS == 64 && (NCELLS << W_CELL_SHIFT) == (1u
 
 #define PERMIT_VALID (UINT64_C(1) << 63)
 
+/* The states whose results go into the window (a bit each). */
+#define RECORDING (1u << SX_CIRCUIT_CLOSED | 1u << SX_CIRCUIT_METRICS_ONLY)
+
 /* COUNT stripe header, low bits first: v (13 bits), failures (13), slow calls (13), the low
  * 25 bits of the generation (the tag). v < size: size not reached, v calls, next position v;
  * v >= size: full, next position v - size. */
@@ -129,6 +132,7 @@ struct sx_circuit {
 	uint32_t fail_ppm, slow_ppm;
 	uint64_t slow_ns;
 	uint64_t slow_from;            /* slow_ns, or UINT64_MAX (above every latency) for none */
+	uint32_t quiet_states;         /* RECORDING with a COUNT window and the default classify */
 	uint32_t consec_max;
 	uint64_t open_ns, open_max_ns, lease_ns;
 	double backoff;
@@ -353,6 +357,7 @@ int sx_circuit_create(const sx_circuit_opts *opts, sx_circuit **out)
 	c->slow_ppm = ppm_of(o->slow_rate);
 	c->slow_ns = o->slow_call_ns;
 	c->slow_from = c->slow_ns != 0 ? c->slow_ns : UINT64_MAX;
+	c->quiet_states = o->window == SX_CIRCUIT_WINDOW_COUNT && o->classify == NULL ? RECORDING : 0;
 	c->consec_max = o->consecutive_failures;
 	c->open_ns = o->open_ns;
 	c->open_max_ns = o->open_max_ns != 0 ? o->open_max_ns : SX_CIRCUIT_MAX_DURATION_NS;
@@ -745,8 +750,7 @@ static inline bool success_changes_nothing(const sx_circuit *c, uint64_t w)
 	uint64_t gen = W_GEN(w), h;
 	const stripe *s;
 
-	if (c->window != SX_CIRCUIT_WINDOW_COUNT)
-		return false;
+	SX__ASSERT(c->window == SX_CIRCUIT_WINDOW_COUNT);
 	s = my_stripe(c);
 	h = ck_pr_load_64((uint64_t *)&s->hdr);
 	return (h & ~(uint64_t)H_FIELD_MASK) == TAG(gen) << H_TAG_SHIFT && H_V(h) >= c->size &&
@@ -812,9 +816,6 @@ moved:
 	}
 }
 
-/* The states whose results go into the window (a bit each). */
-#define RECORDING (1u << SX_CIRCUIT_CLOSED | 1u << SX_CIRCUIT_METRICS_ONLY)
-
 /* sx_circuit_release past its checks, with w the current word of the permit's generation. */
 static __attribute__((noinline)) int release_slow(sx_circuit *c, uint64_t w, int result,
     int64_t latency_ns)
@@ -829,8 +830,8 @@ static __attribute__((noinline)) int release_slow(sx_circuit *c, uint64_t w, int
 	if (W_STATE(w) == SX_CIRCUIT_HALF_OPEN)
 		return release_probe(c, w, W_GEN(w), outcome, slow);
 	/* CLOSED or METRICS_ONLY: a permit of an OPEN or FORCED_OPEN generation is never issued */
-	if (outcome == SX_CIRCUIT_IGNORE ||
-	    (outcome == SX_CIRCUIT_SUCCESS && !slow && success_changes_nothing(c, w)))
+	if (outcome == SX_CIRCUIT_IGNORE || (outcome == SX_CIRCUIT_SUCCESS && !slow &&
+	    c->window == SX_CIRCUIT_WINDOW_COUNT && success_changes_nothing(c, w)))
 		return 0;
 	record_closed(c, w, outcome == SX_CIRCUIT_FAILURE, slow);
 	return 0;
@@ -845,8 +846,9 @@ int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result, int6
 	w = ck_pr_load_64(&c->word);
 	if (SX__UNLIKELY(W_GEN(w) != (permit & GEN_MASK)))
 		return -ESTALE;
-	/* The default classify's success, not slow, that changes nothing: no call, no frame. */
-	if (SX__LIKELY(result == 0 && c->classify == NULL && ((RECORDING >> W_STATE(w)) & 1u) &&
+	/* The default classify's success in a COUNT window, not slow, that changes nothing: no
+	 * call, no frame. */
+	if (SX__LIKELY(result == 0 && ((c->quiet_states >> W_STATE(w)) & 1u) &&
 	    (uint64_t)latency_ns < c->slow_from && success_changes_nothing(c, w)))
 		return 0;
 	return release_slow(c, w, result, latency_ns);

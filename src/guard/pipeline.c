@@ -409,8 +409,8 @@ static inline bool tw_end(tw_entry *e, uint64_t s, sx_breaker *b)
 
 /* Run the layers inside l under r's entry at its depth with the breaker b (reusable: the entry's
  * own, else a child of the caller's breaker), from the call's clock reading to its deadline. */
-static inline int tw_run(const layer *l, sx_call *call, sx_call_fn fn, tw_rec *r, sx_breaker *b,
-    bool reusable)
+static inline __attribute__((always_inline)) int tw_run(const layer *l, sx_call *call,
+    sx_call_fn fn, tw_rec *r, sx_breaker *b, bool reusable)
 {
 	sx_pool *pool = l->obj;
 	sx_breaker *outer = call->breaker;
@@ -560,8 +560,9 @@ static int run_circuit_timed(const layer *l, sx_call *call, sx_call_fn fn)
 	return rc;
 }
 
-/* The attempts after a first that failed with rc; start as run_retry read it. */
-static int retry_more(const layer *l, sx_call *call, sx_call_fn fn, int rc, uint64_t start)
+/* The attempts after a first that failed with rc; start as run_retry read it. Out of line:
+ * its backoff state is no part of the first attempt's frame. */
+static __attribute__((noinline)) int retry_more(const layer *l, sx_call *call, sx_call_fn fn, int rc, uint64_t start)
 {
 	const sx_retry_policy *p = &l->retry;
 	uint64_t delay;
