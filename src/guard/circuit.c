@@ -100,6 +100,8 @@ _Static_assert(W_GEN_SHIFT + W_GEN_BITS == 64 && (NCELLS << W_CELL_SHIFT) == (1u
 #define H_FAIL(h) ((uint32_t)(((h) >> H_FAIL_SHIFT) & H_FIELD_MASK))
 #define H_SLOW(h) ((uint32_t)(((h) >> H_SLOW_SHIFT) & H_FIELD_MASK))
 #define H_TAG(h) ((h) >> H_TAG_SHIFT)
+_Static_assert(2 * SX_CIRCUIT_MAX_WINDOW <= (1u << H_FAIL_SHIFT),
+    "v < 2 * window_size fits its field, and a count outweighs any v (success_changes_nothing)");
 
 typedef struct stripe {
 	uint64_t gen;       /* the generation whose results the stripe holds */
@@ -131,7 +133,7 @@ struct sx_circuit {
 	uint32_t min_calls;
 	uint32_t fail_ppm, slow_ppm;
 	uint64_t slow_ns;
-	uint64_t slow_from;            /* slow_ns, or UINT64_MAX (above every latency) for none */
+	uint64_t slow_from;            /* slow_ns, or 2^63 (above every latency >= 0) for none */
 	uint32_t quiet_states;         /* RECORDING with a COUNT window and the default classify */
 	uint32_t consec_max;
 	uint64_t open_ns, open_max_ns, lease_ns;
@@ -356,7 +358,7 @@ int sx_circuit_create(const sx_circuit_opts *opts, sx_circuit **out)
 	c->fail_ppm = ppm_of(o->failure_rate);
 	c->slow_ppm = ppm_of(o->slow_rate);
 	c->slow_ns = o->slow_call_ns;
-	c->slow_from = c->slow_ns != 0 ? c->slow_ns : UINT64_MAX;
+	c->slow_from = c->slow_ns != 0 ? c->slow_ns : UINT64_C(1) << 63;
 	c->quiet_states = o->window == SX_CIRCUIT_WINDOW_COUNT && o->classify == NULL ? RECORDING : 0;
 	c->consec_max = o->consecutive_failures;
 	c->open_ns = o->open_ns;
@@ -753,7 +755,10 @@ static inline bool success_changes_nothing(const sx_circuit *c, uint64_t w)
 	SX__ASSERT(c->window == SX_CIRCUIT_WINDOW_COUNT);
 	s = my_stripe(c);
 	h = ck_pr_load_64((uint64_t *)&s->hdr);
-	return (h & ~(uint64_t)H_FIELD_MASK) == TAG(gen) << H_TAG_SHIFT && H_V(h) >= c->size &&
+	/* w's tag, no failure or slow call counted and size <= v (< 2 * size), in one comparison:
+	 * the difference is v - size then; a count leaves at least 2^13 - size >= size in it, and
+	 * another tag, or v < size with no count, wraps it round or leaves 2^39 - size. */
+	return h - (TAG(gen) << H_TAG_SHIFT | c->size) < c->size &&
 	    ck_pr_load_64((uint64_t *)&s->gen) == gen && ck_pr_load_64((uint64_t *)&c->consec) == 0;
 }
 
@@ -817,12 +822,19 @@ moved:
 }
 
 /* sx_circuit_release past its checks, with w the current word of the permit's generation. */
-static __attribute__((noinline)) int release_slow(sx_circuit *c, uint64_t w, int result,
-    int64_t latency_ns)
+/* sx_circuit_release but for the success that changes nothing: every check, then the rest. */
+static __attribute__((noinline)) int release_slow(sx_circuit *c, sx_circuit_permit permit,
+    int result, int64_t latency_ns)
 {
+	uint64_t w;
 	int outcome;
 	bool slow;
 
+	if (c == NULL || (permit & ~GEN_MASK) != PERMIT_VALID || latency_ns < 0)
+		return -EINVAL;
+	w = ck_pr_load_64(&c->word);
+	if (W_GEN(w) != (permit & GEN_MASK))
+		return -ESTALE;
 	if (W_STATE(w) == SX_CIRCUIT_DISABLED)
 		return 0;
 	outcome = classify(c, result);
@@ -837,21 +849,23 @@ static __attribute__((noinline)) int release_slow(sx_circuit *c, uint64_t w, int
 	return 0;
 }
 
+/* The common case first, checked with fewer tests than release_slow's, that together admit
+ * exactly the calls release_slow would answer 0 without a write: a permit equal to the valid bit
+ * with the current generation (so neither -EINVAL nor -ESTALE), a latency below slow_from (so
+ * >= 0 and not slow), the default classify's success in a COUNT window (quiet_states), and a
+ * window that stays as it is. */
 int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result, int64_t latency_ns)
 {
 	uint64_t w;
 
-	if (SX__UNLIKELY(c == NULL || (permit & ~GEN_MASK) != PERMIT_VALID || latency_ns < 0))
-		return -EINVAL;
-	w = ck_pr_load_64(&c->word);
-	if (SX__UNLIKELY(W_GEN(w) != (permit & GEN_MASK)))
-		return -ESTALE;
-	/* The default classify's success in a COUNT window, not slow, that changes nothing: no
-	 * call, no frame. */
-	if (SX__LIKELY(result == 0 && ((c->quiet_states >> W_STATE(w)) & 1u) &&
-	    (uint64_t)latency_ns < c->slow_from && success_changes_nothing(c, w)))
-		return 0;
-	return release_slow(c, w, result, latency_ns);
+	if (SX__LIKELY(c != NULL)) {
+		w = ck_pr_load_64(&c->word);
+		if (SX__LIKELY(permit == (PERMIT_VALID | W_GEN(w)) && result == 0 &&
+		    ((c->quiet_states >> W_STATE(w)) & 1u) &&
+		    (uint64_t)latency_ns < c->slow_from && success_changes_nothing(c, w)))
+			return 0;
+	}
+	return release_slow(c, permit, result, latency_ns);
 }
 
 int sx_circuit_state(sx_circuit *c)

@@ -881,7 +881,7 @@ static void test_full_window_keeps_a_failure_for_its_size(void **state)
  * never trips. */
 static void test_window_agrees_with_a_model(void **state)
 {
-	static const uint32_t sizes[] = { 7, 64, 100 };
+	static const uint32_t sizes[] = { 1, 7, 64, 100, SX_CIRCUIT_MAX_WINDOW };
 
 	(void)state;
 	tu_vnow = SEC;
@@ -927,6 +927,48 @@ static void test_window_agrees_with_a_model(void **state)
 		assert_true(trips > 10);
 		sx_circuit_destroy(c);
 		free(m);
+	}
+}
+
+/* The reports a full window of successes would take without a write are checked all the same:
+ * a negative latency or a permit never handed out is -EINVAL, an older generation's -ESTALE,
+ * and none of them counts. */
+static void test_full_window_still_checks_every_report(void **state)
+{
+	static const int64_t slow_ns[] = { 0, (int64_t)MS };
+
+	(void)state;
+	tu_vnow = SEC;
+	for (size_t k = 0; k < 2; k++) {
+		sx_circuit_opts o = base_opts();
+		sx_circuit_metrics m;
+		sx_circuit_permit p, old;
+		sx_circuit *c;
+
+		o.window_size = 4;
+		o.min_calls = 5;
+		o.slow_call_ns = slow_ns[k];
+		c = circuit(&o);
+		assert_int_equal(sx_circuit_acquire(c, &old), 0);
+		sx_circuit_force(c, SX_CIRCUIT_CLOSED); /* old is stale now */
+		for (int i = 0; i < 9; i++)
+			assert_int_equal(call(c, 0, 0), 0);
+		assert_int_equal(sx_circuit_acquire(c, &p), 0);
+		assert_int_equal(sx_circuit_release(c, p, 0, -1), -EINVAL);
+		assert_int_equal(sx_circuit_release(c, p, 0, INT64_MIN), -EINVAL);
+		assert_int_equal(sx_circuit_release(c, p | UINT64_C(1) << 50, 0, 0), -EINVAL);
+		assert_int_equal(sx_circuit_release(c, p & ~(UINT64_C(1) << 63), 0, 0), -EINVAL);
+		assert_int_equal(sx_circuit_release(c, 0, 0, 0), -EINVAL);
+		assert_int_equal(sx_circuit_release(NULL, p, 0, 0), -EINVAL);
+		assert_int_equal(sx_circuit_release(c, old, 0, 0), -ESTALE);
+		assert_int_equal(sx_circuit_release(c, old, -EIO, 0), -ESTALE);
+		assert_int_equal(sx_circuit_release(c, p, 0, INT64_MAX), 0); /* slow, if any is */
+		sx_circuit_snapshot(c, &m);
+		assert_int_equal(m.calls, 4);
+		assert_int_equal(m.failures, 0);
+		assert_int_equal(m.slow, k);
+		assert_int_equal(m.generation, 1);
+		sx_circuit_destroy(c);
 	}
 }
 
@@ -1336,6 +1378,7 @@ int main(void)
 		cmocka_unit_test(test_counts_merge_across_threads),
 		cmocka_unit_test(test_full_window_keeps_a_failure_for_its_size),
 		cmocka_unit_test(test_window_agrees_with_a_model),
+		cmocka_unit_test(test_full_window_still_checks_every_report),
 		cmocka_unit_test(test_success_ends_another_threads_run_of_failures),
 		cmocka_unit_test(test_full_windows_merge_across_threads),
 		cmocka_unit_test(test_window_counts_after_thousands_of_transitions),
