@@ -13,8 +13,8 @@
  * thread wakes. Instead each thread has a record (allocated once, reused by later threads after
  * it exits) with one entry per nested timeout in progress:
  *
- *     entry.state: seq << 2 | IDLE / ACTIVE / FIRED        (CAS)
- *     entry.deadline, entry.pool, entry.b (the breaker the inner layers see)
+ *     entry.state: seq << 2 | IDLE / ACTIVE / CLAIMED      (exchange, CAS)
+ *     entry.deadline, entry.pool, entry.b[seq & 1] (the breaker the inner layers see)
  *
  * and a watch timer on the pool's timer service (inline on the timer thread: a scan of a few
  * entries) armed for the record's earliest deadline. `armed_until` is the deadline the record's
@@ -24,13 +24,22 @@
  * then reads armed_until (both with full fences), so either the call sees no watch and arms
  * one, or the watch sees the call. Duplicated watches are harmless: each scans and re-arms.
  *
- * A call ends with CAS ACTIVE -> IDLE on its entry; the watch claims it with CAS ACTIVE ->
- * FIRING (the seq in the word makes a later call's entry a different value). Exactly one wins.
- * The breaker stays the calling thread's: the watch trips it while FIRING (the owner cannot end
- * the entry meanwhile, so the breaker cannot go away under the trip) and then stores FIRED. A
- * call that lost waits out FIRING (a CAS and a store on the timer thread), releases the tripped
- * breaker and makes a new one next time (an allocation only after a timeout). A call the caller
- * gave a stop breaker to uses a child of it instead of the thread's reusable breaker.
+ * The watch claims a call past its deadline with CAS ACTIVE -> CLAIMED (the seq in the word
+ * makes a later call's entry a different value), trips the breaker of the claimed seq's slot,
+ * b[seq & 1], then stores the seq in fired[seq & 1]: after that it never touches the entry for
+ * that seq again. A call with no breaker from the caller runs under one of the thread's two
+ * reusable breakers at this depth, own[seq & 1], and ends without an atomic read-modify-write:
+ * it stores its seq in `done` (the watch leaves such an entry alone) and loads the word:
+ * CLAIMED is a timeout (its code is returned). It leaves the word as it is, so a claim can
+ * still land after that load (a watch that read `done` before the store); the word then says
+ * CLAIMED for the ended call. Either way the exchange that publishes seq n + 1 returns the word
+ * of seq n, and no claim of n can happen after it: a CLAIMED one marks own[n & 1] dirty, and
+ * the call n + 2, the next to use that slot, first waits for fired[n & 1] to show n (the trip
+ * is over: the watch is done with the breaker) and makes a new one (an allocation only after a
+ * timeout). A late trip thus only hits a breaker that no call is using. A call the caller gave
+ * a stop breaker to runs under a child of it and ends with CAS ACTIVE -> IDLE instead; a lost
+ * CAS waits for fired to show its seq (a trip on the timer thread: a few instructions), and the
+ * child goes when the call ends. Any call settles a dirty slot before it writes b[] there.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -195,16 +204,20 @@ int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic)
 /* ---- timeouts: per-thread records and their watch ------------------------------------------ */
 
 #define TW_DEPTH 8u
-enum { E_IDLE = 0, E_ACTIVE = 1, E_FIRING = 2, E_FIRED = 3 };
+enum { E_IDLE = 0, E_ACTIVE = 1, E_CLAIMED = 2 };
 #define E_ST(s) ((unsigned)((s) & 3u))
+#define E_SEQ(s) ((s) & ~UINT64_C(3))      /* seq << 2 */
+#define E_SLOT(s) ((unsigned)((s) >> 2) & 1u)
 
 typedef struct tw_entry {
 	uint64_t state;       /* seq << 2 | E_* */
+	uint64_t done;        /* seq << 2 of the latest call under own[] that ended (owner stores) */
+	uint64_t fired[2];    /* per slot: seq << 2 of the latest claim whose trip is over (watch) */
 	uint64_t deadline;    /* CLOCK_MONOTONIC ns */
-	sx_breaker *b;        /* the call's breaker; owner writes it only while IDLE */
-	sx_breaker *own;      /* the thread's reusable breaker at this depth (owner only) */
 	sx_pool *pool;
-	bool reusable;        /* b is own, not a child of the caller's breaker */
+	sx_breaker *b[2];     /* per slot: the breaker of its latest call (the watch trips it) */
+	sx_breaker *own[2];   /* per slot: the thread's reusable breakers at this depth (owner) */
+	uint64_t dirty[2];    /* per slot: seq << 2 of a claim of own[] not yet made good (owner) */
 } tw_entry;
 
 typedef struct tw_rec {
@@ -306,14 +319,24 @@ static inline int tw_arm(tw_rec *r, sx_pool *pool, uint64_t deadline)
 	return tw_arm_slow(r, pool, deadline);
 }
 
-/* Fire entry e (state s) with err, if its call has not ended yet. FIRING keeps the owner from
- * ending the entry (and dropping the breaker) while the trip is under way. */
+/* Fire entry e (state s, ACTIVE) with err, if its call has not ended yet: claim it, trip the
+ * breaker of its slot, then say the trip is over (see the top). */
 static void tw_fire(tw_entry *e, uint64_t s, int err)
 {
-	if (ck_pr_cas_64(&e->state, s, (s & ~UINT64_C(3)) | E_FIRING)) {
-		sx__breaker_trip_err(ck_pr_load_ptr(&e->b), err);
-		ck_pr_store_64(&e->state, (s & ~UINT64_C(3)) | E_FIRED);
-	}
+	unsigned slot = E_SLOT(s);
+
+	if (!ck_pr_cas_64(&e->state, s, E_SEQ(s) | E_CLAIMED))
+		return;
+	ck_pr_fence_load(); /* b[slot] as the owner wrote it before publishing s */
+	sx__breaker_trip_err(ck_pr_load_ptr(&e->b[slot]), err);
+	ck_pr_fence_release();
+	ck_pr_store_64(&e->fired[slot], E_SEQ(s));
+}
+
+/* Whether entry e (state s) holds a call in progress: ACTIVE and not ended under own[]. */
+static bool tw_running(const tw_entry *e, uint64_t s)
+{
+	return E_ST(s) == E_ACTIVE && ck_pr_load_64((uint64_t *)&e->done) != E_SEQ(s);
 }
 
 static bool pool_down(sx_pool *p)
@@ -337,8 +360,9 @@ static void watch(void *arg, int status)
 		sx_pool *p;
 		uint64_t d;
 
-		if (E_ST(s) != E_ACTIVE)
+		if (!tw_running(e, s))
 			continue;
+		ck_pr_fence_load(); /* the deadline and pool published with s (or a later call's) */
 		p = ck_pr_load_ptr(&e->pool);
 		d = ck_pr_load_64(&e->deadline);
 		if (pool_down(p))
@@ -355,7 +379,7 @@ static void watch(void *arg, int status)
 			tw_entry *e = &r->e[i];
 			uint64_t s = ck_pr_load_64(&e->state);
 
-			if (E_ST(s) == E_ACTIVE && ck_pr_load_ptr(&e->pool) == npool)
+			if (tw_running(e, s) && ck_pr_load_ptr(&e->pool) == npool)
 				tw_fire(e, s, -ESHUTDOWN);
 		}
 	}
@@ -381,56 +405,97 @@ static inline int stopped(const sx_call *call)
 	return call->breaker != NULL ? sx_breaker_err(call->breaker) : 0;
 }
 
-/* The watch fired entry e first (the owner's CAS found cur): wait out its trip, then idle e. */
-static __attribute__((noinline)) void tw_fired(tw_entry *e, uint64_t s, uint64_t cur)
+/* Wait until the watch's trip of slot's breaker for the claim of seq (<< 2) is over. */
+static void tw_wait_fired(tw_entry *e, unsigned slot, uint64_t seq)
 {
-	while (E_ST(cur) == E_FIRING) { /* the watch is inside the trip: a few instructions */
+	while (ck_pr_load_64(&e->fired[slot]) != seq) /* the watch is inside the trip */
 		sched_yield();
-		cur = ck_pr_load_64(&e->state);
-	}
-	ck_pr_store_64(&e->state, s | E_IDLE);
+	ck_pr_fence_acquire();
 }
 
-/* End entry e's call (state s | E_ACTIVE, breaker b): true if the watch fired it first. The
- * breaker stays the entry's for the next call unless it is a child or has tripped. */
-static inline bool tw_end(tw_entry *e, uint64_t s, sx_breaker *b)
+/* Before a call writes b[slot]: if own[slot] was claimed (dirty), wait until its trip is over
+ * and drop it; then, for a call under own[] (make), have one. On failure to make it the slot is
+ * left empty (and clean): the call fails, the next one tries again. */
+static __attribute__((noinline)) int tw_slot(tw_entry *e, unsigned slot, bool make)
 {
-	uint64_t cur;
-	bool fired = !ck_pr_cas_64_value(&e->state, s | E_ACTIVE, s | E_IDLE, &cur);
-
-	if (SX__UNLIKELY(fired))
-		tw_fired(e, s, cur);
-	if (SX__UNLIKELY(fired || !e->reusable))
-		sx_breaker_release(b);
-	if (SX__UNLIKELY(fired && e->reusable))
-		e->own = NULL;
-	return fired;
-}
-
-/* Run the layers inside l under r's entry at its depth with the breaker b (reusable: the entry's
- * own, else a child of the caller's breaker), from the call's clock reading to its deadline. */
-static inline __attribute__((always_inline)) int tw_run(const layer *l, sx_call *call,
-    sx_call_fn fn, tw_rec *r, sx_breaker *b, bool reusable)
-{
-	sx_pool *pool = l->obj;
-	sx_breaker *outer = call->breaker;
-	tw_entry *e = &r->e[r->depth];
-	uint64_t s, deadline;
-	bool armed;
+	sx_breaker *b;
 	int rc;
 
+	if (e->dirty[slot] != 0) {
+		tw_wait_fired(e, slot, e->dirty[slot]);
+		sx_breaker_release(e->own[slot]);
+		e->own[slot] = NULL;
+		e->dirty[slot] = 0;
+	}
+	if (make && e->own[slot] == NULL) {
+		if ((rc = sx_breaker_create(&b)) != 0)
+			return rc;
+		e->own[slot] = b;
+	}
+	return 0;
+}
+
+/* The exchange that published a call found old: a claim of the call before (during it, or
+ * after its own look at the word: see the top) leaves that call's slot dirty. */
+static inline void tw_note(tw_entry *e, uint64_t old)
+{
+	if (SX__UNLIKELY(E_ST(old) == E_CLAIMED))
+		e->dirty[E_SLOT(old)] = E_SEQ(old);
+}
+
+/* End entry e's call (seq s, under a child of the caller's breaker): true if the watch claimed
+ * it first (its trip is over when this returns). */
+static bool tw_end_child(tw_entry *e, uint64_t s)
+{
+	if (ck_pr_cas_64(&e->state, s | E_ACTIVE, s | E_IDLE))
+		return false;
+	tw_wait_fired(e, E_SLOT(s), s);
+	ck_pr_store_64(&e->state, s | E_IDLE);
+	return true;
+}
+
+/* End entry e's call (seq s, under own[]): a plain store and a load (see the top). True if the
+ * watch has claimed it by now. The word stays as it is, CLAIMED or not, until the next call's
+ * exchange, which tells that call of any claim (tw_note): the one place a claim is noted. */
+static inline bool tw_end_own(tw_entry *e, uint64_t s)
+{
+	ck_pr_store_64(&e->done, s);
+	return ck_pr_load_64(&e->state) != (s | E_ACTIVE);
+}
+
+/* Run the layers inside l under r's entry at its depth, from the call's clock reading to its
+ * deadline, with child (a child of the caller's breaker, which this releases) or, if NULL, the
+ * thread's reusable breaker of the call's slot. */
+static inline __attribute__((always_inline)) int tw_run(const layer *l, sx_call *call,
+    sx_call_fn fn, tw_rec *r, sx_breaker *child)
+{
+	sx_pool *pool = l->obj;
+	sx_breaker *outer = call->breaker, *b = child;
+	tw_entry *e = &r->e[r->depth];
+	uint64_t s = E_SEQ(ck_pr_load_64(&e->state)) + 4, deadline;
+	unsigned slot = E_SLOT(s);
+	bool armed, fired;
+	int rc;
+
+	/* A claim of this slot's call before may still be tripping b[slot]: it must be over before
+	 * b[slot] is written, whatever breaker this call runs under. */
+	if (SX__UNLIKELY(e->dirty[slot] != 0 || (child == NULL && e->own[slot] == NULL)) &&
+	    (rc = tw_slot(e, slot, child == NULL)) != 0) {
+		sx_breaker_release(child);
+		return rc;
+	}
+	if (child == NULL)
+		b = e->own[slot];
 	/* Saturating: a timeout near 2^64 ns is "never" (the timer service caps it at 2^63). */
 	if (__builtin_add_overflow(call_now(call), l->ns, &deadline))
 		deadline = UINT64_MAX;
-	s = (ck_pr_load_64(&e->state) & ~UINT64_C(3)) + 4;
-	ck_pr_store_ptr(&e->b, b);
+	ck_pr_store_ptr(&e->b[slot], b);
 	ck_pr_store_ptr(&e->pool, pool);
 	ck_pr_store_64(&e->deadline, deadline);
-	e->reusable = reusable;
 	ck_pr_fence_store();
 	/* Publish the entry before reading armed_until (see the top): an exchange is the full
 	 * barrier, cheaper than a store and a separate fence. */
-	(void)ck_pr_fas_64(&e->state, s | E_ACTIVE);
+	tw_note(e, ck_pr_fas_64(&e->state, s | E_ACTIVE));
 	rc = tw_arm(r, pool, deadline);
 	armed = rc == 0;
 	if (SX__LIKELY(armed)) {
@@ -440,49 +505,43 @@ static inline __attribute__((always_inline)) int tw_run(const layer *l, sx_call 
 		call->breaker = outer;
 		r->depth--;
 	}
-	if (tw_end(e, s, b) && armed) /* the watch fired it */
+	if (child != NULL) {
+		fired = tw_end_child(e, s);
+		sx_breaker_release(child);
+	} else {
+		fired = tw_end_own(e, s);
+	}
+	if (SX__UNLIKELY(fired && armed)) /* the watch claimed it */
 		rc = outer != NULL && sx_breaker_err(outer) != 0 ? sx_breaker_err(outer) : -ETIMEDOUT;
 	return rc;
 }
 
 /* run_timeout for all but its common case: a caller's breaker (checked, and a child of it made),
- * the thread's first timeout (its record), a breaker to make, the depth limit. */
+ * the thread's first timeout (its record), the depth limit. */
 static __attribute__((noinline)) int run_timeout_slow(const layer *l, sx_call *call,
     sx_call_fn fn)
 {
-	sx_breaker *outer = call->breaker, *b;
+	sx_breaker *child = NULL;
 	tw_rec *r;
-	tw_entry *e;
 	int rc;
 
 	if ((rc = stopped(call)) != 0 || (rc = tw_get(&r)) != 0)
 		return rc;
 	if (r->depth == TW_DEPTH)
 		return -EOVERFLOW;
-	e = &r->e[r->depth];
-	if (outer != NULL) {
-		if ((rc = sx_breaker_child(outer, &b)) != 0)
-			return rc;
-		return tw_run(l, call, fn, r, b, false);
-	}
-	if ((b = e->own) == NULL) {
-		if ((rc = sx_breaker_create(&b)) != 0)
-			return rc;
-		e->own = b;
-	}
-	return tw_run(l, call, fn, r, b, true);
+	if (call->breaker != NULL && (rc = sx_breaker_child(call->breaker, &child)) != 0)
+		return rc;
+	return tw_run(l, call, fn, r, child);
 }
 
-/* The common case: no caller's breaker (nothing to check), and this thread's record and its
- * breaker at this depth made by an earlier call. */
+/* The common case: no caller's breaker (nothing to check), and this thread's record made by an
+ * earlier call. */
 static int run_timeout(const layer *l, sx_call *call, sx_call_fn fn)
 {
 	tw_rec *r = tw_mine;
-	sx_breaker *b;
 
-	if (SX__LIKELY(call->breaker == NULL && r != NULL && r->depth < TW_DEPTH &&
-	    (b = r->e[r->depth].own) != NULL))
-		return tw_run(l, call, fn, r, b, true);
+	if (SX__LIKELY(call->breaker == NULL && r != NULL && r->depth < TW_DEPTH))
+		return tw_run(l, call, fn, r, NULL);
 	return run_timeout_slow(l, call, fn);
 }
 

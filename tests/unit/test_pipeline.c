@@ -520,6 +520,46 @@ static int trip_outer_then_wait(sx_call *call)
 	return waiting_action(call);
 }
 
+/* Returns 0 if the call's breaker has not tripped, else its code. */
+static int untripped_action(sx_call *call)
+{
+	assert_non_null(call->breaker);
+	return sx_breaker_err(call->breaker);
+}
+
+/* After each timeout, every later call (the thread's breakers alternate between calls, under a
+ * caller's stop or not) runs under a breaker that has not tripped, and once both are made again
+ * the calls allocate nothing. */
+static void test_calls_after_timeouts_run_under_fresh_breakers(void **state)
+{
+	sx_pool *pool = tu_pool(1);
+	sx_pipeline *pl = pipeline(pool);
+	sx_breaker *stop;
+	uint64_t a0;
+
+	(void)state;
+	assert_int_equal(sx_pipeline_add_timeout(pl, 20 * MS), 0);
+	assert_int_equal(sx_breaker_create(&stop), 0);
+	for (int round = 0; round < 6; round++) {
+		/* rounds 0..2 start on one slot, 3..5 on the other (a call of its own in between) */
+		if (round == 3)
+			assert_int_equal(sx_pipeline_call(pl, untripped_action, NULL, NULL, NULL), 0);
+		assert_int_equal(sx_pipeline_call(pl, waiting_action, NULL, round % 2 ? stop : NULL,
+		    NULL), -ETIMEDOUT);
+		for (int i = 0; i < 5; i++)
+			assert_int_equal(sx_pipeline_call(pl, untripped_action, NULL,
+			    i == 2 ? stop : NULL, NULL), 0);
+	}
+	assert_false(sx_breaker_done(stop));
+	a0 = sx_allocations();
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(sx_pipeline_call(pl, untripped_action, NULL, NULL, NULL), 0);
+	assert_int_equal(sx_allocations() - a0, 0);
+	sx_breaker_release(stop);
+	sx_pipeline_destroy(pl);
+	sx_pool_destroy(pool);
+}
+
 static void test_timeout_under_a_stop_breaker(void **state)
 {
 	sx_pool *pool = tu_pool(1);
@@ -846,6 +886,7 @@ int main(void)
 		cmocka_unit_test(test_circuit_layer_reports_latency),
 		cmocka_unit_test(test_timeout_trips_and_holds_inner_permits),
 		cmocka_unit_test(test_timeout_under_a_stop_breaker),
+		cmocka_unit_test(test_calls_after_timeouts_run_under_fresh_breakers),
 		cmocka_unit_test(test_nested_timeouts_inner_first_and_depth_limit),
 		cmocka_unit_test(test_shut_down_pool_fails_timeouts_cleanly),
 		cmocka_unit_test(test_five_policies_allocate_nothing_per_call),
