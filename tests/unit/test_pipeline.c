@@ -560,6 +560,46 @@ static void test_calls_after_timeouts_run_under_fresh_breakers(void **state)
 	sx_pool_destroy(pool);
 }
 
+/* Spins for (intptr_t)arg us, or until its breaker trips: 0, or the breaker's code. */
+static int spinning_action(sx_call *call)
+{
+	uint64_t t0 = tu_now_ns(), d = (uint64_t)(intptr_t)call->arg * 1000;
+
+	while (tu_now_ns() - t0 < d)
+		if (sx_breaker_done(call->breaker))
+			return sx_breaker_err(call->breaker);
+	return 0;
+}
+
+/* Calls that end about when the watch comes for them (so that claims land during, just after
+ * and long after calls), between calls under a long timeout at the same depth of the same
+ * thread: those never see a trip, and each short one ends in time or times out. */
+static void test_late_claims_never_reach_a_later_call(void **state)
+{
+	sx_pool *pool = tu_pool(1);
+	sx_pipeline *quick = pipeline(pool), *slow = pipeline(pool);
+	uint64_t seed = 7, t0 = tu_now_ns();
+	unsigned timed_out = 0, n = 0;
+
+	(void)state;
+	assert_int_equal(sx_pipeline_add_timeout(quick, 300 * 1000), 0);
+	assert_int_equal(sx_pipeline_add_timeout(slow, 600 * SEC), 0);
+	while (tu_now_ns() - t0 < SEC || timed_out < 20) {
+		intptr_t us = (intptr_t)(tu_rand(&seed) % 2000);
+		int rc = sx_pipeline_call(quick, spinning_action, (void *)us, NULL, NULL);
+
+		assert_true(rc == 0 || rc == -ETIMEDOUT);
+		timed_out += rc == -ETIMEDOUT;
+		assert_int_equal(sx_pipeline_call(slow, untripped_action, NULL, NULL, NULL), 0);
+		n++;
+		assert_true(tu_now_ns() - t0 < TU_DEADLINE_NS);
+	}
+	assert_true(timed_out < n);
+	sx_pipeline_destroy(quick);
+	sx_pipeline_destroy(slow);
+	sx_pool_destroy(pool);
+}
+
 static void test_timeout_under_a_stop_breaker(void **state)
 {
 	sx_pool *pool = tu_pool(1);
@@ -887,6 +927,7 @@ int main(void)
 		cmocka_unit_test(test_timeout_trips_and_holds_inner_permits),
 		cmocka_unit_test(test_timeout_under_a_stop_breaker),
 		cmocka_unit_test(test_calls_after_timeouts_run_under_fresh_breakers),
+		cmocka_unit_test(test_late_claims_never_reach_a_later_call),
 		cmocka_unit_test(test_nested_timeouts_inner_first_and_depth_limit),
 		cmocka_unit_test(test_shut_down_pool_fails_timeouts_cleanly),
 		cmocka_unit_test(test_five_policies_allocate_nothing_per_call),
