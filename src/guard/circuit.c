@@ -359,7 +359,8 @@ int sx_circuit_create(const sx_circuit_opts *opts, sx_circuit **out)
 	c->slow_ppm = ppm_of(o->slow_rate);
 	c->slow_ns = o->slow_call_ns;
 	c->slow_from = c->slow_ns != 0 ? c->slow_ns : UINT64_C(1) << 63;
-	c->quiet_states = o->window == SX_CIRCUIT_WINDOW_COUNT && o->classify == NULL ? RECORDING : 0;
+	c->quiet_states = o->window == SX_CIRCUIT_WINDOW_COUNT && o->classify == NULL ?
+	    RECORDING : 0;
 	c->consec_max = o->consecutive_failures;
 	c->open_ns = o->open_ns;
 	c->open_max_ns = o->open_max_ns != 0 ? o->open_max_ns : SX_CIRCUIT_MAX_DURATION_NS;
@@ -665,11 +666,13 @@ static bool last_probe(sx_circuit *c, uint64_t *w)
 }
 
 /* The states whose calls pass without a probe: CLOSED, DISABLED, METRICS_ONLY (a bit each). */
-#define PASSING (1u << SX_CIRCUIT_CLOSED | 1u << SX_CIRCUIT_DISABLED | 1u << SX_CIRCUIT_METRICS_ONLY)
+#define PASSING \
+	(1u << SX_CIRCUIT_CLOSED | 1u << SX_CIRCUIT_DISABLED | 1u << SX_CIRCUIT_METRICS_ONLY)
 
 /* sx_circuit_acquire past its first load: the word w is OPEN, HALF_OPEN or FORCED_OPEN. Kept
  * out of line, so that the passing path needs no stack frame. */
-static __attribute__((noinline)) int acquire_slow(sx_circuit *c, uint64_t w, sx_circuit_permit *permit)
+static __attribute__((noinline)) int acquire_slow(sx_circuit *c, uint64_t w,
+    sx_circuit_permit *permit)
 {
 	uint64_t now;
 
@@ -764,7 +767,8 @@ static inline bool success_changes_nothing(const sx_circuit *c, uint64_t w)
 
 /* A CLOSED or METRICS_ONLY result of the generation of w, the word the caller saw. Out of line,
  * as release_probe: sx_circuit_release's path that writes nothing needs no stack frame. */
-static __attribute__((noinline)) void record_closed(sx_circuit *c, uint64_t w, bool fail, bool slow)
+static __attribute__((noinline)) void record_closed(sx_circuit *c, uint64_t w, bool fail,
+    bool slow)
 {
 	bool timed = c->window == SX_CIRCUIT_WINDOW_TIME;
 	uint64_t now = timed ? now_of(c) : 0, n = 0;
@@ -795,7 +799,8 @@ static __attribute__((noinline)) void record_closed(sx_circuit *c, uint64_t w, b
 }
 
 /* A probe's verdict: w is a HALF_OPEN word of the permit's generation gen. */
-static __attribute__((noinline)) int release_probe(sx_circuit *c, uint64_t w, uint64_t gen, int outcome, bool slow)
+static __attribute__((noinline)) int release_probe(sx_circuit *c, uint64_t w, uint64_t gen,
+    int outcome, bool slow)
 {
 	uint64_t nw;
 
@@ -821,7 +826,6 @@ moved:
 	}
 }
 
-/* sx_circuit_release past its checks, with w the current word of the permit's generation. */
 /* sx_circuit_release but for the success that changes nothing: every check, then the rest. */
 static __attribute__((noinline)) int release_slow(sx_circuit *c, sx_circuit_permit permit,
     int result, int64_t latency_ns)
@@ -849,11 +853,11 @@ static __attribute__((noinline)) int release_slow(sx_circuit *c, sx_circuit_perm
 	return 0;
 }
 
-/* The common case first, checked with fewer tests than release_slow's, that together admit
- * exactly the calls release_slow would answer 0 without a write: a permit equal to the valid bit
- * with the current generation (so neither -EINVAL nor -ESTALE), a latency below slow_from (so
- * >= 0 and not slow), the default classify's success in a COUNT window (quiet_states), and a
- * window that stays as it is. */
+/* The common case first, with fewer tests than release_slow's that admit only reports
+ * release_slow would answer 0 without a write: a permit equal to the valid bit with the current
+ * generation (so neither -EINVAL nor -ESTALE), a latency below slow_from (so >= 0 and not slow),
+ * the default classify's success in a COUNT window (quiet_states), and a window that stays as it
+ * is. */
 int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result, int64_t latency_ns)
 {
 	uint64_t w;

@@ -211,8 +211,8 @@ enum { E_IDLE = 0, E_ACTIVE = 1, E_CLAIMED = 2 };
 
 typedef struct tw_entry {
 	uint64_t state;       /* seq << 2 | E_* */
-	uint64_t done;        /* seq << 2 of the latest call under own[] that ended (owner stores) */
-	uint64_t fired[2];    /* per slot: seq << 2 of the latest claim whose trip is over (watch) */
+	uint64_t done;        /* seq << 2 of the latest call under own[] that ended (owner) */
+	uint64_t fired[2];    /* per slot: seq << 2 of the latest claim tripped in full (watch) */
 	uint64_t deadline;    /* CLOCK_MONOTONIC ns */
 	sx_pool *pool;
 	sx_breaker *b[2];     /* per slot: the breaker of its latest call (the watch trips it) */
@@ -621,7 +621,8 @@ static int run_circuit_timed(const layer *l, sx_call *call, sx_call_fn fn)
 
 /* The attempts after a first that failed with rc; start as run_retry read it. Out of line:
  * its backoff state is no part of the first attempt's frame. */
-static __attribute__((noinline)) int retry_more(const layer *l, sx_call *call, sx_call_fn fn, int rc, uint64_t start)
+static __attribute__((noinline)) int retry_more(const layer *l, sx_call *call, sx_call_fn fn,
+    int rc, uint64_t start)
 {
 	const sx_retry_policy *p = &l->retry;
 	uint64_t delay;

@@ -907,7 +907,8 @@ static void test_window_agrees_with_a_model(void **state)
 			for (int i = 0; i < 12000; i++) {
 				unsigned r = (unsigned)(tu_rand(&seed) % 100);
 				unsigned bad = (i / 400) % 3 == 2 ? 30 : 1; /* percent, per spell */
-				bool fail = r < bad, ignored = r == 99, slow = r >= 99 - bad && r < 99;
+				bool fail = r < bad, ignored = r == 99;
+				bool slow = r >= 99 - bad && r < 99;
 
 				assert_int_equal(call(c, ignored ? -ECANCELED : fail ? -EIO : 0,
 				    slow ? MS + r : MS - 1), 0);

@@ -437,12 +437,11 @@ static void test_circuit_layer_reports_latency(void **state)
 	assert_int_equal(sx_pipeline_add_circuit(fast_pl, fast_c), 0);
 	assert_int_equal(sx_pipeline_add_circuit(none_pl, none_c), 0);
 	for (int i = 0; i < 2; i++) {
-		assert_int_equal(sx_pipeline_call(slow_pl, sleeping_action, (void *)(intptr_t)3, NULL,
-		    NULL), 0);
-		assert_int_equal(sx_pipeline_call(fast_pl, sleeping_action, (void *)(intptr_t)3, NULL,
-		    NULL), 0);
-		assert_int_equal(sx_pipeline_call(none_pl, sleeping_action, (void *)(intptr_t)3, NULL,
-		    NULL), 0);
+		void *ms3 = (void *)(intptr_t)3;
+
+		assert_int_equal(sx_pipeline_call(slow_pl, sleeping_action, ms3, NULL, NULL), 0);
+		assert_int_equal(sx_pipeline_call(fast_pl, sleeping_action, ms3, NULL, NULL), 0);
+		assert_int_equal(sx_pipeline_call(none_pl, sleeping_action, ms3, NULL, NULL), 0);
 	}
 	sx_circuit_snapshot(slow_c, &m);
 	assert_int_equal(m.calls, 2);
@@ -541,9 +540,10 @@ static void test_calls_after_timeouts_run_under_fresh_breakers(void **state)
 	assert_int_equal(sx_pipeline_add_timeout(pl, 20 * MS), 0);
 	assert_int_equal(sx_breaker_create(&stop), 0);
 	for (int round = 0; round < 6; round++) {
-		/* rounds 0..2 start on one slot, 3..5 on the other (a call of its own in between) */
+		/* rounds 0..2 start on one slot, 3..5 on the other (one call more in between) */
 		if (round == 3)
-			assert_int_equal(sx_pipeline_call(pl, untripped_action, NULL, NULL, NULL), 0);
+			assert_int_equal(sx_pipeline_call(pl, untripped_action, NULL, NULL, NULL),
+			    0);
 		assert_int_equal(sx_pipeline_call(pl, waiting_action, NULL, round % 2 ? stop : NULL,
 		    NULL), -ETIMEDOUT);
 		for (int i = 0; i < 5; i++)
