@@ -410,8 +410,10 @@ static inline void kick_if_poller(sx_pool *p, const sx__worker *v)
 {
 	const struct sx__pool_hooks *ph = ck_pr_load_ptr(&p->poll_hooks);
 
+	if (ph == NULL)
+		return;
 	ck_pr_fence_atomic_load();
-	if (ph != NULL && ck_pr_load_32(&p->poller) == v->index + 1)
+	if (ck_pr_load_32(&p->poller) == v->index + 1)
 		ph->wake(p);
 }
 
