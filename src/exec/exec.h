@@ -194,6 +194,7 @@ struct sx_pool {
 	/* The poller role: 0, or 1 + the index of the worker that holds it (claimed by CAS, only
 	 * while poll_hooks is set). Its holder is the only thread in the poll hook (worker.c). */
 	SX__ALIGNED uint32_t poller;
+	uint64_t polled_at;         /* sx__now_ns when a poll last returned (worker.c) */
 
 	/* The pool's epoch domain (ck_epoch): see sx__epoch_begin. Records live in the tcaches. */
 	SX__ALIGNED ck_epoch_t epoch;

@@ -51,9 +51,13 @@
  * hook (the eventfd) as well as bumping its event count. What a poll ends goes to the poller's
  * own ring (sx__push_polled); the poller then unparks and searches as usual, finding those
  * first. Busy workers see readiness too: every SX__INJECT_EVERY tasks, where the injector is
- * checked, a worker that can claim the role polls without sleeping, and so does a searching
- * worker every SX__SPIN_CLOCK_EVERY rounds (every round in a pool that never parks). With no
- * polling service this costs one load per SX__INJECT_EVERY tasks and one on parking.
+ * checked, a worker that can claim the role polls without sleeping - unless any poll returned
+ * less than SX__BUSY_POLL_NS ago: each poll is a system call, a microsecond or more, which every
+ * SX__INJECT_EVERY tasks of a few tens of nanoseconds would make a large share of the work; the
+ * gap bounds that share, and the lateness it adds in a pool whose workers are all busy. A
+ * searching worker polls every SX__SPIN_CLOCK_EVERY rounds (every round in a pool that never
+ * parks). With no polling service this costs one load per SX__INJECT_EVERY tasks and one on
+ * parking.
  */
 #include <errno.h>
 #include <limits.h>
@@ -66,6 +70,7 @@
 __thread sx__worker *sx__self __attribute__((tls_model("initial-exec")));
 
 #define SX__INJECT_EVERY 61u
+#define SX__BUSY_POLL_NS 20000u
 
 static sx_task *task_of(ck_stack_entry_t *e)
 {
@@ -502,8 +507,17 @@ static unsigned poll_now(sx__worker *w, const struct sx__pool_hooks *ph)
 	if (!claim_poller(w))
 		return 0;
 	n = ph->poll(w->pool, w, false);
+	ck_pr_store_64(&w->pool->polled_at, sx__now_ns());
 	release_poller(w);
 	return n;
+}
+
+/* The run loop's poll, every SX__INJECT_EVERY tasks, at most once per SX__BUSY_POLL_NS. */
+static unsigned poll_busy(sx__worker *w, const struct sx__pool_hooks *ph)
+{
+	if (sx__now_ns() - ck_pr_load_64(&w->pool->polled_at) < SX__BUSY_POLL_NS)
+		return 0;
+	return poll_now(w, ph);
 }
 
 static void become_searching(sx__worker *w)
@@ -586,7 +600,10 @@ static bool park(sx__worker *w)
 			break;
 		}
 		if (polls) {
-			if (ph->poll(p, w, true) == 0)
+			unsigned n = ph->poll(p, w, true);
+
+			ck_pr_store_64(&p->polled_at, sx__now_ns());
+			if (n == 0)
 				continue; /* woken (the bit tells by whom), or nothing for a task */
 			got = true;
 			if (!unannounce(w, word, bit))
@@ -677,7 +694,7 @@ static sx_task *next_local(sx__worker *w)
 
 		w->inject_in = SX__INJECT_EVERY;
 		/* A busy worker's look at readiness: what it ends queues behind this worker's tasks. */
-		if (SX__UNLIKELY(ph != NULL) && poll_now(w, ph) > 0)
+		if (SX__UNLIKELY(ph != NULL) && poll_busy(w, ph) > 0)
 			polled_hint(w->pool);
 		t = inj_grab(w);
 		if (t != NULL)

@@ -148,10 +148,10 @@ static bool accept_step(sx_io *io, struct sx__io_slot *s, int result)
 }
 
 /*
- * Start a helper on io's slot for dir: the caller's fields are set by fill(s, ctx) once the
- * slot is ours. The first attempt runs here when the readiness says it may succeed; its
- * result, a trip, or a refusal to arm (shutdown, deregistration) that comes after the attempt
- * is told in the slot's task.
+ * Start a helper on io's slot for dir, with the caller's fields once the slot is ours. The
+ * first attempt runs here when the readiness says it may succeed; its result, a trip, or a
+ * refusal to arm (shutdown, deregistration) that comes after bytes moved is told in the slot's
+ * task; a refusal before any is returned.
  */
 static int helper_start(sx_io *io, unsigned dir, sx__io_step_fn step, try_fn try,
     sx_breaker *stop, sx_io_done_fn fn, void *arg, void *buf, size_t len, size_t min)
