@@ -22,9 +22,10 @@
 #define NBRK 16
 #define MAXBRK 4096
 
-/* A connection's owner: WAITING (a wait is pending; the killer may take it by CAS), RUNNING (a
- * callback owns it), KILLING (the killer deregisters it), IDLE (stopped, the test owns it). */
-enum { WAITING, RUNNING, KILLING, IDLE };
+/* A connection's owner: STARTING (its owner is starting a wait), WAITING (a wait is pending; the
+ * killer may take it by CAS), RUNNING (a callback owns it), KILLING (the killer deregisters it),
+ * IDLE (stopped, the test owns it). */
+enum { STARTING, WAITING, RUNNING, KILLING, IDLE };
 
 struct conn {
 	int fd[2];
@@ -45,8 +46,32 @@ static atomic_uint ngrave;
 static atomic_int stopping;
 static atomic_llong written, readb;
 static atomic_long started, ended, doubled, stale, cancelled, tripped, timedout, rereg, kills;
+static atomic_long refused;
 
-static void start_wait(struct conn *c);
+static bool start_wait(struct conn *c);
+
+/* The caller owns c: start its next wait, then let the killer or the wait's callback take it. */
+static void start_owned(struct conn *c)
+{
+	atomic_store(&c->state, STARTING);
+	atomic_store(&c->state, start_wait(c) ? WAITING : IDLE);
+}
+
+/* A callback takes c from its pending wait: false if the killer has it (this is the wait its
+ * deregistration ended). A wait that ends while its starter is still inside start_owned waits
+ * for it to finish. */
+static bool take(struct conn *c)
+{
+	for (;;) {
+		int st = WAITING;
+
+		if (atomic_compare_exchange_strong(&c->state, &st, RUNNING))
+			return true;
+		if (st == KILLING)
+			return false;
+		sched_yield();
+	}
+}
 
 /* The end of a wait or a read, once per start: the pending count says so. */
 static void ended_once(struct conn *c)
@@ -103,21 +128,22 @@ static void carry_on(struct conn *c, sx_io *io)
 		atomic_fetch_add(&c->gen, 1);
 		atomic_fetch_add(&rereg, 1);
 	}
-	atomic_store(&c->state, WAITING);
-	start_wait(c);
+	start_owned(c);
 }
 
 static void wait_cb(sx_io *io, int result, void *arg)
 {
 	struct conn *c = arg;
-	int st = WAITING;
 
+	if (!take(c)) {
+		ended_once(c); /* the killer's -ECANCELED; it owns c */
+		count_code(result);
+		return;
+	}
 	if (io != atomic_load(&c->io))
 		atomic_fetch_add(&stale, 1); /* a callback of a registration already gone */
 	ended_once(c);
 	count_code(result);
-	if (!atomic_compare_exchange_strong(&c->state, &st, RUNNING))
-		return; /* the killer owns it (KILLING): this is its -ECANCELED */
 	if (result > 0)
 		drain(c, io);
 	carry_on(c, io);
@@ -126,21 +152,20 @@ static void wait_cb(sx_io *io, int result, void *arg)
 static void read_cb(sx_io *io, int64_t result, void *arg)
 {
 	struct conn *c = arg;
-	int st = WAITING;
+	bool mine = take(c);
 
-	if (io != atomic_load(&c->io))
+	if (mine && io != atomic_load(&c->io))
 		atomic_fetch_add(&stale, 1);
 	ended_once(c);
 	count_code(result);
 	if (result > 0)
 		atomic_fetch_add(&readb, result);
-	if (!atomic_compare_exchange_strong(&c->state, &st, RUNNING))
-		return;
-	carry_on(c, io);
+	if (mine)
+		carry_on(c, io);
 }
 
-/* Start the next wait on c (state WAITING, set by whoever owns it). */
-static void start_wait(struct conn *c)
+/* Start the next wait on c, owned by the caller: true if a callback will come. */
+static bool start_wait(struct conn *c)
 {
 	uint64_t r = tu_rand(&c->seed);
 	sx_breaker *b = NULL, *to = NULL;
@@ -160,12 +185,16 @@ static void start_wait(struct conn *c)
 	else
 		rc = sx_io_wait(io, SX_IO_READABLE, b, wait_cb, c);
 	if (rc != 0) {
-		/* -ECANCELED (the killer began) or -ESHUTDOWN: no callback comes. */
+		/* No callback comes (the caller owns c, so neither the killer nor a shutdown can have
+		 * begun: this would be a failure the counts show). */
 		c->to = NULL;
 		sx_breaker_release(to);
 		atomic_fetch_sub(&c->pending, 1);
 		atomic_fetch_sub(&started, 1);
+		atomic_fetch_add(&refused, 1);
+		return false;
 	}
+	return true;
 }
 
 struct writer {
@@ -236,8 +265,7 @@ static void *killer_main(void *arg)
 		atomic_store(&c->io, fresh);
 		atomic_fetch_add(&c->gen, 1);
 		atomic_fetch_add(&kills, 1);
-		atomic_store(&c->state, WAITING);
-		start_wait(c);
+		start_owned(c);
 		tu_sleep_ns(50000 + tu_rand(&seed) % 200000);
 	}
 	return NULL;
@@ -268,8 +296,7 @@ static void test_random_io_counts_exact(void **state)
 		c->seed = 0x9e3779b97f4a7c15ull * (i + 1);
 		assert_int_equal(sx_io_register(pool, c->fd[0], &io), 0);
 		atomic_store(&c->io, io);
-		atomic_store(&c->state, WAITING);
-		start_wait(c);
+		start_owned(c);
 	}
 	for (unsigned i = 0; i < 3; i++) {
 		w[i].seed = 12345 + i;
@@ -317,6 +344,7 @@ static void test_random_io_counts_exact(void **state)
 	    atomic_load(&cancelled), atomic_load(&timedout), atomic_load(&tripped),
 	    atomic_load(&rereg), atomic_load(&kills), atomic_load(&written));
 	assert_int_equal(atomic_load(&doubled), 0);
+	assert_int_equal(atomic_load(&refused), 0);
 	assert_int_equal(atomic_load(&stale), 0);
 	assert_int_equal(atomic_load(&started), atomic_load(&ended));
 	assert_int_equal(atomic_load(&readb) + rest, atomic_load(&written));
