@@ -89,7 +89,8 @@ typedef void (*sx_io_done_fn)(sx_io *io, int64_t result, void *arg);
  * sx_io_register - register fd with pool's reactor, starting the reactor on first use (an epoll
  * set and an eventfd; no thread). fd must be open and non-blocking (O_NONBLOCK); it stays the
  * caller's: strix never closes it. Its readiness starts empty; what the fd already offers is
- * reported by the first poll.
+ * reported by the first poll. A registration still registered when the pool is destroyed is
+ * freed by sx_pool_destroy (its fd stays open).
  * On success *out holds the registration. Returns 0; -EINVAL for a NULL pool or out, a negative
  * fd, or an fd without O_NONBLOCK; -EBADF if fd is not open; -ENOMEM; -ESHUTDOWN once the pool's
  * shutdown has begun; -EMFILE or -ENFILE if the reactor's own descriptors cannot be made; or
@@ -109,8 +110,9 @@ SX_API int sx_io_register(sx_pool *pool, int fd, sx_io **out);
  * calling thread's stack): they may go on using their arguments but not io. The memory is
  * reclaimed once no poller can still see it (or at sx_pool_destroy). The fd is not closed: call
  * this while fd is still open (an fd closed first may still be watched through a duplicate, and
- * its events would reach freed memory), then close it. Valid after the pool's shutdown too.
- * Returns 0; -EINVAL for NULL. io must not be used afterwards.
+ * its events would reach freed memory), then close it. Valid after the pool's shutdown too, not
+ * after sx_pool_destroy (which has freed io). Returns 0; -EINVAL for NULL. io must not be used
+ * afterwards.
  * Blocks until those callbacks have returned; on one of the pool's workers it runs other tasks
  * meanwhile (also through an SX_CANCEL shutdown, so the callbacks it waits for cannot be stuck
  * behind it). Never call it on io from two threads, or twice.

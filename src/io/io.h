@@ -94,6 +94,7 @@ struct sx_io {
 	uint64_t ready;             /* the readiness word (see above) */
 	int fd;
 	bool sock;                  /* a socket: writes use send(MSG_NOSIGNAL) */
+	bool orphan;                /* deregistered, but left listed for destroy to free */
 	struct sx__reactor *r;
 	sx_pool *pool;
 	/* A waiting word (base/base.h; bit 0 its waiter flag, sx_io_deregister's): 2 per operation

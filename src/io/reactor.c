@@ -576,7 +576,9 @@ static void reactor_free(sx_pool *p)
 
 	for (io = r->list; io != NULL; io = next) {
 		next = io->next;
-		(void)sx__wait(NULL, &io->live, SX__IO_LIVE_WAITERS, live_zero, NULL, UINT64_MAX);
+		if (!io->orphan) /* an orphan's deregistration waited already */
+			(void)sx__wait(NULL, &io->live, SX__IO_LIVE_WAITERS, live_zero, NULL,
+			    UINT64_MAX);
 		io_free(io);
 	}
 	r->list = NULL;
@@ -692,9 +694,14 @@ int sx_io_deregister(sx_io *io)
 		(void)sx__wait_here(&io->live, SX__IO_LIVE_WAITERS, dereg_done, io, UINT64_MAX);
 
 	c = sx__tcache_get(io->pool);
-	if (c == NULL)
-		return 0; /* no record for this thread: io stays listed, freed by destroy */
 	pthread_mutex_lock(&r->lock);
+	if (c == NULL) {
+		/* No record for this thread (its first one cannot be allocated): without one the
+		 * memory cannot be retired, so it stays listed and destroy frees it. */
+		io->orphan = true;
+		pthread_mutex_unlock(&r->lock);
+		return 0;
+	}
 	if (io->prev != NULL)
 		io->prev->next = io->next;
 	else
