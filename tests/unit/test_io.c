@@ -865,6 +865,38 @@ static void test_busy_pool_still_sees_readiness(void **state)
 	close(sv[1]);
 }
 
+/* A pool that never parks sees readiness from its searching workers' polls. */
+static void test_spinning_pool_sees_readiness(void **state)
+{
+	sx_pool_opts o = SX_POOL_OPTS_INIT;
+	struct probe r = { 0 };
+	sx_worker_counters wc[2];
+	sx_pool_counters pc;
+	sx_pool *p;
+	sx_io *io;
+	int sv[2];
+
+	(void)state;
+	o.workers = 2;
+	o.spin_ns = SX_SPIN_FOREVER;
+	assert_int_equal(sx_pool_create(&o, &p), 0);
+	pair(sv);
+	assert_int_equal(sx_io_register(p, sv[0], &io), 0);
+	for (int i = 0; i < 50; i++) {
+		assert_int_equal(sx_io_wait(io, SX_IO_READABLE, NULL, probe_cb, &r), 0);
+		put(sv[1], "x");
+		TU_WAIT_FOR(atomic_load(&r.calls) == i + 1);
+		assert_int_equal(drain(sv[0]), 1);
+		TU_WAIT_FOR(sx_io_clear(io, sx_io_readiness(io), SX_IO_READABLE) == 0);
+	}
+	assert_int_equal(sx_pool_stats(p, &pc, wc, 2), 0);
+	assert_int_equal(pc.total.parks, 0);
+	assert_int_equal(sx_io_deregister(io), 0);
+	sx_pool_destroy(p);
+	close(sv[0]);
+	close(sv[1]);
+}
+
 /* ---- allocation --------------------------------------------------------------------------- */
 
 struct allocs {
@@ -1204,6 +1236,7 @@ int main(void)
 		cmocka_unit_test(test_shutdown_cancel_ends_waits_once),
 		cmocka_unit_test(test_cancel_discards_a_ready_callback),
 		cmocka_unit_test(test_busy_pool_still_sees_readiness),
+		cmocka_unit_test(test_spinning_pool_sees_readiness),
 		cmocka_unit_test(test_waits_allocate_nothing),
 		cmocka_unit_test(test_read_min_len_and_eof),
 		cmocka_unit_test(test_read_ends_by_breaker_and_deregister),
