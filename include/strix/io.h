@@ -12,9 +12,10 @@
  * every fd is added once for input, output and hang-up) with no thread of its own. A worker that
  * is about to park takes the poller role (one at a time) and sleeps in epoll_wait instead, so the
  * worker that readiness wakes runs the waiting task itself; busy workers look at the set without
- * sleeping every 61 tasks, and a pool that never parks (SX_SPIN_FOREVER) looks while it
- * searches. While the poller runs the tasks it found, readiness waits for the next look
- * (another worker parking, or those 61 tasks).
+ * sleeping every 61 tasks (at most once per 20 microseconds in the pool: each look is a system
+ * call), and searching workers every few rounds (a pool that never parks, SX_SPIN_FOREVER,
+ * every round). While the poller runs the tasks it found, readiness waits for the next look
+ * (another worker parking, or a busy worker's).
  *
  * A registration remembers its readiness in one word (sx_io_readiness): the events seen so far
  * and a tick that every event from the kernel advances. A wait for a direction that is already
