@@ -31,7 +31,8 @@ TIME_SRCS   := src/time/wheel.c src/time/timer.c
 CANCEL_SRCS := src/cancel/breaker.c src/cancel/notifier.c src/cancel/signal.c src/cancel/retry.c
 IO_SRCS     := src/io/reactor.c src/io/net.c
 FLOW_SRCS   := src/flow/promise_core.c src/flow/promise_retry.c src/flow/promise_comb.c \
-               src/flow/promise_wait.c src/flow/promise_settle.c src/flow/fanout.c \
+               src/flow/promise_wait.c src/flow/promise_settle.c src/flow/promise_io.c \
+               src/flow/fanout.c \
                src/flow/join.c src/flow/strand.c
 GUARD_SRCS  := src/guard/sem.c src/guard/ratelimit.c src/guard/circuit.c src/guard/pipeline.c \
                src/guard/group.c

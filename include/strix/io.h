@@ -53,6 +53,7 @@
 
 #include <strix/breaker.h>
 #include <strix/pool.h>
+#include <strix/promise.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -166,6 +167,20 @@ SX_API int sx_io_clear(sx_io *io, sx_io_token seen, unsigned events);
  * Never blocks. Lock-free; allocates nothing but stop's callback node. Any thread.
  */
 SX_API int sx_io_wait(sx_io *io, unsigned events, sx_breaker *stop, sx_io_fn fn, void *arg);
+
+/**
+ * sx_io_wait_promise - sx_io_wait as a promise: *out settles once io is ready for `events`,
+ * fulfilled with the ready events as its value (an unsigned mask cast to a pointer: read it with
+ * (unsigned)(uintptr_t)value), or rejected with the code a wait's fn would get (stop's code,
+ * -ESHUTDOWN, -ECANCELED for a deregistration). The promise's chain breaker is a child of stop
+ * (stop may be NULL) and is the wait's breaker, so sx_promise_cancel on *out ends the wait too
+ * (rejected with -ECANCELED). Chain then/catch/finally on it, or wait with sx_promise_get.
+ * Returns 0 (*out holds the caller's reference: sx_promise_release it); -EINVAL for NULL io or
+ * out, or events not exactly one direction; sx_io_wait's other codes (-EBUSY, -ESHUTDOWN,
+ * -ECANCELED, -ENOMEM, -EAGAIN), or -ENOMEM for the promise. On failure nothing is left behind.
+ * Never blocks. Lock-free; allocates the promise and its breaker. Any thread.
+ */
+SX_API int sx_io_wait_promise(sx_io *io, unsigned events, sx_breaker *stop, sx_promise **out);
 
 /**
  * sx_io_read - read into buf until at least min bytes (1 <= min <= len) are there, or end of

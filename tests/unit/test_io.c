@@ -210,6 +210,60 @@ static void test_socketpair_readable_and_writable(void **state)
 	sx_pool_destroy(p);
 }
 
+/* The promise form: fulfilled with the ready events, rejected by its breaker, by a cancel of the
+ * promise (which ends the wait: the slot is free again), and refused like sx_io_wait. */
+static void test_wait_as_a_promise(void **state)
+{
+	sx_pool *p = tu_pool(2);
+	sx_promise *pr, *again;
+	sx_breaker *b;
+	void *v = NULL;
+	sx_io *io;
+	int sv[2];
+
+	(void)state;
+	pair(sv);
+	assert_int_equal(sx_io_register(p, sv[0], &io), 0);
+	assert_int_equal(sx_io_wait_promise(NULL, SX_IO_READABLE, NULL, &pr), -EINVAL);
+	assert_int_equal(sx_io_wait_promise(io, SX_IO_READABLE | SX_IO_WRITABLE, NULL, &pr),
+	    -EINVAL);
+	assert_int_equal(sx_io_wait_promise(io, SX_IO_READABLE, NULL, NULL), -EINVAL);
+
+	assert_int_equal(sx_io_wait_promise(io, SX_IO_READABLE, NULL, &pr), 0);
+	assert_int_equal(sx_io_wait_promise(io, SX_IO_READABLE, NULL, &again), -EBUSY);
+	assert_false(sx_promise_settled(pr));
+	put(sv[1], "x");
+	assert_int_equal(sx_promise_get(pr, 10000 * MS, &v), 0);
+	assert_true(((unsigned)(uintptr_t)v & SX_IO_READABLE) != 0);
+	sx_promise_release(pr);
+	assert_int_equal(drain(sv[0]), 1);
+	assert_int_equal(sx_io_clear(io, sx_io_readiness(io), SX_IO_READABLE), 0);
+
+	/* A breaker given as stop ends the wait with its code. */
+	assert_int_equal(sx_breaker_create(&b), 0);
+	assert_int_equal(sx_io_wait_promise(io, SX_IO_READABLE, b, &pr), 0);
+	assert_int_equal(sx_breaker_trip(b), 0);
+	assert_int_equal(sx_promise_get(pr, 10000 * MS, &v), -ECANCELED);
+	sx_promise_release(pr);
+	sx_breaker_release(b);
+
+	/* Cancelling the promise ends the wait: the direction takes a new wait afterwards (a get
+	 * returns as soon as the chain's breaker trips; the wait's end follows on its own). */
+	TU_WAIT_FOR(sx_io_wait_promise(io, SX_IO_READABLE, NULL, &pr) == 0);
+	assert_int_equal(sx_promise_cancel(pr), 0);
+	assert_int_equal(sx_promise_get(pr, 10000 * MS, &v), -ECANCELED);
+	sx_promise_release(pr);
+	TU_WAIT_FOR(sx_io_wait_promise(io, SX_IO_READABLE, NULL, &pr) == 0);
+	put(sv[1], "y");
+	assert_int_equal(sx_promise_get(pr, 10000 * MS, &v), 0);
+	sx_promise_release(pr);
+
+	assert_int_equal(sx_io_deregister(io), 0);
+	close(sv[0]);
+	close(sv[1]);
+	sx_pool_destroy(p);
+}
+
 static void test_pipe_read_and_write_ends(void **state)
 {
 	sx_pool *p = tu_pool(1);
@@ -1222,6 +1276,7 @@ int main(void)
 		cmocka_unit_test(test_bad_input_changes_nothing),
 		cmocka_unit_test(test_socketpair_readable_and_writable),
 		cmocka_unit_test(test_pipe_read_and_write_ends),
+		cmocka_unit_test(test_wait_as_a_promise),
 		cmocka_unit_test(test_remembered_readiness_needs_no_poll),
 		cmocka_unit_test(test_ready_wait_from_a_worker_runs_on_it),
 		cmocka_unit_test(test_clear_follows_the_tick),
