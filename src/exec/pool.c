@@ -401,7 +401,10 @@ int sx_pool_submit(sx_pool *pool, void (*fn)(void *arg), void *arg)
 	return 0;
 }
 
-int sx_pool_submit_task(sx_pool *pool, sx_task *task)
+/* The intrusive submissions: from outside the injector, on a worker of pool `local` (inlined
+ * with its constant argument, so each public form compiles to its own direct path). */
+static inline int task_submit(sx_pool *pool, sx_task *task,
+    void (*local)(sx__worker *w, sx_task *t))
 {
 	sx__worker *w;
 
@@ -410,21 +413,18 @@ int sx_pool_submit_task(sx_pool *pool, sx_task *task)
 	w = sx__worker_of(pool);
 	if (w == NULL)
 		return remote_submit(pool, task, NULL, NULL);
-	sx__spawn_local(w, task);
+	local(w, task);
 	return 0;
+}
+
+int sx_pool_submit_task(sx_pool *pool, sx_task *task)
+{
+	return task_submit(pool, task, sx__spawn_local);
 }
 
 int sx_pool_yield_task(sx_pool *pool, sx_task *task)
 {
-	sx__worker *w;
-
-	if (SX__UNLIKELY(pool == NULL || task == NULL || task->run == NULL))
-		return -EINVAL;
-	w = sx__worker_of(pool);
-	if (w == NULL)
-		return remote_submit(pool, task, NULL, NULL);
-	sx__push_local(w, task);
-	return 0;
+	return task_submit(pool, task, sx__push_local);
 }
 
 /* ---- waiting, shutdown, destroy ---------------------------------------------------------- */
