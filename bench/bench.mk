@@ -69,7 +69,7 @@ bench-record:
 # (examples/proxy, once it exists) behind the same upstreams under wrk, six scenarios:
 # build/bench/proxy.{json,md,png}. PROXY_BENCH_SECONDS=2 for a smoke run.
 bench-proxy:
-	@$(DEPS) bench
+	@$(DEPS) proxy
 	$(MAKE) --no-print-directory proxy-examples
 	tools/bench_proxy.sh
 

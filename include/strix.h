@@ -16,6 +16,7 @@
 #include <strix/timer.h>
 #include <strix/breaker.h>
 #include <strix/retry.h>
+#include <strix/io.h>
 #include <strix/promise.h>
 #include <strix/join.h>
 #include <strix/strand.h>

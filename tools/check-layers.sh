@@ -9,7 +9,7 @@
 # Prints every violation and exits 1 if there is one, 0 otherwise.
 set -u
 cd "$(dirname "$0")/.."
-layers=(base exec time cancel flow guard)
+layers=(base exec time cancel io flow guard)
 rank() {
   local i
   for i in "${!layers[@]}"; do [ "${layers[$i]}" = "$1" ] && { echo "$i"; return; }; done

@@ -8,9 +8,11 @@
 #                          with pkg-config and CMake, check-abi compares the ABI with its record)
 #   tools/deps.sh bench    lib + Google Benchmark and the peers (C-Thread-Pool, libuv, oneTBB,
 #                          OpenMP, Boost.Asio; Go with x/sync and x/time; cargo and rustc with
-#                          Debian's tokio and rayon sources), gnuplot and python3 for the report,
-#                          nginx, HAProxy and wrk for the proxy benchmark (make bench, bench-smoke,
-#                          bench-proxy)
+#                          Debian's tokio and rayon sources), gnuplot and python3 for the report
+#                          (make bench, bench-smoke)
+#   tools/deps.sh proxy    lib + nginx, HAProxy and wrk, gnuplot and python3 (make bench-proxy);
+#                          installed with service starts denied, so the packages' own system
+#                          services (nginx on port 80) are not started
 #   tools/deps.sh perf     bench + valgrind and perf (make perf)
 #   tools/deps.sh docs     Doxygen (make docs, make man; make install installs the man pages)
 #
@@ -35,8 +37,8 @@ test_pkgs=(g++ libcmocka-dev clang "libclang-rt-14-dev|libclang-common-14-dev" c
            doxygen man-db abigail-tools)
 bench_pkgs=(g++ libbenchmark-dev cthreadpool-dev libuv1-dev libtbb-dev libgomp1 libboost-dev
             golang-go golang-golang-x-sync-dev golang-golang-x-time-dev
-            cargo rustc librust-tokio-dev librust-rayon-dev gnuplot-nox python3
-            "nginx-light|nginx" haproxy wrk)
+            cargo rustc librust-tokio-dev librust-rayon-dev gnuplot-nox python3)
+proxy_pkgs=("nginx-light|nginx" haproxy wrk gnuplot-nox python3)
 perf_pkgs=(valgrind "linux-perf|linux-tools-generic")
 docs_pkgs=(doxygen)
 
@@ -44,9 +46,10 @@ case "$purpose" in
   lib)     want=("${lib_pkgs[@]}") ;;
   test)    want=("${lib_pkgs[@]}" "${test_pkgs[@]}") ;;
   bench)   want=("${lib_pkgs[@]}" "${bench_pkgs[@]}") ;;
+  proxy)   want=("${lib_pkgs[@]}" "${proxy_pkgs[@]}") ;;
   perf)    want=("${lib_pkgs[@]}" "${bench_pkgs[@]}" "${perf_pkgs[@]}") ;;
   docs)    want=("${docs_pkgs[@]}") ;;
-  *) echo "usage: $0 lib|test|bench|perf|docs" >&2; exit 2 ;;
+  *) echo "usage: $0 lib|test|bench|proxy|perf|docs" >&2; exit 2 ;;
 esac
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
@@ -76,10 +79,23 @@ then
     fi
     echo "strix: installing ${missing[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # Packages that bring a system service (nginx, HAProxy) would start it, listening on every
+    # interface; a policy-rc.d that denies starts (Debian's invoke-rc.d mechanism) keeps them
+    # installed but stopped. Only when there is none already, removed afterwards.
+    if [ "$purpose" = proxy ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+      chmod 755 /usr/sbin/policy-rc.d
+      made_policy=1
+      trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     # The package lists may be missing or stale on a fresh machine: refresh once, then install.
     if ! apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1; then
       apt-get update -q
       apt-get install -y --no-install-recommends "${missing[@]}"
+    fi
+    if [ "${made_policy:-0}" = 1 ]; then
+      rm -f /usr/sbin/policy-rc.d
+      trap - EXIT
     fi
   fi
 fi
@@ -155,15 +171,16 @@ probe_bench() {
   [ -n "$(ls -d /usr/share/cargo/registry/rayon-1.* 2>/dev/null)" ] ||
     absent+=("rayon's source (librust-rayon-dev): /usr/share/cargo/registry/rayon-1.*")
   prog_probe gnuplot; prog_probe python3
-  # The proxy benchmark's peers and load generator (tools/bench_proxy.sh).
-  sbin_probe nginx; sbin_probe haproxy; prog_probe wrk
 }
+# The proxy benchmark's peers and load generator (tools/bench_proxy.sh).
+probe_proxy() { sbin_probe nginx; sbin_probe haproxy; prog_probe wrk; prog_probe gnuplot; prog_probe python3; }
 probe_perf() { prog_probe valgrind; prog_probe perf; }
 
 case "$purpose" in
   lib)     probe_lib ;;
   test)    probe_lib; probe_test ;;
   bench)   probe_lib; probe_bench ;;
+  proxy)   probe_lib; probe_proxy ;;
   perf)    probe_lib; probe_bench; probe_perf ;;
   docs)    prog_probe doxygen ;;
 esac

@@ -37,10 +37,11 @@
  * code; the layers inside it and the action do not run, the afters of the layers outside it do.
  *
  * Costs: no lock and no allocation per call in steady state. A timeout keeps a per-thread
- * record of the calls in progress (allocated once per thread) and its breaker (allocated once,
- * and again only after a call timed out); one timer on the pipeline's pool watches each thread's
- * earliest deadline, so most calls arm no timer at all. Exception: a call given a stop breaker
- * through a timeout policy links a child breaker to it (one allocation).
+ * record of the calls in progress (allocated once per thread) and its two breakers, used by
+ * turns (each allocated once, and again only after a call timed out); one timer on the
+ * pipeline's pool watches each thread's earliest deadline, so most calls arm no timer at all.
+ * Exception: a call given a stop breaker through a timeout policy links a child breaker to it
+ * (one allocation).
  * @{
  */
 #ifndef STRIX_PIPELINE_H

@@ -44,6 +44,20 @@
 /* error.c */
 _Noreturn void sx__assert_fail(const char *what, const char *file, int line);
 
+/* Happens-before edges that ThreadSanitizer cannot see because the synchronization that makes
+ * them runs in uninstrumented code (Concurrency Kit's epoch scan, in libck): release on addr in
+ * the thread whose accesses must come first, acquire on addr in the one that must come after.
+ * Nothing outside ThreadSanitizer builds. */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define SX__TSAN_ACQUIRE(addr) __tsan_acquire((void *)(addr))
+#define SX__TSAN_RELEASE(addr) __tsan_release((void *)(addr))
+#else
+#define SX__TSAN_ACQUIRE(addr) ((void)(addr))
+#define SX__TSAN_RELEASE(addr) ((void)(addr))
+#endif
+
 /* ---- the clock ----------------------------------------------------------------------------- */
 
 /* CLOCK_MONOTONIC in ns: the one clock every deadline in strix is measured on. */

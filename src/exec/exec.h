@@ -1,9 +1,9 @@
 /*
  * exec: the internal layout of the pool, shared by pool.c (lifecycle, submission, shutdown),
  * worker.c (the worker loop: local queue, stealing, injector, parking) and node.c (fn-form task
- * nodes), and used by the layers above (sx__palloc, sx__help_one, the tcache). A service of a
- * higher layer that lives per pool (the timer service) registers struct sx__pool_hooks, so exec
- * never names it.
+ * nodes), and used by the layers above (sx__palloc, sx__help_one, the tcache, the epoch domain).
+ * The services of higher layers that live per pool (the timer service, the I/O reactor) register
+ * struct sx__pool_hooks, so exec never names them.
  * Includes base only. Nothing here is public API.
  */
 #ifndef STRIX_SRC_EXEC_H
@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 
+#include <ck_epoch.h>
 #include <ck_ring.h>
 #include <ck_stack.h>
 
@@ -107,11 +108,11 @@ typedef struct sx__batch {
 #define SX__HELP_SLICE_NS 200000u
 
 /*
- * Per-thread submission record: magazines of free nodes and the count of tasks this thread
- * submitted. Every worker embeds one; each outside thread that submits to a pool gets one
- * (allocated once, found through the pool's pthread key, a per-thread record of pool->caches,
- * revived for a new thread when its thread exits). Only its owner thread writes it, except
- * rec.dead (base/base.h).
+ * Per-thread submission record: magazines of free nodes, the count of tasks this thread
+ * submitted, and the thread's record in the pool's epoch domain. Every worker embeds one; each
+ * outside thread that submits to a pool gets one (allocated once, found through the pool's
+ * pthread key, a per-thread record of pool->caches, revived for a new thread when its thread
+ * exits, epoch record and all). Only its owner thread writes it, except rec.dead (base/base.h).
  */
 typedef struct sx__tcache {
 	sx__rec rec;                /* in pool->caches, for the life of the pool */
@@ -123,8 +124,10 @@ typedef struct sx__tcache {
 	unsigned nempty;
 	ck_stack_entry_t *spare;    /* empty magazines taken from the pool, not used yet */
 	uint64_t submitted;         /* monotone; atomic stores by the owner, loads by anyone */
-	void *svc_free;             /* the pool service's per-thread free list (sx__pool_hooks) */
+	void *svc_free;             /* the timer service's per-thread free list (sx__tcache_svc) */
 	unsigned busy;              /* 1 while the owner is inside a submit (shutdown handshake) */
+	bool epoch_on;              /* erec is registered with pool->epoch (on first use) */
+	ck_epoch_record_t erec;     /* this thread's record in the pool's epoch domain */
 } SX__ALIGNED sx__tcache;
 
 typedef struct sx__worker {
@@ -154,6 +157,13 @@ typedef struct sx__worker {
 	sx__tcache cache;
 } SX__ALIGNED sx__worker;
 
+/* The kinds of per-pool service, one slot each in the pool (sx__pool_service). */
+enum sx__svc_kind {
+	SX__SVC_TIMER = 0,          /* the timer service (time/timer.c) */
+	SX__SVC_IO = 1,             /* the I/O reactor (io/reactor.c), the pool's poller */
+	SX__SVC_KINDS
+};
+
 /* pool->idle packs two counters so one CAS moves a worker between states. */
 #define SX__IDLE_UNPARKED_ONE 1u
 #define SX__IDLE_SEARCHING_ONE (1u << 16)
@@ -173,11 +183,22 @@ struct sx_pool {
 	void (*on_cancel)(void (*fn)(void *), void *arg, int err);
 	sx__worker *workers;
 	uint64_t *parked;           /* bit i set: worker i is parked (or about to) */
+	/* The hooks of the service that polls (the reactor), NULL until it started: workers read it
+	 * on parking and every SX__INJECT_EVERY tasks, never per task (worker.c). */
+	const struct sx__pool_hooks *poll_hooks;
 
 	SX__ALIGNED int state;      /* enum sx__state */
 	int cancelled;              /* the shutdown was SX_CANCEL (atomic: read by wait_idle) */
 
 	SX__ALIGNED uint32_t idle;  /* searching << 16 | unparked */
+
+	/* The poller role: 0, or 1 + the index of the worker that holds it (claimed by CAS, only
+	 * while poll_hooks is set). Its holder is the only thread in the poll hook (worker.c). */
+	SX__ALIGNED uint32_t poller;
+	uint64_t polled_at;         /* sx__now_ns when a poll last returned (worker.c) */
+
+	/* The pool's epoch domain (ck_epoch): see sx__epoch_begin. Records live in the tcaches. */
+	SX__ALIGNED ck_epoch_t epoch;
 
 	SX__ALIGNED ck_stack_t inj;   /* injector: sx__task_link(task), batch-popped whole */
 	SX__ALIGNED ck_stack_t full_mags;  /* magazines of free nodes between threads */
@@ -193,14 +214,15 @@ struct sx_pool {
 	unsigned idle_waiters;
 	uint64_t cancelled_tasks;
 
-	/* The pool's service (the timer service, time/timer.c), started on first use: its state is
-	 * svc, its own to read and write; exec reaches it only through hooks. svc_lock is a cold-path
-	 * lock: it only orders that start against shutdown. */
-	void *svc;
+	/* The pool's services, one per kind (the timer service, time/timer.c; the reactor,
+	 * io/reactor.c), each started on first use: its state is svc[kind], its own to read and
+	 * write; exec reaches it only through hooks[kind]. svc_lock is a cold-path lock: it only
+	 * orders those starts against shutdown. */
+	void *svc[SX__SVC_KINDS];
 	int64_t timer_tick_ns;      /* sx_pool_opts.timer_tick_ns, for the service (0: default) */
 	pthread_mutex_t svc_lock;
 	bool svc_closed;            /* shutdown began: no service may start */
-	const struct sx__pool_hooks *hooks; /* NULL until the service started */
+	const struct sx__pool_hooks *hooks[SX__SVC_KINDS]; /* NULL until that service started */
 };
 
 /* node.c */
@@ -264,37 +286,55 @@ static inline bool sx__is_batch(const sx_task *t)
 }
 
 /*
- * What exec calls in the pool's service, a higher layer's (the timer service): the service
- * registers them when it starts, and exec calls them through pool->hooks when it is set, on cold
- * paths only (never submission, stealing, running):
+ * What exec calls in a service of the pool, a higher layer's (the timer service, the reactor):
+ * the service registers them when it starts, and exec calls them through pool->hooks[kind] when
+ * that is set, on cold paths only (never submission, stealing, running), services in the order
+ * of their kinds:
+ *   kind:              the service's slot (enum sx__svc_kind).
  *   stop(p):           sx_pool_shutdown, once, before it waits for submitters and workers
  *                      (svc_closed is set already): the service stops and joins its threads.
  *   free(p):           destroy, after shutdown: the service frees its memory (the pool
  *                      forgets it afterwards).
- *   pending(p):        sx_pool_stats' timers_pending. Any thread, concurrently with the service.
- *   tcache_release(c): c's thread exits: the service takes back what c->svc_free holds.
+ *   pending(p):        sx_pool_stats' timers_pending (the timer service; NULL for others). Any
+ *                      thread, concurrently with the service.
+ *   tcache_release(c): c's thread exits: the service takes back what it keeps in c (may be
+ *                      NULL).
+ * A service that polls (the reactor; NULL for the others) also gives the two hooks workers
+ * call through pool->poll_hooks, the only ones called outside cold paths (worker.c):
+ *   poll(p, w, block): on w, the holder of the poller role: collect what is ready, queue the
+ *                      tasks it ends on w's ring with sx__push_polled, and return how many it
+ *                      queued. block: sleep until something is ready or wake(p) is called
+ *                      (then it may return 0); otherwise do not sleep.
+ *   wake(p):           any thread: make a poll sleeping now, or the next one to sleep, return
+ *                      soon (a spurious call costs one wasted return).
  */
 struct sx__pool_hooks {
+	enum sx__svc_kind kind;
 	void (*stop)(sx_pool *p);
 	void (*free)(sx_pool *p);
 	uint64_t (*pending)(sx_pool *p);
 	void (*tcache_release)(sx__tcache *c);
+	unsigned (*poll)(sx_pool *p, struct sx__worker *w, bool block);
+	void (*wake)(sx_pool *p);
 };
 
 /*
- * The pool's service: *out is the one already started, or the one start(p, &svc) makes now,
- * which the pool then publishes with its hooks h (hooks first, so whoever sees the service sees
- * them). start runs under the pool's service lock, only while the pool runs and no shutdown has
- * begun; it returns 0 or a negative errno and leaves nothing behind on error. Returns 0; start's
- * error; -ESHUTDOWN once the pool stops. Cold, any thread; blocks on the service lock.
+ * The pool's service of kind h->kind: *out is the one already started, or the one
+ * start(p, &svc) makes now, which the pool then publishes with its hooks h (hooks first, so
+ * whoever sees the service sees them; for a polling service then poll_hooks, and a parked worker
+ * is woken so that one takes the poller role). start runs under the pool's service lock, only
+ * while the pool runs and no shutdown has begun; it returns 0 or a negative errno and leaves
+ * nothing behind on error. Returns 0; start's error; -ESHUTDOWN once the pool stops. Cold, any
+ * thread; blocks on the service lock.
  */
 int sx__pool_service(sx_pool *p, const struct sx__pool_hooks *h,
     int (*start)(sx_pool *p, void **svc), void **out);
 
-/* The pool's service (NULL until one started). Any thread; hooks may read it plainly. */
-static inline void *sx__pool_svc(const sx_pool *p)
+/* The pool's service of that kind (NULL until it started). Any thread; its hooks may read it
+ * plainly. */
+static inline void *sx__pool_svc(const sx_pool *p, enum sx__svc_kind kind)
 {
-	return ck_pr_load_ptr(&p->svc);
+	return ck_pr_load_ptr(&p->svc[kind]);
 }
 
 /* Whether p still takes tasks (no shutdown has begun). One load, any thread. */
@@ -309,7 +349,8 @@ static inline sx__tcache *sx__worker_cache(sx__worker *w)
 	return &w->cache;
 }
 
-/* The per-thread slot of c that belongs to the pool's service (its free list). Owner only. */
+/* The per-thread slot of c that belongs to the pool's timer service (its free list). Owner
+ * only. */
 static inline void **sx__tcache_svc(sx__tcache *c)
 {
 	return &c->svc_free;
@@ -325,6 +366,54 @@ static inline sx_pool *sx__tcache_pool(const sx__tcache *c)
 {
 	return c->pool;
 }
+
+/*
+ * The pool's epoch domain: safe memory reclamation (ck_epoch) for structures that threads read
+ * without a lock while another thread unlinks and frees them (the reactor's registrations, which
+ * a poller may still hold in a batch of events after they were deregistered). One domain per
+ * pool, for every such structure of every layer: a reader brackets each look with
+ * sx__epoch_begin / sx__epoch_end (sections nest; keep them short: a section open anywhere
+ * holds back every reclamation in the pool); a writer unlinks an object so that no new section
+ * can find it, then hands it to sx__epoch_retire, whose fn frees it once every section that was
+ * open at the unlink has ended. Each thread's record is its sx__tcache's, registered on first
+ * use (a worker's own, or an outside thread's from sx__tcache_get); deferred frees wait on the
+ * record of the thread that retired them and run on that thread (at its next retire or poll),
+ * or at destroy, which runs everything still pending after the services were freed. All of
+ * these: c's thread only.
+ */
+void sx__epoch_register(sx__tcache *c);
+
+/* Open a read section on c's record. Wait-free but for the first call (registration). */
+static inline void sx__epoch_begin(sx__tcache *c)
+{
+	if (SX__UNLIKELY(!c->epoch_on))
+		sx__epoch_register(c);
+	ck_epoch_begin(&c->erec, NULL);
+}
+
+/* End the section sx__epoch_begin opened. Wait-free. */
+static inline void sx__epoch_end(sx__tcache *c)
+{
+	SX__TSAN_RELEASE(&c->pool->epoch);
+	ck_epoch_end(&c->erec, NULL);
+}
+
+/* Run fn(e) once no section open now can still see the object e is embedded in (the caller has
+ * unlinked it), then run whatever of c's earlier retirements is due. Never blocks; lock-free. */
+void sx__epoch_retire(sx__tcache *c, ck_epoch_entry_t *e, ck_epoch_cb_t *fn);
+/* Run whatever of c's retirements is due; true if the epoch moved on or something ran. Never
+ * blocks; lock-free. Not inside a section of c's. */
+bool sx__epoch_poll(sx__tcache *c);
+/* Wait until every section open now has ended, then run all of c's retirements. Blocks
+ * (spinning) for as long as the longest such section lasts; not inside a section of c's. */
+void sx__epoch_barrier(sx__tcache *c);
+/* How many of c's retirements have not run yet. */
+static inline unsigned sx__epoch_pending(const sx__tcache *c)
+{
+	return c->epoch_on ? ck_pr_load_uint(&c->erec.n_pending) : 0;
+}
+/* destroy: run every retirement still pending on every record (no thread uses the pool). */
+void sx__epoch_fini(sx_pool *p);
 
 /* The timer service's tick range: sx_pool_create checks opts.timer_tick_ns against it (the wheel's
  * own bounds, which time/ asserts are the same). */
@@ -345,6 +434,11 @@ void sx__remote_leave(sx__tcache *c);
 /* Queue t on p's injector, counted as submitted by c, and wake a worker if none searches.
  * Inside c's submission section. Lock-free. */
 void sx__inject(sx_pool *p, sx__tcache *c, sx_task *t);
+/* For a service's stop hook only (on the thread in sx_pool_shutdown, before it waits for
+ * submitters): queue t on the injector although the pool takes no more tasks, counted as
+ * submitted, so that SX_DRAIN runs it and SX_CANCEL hands it to its cancel callback. 0, or
+ * -ENOMEM when the calling thread's record cannot be allocated (t is not queued). Lock-free. */
+int sx__inject_stopping(sx_pool *p, sx_task *t);
 /* Owner only: queue t where w's own spawns go (its LIFO slot if that is empty, else the tail of
  * its ring), counted as submitted. Wait-free but for an overflowing ring and the wake-up hint. */
 void sx__spawn_local(sx__worker *w, sx_task *t);
@@ -352,6 +446,9 @@ void sx__spawn_local(sx__worker *w, sx_task *t);
  * goes, where the owner takes it back (sx__run_if_queued) with one fence and thieves take the
  * oldest first. Wait-free but for an overflowing ring and the wake-up hint. */
 void sx__push_local(sx__worker *w, sx_task *t);
+/* Owner only, from a poll hook: as sx__push_local without the wake-up hint (w may be parked;
+ * the worker loop wakes another worker once per poll, if it queued anything). */
+void sx__push_polled(sx__worker *w, sx_task *t);
 /* A task that never ran because SX_CANCEL stopped p: its cancel callback (or p's on_cancel for
  * the fn form) with -ECANCELED, counted in the pool's cancelled. The shutdown thread only. */
 void sx__cancel_task(sx_pool *p, sx_task *t);

@@ -11,8 +11,9 @@
  *
  * Locks: none on any submission path. The only blocking is in create/shutdown/destroy (thread
  * start and join), in wait_idle (a futex wait), and pool->svc_lock, a cold-path mutex that
- * orders the lazy start of the pool's service (the timer thread, time/timer.c) against shutdown.
- * The service is a higher layer's: this file reaches it only through pool->hooks (exec.h).
+ * orders the lazy start of the pool's services (the timer thread, time/timer.c; the reactor,
+ * io/reactor.c) against shutdown. The services are higher layers': this file reaches them only
+ * through pool->hooks (exec.h).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -66,13 +67,17 @@ static void tcache_exit(void *arg)
 {
 	sx__tcache *c = arg;
 
-	/* The thread is going away: give its nodes back, then let another thread claim the record. */
-	const struct sx__pool_hooks *h;
-
+	/* The thread is going away: give its nodes back, run what its epoch record holds that is
+	 * due (the rest waits for the record's next owner, or destroy), then let another thread
+	 * claim the record. */
 	sx__tcache_release(c);
-	h = ck_pr_load_ptr(&c->pool->hooks);
-	if (h != NULL)
-		h->tcache_release(c);
+	for (unsigned k = 0; k < SX__SVC_KINDS; k++) {
+		const struct sx__pool_hooks *h = ck_pr_load_ptr(&c->pool->hooks[k]);
+
+		if (h != NULL && h->tcache_release != NULL)
+			h->tcache_release(c);
+	}
+	(void)sx__epoch_poll(c);
 	sx__rec_leave(&c->rec);
 }
 
@@ -80,10 +85,15 @@ static void free_memory(sx_pool *p)
 {
 	ck_stack_entry_t *e, *next;
 
-	if (p->hooks != NULL) {
-		p->hooks->free(p);
-		p->svc = NULL;
+	for (unsigned k = 0; k < SX__SVC_KINDS; k++) {
+		if (p->hooks[k] != NULL) {
+			p->hooks[k]->free(p);
+			p->svc[k] = NULL;
+		}
 	}
+	/* After the services: what they retired may be freed now, and the records go with the
+	 * workers and caches below. */
+	sx__epoch_fini(p);
 	for (e = ck_stack_batch_pop_upmc(&p->slabs); e != NULL; e = next) {
 		next = e->next;
 		sx__pfree(p, e, SX__SLAB_BYTES);
@@ -199,6 +209,7 @@ int sx_pool_create(const sx_pool_opts *opts, sx_pool **out)
 	p->nbitmap = (p->nworkers + 63) / 64;
 	p->idle = p->nworkers * SX__IDLE_UNPARKED_ONE;
 	ck_ec32_init(&p->idle_ec, 0);
+	ck_epoch_init(&p->epoch);
 	p->timer_tick_ns = opts->timer_tick_ns; /* 0: the wheel's default */
 	pthread_mutex_init(&p->svc_lock, NULL);
 
@@ -289,6 +300,13 @@ void sx__push_local(sx__worker *w, sx_task *t)
 	local_hint(w->pool);
 }
 
+void sx__push_polled(sx__worker *w, sx_task *t)
+{
+	t->sx_chain_tail = NULL;
+	sx__stat_add(&w->cache.submitted, 1);
+	sx__ring_push(w, t);
+}
+
 sx__tcache *sx__remote_enter(sx_pool *p, int *rc)
 {
 	sx__tcache *c = pthread_getspecific(p->key);
@@ -320,6 +338,18 @@ void sx__inject(sx_pool *p, sx__tcache *c, sx_task *t)
 	ck_stack_push_upmc(&p->inj, sx__task_link(t));
 	ck_pr_fence_atomic_load(); /* the push (an RMW) before reading idle state */
 	sx__notify(p);
+}
+
+/* The shutdown thread is not busy in a submission: it is the one that waits for those, later. */
+int sx__inject_stopping(sx_pool *p, sx_task *t)
+{
+	sx__tcache *c = sx__tcache_get(p);
+
+	SX__ASSERT(sx__worker_of(p) == NULL && !sx__pool_running(p));
+	if (c == NULL)
+		return -ENOMEM;
+	sx__inject(p, c, t);
+	return 0;
 }
 
 sx_task *sx__node_task(sx__tcache *c, void (*fn)(void *), void *arg)
@@ -371,7 +401,10 @@ int sx_pool_submit(sx_pool *pool, void (*fn)(void *arg), void *arg)
 	return 0;
 }
 
-int sx_pool_submit_task(sx_pool *pool, sx_task *task)
+/* The intrusive submissions: from outside the injector, on a worker of pool `local` (inlined
+ * with its constant argument, so each public form compiles to its own direct path). */
+static inline int task_submit(sx_pool *pool, sx_task *task,
+    void (*local)(sx__worker *w, sx_task *t))
 {
 	sx__worker *w;
 
@@ -380,21 +413,18 @@ int sx_pool_submit_task(sx_pool *pool, sx_task *task)
 	w = sx__worker_of(pool);
 	if (w == NULL)
 		return remote_submit(pool, task, NULL, NULL);
-	sx__spawn_local(w, task);
+	local(w, task);
 	return 0;
+}
+
+int sx_pool_submit_task(sx_pool *pool, sx_task *task)
+{
+	return task_submit(pool, task, sx__spawn_local);
 }
 
 int sx_pool_yield_task(sx_pool *pool, sx_task *task)
 {
-	sx__worker *w;
-
-	if (SX__UNLIKELY(pool == NULL || task == NULL || task->run == NULL))
-		return -EINVAL;
-	w = sx__worker_of(pool);
-	if (w == NULL)
-		return remote_submit(pool, task, NULL, NULL);
-	sx__push_local(w, task);
-	return 0;
+	return task_submit(pool, task, sx__push_local);
 }
 
 /* ---- waiting, shutdown, destroy ---------------------------------------------------------- */
@@ -493,20 +523,29 @@ static void cancel_queued(sx_pool *p)
 int sx__pool_service(sx_pool *p, const struct sx__pool_hooks *h,
     int (*start)(sx_pool *p, void **svc), void **out)
 {
+	unsigned k = h->kind;
 	void *svc;
 	int rc = 0;
 
+	SX__ASSERT(k < SX__SVC_KINDS);
 	pthread_mutex_lock(&p->svc_lock);
-	svc = p->svc;
+	svc = p->svc[k];
 	if (svc == NULL) {
 		if (p->svc_closed || !sx__pool_running(p))
 			rc = -ESHUTDOWN;
 		else
 			rc = start(p, &svc);
 		if (rc == 0) {
-			ck_pr_store_ptr(&p->hooks, h);
+			ck_pr_store_ptr(&p->hooks[k], h);
 			ck_pr_fence_store();
-			ck_pr_store_ptr(&p->svc, svc);
+			ck_pr_store_ptr(&p->svc[k], svc);
+			if (h->poll != NULL) {
+				/* Workers that park from now on take the poller role; wake one that
+				 * sleeps already so the role is taken even if nothing else happens. */
+				ck_pr_store_ptr(&p->poll_hooks, h);
+				ck_pr_fence_store_load();
+				sx__notify(p);
+			}
 		}
 	}
 	pthread_mutex_unlock(&p->svc_lock);
@@ -514,18 +553,20 @@ int sx__pool_service(sx_pool *p, const struct sx__pool_hooks *h,
 	return rc;
 }
 
-/* Close the pool to a service start, then stop the service if one started: svc_lock orders the
- * two, so a start either took the lock first (and is stopped here) or sees svc_closed. */
+/* Close the pool to a service start, then stop the services that started, in the order of
+ * their kinds: svc_lock orders the two, so a start either took the lock first (and is stopped
+ * here) or sees svc_closed. */
 static void stop_service(sx_pool *p)
 {
-	const struct sx__pool_hooks *h;
+	const struct sx__pool_hooks *h[SX__SVC_KINDS];
 
 	pthread_mutex_lock(&p->svc_lock);
 	p->svc_closed = true;
-	h = p->hooks;
+	memcpy(h, p->hooks, sizeof(h));
 	pthread_mutex_unlock(&p->svc_lock);
-	if (h != NULL)
-		h->stop(p);
+	for (unsigned k = 0; k < SX__SVC_KINDS; k++)
+		if (h[k] != NULL)
+			h[k]->stop(p);
 }
 
 int sx_pool_shutdown(sx_pool *pool, int mode)
@@ -608,7 +649,7 @@ int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counters *per_
 	out->submitted += out->remote;
 	out->executed = out->total.executed;
 	out->cancelled = ck_pr_load_64(&pool->cancelled_tasks);
-	h = ck_pr_load_ptr(&pool->hooks);
+	h = ck_pr_load_ptr(&pool->hooks[SX__SVC_TIMER]);
 	out->timers_pending = h != NULL ? h->pending(pool) : 0;
 	return 0;
 }

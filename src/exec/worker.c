@@ -40,6 +40,24 @@
  * RMW (Dekker). A searching worker that finds work and was the last searcher wakes another one if
  * more work is visible (in the injector or any worker's ring or LIFO slot), so work spreads
  * without a storm of wake-ups, and tasks queued behind one that blocks do not wait for it.
+ *
+ * The poller (only once a service that polls, the I/O reactor, has started: pool->poll_hooks).
+ * There is no I/O thread: a worker about to park claims the poller role (pool->poller, by CAS;
+ * at most one holder) and sleeps in the service's poll (epoll_wait on the reactor's set, which
+ * also holds an eventfd) instead of on its event count, so readiness that arrives while the pool
+ * idles wakes a worker that runs the waiting task itself: no hop through another thread. The
+ * role is claimed before the parked bit is set, and a waker that clears a parked bit reads the
+ * role after that RMW, so a waker that claims the poller sees that it is one and calls the wake
+ * hook (the eventfd) as well as bumping its event count. What a poll ends goes to the poller's
+ * own ring (sx__push_polled); the poller then unparks and searches as usual, finding those
+ * first. Busy workers see readiness too: every SX__INJECT_EVERY tasks, where the injector is
+ * checked, a worker that can claim the role polls without sleeping - unless any poll returned
+ * less than SX__BUSY_POLL_NS ago: each poll is a system call, a microsecond or more, which every
+ * SX__INJECT_EVERY tasks of a few tens of nanoseconds would make a large share of the work; the
+ * gap bounds that share, and the lateness it adds in a pool whose workers are all busy. A
+ * searching worker polls every SX__SPIN_CLOCK_EVERY rounds (every round in a pool that never
+ * parks). With no polling service this costs one load per SX__INJECT_EVERY tasks and one on
+ * parking.
  */
 #include <errno.h>
 #include <limits.h>
@@ -52,6 +70,7 @@
 __thread sx__worker *sx__self __attribute__((tls_model("initial-exec")));
 
 #define SX__INJECT_EVERY 61u
+#define SX__BUSY_POLL_NS 20000u
 
 static sx_task *task_of(ck_stack_entry_t *e)
 {
@@ -390,6 +409,19 @@ static bool work_visible(const sx_pool *p)
 	return false;
 }
 
+/* After claiming v's parked bit: v may sleep in the poll rather than on its event count. v set
+ * the role before its bit, which the claim (an RMW) read, so the load below sees it. */
+static inline void kick_if_poller(sx_pool *p, const sx__worker *v)
+{
+	const struct sx__pool_hooks *ph = ck_pr_load_ptr(&p->poll_hooks);
+
+	if (ph == NULL)
+		return;
+	ck_pr_fence_atomic_load();
+	if (ck_pr_load_32(&p->poller) == v->index + 1)
+		ph->wake(p);
+}
+
 /*
  * Wake one parked worker if nobody is searching. Callers have published their task and ordered
  * that before this call's first load (an atomic RMW or a full fence). Lock-free.
@@ -417,6 +449,7 @@ void sx__notify(sx_pool *p)
 				sx__worker *v = &p->workers[wi * 64 + b];
 
 				ck_ec32_inc(&v->ec, &sx__ec_mode);
+				kick_if_poller(p, v);
 				return;
 			}
 			bits &= ~mask;
@@ -428,8 +461,63 @@ void sx__notify(sx_pool *p)
 
 void sx__wake_all(sx_pool *p)
 {
+	const struct sx__pool_hooks *ph = ck_pr_load_ptr(&p->poll_hooks);
+
 	for (unsigned i = 0; i < p->nworkers; i++)
 		ck_ec32_inc(&p->workers[i].ec, &sx__ec_mode);
+	/* The caller's state store first (Dekker with the poller's claim, then its state load): a
+	 * poller that claims the role after this load sees the state before it sleeps. */
+	ck_pr_fence_memory();
+	if (ph != NULL && ck_pr_load_32(&p->poller) != 0)
+		ph->wake(p);
+}
+
+/* ---- the poller role --------------------------------------------------------------------- */
+
+static bool claim_poller(sx__worker *w)
+{
+	uint32_t *role = &w->pool->poller;
+
+	return ck_pr_load_32(role) == 0 && ck_pr_cas_32(role, 0, w->index + 1);
+}
+
+static void release_poller(sx__worker *w)
+{
+	SX__ASSERT(ck_pr_load_32(&w->pool->poller) == w->index + 1);
+	ck_pr_fence_store();
+	ck_pr_store_32(&w->pool->poller, 0);
+}
+
+/* The parallelism hint after tasks went to w's own ring (no fence): w runs them itself if
+ * nobody comes. */
+static void polled_hint(sx_pool *p)
+{
+	uint32_t st = ck_pr_load_32(&p->idle);
+
+	if (SX__IDLE_SEARCHING(st) == 0 && SX__IDLE_UNPARKED(st) < p->nworkers)
+		sx__notify(p);
+}
+
+/* A poll that does not sleep, if w can take the role (nobody else polls now). Returns how
+ * many tasks it queued on w's ring. */
+static unsigned poll_now(sx__worker *w, const struct sx__pool_hooks *ph)
+{
+	unsigned n;
+
+	if (!claim_poller(w))
+		return 0;
+	n = ph->poll(w->pool, w, false);
+	ck_pr_store_64(&w->pool->polled_at, sx__now_ns());
+	release_poller(w);
+	return n;
+}
+
+/* The run loop's poll, every SX__INJECT_EVERY tasks, at most once per SX__BUSY_POLL_NS. */
+static unsigned poll_busy(sx__worker *w, const struct sx__pool_hooks *ph)
+{
+	if (sx__now_ns() - ck_pr_load_64(&w->pool->polled_at) < SX__BUSY_POLL_NS)
+		return 0;
+	return poll_now(w, ph);
 }
 
 static void become_searching(sx__worker *w)
@@ -476,15 +564,21 @@ static bool unannounce(sx__worker *w, uint64_t *word, unsigned bit)
 	return false;
 }
 
-/* Sleep until claimed by a waker or the pool stops. On return the worker is searching. */
-static void park(sx__worker *w)
+/*
+ * Sleep until claimed by a waker or the pool stops - as the poller, in the poll hook, when w
+ * can take the role; then also until the poll queues tasks on w's ring. On return the worker is
+ * searching; true if it polled tasks onto its own ring (the caller takes them from there).
+ */
+static bool park(sx__worker *w)
 {
 	sx_pool *p = w->pool;
 	uint64_t *word = &p->parked[w->index / 64];
 	unsigned bit = w->index % 64;
+	const struct sx__pool_hooks *ph = ck_pr_load_ptr(&p->poll_hooks);
+	bool polls = ph != NULL && claim_poller(w), got = false;
 	uint32_t seq = ck_ec32_value(&w->ec);
 
-	ck_pr_bts_64(word, bit);
+	ck_pr_bts_64(word, bit); /* after the role: a waker that clears the bit sees it (RMW) */
 	/* We were searching: leave both counts in one RMW. */
 	ck_pr_sub_32(&p->idle, SX__IDLE_SEARCHING_ONE + SX__IDLE_UNPARKED_ONE);
 	w->searching = false;
@@ -492,8 +586,7 @@ static void park(sx__worker *w)
 	if (work_visible(p) || stopping(p)) {
 		if (!unannounce(w, word, bit))
 			sx__stat_add(&w->stats.wakeups, 1);
-		w->searching = true;
-		return;
+		goto out;
 	}
 	sx__stat_add(&w->stats.parks, 1);
 	for (;;) {
@@ -506,10 +599,25 @@ static void park(sx__worker *w)
 				sx__stat_add(&w->stats.wakeups, 1);
 			break;
 		}
+		if (polls) {
+			unsigned n = ph->poll(p, w, true);
+
+			ck_pr_store_64(&p->polled_at, sx__now_ns());
+			if (n == 0)
+				continue; /* woken (the bit tells by whom), or nothing for a task */
+			got = true;
+			if (!unannounce(w, word, bit))
+				sx__stat_add(&w->stats.wakeups, 1);
+			break;
+		}
 		ck_ec32_wait(&w->ec, &sx__ec_mode, seq, NULL);
 		seq = ck_ec32_value(&w->ec);
 	}
+out:
+	if (polls)
+		release_poller(w);
 	w->searching = true;
+	return got;
 }
 
 /* The longest pause (in ck_pr_stall calls) a searching worker makes between steal rounds. */
@@ -526,6 +634,7 @@ static sx_task *find_work(sx__worker *w)
 
 	become_searching(w);
 	for (;;) {
+		const struct sx__pool_hooks *ph;
 		sx_task *t;
 
 		if (stopping(p))
@@ -533,6 +642,11 @@ static sx_task *find_work(sx__worker *w)
 		t = steal_any(w);
 		if (t == NULL)
 			t = inj_grab(w);
+		/* A pool that never parks polls every round, others every few (with the clock). */
+		if (t == NULL && SX__UNLIKELY((ph = ck_pr_load_ptr(&p->poll_hooks)) != NULL) &&
+		    (p->spin_ns == SX_SPIN_FOREVER || round % SX__SPIN_CLOCK_EVERY == 0) &&
+		    poll_now(w, ph) > 0)
+			t = ring_pop(w);
 		if (t != NULL) {
 			leave_searching(w);
 			return t;
@@ -558,7 +672,10 @@ static sx_task *find_work(sx__worker *w)
 				continue;
 			}
 		}
-		park(w);
+		if (park(w) && (t = ring_pop(w)) != NULL) {
+			leave_searching(w);
+			return t;
+		}
 		spin_start = 0;
 		round = 0;
 	}
@@ -573,7 +690,12 @@ static sx_task *next_local(sx__worker *w)
 	sx_task *t;
 
 	if (SX__UNLIKELY(--w->inject_in == 0)) {
+		const struct sx__pool_hooks *ph = ck_pr_load_ptr(&w->pool->poll_hooks);
+
 		w->inject_in = SX__INJECT_EVERY;
+		/* A busy worker's look at readiness: what it ends queues behind this worker's tasks. */
+		if (SX__UNLIKELY(ph != NULL) && poll_busy(w, ph) > 0)
+			polled_hint(w->pool);
 		t = inj_grab(w);
 		if (t != NULL)
 			return t;

@@ -1,7 +1,8 @@
 /*
  * flow: promises that another module settles (fan-out), and waiting for one to settle
  * (promise_*.c, fanout.c); fork-join (join.c) and strands (strand.c) use exec's submission
- * paths directly and declare nothing here. Includes cancel (and time, exec, base through it).
+ * paths directly and declare nothing here. Includes io (and cancel, time, exec, base through
+ * it).
  * Nothing here is public API. The promise's struct and its kinds' ops are in
  * flow/promise_impl.h, which only the promise_*.c files include.
  */
@@ -10,7 +11,7 @@
 
 #include <strix/promise.h>
 
-#include "cancel/cancel.h"
+#include "io/io.h"
 
 /*
  * A root promise that no step settles: its owner calls sx__promise_settle exactly once. Its

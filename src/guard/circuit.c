@@ -38,7 +38,9 @@
  *   COUNT window: a header word (ring position and fill 13 bits, failures 13, slow 13, and the
  *   low 25 bits of the generation, so that a recorder racing with a reset fails its CAS) moved by
  *   CAS, and two bit rings (failed, slow) of window_size bits; recording reads the bits about to
- *   be overwritten, moves the header, then writes the bits of its own position.
+ *   be overwritten, moves the header, then writes the bits of its own position. A success that
+ *   finds the window full of successes and no run of failures is not written at all: recording
+ *   it would change nothing a reader can see (success_changes_nothing).
  *   TIME window: window_buckets slots of {bucket number + 1 (0: empty), calls, failures, slow}:
  *   the first recorder of a new bucket claims the slot by CAS on its key and clears it, the others
  *   add with fetch-and-add.
@@ -83,6 +85,9 @@ _Static_assert(W_GEN_SHIFT + W_GEN_BITS == 64 && (NCELLS << W_CELL_SHIFT) == (1u
 
 #define PERMIT_VALID (UINT64_C(1) << 63)
 
+/* The states whose results go into the window (a bit each). */
+#define RECORDING (1u << SX_CIRCUIT_CLOSED | 1u << SX_CIRCUIT_METRICS_ONLY)
+
 /* COUNT stripe header, low bits first: v (13 bits), failures (13), slow calls (13), the low
  * 25 bits of the generation (the tag). v < size: size not reached, v calls, next position v;
  * v >= size: full, next position v - size. */
@@ -95,6 +100,8 @@ _Static_assert(W_GEN_SHIFT + W_GEN_BITS == 64 && (NCELLS << W_CELL_SHIFT) == (1u
 #define H_FAIL(h) ((uint32_t)(((h) >> H_FAIL_SHIFT) & H_FIELD_MASK))
 #define H_SLOW(h) ((uint32_t)(((h) >> H_SLOW_SHIFT) & H_FIELD_MASK))
 #define H_TAG(h) ((h) >> H_TAG_SHIFT)
+_Static_assert(2 * SX_CIRCUIT_MAX_WINDOW <= (1u << H_FAIL_SHIFT),
+    "v < 2 * window_size fits its field, and a count outweighs any v (success_changes_nothing)");
 
 typedef struct stripe {
 	uint64_t gen;       /* the generation whose results the stripe holds */
@@ -126,6 +133,8 @@ struct sx_circuit {
 	uint32_t min_calls;
 	uint32_t fail_ppm, slow_ppm;
 	uint64_t slow_ns;
+	uint64_t slow_from;            /* slow_ns, or 2^63 (above every latency >= 0) for none */
+	uint32_t quiet_states;         /* RECORDING with a COUNT window and the default classify */
 	uint32_t consec_max;
 	uint64_t open_ns, open_max_ns, lease_ns;
 	double backoff;
@@ -349,6 +358,9 @@ int sx_circuit_create(const sx_circuit_opts *opts, sx_circuit **out)
 	c->fail_ppm = ppm_of(o->failure_rate);
 	c->slow_ppm = ppm_of(o->slow_rate);
 	c->slow_ns = o->slow_call_ns;
+	c->slow_from = c->slow_ns != 0 ? c->slow_ns : UINT64_C(1) << 63;
+	c->quiet_states = o->window == SX_CIRCUIT_WINDOW_COUNT && o->classify == NULL ?
+	    RECORDING : 0;
 	c->consec_max = o->consecutive_failures;
 	c->open_ns = o->open_ns;
 	c->open_max_ns = o->open_max_ns != 0 ? o->open_max_ns : SX_CIRCUIT_MAX_DURATION_NS;
@@ -653,13 +665,17 @@ static bool last_probe(sx_circuit *c, uint64_t *w)
 	return won;
 }
 
-int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit)
-{
-	uint64_t w, now;
+/* The states whose calls pass without a probe: CLOSED, DISABLED, METRICS_ONLY (a bit each). */
+#define PASSING \
+	(1u << SX_CIRCUIT_CLOSED | 1u << SX_CIRCUIT_DISABLED | 1u << SX_CIRCUIT_METRICS_ONLY)
 
-	if (SX__UNLIKELY(c == NULL || permit == NULL))
-		return -EINVAL;
-	w = ck_pr_load_64(&c->word);
+/* sx_circuit_acquire past its first load: the word w is OPEN, HALF_OPEN or FORCED_OPEN. Kept
+ * out of line, so that the passing path needs no stack frame. */
+static __attribute__((noinline)) int acquire_slow(sx_circuit *c, uint64_t w,
+    sx_circuit_permit *permit)
+{
+	uint64_t now;
+
 	for (;;) {
 		switch (W_STATE(w)) {
 		case SX_CIRCUIT_CLOSED:
@@ -694,6 +710,20 @@ int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit)
 	}
 }
 
+int sx_circuit_acquire(sx_circuit *c, sx_circuit_permit *permit)
+{
+	uint64_t w;
+
+	if (SX__UNLIKELY(c == NULL || permit == NULL))
+		return -EINVAL;
+	w = ck_pr_load_64(&c->word);
+	if (SX__LIKELY((PASSING >> W_STATE(w)) & 1u)) {
+		*permit = PERMIT_VALID | W_GEN(w);
+		return 0;
+	}
+	return acquire_slow(c, w, permit);
+}
+
 static int classify(const sx_circuit *c, int result)
 {
 	if (c->classify != NULL)
@@ -703,8 +733,42 @@ static int classify(const sx_circuit *c, int result)
 	return result == -ECANCELED ? SX_CIRCUIT_IGNORE : SX_CIRCUIT_FAILURE;
 }
 
-/* A CLOSED or METRICS_ONLY result of the generation of w, the word the caller saw. */
-static void record_closed(sx_circuit *c, uint64_t w, bool fail, bool slow)
+/*
+ * Whether a success of word w's generation (CLOSED or METRICS_ONLY, not slow) would change
+ * nothing, so that it need not be written: this thread's stripe holds w's generation with a full
+ * COUNT window of successes only (no failure and no slow call counted), and no failure is counted
+ * in a row. Recording it would push the oldest of window_size successes out of the ring for one
+ * more: the counts (window_size calls, no failure, no slow call) and the bits (all clear, as the
+ * header counts none set) stay as they are; only the ring position would turn, and a ring of
+ * equal bits reads the same at every position. consec is 0 already, and a success is never
+ * checked for a trip. So the common closed call writes nothing shared. A TIME window counts
+ * every call in its bucket: there every success is written.
+ *
+ * The loads are record_count's before its CAS, in its order (the header with w's tag, then the
+ * stripe's generation): a reset for a newer generation, or a failure recorded by a thread
+ * sharing the stripe, that lands after them is ordered after this success, as it would be after
+ * the CAS it skips. A bit another sharer has yet to clear after its CAS is no more stale than
+ * with that CAS: the header already counts it out.
+ */
+static inline bool success_changes_nothing(const sx_circuit *c, uint64_t w)
+{
+	uint64_t gen = W_GEN(w), h;
+	const stripe *s;
+
+	SX__ASSERT(c->window == SX_CIRCUIT_WINDOW_COUNT);
+	s = my_stripe(c);
+	h = ck_pr_load_64((uint64_t *)&s->hdr);
+	/* w's tag, no failure or slow call counted and size <= v (< 2 * size), in one comparison:
+	 * the difference is v - size then; a count leaves at least 2^13 - size >= size in it, and
+	 * another tag, or v < size with no count, wraps it round or leaves 2^39 - size. */
+	return h - (TAG(gen) << H_TAG_SHIFT | c->size) < c->size &&
+	    ck_pr_load_64((uint64_t *)&s->gen) == gen && ck_pr_load_64((uint64_t *)&c->consec) == 0;
+}
+
+/* A CLOSED or METRICS_ONLY result of the generation of w, the word the caller saw. Out of line,
+ * as release_probe: sx_circuit_release's path that writes nothing needs no stack frame. */
+static __attribute__((noinline)) void record_closed(sx_circuit *c, uint64_t w, bool fail,
+    bool slow)
 {
 	bool timed = c->window == SX_CIRCUIT_WINDOW_TIME;
 	uint64_t now = timed ? now_of(c) : 0, n = 0;
@@ -734,27 +798,13 @@ static void record_closed(sx_circuit *c, uint64_t w, bool fail, bool slow)
 		move(c, &w, SX_CIRCUIT_OPEN, now);
 }
 
-int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result, int64_t latency_ns)
+/* A probe's verdict: w is a HALF_OPEN word of the permit's generation gen. */
+static __attribute__((noinline)) int release_probe(sx_circuit *c, uint64_t w, uint64_t gen,
+    int outcome, bool slow)
 {
-	uint64_t w, nw, gen = permit & GEN_MASK;
-	int outcome;
-	bool slow;
+	uint64_t nw;
 
-	if (SX__UNLIKELY(c == NULL || (permit & ~GEN_MASK) != PERMIT_VALID || latency_ns < 0))
-		return -EINVAL;
-	w = ck_pr_load_64(&c->word);
-	if (W_GEN(w) != gen)
-		return -ESTALE;
-	if (W_STATE(w) == SX_CIRCUIT_DISABLED)
-		return 0;
-	outcome = classify(c, result);
-	slow = c->slow_ns != 0 && (uint64_t)latency_ns >= c->slow_ns;
-	if (W_STATE(w) != SX_CIRCUIT_HALF_OPEN) {
-		if (outcome != SX_CIRCUIT_IGNORE)
-			record_closed(c, w, outcome == SX_CIRCUIT_FAILURE, slow);
-		return 0;
-	}
-	for (;;) { /* a probe's verdict */
+	for (;;) {
 		if (outcome == SX_CIRCUIT_IGNORE) {
 			nw = W_ISSUED(w) != 0 ? w - W_ISSUED_ONE : w; /* the permit goes back */
 		} else if (outcome == SX_CIRCUIT_FAILURE || slow) {
@@ -774,6 +824,52 @@ moved:
 		if (W_GEN(w) != gen)
 			return -ESTALE;
 	}
+}
+
+/* sx_circuit_release but for the success that changes nothing: every check, then the rest. */
+static __attribute__((noinline)) int release_slow(sx_circuit *c, sx_circuit_permit permit,
+    int result, int64_t latency_ns)
+{
+	uint64_t w;
+	int outcome;
+	bool slow;
+
+	if (c == NULL || (permit & ~GEN_MASK) != PERMIT_VALID || latency_ns < 0)
+		return -EINVAL;
+	w = ck_pr_load_64(&c->word);
+	if (W_GEN(w) != (permit & GEN_MASK))
+		return -ESTALE;
+	if (W_STATE(w) == SX_CIRCUIT_DISABLED)
+		return 0;
+	outcome = classify(c, result);
+	slow = (uint64_t)latency_ns >= c->slow_from;
+	if (W_STATE(w) == SX_CIRCUIT_HALF_OPEN)
+		return release_probe(c, w, W_GEN(w), outcome, slow);
+	/* CLOSED or METRICS_ONLY: a permit of an OPEN or FORCED_OPEN generation is never issued */
+	if (outcome == SX_CIRCUIT_IGNORE || (outcome == SX_CIRCUIT_SUCCESS && !slow &&
+	    c->window == SX_CIRCUIT_WINDOW_COUNT && success_changes_nothing(c, w)))
+		return 0;
+	record_closed(c, w, outcome == SX_CIRCUIT_FAILURE, slow);
+	return 0;
+}
+
+/* The common case first, with fewer tests than release_slow's that admit only reports
+ * release_slow would answer 0 without a write: a permit equal to the valid bit with the current
+ * generation (so neither -EINVAL nor -ESTALE), a latency below slow_from (so >= 0 and not slow),
+ * the default classify's success in a COUNT window (quiet_states), and a window that stays as it
+ * is. */
+int sx_circuit_release(sx_circuit *c, sx_circuit_permit permit, int result, int64_t latency_ns)
+{
+	uint64_t w;
+
+	if (SX__LIKELY(c != NULL)) {
+		w = ck_pr_load_64(&c->word);
+		if (SX__LIKELY(permit == (PERMIT_VALID | W_GEN(w)) && result == 0 &&
+		    ((c->quiet_states >> W_STATE(w)) & 1u) &&
+		    (uint64_t)latency_ns < c->slow_from && success_changes_nothing(c, w)))
+			return 0;
+	}
+	return release_slow(c, permit, result, latency_ns);
 }
 
 int sx_circuit_state(sx_circuit *c)

@@ -2,6 +2,9 @@
  * Pipelines. A call runs the layers recursively on the caller's stack (layer i wraps layers
  * i+1..n, the action innermost), so every after is the code after a nested call returned: it
  * runs exactly once for each before that succeeded by construction, with nothing to remember.
+ * Each layer is a function of its own kind, set when the layer is added, that calls the next
+ * layer's (the action's layer follows the last): a call costs one indirect call per layer and
+ * only what its policies do, with no dispatch on the kind.
  *
  * Timeouts without a timer per call. A timeout layer must trip a breaker at the deadline while
  * the calling thread is busy inside the call, so someone else has to know the deadline; arming a
@@ -10,8 +13,8 @@
  * thread wakes. Instead each thread has a record (allocated once, reused by later threads after
  * it exits) with one entry per nested timeout in progress:
  *
- *     entry.state: seq << 2 | IDLE / ACTIVE / FIRED        (CAS)
- *     entry.deadline, entry.pool, entry.b (the breaker the inner layers see)
+ *     entry.state: seq << 2 | IDLE / ACTIVE / CLAIMED      (exchange, CAS)
+ *     entry.deadline, entry.pool, entry.b[seq & 1] (the breaker the inner layers see)
  *
  * and a watch timer on the pool's timer service (inline on the timer thread: a scan of a few
  * entries) armed for the record's earliest deadline. `armed_until` is the deadline the record's
@@ -21,13 +24,22 @@
  * then reads armed_until (both with full fences), so either the call sees no watch and arms
  * one, or the watch sees the call. Duplicated watches are harmless: each scans and re-arms.
  *
- * A call ends with CAS ACTIVE -> IDLE on its entry; the watch claims it with CAS ACTIVE ->
- * FIRING (the seq in the word makes a later call's entry a different value). Exactly one wins.
- * The breaker stays the calling thread's: the watch trips it while FIRING (the owner cannot end
- * the entry meanwhile, so the breaker cannot go away under the trip) and then stores FIRED. A
- * call that lost waits out FIRING (a CAS and a store on the timer thread), releases the tripped
- * breaker and makes a new one next time (an allocation only after a timeout). A call the caller
- * gave a stop breaker to uses a child of it instead of the thread's reusable breaker.
+ * The watch claims a call past its deadline with CAS ACTIVE -> CLAIMED (the seq in the word
+ * makes a later call's entry a different value), trips the breaker of the claimed seq's slot,
+ * b[seq & 1], then stores the seq in fired[seq & 1]: after that it never touches the entry for
+ * that seq again. A call with no breaker from the caller runs under one of the thread's two
+ * reusable breakers at this depth, own[seq & 1], and ends without an atomic read-modify-write:
+ * it stores its seq in `done` (the watch leaves such an entry alone) and loads the word:
+ * CLAIMED is a timeout (its code is returned). It leaves the word as it is, so a claim can
+ * still land after that load (a watch that read `done` before the store); the word then says
+ * CLAIMED for the ended call. Either way the exchange that publishes seq n + 1 returns the word
+ * of seq n, and no claim of n can happen after it: a CLAIMED one marks own[n & 1] dirty, and
+ * the call n + 2, the next to use that slot, first waits for fired[n & 1] to show n (the trip
+ * is over: the watch is done with the breaker) and makes a new one (an allocation only after a
+ * timeout). A late trip thus only hits a breaker that no call is using. A call the caller gave
+ * a stop breaker to runs under a child of it and ends with CAS ACTIVE -> IDLE instead; a lost
+ * CAS waits for fired to show its seq (a trip on the timer thread: a few instructions), and the
+ * child goes when the call ends. Any call settles a dirty slot before it writes b[] there.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -41,12 +53,16 @@
 
 #include "guard/guard.h"
 
-enum { L_RATE, L_RATE_KEYED, L_BULKHEAD, L_CIRCUIT, L_TIMEOUT, L_RETRY, L_FALLBACK, L_INTERCEPTOR };
+typedef struct layer layer;
 
-typedef struct layer {
-	int kind;
+/* A layer's code: runs l's policy around the layers inside it (l[1], ...: see next()), with the
+ * action as the innermost layer. */
+typedef int (*layer_fn)(const layer *l, sx_call *call, sx_call_fn fn);
+
+struct layer {
+	layer_fn run;
 	unsigned flags;
-	void *obj;                   /* limiter, semaphore or circuit */
+	void *obj;                   /* limiter, semaphore or circuit; timeout: the pool */
 	uint64_t ns;                 /* timeout; circuit: its slow-call threshold */
 	sx_retry_policy retry;
 	int (*fallback)(sx_call *call, int err, void *arg);
@@ -54,14 +70,26 @@ typedef struct layer {
 	void *arg;
 	uint64_t (*key)(const sx_call *call);
 	sx_interceptor ic;
-} layer;
+};
 
+/* l[n] is the action's layer, so that every layer's inside is the layer after it. */
 struct sx_pipeline {
 	unsigned n;
 	int called;
 	sx_pool *pool;
-	layer l[SX_PIPELINE_MAX];
+	layer l[SX_PIPELINE_MAX + 1];
 };
+
+static int run_action(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_rate(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_rate_keyed(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_bulkhead(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_circuit(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_circuit_timed(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_timeout(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_retry(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_fallback(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_interceptor(const layer *l, sx_call *call, sx_call_fn fn);
 
 /* ---- building ------------------------------------------------------------------------------- */
 
@@ -75,6 +103,7 @@ int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out)
 	if (pl == NULL)
 		return -ENOMEM;
 	pl->pool = opts != NULL ? opts->pool : NULL;
+	pl->l[0].run = run_action;
 	*out = pl;
 	return 0;
 }
@@ -96,12 +125,13 @@ static int push(sx_pipeline *pl, const layer *l, bool ok)
 	if (pl->n == SX_PIPELINE_MAX)
 		return -ENOSPC;
 	pl->l[pl->n++] = *l;
+	pl->l[pl->n].run = run_action;
 	return 0;
 }
 
 int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags)
 {
-	layer l = { .kind = L_RATE, .obj = rl, .flags = flags };
+	layer l = { .run = run_rate, .obj = rl, .flags = flags };
 
 	return push(pl, &l, rl != NULL && (flags & ~SX_PIPELINE_WAIT) == 0);
 }
@@ -109,14 +139,14 @@ int sx_pipeline_add_ratelimit(sx_pipeline *pl, sx_ratelimit *rl, unsigned flags)
 int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *kl,
     uint64_t (*key)(const sx_call *call))
 {
-	layer l = { .kind = L_RATE_KEYED, .obj = kl, .key = key };
+	layer l = { .run = run_rate_keyed, .obj = kl, .key = key };
 
 	return push(pl, &l, kl != NULL && key != NULL);
 }
 
 int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags)
 {
-	layer l = { .kind = L_BULKHEAD, .obj = sem, .flags = flags };
+	layer l = { .run = run_bulkhead, .obj = sem, .flags = flags };
 
 	return push(pl, &l, sem != NULL && (flags & ~SX_PIPELINE_WAIT) == 0);
 }
@@ -125,14 +155,17 @@ int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c)
 {
 	/* ns: the circuit's slow-call threshold (fixed at its create): latency is measured only
 	 * when it has one. */
-	layer l = { .kind = L_CIRCUIT, .obj = c, .ns = c != NULL ? sx__circuit_slow_ns(c) : 0 };
+	layer l = { .run = run_circuit, .obj = c, .ns = c != NULL ? sx__circuit_slow_ns(c) : 0 };
+
+	if (l.ns != 0)
+		l.run = run_circuit_timed;
 
 	return push(pl, &l, c != NULL);
 }
 
 int sx_pipeline_add_timeout(sx_pipeline *pl, int64_t ns)
 {
-	layer l = { .kind = L_TIMEOUT, .ns = (uint64_t)ns };
+	layer l = { .run = run_timeout, .ns = (uint64_t)ns, .obj = pl != NULL ? pl->pool : NULL };
 
 	if (ns < 0) /* no limit: no layer, the same checks */
 		return pl == NULL ? -EINVAL : ck_pr_load_int(&pl->called) ? -EBUSY : 0;
@@ -141,7 +174,7 @@ int sx_pipeline_add_timeout(sx_pipeline *pl, int64_t ns)
 
 int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsigned flags)
 {
-	layer l = { .kind = L_RETRY, .flags = flags };
+	layer l = { .run = run_retry, .flags = flags };
 	bool ok = sx_retry_policy_check(policy) == 0 &&
 	    (flags & ~SX_PIPELINE_RETRY_CIRCUIT_OPEN) == 0;
 
@@ -153,14 +186,14 @@ int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy, unsign
 int sx_pipeline_add_fallback(sx_pipeline *pl, int (*fallback)(sx_call *call, int err, void *arg),
     bool (*when)(int err, void *arg), void *arg)
 {
-	layer l = { .kind = L_FALLBACK, .fallback = fallback, .when = when, .arg = arg };
+	layer l = { .run = run_fallback, .fallback = fallback, .when = when, .arg = arg };
 
 	return push(pl, &l, fallback != NULL);
 }
 
 int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic)
 {
-	layer l = { .kind = L_INTERCEPTOR };
+	layer l = { .run = run_interceptor };
 	bool ok = ic != NULL && ic->before != NULL && ic->after != NULL;
 
 	if (ok)
@@ -171,16 +204,20 @@ int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic)
 /* ---- timeouts: per-thread records and their watch ------------------------------------------ */
 
 #define TW_DEPTH 8u
-enum { E_IDLE = 0, E_ACTIVE = 1, E_FIRING = 2, E_FIRED = 3 };
+enum { E_IDLE = 0, E_ACTIVE = 1, E_CLAIMED = 2 };
 #define E_ST(s) ((unsigned)((s) & 3u))
+#define E_SEQ(s) ((s) & ~UINT64_C(3))      /* seq << 2 */
+#define E_SLOT(s) ((unsigned)((s) >> 2) & 1u)
 
 typedef struct tw_entry {
 	uint64_t state;       /* seq << 2 | E_* */
+	uint64_t done;        /* seq << 2 of the latest call under own[] that ended (owner) */
+	uint64_t fired[2];    /* per slot: seq << 2 of the latest claim tripped in full (watch) */
 	uint64_t deadline;    /* CLOCK_MONOTONIC ns */
-	sx_breaker *b;        /* the call's breaker; owner writes it only while IDLE */
-	sx_breaker *own;      /* the thread's reusable breaker at this depth (owner only) */
 	sx_pool *pool;
-	bool reusable;        /* b is own, not a child of the caller's breaker */
+	sx_breaker *b[2];     /* per slot: the breaker of its latest call (the watch trips it) */
+	sx_breaker *own[2];   /* per slot: the thread's reusable breakers at this depth (owner) */
+	uint64_t dirty[2];    /* per slot: seq << 2 of a claim of own[] not yet made good (owner) */
 } tw_entry;
 
 typedef struct tw_rec {
@@ -256,8 +293,8 @@ static int tw_get(tw_rec **out)
 
 static void watch(void *arg, int status);
 
-/* Make sure a watch will look at r no later than deadline. 0, or the timer service's error. */
-static int tw_arm(tw_rec *r, sx_pool *pool, uint64_t deadline)
+/* tw_arm past its first look: arm a watch for deadline unless one at or before it is pending. */
+static __attribute__((noinline)) int tw_arm_slow(tw_rec *r, sx_pool *pool, uint64_t deadline)
 {
 	uint64_t cur = ck_pr_load_64(&r->armed_until);
 	int rc;
@@ -272,14 +309,34 @@ static int tw_arm(tw_rec *r, sx_pool *pool, uint64_t deadline)
 	return rc;
 }
 
-/* Fire entry e (state s) with err, if its call has not ended yet. FIRING keeps the owner from
- * ending the entry (and dropping the breaker) while the trip is under way. */
+/* Make sure a watch will look at r no later than deadline. 0, or the timer service's error. */
+static inline int tw_arm(tw_rec *r, sx_pool *pool, uint64_t deadline)
+{
+	uint64_t cur = ck_pr_load_64(&r->armed_until);
+
+	if (SX__LIKELY(cur != 0 && cur <= deadline))
+		return 0; /* a watch at or before our deadline is pending */
+	return tw_arm_slow(r, pool, deadline);
+}
+
+/* Fire entry e (state s, ACTIVE) with err, if its call has not ended yet: claim it, trip the
+ * breaker of its slot, then say the trip is over (see the top). */
 static void tw_fire(tw_entry *e, uint64_t s, int err)
 {
-	if (ck_pr_cas_64(&e->state, s, (s & ~UINT64_C(3)) | E_FIRING)) {
-		sx__breaker_trip_err(ck_pr_load_ptr(&e->b), err);
-		ck_pr_store_64(&e->state, (s & ~UINT64_C(3)) | E_FIRED);
-	}
+	unsigned slot = E_SLOT(s);
+
+	if (!ck_pr_cas_64(&e->state, s, E_SEQ(s) | E_CLAIMED))
+		return;
+	ck_pr_fence_load(); /* b[slot] as the owner wrote it before publishing s */
+	sx__breaker_trip_err(ck_pr_load_ptr(&e->b[slot]), err);
+	ck_pr_fence_release();
+	ck_pr_store_64(&e->fired[slot], E_SEQ(s));
+}
+
+/* Whether entry e (state s) holds a call in progress: ACTIVE and not ended under own[]. */
+static bool tw_running(const tw_entry *e, uint64_t s)
+{
+	return E_ST(s) == E_ACTIVE && ck_pr_load_64((uint64_t *)&e->done) != E_SEQ(s);
 }
 
 static bool pool_down(sx_pool *p)
@@ -303,8 +360,9 @@ static void watch(void *arg, int status)
 		sx_pool *p;
 		uint64_t d;
 
-		if (E_ST(s) != E_ACTIVE)
+		if (!tw_running(e, s))
 			continue;
+		ck_pr_fence_load(); /* the deadline and pool published with s (or a later call's) */
 		p = ck_pr_load_ptr(&e->pool);
 		d = ck_pr_load_64(&e->deadline);
 		if (pool_down(p))
@@ -321,7 +379,7 @@ static void watch(void *arg, int status)
 			tw_entry *e = &r->e[i];
 			uint64_t s = ck_pr_load_64(&e->state);
 
-			if (E_ST(s) == E_ACTIVE && ck_pr_load_ptr(&e->pool) == npool)
+			if (tw_running(e, s) && ck_pr_load_ptr(&e->pool) == npool)
 				tw_fire(e, s, -ESHUTDOWN);
 		}
 	}
@@ -334,170 +392,310 @@ static uint64_t call_now(sx_call *call)
 	return call->sx_now;
 }
 
-static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn);
-
-/* End entry e's call (state s | E_ACTIVE, breaker b): true if the watch fired it first. The
- * breaker stays the entry's for the next call unless it is a child or has tripped. */
-static bool tw_end(tw_entry *e, uint64_t s, sx_breaker *b)
+/* The layers inside l: l[1] (the action's layer after the last). */
+static inline int next(const layer *l, sx_call *call, sx_call_fn fn)
 {
-	uint64_t cur;
-	bool fired = !ck_pr_cas_64_value(&e->state, s | E_ACTIVE, s | E_IDLE, &cur);
-
-	if (fired) {
-		while (E_ST(cur) == E_FIRING) { /* the watch is inside the trip: a few instructions */
-			sched_yield();
-			cur = ck_pr_load_64(&e->state);
-		}
-		ck_pr_store_64(&e->state, s | E_IDLE);
-	}
-	if (fired || !e->reusable)
-		sx_breaker_release(b);
-	if (fired && e->reusable)
-		e->own = NULL;
-	return fired;
+	return l[1].run(l + 1, call, fn);
 }
 
-static int run_timeout(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
+/* The code of the call's breaker if it has tripped, else 0: checked before each layer's before
+ * and before the action, so that a tripped breaker ends the call there. */
+static inline int stopped(const sx_call *call)
 {
-	tw_rec *r;
-	sx_breaker *outer = call->breaker, *b;
-	tw_entry *e;
-	uint64_t s, deadline;
-	bool reusable = outer == NULL, armed;
+	return call->breaker != NULL ? sx_breaker_err(call->breaker) : 0;
+}
+
+/* Wait until the watch's trip of slot's breaker for the claim of seq (<< 2) is over. */
+static void tw_wait_fired(tw_entry *e, unsigned slot, uint64_t seq)
+{
+	while (ck_pr_load_64(&e->fired[slot]) != seq) /* the watch is inside the trip */
+		sched_yield();
+	ck_pr_fence_acquire();
+}
+
+/* Before a call writes b[slot]: if own[slot] was claimed (dirty), wait until its trip is over
+ * and drop it; then, for a call under own[] (make), have one. On failure to make it the slot is
+ * left empty (and clean): the call fails, the next one tries again. */
+static __attribute__((noinline)) int tw_slot(tw_entry *e, unsigned slot, bool make)
+{
+	sx_breaker *b;
 	int rc;
 
-	if ((rc = tw_get(&r)) != 0)
-		return rc;
-	if (r->depth == TW_DEPTH)
-		return -EOVERFLOW;
-	e = &r->e[r->depth];
-	if (!reusable) {
-		if ((rc = sx_breaker_child(outer, &b)) != 0)
-			return rc;
-	} else if ((b = e->own) == NULL) {
+	if (e->dirty[slot] != 0) {
+		tw_wait_fired(e, slot, e->dirty[slot]);
+		sx_breaker_release(e->own[slot]);
+		e->own[slot] = NULL;
+		e->dirty[slot] = 0;
+	}
+	if (make && e->own[slot] == NULL) {
 		if ((rc = sx_breaker_create(&b)) != 0)
 			return rc;
-		e->own = b;
+		e->own[slot] = b;
 	}
+	return 0;
+}
+
+/* The exchange that published a call found old: a claim of the call before (during it, or
+ * after its own look at the word: see the top) leaves that call's slot dirty. */
+static inline void tw_note(tw_entry *e, uint64_t old)
+{
+	if (SX__UNLIKELY(E_ST(old) == E_CLAIMED))
+		e->dirty[E_SLOT(old)] = E_SEQ(old);
+}
+
+/* End entry e's call (seq s, under a child of the caller's breaker): true if the watch claimed
+ * it first (its trip is over when this returns). */
+static bool tw_end_child(tw_entry *e, uint64_t s)
+{
+	if (ck_pr_cas_64(&e->state, s | E_ACTIVE, s | E_IDLE))
+		return false;
+	tw_wait_fired(e, E_SLOT(s), s);
+	ck_pr_store_64(&e->state, s | E_IDLE);
+	return true;
+}
+
+/* End entry e's call (seq s, under own[]): a plain store and a load (see the top). True if the
+ * watch has claimed it by now. The word stays as it is, CLAIMED or not, until the next call's
+ * exchange, which tells that call of any claim (tw_note): the one place a claim is noted. */
+static inline bool tw_end_own(tw_entry *e, uint64_t s)
+{
+	ck_pr_store_64(&e->done, s);
+	return ck_pr_load_64(&e->state) != (s | E_ACTIVE);
+}
+
+/* Run the layers inside l under r's entry at its depth, from the call's clock reading to its
+ * deadline, with child (a child of the caller's breaker, which this releases) or, if NULL, the
+ * thread's reusable breaker of the call's slot. */
+static inline __attribute__((always_inline)) int tw_run(const layer *l, sx_call *call,
+    sx_call_fn fn, tw_rec *r, sx_breaker *child)
+{
+	sx_pool *pool = l->obj;
+	sx_breaker *outer = call->breaker, *b = child;
+	tw_entry *e = &r->e[r->depth];
+	uint64_t s = E_SEQ(ck_pr_load_64(&e->state)) + 4, deadline;
+	unsigned slot = E_SLOT(s);
+	bool armed, fired;
+	int rc;
+
+	/* A claim of this slot's call before may still be tripping b[slot]: it must be over before
+	 * b[slot] is written, whatever breaker this call runs under. */
+	if (SX__UNLIKELY(e->dirty[slot] != 0 || (child == NULL && e->own[slot] == NULL)) &&
+	    (rc = tw_slot(e, slot, child == NULL)) != 0) {
+		sx_breaker_release(child);
+		return rc;
+	}
+	if (child == NULL)
+		b = e->own[slot];
 	/* Saturating: a timeout near 2^64 ns is "never" (the timer service caps it at 2^63). */
-	if (__builtin_add_overflow(call_now(call), pl->l[i].ns, &deadline))
+	if (__builtin_add_overflow(call_now(call), l->ns, &deadline))
 		deadline = UINT64_MAX;
-	s = (ck_pr_load_64(&e->state) & ~UINT64_C(3)) + 4;
-	ck_pr_store_ptr(&e->b, b);
-	ck_pr_store_ptr(&e->pool, pl->pool);
+	ck_pr_store_ptr(&e->b[slot], b);
+	ck_pr_store_ptr(&e->pool, pool);
 	ck_pr_store_64(&e->deadline, deadline);
-	e->reusable = reusable;
 	ck_pr_fence_store();
 	/* Publish the entry before reading armed_until (see the top): an exchange is the full
 	 * barrier, cheaper than a store and a separate fence. */
-	(void)ck_pr_fas_64(&e->state, s | E_ACTIVE);
-	rc = tw_arm(r, pl->pool, deadline);
+	tw_note(e, ck_pr_fas_64(&e->state, s | E_ACTIVE));
+	rc = tw_arm(r, pool, deadline);
 	armed = rc == 0;
-	if (armed) {
+	if (SX__LIKELY(armed)) {
 		r->depth++;
 		call->breaker = b;
-		rc = run(pl, i + 1, call, fn);
+		rc = next(l, call, fn);
 		call->breaker = outer;
 		r->depth--;
 	}
-	if (tw_end(e, s, b) && armed) /* the watch fired it */
+	if (child != NULL) {
+		fired = tw_end_child(e, s);
+		sx_breaker_release(child);
+	} else {
+		fired = tw_end_own(e, s);
+	}
+	if (SX__UNLIKELY(fired && armed)) /* the watch claimed it */
 		rc = outer != NULL && sx_breaker_err(outer) != 0 ? sx_breaker_err(outer) : -ETIMEDOUT;
 	return rc;
 }
 
+/* run_timeout for all but its common case: a caller's breaker (checked, and a child of it made),
+ * the thread's first timeout (its record), the depth limit. */
+static __attribute__((noinline)) int run_timeout_slow(const layer *l, sx_call *call,
+    sx_call_fn fn)
+{
+	sx_breaker *child = NULL;
+	tw_rec *r;
+	int rc;
+
+	if ((rc = stopped(call)) != 0 || (rc = tw_get(&r)) != 0)
+		return rc;
+	if (r->depth == TW_DEPTH)
+		return -EOVERFLOW;
+	if (call->breaker != NULL && (rc = sx_breaker_child(call->breaker, &child)) != 0)
+		return rc;
+	return tw_run(l, call, fn, r, child);
+}
+
+/* The common case: no caller's breaker (nothing to check), and this thread's record made by an
+ * earlier call. */
+static int run_timeout(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	tw_rec *r = tw_mine;
+
+	if (SX__LIKELY(call->breaker == NULL && r != NULL && r->depth < TW_DEPTH))
+		return tw_run(l, call, fn, r, NULL);
+	return run_timeout_slow(l, call, fn);
+}
+
 /* ---- running -------------------------------------------------------------------------------- */
 
-static int run_retry(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
+static int run_action(const layer *l, sx_call *call, sx_call_fn fn)
 {
-	const layer *l = &pl->l[i];
-	const sx_retry_policy *p = &l->retry;
-	uint64_t start = p->max_elapsed_ns > 0 ? sx__policy_now(p) : 0, delay;
-	sx_backoff bo;
-	int rc, prc;
+	int rc = stopped(call);
 
+	(void)l;
+	return rc != 0 ? rc : fn(call);
+}
+
+static int run_rate(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	int rc = stopped(call);
+
+	if (rc != 0)
+		return rc;
+	rc = (l->flags & SX_PIPELINE_WAIT) ? sx_ratelimit_wait(l->obj, 1, call->breaker) :
+	    sx__ratelimit_try_mono(l->obj, 1, call_now(call));
+	return rc != 0 ? rc : next(l, call, fn);
+}
+
+static int run_rate_keyed(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	int rc = stopped(call);
+
+	if (rc != 0 || (rc = sx_ratelimit_keyed_try(l->obj, l->key(call), 1)) != 0)
+		return rc;
+	return next(l, call, fn);
+}
+
+static int run_bulkhead(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	int rc = stopped(call);
+
+	if (rc != 0)
+		return rc;
+	if (l->flags & SX_PIPELINE_WAIT)
+		rc = sx_sem_acquire(l->obj, 1, call->breaker);
+	else if ((rc = sx_sem_try_acquire(l->obj, 1)) == -EAGAIN)
+		rc = SX_EREJECTED;
+	if (rc != 0)
+		return rc;
+	rc = next(l, call, fn);
+	(void)sx_sem_release(l->obj, 1);
+	return rc;
+}
+
+static int run_circuit(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	sx_circuit_permit permit;
+	int rc = stopped(call);
+
+	if (rc != 0 || (rc = sx_circuit_acquire(l->obj, &permit)) != 0)
+		return rc;
+	rc = next(l, call, fn);
+	(void)sx_circuit_release(l->obj, permit, rc, 0);
+	return rc;
+}
+
+/* A circuit with a slow-call threshold: the latency is measured. */
+static int run_circuit_timed(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	sx_circuit_permit permit;
+	uint64_t t0;
+	int rc = stopped(call);
+
+	if (rc != 0 || (rc = sx_circuit_acquire(l->obj, &permit)) != 0)
+		return rc;
+	t0 = sx__now_ns();
+	rc = next(l, call, fn);
+	(void)sx_circuit_release(l->obj, permit, rc, (int64_t)(sx__now_ns() - t0));
+	return rc;
+}
+
+/* The attempts after a first that failed with rc; start as run_retry read it. Out of line:
+ * its backoff state is no part of the first attempt's frame. */
+static __attribute__((noinline)) int retry_more(const layer *l, sx_call *call, sx_call_fn fn,
+    int rc, uint64_t start)
+{
+	const sx_retry_policy *p = &l->retry;
+	uint64_t delay;
+	sx_backoff bo;
+	int prc;
+
+	(void)sx_backoff_init(&bo, p); /* checked when the layer was added */
 	for (unsigned attempt = 1;; attempt++) {
-		call->attempt = attempt;
+		if ((rc == SX_ECIRCUIT_OPEN && !(l->flags & SX_PIPELINE_RETRY_CIRCUIT_OPEN)) ||
+		    (call->breaker != NULL && sx_breaker_done(call->breaker)))
+			return rc;
+		if (!sx__retry_next(p, &bo, rc, attempt, start, -1, &delay))
+			return rc;
+		if ((prc = sx__pause(p->clock, delay, call->breaker)) != 0)
+			return prc;
+		call->attempt = attempt + 1;
 		call->sx_now = 0;
-		rc = run(pl, i + 1, call, fn);
+		rc = next(l, call, fn);
 		if (rc == 0) {
 			if (p->budget != NULL)
 				sx_retry_budget_deposit(p->budget);
 			return 0;
 		}
-		if ((rc == SX_ECIRCUIT_OPEN && !(l->flags & SX_PIPELINE_RETRY_CIRCUIT_OPEN)) ||
-		    (call->breaker != NULL && sx_breaker_done(call->breaker)))
-			return rc;
-		if (attempt == 1)
-			(void)sx_backoff_init(&bo, p); /* checked when the layer was added */
-		if (!sx__retry_next(p, &bo, rc, attempt, start, -1, &delay))
-			return rc;
-		if ((prc = sx__pause(p->clock, delay, call->breaker)) != 0)
-			return prc;
 	}
 }
 
-static int run(const sx_pipeline *pl, unsigned i, sx_call *call, sx_call_fn fn)
+/* No check of the breaker of its own: the retry's before does nothing, and the layer inside
+ * checks it first thing (its code then ends the retry, as a tripped breaker does). */
+static int run_retry(const layer *l, sx_call *call, sx_call_fn fn)
 {
-	const layer *l;
-	sx_circuit_permit permit;
-	uint64_t t0 = 0, token = 0;
+	const sx_retry_policy *p = &l->retry;
+	uint64_t start = p->max_elapsed_ns > 0 ? sx__policy_now(p) : 0;
 	int rc;
 
-	if (call->breaker != NULL && (rc = sx_breaker_err(call->breaker)) != 0)
+	call->attempt = 1;
+	call->sx_now = 0;
+	rc = next(l, call, fn);
+	if (rc != 0)
+		return retry_more(l, call, fn, rc, start);
+	if (p->budget != NULL)
+		sx_retry_budget_deposit(p->budget);
+	return 0;
+}
+
+static int run_fallback(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	int rc = stopped(call);
+
+	if (rc != 0)
 		return rc;
-	if (i == pl->n)
-		return fn(call);
-	l = &pl->l[i];
-	switch (l->kind) {
-	case L_RATE:
-		rc = (l->flags & SX_PIPELINE_WAIT) ? sx_ratelimit_wait(l->obj, 1, call->breaker) :
-		    sx__ratelimit_try_mono(l->obj, 1, call_now(call));
-		return rc != 0 ? rc : run(pl, i + 1, call, fn);
-	case L_RATE_KEYED:
-		rc = sx_ratelimit_keyed_try(l->obj, l->key(call), 1);
-		return rc != 0 ? rc : run(pl, i + 1, call, fn);
-	case L_BULKHEAD:
-		if (l->flags & SX_PIPELINE_WAIT)
-			rc = sx_sem_acquire(l->obj, 1, call->breaker);
-		else if ((rc = sx_sem_try_acquire(l->obj, 1)) == -EAGAIN)
-			rc = SX_EREJECTED;
-		if (rc != 0)
-			return rc;
-		rc = run(pl, i + 1, call, fn);
-		(void)sx_sem_release(l->obj, 1);
+	rc = next(l, call, fn);
+	if (rc != 0 && (l->when == NULL || l->when(rc, l->arg)))
+		rc = l->fallback(call, rc, l->arg);
+	return rc;
+}
+
+static int run_interceptor(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	uint64_t token = 0;
+	int rc = stopped(call);
+
+	if (rc != 0 || (rc = l->ic.before(l->ic.self, call, &token)) != 0)
 		return rc;
-	case L_CIRCUIT:
-		if ((rc = sx_circuit_acquire(l->obj, &permit)) != 0)
-			return rc;
-		if (l->ns != 0)
-			t0 = sx__now_ns();
-		rc = run(pl, i + 1, call, fn);
-		(void)sx_circuit_release(l->obj, permit, rc,
-		    l->ns != 0 ? sx__now_ns() - t0 : 0);
-		return rc;
-	case L_TIMEOUT:
-		return run_timeout(pl, i, call, fn);
-	case L_RETRY:
-		return run_retry(pl, i, call, fn);
-	case L_FALLBACK:
-		rc = run(pl, i + 1, call, fn);
-		if (rc != 0 && (l->when == NULL || l->when(rc, l->arg)))
-			rc = l->fallback(call, rc, l->arg);
-		return rc;
-	default: /* L_INTERCEPTOR */
-		if ((rc = l->ic.before(l->ic.self, call, &token)) != 0)
-			return rc;
-		rc = run(pl, i + 1, call, fn);
-		l->ic.after(l->ic.self, call, token, rc);
-		return rc;
-	}
+	rc = next(l, call, fn);
+	l->ic.after(l->ic.self, call, token, rc);
+	return rc;
 }
 
 static int call_with(sx_pipeline *pl, sx_call *call, sx_call_fn fn)
 {
 	if (SX__UNLIKELY(!ck_pr_load_int(&pl->called)))
 		ck_pr_store_int(&pl->called, 1);
-	return run(pl, 0, call, fn);
+	return pl->l[0].run(&pl->l[0], call, fn);
 }
 
 int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breaker *stop, void **out)

@@ -466,13 +466,12 @@ static void dispatch(sx_sem *s)
 	}
 }
 
-int sx_sem_release(sx_sem *s, uint32_t n)
+/* sx_sem_release when the first look finds waiters, CLOSED, or a CAS to retry. */
+static __attribute__((noinline)) int release_slow(sx_sem *s, uint32_t n)
 {
 	bool ref = false;
 	uint64_t st;
 
-	if (s == NULL || n == 0)
-		return -EINVAL;
 	st = ck_pr_load_64(&s->state);
 	do {
 		if (IN_USE(st) < n) {
@@ -494,6 +493,20 @@ int sx_sem_release(sx_sem *s, uint32_t n)
 	if (ref)
 		sem_unref(s);
 	return 0;
+}
+
+int sx_sem_release(sx_sem *s, uint32_t n)
+{
+	uint64_t st;
+
+	if (s == NULL || n == 0)
+		return -EINVAL;
+	/* No waiter to dispatch and not destroyed: giving the permits back is all (one CAS). */
+	st = ck_pr_load_64(&s->state);
+	if (SX__LIKELY((st & (WAIT_MASK | CLOSED)) == 0 && IN_USE(st) >= n) &&
+	    ck_pr_cas_64(&s->state, st, st - n))
+		return 0;
+	return release_slow(s, n);
 }
 
 int sx_sem_set_capacity(sx_sem *s, uint32_t capacity)

@@ -136,7 +136,7 @@ static bool node_refill(struct sx__timers *s, sx__tcache *c)
 /* Hook tcache_release: give c's timer nodes back to the service (c's thread exits). */
 static void timers_tcache_release(sx__tcache *c)
 {
-	struct sx__timers *s = sx__pool_svc(sx__tcache_pool(c));
+	struct sx__timers *s = sx__pool_svc(sx__tcache_pool(c), SX__SVC_TIMER);
 	void **slot = sx__tcache_svc(c);
 	sx__tnode *n;
 
@@ -322,7 +322,7 @@ static int timers_start(sx_pool *p, void **out)
  * -ESHUTDOWN, join. */
 static void timers_stop(sx_pool *p)
 {
-	struct sx__timers *s = sx__pool_svc(p);
+	struct sx__timers *s = sx__pool_svc(p, SX__SVC_TIMER);
 
 	ck_pr_store_int(&s->stopping, 1);
 	wake(s);
@@ -332,7 +332,7 @@ static void timers_stop(sx_pool *p)
 /* Hook free: destroy: every slab (nodes in caches and free lists go with them). */
 static void timers_free(sx_pool *p)
 {
-	struct sx__timers *s = sx__pool_svc(p);
+	struct sx__timers *s = sx__pool_svc(p, SX__SVC_TIMER);
 	ck_stack_entry_t *e, *next;
 
 	for (e = ck_stack_batch_pop_upmc(&s->slabs); e != NULL; e = next) {
@@ -346,12 +346,13 @@ static void timers_free(sx_pool *p)
 /* Hook pending: for sx_pool_stats, from any thread. */
 static uint64_t timers_pending(sx_pool *p)
 {
-	struct sx__timers *s = sx__pool_svc(p);
+	struct sx__timers *s = sx__pool_svc(p, SX__SVC_TIMER);
 
 	return s != NULL ? ck_pr_load_64(&s->pending) : 0;
 }
 
 static const struct sx__pool_hooks timer_hooks = {
+	.kind = SX__SVC_TIMER,
 	.stop = timers_stop,
 	.free = timers_free,
 	.pending = timers_pending,
@@ -376,7 +377,7 @@ static int add(sx_pool *pool, uint64_t when, bool at, unsigned flags, sx_timer_f
 		return -EINVAL;
 	if (SX__UNLIKELY(!sx__pool_running(pool)))
 		return -ESHUTDOWN;
-	s = sx__pool_svc(pool);
+	s = sx__pool_svc(pool, SX__SVC_TIMER);
 	if (SX__UNLIKELY(s == NULL) &&
 	    (rc = sx__pool_service(pool, &timer_hooks, timers_start, (void **)&s)) != 0)
 		return rc;

@@ -188,6 +188,8 @@ void test_every_module_links_from_cxx(void **)
 	assert_int_equal(sx_join(nullptr, nullptr, nullptr, nullptr, nullptr), -EINVAL);
 	assert_int_equal(sx_scope_init(nullptr, nullptr), -EINVAL);
 	assert_int_equal(sx_strand_create(nullptr, nullptr), -EINVAL);
+	assert_int_equal(sx_io_register(nullptr, 0, nullptr), -EINVAL);
+	assert_int_equal(sx_io_token_events(sx_io_readiness(nullptr)), 0u);
 }
 
 } // namespace

@@ -3,8 +3,10 @@
  * growing open durations, forced states, callbacks that call back in, timer-driven half-open on a
  * real pool, and a many-thread stress run. */
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -766,6 +768,293 @@ static void test_counts_merge_across_threads(void **state)
 	sx_circuit_destroy(ex_c);
 }
 
+/* ---- full windows: the successes that change nothing --------------------------------------- */
+
+/* A COUNT window as a model: the last `size` recorded outcomes, the run of failures, and whether
+ * the options would trip on the latest one (as strix/circuit.h states the rule). */
+struct wmodel {
+	uint32_t size, n, pos;
+	bool fail[SX_CIRCUIT_MAX_WINDOW], slow[SX_CIRCUIT_MAX_WINDOW];
+	uint64_t consec;
+};
+
+static void wm_reset(struct wmodel *m, uint32_t size)
+{
+	memset(m, 0, sizeof(*m));
+	m->size = size;
+}
+
+static void wm_push(struct wmodel *m, bool fail, bool slow)
+{
+	m->fail[m->pos] = fail;
+	m->slow[m->pos] = slow;
+	m->pos = (m->pos + 1) % m->size;
+	if (m->n < m->size)
+		m->n++;
+	m->consec = fail ? m->consec + 1 : 0;
+}
+
+static uint64_t wm_count(const struct wmodel *m, const bool *bits)
+{
+	uint64_t k = 0;
+
+	for (uint32_t i = 0; i < m->n; i++)
+		k += bits[i];
+	return k;
+}
+
+/* Whether o trips on the result just pushed (fail, slow) into m. */
+static bool wm_trips(const struct wmodel *m, const sx_circuit_opts *o, bool fail, bool slow)
+{
+	uint64_t f = wm_count(m, m->fail), sl = wm_count(m, m->slow);
+
+	if (!fail && !slow)
+		return false;
+	if (fail && o->consecutive_failures != 0 && m->consec >= o->consecutive_failures)
+		return true;
+	if (m->n < o->min_calls)
+		return false;
+	return f * 1000000 >= (uint64_t)llround(o->failure_rate * 1e6) * m->n ||
+	    sl * 1000000 >= (uint64_t)llround(o->slow_rate * 1e6) * m->n;
+}
+
+static void wm_check(sx_circuit *c, const struct wmodel *m)
+{
+	sx_circuit_metrics s;
+
+	assert_int_equal(sx_circuit_snapshot(c, &s), 0);
+	assert_int_equal(s.calls, m->n);
+	assert_int_equal(s.failures, wm_count(m, m->fail));
+	assert_int_equal(s.slow, wm_count(m, m->slow));
+	assert_int_equal(s.consecutive_failures, m->consec);
+}
+
+/* After a window full of successes, one failure (or one slow call) stays counted for exactly
+ * window_size results, its own included, whatever the ring position; the window stays full. */
+static void test_full_window_keeps_a_failure_for_its_size(void **state)
+{
+	static const uint32_t sizes[] = { 1, 2, 10, 63, 64, 65, 100, 4096 };
+
+	(void)state;
+	tu_vnow = SEC;
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		sx_circuit_opts o = base_opts();
+		uint32_t size = sizes[k];
+		struct wmodel *m = malloc(sizeof(*m));
+		sx_circuit *c;
+
+		assert_non_null(m);
+		o.window_size = size;
+		o.min_calls = size + 1; /* the rates never trip it */
+		o.slow_call_ns = MS;
+		c = circuit(&o);
+		wm_reset(m, size);
+		for (uint32_t i = 0; i < 2 * size + 3; i++) { /* full, and the ring turned */
+			assert_int_equal(call(c, 0, 0), 0);
+			wm_push(m, false, false);
+		}
+		wm_check(c, m);
+		for (int round = 0; round < 3; round++) {
+			bool fail = round != 1, slow = round != 0;
+
+			assert_int_equal(call(c, fail ? -EIO : 0, slow ? MS : 0), 0);
+			wm_push(m, fail, slow);
+			for (uint32_t i = 1; i < size; i++) {
+				wm_check(c, m);
+				assert_int_equal(call(c, 0, 0), 0);
+				wm_push(m, false, false);
+			}
+			wm_check(c, m); /* window_size - 1 successes on: still counted */
+			assert_int_equal(call(c, 0, 0), 0);
+			wm_push(m, false, false);
+			wm_check(c, m); /* one more: gone */
+			assert_int_equal(wm_count(m, m->fail) + wm_count(m, m->slow), 0);
+		}
+		sx_circuit_destroy(c);
+		free(m);
+	}
+}
+
+/* Random results, in spells of nearly all successes (full windows of them) and of many failures
+ * and slow calls, against the model: the snapshot after every call, and every trip exactly when
+ * the model trips (then a forced close starts both over). The same again in METRICS_ONLY, which
+ * never trips. */
+static void test_window_agrees_with_a_model(void **state)
+{
+	static const uint32_t sizes[] = { 1, 7, 64, 100, SX_CIRCUIT_MAX_WINDOW };
+
+	(void)state;
+	tu_vnow = SEC;
+	for (size_t k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		sx_circuit_opts o = base_opts();
+		struct wmodel *m = malloc(sizeof(*m));
+		uint64_t seed = 0x9e3779b97f4a7c15ull + k;
+		unsigned trips = 0;
+		sx_circuit *c;
+
+		assert_non_null(m);
+		o.window_size = sizes[k];
+		o.min_calls = sizes[k] / 2;
+		o.failure_rate = 0.25;
+		o.slow_call_ns = MS;
+		o.slow_rate = 0.3;
+		o.consecutive_failures = 4;
+		c = circuit(&o);
+		for (int metrics_only = 0; metrics_only < 2; metrics_only++) {
+			wm_reset(m, sizes[k]);
+			if (metrics_only)
+				sx_circuit_force(c, SX_CIRCUIT_METRICS_ONLY);
+			for (int i = 0; i < 12000; i++) {
+				unsigned r = (unsigned)(tu_rand(&seed) % 100);
+				unsigned bad = (i / 400) % 3 == 2 ? 30 : 1; /* percent, per spell */
+				bool fail = r < bad, ignored = r == 99;
+				bool slow = r >= 99 - bad && r < 99;
+
+				assert_int_equal(call(c, ignored ? -ECANCELED : fail ? -EIO : 0,
+				    slow ? MS + r : MS - 1), 0);
+				if (!ignored)
+					wm_push(m, fail, slow);
+				if (!metrics_only && !ignored && wm_trips(m, &o, fail, slow)) {
+					assert_int_equal(sx_circuit_state(c), SX_CIRCUIT_OPEN);
+					sx_circuit_force(c, SX_CIRCUIT_CLOSED);
+					wm_reset(m, sizes[k]);
+					trips++;
+				}
+				assert_int_equal(sx_circuit_state(c),
+				    metrics_only ? SX_CIRCUIT_METRICS_ONLY : SX_CIRCUIT_CLOSED);
+				wm_check(c, m);
+			}
+		}
+		assert_true(trips > 10);
+		sx_circuit_destroy(c);
+		free(m);
+	}
+}
+
+/* The reports a full window of successes would take without a write are checked all the same:
+ * a negative latency or a permit never handed out is -EINVAL, an older generation's -ESTALE,
+ * and none of them counts. */
+static void test_full_window_still_checks_every_report(void **state)
+{
+	static const int64_t slow_ns[] = { 0, (int64_t)MS };
+
+	(void)state;
+	tu_vnow = SEC;
+	for (size_t k = 0; k < 2; k++) {
+		sx_circuit_opts o = base_opts();
+		sx_circuit_metrics m;
+		sx_circuit_permit p, old;
+		sx_circuit *c;
+
+		o.window_size = 4;
+		o.min_calls = 5;
+		o.slow_call_ns = slow_ns[k];
+		c = circuit(&o);
+		assert_int_equal(sx_circuit_acquire(c, &old), 0);
+		sx_circuit_force(c, SX_CIRCUIT_CLOSED); /* old is stale now */
+		for (int i = 0; i < 9; i++)
+			assert_int_equal(call(c, 0, 0), 0);
+		assert_int_equal(sx_circuit_acquire(c, &p), 0);
+		assert_int_equal(sx_circuit_release(c, p, 0, -1), -EINVAL);
+		assert_int_equal(sx_circuit_release(c, p, 0, INT64_MIN), -EINVAL);
+		assert_int_equal(sx_circuit_release(c, p | UINT64_C(1) << 50, 0, 0), -EINVAL);
+		assert_int_equal(sx_circuit_release(c, p & ~(UINT64_C(1) << 63), 0, 0), -EINVAL);
+		assert_int_equal(sx_circuit_release(c, 0, 0, 0), -EINVAL);
+		assert_int_equal(sx_circuit_release(NULL, p, 0, 0), -EINVAL);
+		assert_int_equal(sx_circuit_release(c, old, 0, 0), -ESTALE);
+		assert_int_equal(sx_circuit_release(c, old, -EIO, 0), -ESTALE);
+		assert_int_equal(sx_circuit_release(c, p, 0, INT64_MAX), 0); /* slow, if any is */
+		sx_circuit_snapshot(c, &m);
+		assert_int_equal(m.calls, 4);
+		assert_int_equal(m.failures, 0);
+		assert_int_equal(m.slow, k);
+		assert_int_equal(m.generation, 1);
+		sx_circuit_destroy(c);
+	}
+}
+
+/* A success on a full window of successes still ends a run of failures that another thread
+ * (another stripe) began, so that the run has to start over. */
+static sx_circuit *other_c;
+
+static void *fail_once(void *arg)
+{
+	(void)arg;
+	call(other_c, -EIO, 0);
+	return NULL;
+}
+
+static void test_success_ends_another_threads_run_of_failures(void **state)
+{
+	sx_circuit_opts o = base_opts();
+	sx_circuit_metrics m;
+	pthread_t t;
+
+	(void)state;
+	tu_vnow = SEC;
+	o.window_size = 10;
+	o.min_calls = 11;
+	o.consecutive_failures = 2;
+	other_c = circuit(&o);
+	for (int round = 0; round < 3; round++) {
+		for (int i = 0; i < 25; i++)
+			assert_int_equal(call(other_c, 0, 0), 0);
+		assert_int_equal(pthread_create(&t, NULL, fail_once, NULL), 0);
+		pthread_join(t, NULL);
+		sx_circuit_snapshot(other_c, &m);
+		assert_int_equal(m.consecutive_failures, 1);
+	}
+	assert_int_equal(call(other_c, 0, 0), 0);
+	sx_circuit_snapshot(other_c, &m);
+	assert_int_equal(m.consecutive_failures, 0);
+	assert_int_equal(sx_circuit_state(other_c), SX_CIRCUIT_CLOSED);
+	sx_circuit_destroy(other_c);
+}
+
+/* Threads that each fill their window with successes, fail once and go on: the merged window
+ * holds every thread's failure until window_size results of its own thread pushed it out. */
+static sx_circuit *full_c;
+static unsigned full_go;
+
+static void *full_worker(void *arg)
+{
+	unsigned after = (unsigned)(uintptr_t)arg;
+
+	while (!__atomic_load_n(&full_go, __ATOMIC_ACQUIRE))
+		;
+	for (int i = 0; i < 250; i++)
+		call(full_c, 0, 0);
+	call(full_c, -EIO, 0);
+	for (unsigned i = 0; i < after; i++)
+		call(full_c, 0, 0);
+	return NULL;
+}
+
+static void test_full_windows_merge_across_threads(void **state)
+{
+	pthread_t t[4];
+	sx_circuit_opts o = base_opts();
+	sx_circuit_metrics m;
+
+	(void)state;
+	tu_vnow = SEC;
+	o.window_size = 100;
+	o.min_calls = 101;
+	full_c = circuit(&o);
+	full_go = 0;
+	/* Two threads push their failure out (100 successes after it), two keep it (99). */
+	for (uintptr_t i = 0; i < 4; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, full_worker, (void *)(99 + i % 2)), 0);
+	__atomic_store_n(&full_go, 1, __ATOMIC_RELEASE);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	sx_circuit_snapshot(full_c, &m);
+	assert_int_equal(m.calls, 400);
+	assert_int_equal(m.failures, 2);
+	assert_int_equal(m.consecutive_failures, 0);
+	sx_circuit_destroy(full_c);
+}
+
 /* ---- long lives: many transitions, long idle spells, exact deadlines ------------------------ */
 
 /* A window written long ago, 2,100 open/half-open cycles before the close, counts again after. */
@@ -1088,6 +1377,11 @@ int main(void)
 		cmocka_unit_test(test_timer_drives_half_open_without_callers),
 		cmocka_unit_test(test_stress_many_threads),
 		cmocka_unit_test(test_counts_merge_across_threads),
+		cmocka_unit_test(test_full_window_keeps_a_failure_for_its_size),
+		cmocka_unit_test(test_window_agrees_with_a_model),
+		cmocka_unit_test(test_full_window_still_checks_every_report),
+		cmocka_unit_test(test_success_ends_another_threads_run_of_failures),
+		cmocka_unit_test(test_full_windows_merge_across_threads),
 		cmocka_unit_test(test_window_counts_after_thousands_of_transitions),
 		cmocka_unit_test(test_permit_stays_stale_across_many_transitions),
 		cmocka_unit_test(test_open_circuit_idle_for_weeks_half_opens),

@@ -382,6 +382,84 @@ static void test_tripped_stop_ends_before_any_layer(void **state)
 	sx_pipeline_destroy(pl);
 }
 
+/* A retry does nothing before its first attempt: a tripped stop still ends the call before the
+ * layer inside it, and is not retried, whether that layer is an interceptor or the action. */
+static void test_tripped_stop_ends_a_retry_before_its_first_attempt(void **state)
+{
+	struct counter a = { .name = 'a' };
+	sx_interceptor ia = ic_of(&a);
+	sx_retry_policy rp = SX_RETRY_POLICY_INIT;
+	sx_pipeline *pl = pipeline(NULL), *bare = pipeline(NULL);
+	sx_breaker *stop;
+
+	(void)state;
+	rp.max_attempts = 5;
+	assert_int_equal(sx_pipeline_add_retry(pl, &rp, 0), 0);
+	assert_int_equal(sx_pipeline_add_interceptor(pl, &ia), 0);
+	assert_int_equal(sx_pipeline_add_retry(bare, &rp, 0), 0);
+	assert_int_equal(sx_breaker_create(&stop), 0);
+	sx_breaker_trip(stop);
+	runs = 0;
+	assert_int_equal(sx_pipeline_call(pl, counting_action, NULL, stop, NULL), -ECANCELED);
+	assert_int_equal(sx_pipeline_call(bare, counting_action, NULL, stop, NULL), -ECANCELED);
+	assert_int_equal(runs, 0);
+	assert_int_equal(a.befores, 0);
+	sx_breaker_release(stop);
+	sx_pipeline_destroy(pl);
+	sx_pipeline_destroy(bare);
+}
+
+/* Sleeps (intptr_t)arg ms: a call that is slow by its own length. */
+static int sleeping_action(sx_call *call)
+{
+	tu_sleep_ns((uint64_t)(intptr_t)call->arg * MS);
+	return 0;
+}
+
+/* A circuit layer reports the inner layers' latency when the circuit has a slow-call threshold:
+ * a call longer than it is slow, one far shorter is not; without a threshold nothing is slow. */
+static void test_circuit_layer_reports_latency(void **state)
+{
+	sx_circuit_opts co = SX_CIRCUIT_OPTS_INIT;
+	sx_circuit *fast_c, *slow_c, *none_c;
+	sx_pipeline *fast_pl = pipeline(NULL), *slow_pl = pipeline(NULL), *none_pl = pipeline(NULL);
+	sx_circuit_metrics m;
+
+	(void)state;
+	co.min_calls = 101; /* the rates never trip it */
+	co.slow_call_ns = MS;
+	assert_int_equal(sx_circuit_create(&co, &slow_c), 0);
+	co.slow_call_ns = 600 * SEC;
+	assert_int_equal(sx_circuit_create(&co, &fast_c), 0);
+	co.slow_call_ns = 0;
+	assert_int_equal(sx_circuit_create(&co, &none_c), 0);
+	assert_int_equal(sx_pipeline_add_circuit(slow_pl, slow_c), 0);
+	assert_int_equal(sx_pipeline_add_circuit(fast_pl, fast_c), 0);
+	assert_int_equal(sx_pipeline_add_circuit(none_pl, none_c), 0);
+	for (int i = 0; i < 2; i++) {
+		void *ms3 = (void *)(intptr_t)3;
+
+		assert_int_equal(sx_pipeline_call(slow_pl, sleeping_action, ms3, NULL, NULL), 0);
+		assert_int_equal(sx_pipeline_call(fast_pl, sleeping_action, ms3, NULL, NULL), 0);
+		assert_int_equal(sx_pipeline_call(none_pl, sleeping_action, ms3, NULL, NULL), 0);
+	}
+	sx_circuit_snapshot(slow_c, &m);
+	assert_int_equal(m.calls, 2);
+	assert_int_equal(m.slow, 2);
+	sx_circuit_snapshot(fast_c, &m);
+	assert_int_equal(m.calls, 2);
+	assert_int_equal(m.slow, 0);
+	sx_circuit_snapshot(none_c, &m);
+	assert_int_equal(m.calls, 2);
+	assert_int_equal(m.slow, 0);
+	sx_pipeline_destroy(slow_pl);
+	sx_pipeline_destroy(fast_pl);
+	sx_pipeline_destroy(none_pl);
+	sx_circuit_destroy(slow_c);
+	sx_circuit_destroy(fast_c);
+	sx_circuit_destroy(none_c);
+}
+
 /* ---- timeouts ------------------------------------------------------------------------------- */
 
 /* Waits on the call's breaker for up to 30 s; returns the breaker's code. */
@@ -439,6 +517,87 @@ static int trip_outer_then_wait(sx_call *call)
 	assert_ptr_not_equal(call->breaker, outer_stop); /* the timeout's child of it */
 	sx_breaker_trip(outer_stop);
 	return waiting_action(call);
+}
+
+/* Returns 0 if the call's breaker has not tripped, else its code. */
+static int untripped_action(sx_call *call)
+{
+	assert_non_null(call->breaker);
+	return sx_breaker_err(call->breaker);
+}
+
+/* After each timeout, every later call (the thread's breakers alternate between calls, under a
+ * caller's stop or not) runs under a breaker that has not tripped, and once both are made again
+ * the calls allocate nothing. */
+static void test_calls_after_timeouts_run_under_fresh_breakers(void **state)
+{
+	sx_pool *pool = tu_pool(1);
+	sx_pipeline *pl = pipeline(pool);
+	sx_breaker *stop;
+	uint64_t a0;
+
+	(void)state;
+	assert_int_equal(sx_pipeline_add_timeout(pl, 20 * MS), 0);
+	assert_int_equal(sx_breaker_create(&stop), 0);
+	for (int round = 0; round < 6; round++) {
+		/* rounds 0..2 start on one slot, 3..5 on the other (one call more in between) */
+		if (round == 3)
+			assert_int_equal(sx_pipeline_call(pl, untripped_action, NULL, NULL, NULL),
+			    0);
+		assert_int_equal(sx_pipeline_call(pl, waiting_action, NULL, round % 2 ? stop : NULL,
+		    NULL), -ETIMEDOUT);
+		for (int i = 0; i < 5; i++)
+			assert_int_equal(sx_pipeline_call(pl, untripped_action, NULL,
+			    i == 2 ? stop : NULL, NULL), 0);
+	}
+	assert_false(sx_breaker_done(stop));
+	a0 = sx_allocations();
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(sx_pipeline_call(pl, untripped_action, NULL, NULL, NULL), 0);
+	assert_int_equal(sx_allocations() - a0, 0);
+	sx_breaker_release(stop);
+	sx_pipeline_destroy(pl);
+	sx_pool_destroy(pool);
+}
+
+/* Spins for (intptr_t)arg us, or until its breaker trips: 0, or the breaker's code. */
+static int spinning_action(sx_call *call)
+{
+	uint64_t t0 = tu_now_ns(), d = (uint64_t)(intptr_t)call->arg * 1000;
+
+	while (tu_now_ns() - t0 < d)
+		if (sx_breaker_done(call->breaker))
+			return sx_breaker_err(call->breaker);
+	return 0;
+}
+
+/* Calls that end about when the watch comes for them (so that claims land during, just after
+ * and long after calls), between calls under a long timeout at the same depth of the same
+ * thread: those never see a trip, and each short one ends in time or times out. */
+static void test_late_claims_never_reach_a_later_call(void **state)
+{
+	sx_pool *pool = tu_pool(1);
+	sx_pipeline *quick = pipeline(pool), *slow = pipeline(pool);
+	uint64_t seed = 7, t0 = tu_now_ns();
+	unsigned timed_out = 0, n = 0;
+
+	(void)state;
+	assert_int_equal(sx_pipeline_add_timeout(quick, 300 * 1000), 0);
+	assert_int_equal(sx_pipeline_add_timeout(slow, 600 * SEC), 0);
+	while (tu_now_ns() - t0 < SEC || timed_out < 20) {
+		intptr_t us = (intptr_t)(tu_rand(&seed) % 2000);
+		int rc = sx_pipeline_call(quick, spinning_action, (void *)us, NULL, NULL);
+
+		assert_true(rc == 0 || rc == -ETIMEDOUT);
+		timed_out += rc == -ETIMEDOUT;
+		assert_int_equal(sx_pipeline_call(slow, untripped_action, NULL, NULL, NULL), 0);
+		n++;
+		assert_true(tu_now_ns() - t0 < TU_DEADLINE_NS);
+	}
+	assert_true(timed_out < n);
+	sx_pipeline_destroy(quick);
+	sx_pipeline_destroy(slow);
+	sx_pool_destroy(pool);
 }
 
 static void test_timeout_under_a_stop_breaker(void **state)
@@ -763,8 +922,12 @@ int main(void)
 		cmocka_unit_test(test_circuit_and_retry),
 		cmocka_unit_test(test_retry_then_success_and_fallback),
 		cmocka_unit_test(test_tripped_stop_ends_before_any_layer),
+		cmocka_unit_test(test_tripped_stop_ends_a_retry_before_its_first_attempt),
+		cmocka_unit_test(test_circuit_layer_reports_latency),
 		cmocka_unit_test(test_timeout_trips_and_holds_inner_permits),
 		cmocka_unit_test(test_timeout_under_a_stop_breaker),
+		cmocka_unit_test(test_calls_after_timeouts_run_under_fresh_breakers),
+		cmocka_unit_test(test_late_claims_never_reach_a_later_call),
 		cmocka_unit_test(test_nested_timeouts_inner_first_and_depth_limit),
 		cmocka_unit_test(test_shut_down_pool_fails_timeouts_cleanly),
 		cmocka_unit_test(test_five_policies_allocate_nothing_per_call),
