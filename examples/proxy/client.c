@@ -602,23 +602,27 @@ static void give_up(struct px_client *c)
 		answer(c, 502, false);
 }
 
-/* A reused connection that ends before any byte of the response was probably closed by the
- * upstream while it sat idle: the same attempt goes on with a fresh connection (for a request
- * that may be sent again). Anything else is a reset. */
+/*
+ * A reused connection that ends before any byte of the response, with an end of file or EPIPE
+ * (a reset after the upstream's FIN), was closed by the upstream while it sat idle: the same
+ * attempt goes on with a fresh connection (for a request that may be sent again). Anything else,
+ * a reset of a connection the upstream still had open above all, is the attempt's failure.
+ */
 static void connect_upstream(struct px_client *c);
 
 static void upstream_broke(struct px_client *c, int code)
 {
 	struct px_uconn *uc = c->uc;
 
-	if (uc->reused && uc->len == 0 && c->idempotent && c->replayable && !c->answered) {
+	if (uc->reused && uc->len == 0 && (code == 0 || code == -EPIPE) && c->idempotent &&
+	    c->replayable && !c->answered) {
 		px_count(PX_STALE, 1);
 		px_uconn_close(uc);
 		c->uc = NULL;
 		connect_upstream(c);
 		return;
 	}
-	attempt_failed(c, F_RESET, code);
+	attempt_failed(c, F_RESET, code == 0 ? -ECONNRESET : code);
 }
 
 static void request_sent(struct px_client *c, int err)
@@ -975,7 +979,7 @@ static void resp_read(struct px_client *c)
 		return;
 	}
 	if (n <= 0) {           /* reset, or closed before the head was complete */
-		upstream_broke(c, n < 0 ? (int)n : -ECONNRESET);
+		upstream_broke(c, (int)n);     /* 0: end of file */
 		return;
 	}
 	uc->len += (size_t)n;
