@@ -79,7 +79,7 @@ help:
 	@echo '  make stress        the stress programs, longer (STRESS=n, TSAN_STRESS=n)'
 	@echo '  make examples      build examples/ (make check-examples runs them)'
 	@echo '  make check-proxy   the proxy example (examples/proxy) behind faulty upstreams: its answers'
-	@echo '                     and --stats (check-proxy-asan: the proxy built with ASan + UBSan)'
+	@echo '                     and --stats (check-proxy-asan, check-proxy-tsan: under the sanitizers)'
 	@echo '  make bench         the benchmark suite against the peers: build/bench/results.*'
 	@echo '  make bench-smoke   every benchmark once at tiny sizes, results checked'
 	@echo '  make bench-record  copy the last make bench results into perf/results/'

@@ -8,6 +8,7 @@
 #                          in front of a healthy, a failing and a down upstream, requests of
 #                          every shape through it, its --stats checked at exit
 #   make check-proxy-asan  the same with the proxy built with ASan and UBSan (build/asan/proxy)
+#   make check-proxy-tsan  the same with the proxy built with ThreadSanitizer (build/tsan/proxy)
 #
 # Neither is one of the self-checking examples/*.c programs (both run until stopped), so
 # check-examples and check-readme leave them out.
@@ -20,7 +21,7 @@ PROXY_UPSTREAM_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Werror -pedantic $(CFLAG
 PROXY_SRCS := $(filter-out examples/proxy/upstream.c,$(wildcard examples/proxy/*.c))
 PROXY_BIN := $(if $(and $(wildcard examples/proxy/proxy.c),$(wildcard include/strix/io.h)),$(B)/examples/proxy)
 
-.PHONY: proxy-examples check-proxy check-proxy-asan
+.PHONY: proxy-examples check-proxy check-proxy-asan check-proxy-tsan
 
 $(B)/examples/proxy-upstream: examples/proxy/upstream.c $(PROXY_HTTP) | $(B)/examples
 	$(CC) $(PROXY_UPSTREAM_CFLAGS) examples/proxy/upstream.c examples/proxy/http.c -o $@
@@ -43,15 +44,22 @@ check-proxy:
 	@echo "check-proxy: skipped: the proxy needs examples/proxy/proxy.c and include/strix/io.h"
 endif
 
-# The proxy with AddressSanitizer and UBSan: the library's sources compiled in with the C
-# library's allocator (SAN_SRCS), as the sanitizer builds of the tests are.
+# The proxy with AddressSanitizer and UBSan, or with ThreadSanitizer: the library's sources
+# compiled in with the C library's allocator (SAN_SRCS), as the sanitizer builds of the tests are.
 $(B)/asan/proxy: $(PROXY_SRCS) $(wildcard examples/proxy/*.h) $(PUBLIC_HDRS) $(SAN_SRCS) \
     $(SRC_HDRS) | $(B)/asan
 	$(CC) $(CSTD) $(WARN) $(ASAN_FLAGS) -Iinclude -Isrc -pthread $(PROXY_SRCS) $(SAN_SRCS) \
 	  -o $@ $(LIBS)
+$(B)/tsan/proxy: $(PROXY_SRCS) $(wildcard examples/proxy/*.h) $(PUBLIC_HDRS) $(SAN_SRCS) \
+    $(SRC_HDRS) | $(B)/tsan
+	$(CC) $(CSTD) $(WARN) $(TSAN_FLAGS) -Iinclude -Isrc -Itests -pthread $(PROXY_SRCS) \
+	  $(SAN_SRCS) -o $@ $(LIBS)
 
+# A sanitizer's report makes the proxy exit non-zero, which the smoke test checks.
 check-proxy-asan: $(B)/asan/proxy $(B)/examples/proxy-upstream $(B)/tests/proxy-client
 	PROXY=$(B)/asan/proxy tests/proxy/smoke.sh
+check-proxy-tsan: $(B)/tsan/proxy $(B)/examples/proxy-upstream $(B)/tests/proxy-client
+	$(TSAN_RUN) PROXY=$(B)/tsan/proxy tests/proxy/smoke.sh
 
 # The parser's unit test (tests/unit/test_proxy_http.c) compiles the parser in: it is no part of
 # the library. The same for its sanitizer builds (build/asan, build/tsan).
