@@ -173,7 +173,10 @@ void px_client_start(sx_pool *pool, int fd)
 static void end_inflight(struct px_client *c)
 {
 	if (c->inflight) {
-		atomic_fetch_sub_explicit(&px.inflight, 1, memory_order_relaxed);
+		if (px.cfg.max_inflight > 0)
+			atomic_fetch_sub_explicit(&px.inflight, 1, memory_order_relaxed);
+		else
+			px_count(PX_ENDED, 1);
 		c->inflight = false;
 	}
 }
@@ -527,8 +530,10 @@ static void begin_request(struct px_client *c)
 		return;
 	}
 	c->inflight = true;
-	if (atomic_fetch_add_explicit(&px.inflight, 1, memory_order_relaxed) >=
-	    px.cfg.max_inflight && px.cfg.max_inflight > 0) {
+	if (px.cfg.max_inflight == 0) {
+		px_count(PX_BEGUN, 1);
+	} else if (atomic_fetch_add_explicit(&px.inflight, 1, memory_order_relaxed) >=
+	    px.cfg.max_inflight) {
 		px_count(PX_OVERLOADED, 1);
 		answer(c, 503, false);
 		return;

@@ -101,6 +101,9 @@ enum px_counter {
 	PX_ERR_BAD_RESPONSE,
 	PX_CONNECTIONS,         /* client connections accepted */
 	PX_STALE,               /* kept-alive upstream connections found closed on reuse */
+	PX_BEGUN,               /* requests that went to the upstreams ... */
+	PX_ENDED,               /* ... and of those, the ones over: without --max-inflight the
+	                         * in-flight gauge is their difference, no shared word */
 	PX_NCOUNTERS
 };
 
@@ -186,7 +189,7 @@ struct px_state {
 	sx_retry_budget budget;
 	sx_ratelimit *rate;                   /* NULL: no limit */
 	sx_retry_policy backoff;              /* --backoff-ms as a policy (its seed per request) */
-	atomic_uint inflight;                 /* requests in flight (--max-inflight) */
+	atomic_uint inflight;                 /* requests in flight, kept for --max-inflight only */
 	atomic_uint clients;                  /* client connections open */
 };
 

@@ -177,6 +177,7 @@ size_t px_metrics_size(void)
 size_t px_metrics(char *buf, size_t cap)
 {
 	struct out o = { buf, cap, 0, false };
+	uint64_t ended, inflight;
 
 	counter(&o, "requests_total", "Request heads received.", PX_REQUESTS);
 	put(&o, "# HELP strix_proxy_responses_total Final responses sent, by status class.\n"
@@ -202,8 +203,15 @@ size_t px_metrics(char *buf, size_t cap)
 		put(&o, "strix_proxy_upstream_errors_total{kind=\"%s\"} %llu\n", kinds[i],
 		    (unsigned long long)sum(PX_ERR_CONNECT + i));
 	counter(&o, "connections_total", "Client connections accepted.", PX_CONNECTIONS);
+	/* Ended before begun: a request ends after it began, so the later sum is never the smaller. */
+	ended = sum(PX_ENDED);
+	inflight = px.cfg.max_inflight > 0 ?
+	    atomic_load_explicit(&px.inflight, memory_order_relaxed) : sum(PX_BEGUN) - ended;
 	put(&o, "# HELP strix_proxy_inflight Requests in flight.\n# TYPE strix_proxy_inflight gauge\n"
-	    "strix_proxy_inflight %u\n", atomic_load_explicit(&px.inflight, memory_order_relaxed));
+	    "strix_proxy_inflight %llu\n", (unsigned long long)inflight);
+	put(&o, "# HELP strix_proxy_client_connections Client connections open.\n"
+	    "# TYPE strix_proxy_client_connections gauge\nstrix_proxy_client_connections %u\n",
+	    atomic_load_explicit(&px.clients, memory_order_relaxed));
 	put(&o, "# HELP strix_proxy_retry_budget_tokens Retry budget tokens left.\n"
 	    "# TYPE strix_proxy_retry_budget_tokens gauge\nstrix_proxy_retry_budget_tokens %llu\n",
 	    (unsigned long long)sx_retry_budget_tokens(&px.budget));
