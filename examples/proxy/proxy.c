@@ -2,24 +2,25 @@
  * proxy: an HTTP/1.1 reverse proxy on strix (examples/proxy/README.md describes its command line,
  * its answers and its --stats; tools/bench_proxy.sh measures it against nginx and HAProxy).
  *
- * Event-driven on one strix pool: the listening socket and every connection are registered with
- * the pool's reactor (strix/io.h), and every read, write, accept and connect is a wait that ends
- * in a task, so no thread ever blocks on a socket and the workers are the only threads that
- * serve requests (beside them run strix's timer thread and this main thread, which only waits
- * for the end). Each request goes through the fault-tolerance toolkit: per-attempt time limits,
- * retries on another upstream under a shared retry budget (sx_retry_budget), a circuit breaker
- * (sx_circuit) and a bulkhead (sx_sem) per upstream, an admission rate limit (sx_ratelimit).
- * No lock is taken on the request path (the reactor's lock is taken when a connection is
- * registered or deregistered: once per connection, not per request).
+ * Event-driven on strix pools, one per shard (proxy.h): each shard's listening socket and every
+ * connection it accepts or opens are registered with its pool's reactor (strix/io.h); reads and
+ * writes are non-blocking and whatever has to wait is a wait that ends in a task, so no thread
+ * ever blocks on a socket and the workers are the only threads that serve requests (beside them
+ * run strix's timer threads and this main thread, which only waits for the end). Each request
+ * goes through the fault-tolerance toolkit: per-attempt time limits, retries on another upstream
+ * under a shared retry budget (sx_retry_budget), a circuit breaker (sx_circuit) and a bulkhead
+ * (sx_sem) per upstream, an admission rate limit (sx_ratelimit). No lock is taken on the request
+ * path (the reactor's lock is taken when a connection is registered or deregistered: once per
+ * connection, not per request).
  *
  * The end: SIGTERM, SIGINT or --duration-s. The main thread, which blocks those signals (so do
- * the pool's threads, which inherit its mask) and waits for them with sigtimedwait, stops the
+ * the pools' threads, which inherit its mask) and waits for them with sigtimedwait, stops every
  * pool with SX_DRAIN: every wait still pending ends with -ESHUTDOWN and each connection closes
  * down its error path, so the counts are final when --stats is written. Then the idle upstream
- * connections and the listener are closed and everything is freed.
+ * connections and the listeners are closed and everything is freed.
  *
- * Exit status: 0 after a signal or --duration-s, 1 when it cannot listen or an address is bad, 2
- * for a bad command line (with the usage).
+ * Exit status: 0 after a signal or --duration-s, 1 when it cannot listen, an address is bad or
+ * the stats cannot be written, 2 for a bad command line (with the usage).
  */
 #include <arpa/inet.h>
 #include <errno.h>

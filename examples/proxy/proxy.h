@@ -3,17 +3,18 @@
  *
  *   proxy.c    the command line, start-up, the wait for the end (signal or --duration-s), the
  *              orderly exit
- *   client.c   a client connection: a state machine of I/O callbacks, one request at a time
+ *   client.c   a client connection: a state machine of I/O steps and waits, one request at a time
  *   backend.c  the upstreams: choosing one under its circuit and bulkhead, the attempt's
  *              permits, connections kept alive per upstream and worker
- *   sock.c     what both kinds of connection share: the registration, the reference count and
- *              the watchdog that ends a wait which saw no byte for too long
+ *   sock.c     what both kinds of connection share: the registration, the reference count, the
+ *              non-blocking I/O and the watchdog that ends a wait which saw no byte for too long
  *   stats.c    the counters, the --stats JSON and the /metrics text
  *
- * Threads: every callback runs as a task on the pool (any worker); a connection has at most one
- * wait pending at any time, so its fields need no synchronization of their own (the pool's task
- * hand-off orders one callback after the one that started its wait). The exceptions are named
- * where they are: the reference counts, the counters and the watchdog timer.
+ * Threads: every callback runs as a task on the connection's shard (any of its workers); a
+ * connection has at most one wait pending at any time, so its fields need no synchronization of
+ * their own (the pool's task hand-off orders one callback after the step that started its wait).
+ * The exceptions are named where they are: the reference counts, the counters and the watchdog
+ * timer.
  */
 #ifndef STRIX_EXAMPLES_PROXY_PROXY_H
 #define STRIX_EXAMPLES_PROXY_PROXY_H
