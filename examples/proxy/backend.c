@@ -9,7 +9,8 @@
  *
  * Idle connections: a list per upstream and per worker (px_slot), touched only by tasks running
  * on that worker, so pushing and popping are plain pointer moves: no lock and no atomic on the
- * request path; and a connection never leaves its shard, whose reactor it is registered with. The price is that a connection parked by one worker is not found by another, so each
+ * request path; and a connection never leaves its shard, whose reactor it is registered with.
+ * The price is that a connection parked by one worker is not found by another, so each
  * worker keeps its share of --keepalive (at least one) and opens its own when it has none. A
  * connection the upstream closed while it sat idle shows a hang-up in its readiness
  * (sx_io_readiness) and is dropped when popped; one that closed too recently for the reactor to
@@ -156,7 +157,7 @@ uint64_t px_upstream_opens(const struct px_upstream *up)
 	return atomic_load_explicit(&up->opens, memory_order_relaxed);
 }
 
-/* ---- choosing --------------------------------------------------------------------------------- */
+/* ---- choosing -------------------------------------------------------------------------------- */
 
 static bool take(struct px_upstream *up, struct px_permit *p)
 {
@@ -217,7 +218,7 @@ void px_release(struct px_permit *p, int result, int64_t latency_ns)
 	p->bulk = false;
 }
 
-/* ---- connections ------------------------------------------------------------------------------ */
+/* ---- connections ----------------------------------------------------------------------------- */
 
 static void uconn_free(struct px_sock *s)
 {

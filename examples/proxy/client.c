@@ -123,7 +123,7 @@ static void respond(struct px_client *c);
 static void pump_request(struct px_client *c);
 static void pump_response(struct px_client *c);
 
-/* ---- life cycle ------------------------------------------------------------------------------- */
+/* ---- life cycle ------------------------------------------------------------------------------ */
 
 static void client_free(struct px_sock *s)
 {
@@ -301,7 +301,7 @@ static void send_then(struct px_client *c, struct px_sock *s, const char *p, siz
 		next(c, rc > 0 ? 0 : rc);
 }
 
-/* ---- the next request ------------------------------------------------------------------------- */
+/* ---- the next request ------------------------------------------------------------------------ */
 
 static void on_head_ready(sx_io *io, int result, void *arg)
 {
@@ -405,7 +405,7 @@ static void next_request(struct px_client *c)
 		client_close(c);
 }
 
-/* ---- answers of our own ----------------------------------------------------------------------- */
+/* ---- answers of our own ---------------------------------------------------------------------- */
 
 static void own_sent(struct px_client *c, int err)
 {
@@ -473,7 +473,7 @@ static void metrics(struct px_client *c)
 	send_own(c, ROOM - (size_t)h, (size_t)h + n, 200);
 }
 
-/* ---- a request -------------------------------------------------------------------------------- */
+/* ---- a request ------------------------------------------------------------------------------- */
 
 static bool method_is(const http_msg *m, const char *name)
 {
@@ -571,7 +571,7 @@ static void parse_head(struct px_client *c)
 	begin_request(c);
 }
 
-/* ---- attempts ----------------------------------------------------------------------------------- */
+/* ---- attempts -------------------------------------------------------------------------------- */
 
 /* The held response is no longer needed: its connection is kept if the response was whole. */
 static void drop_held(struct px_client *c)
@@ -825,7 +825,7 @@ static void attempt_failed(struct px_client *c, enum fail kind, int code)
 	attempt(c);
 }
 
-/* ---- the request body ------------------------------------------------------------------------- */
+/* ---- the request body ------------------------------------------------------------------------ */
 
 static void body_sent(struct px_client *c, int err)
 {
@@ -927,7 +927,7 @@ static void pump_request(struct px_client *c)
 	}
 }
 
-/* ---- the response head ------------------------------------------------------------------------ */
+/* ---- the response head ----------------------------------------------------------------------- */
 
 /*
  * --retry-slow-ms: while the request may still be retried elsewhere, an attempt waits that long
@@ -1068,7 +1068,7 @@ static void resp_head(struct px_client *c)
 	respond(c);
 }
 
-/* ---- the response body ------------------------------------------------------------------------ */
+/* ---- the response body ----------------------------------------------------------------------- */
 
 /*
  * Where the response body ends in the n bytes at p (read from the upstream): the bytes to pass

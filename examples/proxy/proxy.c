@@ -125,7 +125,7 @@ static void usage_error(const char *fmt, ...)
 	exit(2);
 }
 
-/* ---- the command line ------------------------------------------------------------------------- */
+/* ---- the command line ------------------------------------------------------------------------ */
 
 static unsigned long long parse_uint(const char *flag, const char *v, unsigned long long hi)
 {
@@ -350,7 +350,7 @@ static void parse_args(int argc, char **argv, struct px_config *cfg)
 		    SX_RATELIMIT_MAX_BURST;
 }
 
-/* ---- start and end ---------------------------------------------------------------------------- */
+/* ---- start and end --------------------------------------------------------------------------- */
 
 /* A listening socket on a; reuseport lets the other shards listen on the same port. */
 static int listen_on(const struct sockaddr_in *a, bool reuseport, unsigned *port)

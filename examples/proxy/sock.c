@@ -105,7 +105,7 @@ bool px_unwatch(struct px_sock *s)
 	return true; /* it ran or runs: it drops its own reference */
 }
 
-/* ---- I/O ---------------------------------------------------------------------------------------- */
+/* ---- I/O ------------------------------------------------------------------------------------- */
 
 /*
  * The edge-triggered contract of strix/io.h, done here rather than by sx_io_read / sx_io_write so

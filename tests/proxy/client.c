@@ -12,7 +12,8 @@
  *   {1xx}     send what came before, then read one interim (1xx) response before going on
  * Prints one line per response, "STATUS BODY-BYTES" ("interim STATUS" for a 1xx), then "closed"
  * if the server closed the connection after the last response or "open" if it kept it (open:
- * nothing within 300 ms after a response that allows more, 2 s after one that does not). Responses are parsed with the proxy's parser (examples/proxy/http.c), bodies framed
+ * nothing within 300 ms after a response that allows more, 2 s after one that does not).
+ * Responses are parsed with the proxy's parser (examples/proxy/http.c), bodies framed
  * by Content-Length, chunked or the end of the connection. Exit status 0; 1 on a connection error
  * or a response that does not parse (the line says why); 2 for bad arguments. Every wait is
  * bounded (10 s).

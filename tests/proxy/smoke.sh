@@ -94,7 +94,8 @@ smoke() {  # smoke PROXY-FLAGS...: one whole run
     "$@" > "$tmp/proxy.log" 2>&1 &
   ppid=$!
   LIVE[$ppid]=proxy
-  wait_file "$tmp/proxy.port" || { echo "check-proxy: the proxy did not start" >&2; cat "$tmp/proxy.log" >&2; exit 1; }
+  wait_file "$tmp/proxy.port" ||
+    { echo "check-proxy: the proxy did not start" >&2; cat "$tmp/proxy.log" >&2; exit 1; }
   P=$(cat "$tmp/proxy.port")
 
   requests=0   # requests sent, as the proxy should count them
@@ -132,13 +133,17 @@ smoke() {  # smoke PROXY-FLAGS...: one whole run
   got=$("$CLIENT" "$P" 'PUT /big HTTP/1.1\r\nHost: smoke\r\nContent-Length: 100000\r\n\r\n{x100000}' \
     'PUT /bigch HTTP/1.1\r\nHost: smoke\r\nTransfer-Encoding: chunked\r\n\r\n{c100000}' "$G" 2>&1 || true)
   check "large bodies (Content-Length, chunked), streamed, then a GET" "yes" \
-    "$(echo "$got" | awk 'NR<=2 && !/^(200|503|502) /{bad=1} NR==3 && $0!="200 64"{bad=1} NR==4 && $0!="open"{bad=1} END{print (bad||NR!=4)?"no: "$0:"yes"}')"
+    "$(echo "$got" | awk 'NR<=2 && !/^(200|503|502) /{bad=1} NR==3 && $0!="200 64"{bad=1}
+      NR==4 && $0!="open"{bad=1} END{print (bad||NR!=4)?"no":"yes"}')"
   requests=$((requests + 3)); forwarded=$((forwarded + 3))
   big5xx=$(echo "$got" | head -2 | grep -c '^50' || true)
 
-  got=$("$CLIENT" "$P" 'PUT /exp HTTP/1.1\r\nHost: smoke\r\nContent-Length: 50000\r\nExpect: 100-continue\r\n\r\n{1xx}{x50000}' "$G" 2>&1 || true)
+  got=$("$CLIENT" "$P" \
+    'PUT /exp HTTP/1.1\r\nHost: smoke\r\nContent-Length: 50000\r\nExpect: 100-continue\r\n\r\n{1xx}{x50000}' \
+    "$G" 2>&1 || true)
   check "Expect: 100-continue: 100 from the proxy, then the response" "yes" \
-    "$(echo "$got" | awk 'NR==1 && $0!="interim 100"{bad=1} NR==2 && !/^(200|503|502) /{bad=1} NR==3 && $0!="200 64"{bad=1} END{print (bad||NR!=4)?"no":"yes"}')"
+    "$(echo "$got" | awk 'NR==1 && $0!="interim 100"{bad=1} NR==2 && !/^(200|503|502) /{bad=1}
+      NR==3 && $0!="200 64"{bad=1} END{print (bad||NR!=4)?"no":"yes"}')"
   requests=$((requests + 2)); forwarded=$((forwarded + 2))
   big5xx=$((big5xx + $(echo "$got" | sed -n 2p | grep -c '^50' || true)))
 
@@ -180,7 +185,8 @@ smoke() {  # smoke PROXY-FLAGS...: one whole run
   check "stats: attempts = the upstreams' attempts" "$(num attempts)" \
     "$(($(num attempts 2) + $(num attempts 3) + $(num attempts 4)))"
   check "stats: the down upstream's attempts all failed, as connects" "yes" \
-    "$([ "$(num attempts 4)" = "$(num failures 3)" ] && [ "$(num connect)" -ge "$(num failures 3)" ] && [ "$(num failures 3)" -gt 0 ] && echo yes || echo no)"
+    "$([ "$(num attempts 4)" = "$(num failures 3)" ] && [ "$(num connect)" -ge "$(num failures 3)" ] &&
+      [ "$(num failures 3)" -gt 0 ] && echo yes || echo no)"
   check "stats: retries happened, none refused" "yes 0" \
     "$([ "$(num retries)" -gt 0 ] && echo yes || echo no) $(num retries_refused)"
   up_received=$(( $(grep -o '"requests": [0-9]*' "$tmp/up1.json" | grep -o '[0-9]*$') + \
@@ -188,7 +194,8 @@ smoke() {  # smoke PROXY-FLAGS...: one whole run
   check "the upstreams received every attempt that connected" \
     "$(($(num attempts) - $(num connect)))" "$up_received"
   check "the upstreams saw no bad request (framing kept)" "0 0" \
-    "$(grep -o '"bad": [0-9]*' "$tmp/up1.json" | grep -o '[0-9]*$') $(grep -o '"bad": [0-9]*' "$tmp/up2.json" | grep -o '[0-9]*$')"
+    "$(grep -o '"bad": [0-9]*' "$tmp/up1.json" | grep -o '[0-9]*$') $(grep -o '"bad": [0-9]*' \
+      "$tmp/up2.json" | grep -o '[0-9]*$')"
   if [ "$fail" -gt "$failed_before" ]; then
     echo "--- proxy log"; cat "$tmp/proxy.log"
     echo "--- stats"; cat "$tmp/stats.json" 2>/dev/null || true
@@ -196,10 +203,10 @@ smoke() {  # smoke PROXY-FLAGS...: one whole run
   rm -f "$tmp"/*
 }
 
-for mode in "--shards 2" "--shards 1"; do
-  echo "check-proxy: the proxy with --workers 2 $mode"
+for shards in 2 1; do
+  echo "check-proxy: the proxy with --workers 2 --shards $shards"
   failed_before=$fail
-  smoke $mode
+  smoke --shards "$shards"
 done
 echo "check-proxy: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
