@@ -19,7 +19,8 @@ PROXY_UPSTREAM_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) -Werror -pedantic $(CFLAG
 # The proxy is built as the examples are (the public headers only), from every source in the
 # folder but the upstream's.
 PROXY_SRCS := $(filter-out examples/proxy/upstream.c,$(wildcard examples/proxy/*.c))
-PROXY_BIN := $(if $(and $(wildcard examples/proxy/proxy.c),$(wildcard include/strix/io.h)),$(B)/examples/proxy)
+PROXY_BIN := $(if $(and $(wildcard examples/proxy/proxy.c),$(wildcard include/strix/io.h)), \
+    $(B)/examples/proxy)
 
 .PHONY: proxy-examples check-proxy check-proxy-asan check-proxy-tsan
 
