@@ -1,6 +1,7 @@
 /*
  * A client connection: a state machine that serves one request at a time (pipelined requests
- * wait in the input buffer for their turn).
+ * wait in the input buffer for their turn). This file has the connection, its requests, the
+ * attempts and retries and the request body; response.c the response (client.h).
  *
  *   head      read until a request head parses (http_parse_request); a bad one gets 400 / 431 /
  *             505 and the connection closes; GET /metrics is answered here
@@ -40,88 +41,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "proxy.h"
-
-/* How an attempt failed. */
-enum fail {
-	F_NONE = 0,
-	F_CONNECT,          /* the connect failed */
-	F_CONNECT_TIMEOUT,  /* ... within --connect-timeout-ms */
-	F_RESET,            /* reset or closed before the response head was complete */
-	F_TIMEOUT,          /* no byte from the upstream for the attempt's time limit */
-	F_STATUS,           /* a status listed in --retry-on */
-	F_BAD               /* a response that does not parse, or a bad chunked body */
-};
-
-struct px_client;
-/* What follows a write: err 0 when every byte went out, else -errno or -ETIMEDOUT. */
-typedef void (*px_next)(struct px_client *c, int err);
-
-struct px_client {
-	struct px_sock s;
-	char peer[INET_ADDRSTRLEN];
-	http_msg req;
-	http_msg resp;
-
-	/* the request in progress */
-	bool in_request;        /* counted in PX_REQUESTS, not yet answered nor given up */
-	bool inflight;          /* counted in px.inflight */
-	bool idempotent;
-	bool sent;              /* bytes of it went to an upstream */
-	bool answered;          /* bytes of an answer went to the client: no retry, no own answer */
-	bool replayable;        /* everything sent so far is still in `in` (not streamed past) */
-	bool body_done;         /* the end of the request body has been read from the client */
-	bool own_100;           /* this proxy sent 100 Continue: the upstream's is dropped */
-	bool keep;              /* the client connection stays open after the answer */
-	uint64_t deadline;      /* --request-timeout-ms (0: none); a lingering close's end */
-	unsigned attempt;       /* attempts begun */
-	uint64_t tried;         /* upstreams tried, by index */
-	unsigned last_up;
-	uint64_t body_left;     /* a Content-Length body: bytes not read from the client yet */
-	http_chunked ck;        /* a chunked body's scan */
-	size_t body_end;        /* where the request's bytes in `in` end (so far) */
-	sx_retry_policy pol;    /* --backoff-ms, with this request's seed */
-	sx_backoff bo;
-
-	/* the attempt in progress */
-	struct px_permit permit;/* permit.up is NULL when none is held */
-	struct px_uconn *uc;
-	struct px_uconn *held;  /* a retryable response kept while a retry looks for an upstream */
-	uint64_t t_attempt;
-	enum fail fail;         /* how the last failed attempt failed */
-
-	/* the response */
-	uint64_t resp_left;     /* a Content-Length body: bytes not read from the upstream yet */
-	http_chunked rck;
-	bool decode;            /* chunked to an HTTP/1.0 client: decoded, ended by closing */
-	bool resp_done;         /* the whole response body has been read from the upstream */
-	bool up_keep;           /* the upstream connection may carry another request */
-
-	/* the write in progress (send_try) */
-	struct px_sock *w_sock;
-	const char *w_p;
-	size_t w_len;
-	int64_t w_limit;
-	px_next w_next;
-
-	size_t in_len, in_cap, out_cap;
-	char *in;               /* request bytes: the head, body bytes, pipelined requests */
-	char *out;              /* our answers and the forwarded response heads */
-	http_header req_h[PX_MAX_HEADERS];
-	http_header resp_h[PX_MAX_HEADERS];
-};
+#include "client.h"
 
 static const char continue_100[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 static void read_head(struct px_client *c);
 static void parse_head(struct px_client *c);
 static void attempt(struct px_client *c);
-static void attempt_failed(struct px_client *c, enum fail kind, int code);
-static void read_response(struct px_client *c);
-static void resp_head(struct px_client *c);
-static void respond(struct px_client *c);
 static void pump_request(struct px_client *c);
-static void pump_response(struct px_client *c);
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
@@ -184,7 +111,7 @@ static void end_inflight(struct px_client *c)
 /* Ends the connection, whatever it was doing (no wait of it is pending): the attempt's permits
  * back (not counted: the upstream did nothing wrong), its connections closed, the request
  * counted as unanswered if it was not answered. */
-static void client_close(struct px_client *c)
+void px_client_close(struct px_client *c)
 {
 	px_release(&c->permit, -ECANCELED, 0);
 	if (c->uc != NULL)
@@ -200,7 +127,7 @@ static void client_close(struct px_client *c)
 	px_sock_close(&c->s);
 }
 
-static void count_status(int status)
+void px_count_status(int status)
 {
 	if (status >= 200 && status < 600)
 		px_count((enum px_counter)(PX_2XX + (status / 100 - 2)), 1);
@@ -213,7 +140,7 @@ static bool deadline_passed(const struct px_client *c)
 
 /* A wait on the upstream may take limit ns, or less when the request's deadline comes first;
  * 0 when it has passed. */
-static int64_t wait_limit(const struct px_client *c, int64_t limit)
+int64_t px_wait_limit(const struct px_client *c, int64_t limit)
 {
 	if (c->deadline != 0) {
 		uint64_t now = px_now_ns();
@@ -230,10 +157,10 @@ static int64_t wait_limit(const struct px_client *c, int64_t limit)
 
 /* Waits until s is readable (at most limit without a byte), then fn(io, events, c). A wait that
  * cannot start means the pool is stopping: the client closes instead. */
-static void wait_read(struct px_client *c, struct px_sock *s, int64_t limit, sx_io_fn fn)
+void px_wait_read(struct px_client *c, struct px_sock *s, int64_t limit, sx_io_fn fn)
 {
 	if (px_wait(s, SX_IO_READABLE, limit, fn, c) != 0)
-		client_close(c);
+		px_client_close(c);
 }
 
 static void on_writable(sx_io *io, int result, void *arg);
@@ -248,7 +175,7 @@ static int send_rest(struct px_client *c)
 
 		if (n == -EAGAIN) {
 			if (px_wait(c->w_sock, SX_IO_WRITABLE, c->w_limit, on_writable, c) != 0)
-				client_close(c);
+				px_client_close(c);
 			return 0;
 		}
 		if (n < 0)
@@ -267,7 +194,7 @@ static void on_writable(sx_io *io, int result, void *arg)
 
 	(void)io;
 	if (result < 0) {
-		client_close(c);
+		px_client_close(c);
 		return;
 	}
 	if (late) {
@@ -280,7 +207,7 @@ static void on_writable(sx_io *io, int result, void *arg)
 
 /* Starts writing p[0..len) to s, each wait for room limited by limit; next follows it. Returns
  * as send_rest: on 1 and < 0 the caller goes on itself (next is not called). */
-static int send_try(struct px_client *c, struct px_sock *s, const char *p, size_t len,
+int px_send_try(struct px_client *c, struct px_sock *s, const char *p, size_t len,
     int64_t limit, px_next next)
 {
 	c->w_sock = s;
@@ -292,10 +219,10 @@ static int send_try(struct px_client *c, struct px_sock *s, const char *p, size_
 }
 
 /* send_try, and next at once when the write did not wait. */
-static void send_then(struct px_client *c, struct px_sock *s, const char *p, size_t len,
+void px_send_then(struct px_client *c, struct px_sock *s, const char *p, size_t len,
     int64_t limit, px_next next)
 {
-	int rc = send_try(c, s, p, len, limit, next);
+	int rc = px_send_try(c, s, p, len, limit, next);
 
 	if (rc != 0)
 		next(c, rc > 0 ? 0 : rc);
@@ -310,7 +237,7 @@ static void on_head_ready(sx_io *io, int result, void *arg)
 
 	(void)io;
 	if (result < 0 || late) {       /* the pool is stopping, or idle too long */
-		client_close(c);
+		px_client_close(c);
 		return;
 	}
 	read_head(c);
@@ -321,11 +248,11 @@ static void read_head(struct px_client *c)
 	ssize_t n = px_read(&c->s, c->in + c->in_len, c->in_cap - c->in_len);
 
 	if (n == -EAGAIN) {
-		wait_read(c, &c->s, px.cfg.client_idle_ns, on_head_ready);
+		px_wait_read(c, &c->s, px.cfg.client_idle_ns, on_head_ready);
 		return;
 	}
 	if (n <= 0) {           /* end of file or an error */
-		client_close(c);
+		px_client_close(c);
 		return;
 	}
 	c->in_len += (size_t)n;
@@ -347,7 +274,7 @@ static void on_linger_ready(sx_io *io, int result, void *arg)
 
 	(void)io;
 	if (result < 0 || late) {
-		client_close(c);
+		px_client_close(c);
 		return;
 	}
 	linger_read(c);
@@ -360,11 +287,11 @@ static void linger_read(struct px_client *c)
 		uint64_t now = px_now_ns();
 
 		if (n == 0 || (n < 0 && n != -EAGAIN) || now >= c->deadline) {
-			client_close(c);
+			px_client_close(c);
 			return;
 		}
 		if (n == -EAGAIN) {
-			wait_read(c, &c->s, (int64_t)(c->deadline - now), on_linger_ready);
+			px_wait_read(c, &c->s, (int64_t)(c->deadline - now), on_linger_ready);
 			return;
 		}
 	}
@@ -383,7 +310,7 @@ static void pipelined(void *arg)
 }
 
 /* The request is over (answered): the bytes after it are the next request's. */
-static void next_request(struct px_client *c)
+void px_next_request(struct px_client *c)
 {
 	size_t rest = c->in_len - c->body_end;
 
@@ -402,7 +329,7 @@ static void next_request(struct px_client *c)
 	}
 	/* A pipelined request: in a task of its own, so that many of them do not nest. */
 	if (sx_pool_submit(c->s.pool, pipelined, c) != 0)
-		client_close(c);
+		px_client_close(c);
 }
 
 /* ---- answers of our own ---------------------------------------------------------------------- */
@@ -410,20 +337,20 @@ static void next_request(struct px_client *c)
 static void own_sent(struct px_client *c, int err)
 {
 	if (err != 0) {
-		client_close(c);
+		px_client_close(c);
 		return;
 	}
-	next_request(c);
+	px_next_request(c);
 }
 
 /* Sends out[at, at + len), a complete answer of status (counted), then goes on to the next request
  * or closes (c->keep). */
 static void send_own(struct px_client *c, size_t at, size_t len, int status)
 {
-	count_status(status);
+	px_count_status(status);
 	c->in_request = false;
 	c->answered = true;
-	send_then(c, &c->s, c->out + at, len, px.cfg.client_idle_ns, own_sent);
+	px_send_then(c, &c->s, c->out + at, len, px.cfg.client_idle_ns, own_sent);
 }
 
 /*
@@ -431,17 +358,17 @@ static void send_own(struct px_client *c, size_t at, size_t len, int status)
  * it, it is not HTTP/1.0 (this answer has no keep-alive field) and the request's body has been
  * read to its end (else where the next request starts is unknown); close forces the end.
  */
-static void answer(struct px_client *c, int status, bool close)
+void px_answer(struct px_client *c, int status, bool close)
 {
 	size_t len;
 
 	if (c->answered) {      /* a 1xx went out already: the client must not get a second head */
-		client_close(c);
+		px_client_close(c);
 		return;
 	}
 	c->keep = !close && c->req.keep_alive && c->req.minor > 0 && c->body_done;
 	if (http_simple_response(status, !c->keep, c->out, c->out_cap, &len) != HTTP_OK) {
-		client_close(c);
+		px_client_close(c);
 		return;
 	}
 	send_own(c, 0, len, status);
@@ -463,7 +390,7 @@ static void metrics(struct px_client *c)
 	int h;
 
 	if (n == 0) {
-		answer(c, 500, false);
+		px_answer(c, 500, false);
 		return;
 	}
 	c->keep = c->req.keep_alive && c->req.minor > 0 && c->body_done;
@@ -515,7 +442,7 @@ static void begin_request(struct px_client *c)
 		rc = http_chunked_scan(&c->ck, c->in + m->head_len, avail, &used);
 		if (rc == HTTP_ECHUNK) {
 			c->body_done = false;
-			answer(c, 400, true);
+			px_answer(c, 400, true);
 			return;
 		}
 		c->body_end += used;
@@ -535,12 +462,12 @@ static void begin_request(struct px_client *c)
 	} else if (atomic_fetch_add_explicit(&px.inflight, 1, memory_order_relaxed) >=
 	    px.cfg.max_inflight) {
 		px_count(PX_OVERLOADED, 1);
-		answer(c, 503, false);
+		px_answer(c, 503, false);
 		return;
 	}
 	if (px.rate != NULL && sx_ratelimit_try(px.rate, 1) != 0) {
 		px_count(PX_RATE_LIMITED, 1);
-		answer(c, 429, false);
+		px_answer(c, 429, false);
 		return;
 	}
 	if (px.cfg.backoff_ns > 0) {
@@ -565,7 +492,7 @@ static void parse_head(struct px_client *c)
 	c->in_request = true;
 	px_count(PX_REQUESTS, 1);
 	if (rc != HTTP_OK) {
-		answer(c, http_error_status(rc, true), true);
+		px_answer(c, http_error_status(rc, true), true);
 		return;
 	}
 	begin_request(c);
@@ -594,17 +521,17 @@ static void give_up(struct px_client *c)
 	if (c->held != NULL) {
 		c->uc = c->held;
 		c->held = NULL;
-		respond(c);
+		px_respond(c);
 		return;
 	}
 	if (deadline_passed(c) && c->fail != F_TIMEOUT && c->fail != F_CONNECT_TIMEOUT)
 		px_count(PX_TIMEOUTS, 1);
 	if (c->fail == F_NONE)          /* no attempt could begin: every upstream open or full */
-		answer(c, 503, false);
+		px_answer(c, 503, false);
 	else if (c->fail == F_TIMEOUT || c->fail == F_CONNECT_TIMEOUT || deadline_passed(c))
-		answer(c, 504, false);
+		px_answer(c, 504, false);
 	else
-		answer(c, 502, false);
+		px_answer(c, 502, false);
 }
 
 /*
@@ -615,7 +542,7 @@ static void give_up(struct px_client *c)
  */
 static void connect_upstream(struct px_client *c);
 
-static void upstream_broke(struct px_client *c, int code)
+void px_upstream_broke(struct px_client *c, int code)
 {
 	struct px_uconn *uc = c->uc;
 
@@ -627,21 +554,21 @@ static void upstream_broke(struct px_client *c, int code)
 		connect_upstream(c);
 		return;
 	}
-	attempt_failed(c, F_RESET, code == 0 ? -ECONNRESET : code);
+	px_attempt_failed(c, F_RESET, code == 0 ? -ECONNRESET : code);
 }
 
 static void request_sent(struct px_client *c, int err)
 {
 	if (err == -ETIMEDOUT) {
-		attempt_failed(c, F_TIMEOUT, err);
+		px_attempt_failed(c, F_TIMEOUT, err);
 		return;
 	}
 	if (err < 0) {
-		upstream_broke(c, err);
+		px_upstream_broke(c, err);
 		return;
 	}
 	if (c->body_done)
-		read_response(c);
+		px_read_response(c);
 	else
 		pump_request(c);
 }
@@ -651,10 +578,10 @@ static void send_request(struct px_client *c)
 	struct px_uconn *uc = c->uc;
 	http_forward f = HTTP_FORWARD_INIT;
 	size_t len, body = c->body_end - c->req.head_len;
-	int64_t limit = wait_limit(c, px.cfg.attempt_timeout_ns);
+	int64_t limit = px_wait_limit(c, px.cfg.attempt_timeout_ns);
 
 	if (limit == 0) {
-		attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
+		px_attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
 		return;
 	}
 	f.client = c->peer;
@@ -665,12 +592,12 @@ static void send_request(struct px_client *c)
 		px_release(&c->permit, -ECANCELED, 0);
 		px_uconn_close(uc);
 		c->uc = NULL;
-		answer(c, 431, true);
+		px_answer(c, 431, true);
 		return;
 	}
 	memcpy(uc->buf + len, c->in + c->req.head_len, body);
 	c->sent = true;
-	send_then(c, &uc->s, uc->buf, len + body, limit, request_sent);
+	px_send_then(c, &uc->s, uc->buf, len + body, limit, request_sent);
 }
 
 static void on_connected(sx_io *io, int64_t rc, void *arg)
@@ -679,15 +606,15 @@ static void on_connected(sx_io *io, int64_t rc, void *arg)
 	int one = 1;
 
 	if (rc == -ESHUTDOWN) {
-		client_close(c);
+		px_client_close(c);
 		return;
 	}
 	if (rc < 0) {
-		attempt_failed(c, rc == -ETIMEDOUT ? F_CONNECT_TIMEOUT : F_CONNECT, (int)rc);
+		px_attempt_failed(c, rc == -ETIMEDOUT ? F_CONNECT_TIMEOUT : F_CONNECT, (int)rc);
 		return;
 	}
 	if ((c->uc = px_uconn_new(c->permit.up, c->s.pool, io)) == NULL) {
-		attempt_failed(c, F_CONNECT, -ENOMEM);
+		px_attempt_failed(c, F_CONNECT, -ENOMEM);
 		return;
 	}
 	(void)setsockopt(c->uc->s.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -697,11 +624,11 @@ static void on_connected(sx_io *io, int64_t rc, void *arg)
 static void connect_upstream(struct px_client *c)
 {
 	const struct sockaddr_in *a = px_upstream_addr(c->permit.up);
-	int64_t limit = wait_limit(c, px.cfg.connect_timeout_ns);
+	int64_t limit = px_wait_limit(c, px.cfg.connect_timeout_ns);
 	int rc;
 
 	if (limit == 0) {
-		attempt_failed(c, F_CONNECT_TIMEOUT, -ETIMEDOUT);
+		px_attempt_failed(c, F_CONNECT_TIMEOUT, -ETIMEDOUT);
 		return;
 	}
 	rc = sx_io_connect(c->s.pool, (const struct sockaddr *)a, sizeof(*a), limit, NULL,
@@ -764,7 +691,7 @@ static void on_backoff(void *arg, int status)
 	struct px_client *c = arg;
 
 	if (status != 0) {      /* the pool is shutting down */
-		client_close(c);
+		px_client_close(c);
 		return;
 	}
 	attempt(c);
@@ -775,7 +702,7 @@ static void on_backoff(void *arg, int status)
  * failure, the connection is closed (or held, with a retryable response), and the request is
  * retried if the rules and the budget allow, else answered.
  */
-static void attempt_failed(struct px_client *c, enum fail kind, int code)
+void px_attempt_failed(struct px_client *c, enum fail kind, int code)
 {
 	static const enum px_counter counter[] = {
 		[F_CONNECT] = PX_ERR_CONNECT, [F_CONNECT_TIMEOUT] = PX_ERR_CONNECT,
@@ -818,7 +745,7 @@ static void attempt_failed(struct px_client *c, enum fail kind, int code)
 		if (delay > 0 && sx_timer_add(c->s.pool, (int64_t)delay, 0, on_backoff, c, NULL) == 0)
 			return;
 		if (delay > 0) {    /* the pool is shutting down */
-			client_close(c);
+			px_client_close(c);
 			return;
 		}
 	}
@@ -830,11 +757,11 @@ static void attempt_failed(struct px_client *c, enum fail kind, int code)
 static void body_sent(struct px_client *c, int err)
 {
 	if (err != 0) {
-		attempt_failed(c, err == -ETIMEDOUT ? F_TIMEOUT : F_RESET, err);
+		px_attempt_failed(c, err == -ETIMEDOUT ? F_TIMEOUT : F_RESET, err);
 		return;
 	}
 	if (c->body_done)
-		read_response(c);
+		px_read_response(c);
 	else
 		pump_request(c);
 }
@@ -846,7 +773,7 @@ static void on_body_ready(sx_io *io, int result, void *arg)
 
 	(void)io;
 	if (result < 0 || late) {
-		client_close(c);
+		px_client_close(c);
 		return;
 	}
 	pump_request(c);
@@ -855,7 +782,7 @@ static void on_body_ready(sx_io *io, int result, void *arg)
 static void continue_sent(struct px_client *c, int err)
 {
 	if (err != 0) {
-		client_close(c);
+		px_client_close(c);
 		return;
 	}
 	pump_request(c);
@@ -874,7 +801,7 @@ static void pump_request(struct px_client *c)
 		 * the head went out, and this proxy reads the upstream only once the body has: say it
 		 * ourselves, and drop the upstream's. */
 		c->own_100 = true;
-		send_then(c, &c->s, continue_100, sizeof(continue_100) - 1, px.cfg.client_idle_ns,
+		px_send_then(c, &c->s, continue_100, sizeof(continue_100) - 1, px.cfg.client_idle_ns,
 		    continue_sent);
 		return;
 	}
@@ -885,11 +812,11 @@ static void pump_request(struct px_client *c)
 		int rc;
 
 		if (n == -EAGAIN) {
-			wait_read(c, &c->s, px.cfg.client_idle_ns, on_body_ready);
+			px_wait_read(c, &c->s, px.cfg.client_idle_ns, on_body_ready);
 			return;
 		}
 		if (n <= 0) {           /* the client left in the middle of its body */
-			client_close(c);
+			px_client_close(c);
 			return;
 		}
 		c->in_len = (size_t)n;
@@ -903,17 +830,17 @@ static void pump_request(struct px_client *c)
 				px_release(&c->permit, -ECANCELED, 0);
 				px_uconn_close(c->uc);
 				c->uc = NULL;
-				answer(c, 400, true);
+				px_answer(c, 400, true);
 				return;
 			}
 			c->body_done = rc == HTTP_OK;
 		}
 		c->body_end = k;
-		if ((limit = wait_limit(c, px.cfg.attempt_timeout_ns)) == 0) {
-			attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
+		if ((limit = px_wait_limit(c, px.cfg.attempt_timeout_ns)) == 0) {
+			px_attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
 			return;
 		}
-		rc = send_try(c, &c->uc->s, c->in, k, limit, body_sent);
+		rc = px_send_try(c, &c->uc->s, c->in, k, limit, body_sent);
 		if (rc == 0)
 			return;
 		if (rc < 0) {
@@ -921,357 +848,9 @@ static void pump_request(struct px_client *c)
 			return;
 		}
 		if (c->body_done) {
-			read_response(c);
+			px_read_response(c);
 			return;
 		}
 	}
 }
 
-/* ---- the response head ----------------------------------------------------------------------- */
-
-/*
- * --retry-slow-ms: while the request may still be retried elsewhere, an attempt waits that long
- * for its response head, not the whole attempt timeout; then it ends as a timeout and the retry
- * goes to the next upstream. So a client whose request went to an upstream that has turned slow
- * is not held for the slow answer (the circuit learns of it from the timeouts meanwhile).
- */
-static int64_t head_limit(const struct px_client *c)
-{
-	int64_t limit = wait_limit(c, px.cfg.attempt_timeout_ns), left;
-
-	if (px.cfg.retry_slow_ns > 0 && limit > 0 && px.cfg.n_up > 1 && !c->answered &&
-	    c->attempt < px.cfg.attempts && c->idempotent && c->replayable &&
-	    (px.cfg.retry_on & PX_RETRY_TIMEOUT) && sx_retry_budget_tokens(&px.budget) > 0) {
-		left = px.cfg.retry_slow_ns - (int64_t)(px_now_ns() - c->t_attempt);
-		if (left < 1)
-			left = 1;
-		if (left < limit)
-			limit = left;
-	}
-	return limit;
-}
-
-static void resp_read(struct px_client *c);
-
-static void on_resp_ready(sx_io *io, int result, void *arg)
-{
-	struct px_client *c = arg;
-	bool late = px_unwatch(&c->uc->s);
-
-	(void)io;
-	if (result < 0) {
-		client_close(c);
-		return;
-	}
-	if (late) {
-		attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
-		return;
-	}
-	resp_read(c);
-}
-
-static void resp_read(struct px_client *c)
-{
-	struct px_uconn *uc = c->uc;
-	ssize_t n = px_read(&uc->s, uc->buf + uc->len, uc->cap - uc->len);
-	int64_t limit;
-
-	if (n == -EAGAIN) {
-		if ((limit = head_limit(c)) == 0)
-			attempt_failed(c, F_TIMEOUT, -ETIMEDOUT);
-		else
-			wait_read(c, &uc->s, limit, on_resp_ready);
-		return;
-	}
-	if (n <= 0) {           /* reset, or closed before the head was complete */
-		upstream_broke(c, (int)n);     /* 0: end of file */
-		return;
-	}
-	uc->len += (size_t)n;
-	resp_head(c);
-}
-
-static void read_response(struct px_client *c)
-{
-	c->uc->len = 0;
-	http_msg_reset(&c->resp);
-	resp_read(c);
-}
-
-/* The interim response at the start of uc->buf has been dealt with: parse what follows. */
-static void interim_done(struct px_client *c)
-{
-	struct px_uconn *uc = c->uc;
-	size_t h = c->resp.head_len;
-
-	memmove(uc->buf, uc->buf + h, uc->len - h);
-	uc->len -= h;
-	http_msg_reset(&c->resp);
-	resp_head(c);
-}
-
-static void interim_sent(struct px_client *c, int err)
-{
-	if (err != 0) {
-		client_close(c);
-		return;
-	}
-	interim_done(c);
-}
-
-/* A 1xx: passed on (but not to an HTTP/1.0 client, nor a 100 when we sent our own). */
-static void interim(struct px_client *c)
-{
-	http_forward f = HTTP_FORWARD_INIT;
-	size_t len;
-
-	if (c->resp.status == 101) {    /* never asked for: Upgrade is not forwarded */
-		attempt_failed(c, F_BAD, -EPROTO);
-		return;
-	}
-	if (c->req.minor == 0 || (c->resp.status == 100 && c->own_100)) {
-		interim_done(c);
-		return;
-	}
-	if (http_forward_head(&c->resp, &f, c->out, c->out_cap, &len) != HTTP_OK) {
-		attempt_failed(c, F_BAD, -EPROTO);
-		return;
-	}
-	c->answered = true;
-	send_then(c, &c->s, c->out, len, px.cfg.client_idle_ns, interim_sent);
-}
-
-static void resp_head(struct px_client *c)
-{
-	struct px_uconn *uc = c->uc;
-	int rc = http_parse_response(&c->resp, uc->buf, uc->len, c->req.head_method);
-
-	if (rc == HTTP_INCOMPLETE) {
-		if (uc->len < uc->cap)
-			resp_read(c);
-		else
-			attempt_failed(c, F_BAD, -EPROTO);
-		return;
-	}
-	if (rc != HTTP_OK) {
-		attempt_failed(c, F_BAD, -EPROTO);
-		return;
-	}
-	if (c->resp.status < 200) {
-		interim(c);
-		return;
-	}
-	if (px.cfg.retry_status[c->resp.status]) {
-		attempt_failed(c, F_STATUS, -EIO);
-		return;
-	}
-	respond(c);
-}
-
-/* ---- the response body ----------------------------------------------------------------------- */
-
-/*
- * Where the response body ends in the n bytes at p (read from the upstream): the bytes to pass
- * on (*k: for a decoded body the data moved to the front of p), whether the body is over
- * (c->resp_done) and whether bytes followed it (the upstream sent more than one response: its
- * connection is not reused). HTTP_OK, or HTTP_ECHUNK for a bad chunked body.
- */
-static int frame(struct px_client *c, char *p, size_t n, size_t *k, bool *extra)
-{
-	size_t used, data;
-	int rc;
-
-	*extra = false;
-	switch (c->resp.body) {
-	case HTTP_BODY_NONE:
-		*k = 0;
-		*extra = n > 0;
-		c->resp_done = true;
-		return HTTP_OK;
-	case HTTP_BODY_LENGTH:
-		*k = n < c->resp_left ? n : (size_t)c->resp_left;
-		c->resp_left -= *k;
-		*extra = n > *k;
-		c->resp_done = c->resp_left == 0;
-		return HTTP_OK;
-	case HTTP_BODY_CHUNKED:
-		if (c->decode) {
-			rc = http_chunked_decode(&c->rck, p, n, &used, &data);
-			*k = data;
-		} else {
-			rc = http_chunked_scan(&c->rck, p, n, &used);
-			*k = used;
-		}
-		if (rc == HTTP_ECHUNK)
-			return rc;
-		*extra = used < n;
-		c->resp_done = rc == HTTP_OK;
-		return HTTP_OK;
-	default:                /* HTTP_BODY_EOF: everything until the upstream closes */
-		*k = n;
-		c->resp_done = false;
-		return HTTP_OK;
-	}
-}
-
-/* The response is over: the permits back with a success, the upstream connection kept or
- * closed, then the next request. */
-static void finish(struct px_client *c)
-{
-	struct px_uconn *uc = c->uc;
-
-	if (c->permit.up != NULL) {     /* not a held response, whose attempt failed */
-		px_release(&c->permit, 0, (int64_t)(px_now_ns() - c->t_attempt));
-		sx_retry_budget_deposit(&px.budget);
-	}
-	c->uc = NULL;
-	if (c->up_keep)
-		px_idle_push(uc);
-	else
-		px_uconn_close(uc);
-	next_request(c);
-}
-
-/* The response broke after its head went to the client: nothing to answer, so both
- * connections close (the client sees a truncated response). */
-static void broke_midway(struct px_client *c, enum fail kind, int code)
-{
-	if (c->permit.up != NULL) {     /* (a held response's attempt is counted already) */
-		px_count_up(px_upstream_index(c->permit.up), true);
-		px_release(&c->permit, code, (int64_t)(px_now_ns() - c->t_attempt));
-		px_count(kind == F_TIMEOUT ? PX_ERR_TIMEOUT : kind == F_BAD ?
-		    PX_ERR_BAD_RESPONSE : PX_ERR_RESET, 1);
-		if (kind == F_TIMEOUT)
-			px_count(PX_TIMEOUTS, 1);
-	}
-	client_close(c);
-}
-
-/* A write of the response to the client ended. */
-static void resp_sent(struct px_client *c, int err)
-{
-	if (err != 0) {         /* the client is gone: the upstream did its part */
-		if (c->resp_done && c->permit.up != NULL)
-			px_release(&c->permit, 0, (int64_t)(px_now_ns() - c->t_attempt));
-		if (c->resp_done && c->up_keep) {
-			px_idle_push(c->uc);
-			c->uc = NULL;
-		}
-		client_close(c);
-		return;
-	}
-	if (c->resp_done)
-		finish(c);
-	else
-		pump_response(c);
-}
-
-static void on_pump_ready(sx_io *io, int result, void *arg)
-{
-	struct px_client *c = arg;
-	bool late = px_unwatch(&c->uc->s);
-
-	(void)io;
-	if (result < 0) {
-		client_close(c);
-		return;
-	}
-	if (late) {
-		broke_midway(c, F_TIMEOUT, -ETIMEDOUT);
-		return;
-	}
-	pump_response(c);
-}
-
-/* The body after the bytes that came with the head: read from the upstream and written to the
- * client piece by piece, in a loop until the body's end or a wait. */
-static void pump_response(struct px_client *c)
-{
-	struct px_uconn *uc = c->uc;
-
-	for (;;) {
-		ssize_t n = px_read(&uc->s, uc->buf, uc->cap);
-		int64_t limit;
-		bool extra;
-		size_t k;
-		int rc;
-
-		if (n == -EAGAIN) {
-			if ((limit = wait_limit(c, px.cfg.attempt_timeout_ns)) == 0)
-				broke_midway(c, F_TIMEOUT, -ETIMEDOUT);
-			else
-				wait_read(c, &uc->s, limit, on_pump_ready);
-			return;
-		}
-		if (n < 0) {
-			broke_midway(c, F_RESET, (int)n);
-			return;
-		}
-		if (n == 0) {
-			if (c->resp.body != HTTP_BODY_EOF) {
-				broke_midway(c, F_RESET, -ECONNRESET);
-				return;
-			}
-			c->resp_done = true;    /* a body read until close ends here */
-			c->up_keep = false;
-			finish(c);
-			return;
-		}
-		if (frame(c, uc->buf, (size_t)n, &k, &extra) != HTTP_OK) {
-			broke_midway(c, F_BAD, -EPROTO);
-			return;
-		}
-		if (extra)
-			c->up_keep = false;
-		if (k > 0) {
-			rc = send_try(c, &c->s, uc->buf, k, px.cfg.client_idle_ns, resp_sent);
-			if (rc == 0)
-				return;
-			if (rc < 0) {
-				resp_sent(c, rc);
-				return;
-			}
-		}
-		if (c->resp_done) {
-			finish(c);
-			return;
-		}
-	}
-}
-
-/* The final response (c->resp, in c->uc->buf): its head as forwarded, with the body bytes that
- * came with it, goes to the client in one write; the rest follows as it comes. */
-static void respond(struct px_client *c)
-{
-	struct px_uconn *uc = c->uc;
-	const http_msg *r = &c->resp;
-	http_forward f = HTTP_FORWARD_INIT;
-	bool v10 = c->req.minor == 0, extra;
-	size_t hlen, k, avail = uc->len - r->head_len;
-
-	c->decode = v10 && r->body == HTTP_BODY_CHUNKED;
-	c->keep = c->req.keep_alive && c->body_done && r->body != HTTP_BODY_EOF && !c->decode;
-	f.connection = !c->keep ? HTTP_CONN_CLOSE : v10 ? HTTP_CONN_KEEP_ALIVE : HTTP_CONN_NONE;
-	f.drop_framing = c->decode;
-	c->resp_left = r->content_length;
-	if (r->body == HTTP_BODY_CHUNKED)
-		http_chunked_init(&c->rck);
-	if (http_forward_head(r, &f, c->out, c->out_cap, &hlen) != HTTP_OK ||
-	    frame(c, uc->buf + r->head_len, avail, &k, &extra) != HTTP_OK ||
-	    c->out_cap - hlen < k) {
-		if (c->permit.up != NULL) {
-			attempt_failed(c, F_BAD, -EPROTO);
-		} else {                /* a held response: its attempt is counted already */
-			px_uconn_close(uc);
-			c->uc = NULL;
-			answer(c, 502, false);
-		}
-		return;
-	}
-	memcpy(c->out + hlen, uc->buf + r->head_len, k);
-	c->up_keep = r->keep_alive && !extra;
-	count_status(r->status);
-	c->in_request = false;
-	c->answered = true;
-	send_then(c, &c->s, c->out, hlen + k, px.cfg.client_idle_ns, resp_sent);
-}

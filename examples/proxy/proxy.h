@@ -4,6 +4,7 @@
  *   proxy.c    the command line, start-up, the wait for the end (signal or --duration-s), the
  *              orderly exit
  *   client.c   a client connection: a state machine of I/O steps and waits, one request at a time
+ *              (client.h: its state; response.c: the response half of it)
  *   backend.c  the upstreams: choosing one under its circuit and bulkhead, the attempt's
  *              permits, connections kept alive per upstream and worker
  *   sock.c     what both kinds of connection share: the registration, the reference count, the
