@@ -81,7 +81,7 @@ struct px_client {
 	http_header resp_h[PX_MAX_HEADERS];
 };
 
-/* ---- client.c --------------------------------------------------------------------------------- */
+/* ---- client.c -------------------------------------------------------------------------------- */
 
 /* Ends the connection, whatever it was doing: permits back (uncounted), connections closed, an
  * unanswered request counted. */
@@ -111,7 +111,7 @@ void px_attempt_failed(struct px_client *c, enum fail kind, int code);
  * stale kept connection's attempt goes on with a new one, else it failed. */
 void px_upstream_broke(struct px_client *c, int code);
 
-/* ---- response.c ------------------------------------------------------------------------------- */
+/* ---- response.c ------------------------------------------------------------------------------ */
 
 /* The request went out: read the response head on c->uc. */
 void px_read_response(struct px_client *c);
