@@ -26,12 +26,19 @@
 #                            run, 250..2000 ms)
 #   STRIX_PROXY              the strix proxy's binary (default build/examples/proxy); when it
 #                            does not exist its column is skipped with a note
-#   STRIX_PROXY_ARGS         extra flags for it (examples/proxy/README.md lists them)
+#   STRIX_PROXY_ARGS         extra flags for it (examples/proxy/README.md lists them); the
+#                            default turns on the slow-call rules (below)
 #   PROXY_UPSTREAM           the upstream's binary (default build/examples/proxy-upstream)
 #   PROXY_BENCH_OUT          where the report goes (default build/bench)
 # Everything listens on 127.0.0.1 only; every process the script starts is stopped by its pid,
 # at the end of its run and on any exit (trap); every wait is bounded.
 set -euo pipefail
+# The strix proxy's configuration beside nginx's and HAProxy's recommended ones: an attempt with
+# no response head after 50 ms is retried on another upstream, attempts of 100 ms or more count
+# as slow for the circuit (half of the window slow opens it), and a circuit opens at a failure
+# rate of 20% once 10 attempts are in its window (nginx's max_fails=3 takes an upstream out
+# sooner still). STRIX_PROXY_ARGS= (empty) runs the proxy with its own defaults.
+STRIX_SLOW_RULES="--retry-slow-ms 50 --circuit-slow-ms 100 --circuit-min-calls 10 --circuit-failure-rate 0.2"
 cd "$(dirname "$0")/.."
 
 SECS=${PROXY_BENCH_SECONDS:-10}
@@ -201,7 +208,7 @@ run_one() {
     "$STRIX_PROXY" --listen "127.0.0.1:$port" --upstream "127.0.0.1:${up[0]}" \
       --upstream "127.0.0.1:${up[1]}" --upstream "127.0.0.1:${up[2]}" --workers "$WORKERS" \
       --connect-timeout-ms 1000 --attempt-timeout-ms 1000 --attempts 3 \
-      --duration-s "$bound" --stats "$d/proxy-stats.json" ${STRIX_PROXY_ARGS:-} \
+      --duration-s "$bound" --stats "$d/proxy-stats.json" ${STRIX_PROXY_ARGS-$STRIX_SLOW_RULES} \
       > "$d/proxy.log" 2>&1 &
     ;;
   esac
