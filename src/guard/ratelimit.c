@@ -144,15 +144,16 @@ static int gcra(const sx_ratelimit *rl, uint64_t *word, const uint64_t *key, uin
 }
 
 /* gcra's first round inline, for the common case that admits at once: the same decision (next
- * is admitted when it neither overflows nor runs more than the tolerance ahead of now) and the
- * same CAS; anything else (a refusal to confirm, a lost CAS, rate 0) is gcra's. */
+ * is admitted when it neither overflows nor reaches UINT64_MAX, next_tat's "never", nor runs
+ * more than the tolerance ahead of now) and the same CAS; anything else (a refusal to confirm,
+ * a lost CAS, rate 0) is gcra's. */
 static inline int try_at(sx_ratelimit *rl, uint32_t n, uint64_t now)
 {
 	uint64_t tat = ck_pr_load_64(&rl->tat), next;
 
 	if (SX__LIKELY(rl->interval != 0) &&
 	    !__builtin_add_overflow(tat > now ? tat : now, (uint64_t)n * rl->interval, &next) &&
-	    next - now <= rl->tolerance && ck_pr_cas_64(&rl->tat, tat, next))
+	    next != UINT64_MAX && next - now <= rl->tolerance && ck_pr_cas_64(&rl->tat, tat, next))
 		return 0;
 	return gcra(rl, &rl->tat, NULL, 0, n, now);
 }
