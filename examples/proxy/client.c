@@ -5,7 +5,7 @@
  *
  *   head      read until a request head parses (http_parse_request); a bad one gets 400 / 431 /
  *             505 and the connection closes; GET /metrics is answered here
- *   admit     --max-inflight (503), --rate-limit (429)
+ *   admit     --max-inflight (503), --rate-limit (429), --client-rate-limit (429)
  *   attempt   an upstream and its permits (backend.c), an idle connection to it or a new one
  *             (sx_io_connect), the forwarded head with the body bytes that came with it in one
  *             write, then the rest of the body as it arrives from the client
@@ -92,8 +92,12 @@ void px_client_start(sx_pool *pool, int fd)
 	atomic_fetch_add_explicit(&px.clients, 1, memory_order_relaxed);
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (getpeername(fd, (struct sockaddr *)&a, &alen) != 0 ||
-	    inet_ntop(AF_INET, &a.sin_addr, c->peer, sizeof(c->peer)) == NULL)
+	    inet_ntop(AF_INET, &a.sin_addr, c->peer, sizeof(c->peer)) == NULL) {
 		strcpy(c->peer, "unknown");
+		c->peer_key = UINT64_MAX - 1; /* every peer of unknown address shares one limit */
+	} else {
+		c->peer_key = ntohl(a.sin_addr.s_addr);
+	}
 	read_head(c);
 }
 
@@ -467,6 +471,13 @@ static void begin_request(struct px_client *c)
 	}
 	if (px.rate != NULL && sx_ratelimit_try(px.rate, 1) != 0) {
 		px_count(PX_RATE_LIMITED, 1);
+		px_answer(c, 429, false);
+		return;
+	}
+	/* Per client: refused (SX_ERATE_LIMITED) or no room to track one more address (-ENOSPC,
+	 * more clients active than --client-rate-keys): 429 either way, fail closed. */
+	if (px.client_rate != NULL && sx_ratelimit_keyed_try(px.client_rate, c->peer_key, 1) != 0) {
+		px_count(PX_CLIENT_LIMITED, 1);
 		px_answer(c, 429, false);
 		return;
 	}

@@ -30,6 +30,7 @@ typedef void (*px_next)(struct px_client *c, int err);
 struct px_client {
 	struct px_sock s;
 	char peer[INET_ADDRSTRLEN];
+	uint64_t peer_key;          /* the peer's IPv4 address: its --client-rate-limit key */
 	http_msg req;
 	http_msg resp;
 

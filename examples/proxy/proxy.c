@@ -9,7 +9,8 @@
  * run strix's timer threads and this main thread, which only waits for the end). Each request
  * goes through the fault-tolerance toolkit: per-attempt time limits, retries on another upstream
  * under a shared retry budget (sx_retry_budget), a circuit breaker (sx_circuit) and a bulkhead
- * (sx_sem) per upstream, an admission rate limit (sx_ratelimit). No lock is taken on the request
+ * (sx_sem) per upstream, an admission rate limit (sx_ratelimit) and one per client address
+ * (sx_ratelimit_keyed). No lock is taken on the request
  * path (the reactor's lock is taken when a connection is registered or deregistered: once per
  * connection, not per request).
  *
@@ -70,6 +71,10 @@ static const char usage_text[] =
 	"  --max-inflight N              requests in flight in all; beyond: 503 (default 0: none)\n"
 	"  --rate-limit N                requests admitted per second; beyond: 429 (default 0: none)\n"
 	"  --rate-burst N                requests admitted at once (default: the rate)\n"
+	"  --client-rate-limit N         requests admitted per second per client address; beyond:\n"
+	"                                429 (default 0: none)\n"
+	"  --client-rate-burst N         requests admitted at once per client (default: the rate)\n"
+	"  --client-rate-keys N          client addresses limited at once (default 65536)\n"
 	"  --keepalive N                 idle connections kept per upstream (default 64)\n"
 	"  --client-idle-ms N            close an idle client connection after N ms (default 60000)\n"
 	"  --max-head N                  head limit for requests and responses (default 16384)\n"
@@ -289,6 +294,12 @@ static void parse_args(int argc, char **argv, struct px_config *cfg)
 			cfg->rate_limit = parse_uint(flag, v, 1000000000);
 		} else if (strcmp(flag, "--rate-burst") == 0) {
 			cfg->rate_burst = (unsigned)parse_uint(flag, v, SX_RATELIMIT_MAX_BURST);
+		} else if (strcmp(flag, "--client-rate-limit") == 0) {
+			cfg->client_rate_limit = parse_uint(flag, v, 1000000000);
+		} else if (strcmp(flag, "--client-rate-burst") == 0) {
+			cfg->client_rate_burst = (unsigned)parse_uint(flag, v, SX_RATELIMIT_MAX_BURST);
+		} else if (strcmp(flag, "--client-rate-keys") == 0) {
+			cfg->client_rate_keys = (unsigned)parse_uint(flag, v, SX_RATELIMIT_MAX_KEYS);
 		} else if (strcmp(flag, "--keepalive") == 0) {
 			cfg->keepalive = (unsigned)parse_uint(flag, v, 1000000);
 		} else if (strcmp(flag, "--client-idle-ms") == 0) {
@@ -348,6 +359,11 @@ static void parse_args(int argc, char **argv, struct px_config *cfg)
 	if (cfg->rate_burst == 0)
 		cfg->rate_burst = cfg->rate_limit < SX_RATELIMIT_MAX_BURST ? (unsigned)cfg->rate_limit :
 		    SX_RATELIMIT_MAX_BURST;
+	if (cfg->client_rate_burst == 0)
+		cfg->client_rate_burst = cfg->client_rate_limit < SX_RATELIMIT_MAX_BURST ?
+		    (unsigned)cfg->client_rate_limit : SX_RATELIMIT_MAX_BURST;
+	if (cfg->client_rate_keys == 0)
+		cfg->client_rate_keys = 65536;
 }
 
 /* ---- start and end --------------------------------------------------------------------------- */
@@ -539,6 +555,15 @@ int main(int argc, char **argv)
 		if ((rc = sx_ratelimit_create(&ro, &px.rate)) != 0)
 			die(1, "sx_ratelimit_create: %s", sx_strerror(rc));
 	}
+	if (px.cfg.client_rate_limit > 0) {
+		sx_ratelimit_opts ro = SX_RATELIMIT_OPTS_INIT;
+
+		ro.rate = px.cfg.client_rate_limit;
+		ro.burst = px.cfg.client_rate_burst;
+		if ((rc = sx_ratelimit_keyed_create(&ro, px.cfg.client_rate_keys,
+		    &px.client_rate)) != 0)
+			die(1, "sx_ratelimit_keyed_create: %s", sx_strerror(rc));
+	}
 	if (px.cfg.backoff_ns > 0) {
 		sx_retry_policy p = SX_RETRY_POLICY_INIT;
 
@@ -565,6 +590,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "proxy: cannot write %s: %s\n", px.cfg.stats_file, strerror(-rc));
 	px_backend_fini();
 	sx_ratelimit_destroy(px.rate);
+	sx_ratelimit_keyed_destroy(px.client_rate);
 	for (unsigned i = 0; i < px.n_shards; i++)
 		sx_pool_destroy(px.pools[i]);
 	px_stats_fini();

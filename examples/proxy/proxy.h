@@ -74,6 +74,9 @@ struct px_config {
 	unsigned max_inflight;                /* 0: none */
 	uint64_t rate_limit;                  /* 0: none */
 	unsigned rate_burst;
+	uint64_t client_rate_limit;           /* per client address; 0: none */
+	unsigned client_rate_burst;
+	unsigned client_rate_keys;            /* client addresses limited at once */
 	unsigned keepalive;
 	int64_t client_idle_ns;
 	unsigned max_head;
@@ -93,7 +96,8 @@ enum px_counter {
 	PX_RETRIES_REFUSED,     /* retries the retry budget refused */
 	PX_CIRCUIT_REJECTS,     /* upstreams skipped because their circuit refused */
 	PX_BULKHEAD_REJECTS,    /* upstreams skipped because their bulkhead was full */
-	PX_RATE_LIMITED,        /* 429s */
+	PX_RATE_LIMITED,        /* 429s of --rate-limit */
+	PX_CLIENT_LIMITED,      /* 429s of --client-rate-limit */
 	PX_OVERLOADED,          /* 503s for --max-inflight */
 	PX_TIMEOUTS,            /* attempts ended by a time limit, requests by their deadline */
 	PX_ERR_CONNECT,         /* failed attempts, by kind (upstream_errors) */
@@ -190,6 +194,7 @@ struct px_state {
 	struct px_upstream *up;               /* cfg.n_up of them */
 	sx_retry_budget budget;
 	sx_ratelimit *rate;                   /* NULL: no limit */
+	sx_ratelimit_keyed *client_rate;      /* per client address; NULL: no limit */
 	sx_retry_policy backoff;              /* --backoff-ms as a policy (its seed per request) */
 	atomic_uint inflight;                 /* requests in flight, kept for --max-inflight only */
 	atomic_uint clients;                  /* client connections open */

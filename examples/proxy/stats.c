@@ -105,8 +105,10 @@ int px_stats_write(const char *path)
 	    (unsigned long long)sum(PX_ATTEMPTS), (unsigned long long)sum(PX_RETRIES),
 	    (unsigned long long)sum(PX_RETRIES_REFUSED), (unsigned long long)sum(PX_CIRCUIT_REJECTS),
 	    (unsigned long long)sum(PX_BULKHEAD_REJECTS));
-	fprintf(f, " \"rate_limited\": %llu, \"overloaded\": %llu, \"timeouts\": %llu,\n",
-	    (unsigned long long)sum(PX_RATE_LIMITED), (unsigned long long)sum(PX_OVERLOADED),
+	fprintf(f, " \"rate_limited\": %llu, \"client_limited\": %llu, \"overloaded\": %llu, "
+	    "\"timeouts\": %llu,\n",
+	    (unsigned long long)sum(PX_RATE_LIMITED), (unsigned long long)sum(PX_CLIENT_LIMITED),
+	    (unsigned long long)sum(PX_OVERLOADED),
 	    (unsigned long long)sum(PX_TIMEOUTS));
 	fprintf(f, " \"upstream_errors\": {\"connect\": %llu, \"reset\": %llu, \"timeout\": %llu, "
 	    "\"status\": %llu, \"bad_response\": %llu},\n",
@@ -195,6 +197,8 @@ size_t px_metrics(char *buf, size_t cap)
 	    PX_BULKHEAD_REJECTS);
 	counter(&o, "rate_limited_total", "Requests refused by the rate limit (429).",
 	    PX_RATE_LIMITED);
+	counter(&o, "client_limited_total", "Requests refused by the per-client rate limit (429).",
+	    PX_CLIENT_LIMITED);
 	counter(&o, "overloaded_total", "Requests refused by --max-inflight (503).", PX_OVERLOADED);
 	counter(&o, "timeouts_total", "Attempts and requests ended by a time limit.", PX_TIMEOUTS);
 	put(&o, "# HELP strix_proxy_upstream_errors_total Failed attempts, by kind.\n"

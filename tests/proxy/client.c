@@ -2,9 +2,11 @@
  * proxy-client: the HTTP/1.1 client of the proxy's smoke test (tests/proxy/smoke.sh).
  *
  *   proxy-client free-port                 a TCP port on 127.0.0.1 free right now
- *   proxy-client PORT [--pipeline] REQ...  one connection to 127.0.0.1:PORT; each REQ is sent
- *                                          and its response read before the next is sent (with
- *                                          --pipeline all are sent in one write first)
+ *   proxy-client PORT [--from ADDR] [--pipeline] REQ...
+ *                                          one connection to 127.0.0.1:PORT (from the loopback
+ *                                          address ADDR, 127.0.0.1 unless given); each REQ is
+ *                                          sent and its response read before the next is sent
+ *                                          (with --pipeline all are sent in one write first)
  *
  * A REQ is the request's bytes with the escapes \r \n \\ and these tokens:
  *   {xN}      N bytes of 'x' (a Content-Length body)
@@ -221,6 +223,7 @@ static int free_port(void)
 int main(int argc, char **argv)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in from = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct buf in = { 0 }, all = { 0 };
 	bool pipeline = false, alive = true;
 	int first = 2, fd;
@@ -231,11 +234,17 @@ int main(int argc, char **argv)
 	if (argc < 3)
 		return 2;
 	a.sin_port = htons((uint16_t)atoi(argv[1]));
-	if (strcmp(argv[2], "--pipeline") == 0) {
+	if (first + 1 < argc && strcmp(argv[first], "--from") == 0) {
+		if (inet_pton(AF_INET, argv[first + 1], &from.sin_addr) != 1)
+			return 2;
+		first += 2;
+	}
+	if (first < argc && strcmp(argv[first], "--pipeline") == 0) {
 		pipeline = true;
-		first = 3;
+		first++;
 	}
 	if ((fd = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
+	    bind(fd, (struct sockaddr *)&from, sizeof(from)) != 0 ||
 	    connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
 		fail("connect");
 	if (pipeline) {

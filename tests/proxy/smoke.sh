@@ -203,10 +203,47 @@ smoke() {  # smoke PROXY-FLAGS...: one whole run
   rm -f "$tmp"/*
 }
 
+# The per-client rate limit: a burst of 3 per client address and 1 request/s after it. Within a
+# second, a fourth request from 127.0.0.1 gets 429 (the connection stays open), while another
+# client address (127.0.0.2, loopback too) has its own burst; a global --rate-limit far above
+# stays out of the way.
+limits() {
+  "$UPSTREAM" --port 0 --ready-file "$tmp/up.port" --duration-s 60 > "$tmp/up.log" 2>&1 &
+  LIVE[$!]="upstream"
+  local upid=$!
+  wait_file "$tmp/up.port" || { echo "check-proxy: the upstream did not start" >&2; exit 1; }
+  "$PROXY" --listen 127.0.0.1:0 --upstream "127.0.0.1:$(cat "$tmp/up.port")" --workers 2 \
+    --rate-limit 100000 --client-rate-limit 1 --client-rate-burst 3 --ready-file "$tmp/proxy.port" \
+    --stats "$tmp/stats.json" --duration-s 60 > "$tmp/proxy.log" 2>&1 &
+  ppid=$!
+  LIVE[$ppid]=proxy
+  wait_file "$tmp/proxy.port" ||
+    { echo "check-proxy: the proxy did not start" >&2; cat "$tmp/proxy.log" >&2; exit 1; }
+  P=$(cat "$tmp/proxy.port")
+  G='GET / HTTP/1.1\r\nHost: smoke\r\n\r\n'
+  check "per client: a burst of 3, then 429 on the same connection" \
+    "$(printf '200 64\n200 64\n200 64\n429 ')" \
+    "$("$CLIENT" "$P" "$G" "$G" "$G" "$G" 2>&1 | head -4 | sed 's/^429 .*/429 /')"
+  check "per client: another address has its own burst" "$(printf '200 64\n200 64\nopen')" \
+    "$("$CLIENT" "$P" --from 127.0.0.2 "$G" "$G" 2>&1 || true)"
+  check "per client: the first address is still limited on a new connection" "429" \
+    "$("$CLIENT" "$P" "$G" 2>&1 | head -1 | cut -d' ' -f1)"
+  stop_pid "$ppid"
+  check "per client: SIGTERM: exit status 0" 0 "$STATUS"
+  stop_pid "$upid"
+  S=$(tr -d '\n' < "$tmp/stats.json" 2>/dev/null || true)
+  check "per client: stats count 2 refused by the client limit, none by the global one" \
+    "2 0" "$(echo "$S" | grep -o '"client_limited": [0-9]*' | grep -o '[0-9]*$') \
+$(echo "$S" | grep -o '"rate_limited": [0-9]*' | grep -o '[0-9]*$')"
+  rm -f "$tmp"/*
+}
+
 for shards in 2 1; do
   echo "check-proxy: the proxy with --workers 2 --shards $shards"
   failed_before=$fail
   smoke --shards "$shards"
 done
+echo "check-proxy: the per-client rate limit"
+limits
 echo "check-proxy: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
