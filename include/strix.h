@@ -25,6 +25,7 @@
 #include <strix/ratelimit.h>
 #include <strix/circuit.h>
 #include <strix/adaptive.h>
+#include <strix/chaos.h>
 #include <strix/pipeline.h>
 #include <strix/group.h>
 
