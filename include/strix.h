@@ -26,6 +26,7 @@
 #include <strix/circuit.h>
 #include <strix/adaptive.h>
 #include <strix/chaos.h>
+#include <strix/hedge.h>
 #include <strix/pipeline.h>
 #include <strix/group.h>
 
