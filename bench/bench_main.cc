@@ -459,6 +459,46 @@ void register_all()
 		run_policy(st, [&](double *a, bench_out *o) { return strix_pipeline(calls, a, o); });
 	});
 
+	// B14 adaptive (strix's adaptive limit, a fixed bulkhead) and hedge (hedged, plain calls).
+	for (bool adaptive : { true, false })
+		add(std::string("adaptive/") + (adaptive ? "strix" : "fixed"), 1,
+		    [adaptive](benchmark::State &st) {
+			static bench_hist h;
+			bench_adaptive_out r{};
+
+			for (auto _ : st) {
+				bench_out o{};
+				if (bench_adaptive(adaptive, g_smoke, &h, &r, &o) != 0) {
+					st.SkipWithError(o.err);
+					return;
+				}
+				st.SetIterationTime(o.seconds);
+			}
+			set_latency(st, h);
+			st.counters["limit_before"] = r.limit_before;
+			st.counters["limit_after"] = r.limit_after;
+			st.counters["converge_ns"] = r.converge_ns;
+			st.counters["rejected_pct"] = r.rejected_pct;
+			st.counters["calls_per_s"] = r.calls_per_s;
+		});
+	for (bool hedged : { true, false })
+		add(std::string("hedge/") + (hedged ? "strix" : "plain"), 1,
+		    [hedged](benchmark::State &st) {
+			static bench_hist h;
+			double extra = 0;
+
+			for (auto _ : st) {
+				bench_out o{};
+				if (bench_hedge(hedged, g_smoke, &h, &extra, &o) != 0) {
+					st.SkipWithError(o.err);
+					return;
+				}
+				st.SetIterationTime(o.seconds);
+			}
+			set_latency(st, h);
+			st.counters["extra_load_pct"] = extra * 100.0;
+		});
+
 	// Run groups: signal -> sx_group_run returning.
 	const uint64_t stops = size(300, 5);
 	add("group_signal/strix", 1, [stops](benchmark::State &st) {

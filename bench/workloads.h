@@ -133,6 +133,21 @@ int strix_circuit(unsigned threads, uint64_t n, double *allocs, bench_out *o);
 int mutex_circuit_bench(unsigned threads, uint64_t n, double *allocs, bench_out *o);
 int strix_pipeline(uint64_t n, double *allocs, bench_out *o);
 
+/* B14 adaptive / hedge (resilience_bench.c): a simulated backend in real time. adaptive: 64
+ * clients through strix's adaptive limit (adaptive) or a fixed bulkhead sized for the first phase;
+ * the backend loses half its servers half-way; h gets the second phase's latencies. hedge: 16
+ * calls in flight against a 5%-slow backend, hedged (sx_hedge_run) or not; h gets every call's
+ * latency, *extra_load the attempts per call - 1. */
+typedef struct bench_adaptive_out {
+	double limit_before, limit_after; /* the limit at the drop and at the end */
+	double converge_ns;               /* after the drop, until the limit stays within 15% */
+	double rejected_pct;              /* second phase: calls refused, % of tries */
+	double calls_per_s;               /* second phase: calls completed per second */
+} bench_adaptive_out;
+int bench_adaptive(bool adaptive, bool smoke, bench_hist *h, bench_adaptive_out *out,
+    bench_out *o);
+int bench_hedge(bool hedged, bool smoke, bench_hist *h, double *extra_load, bench_out *o);
+
 /* yield (tokio's yield_many): BENCH_YIELD_TASKS tasks submitted from outside the pool, each
  * yielding n / BENCH_YIELD_TASKS times (queued again behind the queued work: strix's
  * sx_pool_yield_task, a re-post for Asio) before it counts down; ns_per_task per yield. */

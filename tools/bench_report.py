@@ -37,11 +37,13 @@ import tempfile
 import textwrap
 
 # The table's columns, in this order; only those with a result (or a note) in the run appear.
-IMPLS = ["strix", "thpool", "uv", "omp", "tbb", "asio", "go", "tokio", "rayon", "futex", "mutex"]
+IMPLS = ["strix", "thpool", "uv", "omp", "tbb", "asio", "go", "tokio", "rayon", "futex", "mutex",
+         "fixed", "plain"]
 # One colour per implementation, the same in every panel (strix the strongest).
 COLOURS = {"strix": "#d95f02", "thpool": "#1f78b4", "uv": "#33a02c", "omp": "#6a3d9a",
            "tbb": "#b8860b", "asio": "#222222", "go": "#17becf", "tokio": "#8c564b",
-           "rayon": "#b2182b", "futex": "#7f7f7f", "mutex": "#e7298a"}
+           "rayon": "#b2182b", "futex": "#7f7f7f", "mutex": "#e7298a", "fixed": "#66a61e",
+           "plain": "#a6761d"}
 FIGURES = {
     "spawn_many": ["ns_per_task"],
     "spawn_remote": ["ns_per_task"],
@@ -73,6 +75,9 @@ FIGURES = {
     "strand_spawn": ["ns_per_task"],
     "strand_pingpong": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
     "group_signal": ["p50_ns", "p99_ns", "max_ns"],
+    "adaptive": ["p99_ns", "rejected_pct", "calls_per_s", "limit_before", "limit_after",
+                 "converge_ns"],
+    "hedge": ["p50_ns", "p99_ns", "extra_load_pct"],
 }
 # Why an implementation linked into strix-bench has no figure for a workload (the peer programs
 # give theirs in their own JSON, merged into "notes").
@@ -99,11 +104,12 @@ STRIX_MODULE_ROWS = {
 # Characters of check text per line in the chart (two columns, each under half its width).
 CHECK_COLUMN_CHARS = 70
 # Figures where higher is better (the ratio column is then strix / peer).
-HIGHER_BETTER = {"speedup"}
+HIGHER_BETTER = {"speedup", "calls_per_s"}
 # Figures that are counts or checks, not compared.
 NO_RATIO = {"idle_cpu_pct", "svc_idle_cpu_pct", "lost", "duplicated", "rss_kib", "max_inflight",
             "allocs_per_call", "bytes_per_timer", "svc_bytes_per_timer", "lateness_p99_ticks",
-            "rss_start_kib", "rss_end_kib", "rss_max_kib", "false_refusals"}
+            "rss_start_kib", "rss_end_kib", "rss_max_kib", "false_refusals", "rejected_pct",
+            "limit_before", "limit_after", "converge_ns", "extra_load_pct"}
 # Checks: figures that must be 0 for every implementation, or the result is wrong.
 CHECK_ZERO = {"lost", "duplicated", "false_refusals"}
 # Figures in nanoseconds: per task or call, and latency samples.
