@@ -27,6 +27,7 @@
 #include <strix/adaptive.h>
 #include <strix/chaos.h>
 #include <strix/hedge.h>
+#include <strix/metrics.h>
 #include <strix/pipeline.h>
 #include <strix/group.h>
 
