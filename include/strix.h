@@ -28,6 +28,7 @@
 #include <strix/chaos.h>
 #include <strix/hedge.h>
 #include <strix/metrics.h>
+#include <strix/events.h>
 #include <strix/pipeline.h>
 #include <strix/group.h>
 
