@@ -46,6 +46,8 @@
 extern "C" {
 #endif
 
+struct sx_events; /* <strix/events.h> */
+
 /** A hedging policy (opaque): sx_hedge_create makes one; many calls share it. */
 typedef struct sx_hedge sx_hedge;
 
@@ -62,6 +64,9 @@ typedef struct sx_hedge_opts {
 	uint32_t max_hedges;      /**< extra attempts per call, 1 .. SX_HEDGE_MAX_HEDGES (0: 1) */
 	sx_retry_budget *budget;  /**< NULL: hedges are bounded by max_hedges only */
 	bool no_deposit;          /**< a successful call does not deposit into budget */
+	struct sx_events *events; /**< NULL: none; else each hedge started is an SX_EVENT_HEDGE
+	                               (<strix/events.h>), each refused an SX_EVENT_REJECTED */
+	const char *name;         /**< the events' source (borrowed; may be NULL) */
 	uint64_t reserved[4];     /**< zero: room for later fields (strix_error, "Growing structs") */
 } sx_hedge_opts;
 
@@ -69,7 +74,7 @@ typedef struct sx_hedge_opts {
 #if SX_DESIGNATED_INIT
 #define SX_HEDGE_OPTS_INIT { .delay_ns = 0 }
 #else
-#define SX_HEDGE_OPTS_INIT { 0, 0.0, 0, 0, 0, NULL, false, {} }
+#define SX_HEDGE_OPTS_INIT { 0, 0.0, 0, 0, 0, NULL, false, NULL, NULL, {} }
 #endif
 
 /** The counts of a policy (sx_hedge_snapshot). */

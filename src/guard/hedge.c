@@ -23,6 +23,7 @@
 
 #include <ck_pr.h>
 
+#include <strix/events.h>
 #include <strix/hedge.h>
 
 #include "guard/guard.h"
@@ -36,6 +37,8 @@ struct sx_hedge {
 	uint32_t window, max_hedges;
 	sx_retry_budget *budget;
 	bool no_deposit;
+	sx_events *events;
+	const char *name;
 	SX__ALIGNED int64_t delay_ns;   /* the delay now */
 	uint64_t samples;               /* in the open window */
 	uint32_t recomputing;
@@ -148,6 +151,8 @@ int sx_hedge_create(sx_pool *pool, const sx_hedge_opts *opts, sx_hedge **out)
 	h->max_hedges = o->max_hedges != 0 ? o->max_hedges : 1;
 	h->budget = o->budget;
 	h->no_deposit = o->no_deposit;
+	h->events = o->events;
+	h->name = o->name;
 	h->delay_ns = h->fixed_ns > 0 ? h->fixed_ns : h->min_ns;
 	*out = h;
 	return 0;
@@ -196,9 +201,14 @@ static int attempt_step(sx_ctx *ctx, void *last, void **out)
 	if (a->k > 0) {
 		if (h->budget != NULL && !sx_retry_budget_withdraw(h->budget)) {
 			ck_pr_inc_64(&h->refused);
+			if (h->events != NULL)
+				(void)sx_events_emit(h->events, SX_EVENT_REJECTED, SX_EREJECTED, a->k,
+				    h->name);
 			return SX_EREJECTED;
 		}
 		ck_pr_inc_64(&h->hedges);
+		if (h->events != NULL)
+			(void)sx_events_emit(h->events, SX_EVENT_HEDGE, 0, a->k, h->name);
 	}
 	ctx->arg = c->arg;
 	rc = c->step(ctx, NULL, out);

@@ -13,6 +13,7 @@
 #include "../testutil.h"
 
 #include <strix/breaker.h>
+#include <strix/events.h>
 #include <strix/hedge.h>
 #include <strix/promise.h>
 
@@ -187,6 +188,38 @@ static void test_budget_bounds_hedges(void **state)
 	sx_hedge_destroy(h);
 }
 
+/* Events: the hedge started, then (budget empty) one refused. */
+static void test_events(void **state)
+{
+	sx_hedge_opts o = SX_HEDGE_OPTS_INIT;
+	sx_retry_budget b;
+	sx_events *ev;
+	sx_event out[4];
+	sx_hedge *h = NULL;
+	struct script s1 = { .wait_ms = { -1, 0 } }, s2 = { .wait_ms = { 100, 0 } };
+	int who;
+
+	(void)state;
+	assert_int_equal(sx_events_create(16, &ev), 0);
+	assert_int_equal(sx_retry_budget_init(&b, 1, 0.0), 0);
+	o.delay_ns = 5 * MS;
+	o.budget = &b;
+	o.events = ev;
+	o.name = "reads";
+	assert_int_equal(sx_hedge_create(pool, &o, &h), 0);
+	assert_int_equal(call(h, &s1, &who), 0);
+	assert_int_equal(call(h, &s2, &who), 0);
+	settle_all();
+	assert_int_equal(sx_events_poll(ev, out, 4), 2);
+	assert_int_equal(out[0].kind, SX_EVENT_HEDGE);
+	assert_int_equal(out[0].value, 1);
+	assert_string_equal(out[0].source, "reads");
+	assert_int_equal(out[1].kind, SX_EVENT_REJECTED);
+	assert_int_equal(out[1].code, SX_EREJECTED);
+	sx_hedge_destroy(h);
+	sx_events_destroy(ev);
+}
+
 /* Every attempt fails: rejected with the error of the one that failed last. */
 static void test_all_fail(void **state)
 {
@@ -343,6 +376,7 @@ int main(void)
 		cmocka_unit_test(test_fast_first_attempt_no_hedge),
 		cmocka_unit_test(test_slow_first_overtaken),
 		cmocka_unit_test(test_budget_bounds_hedges),
+		cmocka_unit_test(test_events),
 		cmocka_unit_test(test_all_fail),
 		cmocka_unit_test(test_many_hedges_and_values),
 		cmocka_unit_test(test_both_succeed_values_once),
