@@ -15,7 +15,7 @@
  * thread at a time reads them, oldest first (sx_events_poll). A producer that is preempted
  * between claiming and publishing holds back the reader at its slot, not the other producers.
  *
- * Emitters: sx_pipeline_opts.events (every layer's refusals, retries, timeouts and fallbacks),
+ * Emitters: sx_pipeline_set_events (every layer's refusals, retries, timeouts and fallbacks),
  * sx_hedge_opts.events (hedges started), sx_events_on_circuit as a circuit's state callback,
  * and sx_events_emit for the application's own.
  * @{

@@ -29,8 +29,15 @@
  *                    with SX_PIPELINE_RETRY_CIRCUIT_OPEN
  *     fallback    -> when the layers inside fail (and `when` agrees), the fallback's result
  *                    replaces theirs
+ *     adaptive    -> before: sx_adaptive_acquire (SX_EREJECTED); after: sx_adaptive_release
+ *                    with the inner result and latency
+ *     chaos       -> an injected error instead of the inner layers, a delay before them, or
+ *                    an outcome in place of theirs (<strix/chaos.h>)
  *     interceptor -> your before/after pair
  * @endcode
+ *
+ * A timeout outside a retry limits the whole call; one inside it limits each attempt (Polly's
+ * and gRPC's total and per-attempt timeouts): add both for both.
  *
  * after runs exactly once for every before that succeeded, whatever the inner layers did:
  * success, error, timeout, cancellation, a retry. A before that fails ends the call with its
@@ -61,6 +68,10 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+struct sx_adaptive; /* <strix/adaptive.h> */
+struct sx_chaos;    /* <strix/chaos.h> */
+struct sx_events;   /* <strix/events.h> */
 
 /** A pipeline (opaque): sx_pipeline_create makes one. */
 typedef struct sx_pipeline sx_pipeline;
@@ -156,6 +167,28 @@ SX_API int sx_pipeline_add_retry(sx_pipeline *pl, const sx_retry_policy *policy,
 SX_API int sx_pipeline_add_fallback(sx_pipeline *pl, int (*fallback)(sx_call *call, int err,
     void *arg), bool (*when)(int err, void *arg), void *arg);
 SX_API int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic);
+/** sx_pipeline_add_adaptive: an adaptive concurrency limit (<strix/adaptive.h>): before,
+ * sx_adaptive_acquire (SX_EREJECTED at the limit); after, sx_adaptive_release with the inner
+ * result and latency.
+ * @copydoc sx_pipeline_add_ratelimit */
+SX_API int sx_pipeline_add_adaptive(sx_pipeline *pl, struct sx_adaptive *al);
+/** sx_pipeline_add_chaos: fault injection (<strix/chaos.h>), one draw per attempt: an injected
+ * error ends the attempt at once, an injected delay waits first (a tripped breaker's code ends it
+ * then), an injected outcome replaces the inner result. Off: one load.
+ * @copydoc sx_pipeline_add_ratelimit */
+SX_API int sx_pipeline_add_chaos(sx_pipeline *pl, struct sx_chaos *ch);
+
+/**
+ * sx_pipeline_set_events - send pl's events to ev (NULL: none, the default): the layers'
+ * refusals (SX_EVENT_REJECTED with the policy's code), retries (SX_EVENT_RETRY: the attempt about
+ * to begin, and the error before it), timeouts (SX_EVENT_TIMEOUT) and fallbacks
+ * (SX_EVENT_FALLBACK: the failure replaced), with name (borrowed; may be NULL) as their source
+ * (<strix/events.h>). Emitting never blocks: a full ring drops and counts. Costs nothing on a
+ * call that none of those happen to.
+ * Returns 0; -EINVAL for NULL pl; -EBUSY once the pipeline has been called. Cold path; one
+ * thread at a time, not concurrent with calls.
+ */
+SX_API int sx_pipeline_set_events(sx_pipeline *pl, struct sx_events *ev, const char *name);
 /** @} */
 
 /**

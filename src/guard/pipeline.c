@@ -49,6 +49,9 @@
 #include <ck_pr.h>
 #include <ck_stack.h>
 
+#include <strix/adaptive.h>
+#include <strix/chaos.h>
+#include <strix/events.h>
 #include <strix/pipeline.h>
 
 #include "guard/guard.h"
@@ -70,6 +73,8 @@ struct layer {
 	void *arg;
 	uint64_t (*key)(const sx_call *call);
 	sx_interceptor ic;
+	sx_events *events;           /* the pipeline's event ring (NULL: none), and its source */
+	const char *name;
 };
 
 /* l[n] is the action's layer, so that every layer's inside is the layer after it. */
@@ -77,6 +82,8 @@ struct sx_pipeline {
 	unsigned n;
 	int called;
 	sx_pool *pool;
+	sx_events *events;
+	const char *name;
 	layer l[SX_PIPELINE_MAX + 1];
 };
 
@@ -90,6 +97,8 @@ static int run_timeout(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_retry(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_fallback(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_interceptor(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_adaptive(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_chaos(const layer *l, sx_call *call, sx_call_fn fn);
 
 /* ---- building ------------------------------------------------------------------------------- */
 
@@ -124,7 +133,9 @@ static int push(sx_pipeline *pl, const layer *l, bool ok)
 		return -EBUSY;
 	if (pl->n == SX_PIPELINE_MAX)
 		return -ENOSPC;
-	pl->l[pl->n++] = *l;
+	pl->l[pl->n] = *l;
+	pl->l[pl->n].events = pl->events;
+	pl->l[pl->n++].name = pl->name;
 	pl->l[pl->n].run = run_action;
 	return 0;
 }
@@ -189,6 +200,35 @@ int sx_pipeline_add_fallback(sx_pipeline *pl, int (*fallback)(sx_call *call, int
 	layer l = { .run = run_fallback, .fallback = fallback, .when = when, .arg = arg };
 
 	return push(pl, &l, fallback != NULL);
+}
+
+int sx_pipeline_set_events(sx_pipeline *pl, sx_events *ev, const char *name)
+{
+	if (pl == NULL)
+		return -EINVAL;
+	if (ck_pr_load_int(&pl->called))
+		return -EBUSY;
+	pl->events = ev;
+	pl->name = name;
+	for (unsigned i = 0; i <= pl->n; i++) {
+		pl->l[i].events = ev;
+		pl->l[i].name = name;
+	}
+	return 0;
+}
+
+int sx_pipeline_add_adaptive(sx_pipeline *pl, sx_adaptive *al)
+{
+	layer l = { .run = run_adaptive, .obj = al };
+
+	return push(pl, &l, al != NULL);
+}
+
+int sx_pipeline_add_chaos(sx_pipeline *pl, sx_chaos *ch)
+{
+	layer l = { .run = run_chaos, .obj = ch };
+
+	return push(pl, &l, ch != NULL);
 }
 
 int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic)
@@ -405,6 +445,22 @@ static inline int stopped(const sx_call *call)
 	return call->breaker != NULL ? sx_breaker_err(call->breaker) : 0;
 }
 
+/* An event of layer l, when the pipeline has a ring (out of line: only refusals, retries,
+ * timeouts and fallbacks get here). */
+static __attribute__((noinline)) void note(const layer *l, int kind, int code, uint64_t value)
+{
+	(void)sx_events_emit(l->events, kind, code, value, l->name);
+}
+
+/* rc ends the call before its inner layers: a policy's refusal (a library code) goes to the
+ * pipeline's ring; a tripped breaker's code or bad input does not. */
+static inline int refused(const layer *l, int rc)
+{
+	if (SX__UNLIKELY(l->events != NULL) && rc < SX_EBASE && rc != SX_ESIGNAL)
+		note(l, SX_EVENT_REJECTED, rc, 0);
+	return rc;
+}
+
 /* Wait until the watch's trip of slot's breaker for the claim of seq (<< 2) is over. */
 static void tw_wait_fired(tw_entry *e, unsigned slot, uint64_t seq)
 {
@@ -540,9 +596,15 @@ static int run_timeout(const layer *l, sx_call *call, sx_call_fn fn)
 {
 	tw_rec *r = tw_mine;
 
+	int rc;
+
 	if (SX__LIKELY(call->breaker == NULL && r != NULL && r->depth < TW_DEPTH))
-		return tw_run(l, call, fn, r, NULL);
-	return run_timeout_slow(l, call, fn);
+		rc = tw_run(l, call, fn, r, NULL);
+	else
+		rc = run_timeout_slow(l, call, fn);
+	if (SX__UNLIKELY(l->events != NULL) && rc == -ETIMEDOUT)
+		note(l, SX_EVENT_TIMEOUT, rc, 0);
+	return rc;
 }
 
 /* ---- running -------------------------------------------------------------------------------- */
@@ -563,7 +625,7 @@ static int run_rate(const layer *l, sx_call *call, sx_call_fn fn)
 		return rc;
 	rc = (l->flags & SX_PIPELINE_WAIT) ? sx_ratelimit_wait(l->obj, 1, call->breaker) :
 	    sx__ratelimit_try_mono(l->obj, 1, call_now(call));
-	return rc != 0 ? rc : next(l, call, fn);
+	return rc != 0 ? refused(l, rc) : next(l, call, fn);
 }
 
 static int run_rate_keyed(const layer *l, sx_call *call, sx_call_fn fn)
@@ -571,7 +633,7 @@ static int run_rate_keyed(const layer *l, sx_call *call, sx_call_fn fn)
 	int rc = stopped(call);
 
 	if (rc != 0 || (rc = sx_ratelimit_keyed_try(l->obj, l->key(call), 1)) != 0)
-		return rc;
+		return refused(l, rc);
 	return next(l, call, fn);
 }
 
@@ -586,7 +648,7 @@ static int run_bulkhead(const layer *l, sx_call *call, sx_call_fn fn)
 	else if ((rc = sx_sem_try_acquire(l->obj, 1)) == -EAGAIN)
 		rc = SX_EREJECTED;
 	if (rc != 0)
-		return rc;
+		return refused(l, rc);
 	rc = next(l, call, fn);
 	(void)sx_sem_release(l->obj, 1);
 	return rc;
@@ -598,7 +660,7 @@ static int run_circuit(const layer *l, sx_call *call, sx_call_fn fn)
 	int rc = stopped(call);
 
 	if (rc != 0 || (rc = sx_circuit_acquire(l->obj, &permit)) != 0)
-		return rc;
+		return refused(l, rc);
 	rc = next(l, call, fn);
 	(void)sx_circuit_release(l->obj, permit, rc, 0);
 	return rc;
@@ -612,7 +674,7 @@ static int run_circuit_timed(const layer *l, sx_call *call, sx_call_fn fn)
 	int rc = stopped(call);
 
 	if (rc != 0 || (rc = sx_circuit_acquire(l->obj, &permit)) != 0)
-		return rc;
+		return refused(l, rc);
 	t0 = sx__now_ns();
 	rc = next(l, call, fn);
 	(void)sx_circuit_release(l->obj, permit, rc, (int64_t)(sx__now_ns() - t0));
@@ -636,6 +698,8 @@ static __attribute__((noinline)) int retry_more(const layer *l, sx_call *call, s
 			return rc;
 		if (!sx__retry_next(p, &bo, rc, attempt, start, -1, &delay))
 			return rc;
+		if (SX__UNLIKELY(l->events != NULL))
+			note(l, SX_EVENT_RETRY, rc, attempt + 1);
 		if ((prc = sx__pause(p->clock, delay, call->breaker)) != 0)
 			return prc;
 		call->attempt = attempt + 1;
@@ -674,8 +738,11 @@ static int run_fallback(const layer *l, sx_call *call, sx_call_fn fn)
 	if (rc != 0)
 		return rc;
 	rc = next(l, call, fn);
-	if (rc != 0 && (l->when == NULL || l->when(rc, l->arg)))
+	if (rc != 0 && (l->when == NULL || l->when(rc, l->arg))) {
+		if (SX__UNLIKELY(l->events != NULL))
+			note(l, SX_EVENT_FALLBACK, rc, 0);
 		rc = l->fallback(call, rc, l->arg);
+	}
 	return rc;
 }
 
@@ -689,6 +756,38 @@ static int run_interceptor(const layer *l, sx_call *call, sx_call_fn fn)
 	rc = next(l, call, fn);
 	l->ic.after(l->ic.self, call, token, rc);
 	return rc;
+}
+
+/* An adaptive limit: admitted under it, the inner result and latency tell it how it went. */
+static int run_adaptive(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	uint64_t t0;
+	int rc = stopped(call);
+
+	if (rc != 0 || (rc = sx_adaptive_acquire(l->obj)) != 0)
+		return refused(l, rc);
+	t0 = sx__now_ns();
+	rc = next(l, call, fn);
+	(void)sx_adaptive_release(l->obj, rc, (int64_t)(sx__now_ns() - t0));
+	return rc;
+}
+
+/* Fault injection: one draw per attempt (one load while the injector is off). */
+static int run_chaos(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	sx_chaos_fault f;
+	int rc = stopped(call);
+
+	if (rc != 0)
+		return rc;
+	if (SX__LIKELY(sx_chaos_draw(l->obj, &f) == 0))
+		return next(l, call, fn);
+	if (f.error != 0)
+		return f.error;
+	if (f.latency_ns > 0 && (rc = sx__chaos_delay(l->obj, f.latency_ns, call->breaker)) != 0)
+		return rc;
+	rc = next(l, call, fn);
+	return f.replace ? f.outcome : rc;
 }
 
 static int call_with(sx_pipeline *pl, sx_call *call, sx_call_fn fn)
