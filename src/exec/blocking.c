@@ -223,9 +223,9 @@ static bool bl_retire(struct sx__blocking *b)
 	return false;
 }
 
-/* Wait for work: true to look at the queue again, false to leave (retired, or the pool stops
- * and, under SX_DRAIN, the queue is empty). */
-static bool bl_wait(struct sx__blocking *b)
+/* Wait for work: true to look at the queue again, false to leave (retired: *retired is set
+ * and the thread no longer counts; or the pool stops and, under SX_DRAIN, the queue is empty). */
+static bool bl_wait(struct sx__blocking *b, bool *retired)
 {
 	uint64_t until = sx__deadline_in(b->idle_ns);
 
@@ -245,7 +245,8 @@ static bool bl_wait(struct sx__blocking *b)
 			if (bl_take(&b->idle)) {
 				if (!late || bl_queued(b) != 0)
 					return true;
-				return !bl_retire(b);
+				*retired = bl_retire(b);
+				return !*retired;
 			}
 			/* A spawn claimed this waiter: its token is on the way. */
 			until = UINT64_MAX;
@@ -278,6 +279,7 @@ static void *bl_main(void *arg)
 	struct bl_thread *me = arg;
 	struct sx__blocking *b = me->b;
 	sx__tcache *c = sx__tcache_get(b->pool);
+	bool retired = false;
 
 	bl_self = b;
 	for (;;) {
@@ -290,11 +292,13 @@ static void *bl_main(void *arg)
 			bl_run(b, c, t);
 			continue;
 		}
-		if (!bl_wait(b))
+		if (!bl_wait(b, &retired))
 			break;
 		if (bl_queued(b) != 0 && ck_pr_load_32(&b->tokens) == 0)
 			sched_yield(); /* a producer has claimed a cell and not published it yet */
 	}
+	if (!retired)
+		ck_pr_dec_uint(&b->nthreads); /* the pool stops */
 	bl_self = NULL;
 	ck_pr_fence_store();
 	ck_pr_store_int(&me->state, TH_DONE); /* last touch of the side pool */
@@ -366,7 +370,6 @@ static void bl_stop(sx_pool *p)
 			b->th[i].state = TH_FREE;
 		}
 	}
-	ck_pr_store_uint(&b->nthreads, 0);
 	/* Every thread is gone: what was claimed is published (a producer publishes before its
 	 * spawn returns, and every spawn that claimed a cell ran before the close). */
 	while (bl_queued(b) != 0) {
