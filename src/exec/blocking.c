@@ -248,8 +248,10 @@ static bool bl_wait(struct sx__blocking *b, bool *retired)
 				*retired = bl_retire(b);
 				return !*retired;
 			}
-			/* A spawn claimed this waiter: its token is on the way. */
-			until = UINT64_MAX;
+			/* A spawn claimed this waiter: a token is on the way (if another waiter
+			 * takes it, this one is counted in idle in that one's place: wait a new
+			 * idle time before trying to leave again). */
+			until = sx__deadline_in(b->idle_ns);
 		}
 		if (tok == 0)
 			sx__futex_wait_ns(&b->tokens, 0, until);
