@@ -26,13 +26,14 @@ LIBS     := -lck -lpthread -ldl -lm
 # (src/README, checked by tools/check-layers.sh). The allocator (src/base/alloc_*.c) is chosen per
 # build: jemalloc for the release library, the C library's for the sanitizers.
 BASE_SRCS   := src/base/wait.c src/base/thread.c src/base/error.c
-EXEC_SRCS   := src/exec/pool.c src/exec/worker.c src/exec/node.c src/exec/epoch.c
+EXEC_SRCS   := src/exec/pool.c src/exec/worker.c src/exec/node.c src/exec/epoch.c \
+               src/exec/blocking.c
 TIME_SRCS   := src/time/wheel.c src/time/timer.c
 CANCEL_SRCS := src/cancel/breaker.c src/cancel/notifier.c src/cancel/signal.c src/cancel/retry.c
 IO_SRCS     := src/io/reactor.c src/io/net.c
 FLOW_SRCS   := src/flow/promise_core.c src/flow/promise_retry.c src/flow/promise_comb.c \
                src/flow/promise_wait.c src/flow/promise_settle.c src/flow/promise_io.c \
-               src/flow/fanout.c \
+               src/flow/promise_blocking.c src/flow/fanout.c \
                src/flow/join.c src/flow/strand.c
 GUARD_SRCS  := src/guard/sem.c src/guard/ratelimit.c src/guard/circuit.c src/guard/adaptive.c \
                src/guard/chaos.c src/guard/hedge.c src/guard/metrics.c src/guard/events.c \

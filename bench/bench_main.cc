@@ -101,6 +101,24 @@ void run_wake(benchmark::State &st, wake_body body, uint64_t samples)
 	st.counters["workers"] = g_workers;
 }
 
+// blocking: CPU task latency beside blocking calls (none, on the workers, on the side threads).
+void run_blocking(benchmark::State &st, int mode, uint64_t samples)
+{
+	static bench_hist h;
+
+	hist_reset(&h);
+	for (auto _ : st) {
+		bench_out o{};
+		if (bench_blocking(g_workers, mode, samples, 50000, &h, &o) != 0) {
+			st.SkipWithError(o.err);
+			return;
+		}
+		st.SetIterationTime(o.seconds);
+	}
+	set_latency(st, h);
+	st.counters["workers"] = g_workers;
+}
+
 void run_timers(benchmark::State &st, uint64_t n)
 {
 	bench_timers t{};
@@ -313,6 +331,12 @@ void register_all()
 	// Latency first, while no peer's threads (OpenMP and TBB spin after their work) are around.
 	const uint64_t samples = size(20000, 100);
 	add("wake/futex", 1, [samples](benchmark::State &st) { run_wake(st, futex_wake, samples); });
+	add("blocking/strix/none", 1, [samples](benchmark::State &st) {
+		run_blocking(st, BENCH_BLOCKING_NONE, samples); });
+	add("blocking/strix/workers", 1, [samples](benchmark::State &st) {
+		run_blocking(st, BENCH_BLOCKING_WORKERS, samples); });
+	add("blocking/strix/side", 1, [samples](benchmark::State &st) {
+		run_blocking(st, BENCH_BLOCKING_SIDE, samples); });
 	add("wake/strix", 1, [samples](benchmark::State &st) {
 		run_wake(st, [](unsigned w, uint64_t s, uint64_t g, double i, bench_hist *h,
 				 bench_out *o) {

@@ -204,6 +204,13 @@ int bench_relay_check(const bench_relay *r, const char *impl, bench_out *o);
  * connection is accepted), TCP_NODELAY and O_NONBLOCK on both ends: 0, or -1 with o->err. */
 int bench_tcp_pair(int fd[2], bench_out *o);
 
+/* blocking (blocking_bench.c): `samples` CPU tasks of about 1 us, one every gap_ns from an
+ * outside thread, each one's submit -> start latency into h, beside 1 ms blocking calls (as many
+ * in flight as workers) run nowhere, on the workers, or on the side threads. */
+enum { BENCH_BLOCKING_NONE = 0, BENCH_BLOCKING_WORKERS = 1, BENCH_BLOCKING_SIDE = 2 };
+int bench_blocking(unsigned workers, int mode, uint64_t samples, uint64_t gap_ns, bench_hist *h,
+    bench_out *o);
+
 /* Shared helpers (common.c). */
 double bench_process_cpu_s(void);
 void bench_sleep_ns(uint64_t ns);

@@ -105,6 +105,10 @@ SX_API uint64_t sx_allocations(void);
 #define SX_POOL_MIN_RING      4u         /**< sx_pool_opts.ring_size, at least */
 #define SX_POOL_MAX_RING      (1u << 20) /**< sx_pool_opts.ring_size, at most */
 #define SX_POOL_DEFAULT_RING  256u       /**< sx_pool_opts.ring_size when 0 */
+#define SX_POOL_BLOCKING_MAX_THREADS 4096u /**< sx_pool_opts.blocking_max_threads, at most */
+#define SX_POOL_BLOCKING_DEFAULT_THREADS 512u /**< sx_pool_opts.blocking_max_threads when 0 */
+#define SX_POOL_BLOCKING_DEFAULT_IDLE_NS INT64_C(10000000000) /**< blocking_idle_ns when 0 */
+#define SX_POOL_BLOCKING_QUEUE 16384u    /**< blocking tasks that may wait for a side thread */
 
 /** The options of sx_pool_create; a zero field takes its default. */
 typedef struct sx_pool_opts {
@@ -121,14 +125,20 @@ typedef struct sx_pool_opts {
 	/** Resolution of the pool's timer service (sx_timer_add), in [SX_WHEEL_TICK_MIN_NS,
 	 * SX_WHEEL_TICK_MAX_NS] of <strix/timer.h>; 0: 1 ms. */
 	int64_t timer_tick_ns;
-	uint64_t reserved[4];        /**< zero: room for later fields (strix_error, "Growing structs") */
+	/** The most side threads for blocking work (sx_pool_spawn_blocking) alive at once, at most
+	 * SX_POOL_BLOCKING_MAX_THREADS; 0: SX_POOL_BLOCKING_DEFAULT_THREADS. */
+	unsigned blocking_max_threads;
+	/** How long a side thread waits for blocking work before it exits, > 0 ns; 0:
+	 * SX_POOL_BLOCKING_DEFAULT_IDLE_NS (10 s); negative values are refused. */
+	int64_t blocking_idle_ns;
+	uint64_t reserved[2];        /**< zero: room for later fields (strix_error, "Growing structs") */
 } sx_pool_opts;
 
 /** An sx_pool_opts with every default. */
 #if SX_DESIGNATED_INIT
 #define SX_POOL_OPTS_INIT { .spin_ns = SX_SPIN_DEFAULT }
 #else
-#define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL, 0, {} }
+#define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL, 0, 0, 0, {} }
 #endif
 
 /** Per-worker counters. Each is written only by its worker; a snapshot taken while the pool runs
@@ -157,7 +167,10 @@ typedef struct sx_pool_counters {
 	uint64_t timers_pending; /**< timers in the timer service's wheel as of its last wake-up
 	                              (cancels are unlinked when it next wakes) */
 	sx_worker_counters total;   /**< the per-worker counters summed */
-	uint64_t reserved[4];        /**< set to zero: room for later fields (strix_error, "Growing structs") */
+	uint64_t blocking_threads;  /**< side threads for blocking work alive now (counted while they
+	                                 may take work; one that retires stops counting first) */
+	uint64_t blocking_queued;   /**< blocking tasks waiting for a side thread now */
+	uint64_t reserved[2];        /**< set to zero: room for later fields (strix_error, "Growing structs") */
 } sx_pool_counters;
 
 /** The modes of sx_pool_shutdown: SX_DRAIN runs what is queued first, SX_CANCEL hands it to
@@ -217,10 +230,53 @@ SX_API int sx_pool_submit_task(sx_pool *pool, sx_task *task);
 SX_API int sx_pool_yield_task(sx_pool *pool, sx_task *task);
 
 /**
+ * sx_pool_spawn_blocking - run fn(arg) on one of the pool's side threads for blocking work
+ * (a blocking system call, a sleep, a library without a non-blocking API), so that it does not
+ * hold a worker: the workers keep running the pool's tasks meanwhile, as with tokio's
+ * spawn_blocking.
+ *
+ * Side threads are created on demand: the first spawn starts the side pool (a pool that never
+ * blocks has none); a spawn that finds no side thread waiting for work starts one, as long as
+ * fewer than opts.blocking_max_threads are alive; otherwise the task waits in the side pool's
+ * FIFO queue (at most SX_POOL_BLOCKING_QUEUE tasks) until a side thread is free. A side thread
+ * that finds no work for opts.blocking_idle_ns exits. At most blocking_max_threads blocking
+ * tasks run at any instant. If no side thread can be created at all (the system refuses), the
+ * task stays queued until a later spawn's thread, or the shutdown, runs it.
+ *
+ * Shutdown: from the moment sx_pool_shutdown begins, every spawn returns -ESHUTDOWN (from
+ * workers and side threads too). SX_DRAIN then runs every queued blocking task before the
+ * workers stop (side threads may submit pool tasks meanwhile: they run too); SX_CANCEL lets
+ * running blocking tasks finish and hands each queued one, exactly once on the thread calling
+ * shutdown, to opts.on_cancel(fn, arg, -ECANCELED) (counted in sx_pool_stats' cancelled; only
+ * counted if on_cancel is NULL), as for a cancelled sx_pool_submit task. Side threads are joined
+ * before sx_pool_shutdown returns.
+ *
+ * fn may block for as long as it likes; it must not wait for the pool's shutdown or destroy.
+ * Returns 0; -EINVAL for a NULL pool or fn; -ESHUTDOWN as above; -EAGAIN when
+ * SX_POOL_BLOCKING_QUEUE tasks wait already (or the first spawn could not start the side pool's
+ * thread-local key); -ENOMEM if no task node or the side pool's memory can be had.
+ * Never blocks but for a thread start. Lock-free, except where a side thread must be started:
+ * the first spawn and a spawn that starts a thread take the side pool's cold-path lock and call
+ * pthread_create. Any thread, concurrently.
+ */
+SX_API int sx_pool_spawn_blocking(sx_pool *pool, void (*fn)(void *arg), void *arg);
+
+/**
+ * sx_pool_spawn_blocking_task - the intrusive form of sx_pool_spawn_blocking: a side thread calls
+ * task->run(task). Under SX_CANCEL a task no side thread took is handed to task->cancel(task,
+ * -ECANCELED) instead (only counted if cancel is NULL), exactly once, on the shutdown thread.
+ * The task rules are sx_pool_submit_task's (run set, not queued already, the caller's memory
+ * again once run or cancel is called). Returns as sx_pool_spawn_blocking (-EINVAL also for a NULL
+ * task or run). Allocates nothing but the side pool itself on the first call. Lock-free as
+ * sx_pool_spawn_blocking. Any thread, concurrently.
+ */
+SX_API int sx_pool_spawn_blocking_task(sx_pool *pool, sx_task *task);
+
+/**
  * sx_pool_wait_idle - wait until no task is queued or running.
  *
  * Returns 0 once the pool was observed idle at one instant (every accepted task had finished,
- * including the tasks they spawned); -EINVAL for NULL; -EDEADLK when called from one of the
+ * including the tasks they spawned; blocking work on side threads is not waited for); -EINVAL for NULL; -EDEADLK when called from one of the
  * pool's own workers (it would wait for itself); -ESHUTDOWN if the pool was shut down with
  * SX_CANCEL. Other threads may keep submitting; the call then returns at some idle instant or
  * keeps waiting.
@@ -238,9 +294,11 @@ SX_API int sx_pool_wait_idle(sx_pool *pool);
  *              task that never ran to its cancel callback (or opts.on_cancel for the fn form) with
  *              -ECANCELED, exactly once, on the calling thread.
  * @endcode
- * Afterwards every submit returns -ESHUTDOWN. Worker threads are joined before it returns.
- * Returns 0; -EINVAL for a NULL pool or a mode that is not exactly one of the two; -EDEADLK from
- * one of the pool's own workers; -ESHUTDOWN if a shutdown was already started (that one wins).
+ * Blocking work (sx_pool_spawn_blocking) is settled after the timer service and before the
+ * workers: SX_DRAIN runs what is queued, SX_CANCEL hands it to its cancel callbacks (see there).
+ * Afterwards every submit returns -ESHUTDOWN. Worker and side threads are joined before it
+ * returns. Returns 0; -EINVAL for a NULL pool or a mode that is not exactly one of the two;
+ * -EDEADLK from one of the pool's own workers or side threads; -ESHUTDOWN if a shutdown was already started (that one wins).
  * Blocks until the workers have exited. Any thread outside the pool.
  */
 SX_API int sx_pool_shutdown(sx_pool *pool, int mode);

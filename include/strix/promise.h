@@ -111,6 +111,28 @@ SX_API int sx_promise_run_with(sx_pool *pool, sx_breaker *stop, sx_step_fn step,
 /** @} */
 
 /**
+ * sx_promise_blocking - start a chain whose first step blocks: step(ctx, NULL, &out) runs on one
+ * of pool's side threads for blocking work (sx_pool_spawn_blocking: created on demand up to
+ * opts.blocking_max_threads, the task queued FIFO when all are busy), never on a worker; the
+ * steps chained after it run on the pool's workers as after any step. The step may block as long
+ * as it likes and may poll sx_ctx_cancelled or wait on sx_ctx_breaker.
+ *
+ * Cancel: sx_promise_cancel on the chain before the step has started settles the promise at
+ * once, on the cancelling thread, with the breaker's code (-ECANCELED), and the step never runs;
+ * once started, the step runs to its end. Shutdown: from the moment sx_pool_shutdown begins,
+ * this returns -ESHUTDOWN; SX_DRAIN runs every queued step (and what it settles: its
+ * continuations run on the pool before the workers stop); SX_CANCEL settles each step that had
+ * not started with -ESHUTDOWN, exactly once, on the shutdown thread. recover_and_retry refuses
+ * this promise (-EINVAL: retry the work inside the step).
+ *
+ * Returns 0 and the caller's reference in *out; -EINVAL for a NULL pool, step or out;
+ * -ESHUTDOWN; -EAGAIN (SX_POOL_BLOCKING_QUEUE steps wait already, or the side pool could not
+ * start); -ENOMEM. Nothing is created or run on failure. Allocates the promise; never blocks but
+ * for a side thread's start; lock-free but for that start (a cold-path lock); any thread.
+ */
+SX_API int sx_promise_blocking(sx_pool *pool, sx_step_fn step, void *arg, sx_promise **out);
+
+/**
  * sx_promise_create - a settle-by-hand promise on pool: pending, with no step, until
  * sx_promise_resolve or sx_promise_reject settles it (or sx_promise_cancel rejects it). It is a
  * chain's root like a run promise: then, catch, finally, all, any, race, get and get_until take

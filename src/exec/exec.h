@@ -161,6 +161,7 @@ typedef struct sx__worker {
 enum sx__svc_kind {
 	SX__SVC_TIMER = 0,          /* the timer service (time/timer.c) */
 	SX__SVC_IO = 1,             /* the I/O reactor (io/reactor.c), the pool's poller */
+	SX__SVC_BLOCKING = 2,       /* the side threads for blocking work (blocking.c) */
 	SX__SVC_KINDS
 };
 
@@ -223,6 +224,9 @@ struct sx_pool {
 	pthread_mutex_t svc_lock;
 	bool svc_closed;            /* shutdown began: no service may start */
 	const struct sx__pool_hooks *hooks[SX__SVC_KINDS]; /* NULL until that service started */
+	/* sx_pool_opts' blocking_max_threads and blocking_idle_ns, defaults applied (blocking.c). */
+	unsigned blocking_max;
+	int64_t blocking_idle_ns;
 };
 
 /* node.c */
@@ -419,6 +423,33 @@ void sx__epoch_fini(sx_pool *p);
  * own bounds, which time/ asserts are the same). */
 #define SX__TIMER_TICK_MIN_NS INT64_C(10000)
 #define SX__TIMER_TICK_MAX_NS INT64_C(1000000000)
+
+/*
+ * blocking.c: the pool's side threads for blocking work (sx_pool_spawn_blocking), a service of
+ * kind SX__SVC_BLOCKING started on the first spawn. pool.c calls only these:
+ *   sx__blocking_check(o):   create: 0, or -EINVAL for blocking options out of range.
+ *   sx__blocking_init(p, o): create: keep o's blocking options in p, defaults applied.
+ *   sx__blocking_mine(p):    the caller is one of p's side threads (shutdown refuses it, as
+ *                            a worker). One TLS load; any thread.
+ *   sx__blocking_admits(p):  the caller is one of p's side threads while p drains: its
+ *                            submissions are still taken (what drained blocking work spawns
+ *                            runs too). One TLS load and one state load; any thread.
+ *   sx__blocking_stats(p, o): fill o's blocking fields. Any thread.
+ */
+int sx__blocking_check(const sx_pool_opts *o);
+void sx__blocking_init(sx_pool *p, const sx_pool_opts *o);
+bool sx__blocking_mine(const sx_pool *p);
+bool sx__blocking_admits(const sx_pool *p);
+void sx__blocking_stats(sx_pool *p, sx_pool_counters *out);
+/*
+ * Queue t on p's side threads (starting the service, and a thread, as needed): a side thread
+ * calls t->run(t) once; if SX_CANCEL stops p before one took t, the shutdown thread calls
+ * t->cancel(t, -ECANCELED) instead (counted in the pool's cancelled). Returns 0; -ESHUTDOWN
+ * once a shutdown of p has begun; -EAGAIN when SX_POOL_BLOCKING_QUEUE tasks wait already;
+ * -ENOMEM or -EAGAIN if the service could not start. Lock-free but for the first call and the
+ * start of a thread (a cold-path lock). Any thread.
+ */
+int sx__blocking_submit(sx_pool *p, sx_task *t);
 
 /* pool.c */
 sx__tcache *sx__tcache_get(sx_pool *p);

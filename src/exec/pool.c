@@ -60,7 +60,7 @@ static int check_opts(const sx_pool_opts *o)
 	if (o->timer_tick_ns != 0 && (o->timer_tick_ns < SX__TIMER_TICK_MIN_NS ||
 	    o->timer_tick_ns > SX__TIMER_TICK_MAX_NS))
 		return -EINVAL;
-	return 0;
+	return sx__blocking_check(o);
 }
 
 static void tcache_exit(void *arg)
@@ -211,6 +211,7 @@ int sx_pool_create(const sx_pool_opts *opts, sx_pool **out)
 	ck_ec32_init(&p->idle_ec, 0);
 	ck_epoch_init(&p->epoch);
 	p->timer_tick_ns = opts->timer_tick_ns; /* 0: the wheel's default */
+	sx__blocking_init(p, opts);
 	pthread_mutex_init(&p->svc_lock, NULL);
 
 	rc = init_workers(p);
@@ -317,7 +318,7 @@ sx__tcache *sx__remote_enter(sx_pool *p, int *rc)
 	}
 	ck_pr_fas_uint(&c->busy, 1);
 	ck_pr_fence_atomic_load(); /* our busy flag before the state load */
-	if (SX__UNLIKELY(ck_pr_load_int(&p->state) != SX__RUNNING)) {
+	if (SX__UNLIKELY(ck_pr_load_int(&p->state) != SX__RUNNING) && !sx__blocking_admits(p)) {
 		sx__remote_leave(c);
 		*rc = -ESHUTDOWN;
 		return NULL;
@@ -575,7 +576,7 @@ int sx_pool_shutdown(sx_pool *pool, int mode)
 
 	if (pool == NULL || (mode != SX_DRAIN && mode != SX_CANCEL))
 		return -EINVAL;
-	if (sx__worker_of(pool) != NULL)
+	if (sx__worker_of(pool) != NULL || sx__blocking_mine(pool))
 		return -EDEADLK;
 	next = (mode == SX_DRAIN) ? SX__DRAINING : SX__CANCELLING;
 	if (!ck_pr_cas_int(&pool->state, SX__RUNNING, next))
@@ -651,6 +652,7 @@ int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counters *per_
 	out->cancelled = ck_pr_load_64(&pool->cancelled_tasks);
 	h = ck_pr_load_ptr(&pool->hooks[SX__SVC_TIMER]);
 	out->timers_pending = h != NULL ? h->pending(pool) : 0;
+	sx__blocking_stats(pool, out);
 	return 0;
 }
 

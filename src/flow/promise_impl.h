@@ -9,6 +9,7 @@
  *   promise_settle.c settle-by-hand promises and delays: roots that something other than a
  *                    step settles, the first of several parties winning
  *   promise_wait.c   settled, get, get_until, sx__promise_join
+ *   promise_blocking.c a root whose step runs on the pool's side threads for blocking work
  *
  * A kind of promise is its ops: one const struct sx__promise_ops in the file of the kind's job,
  * which every promise of that kind points at. The shared code never asks which kind it holds; it

@@ -502,6 +502,14 @@ fn main() {
     let samples = size(20_000, 100);
     let idle_s = if smoke { 0.2 } else { 2.0 };
     run.bench("wake/tokio", 1, || tokio_peer::wake(w, samples, 200_000, idle_s));
+    {
+        use tokio_peer::BlockingMode as M;
+        run.bench("blocking/tokio/none", 1, || tokio_peer::blocking(w, M::None, samples, 50_000));
+        run.bench("blocking/tokio/workers", 1, || {
+            tokio_peer::blocking(w, M::Workers, samples, 50_000)
+        });
+        run.bench("blocking/tokio/side", 1, || tokio_peer::blocking(w, M::Side, samples, 50_000));
+    }
     run.bench("wake/rayon", 1, || rayon_peer::wake(w, samples, 200_000, idle_s));
 
     let hops = size(1_000_000, 2000);

@@ -446,3 +446,98 @@ pub fn io_pingpong(workers: usize, rounds: u64) -> Result<Rep, String> {
     }
     Ok(Rep::latency(samples))
 }
+
+// ---- blocking: CPU task latency beside 1 ms blocking calls (bench/blocking_bench.c) -----------
+
+/// Where the blocking calls run: nowhere, as ordinary tasks on the workers (a blocking sleep in
+/// an async task: the starvation case), or through spawn_blocking on tokio's blocking pool.
+#[derive(Clone, Copy, PartialEq)]
+pub enum BlockingMode {
+    None,
+    Workers,
+    Side,
+}
+
+/// `samples` CPU tasks of about 1 us, one every gap_ns from an outside thread, each one's
+/// submit -> start latency; beside them an outside thread submits 1 ms sleeps, one every
+/// 1 ms / workers (as many in flight as workers). Checked: every task and call ran once.
+pub fn blocking(workers: usize, mode: BlockingMode, samples: u64, gap_ns: u64)
+    -> Result<Rep, String> {
+    use std::sync::atomic::AtomicBool;
+
+    const BLOCK_NS: u64 = 1_000_000;
+    const WORK_NS: u64 = 1_000;
+    let rt = runtime(workers)?;
+    let handle = rt.handle().clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new((AtomicU64::new(0), AtomicU64::new(0))); // submitted, ran
+    let blocker = if mode != BlockingMode::None {
+        let (h, stop, calls) = (handle.clone(), stop.clone(), calls.clone());
+        let gap = BLOCK_NS / workers.max(1) as u64;
+        Some(std::thread::spawn(move || {
+            let mut next = now_ns();
+            while !stop.load(Ordering::Acquire) {
+                let c = calls.clone();
+                let call = move || {
+                    std::thread::sleep(std::time::Duration::from_nanos(BLOCK_NS));
+                    c.1.fetch_add(1, Ordering::Release);
+                };
+                if mode == BlockingMode::Side {
+                    h.spawn_blocking(call);
+                } else {
+                    h.spawn(async move { call() });
+                }
+                calls.0.fetch_add(1, Ordering::Relaxed);
+                next += gap;
+                let now = now_ns();
+                if next > now {
+                    util::sleep_ns(next - now);
+                }
+            }
+        }))
+    } else {
+        None
+    };
+    if mode != BlockingMode::None {
+        util::sleep_ns(20 * BLOCK_NS);
+    }
+    let slots: Arc<Vec<(AtomicU64, AtomicU64, AtomicU64)>> = Arc::new(
+        (0..samples).map(|_| (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0))).collect());
+    let mut next = now_ns();
+    for i in 0..samples as usize {
+        next += gap_ns;
+        let now = now_ns();
+        if next > now {
+            util::sleep_ns(next - now);
+        }
+        let s = slots.clone();
+        s[i].0.store(now_ns(), Ordering::Relaxed);
+        handle.spawn(async move {
+            let t = now_ns();
+            s[i].1.store(t.saturating_sub(s[i].0.load(Ordering::Relaxed)), Ordering::Relaxed);
+            while now_ns() < t + WORK_NS {}
+            s[i].2.fetch_add(1, Ordering::Release);
+        });
+    }
+    for s in slots.iter() {
+        while s.2.load(Ordering::Acquire) == 0 {
+            util::sleep_ns(10_000);
+        }
+    }
+    stop.store(true, Ordering::Release);
+    if let Some(b) = blocker {
+        b.join().map_err(|_| "tokio blocking: the blocker thread panicked".to_string())?;
+    }
+    while calls.1.load(Ordering::Acquire) != calls.0.load(Ordering::Relaxed) {
+        util::sleep_ns(100_000);
+    }
+    drop(rt);
+    let mut lat = Vec::with_capacity(samples as usize);
+    for s in slots.iter() {
+        if s.2.load(Ordering::Acquire) != 1 {
+            return Err("tokio blocking: a task ran more than once".to_string());
+        }
+        lat.push(s.1.load(Ordering::Relaxed));
+    }
+    Ok(Rep::latency(lat))
+}
