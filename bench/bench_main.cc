@@ -482,6 +482,26 @@ void register_all()
 	add("pipeline/strix", reps(5), [calls](benchmark::State &st) {
 		run_policy(st, [&](double *a, bench_out *o) { return strix_pipeline(calls, a, o); });
 	});
+	// pipeline6: rate limit, total timeout, retry, circuit, adaptive limit, fault injection (off);
+	// policy/<layer>: each policy alone around an empty call, its cost when it admits (idle).
+	add("pipeline6/strix", reps(5), [calls](benchmark::State &st) {
+		run_policy(st, [&](double *a, bench_out *o) {
+			return strix_pipeline_of("rtycax", calls, a, o); });
+	});
+	{
+		struct policy_row {
+			const char *name, *layers;
+		};
+		static const policy_row rows[] = { { "none", "" }, { "ratelimit", "r" },
+			{ "timeout", "t" }, { "retry", "y" }, { "circuit", "c" }, { "bulkhead", "b" },
+			{ "adaptive", "a" }, { "chaos_off", "x" } };
+		for (const auto &r : rows)
+			add(std::string("policy/strix/") + r.name, reps(3),
+			    [r, calls](benchmark::State &st) {
+				run_policy(st, [&](double *a, bench_out *o) {
+					return strix_pipeline_of(r.layers, calls, a, o); });
+			});
+	}
 
 	// B14 adaptive (strix's adaptive limit, a fixed bulkhead) and hedge (hedged, plain calls).
 	for (bool adaptive : { true, false })

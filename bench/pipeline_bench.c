@@ -192,35 +192,56 @@ static int empty_action(sx_call *call)
 	return 0;
 }
 
-int strix_pipeline(uint64_t n, double *allocs, bench_out *o)
+/* A pipeline of the layers `layers` names, outermost first: r rate limit, t total timeout, y
+ * retry, c circuit, b bulkhead, a adaptive limit, x fault injection switched off. None of them
+ * refuses or fails (the cost of the checks is what is measured). */
+int strix_pipeline_of(const char *layers, uint64_t n, double *allocs, bench_out *o)
 {
 	sx_pool_opts po = SX_POOL_OPTS_INIT;
 	sx_ratelimit_opts ro = SX_RATELIMIT_OPTS_INIT;
 	sx_circuit_opts co = SX_CIRCUIT_OPTS_INIT;
 	sx_retry_policy rp = SX_RETRY_POLICY_INIT;
 	sx_pipeline_opts plo = SX_PIPELINE_OPTS_INIT;
+	sx_adaptive_opts ao = SX_ADAPTIVE_OPTS_INIT;
+	sx_chaos_opts xo = SX_CHAOS_OPTS_INIT;
 	sx_pool *pool = NULL;
 	sx_ratelimit *rl = NULL;
 	sx_circuit *c = NULL;
 	sx_sem *sem = NULL;
+	sx_adaptive *al = NULL;
+	sx_chaos *ch = NULL;
 	sx_pipeline *pl = NULL;
 	uint64_t t0, a0, failed = 0;
 	int rc = -1;
 
 	po.workers = 1;
-	ro.rate = 1000000000; /* never limits: the cost of the check is what is measured */
+	ro.rate = 1000000000; /* never limits */
 	ro.burst = SX_RATELIMIT_MAX_BURST;
 	rp.max_attempts = 3;
 	rp.backoff = SX_BACKOFF_EXPONENTIAL;
 	rp.base_ns = 1000000;
+	ao.initial_limit = 64;
+	xo.error_rate = 0.5;
+	xo.disabled = true;
 	if (sx_pool_create(&po, &pool) != 0 || sx_ratelimit_create(&ro, &rl) != 0 ||
-	    sx_circuit_create(&co, &c) != 0 || sx_sem_create(NULL, 64, &sem) != 0)
+	    sx_circuit_create(&co, &c) != 0 || sx_sem_create(NULL, 64, &sem) != 0 ||
+	    sx_adaptive_create(&ao, &al) != 0 || sx_chaos_create(&xo, &ch) != 0)
 		goto out;
 	plo.pool = pool;
-	if (sx_pipeline_create(&plo, &pl) != 0 || sx_pipeline_add_ratelimit(pl, rl, 0) != 0 ||
-	    sx_pipeline_add_timeout(pl, 1000000000) != 0 || sx_pipeline_add_retry(pl, &rp, 0) != 0 ||
-	    sx_pipeline_add_circuit(pl, c) != 0 || sx_pipeline_add_bulkhead(pl, sem, 0) != 0)
+	if (sx_pipeline_create(&plo, &pl) != 0)
 		goto out;
+	for (const char *k = layers; *k != '\0'; k++) {
+		int e = *k == 'r' ? sx_pipeline_add_ratelimit(pl, rl, 0) :
+		    *k == 't' ? sx_pipeline_add_timeout(pl, 1000000000) :
+		    *k == 'y' ? sx_pipeline_add_retry(pl, &rp, 0) :
+		    *k == 'c' ? sx_pipeline_add_circuit(pl, c) :
+		    *k == 'b' ? sx_pipeline_add_bulkhead(pl, sem, 0) :
+		    *k == 'a' ? sx_pipeline_add_adaptive(pl, al) :
+		    *k == 'x' ? sx_pipeline_add_chaos(pl, ch) : -1;
+
+		if (e != 0)
+			goto out;
+	}
 	for (int i = 0; i < 10000; i++) /* warm: the thread's timeout record and breaker */
 		failed += sx_pipeline_call(pl, empty_action, NULL, NULL, NULL) != 0;
 	a0 = sx_allocations();
@@ -238,8 +259,16 @@ out:
 	sx_pipeline_destroy(pl);
 	if (sem != NULL)
 		sx_sem_destroy(sem);
+	sx_chaos_destroy(ch);
+	sx_adaptive_destroy(al);
 	sx_circuit_destroy(c);
 	sx_ratelimit_destroy(rl);
 	sx_pool_destroy(pool);
 	return rc;
+}
+
+/* B9's five policies: rate limit, timeout, retry, circuit, bulkhead. */
+int strix_pipeline(uint64_t n, double *allocs, bench_out *o)
+{
+	return strix_pipeline_of("rtycb", n, allocs, o);
 }

@@ -132,6 +132,9 @@ int thpool_fanout(unsigned workers, uint64_t n, unsigned limit, uint64_t work_ns
 int strix_circuit(unsigned threads, uint64_t n, double *allocs, bench_out *o);
 int mutex_circuit_bench(unsigned threads, uint64_t n, double *allocs, bench_out *o);
 int strix_pipeline(uint64_t n, double *allocs, bench_out *o);
+/* A pipeline of the layers named by letters (pipeline_bench.c): r rate limit, t timeout, y retry,
+ * c circuit, b bulkhead, a adaptive limit, x fault injection (off); "" is no layer at all. */
+int strix_pipeline_of(const char *layers, uint64_t n, double *allocs, bench_out *o);
 
 /* B14 adaptive / hedge (resilience_bench.c): a simulated backend in real time. adaptive: 64
  * clients through strix's adaptive limit (adaptive) or a fixed bulkhead sized for the first phase;

@@ -12,9 +12,10 @@
  *
  * sx_adaptive_acquire admits a call while fewer than the current limit are in flight (one CAS on
  * one word that holds the limit and the count in flight); sx_adaptive_release ends it and reports
- * its result and latency. Releases are gathered into windows: a window closes at its first
- * release that finds both at least window_samples releases in it and window_ns elapsed since it
- * opened. The closing thread computes the next limit from the window's average latency (rtt) and
+ * its result and latency. Releases are gathered into windows: a window closes at the first
+ * release that finds window_ns elapsed since it opened, among its overload releases and every
+ * window_samples-th of its samples (so it holds at least window_samples releases, and the clock
+ * is read once per window_samples calls). The closing thread computes the next limit from the window's average latency (rtt) and
  * the no-load latency (min_rtt: the least window rtt since the last probe):
  *
  *     overload errors in the window:  limit = limit * backoff
@@ -62,6 +63,7 @@ typedef struct sx_adaptive sx_adaptive;
 
 #define SX_ADAPTIVE_MAX_LIMIT (1u << 30) /**< max_limit, at most */
 #define SX_ADAPTIVE_NO_PROBE UINT32_MAX    /**< probe_windows: never probe */
+#define SX_ADAPTIVE_UNTIMED INT64_C(-1)    /**< sx_adaptive_release: no latency measured */
 
 /** What a release's result says (opts.classify). */
 enum sx_adaptive_outcome {
@@ -137,9 +139,12 @@ SX_API int sx_adaptive_acquire(sx_adaptive *al);
 /**
  * sx_adaptive_release - end a call sx_adaptive_acquire admitted: result is its return code
  * (classified by opts.classify), latency_ns how long it took (>= 0; a sample above 2^32 ns counts
- * as 2^32 ns). The release that closes a window computes the next limit (see the file comment)
+ * as 2^32 ns), or SX_ADAPTIVE_UNTIMED for a call that was not timed (a caller that times one
+ * call in a few, to spare clock reads): its overload still counts as a drop, but a success
+ * gives no sample. The release that closes a window computes the next limit (see the file comment)
  * before it returns.
- * Returns 0; -EINVAL for NULL al, a negative latency_ns, or no call in flight (nothing changes).
+ * Returns 0; -EINVAL for NULL al, a negative latency_ns other than SX_ADAPTIVE_UNTIMED, or no
+ * call in flight (nothing changes).
  * Never blocks; lock-free (an atomic add to the window, one CAS on the limit word; the thread
  * that closes a window does its arithmetic alone, others never wait for it). Any thread,
  * concurrently; once per admitted call.

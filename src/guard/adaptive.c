@@ -17,8 +17,9 @@
  *             latency and the probe schedule (est, min_rtt, since_probe, probe) are that
  *             thread's alone. A release that finds another
  *             closing goes on; the next release past the thresholds closes the window.
- * The closer reads the clock only when the window holds enough releases, so a release is a clock
- * read per window_samples releases, not per call.
+ * Only every window_samples-th sample of a window (by the count its add returned, so exactly one
+ * release sees each multiple) and every overload release read the clock to see whether the
+ * window is due: a clock read per window_samples calls, not per call.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -200,7 +201,8 @@ static uint32_t next_limit(sx_adaptive *al, uint64_t samples, uint64_t sum, uint
 	return (uint32_t)(est + 0.5);
 }
 
-/* Close the open window if it is due and nobody else is closing it. */
+/* Close the open window if it is due (releases of it so far, window_ns passed) and nobody else
+ * is closing it. */
 static void maybe_close(sx_adaptive *al, uint64_t releases)
 {
 	uint64_t now, w, fresh;
@@ -234,7 +236,7 @@ int sx_adaptive_release(sx_adaptive *al, int result, int64_t latency_ns)
 	uint32_t inflight;
 	int kind;
 
-	if (SX__UNLIKELY(al == NULL || latency_ns < 0))
+	if (SX__UNLIKELY(al == NULL || (latency_ns < 0 && latency_ns != SX_ADAPTIVE_UNTIMED)))
 		return -EINVAL;
 	w = ck_pr_load_64(&al->word);
 	do {
@@ -249,10 +251,14 @@ int sx_adaptive_release(sx_adaptive *al, int result, int64_t latency_ns)
 			;
 	}
 	kind = al->classify(result, al->classify_arg);
+	if (kind == SX_ADAPTIVE_SAMPLE && latency_ns == SX_ADAPTIVE_UNTIMED)
+		return 0;
 	if (kind == SX_ADAPTIVE_SAMPLE) {
 		lat = (uint64_t)latency_ns < SAMPLE_MAX_NS ? (uint64_t)latency_ns : SAMPLE_MAX_NS;
-		w = ck_pr_faa_64(&al->win, WIN_ONE + lat) + WIN_ONE;
-		releases = w / WIN_ONE + ck_pr_load_32(&al->drops);
+		w = (ck_pr_faa_64(&al->win, WIN_ONE + lat) + WIN_ONE) / WIN_ONE;
+		if (w % al->window_samples != 0 && w < WINDOW_SAMPLES_MAX)
+			return 0; /* not a sample that looks at the clock */
+		releases = w + ck_pr_load_32(&al->drops);
 	} else if (kind == SX_ADAPTIVE_DROP) {
 		ck_pr_inc_64(&al->n_drops);
 		releases = ck_pr_faa_32(&al->drops, 1) + 1u + ck_pr_load_64(&al->win) / WIN_ONE;

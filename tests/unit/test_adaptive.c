@@ -182,7 +182,7 @@ static void test_bad_input(void **state)
 	al = make(5, 1, 10);
 	assert_int_equal(sx_adaptive_snapshot(al, NULL), -EINVAL);
 	assert_int_equal(sx_adaptive_acquire(al), 0);
-	assert_int_equal(sx_adaptive_release(al, 0, -1), -EINVAL); /* the call stays in flight */
+	assert_int_equal(sx_adaptive_release(al, 0, -2), -EINVAL); /* the call stays in flight */
 	assert_int_equal(sx_adaptive_snapshot(al, &m), 0);
 	assert_int_equal(m.inflight, 1);
 	assert_int_equal(sx_adaptive_release(al, 0, 1), 0);
@@ -203,8 +203,8 @@ static void test_defaults_follow_min(void **state)
 	sx_adaptive_destroy(al);
 }
 
-/* A window closes at the first release that finds both window_samples releases and window_ns
- * elapsed, not before. */
+/* A window closes at the first 10th sample (window_samples) that finds window_ns elapsed, not
+ * before. */
 static void test_window_needs_samples_and_time(void **state)
 {
 	sx_adaptive *al;
@@ -220,6 +220,8 @@ static void test_window_needs_samples_and_time(void **state)
 	assert_int_equal(round_trip(al, 20, 0, 1000), 20);
 	assert_int_equal(windows(al), 1);    /* twenty more, but no time has passed */
 	tu_vadvance(10 * MS);
+	assert_int_equal(round_trip(al, 9, 0, 1000), 9);
+	assert_int_equal(windows(al), 1);    /* the clock is looked at on every 10th sample only */
 	assert_int_equal(round_trip(al, 1, 0, 1000), 1);
 	assert_int_equal(windows(al), 2);
 	sx_adaptive_destroy(al);
@@ -300,6 +302,28 @@ static void test_overload_backs_off(void **state)
 	assert_int_equal(sx_adaptive_limit(al), 10);
 	assert_int_equal(sx_adaptive_snapshot(al, &m), 0);
 	assert_int_equal(m.drops, 500);
+	sx_adaptive_destroy(al);
+}
+
+/* Untimed releases end their calls and count overloads, but give no latency sample: ten of them
+ * close no window. */
+static void test_untimed_releases(void **state)
+{
+	sx_adaptive *al;
+	sx_adaptive_metrics m;
+
+	(void)state;
+	tu_vnow = 1000 * SEC;
+	al = make(20, 1, 100);
+	tu_vadvance(10 * MS);
+	assert_int_equal(round_trip(al, 10, 0, SX_ADAPTIVE_UNTIMED), 10);
+	assert_int_equal(windows(al), 0);
+	assert_int_equal(round_trip(al, 10, -ETIMEDOUT, SX_ADAPTIVE_UNTIMED), 10);
+	assert_int_equal(sx_adaptive_snapshot(al, &m), 0);
+	assert_int_equal(m.inflight, 0);
+	assert_int_equal(m.drops, 10);
+	assert_int_equal(m.windows, 1);      /* the drops closed one, and backed the limit off */
+	assert_int_equal(m.limit, 18);
 	sx_adaptive_destroy(al);
 }
 
@@ -478,6 +502,7 @@ int main(void)
 		cmocka_unit_test(test_app_limited_does_not_grow),
 		cmocka_unit_test(test_overload_backs_off),
 		cmocka_unit_test(test_classify),
+		cmocka_unit_test(test_untimed_releases),
 		cmocka_unit_test(test_converges_and_follows_capacity),
 		cmocka_unit_test(test_probes_relearn_the_baseline),
 		cmocka_unit_test(test_no_probe_keeps_the_first_baseline),
