@@ -147,6 +147,19 @@ const char *px_upstream_name(const struct px_upstream *up)
 	return px.cfg.up_name[up->index];
 }
 
+int px_backend_metrics(sx_metrics *m)
+{
+	int rc = 0;
+
+	for (unsigned i = 0; i < px.cfg.n_up && rc == 0; i++) {
+		rc = sx_metrics_add(m, SX_METRICS_CIRCUIT, px.cfg.up_name[i], px.up[i].circuit);
+		if (rc == 0 && px.up[i].bulkhead != NULL)
+			rc = sx_metrics_add(m, SX_METRICS_BULKHEAD, px.cfg.up_name[i],
+			    px.up[i].bulkhead);
+	}
+	return rc;
+}
+
 int px_upstream_state(struct px_upstream *up)
 {
 	return sx_circuit_state(up->circuit);

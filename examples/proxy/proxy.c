@@ -555,6 +555,20 @@ int main(int argc, char **argv)
 		if ((rc = sx_ratelimit_create(&ro, &px.rate)) != 0)
 			die(1, "sx_ratelimit_create: %s", sx_strerror(rc));
 	}
+	{
+		static char shard_name[PX_MAX_SHARDS][16];
+
+		if ((rc = sx_metrics_create(&px.metrics)) != 0 ||
+		    (rc = sx_metrics_add(px.metrics, SX_METRICS_RETRY_BUDGET, "retries",
+		    &px.budget)) != 0 || (rc = px_backend_metrics(px.metrics)) != 0)
+			die(1, "the metrics set: %s", sx_strerror(rc));
+		for (unsigned i = 0; i < px.n_shards; i++) {
+			snprintf(shard_name[i], sizeof(shard_name[i]), "shard%u", i);
+			if ((rc = sx_metrics_add(px.metrics, SX_METRICS_POOL, shard_name[i],
+			    px.pools[i])) != 0)
+				die(1, "the metrics set: %s", sx_strerror(rc));
+		}
+	}
 	if (px.cfg.client_rate_limit > 0) {
 		sx_ratelimit_opts ro = SX_RATELIMIT_OPTS_INIT;
 
@@ -588,6 +602,7 @@ int main(int argc, char **argv)
 	rc = 0;
 	if (px.cfg.stats_file != NULL && (rc = px_stats_write(px.cfg.stats_file)) != 0)
 		fprintf(stderr, "proxy: cannot write %s: %s\n", px.cfg.stats_file, strerror(-rc));
+	sx_metrics_destroy(px.metrics);
 	px_backend_fini();
 	sx_ratelimit_destroy(px.rate);
 	sx_ratelimit_keyed_destroy(px.client_rate);

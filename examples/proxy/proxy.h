@@ -195,6 +195,8 @@ struct px_state {
 	sx_retry_budget budget;
 	sx_ratelimit *rate;                   /* NULL: no limit */
 	sx_ratelimit_keyed *client_rate;      /* per client address; NULL: no limit */
+	sx_metrics *metrics;                  /* strix's figures for /metrics: pools, circuits,
+	                                       * bulkheads, the retry budget */
 	sx_retry_policy backoff;              /* --backoff-ms as a policy (its seed per request) */
 	atomic_uint inflight;                 /* requests in flight, kept for --max-inflight only */
 	atomic_uint clients;                  /* client connections open */
@@ -253,6 +255,8 @@ const struct sockaddr_in *px_upstream_addr(const struct px_upstream *up);
 const char *px_upstream_name(const struct px_upstream *up);
 int px_upstream_state(struct px_upstream *up);     /* sx_circuit_state */
 uint64_t px_upstream_opens(const struct px_upstream *up);
+/* Lists every upstream's circuit and bulkhead in m, under the upstream's address. */
+int px_backend_metrics(sx_metrics *m);
 
 /* ---- clients (client.c) --------------------------------------------------------------------- */
 

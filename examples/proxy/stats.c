@@ -173,7 +173,9 @@ static const char *const kinds[] = { "connect", "reset", "timeout", "status", "b
 
 size_t px_metrics_size(void)
 {
-	return 8192 + 1536 * (size_t)n_ups;
+	/* the proxy's own figures, then strix's (sx_metrics_render): per upstream a circuit and a
+	 * bulkhead, per shard a pool */
+	return 8192 + 1536 * (size_t)n_ups + 4096 + 2560 * (size_t)n_ups + 1536 * px.n_shards;
 }
 
 size_t px_metrics(char *buf, size_t cap)
@@ -242,6 +244,16 @@ size_t px_metrics(char *buf, size_t cap)
 		for (int s = SX_CIRCUIT_CLOSED; s <= SX_CIRCUIT_METRICS_ONLY; s++)
 			put(&o, "strix_proxy_circuit_state{upstream=\"%s\",state=\"%s\"} %d\n",
 			    px.cfg.up_name[i], sx_circuit_state_name(s), s == st);
+	}
+	/* strix's own figures of the shards' pools, the circuits, bulkheads and the budget */
+	if (!o.full && px.metrics != NULL) {
+		size_t len;
+
+		if (sx_metrics_render(px.metrics, SX_METRICS_PROMETHEUS, o.p + o.n, o.cap - o.n,
+		    &len) != 0)
+			o.full = true;
+		else
+			o.n += len;
 	}
 	return o.full ? 0 : o.n;
 }

@@ -2,11 +2,12 @@
  * proxy-client: the HTTP/1.1 client of the proxy's smoke test (tests/proxy/smoke.sh).
  *
  *   proxy-client free-port                 a TCP port on 127.0.0.1 free right now
- *   proxy-client PORT [--from ADDR] [--pipeline] REQ...
+ *   proxy-client PORT [--from ADDR] [--body-to FILE] [--pipeline] REQ...
  *                                          one connection to 127.0.0.1:PORT (from the loopback
  *                                          address ADDR, 127.0.0.1 unless given); each REQ is
  *                                          sent and its response read before the next is sent
- *                                          (with --pipeline all are sent in one write first)
+ *                                          (with --pipeline all are sent in one write first);
+ *                                          --body-to appends each Content-Length body to FILE
  *
  * A REQ is the request's bytes with the escapes \r \n \\ and these tokens:
  *   {xN}      N bytes of 'x' (a Content-Length body)
@@ -33,6 +34,8 @@
 #include "../../examples/proxy/http.h"
 
 #define WAIT_MS 10000
+
+static FILE *body_to; /* --body-to: where Content-Length bodies go (NULL: nowhere) */
 
 struct buf {
 	char *p;
@@ -127,6 +130,8 @@ static bool read_response(int fd, struct buf *in, bool head, bool interim)
 				fail("body cut short");
 		body = (size_t)m.content_length;
 		end = at + body;
+		if (body_to != NULL && fwrite(in->p + at, 1, body, body_to) != body)
+			fail("writing the body");
 	} else if (m.body == HTTP_BODY_CHUNKED) {
 		http_chunked ck;
 		size_t used, data;
@@ -239,6 +244,11 @@ int main(int argc, char **argv)
 			return 2;
 		first += 2;
 	}
+	if (first + 1 < argc && strcmp(argv[first], "--body-to") == 0) {
+		if ((body_to = fopen(argv[first + 1], "a")) == NULL)
+			return 2;
+		first += 2;
+	}
 	if (first < argc && strcmp(argv[first], "--pipeline") == 0) {
 		pipeline = true;
 		first++;
@@ -292,5 +302,7 @@ int main(int argc, char **argv)
 	close(fd);
 	free(in.p);
 	free(all.p);
+	if (body_to != NULL && fclose(body_to) != 0)
+		fail("closing the body file");
 	return 0;
 }

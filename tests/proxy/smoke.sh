@@ -164,8 +164,14 @@ smoke() {  # smoke PROXY-FLAGS...: one whole run
   run "a head over --max-head: 431, closed" "431 32"$'\n'closed "GET / HTTP/1.1\\r\\nHost: smoke\\r\\n$long\\r\\n"
   requests=$((requests + 2))
 
-  metrics=$("$CLIENT" "$P" 'GET /metrics HTTP/1.1\r\nHost: smoke\r\nConnection: close\r\n\r\n' 2>&1 || true)
+  metrics=$("$CLIENT" "$P" --body-to "$tmp/metrics.txt" \
+    'GET /metrics HTTP/1.1\r\nHost: smoke\r\nConnection: close\r\n\r\n' 2>&1 || true)
   check "/metrics answered by the proxy" "yes" "$(echo "$metrics" | head -1 | grep -q '^200 [0-9]' && echo yes || echo no)"
+  check "/metrics: strix's figures too (each upstream's circuit, the shards' pools, the budget)" \
+    "yes yes yes" "$(grep -q "^strix_circuit_state{circuit=\"127.0.0.1:${ports[2]}\",strix_circuit_state=\"open\"} [01]\$" \
+      "$tmp/metrics.txt" && echo yes || echo no) $(grep -q '^strix_pool_workers{pool="shard0"} ' \
+      "$tmp/metrics.txt" && echo yes || echo no) $(grep -q '^strix_retry_budget_tokens{budget="retries"} ' \
+      "$tmp/metrics.txt" && echo yes || echo no)"
   requests=$((requests + 1))
 
   # ---- the end and the counts ------------------------------------------------------------------------
