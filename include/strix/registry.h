@@ -38,12 +38,13 @@
  * closed with an empty window, a bulkhead with every permit free, a full bucket. (A circuit that
  * has been idle for idle_ns is evicted in any state.) The bound (max_keys, max_bytes) is a
  * target: when a new key would pass it, the registry first evicts idle entries, least recently
- * used first (a CLOCK sweep: each get marks its entry used, a sweep clears the mark and evicts
- * only unmarked entries). When nothing is idle the key is made anyway and the registry holds
- * more than the bound until entries become idle: the bound never refuses a key. With idle_ns,
- * entries unused that long are evicted too, by the incremental sweep each new key runs and by
- * sx_registry_sweep (call it from a timer to age a registry that gets no new keys). A key is
- * never evicted before idle_ns has passed since its last get, unless the bound needs room.
+ * used first (a CLOCK sweep: each get and put marks its entry used, a sweep clears the mark and
+ * evicts only unmarked entries). When nothing is idle the key is made anyway and the registry
+ * holds more than the bound until entries become idle: the bound never refuses a key. With
+ * idle_ns, entries unused that long are evicted too, by the incremental sweep each new key runs
+ * and by sx_registry_sweep (call it from a timer to age a registry that gets no new keys). A key
+ * is never evicted before idle_ns has passed since its last get or put, unless the bound needs
+ * room.
  *
  * Memory per key: one entry (80 bytes: key, count, guard, the sweep's links and the epoch
  * record) and 16 to 32 bytes of table (the set keeps at most half its slots full), plus the

@@ -31,7 +31,7 @@
  * writer, whose record w_tc names (set while the lock is held). Every retirement's callback
  * frees memory and ends a guard and nothing else, so it may run after the registry is gone.
  *
- * Eviction order: CLOCK. A get sets its entry's used flag (a store only when it was clear);
+ * Eviction order: CLOCK. A get or a put sets its entry's used flag (a store only when it was clear);
  * the hand walks the ring of entries (writer-only links; a new entry goes just behind the hand),
  * clearing used flags and stamping `seen` with the clock, and evicts entries it finds unused
  * when the bound needs room or when idle_ns has passed since `seen`. A new key walks a few steps
@@ -69,8 +69,10 @@ typedef struct sx_registry_ref entry;
 
 /* What one entry costs (the allocator's 16-byte classes). */
 #define ENTRY_BYTES ((sizeof(entry) + 15) & ~(size_t)15)
-/* Steps of the hand per new key: ageing, and at most ROOM_STEPS while over the bound (the rest
- * is left for later keys: a create never walks the whole ring). */
+/* Steps of the hand per new key: AGE_STEPS for ageing; while over the bound, up to two rounds
+ * of the ring (CLOCK: the first may only clear marks), or ROOM_STEPS after a walk that found
+ * nothing to evict (every entry busy), so that a registry of busy keys does not cost a walk of
+ * the whole ring per new key. */
 #define AGE_STEPS 4u
 #define ROOM_STEPS 64u
 
@@ -94,6 +96,7 @@ struct sx_registry {
 	entry *hand;
 	uint64_t keys, bytes, table_bytes, created, evicted, removed;
 	uint64_t dead;            /* removals since the set was last rebuilt (its tombstones) */
+	bool futile;              /* the last walk for room evicted nothing */
 	/* Entries whose last put found no epoch record to retire them on (its thread's first record
 	 * could not be allocated): the writer retires them. */
 	SX__ALIGNED ck_stack_t orphans;
@@ -339,16 +342,16 @@ static bool evict(sx_registry *reg, sx__tcache *c, entry *e, bool aged)
 	return true;
 }
 
-/* Move the hand up to `steps` entries (see the top). room: a key of `bytes` is about to be
- * added, so evict unused entries while that would pass the bound. Returns the evictions. */
+/* Move the hand up to `steps` entries (see the top). room: evict unused entries while adding
+ * `keys` keys of `bytes` bytes would pass the bound. Returns the evictions. */
 static unsigned walk(sx_registry *reg, sx__tcache *c, uint64_t now, uint64_t steps, bool room,
-    uint64_t bytes)
+    uint64_t keys, uint64_t bytes)
 {
 	unsigned evicted = 0;
 
 	while (steps-- > 0 && reg->hand != NULL) {
 		entry *e = reg->hand;
-		bool pressure = room && over(reg, 1, bytes), aged;
+		bool pressure = room && over(reg, keys, bytes), aged;
 
 		if (!pressure && reg->idle_ns == 0)
 			break;
@@ -372,7 +375,11 @@ static int make(sx_registry *reg, sx__tcache *c, uint64_t key, unsigned long h, 
 	entry *e;
 	int rc;
 
-	(void)walk(reg, c, now, over(reg, 1, bytes) ? ROOM_STEPS : AGE_STEPS, true, bytes);
+	if (over(reg, 1, bytes))
+		reg->futile = walk(reg, c, now, reg->futile ? ROOM_STEPS : 2 * reg->keys + 1, true,
+		    1, bytes) == 0;
+	else
+		(void)walk(reg, c, now, AGE_STEPS, true, 1, bytes);
 	e = sx__zalloc(sizeof(*e), SX__SMALL_ALIGN);
 	if (e == NULL)
 		return -ENOMEM;
@@ -396,6 +403,9 @@ static int make(sx_registry *reg, sx__tcache *c, uint64_t key, unsigned long h, 
 	set64(&reg->keys, reg->keys + 1);
 	set64(&reg->bytes, reg->bytes + bytes);
 	set64(&reg->created, reg->created + 1);
+	/* The put may have grown the table past the bound in bytes: make that room too. */
+	if (over(reg, 0, 0) && !reg->futile)
+		(void)walk(reg, c, now, 2 * reg->keys, true, 0, 0);
 	*out = e;
 	return 0;
 }
@@ -470,6 +480,9 @@ void sx_registry_put(sx_registry_ref *e)
 {
 	if (e == NULL)
 		return;
+	/* Holding a reference is using the key: its idle time starts at the put. */
+	if (!ck_pr_load_8(&e->used))
+		ck_pr_store_8(&e->used, 1);
 	if (ck_pr_faa_32(&e->refs, (uint32_t)-1) == 1)
 		retire(sx__tcache_get(e->reg->pool), e); /* unlisted meanwhile: the last one out */
 }
@@ -537,7 +550,7 @@ int sx_registry_sweep(sx_registry *reg)
 		return -EINVAL;
 	c = sx__tcache_get(reg->pool);
 	wlock(reg, c);
-	n = walk(reg, c, clock_now(reg), reg->keys, true, 0);
+	n = walk(reg, c, clock_now(reg), reg->keys, true, 0, 0);
 	wunlock(reg);
 	if (c != NULL)
 		(void)sx__epoch_poll(c);
