@@ -516,15 +516,6 @@ static void test_keyed_no_over_admission_under_racing_threads(void **state)
  * not land in the evicted bucket with A's second then finding a fresh full bucket for X (burst
  * + 1). (Y's first probe slot once meant a table slot; the keys are kept as they were.)
  */
-static uint64_t t_mix(uint64_t k) /* ratelimit.c's slot hash */
-{
-	k ^= k >> 33;
-	k *= UINT64_C(0xff51afd7ed558ccd);
-	k ^= k >> 33;
-	k *= UINT64_C(0xc4ceb9fe1a85ec53);
-	return k ^ (k >> 33);
-}
-
 static sx_ratelimit_keyed *to_kl;
 static uint64_t to_x, to_y;
 static uint32_t to_round, to_done, to_x_ok;
@@ -582,35 +573,32 @@ static void *to_thread(void *arg)
 static void test_keyed_takeover_never_admits_burst_plus_one(void **state)
 {
 	unsigned rounds = TO_ROUNDS * tu_stress_scale(), over = 0;
+	sx_ratelimit_keyed *kl;
 	pthread_t t[2];
 
 	(void)state;
-	to_x = 1;
-	for (to_y = 2; (t_mix(to_y) & 15) != (t_mix(to_x) & 15); to_y++)
-		;
+	tu_vnow = 10 * SEC;
+	kl = keyed(1, 1, 1); /* bounded at one key: every new key evicts the idle ones */
 	for (uintptr_t i = 0; i < 2; i++)
 		assert_int_equal(pthread_create(&t[i], NULL, to_thread, (void *)i), 0);
 	for (unsigned r = 1; r <= rounds && over == 0; r++) {
-		sx_ratelimit_keyed *kl = keyed(1, 1, 1); /* 16 slots, all in every probe */
-		unsigned held = 1;
-
-		tu_vnow = 10 * SEC;
-		assert_int_equal(sx_ratelimit_keyed_try(kl, to_x, 1), 0); /* X in Y's first slot */
-		for (uint64_t k = 1000; held < 16; k++)
-			if (k != to_y && sx_ratelimit_keyed_try(kl, k, 1) == 0)
-				held++;
-		tu_vnow = 100 * SEC; /* every bucket full again: every slot idle */
+		/* Fresh keys each round: X, then 15 others, all just admitted (not evictable). */
+		to_x = (uint64_t)r * 64;
+		to_y = to_x + 32;
+		assert_int_equal(sx_ratelimit_keyed_try(kl, to_x, 1), 0);
+		for (uint64_t k = to_x + 1; k < to_x + 16; k++)
+			assert_int_equal(sx_ratelimit_keyed_try(kl, k, 1), 0);
+		tu_vnow += 100 * SEC; /* every bucket full again: every key evictable */
 		tu_rand(&to_rng);
 		__atomic_store_n(&to_done, 0, __ATOMIC_RELEASE);
 		__atomic_store_n(&to_kl, kl, __ATOMIC_RELEASE);
 		__atomic_store_n(&to_round, r, __ATOMIC_RELEASE);
 		while (__atomic_load_n(&to_done, __ATOMIC_ACQUIRE) != 2)
 			sched_yield();
-		/* X admitted twice, or Y (full bucket, one event) refused: X's event was charged to
-		 * Y's slot. */
+		/* X admitted twice (its event landed in an evicted bucket, then a fresh one took the
+		 * second), or Y (full bucket, one event) refused. */
 		over += __atomic_load_n(&to_x_ok, __ATOMIC_ACQUIRE) > 1 ||
 		    __atomic_load_n(&to_y_rc, __ATOMIC_ACQUIRE) != 0;
-		sx_ratelimit_keyed_destroy(kl);
 		if (over != 0 || r == rounds) {
 			__atomic_store_n(&to_kl, NULL, __ATOMIC_RELEASE);
 			__atomic_store_n(&to_round, r + 1, __ATOMIC_RELEASE);
@@ -618,6 +606,7 @@ static void test_keyed_takeover_never_admits_burst_plus_one(void **state)
 	}
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
+	sx_ratelimit_keyed_destroy(kl);
 	assert_int_equal(over, 0);
 }
 
