@@ -6,7 +6,9 @@
  * The peer is what a C service usually writes: an open-addressing hash map (linear probing,
  * backward-shift deletion) of heap objects under one pthread_mutex, the lookup taking a
  * reference under the lock and the put dropping it with an atomic; under churn it evicts its
- * oldest key (a FIFO of insertions) to stay at `keys`. ns_per_task is the wall time over n (the
+ * oldest key that nobody holds (a FIFO of insertions) to stay at `keys`. Each of its objects
+ * holds an sx_sem too, as strix's entries do; its bytes_per_key counts its table and objects
+ * but not the semaphores (strix's counts everything, its semaphore included). ns_per_task is the wall time over n (the
  * cost of one lookup on one thread); bytes_per_key what the structure holds per key after the
  * fill (guards or objects included).
  */
@@ -46,7 +48,8 @@ static uint64_t xs(uint64_t *s)
 typedef struct obj {
 	uint64_t key;
 	uint32_t refs;
-	uint32_t permits;     /* stands for the guard */
+	uint32_t permits;
+	sx_sem *guard;        /* the same guard as strix's entries hold */
 } obj;
 
 typedef struct mmap_ {
@@ -94,6 +97,7 @@ static void mm_delete(mmap_ *m, uint64_t key)
 		i = (i + 1) & m->mask;
 	if (m->slots[i] == NULL)
 		return;
+	sx_sem_destroy(m->slots[i]->guard);
 	free(m->slots[i]);
 	m->slots[i] = NULL;
 	m->count--;
@@ -109,6 +113,24 @@ static void mm_delete(mmap_ *m, uint64_t key)
 	}
 }
 
+/* The oldest key that nobody holds (a held one goes to the back of the queue). */
+static void mm_evict_oldest(mmap_ *m)
+{
+	for (uint64_t tries = 0; tries < m->bound; tries++) {
+		uint64_t key = m->fifo[m->head++ % (m->bound + 2)], i;
+		obj *o;
+
+		for (i = mh(key) & m->mask; (o = m->slots[i]) != NULL && o->key != key;
+		    i = (i + 1) & m->mask)
+			;
+		if (o != NULL && __atomic_load_n(&o->refs, __ATOMIC_ACQUIRE) == 0) {
+			mm_delete(m, key);
+			return;
+		}
+		m->fifo[m->tail++ % (m->bound + 2)] = key;
+	}
+}
+
 static obj *mm_get(mmap_ *m, uint64_t key)
 {
 	uint64_t i;
@@ -121,12 +143,14 @@ static obj *mm_get(mmap_ *m, uint64_t key)
 	o = calloc(1, sizeof(*o));
 	o->key = key;
 	o->permits = 1;
+	if (sx_sem_create(NULL, 1, &o->guard) != 0)
+		o->permits = 0; /* counted as a failed lookup */
 	m->slots[i] = o;
 	m->count++;
 	if (m->bound != 0) {
-		m->fifo[m->tail++ % m->bound] = key;
+		m->fifo[m->tail++ % (m->bound + 2)] = key;
 		if (m->count > m->bound)
-			mm_delete(m, m->fifo[m->head++ % m->bound]);
+			mm_evict_oldest(m);
 	}
 	if (m->count * 2 > m->mask + 1)
 		mm_grow(m);
@@ -223,7 +247,7 @@ int registry_lookup(bool strix, unsigned threads, uint64_t keys, bool churn, uin
 		r.mm->mask = 63;
 		r.mm->slots = calloc(64, sizeof(obj *));
 		r.mm->bound = churn ? keys : 0;
-		r.mm->fifo = churn ? calloc(keys, sizeof(uint64_t)) : NULL;
+		r.mm->fifo = churn ? calloc(keys + 2, sizeof(uint64_t)) : NULL;
 	}
 	for (uint64_t k = 0; k < keys; k++) {
 		if (strix) {
@@ -278,8 +302,11 @@ int registry_lookup(bool strix, unsigned threads, uint64_t keys, bool churn, uin
 	if (strix) {
 		sx_registry_destroy(r.reg);
 	} else {
-		for (uint64_t i = 0; i <= r.mm->mask; i++)
+		for (uint64_t i = 0; i <= r.mm->mask; i++) {
+			if (r.mm->slots[i] != NULL)
+				sx_sem_destroy(r.mm->slots[i]->guard);
 			free(r.mm->slots[i]);
+		}
 		free(r.mm->slots);
 		free(r.mm->fifo);
 		pthread_mutex_destroy(&r.mm->lock);

@@ -320,8 +320,8 @@ static void unlist(sx_registry *reg, entry *e)
 	set64(&reg->keys, reg->keys - 1);
 	set64(&reg->bytes, reg->bytes - ENTRY_BYTES - reg->guard_bytes);
 	/* Removals leave tombstones, which lengthen probes until a put reuses them: rebuild the set
-	 * (a copy, retired like a grown one) once they outnumber the keys. */
-	if (++reg->dead > reg->keys + 1024) {
+	 * (a copy, retired like a grown one) once they pass a quarter of the keys. */
+	if (++reg->dead > reg->keys / 4 + 64) {
 		if (ck_hs_rebuild(&reg->hs))
 			reg->dead = 0;
 	}
