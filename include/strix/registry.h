@@ -138,7 +138,8 @@ SX_API void sx_registry_destroy(sx_registry *reg);
 /**
  * sx_registry_get - a reference to key's guard in *ref, made if key has none (any 64-bit key).
  * Returns 0; -ENOMEM (key had no entry and none could be made, or the calling thread's first
- * epoch record could not be allocated; nothing changed); -EINVAL for NULL reg or ref.
+ * epoch record could not be allocated; no reference is out, though idle entries may have been
+ * evicted to make room); -EINVAL for NULL reg or ref.
  * A key with an entry: lock-free and allocation-free (an epoch section, a probe, one CAS on the
  * entry's count). A new key: takes the registry's writer lock (blocks while another thread makes,
  * evicts or removes an entry) and allocates; may evict idle entries (see the top).
