@@ -2,9 +2,10 @@
  * Keyed registries (strix/registry.h): a ck_hs set of entries, read without a lock inside the
  * pool's epoch sections, written by one thread at a time under reg->lock.
  *
- * reg->lock is the registry's cold-path lock: it serialises every change of the set (making an
+ * reg->lock is the registry's cold-path lock: it serialises every change of the set (listing an
  * entry, the set's growth and rebuilds, eviction, removal) and the writer-only fields (the
- * sweep's ring, the counters). ck_hs allows one writer with any number of concurrent readers
+ * sweep's ring, the counters). A new key's entry and guard are allocated before the lock is
+ * taken, and the entries evicted under it are retired after it is released. ck_hs allows one writer with any number of concurrent readers
  * (CK_HS_MODE_SPMC); the lock is that one writer. A get that finds its key's entry never takes
  * it.
  *
@@ -97,6 +98,7 @@ struct sx_registry {
 	uint64_t keys, bytes, table_bytes, created, evicted, removed;
 	uint64_t dead;            /* removals since the set was last rebuilt (its tombstones) */
 	bool futile;              /* the last walk for room evicted nothing */
+	entry *grave;             /* evicted under the lock, retired after it (linked by next) */
 	/* Entries whose last put found no epoch record to retire them on (its thread's first record
 	 * could not be allocated): the writer retires them. */
 	SX__ALIGNED ck_stack_t orphans;
@@ -264,11 +266,21 @@ static void wlock(sx_registry *reg, sx__tcache *c)
 	}
 }
 
+/* Unlock, then retire what was evicted meanwhile: the epoch's bookkeeping and the frees it
+ * may run stay out of the critical section. */
 static void wunlock(sx_registry *reg)
 {
+	sx__tcache *c = w_tc;
+	entry *e = reg->grave, *next;
+
+	reg->grave = NULL;
 	w_reg = NULL;
 	w_tc = NULL;
 	pthread_mutex_unlock(&reg->lock);
+	for (; e != NULL; e = next) {
+		next = e->next;
+		retire(c, e);
+	}
 }
 
 static uint64_t clock_now(const sx_registry *reg)
@@ -328,7 +340,7 @@ static void unlist(sx_registry *reg, entry *e)
 }
 
 /* Evict e if nobody holds it and its guard is idle; true if it went. */
-static bool evict(sx_registry *reg, sx__tcache *c, entry *e, bool aged)
+static bool evict(sx_registry *reg, entry *e, bool aged)
 {
 	if (!ck_pr_cas_32(&e->refs, 1, 0))
 		return false;
@@ -338,13 +350,14 @@ static bool evict(sx_registry *reg, sx__tcache *c, entry *e, bool aged)
 	}
 	unlist(reg, e);
 	set64(&reg->evicted, reg->evicted + 1);
-	retire(c, e);
+	e->next = reg->grave; /* retired by wunlock */
+	reg->grave = e;
 	return true;
 }
 
 /* Move the hand up to `steps` entries (see the top). room: evict unused entries while adding
  * `keys` keys of `bytes` bytes would pass the bound. Returns the evictions. */
-static unsigned walk(sx_registry *reg, sx__tcache *c, uint64_t now, uint64_t steps, bool room,
+static unsigned walk(sx_registry *reg, uint64_t now, uint64_t steps, bool room,
     uint64_t keys, uint64_t bytes)
 {
 	unsigned evicted = 0;
@@ -362,51 +375,59 @@ static unsigned walk(sx_registry *reg, sx__tcache *c, uint64_t now, uint64_t ste
 			continue;
 		}
 		aged = reg->idle_ns != 0 && now >= e->seen && now - e->seen >= reg->idle_ns;
-		if ((aged || pressure) && evict(reg, c, e, aged))
+		if ((aged || pressure) && evict(reg, e, aged))
 			evicted++;
 	}
 	return evicted;
 }
 
-/* Make key's entry with one reference for the caller (under the lock; key has none). */
-static int make(sx_registry *reg, sx__tcache *c, uint64_t key, unsigned long h, entry **out)
+/* A new entry and its guard, made before the lock is taken (NULL: no memory). */
+static entry *prepare(sx_registry *reg)
 {
-	uint64_t now = clock_now(reg), bytes = ENTRY_BYTES + reg->guard_bytes;
-	entry *e;
-	int rc;
+	entry *e = sx__zalloc(sizeof(*e), SX__SMALL_ALIGN);
 
-	if (over(reg, 1, bytes))
-		reg->futile = walk(reg, c, now, reg->futile ? ROOM_STEPS : 2 * reg->keys + 1, true,
-		    1, bytes) == 0;
-	else
-		(void)walk(reg, c, now, AGE_STEPS, true, 1, bytes);
-	e = sx__zalloc(sizeof(*e), SX__SMALL_ALIGN);
 	if (e == NULL)
-		return -ENOMEM;
-	if ((rc = guard_new(reg, &e->guard)) != 0) {
+		return NULL;
+	if (guard_new(reg, &e->guard) != 0) { /* -ENOMEM: the options were checked at create */
 		sx__dfree(e, sizeof(*e), SX__SMALL_ALIGN);
-		return rc == -EINVAL ? -ENOMEM : rc; /* the options were checked at create */
+		return NULL;
 	}
-	e->refs = 2;
 	e->kind = (uint8_t)reg->kind;
 	e->reg = reg;
+	return e;
+}
+
+static void discard(entry *e)
+{
+	guard_free(e->kind, e->guard);
+	sx__dfree(e, sizeof(*e), SX__SMALL_ALIGN);
+}
+
+/* List e, prepared, as key's entry with one reference for the caller (under the lock; key has
+ * none). Makes room first. 0, or -ENOMEM (the set could not take it; e is the caller's). */
+static int install(sx_registry *reg, entry *e, uint64_t key, unsigned long h)
+{
+	uint64_t now = clock_now(reg), bytes = ENTRY_BYTES + reg->guard_bytes;
+
+	if (over(reg, 1, bytes))
+		reg->futile = walk(reg, now, reg->futile ? ROOM_STEPS : 2 * reg->keys + 1, true,
+		    1, bytes) == 0;
+	else
+		(void)walk(reg, now, AGE_STEPS, true, 1, bytes);
+	e->refs = 2;
 	e->seen = now;
 	ck_pr_store_64(&e->key, key);
 	SX__TSAN_RELEASE(e);
 	ck_pr_fence_store(); /* the entry before the slot that publishes it */
-	if (!ck_hs_put(&reg->hs, h, e)) {
-		guard_free(reg->kind, e->guard);
-		sx__dfree(e, sizeof(*e), SX__SMALL_ALIGN);
+	if (!ck_hs_put(&reg->hs, h, e))
 		return -ENOMEM;
-	}
 	ring_insert(reg, e);
 	set64(&reg->keys, reg->keys + 1);
 	set64(&reg->bytes, reg->bytes + bytes);
 	set64(&reg->created, reg->created + 1);
 	/* The put may have grown the table past the bound in bytes: make that room too. */
 	if (over(reg, 0, 0) && !reg->futile)
-		(void)walk(reg, c, now, 2 * reg->keys, true, 0, 0);
-	*out = e;
+		(void)walk(reg, now, 2 * reg->keys, true, 0, 0);
 	return 0;
 }
 
@@ -431,7 +452,7 @@ static inline bool take(entry *e)
 static __attribute__((noinline)) int get_slow(sx_registry *reg, sx__tcache *c, uint64_t key,
     unsigned long h, entry **out)
 {
-	entry *e;
+	entry *e, *spare = prepare(reg); /* outside the lock; NULL: the key may exist after all */
 	int rc = 0;
 
 	wlock(reg, c);
@@ -441,10 +462,15 @@ static __attribute__((noinline)) int get_slow(sx_registry *reg, sx__tcache *c, u
 		ck_pr_inc_32(&e->refs);
 		ck_pr_store_8(&e->used, 1);
 		*out = e;
-	} else {
-		rc = make(reg, c, key, h, out);
+	} else if (spare == NULL) {
+		rc = -ENOMEM;
+	} else if ((rc = install(reg, spare, key, h)) == 0) {
+		*out = spare;
+		spare = NULL;
 	}
 	wunlock(reg);
+	if (spare != NULL)
+		discard(spare); /* another thread made the key first, or the set refused it */
 	return rc;
 }
 
@@ -550,7 +576,7 @@ int sx_registry_sweep(sx_registry *reg)
 		return -EINVAL;
 	c = sx__tcache_get(reg->pool);
 	wlock(reg, c);
-	n = walk(reg, c, clock_now(reg), reg->keys, true, 0, 0);
+	n = walk(reg, clock_now(reg), reg->keys, true, 0, 0);
 	wunlock(reg);
 	if (c != NULL)
 		(void)sx__epoch_poll(c);
