@@ -1,16 +1,16 @@
 /*
  * B13 registry: keyed guard lookup. A registry of bulkheads (one sx_sem per key) is filled with
- * `keys` keys; then each of `threads` threads makes n lookups (sx_registry_get and
- * sx_registry_put) of keys drawn uniformly from them. churn: half the lookups are of a key never
- * seen before (a create), under a bound of `keys` keys, so as many entries are evicted as made.
- * The peer is what a C service usually writes: an open-addressing hash map (linear probing,
- * backward-shift deletion) of heap objects under one pthread_mutex, the lookup taking a
- * reference under the lock and the put dropping it with an atomic; under churn it evicts its
- * oldest key that nobody holds (a FIFO of insertions) to stay at `keys`. Each of its objects
- * holds an sx_sem too, as strix's entries do; its bytes_per_key counts its table and objects
- * but not the semaphores (strix's counts everything, its semaphore included). ns_per_task is the wall time over n (the
- * cost of one lookup on one thread); bytes_per_key what the structure holds per key after the
- * fill (guards or objects included).
+ * `keys` keys; then each of `threads` threads makes n lookups (sx_registry_get and sx_registry_put)
+ * of keys drawn uniformly from them. churn: half the lookups are of a key never seen before (a
+ * create), under a bound of `keys` keys, so as many entries are evicted as made. The peer is what a
+ * C service usually writes: an open-addressing hash map (linear probing, backward-shift deletion)
+ * of heap objects under one pthread_mutex, the lookup taking a reference under the lock and the put
+ * dropping it with an atomic; under churn it evicts its oldest key that nobody holds (a FIFO of
+ * insertions) to stay at `keys`. Each of its objects holds an sx_sem too, as strix's entries do;
+ * its bytes_per_key counts its table and objects but not the semaphores (strix's counts everything,
+ * its semaphore included). ns_per_task is the wall time over n (the cost of one lookup on one
+ * thread); bytes_per_key what the structure holds per key after the fill (guards or objects
+ * included).
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -166,7 +166,7 @@ static void mm_put(obj *o)
 	__atomic_sub_fetch(&o->refs, 1, __ATOMIC_ACQ_REL);
 }
 
-/* ---- the runs --------------------------------------------------------------------------------- */
+/* ---- the runs ----------------------------------------------------------------------------- */
 
 struct reg_run {
 	bool strix, churn;

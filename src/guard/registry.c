@@ -3,11 +3,11 @@
  * pool's epoch sections, written by one thread at a time under reg->lock.
  *
  * reg->lock is the registry's cold-path lock: it serialises every change of the set (listing an
- * entry, the set's growth and rebuilds, eviction, removal) and the writer-only fields (the
- * sweep's ring, the counters). A new key's entry and guard are allocated before the lock is
- * taken, and the entries evicted under it are retired after it is released. ck_hs allows one writer with any number of concurrent readers
- * (CK_HS_MODE_SPMC); the lock is that one writer. A get that finds its key's entry never takes
- * it.
+ * entry, the set's growth and rebuilds, eviction, removal) and the writer-only fields (the sweep's
+ * ring, the counters). A new key's entry and guard are allocated before the lock is taken, and the
+ * entries evicted under it are retired after it is released. ck_hs allows one writer with any
+ * number of concurrent readers (CK_HS_MODE_SPMC); the lock is that one writer. A get that finds its
+ * key's entry never takes it.
  *
  * An entry's count, refs, is 1 for the table while the entry is listed plus 1 per reference
  * handed out. A reader inside an epoch section finds the entry and takes a reference with a CAS
@@ -32,9 +32,9 @@
  * writer, whose record w_tc names (set while the lock is held). Every retirement's callback
  * frees memory and ends a guard and nothing else, so it may run after the registry is gone.
  *
- * Eviction order: CLOCK. A get or a put sets its entry's used flag (a store only when it was clear);
- * the hand walks the ring of entries (writer-only links; a new entry goes just behind the hand),
- * clearing used flags and stamping `seen` with the clock, and evicts entries it finds unused
+ * Eviction order: CLOCK. A get or a put sets its entry's used flag (a store only when it was
+ * clear); the hand walks the ring of entries (writer-only links; a new entry goes just behind the
+ * hand), clearing used flags and stamping `seen` with the clock, and evicts entries it finds unused
  * when the bound needs room or when idle_ns has passed since `seen`. A new key walks a few steps
  * (more while over the bound); sx_registry_sweep walks once round.
  *
