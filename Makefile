@@ -35,9 +35,9 @@ FLOW_SRCS   := src/flow/promise_core.c src/flow/promise_retry.c src/flow/promise
                src/flow/promise_wait.c src/flow/promise_settle.c src/flow/promise_io.c \
                src/flow/promise_blocking.c src/flow/fanout.c \
                src/flow/join.c src/flow/strand.c
-GUARD_SRCS  := src/guard/sem.c src/guard/ratelimit.c src/guard/circuit.c src/guard/adaptive.c \
-               src/guard/chaos.c src/guard/hedge.c src/guard/metrics.c src/guard/events.c \
-               src/guard/pipeline.c src/guard/group.c
+GUARD_SRCS  := src/guard/sem.c src/guard/ratelimit.c src/guard/circuit.c src/guard/registry.c \
+               src/guard/adaptive.c src/guard/chaos.c src/guard/hedge.c src/guard/metrics.c \
+               src/guard/events.c src/guard/pipeline.c src/guard/group.c
 LIB_SRCS := $(BASE_SRCS) $(EXEC_SRCS) $(TIME_SRCS) $(CANCEL_SRCS) $(IO_SRCS) $(FLOW_SRCS) \
             $(GUARD_SRCS)
 # Internal headers, for the rules that compile the sources straight into a test.

@@ -12,7 +12,7 @@ BENCH_C   := bench/harness.c bench/hist.c bench/common.c bench/strix_impl.c \
              bench/peers/thpool_impl.c bench/peers/uv_bench.c bench/peers/futex_bench.c \
              bench/wheel_bench.c bench/promise_bench.c bench/fanout_bench.c bench/pipeline_bench.c \
              bench/group_bench.c bench/join_bench.c bench/strand_bench.c bench/resilience_bench.c \
-             bench/blocking_bench.c
+             bench/blocking_bench.c bench/registry_bench.c
 # The strix side of io_pingpong needs strix's I/O module: bench/io_bench.c is built, and the row
 # registered (bench_main.cc, STRIX_HAVE_IO), only when include/strix/io.h exists; without it the
 # row has its peers alone and the report notes why strix's cell is empty.

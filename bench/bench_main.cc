@@ -543,6 +543,32 @@ void register_all()
 			st.counters["extra_load_pct"] = extra * 100.0;
 		});
 
+	// B13 registry: keyed lookups over 10^3, 10^5, 10^6 keys, 1 and 2 threads, and churn (half
+	// the lookups make a new key, evicting as many), strix against a mutex-protected map.
+	const uint64_t lookups = size(2000000, 2000);
+	struct reg_case {
+		const char *name;
+		uint64_t keys;
+		bool churn;
+	};
+	const reg_case reg_cases[] = {
+		{ "1e3", 1000, false }, { "1e5", size(100000, 1000), false },
+		{ "1e6", size(1000000, 1000), false }, { "churn1e5", size(100000, 1000), true },
+	};
+	for (const auto &c : reg_cases)
+		for (unsigned t : { 1u, 2u })
+			for (bool strix : { true, false })
+				add(std::string("registry/") + (strix ? "strix/" : "mutex/") + c.name +
+				    "/" + std::to_string(t), reps(3), [c, t, strix, lookups](
+				    benchmark::State &st) {
+					double bpk = 0;
+
+					if (run_counted(st, [&](bench_out *o) {
+						return registry_lookup(strix, t, c.keys, c.churn,
+						    lookups, &bpk, o); }))
+						st.counters["bytes_per_key"] = bpk;
+				});
+
 	// Run groups: signal -> sx_group_run returning.
 	const uint64_t stops = size(300, 5);
 	add("group_signal/strix", 1, [stops](benchmark::State &st) {

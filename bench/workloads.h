@@ -151,6 +151,13 @@ int bench_adaptive(bool adaptive, bool smoke, bench_hist *h, bench_adaptive_out 
     bench_out *o);
 int bench_hedge(bool hedged, bool smoke, bench_hist *h, double *extra_load, bench_out *o);
 
+/* B13 registry (registry_bench.c): `threads` threads making n keyed lookups each (get and put)
+ * over `keys` keys; churn: half of them new keys, under a bound of `keys`. strix's registry of
+ * bulkheads, or (strix false) a mutex-protected open-addressing map of heap objects.
+ * *bytes_per_key: memory per key after the fill, guard or object included. */
+int registry_lookup(bool strix, unsigned threads, uint64_t keys, bool churn, uint64_t n,
+    double *bytes_per_key, bench_out *o);
+
 /* yield (tokio's yield_many): BENCH_YIELD_TASKS tasks submitted from outside the pool, each
  * yielding n / BENCH_YIELD_TASKS times (queued again behind the queued work: strix's
  * sx_pool_yield_task, a re-post for Asio) before it counts down; ns_per_task per yield. */

@@ -24,6 +24,7 @@
 #include <strix/sem.h>
 #include <strix/ratelimit.h>
 #include <strix/circuit.h>
+#include <strix/registry.h>
 #include <strix/adaptive.h>
 #include <strix/chaos.h>
 #include <strix/hedge.h>

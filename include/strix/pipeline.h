@@ -14,10 +14,15 @@
  *
  * @code{.unparsed}
  *     rate limit  -> before: take a turn (SX_ERATE_LIMITED, or wait for it); a keyed limiter
- *                    takes the turn of the call's key (SX_ERATE_LIMITED, or -ENOSPC)
+ *                    takes the turn of the call's key (SX_ERATE_LIMITED, or -ENOMEM
+ *                    when a new key's state cannot be allocated)
  *     bulkhead    -> before: take a permit (SX_EREJECTED, or wait for it); after: give it back
  *     circuit     -> before: sx_circuit_acquire (SX_ECIRCUIT_OPEN); after: sx_circuit_release
  *                    with the inner result and latency
+ *     keyed circuit, keyed bulkhead -> the same on the call's key's guard in a registry
+ *                    (<strix/registry.h>): before takes a reference to it (made on the key's
+ *                    first call; -ENOMEM if it cannot be), after gives it back, so the key's
+ *                    entry is never evicted while a call holds it
  *     timeout     -> the layers inside it get a breaker that trips with -ETIMEDOUT at the
  *                    deadline; the call then returns -ETIMEDOUT once the inner layers return
  *                    (the action is told, never abandoned: a bulkhead permit inside is held until
@@ -62,6 +67,7 @@
 #include <strix/error.h>
 #include <strix/promise.h>
 #include <strix/ratelimit.h>
+#include <strix/registry.h>
 #include <strix/retry.h>
 #include <strix/sem.h>
 
@@ -155,6 +161,17 @@ SX_API int sx_pipeline_add_ratelimit_keyed(sx_pipeline *pl, sx_ratelimit_keyed *
     uint64_t (*key)(const sx_call *call));
 SX_API int sx_pipeline_add_bulkhead(sx_pipeline *pl, sx_sem *sem, unsigned flags);
 SX_API int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c);
+/** sx_pipeline_add_circuit_keyed: a circuit per key, from reg (a SX_REGISTRY_CIRCUIT registry,
+ * else -EINVAL); key(call) names the call's key and must not block. A call whose key has no
+ * entry yet makes one (the registry's slow path: its lock and an allocation).
+ * @copydoc sx_pipeline_add_ratelimit */
+SX_API int sx_pipeline_add_circuit_keyed(sx_pipeline *pl, sx_registry *reg,
+    uint64_t (*key)(const sx_call *call));
+/** sx_pipeline_add_bulkhead_keyed: a bulkhead per key, from reg (a SX_REGISTRY_BULKHEAD
+ * registry, else -EINVAL); key as sx_pipeline_add_circuit_keyed; flags as
+ * sx_pipeline_add_bulkhead. @copydoc sx_pipeline_add_ratelimit */
+SX_API int sx_pipeline_add_bulkhead_keyed(sx_pipeline *pl, sx_registry *reg,
+    uint64_t (*key)(const sx_call *call), unsigned flags);
 /** sx_pipeline_add_timeout: ns > 0: any length (a deadline past 2^63 ns of CLOCK_MONOTONIC is never reached: it
  * saturates); ns < 0: no limit, so nothing is added (no pool is needed, and no layer counted);
  * 0: -EINVAL (every call would time out before it began).
@@ -196,7 +213,8 @@ SX_API int sx_pipeline_set_events(sx_pipeline *pl, struct sx_events *ev, const c
  * (may be NULL) is the caller's breaker: a tripped stop ends the call before the next layer or
  * attempt with its code. If out is not NULL it receives call->out when the call returns 0.
  * Returns what the layers make of fn's result: 0; fn's error; SX_ERATE_LIMITED, SX_EREJECTED,
- * SX_ECIRCUIT_OPEN from the policies; -ETIMEDOUT from a timeout; stop's code; -ENOMEM,
+ * SX_ECIRCUIT_OPEN from the policies; -ENOMEM from a keyed policy whose new key's guard could
+ * not be made; -ETIMEDOUT from a timeout; stop's code; -ENOMEM,
  * -EAGAIN or -ESHUTDOWN when a timeout could not be set up (its pool's timer service refused,
  * or, -EAGAIN or -ENOMEM, the thread-specific key for timeout records could not be created: a
  * later call tries again; the layers inside it did not run), and -ESHUTDOWN also when that pool

@@ -104,10 +104,12 @@ SX_API uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n);
 
 /**
  * Keyed limiters: one GCRA limit per key (a client, a route, an address), like Workshop's rate
- * middle, in a fixed table sized at create: no allocation and no lock per call. A key's state is
- * dropped as soon as its bucket has refilled (an idle key costs nothing), and its slot goes to
- * the next key that needs one; more than max_keys keys active at once (each within burst
- * intervals of its last event) may not find a slot.
+ * middle: a keyed registry of limiters (<strix/registry.h>) on the library's shared pool. A key
+ * that has a limiter is admitted without a lock or an allocation; a new key's limiter is made on
+ * its first event. Keys are dropped only when their bucket is full (their state is then a fresh
+ * limiter's, so dropping loses nothing): when more than max_keys keys are held, and once a key
+ * has been idle for its whole tolerance (burst intervals). Keys with events in flight are never
+ * dropped, so any number of keys can be active at once: the table grows.
  */
 typedef struct sx_ratelimit_keyed sx_ratelimit_keyed;
 
@@ -115,10 +117,12 @@ typedef struct sx_ratelimit_keyed sx_ratelimit_keyed;
 
 /**
  * sx_ratelimit_keyed_create - a keyed limiter: every key gets opts' rate and burst (and clock).
- * max_keys: the keys expected to be active at once, 1 .. SX_RATELIMIT_MAX_KEYS (the table has
- * twice that many slots, 16 bytes each).
+ * max_keys: the memory bound, 1 .. SX_RATELIMIT_MAX_KEYS: beyond it, keys whose bucket is full
+ * are evicted (least recently used first) to make room; keys still within their burst are kept,
+ * so more keys than that may be held while they are active. About 200 bytes per key held.
  * Returns 0; -EINVAL for NULL out, max_keys out of range, or opts as sx_ratelimit_create;
- * -ENOMEM. Nothing is created on failure. Cold path (allocates); never blocks; any thread.
+ * -ENOMEM; the shared pool's sx_pool_create error (its first use). Nothing is created on
+ * failure. Cold path (allocates); never blocks; any thread.
  */
 SX_API int sx_ratelimit_keyed_create(const sx_ratelimit_opts *opts, uint32_t max_keys,
     sx_ratelimit_keyed **out);
@@ -129,14 +133,15 @@ SX_API void sx_ratelimit_keyed_destroy(sx_ratelimit_keyed *kl);
 
 /**
  * sx_ratelimit_keyed_try - admit an event of weight n for key now, or refuse it.
- * Returns 0 (admitted); SX_ERATE_LIMITED (refused; nothing changes); -ENOSPC when no slot near
- * the key's hash is free or idle (more keys active than the table holds: the event was not
- * admitted); -EINVAL for NULL kl, key UINT64_MAX (reserved), n == 0 or n > burst.
- * Never blocks; lock-free (a clock read, a hash, a short probe and one CAS; taking over an idle
- * slot is a CAS and two stores). Any thread, concurrently. A key whose slot is taken over by
- * another key was idle (its bucket full); an event of it racing with the takeover is admitted
- * either before it, in the old slot that the takeover then finds busy, or after it, in a fresh
- * slot: never charged to the new key, never one more than the burst.
+ * Returns 0 (admitted); SX_ERATE_LIMITED (refused; nothing changes); -ENOMEM (a new key whose
+ * limiter could not be allocated, or the thread's first epoch record; not admitted, nothing
+ * changed); -EINVAL for NULL kl, key UINT64_MAX (reserved), n == 0 or n > burst.
+ * A key with a limiter: never blocks, lock-free and allocation-free (a clock read, an epoch
+ * section, a hash probe and one CAS). A new key: the registry's slow path (its writer lock, an
+ * allocation, possibly evictions). Any thread, concurrently. A key evicted while an event of it
+ * races is charged to exactly one bucket: the eviction fails if the event lands first, and the
+ * event looks the key up again if the eviction does; a key never admits more than burst at once,
+ * across any number of evictions and remakes.
  * A clock whose readings come within burst intervals of 2^64 ns refuses events (SX_ERATE_LIMITED)
  * rather than wrap its state open; so does sx_ratelimit_try.
  */

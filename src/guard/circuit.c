@@ -923,3 +923,8 @@ uint64_t sx__circuit_slow_ns(const sx_circuit *c)
 {
 	return c->slow_ns;
 }
+
+size_t sx__circuit_bytes(const sx_circuit *c)
+{
+	return sizeof(*c) + (size_t)NSTRIPES * c->stripe_bytes;
+}

@@ -1,5 +1,6 @@
 /*
- * guard: admission and composition (sem.c, ratelimit.c, circuit.c, pipeline.c, group.c); the
+ * guard: admission and composition (sem.c, ratelimit.c, circuit.c, registry.c, pipeline.c,
+ * group.c); the
  * internals the policy pipeline reads from the limiter and the circuit. Includes flow (and
  * cancel, time, exec, base through it). Nothing here is public API.
  */
@@ -15,7 +16,32 @@ struct sx_ratelimit;
 struct sx_circuit;
 struct sx_chaos;
 int sx__chaos_delay(struct sx_chaos *ch, int64_t ns, sx_breaker *stop);
+struct sx_registry;
 int sx__ratelimit_try_mono(struct sx_ratelimit *rl, uint32_t n, uint64_t mono_now);
 uint64_t sx__circuit_slow_ns(const struct sx_circuit *c);
+
+/* The bytes a guard holds, for the registry's bound: a circuit (its stripes included), any
+ * semaphore, any limiter. */
+size_t sx__circuit_bytes(const struct sx_circuit *c);
+size_t sx__sem_bytes(void);
+size_t sx__ratelimit_bytes(void);
+
+/* ratelimit.c, for the registry: seal rl if its bucket is full at its clock's now (its state is
+ * then a fresh limiter's): true, and every later event on rl is refused as LOST by the keyed
+ * limiter's own admission (sx__ratelimit_try_sealable); false (an event is due or was admitted
+ * meanwhile: nothing changed). The registry seals a limiter only once no reference to it is
+ * held, so only keyed admissions inside an epoch section can still meet it. */
+bool sx__ratelimit_seal(struct sx_ratelimit *rl);
+
+/* registry.c, for the keyed limiter and the pipeline's keyed layers. */
+/* The calling thread's record in reg's pool (NULL: its first record could not be allocated). */
+sx__tcache *sx__registry_cache(const struct sx_registry *reg);
+/* key's guard, or NULL if key has no live entry; inside an epoch section of c's (the caller's
+ * sx__epoch_begin on sx__registry_cache's record). No reference is taken: the guard may be
+ * evicted once the section ends. Marks the entry used. Lock-free; allocation-free. */
+void *sx__registry_peek(struct sx_registry *reg, uint64_t key);
+/* reg's kind (enum sx_registry_kind) and, for circuits, the slow-call threshold (0: none). */
+int sx__registry_kind(const struct sx_registry *reg);
+uint64_t sx__registry_slow_ns(const struct sx_registry *reg);
 
 #endif /* STRIX_SRC_GUARD_H */

@@ -53,6 +53,7 @@
 #include <strix/chaos.h>
 #include <strix/events.h>
 #include <strix/pipeline.h>
+#include <strix/registry.h>
 
 #include "guard/guard.h"
 
@@ -91,6 +92,8 @@ static int run_action(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_rate(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_rate_keyed(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_bulkhead(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_bulkhead_keyed(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_circuit_keyed(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_circuit(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_circuit_timed(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_timeout(const layer *l, sx_call *call, sx_call_fn fn);
@@ -172,6 +175,26 @@ int sx_pipeline_add_circuit(sx_pipeline *pl, sx_circuit *c)
 		l.run = run_circuit_timed;
 
 	return push(pl, &l, c != NULL);
+}
+
+int sx_pipeline_add_circuit_keyed(sx_pipeline *pl, sx_registry *reg,
+    uint64_t (*key)(const sx_call *call))
+{
+	/* ns: the circuits' slow-call threshold (every key's options are the same). */
+	layer l = { .run = run_circuit_keyed, .obj = reg, .key = key,
+	    .ns = reg != NULL ? sx__registry_slow_ns(reg) : 0 };
+
+	return push(pl, &l, reg != NULL && key != NULL &&
+	    sx__registry_kind(reg) == SX_REGISTRY_CIRCUIT);
+}
+
+int sx_pipeline_add_bulkhead_keyed(sx_pipeline *pl, sx_registry *reg,
+    uint64_t (*key)(const sx_call *call), unsigned flags)
+{
+	layer l = { .run = run_bulkhead_keyed, .obj = reg, .key = key, .flags = flags };
+
+	return push(pl, &l, reg != NULL && key != NULL && (flags & ~SX_PIPELINE_WAIT) == 0 &&
+	    sx__registry_kind(reg) == SX_REGISTRY_BULKHEAD);
 }
 
 int sx_pipeline_add_timeout(sx_pipeline *pl, int64_t ns)
@@ -637,20 +660,40 @@ static int run_rate_keyed(const layer *l, sx_call *call, sx_call_fn fn)
 	return next(l, call, fn);
 }
 
-static int run_bulkhead(const layer *l, sx_call *call, sx_call_fn fn)
+/* A permit of sem around the inner layers. */
+static inline int bulkhead_on(const layer *l, sx_sem *sem, sx_call *call, sx_call_fn fn)
 {
-	int rc = stopped(call);
+	int rc;
 
-	if (rc != 0)
-		return rc;
 	if (l->flags & SX_PIPELINE_WAIT)
-		rc = sx_sem_acquire(l->obj, 1, call->breaker);
-	else if ((rc = sx_sem_try_acquire(l->obj, 1)) == -EAGAIN)
+		rc = sx_sem_acquire(sem, 1, call->breaker);
+	else if ((rc = sx_sem_try_acquire(sem, 1)) == -EAGAIN)
 		rc = SX_EREJECTED;
 	if (rc != 0)
 		return refused(l, rc);
 	rc = next(l, call, fn);
-	(void)sx_sem_release(l->obj, 1);
+	(void)sx_sem_release(sem, 1);
+	return rc;
+}
+
+static int run_bulkhead(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	int rc = stopped(call);
+
+	return rc != 0 ? rc : bulkhead_on(l, l->obj, call, fn);
+}
+
+/* The keyed layers hold a reference to the key's guard for the whole call: its entry is never
+ * evicted while the call runs, and the after always reaches the guard the before used. */
+static int run_bulkhead_keyed(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	sx_registry_ref *ref;
+	int rc = stopped(call);
+
+	if (rc != 0 || (rc = sx_registry_get(l->obj, l->key(call), &ref)) != 0)
+		return rc;
+	rc = bulkhead_on(l, sx_registry_guard(ref), call, fn);
+	sx_registry_put(ref);
 	return rc;
 }
 
@@ -678,6 +721,28 @@ static int run_circuit_timed(const layer *l, sx_call *call, sx_call_fn fn)
 	t0 = sx__now_ns();
 	rc = next(l, call, fn);
 	(void)sx_circuit_release(l->obj, permit, rc, (int64_t)(sx__now_ns() - t0));
+	return rc;
+}
+
+static int run_circuit_keyed(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	sx_circuit_permit permit;
+	sx_registry_ref *ref;
+	sx_circuit *c;
+	uint64_t t0 = 0;
+	int rc = stopped(call);
+
+	if (rc != 0 || (rc = sx_registry_get(l->obj, l->key(call), &ref)) != 0)
+		return rc;
+	c = sx_registry_guard(ref);
+	if ((rc = sx_circuit_acquire(c, &permit)) == 0) {
+		if (l->ns != 0)
+			t0 = sx__now_ns();
+		rc = next(l, call, fn);
+		(void)sx_circuit_release(c, permit, rc,
+		    l->ns != 0 ? (int64_t)(sx__now_ns() - t0) : 0);
+	}
+	sx_registry_put(ref);
 	return rc;
 }
 

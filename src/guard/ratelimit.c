@@ -21,6 +21,7 @@
 #include <ck_pr.h>
 
 #include <strix/ratelimit.h>
+#include <strix/registry.h>
 
 #include "guard/guard.h"
 
@@ -71,6 +72,11 @@ void sx_ratelimit_destroy(sx_ratelimit *rl)
 		sx__dfree(rl, sizeof(*rl), SX__CACHELINE);
 }
 
+size_t sx__ratelimit_bytes(void)
+{
+	return sizeof(struct sx_ratelimit);
+}
+
 static uint64_t now_of(const sx_ratelimit *rl)
 {
 	return rl->clock.now_ns(rl->clock.ctx);
@@ -78,8 +84,8 @@ static uint64_t now_of(const sx_ratelimit *rl)
 
 /* Where tat goes if an event of weight n is admitted at `now`, with the tat it started from;
  * UINT64_MAX if that is past 2^64 - 1 (a clock near 2^64): such an event is never due, so the
- * limiter stays shut rather than wrap open. (UINT64_MAX is also a keyed slot's TAKING mark: no
- * admission stores it there.) */
+ * limiter stays shut rather than wrap open. (UINT64_MAX is also the SEALED mark of a keyed
+ * limiter's evicted key: no admission stores it.) */
 static uint64_t next_tat(const sx_ratelimit *rl, uint64_t tat, uint64_t now, uint32_t n)
 {
 	uint64_t from = tat > now ? tat : now, next;
@@ -103,18 +109,20 @@ static bool bad(const sx_ratelimit *rl, uint32_t n)
 	return rl == NULL || n == 0 || n > rl->burst;
 }
 
-/* What gcra answers besides 0 and SX_ERATE_LIMITED: the keyed slot is no longer `want`'s. */
+/* What gcra answers besides 0 and SX_ERATE_LIMITED: the keyed limiter's key was evicted (its
+ * limiter is sealed); look the key up again. */
 #define LOST 1
+/* The state word of a limiter the keyed limiter's registry evicted (sx__ratelimit_seal). */
+#define SEALED UINT64_MAX
 
 /*
  * Admit n against the TAT word *word, with rl's interval and tolerance. now: a reading of rl's
  * clock taken before the call (possibly before *word's current value was stored); a refusal is
  * confirmed with a reading taken after the TAT it is judged against was loaded (see the top).
- * key (keyed slots; NULL otherwise): the slot's key word, which must still be `want`, read after
- * the TAT: a slot that has been taken over, or is being, answers LOST and is not touched.
+ * sealable (a keyed limiter's key, admitted without a reference): a SEALED word answers LOST
+ * and is not touched.
  */
-static int gcra(const sx_ratelimit *rl, uint64_t *word, const uint64_t *key, uint64_t want,
-    uint32_t n, uint64_t now)
+static int gcra(const sx_ratelimit *rl, uint64_t *word, bool sealable, uint32_t n, uint64_t now)
 {
 	uint64_t tat, next, later;
 	bool fresh = false;
@@ -123,11 +131,8 @@ static int gcra(const sx_ratelimit *rl, uint64_t *word, const uint64_t *key, uin
 		return 0; /* rate 0: no limit (and no shared write) */
 	tat = ck_pr_load_64(word);
 	for (;;) {
-		if (key != NULL) {
-			ck_pr_fence_load();
-			if (tat == UINT64_MAX || ck_pr_load_64(key) != want)
-				return LOST;
-		}
+		if (sealable && tat == SEALED)
+			return LOST;
 		next = next_tat(rl, tat, now, n);
 		if (delay_of(rl, next, now) != 0) {
 			if (fresh)
@@ -147,29 +152,31 @@ static int gcra(const sx_ratelimit *rl, uint64_t *word, const uint64_t *key, uin
  * is admitted when it neither overflows nor reaches UINT64_MAX, next_tat's "never", nor runs
  * more than the tolerance ahead of now) and the same CAS; anything else (a refusal to confirm,
  * a lost CAS, rate 0) is gcra's. */
-static inline int try_at(sx_ratelimit *rl, uint32_t n, uint64_t now)
+static inline int try_at(sx_ratelimit *rl, uint32_t n, uint64_t now, bool sealable)
 {
 	uint64_t tat = ck_pr_load_64(&rl->tat), next;
 
+	/* A SEALED tat overflows: never admitted here. */
 	if (SX__LIKELY(rl->interval != 0) &&
 	    !__builtin_add_overflow(tat > now ? tat : now, (uint64_t)n * rl->interval, &next) &&
 	    next != UINT64_MAX && next - now <= rl->tolerance && ck_pr_cas_64(&rl->tat, tat, next))
 		return 0;
-	return gcra(rl, &rl->tat, NULL, 0, n, now);
+	return gcra(rl, &rl->tat, sealable, n, now);
 }
 
 int sx_ratelimit_try(sx_ratelimit *rl, uint32_t n)
 {
 	if (bad(rl, n))
 		return -EINVAL;
-	return try_at(rl, n, now_of(rl));
+	return try_at(rl, n, now_of(rl), false);
 }
 
 int sx__ratelimit_try_mono(sx_ratelimit *rl, uint32_t n, uint64_t mono_now)
 {
 	if (bad(rl, n))
 		return -EINVAL;
-	return try_at(rl, n, rl->clock.now_ns == sx_clock_monotonic.now_ns ? mono_now : now_of(rl));
+	return try_at(rl, n, rl->clock.now_ns == sx_clock_monotonic.now_ns ? mono_now : now_of(rl),
+	    false);
 }
 
 uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n)
@@ -220,117 +227,105 @@ int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop)
 /* ---- keyed limiters ------------------------------------------------------------------------- */
 
 /*
- * An open-addressing table of {key + 1, tat} slots (0: never used), twice max_keys rounded up to
- * a power of two, probed linearly from a hash of the key over at most PROBE slots. A key takes a
- * free slot with one CAS on its key word; a slot whose TAT is not ahead of now is exactly as
- * good as a fresh one (its bucket has refilled), so a key found nowhere may take it over.
+ * A keyed limiter is a registry of limiters (registry.c) on the library's shared pool, bounded
+ * at max_keys and ageing keys out once their bucket could have refilled. An admission finds its
+ * key's limiter inside an epoch section, without a reference, and admits with the limiter's own
+ * CAS; a key with no limiter yet takes the registry's slow path (a reference, made if need be).
  *
- * Taking over must not let an event of the old key slip in between: that event would be charged
- * to the new key while the old key, found nowhere afterwards, starts again from a full bucket
- * (burst + 1 events at once). So a takeover first claims the slot's tat word: CAS of the idle
- * tat it judged to TAKING (UINT64_MAX, never a tat), then stores the new key, then the new
- * key's first tat (its event, on a full bucket, always passes). Only a TAKING holder changes a
- * used slot's key, so the key word is stable while it holds it. An admission loads the tat,
- * then checks the key is still its own, then CASes the tat: a takeover that started after the
- * check changed the tat (to TAKING, then to a later value: tats of a slot only grow), so that
- * CAS fails and the next round sees TAKING or the new key and gives the slot up (LOST). A slot
- * marked TAKING is skipped, never waited for: its old key was idle, so a fresh slot is exact.
- * Two events of one new key racing to take over two different idle slots at the same instant
- * could give it two buckets for a moment; both pick the first idle slot of the same probe
- * sequence, so this needs the table to change between their scans.
+ * The registry evicts a limiter only when its bucket is full, and seals it first: its tat is
+ * CASed from that full value to SEALED, which no admission stores and every keyed admission
+ * answers LOST to (then it looks the key up again, and finds it gone or remade). An admission
+ * that read the old tat either CASes before the seal (the seal's CAS fails and the key stays)
+ * or fails its CAS and meets SEALED. So the key's events are charged to exactly one bucket at a
+ * time: however keys come and go, a key never admits more than burst at once, and a remade key
+ * starts from a full bucket only when its old one was full.
  */
-#define PROBE 16u
-
 struct sx_ratelimit_keyed {
-	sx_ratelimit *tmpl;   /* interval, tolerance, burst and clock; its own tat is unused */
-	uint64_t mask;
-	uint64_t (*slots)[2];
+	sx_registry *reg;
+	sx_ratelimit *tmpl;   /* burst and clock, for the checks and the first reading */
 };
 
-static uint64_t mix(uint64_t k)
+bool sx__ratelimit_seal(sx_ratelimit *rl)
 {
-	k ^= k >> 33;
-	k *= UINT64_C(0xff51afd7ed558ccd);
-	k ^= k >> 33;
-	k *= UINT64_C(0xc4ceb9fe1a85ec53);
-	return k ^ (k >> 33);
+	uint64_t tat = ck_pr_load_64(&rl->tat);
+
+	if (tat == SEALED)
+		return true;
+	/* The clock read after the tat: a full bucket at a later instant is full. */
+	if (tat > now_of(rl))
+		return false;
+	return ck_pr_cas_64(&rl->tat, tat, SEALED);
 }
 
 int sx_ratelimit_keyed_create(const sx_ratelimit_opts *opts, uint32_t max_keys,
     sx_ratelimit_keyed **out)
 {
+	sx_registry_opts ro = SX_REGISTRY_OPTS_INIT;
 	sx_ratelimit_keyed *kl;
-	uint64_t n = 16;
 	int rc;
 
 	if (out == NULL || max_keys == 0 || max_keys > SX_RATELIMIT_MAX_KEYS)
 		return -EINVAL;
-	while (n < 2 * (uint64_t)max_keys)
-		n <<= 1;
 	kl = sx__zalloc(sizeof(*kl), SX__SMALL_ALIGN);
 	if (kl == NULL)
 		return -ENOMEM;
-	if ((rc = sx_ratelimit_create(opts, &kl->tmpl)) != 0) {
-		sx__dfree(kl, sizeof(*kl), SX__SMALL_ALIGN);
-		return rc;
-	}
-	kl->slots = sx__zalloc(n * sizeof(*kl->slots), SX__CACHELINE);
-	if (kl->slots == NULL) {
+	if ((rc = sx_ratelimit_create(opts, &kl->tmpl)) != 0)
+		goto fail;
+	ro.kind = SX_REGISTRY_RATELIMIT;
+	ro.ratelimit = opts;
+	ro.max_keys = max_keys;
+	/* A key idle for its whole tolerance has a full bucket: it may go. */
+	ro.idle_ns = kl->tmpl->tolerance > (uint64_t)INT64_MAX ? INT64_MAX :
+	    (int64_t)kl->tmpl->tolerance;
+	ro.clock = &kl->tmpl->clock;
+	if ((rc = sx_registry_create(NULL, &ro, &kl->reg)) != 0) {
 		sx_ratelimit_destroy(kl->tmpl);
-		sx__dfree(kl, sizeof(*kl), SX__SMALL_ALIGN);
-		return -ENOMEM;
+		goto fail;
 	}
-	kl->mask = n - 1;
 	*out = kl;
 	return 0;
+fail:
+	sx__dfree(kl, sizeof(*kl), SX__SMALL_ALIGN);
+	return rc;
 }
 
 void sx_ratelimit_keyed_destroy(sx_ratelimit_keyed *kl)
 {
 	if (kl == NULL)
 		return;
-	sx__dfree(kl->slots, (kl->mask + 1) * sizeof(*kl->slots), SX__CACHELINE);
+	sx_registry_destroy(kl->reg);
 	sx_ratelimit_destroy(kl->tmpl);
 	sx__dfree(kl, sizeof(*kl), SX__SMALL_ALIGN);
 }
 
 int sx_ratelimit_keyed_try(sx_ratelimit_keyed *kl, uint64_t key, uint32_t n)
 {
-	uint64_t want = key + 1, now, h, *idle, idle_tat;
+	sx_registry_ref *ref;
+	sx_ratelimit *rl;
+	sx__tcache *c;
+	uint64_t now;
 	int rc;
 
 	if (kl == NULL || key == UINT64_MAX || bad(kl->tmpl, n))
 		return -EINVAL;
+	if (kl->tmpl->interval == 0)
+		return 0; /* no limit: no state either */
+	if ((c = sx__registry_cache(kl->reg)) == NULL)
+		return -ENOMEM;
 	now = now_of(kl->tmpl);
-	h = mix(key);
-again:
-	idle = NULL;
-	idle_tat = 0;
-	/* Slots are never emptied, only handed over, so a key is always found before the first
-	 * empty slot of its probe sequence: look for it (or claim that empty slot) first, and take
-	 * over the first idle slot only if the key is nowhere. */
-	for (unsigned i = 0; i < PROBE; i++) {
-		uint64_t *slot = kl->slots[(h + i) & kl->mask];
-		uint64_t k = ck_pr_load_64(&slot[0]), t;
-
-		if ((k == 0 && ck_pr_cas_64_value(&slot[0], 0, want, &k)) || k == want) {
-			rc = gcra(kl->tmpl, &slot[1], &slot[0], want, n, now);
-			if (rc != LOST)
-				return rc;
-			continue; /* taken over meanwhile (its bucket was full): not ours any more */
-		}
-		t = ck_pr_load_64(&slot[1]);
-		if (idle == NULL && t <= now && t != UINT64_MAX)
-			idle = slot, idle_tat = t;
+	for (;;) {
+		sx__epoch_begin(c);
+		rl = sx__registry_peek(kl->reg, key);
+		rc = rl != NULL ? try_at(rl, n, now, true) : LOST;
+		sx__epoch_end(c);
+		if (rc != LOST)
+			return rc;
+		/* No limiter, or a sealed one: the slow path, with a reference (never sealed). */
+		if ((rc = sx_registry_get(kl->reg, key, &ref)) != 0)
+			return rc;
+		rc = try_at(sx_registry_guard(ref), n, now, true);
+		sx_registry_put(ref);
+		if (rc != LOST)
+			return rc;
 	}
-	if (idle == NULL)
-		return -ENOSPC;
-	if (next_tat(kl->tmpl, idle_tat, now, n) == UINT64_MAX)
-		return SX_ERATE_LIMITED; /* a clock at the end of time: never due */
-	if (!ck_pr_cas_64(&idle[1], idle_tat, UINT64_MAX))
-		goto again; /* admitted to or taken over meanwhile: look again */
-	ck_pr_store_64(&idle[0], want);
-	ck_pr_fence_store();
-	ck_pr_store_64(&idle[1], next_tat(kl->tmpl, idle_tat, now, n));
-	return 0;
 }

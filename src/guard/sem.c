@@ -663,3 +663,8 @@ int sx_sem_acquire_async(sx_sem *s, uint32_t n, sx_breaker *stop, sx_sem_fn fn, 
 	w_unref(w);
 	return rc;
 }
+
+size_t sx__sem_bytes(void)
+{
+	return sizeof(struct sx_sem);
+}

@@ -54,6 +54,17 @@
  * middle TestPromiseWithRate/test promise err of rate limit  ported
  * middle TestPromiseWithRate/test promise of rate recover    ported
  * middle ExampleBreaker, ExampleRate                      ported
+ * middles keyed by the event's key (state per key)       ported as PromiseKeyedMiddles below:
+ *                                                         the rate and breaker middles keep
+ *                                                         a limiter and a breaker per event
+ *                                                         key (NewRateMiddle's map of
+ *                                                         limiters); strix runs them as the
+ *                                                         pipeline's keyed layers
+ *                                                         (sx_pipeline_add_ratelimit_keyed,
+ *                                                         sx_pipeline_add_circuit_keyed on a
+ *                                                         registry of circuits): one key
+ *                                                         limited or tripped leaves the
+ *                                                         others as they were
  * middle rate_test.go                                     no tests in it
  * promise_benchmark_test.go                               benchmarks, not tests
  */
@@ -68,6 +79,7 @@
 #include <strix/pipeline.h>
 #include <strix/promise.h>
 #include <strix/ratelimit.h>
+#include <strix/registry.h>
 
 #define MS 1000000ll
 #define SEC (1000 * MS)
@@ -701,6 +713,122 @@ static void test_ExampleRate(void **state)
 	rate_mw_fini(&m);
 }
 
+/* ---- middles keyed by event key ------------------------------------------------------------------ */
+
+/* What a keyed step's call carries: the event's key and what the action returns. */
+struct keyed_event {
+	uint64_t key;
+	int result;
+};
+
+static uint64_t keyed_event_key(const sx_call *call)
+{
+	return ((const struct keyed_event *)call->arg)->key;
+}
+
+static int keyed_event_call(sx_call *call)
+{
+	return ((const struct keyed_event *)call->arg)->result;
+}
+
+struct keyed_mw {
+	sx_ratelimit_keyed *kl;
+	sx_registry *breakers;
+	sx_pipeline *pl;
+};
+
+/* Rate middle (6 a second, burst 6) outside the breaker middle (see mk_breaker), both keyed. */
+static void keyed_mw_init(struct keyed_mw *m)
+{
+	sx_ratelimit_opts ro = SX_RATELIMIT_OPTS_INIT;
+	sx_circuit_opts co = SX_CIRCUIT_OPTS_INIT;
+	sx_registry_opts o = SX_REGISTRY_OPTS_INIT;
+	sx_pipeline_opts po = SX_PIPELINE_OPTS_INIT;
+
+	ro.rate = 6;
+	ro.period_ns = 1 * SEC;
+	ro.burst = 6;
+	ro.clock = &tu_vclock;
+	assert_int_equal(sx_ratelimit_keyed_create(&ro, 16, &m->kl), 0);
+	co.consecutive_failures = 7;
+	co.open_ns = 1 * SEC;
+	co.half_open_permits = 1;
+	co.half_open_successes = 1;
+	co.clock = &tu_vclock;
+	o.kind = SX_REGISTRY_CIRCUIT;
+	o.circuit = &co;
+	o.max_keys = 16;
+	o.clock = &tu_vclock;
+	assert_int_equal(sx_registry_create(pool, &o, &m->breakers), 0);
+	assert_int_equal(sx_pipeline_create(&po, &m->pl), 0);
+	assert_int_equal(sx_pipeline_add_ratelimit_keyed(m->pl, m->kl, keyed_event_key), 0);
+	assert_int_equal(sx_pipeline_add_circuit_keyed(m->pl, m->breakers, keyed_event_key), 0);
+}
+
+static void keyed_mw_fini(struct keyed_mw *m)
+{
+	sx_pipeline_destroy(m->pl);
+	sx_registry_destroy(m->breakers);
+	sx_ratelimit_keyed_destroy(m->kl);
+}
+
+/* One event through the middles as a promise step, waited for (Wait(context.Background())). */
+static int keyed_wait(struct keyed_mw *m, uint64_t key, int result)
+{
+	struct keyed_event ev = { key, result };
+	sx_pipeline_step_arg step = { m->pl, keyed_event_call, &ev };
+	sx_promise *p = run(sx_pipeline_step, &step);
+	int rc = sx_promise_get(p, -1, NULL);
+
+	sx_promise_release(p);
+	return rc;
+}
+
+/* The rate middle per key: key 1 used up leaves key 2's burst whole; both recover. */
+static void test_PromiseKeyedMiddles__rate_per_key(void **state)
+{
+	struct keyed_mw m;
+
+	(void)state;
+	tu_vnow = 1000 * SEC;
+	keyed_mw_init(&m);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(keyed_wait(&m, 1, 0), 0);
+	assert_int_equal(keyed_wait(&m, 1, 0), SX_ERATE_LIMITED);
+	for (int i = 0; i < 6; i++)
+		assert_int_equal(keyed_wait(&m, 2, 0), 0);
+	assert_int_equal(keyed_wait(&m, 2, 0), SX_ERATE_LIMITED);
+	assert_int_equal(keyed_wait(&m, 3, 0), 0);
+	tu_vadvance(1 * SEC);                            /* time.Sleep(time.Second) */
+	assert_int_equal(keyed_wait(&m, 1, 0), 0);
+	assert_int_equal(keyed_wait(&m, 2, 0), 0);
+	keyed_mw_fini(&m);
+}
+
+/* The breaker middle per key: key 1's failures open key 1's breaker only; key 2 keeps passing;
+ * key 1 probes and closes once its open time is over. */
+static void test_PromiseKeyedMiddles__breaker_per_key(void **state)
+{
+	struct keyed_mw m;
+
+	(void)state;
+	tu_vnow = 1000 * SEC;
+	keyed_mw_init(&m);
+	assert_int_equal(keyed_wait(&m, 2, 0), 0);
+	for (int i = 0; i < 7; i++) {
+		assert_int_equal(keyed_wait(&m, 1, EXPECT_ERR), EXPECT_ERR);
+		assert_int_equal(keyed_wait(&m, 2, 0), 0);   /* interleaved: a key of its own */
+		tu_vadvance(1 * SEC / 6);                    /* stay within the rate */
+	}
+	assert_int_equal(keyed_wait(&m, 1, 0), SX_ECIRCUIT_OPEN);   /* BreakerOpenErr */
+	assert_int_equal(keyed_wait(&m, 2, EXPECT_ERR), EXPECT_ERR); /* key 2 still closed */
+	assert_int_equal(keyed_wait(&m, 2, 0), 0);
+	tu_vadvance(1 * SEC + 1 * MS);                   /* time.Sleep(time.Second) */
+	assert_int_equal(keyed_wait(&m, 1, 0), 0);       /* the probe closes it */
+	assert_int_equal(keyed_wait(&m, 1, 0), 0);
+	keyed_mw_fini(&m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -726,6 +854,8 @@ int main(void)
 		cmocka_unit_test(test_PromiseWithRate__test_promise_of_rate_recover),
 		cmocka_unit_test(test_ExampleBreaker),
 		cmocka_unit_test(test_ExampleRate),
+		cmocka_unit_test(test_PromiseKeyedMiddles__rate_per_key),
+		cmocka_unit_test(test_PromiseKeyedMiddles__breaker_per_key),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -9,6 +9,7 @@
 #include "../testutil.h"
 
 #include <strix/pipeline.h>
+#include <strix/registry.h>
 
 #define MS 1000000ull
 #define SEC 1000000000ull
@@ -257,6 +258,69 @@ static void test_bulkhead_rejects_and_gives_back(void **state)
 	assert_int_equal(sx_sem_in_use(bh_sem), 0);
 	sx_pipeline_destroy(bh_pl);
 	sx_sem_destroy(bh_sem);
+}
+
+/* Keyed bulkhead and circuit: state per key, a reference held for each call and given back. */
+static sx_pipeline *kb_pl;
+static sx_registry *kb_sems;
+
+static int kb_nested(sx_call *call)
+{
+	uintptr_t key = (uintptr_t)call->arg;
+
+	/* The same key's bulkhead is full (1 permit); another key's is not. */
+	assert_int_equal(sx_pipeline_call(kb_pl, ok_action, (void *)key, NULL, NULL),
+	    SX_EREJECTED);
+	return sx_pipeline_call(kb_pl, ok_action, (void *)(key + 100), NULL, NULL);
+}
+
+static void test_keyed_bulkhead_and_circuit(void **state)
+{
+	sx_registry_opts o = SX_REGISTRY_OPTS_INIT;
+	sx_circuit_opts co = SX_CIRCUIT_OPTS_INIT;
+	sx_registry *circuits;
+	sx_registry_counters n;
+	sx_registry_ref *r;
+
+	(void)state;
+	o.kind = SX_REGISTRY_BULKHEAD;
+	o.permits = 1;
+	o.max_keys = 1;
+	assert_int_equal(sx_registry_create(NULL, &o, &kb_sems), 0);
+	co.consecutive_failures = 1;
+	o.kind = SX_REGISTRY_CIRCUIT;
+	o.circuit = &co;
+	assert_int_equal(sx_registry_create(NULL, &o, &circuits), 0);
+	kb_pl = pipeline(NULL);
+	assert_int_equal(sx_pipeline_add_circuit_keyed(kb_pl, kb_sems, client_of), -EINVAL);
+	assert_int_equal(sx_pipeline_add_bulkhead_keyed(kb_pl, circuits, client_of, 0), -EINVAL);
+	assert_int_equal(sx_pipeline_add_bulkhead_keyed(kb_pl, kb_sems, NULL, 0), -EINVAL);
+	assert_int_equal(sx_pipeline_add_bulkhead_keyed(kb_pl, kb_sems, client_of, 0x80), -EINVAL);
+	assert_int_equal(sx_pipeline_add_circuit_keyed(kb_pl, NULL, client_of), -EINVAL);
+	assert_int_equal(sx_pipeline_add_bulkhead_keyed(kb_pl, kb_sems, client_of, 0), 0);
+	assert_int_equal(sx_pipeline_add_circuit_keyed(kb_pl, circuits, client_of), 0);
+	for (uintptr_t key = 1; key <= 3; key++)
+		assert_int_equal(sx_pipeline_call(kb_pl, kb_nested, (void *)key, NULL, NULL), 0);
+	/* Key 1 fails once: its circuit opens; key 2's stays closed. */
+	assert_int_equal(sx_pipeline_call(kb_pl, fail_action, (void *)(intptr_t)-EIO, NULL, NULL),
+	    -EIO);
+	assert_int_equal(sx_registry_get(circuits, (uint64_t)(uintptr_t)-EIO, &r), 0);
+	assert_int_equal(sx_circuit_state(sx_registry_guard(r)), SX_CIRCUIT_OPEN);
+	sx_registry_put(r);
+	assert_int_equal(sx_pipeline_call(kb_pl, fail_action, (void *)(intptr_t)-EIO, NULL, NULL),
+	    SX_ECIRCUIT_OPEN);
+	assert_int_equal(sx_pipeline_call(kb_pl, ok_action, (void *)2, NULL, NULL), 0);
+	/* Every permit and every reference came back: with nothing held, one new key makes the
+	 * bulkheads evict all the others (their bound is one key). */
+	assert_int_equal(sx_registry_get(kb_sems, 999, &r), 0);
+	assert_int_equal(sx_sem_in_use(sx_registry_guard(r)), 0);
+	sx_registry_put(r);
+	assert_int_equal(sx_registry_stats(kb_sems, &n), 0);
+	assert_int_equal(n.keys, 1);
+	assert_true(n.evicted >= 6);
+	sx_pipeline_destroy(kb_pl);
+	sx_registry_destroy(circuits);
+	sx_registry_destroy(kb_sems);
 }
 
 static void test_circuit_and_retry(void **state)
@@ -919,6 +983,7 @@ int main(void)
 		cmocka_unit_test(test_rate_limit_refuses_without_running),
 		cmocka_unit_test(test_keyed_rate_limit_per_client),
 		cmocka_unit_test(test_bulkhead_rejects_and_gives_back),
+		cmocka_unit_test(test_keyed_bulkhead_and_circuit),
 		cmocka_unit_test(test_circuit_and_retry),
 		cmocka_unit_test(test_retry_then_success_and_fallback),
 		cmocka_unit_test(test_tripped_stop_ends_before_any_layer),
