@@ -91,6 +91,23 @@ static inline sx_pool *tu_pool(unsigned workers)
 	return p;
 }
 
+/* A test file's one pool for a whole group: TU_POOL_FIXTURE(n) defines `pool` (n workers, as
+ * tu_pool makes them) and the group's `setup` and `teardown` that make and destroy it. */
+#define TU_POOL_FIXTURE(workers)                                                          \
+	static sx_pool *pool;                                                             \
+	static int setup(void **state)                                                    \
+	{                                                                                 \
+		(void)state;                                                              \
+		pool = tu_pool(workers);                                                  \
+		return 0;                                                                 \
+	}                                                                                 \
+	static int teardown(void **state)                                                 \
+	{                                                                                 \
+		(void)state;                                                              \
+		sx_pool_destroy(pool);                                                    \
+		return 0;                                                                 \
+	}
+
 /* Recursive fib(n) with both calls forked by sx_join on pool, at every level: the answer in r. */
 struct tu_fib {
 	sx_pool *pool;

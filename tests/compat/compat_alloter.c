@@ -51,21 +51,8 @@
 #define TEST_ERR (-EIO)
 #define NO_LIMIT 0xffffffffu   /* an Actuator: limit = number of tasks */
 
-static sx_pool *pool;
-
-static int setup(void **state)
-{
-	(void)state;
-	pool = tu_pool(8);   /* enough workers for upstream's six concurrent tasks */
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	sx_pool_destroy(pool);
-	return 0;
-}
+/* The pool: enough workers for upstream's six concurrent tasks */
+TU_POOL_FIXTURE(8)
 
 /* A task: wait `sleep` (cut short when the fan-out stops), then return `ret`. */
 struct spec {

@@ -63,21 +63,7 @@
 #define TIMES 10          /* upstream's times */
 #define HOUR (3600ll * 1000 * MS)
 
-static sx_pool *pool;
-
-static int setup(void **state)
-{
-	(void)state;
-	pool = tu_pool(1);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	sx_pool_destroy(pool);
-	return 0;
-}
+TU_POOL_FIXTURE(1)
 
 /* ---- upstream's helpers ---------------------------------------------------------------------- */
 

@@ -38,21 +38,7 @@
 
 #define MS 1000000ll
 
-static sx_pool *pool;
-
-static int setup(void **state)
-{
-	(void)state;
-	pool = tu_pool(2);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	sx_pool_destroy(pool);
-	return 0;
-}
+TU_POOL_FIXTURE(2)
 
 static sx_sem *mk_sem(uint32_t capacity)
 {

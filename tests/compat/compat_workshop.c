@@ -87,21 +87,8 @@
 #define RECOVER_ERR (-EPROTO)  /* errors.New("recover err") */
 
 static bool TRUE_V = true, FALSE_V = false;
-static sx_pool *pool;
-
-static int setup(void **state)
-{
-	(void)state;
-	pool = tu_pool(3);   /* NewPool(3) */
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	sx_pool_destroy(pool);
-	return 0;
-}
+/* The pool: upstream's NewPool(3) */
+TU_POOL_FIXTURE(3)
 
 static sx_promise *run(sx_step_fn step, void *arg)
 {

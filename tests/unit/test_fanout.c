@@ -12,21 +12,8 @@
 
 #define MS 1000000ull
 
-static sx_pool *pool;
-
-static int setup(void **state)
-{
-	(void)state;
-	pool = tu_pool(8); /* more workers than cores: calls really overlap */
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	sx_pool_destroy(pool);
-	return 0;
-}
+/* The pool: more workers than cores: calls really overlap */
+TU_POOL_FIXTURE(8)
 
 /* ---- calls -------------------------------------------------------------------------------- */
 

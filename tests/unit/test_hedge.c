@@ -19,21 +19,7 @@
 
 #define MS 1000000ll
 
-static sx_pool *pool;
-
-static int setup(void **state)
-{
-	(void)state;
-	pool = tu_pool(3);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	sx_pool_destroy(pool);
-	return 0;
-}
+TU_POOL_FIXTURE(3)
 
 /* What a test's step does, by the order its attempts start in: attempt i (0-based, in start
  * order) waits wait_ms[i] on its breaker (-1: until cancelled), then returns rc[i] with a value

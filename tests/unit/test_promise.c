@@ -13,21 +13,7 @@
 
 #define MS 1000000ll
 
-static sx_pool *pool;
-
-static int setup(void **state)
-{
-	(void)state;
-	pool = tu_pool(3);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	sx_pool_destroy(pool);
-	return 0;
-}
+TU_POOL_FIXTURE(3)
 
 /* ---- steps ------------------------------------------------------------------------------------ */
 

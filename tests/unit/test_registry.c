@@ -16,21 +16,7 @@
 #define MS 1000000ull
 #define SEC (1000 * MS)
 
-static sx_pool *pool;
-
-static int setup(void **state)
-{
-	(void)state;
-	pool = tu_pool(2);
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	sx_pool_destroy(pool);
-	return 0;
-}
+TU_POOL_FIXTURE(2)
 
 static sx_registry *bulkheads(uint32_t permits, uint64_t max_keys, int64_t idle_ns)
 {
