@@ -226,7 +226,10 @@ SX_API int sx_promise_delay(sx_pool *pool, int64_t ns, sx_breaker *stop, sx_prom
  * chain cancelled) the step is skipped and the new promise takes p's error.
  * sx_promise_catch - fn(ctx, err, NULL, &out) runs if p is rejected (not after a cancel: a
  * cancelled chain's handlers are skipped too); a fulfilled p passes its value on unchanged.
- * sx_promise_finally - fn(ctx, err, value) runs after p settles, in every case (cancel included).
+ * sx_promise_finally - fn(ctx, err, value) runs after p settles, in every case (cancel included;
+ * also when its task cannot be queued - the pool stopped, or an outside thread's record could not
+ * be allocated - or a shutdown with SX_CANCEL discards it: then it runs on the thread that
+ * settled p or that discarded the task, so a cleanup in it is never skipped).
  * If p has settled already, the new step is scheduled at once. Each returns 0 and the caller's
  * reference on the new promise in *out; -EINVAL for a NULL p, fn or out; -ESHUTDOWN if the step
  * must be scheduled now and the pool no longer accepts tasks; -ENOMEM. Nothing changes on

@@ -149,6 +149,9 @@ static inline sx_promise *of_cont(struct sx__cont *c)
  * allocate one) settles with the pool's error, on a worklist linked through its cont, so a long
  * chain at shutdown never recurses.
  */
+static const struct sx__promise_ops finally_ops;
+static void finally_run(sx_promise *q);
+
 static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *), bool drop)
 {
 	sx_promise *todo = NULL;
@@ -186,11 +189,18 @@ static void settle_ref(sx_promise *q, int err, void *value, void (*dtor)(void *)
 		if (drop)
 			sx__promise_unref(q);
 		drop = true;
-		if (todo == NULL)
-			return;
-		q = todo;
-		todo = q->cont.link.next != NULL ?
-		    of_cont(SX_CONTAINER_OF(q->cont.link.next, struct sx__cont, link)) : NULL;
+		/* A finally is cleanup: it runs here, on this thread, rather than be skipped. */
+		for (;;) {
+			if (todo == NULL)
+				return;
+			q = todo;
+			todo = q->cont.link.next != NULL ?
+			    of_cont(SX_CONTAINER_OF(q->cont.link.next, struct sx__cont, link)) :
+			    NULL;
+			if (q->ops != &finally_ops)
+				break;
+			finally_run(q);
+		}
 		err = todo_err;
 		value = NULL;
 		dtor = NULL;
@@ -364,8 +374,17 @@ static void finally_run(sx_promise *q)
 		settle(q, rc, NULL, NULL);
 }
 
+/* A shutdown with SX_CANCEL discarded its task: a finally is cleanup, so it runs anyway, on the
+ * discarding thread. */
+static void finally_discard(sx_promise *q, int err)
+{
+	(void)err;
+	finally_run(q);
+}
+
 static const struct sx__promise_ops finally_ops = {
 	.run = finally_run,
+	.discard = finally_discard,
 };
 
 /* ---- creating ------------------------------------------------------------------------------ */

@@ -18,6 +18,7 @@
  * halve every count. Adds racing the halving land before or after it: either is a fair count.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -255,8 +256,15 @@ static int chain(struct hcall *c, unsigned k, int64_t delay, sx_promise **out)
 	ck_pr_inc_32(&c->refs);
 	rc = sx_promise_finally(a, drop_step, c, out);
 	if (rc != 0) {
-		sx_promise_cancel(a);
-		ck_pr_dec_32(&c->refs); /* the chain ends without the drop: a reference it never used */
+		/* No drop will run for this chain: its attempt may have started already (the first
+		 * at once, a hedge after a short delay), so wait until it has ended or been skipped
+		 * before taking back the reference it uses (a join ignores the tripped breaker and
+		 * helps on a worker; a pool that stopped meanwhile leaves a poll). */
+		(void)sx_promise_cancel(a);
+		if (sx__promise_join(a) == -ESHUTDOWN)
+			while (!sx_promise_settled(a))
+				sched_yield();
+		ck_pr_dec_32(&c->refs);
 	}
 	sx_promise_release(a);
 	return rc;
