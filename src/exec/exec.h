@@ -182,7 +182,7 @@ typedef struct sx__worker {
 
 	/* Life cycle (pool.c): written under pool->resize_lock, but `retire`, which its thread
 	 * reads with atomic loads between tasks and while it searches or parks. */
-	int retire;                 /* 1: finish the current task, hand the queue off, exit */
+	int retire;                 /* 1: asked to retire; 2: committed to it (sx__worker_main) */
 	enum sx__life life;
 	bool buf_owned;             /* buf is this slot's (not retired) */
 	unsigned blocked;           /* depth of sx_pool_block_in_place on this worker */

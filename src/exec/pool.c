@@ -133,6 +133,7 @@ void sx__worker_retired(sx__worker *w)
 		ck_stack_push_upmc(&p->spare_batches, sx__task_link(&b->task));
 	}
 	w->nempty = 0;
+	ck_pr_inc_64(&p->retired);
 	sx__tcache_give_back(&w->cache);
 	/* The ring stays empty from here on; the slot keeps pointing at the buffer (a thief that
 	 * saw it non-empty may still read it) until a later incarnation replaces it. */
@@ -905,25 +906,53 @@ static void join_retiring(sx_pool *p)
 	pthread_cond_broadcast(&p->joined);
 }
 
-/* Under resize_lock: slots a new worker could take now. */
+/* Under resize_lock: workers grow_one could add now: free slots, and retiring workers (told to
+ * stay, or joined once they committed to leaving). */
 static unsigned free_slots(const sx_pool *p)
 {
 	unsigned n = p->max_workers - p->nalloc;
 
 	for (unsigned i = 0; i < p->nalloc; i++)
-		n += p->slots[i]->life == SX__SLOT_NONE;
+		n += p->slots[i]->life == SX__SLOT_NONE || p->slots[i]->life == SX__SLOT_RETIRING;
 	return n;
 }
 
-/* Under resize_lock: start a worker in the lowest free slot; *out (if not NULL) gets it.
- * 0, -EAGAIN (no free slot, or no thread), -ENOMEM. */
+/*
+ * Under resize_lock: one more worker - a retiring one that has not begun to exit, told to stay
+ * (its retire flag taken back by CAS before it commits to leaving, sx__worker_main), or else a
+ * new thread in the lowest free slot; *out (if not NULL) gets it. 0, -EAGAIN (no free slot,
+ * or no thread), -ENOMEM.
+ */
 static int grow_one(sx_pool *p, sx__worker **out)
 {
 	unsigned i = 0;
 	int rc;
 
+	for (i = 0; i < p->nalloc; i++) {
+		sx__worker *w = p->slots[i];
+
+		if (w->life == SX__SLOT_RETIRING && ck_pr_cas_int(&w->retire, 1, 0)) {
+			w->life = SX__SLOT_LIVE;
+			ck_pr_store_uint(&p->nworkers, p->nworkers + 1);
+			if (out != NULL)
+				*out = w;
+			return 0;
+		}
+	}
+	i = 0;
 	while (i < p->nalloc && p->slots[i]->life != SX__SLOT_NONE)
 		i++;
+	/* Every slot taken: a worker that committed to retiring runs no task any more, only its
+	 * own hand-off and exit (no lock), so joining it here cannot deadlock, even on a worker. */
+	for (unsigned j = 0; i == p->max_workers && j < p->nalloc; j++) {
+		sx__worker *w = p->slots[j];
+
+		if (w->life == SX__SLOT_RETIRING && ck_pr_load_int(&w->retire) == 2) {
+			pthread_join(w->thread, NULL);
+			slot_joined(p, w);
+			i = j;
+		}
+	}
 	if (i == p->max_workers)
 		return -EAGAIN;
 	rc = slot_prepare(p, i);
@@ -963,7 +992,6 @@ static void retire_one(sx_pool *p, sx__worker *w)
 {
 	w->life = SX__SLOT_RETIRING;
 	ck_pr_store_uint(&p->nworkers, p->nworkers - 1);
-	ck_pr_store_64(&p->retired, p->retired + 1);
 	ck_pr_fas_int(&w->retire, 1);
 	ck_pr_fence_atomic_load(); /* the flag before the parked count (sx__wake_worker) */
 	sx__wake_worker(p, w);

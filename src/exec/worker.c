@@ -796,14 +796,21 @@ void *sx__worker_main(void *arg)
 		t = next_local(w);
 		if (t == NULL) {
 			t = find_work(w);
-			if (t == NULL)
-				break;
+			if (t == NULL) {
+				if (stopping(w->pool))
+					break;
+				/* Asked to retire: commit to it (1 -> 2), unless a resizer took the
+				 * request back first (1 -> 0); then work on. */
+				if (ck_pr_cas_int(&w->retire, 1, 2))
+					break;
+				continue;
+			}
 		}
 		run_counted(w, t);
 	}
-	/* Asked to retire, and the pool goes on (a stopping pool cancels or has drained what is
-	 * queued here): what is still queued on w goes to the others. */
-	if (!stopping(w->pool) && retire_asked(w)) {
+	/* Retiring while the pool goes on (a stopping pool cancels or has drained what is queued
+	 * here): what is still queued on w goes to the others. */
+	if (!stopping(w->pool) && ck_pr_load_int(&w->retire) == 2) {
 		sx__hand_off(w);
 		sx__worker_retired(w);
 	}
