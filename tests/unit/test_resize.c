@@ -272,6 +272,57 @@ static void test_resize_from_a_worker_does_not_wait(void **state)
 	sx_pool_destroy(f.p);
 }
 
+/* A worker asked to retire while tasks are queued on it hands them to the others: here slot 1
+ * queues children and retires itself while slot 0 is held busy until the retirement is done,
+ * so only the hand-off can get those children run. */
+#define QUEUED_KIDS 200u
+
+struct handoff {
+	sx_pool *p;
+	struct meet m;
+	atomic_uint kids_ran;
+	int rc;
+};
+
+static void handoff_kid(void *arg)
+{
+	atomic_fetch_add(&((struct handoff *)arg)->kids_ran, 1);
+}
+
+static void handoff_task(void *arg)
+{
+	struct handoff *h = arg;
+	sx_pool_counters c;
+
+	meet_task(&h->m); /* both workers are in a task now */
+	if (sx_pool_worker_index(h->p) == 1) {
+		for (unsigned i = 0; i < QUEUED_KIDS; i++)
+			assert_int_equal(sx_pool_submit(h->p, handoff_kid, h), 0);
+		h->rc = sx_pool_resize(h->p, 1); /* the highest index retires: this worker */
+	} else {
+		TU_WAIT_FOR(sx_pool_stats(h->p, &c, NULL, 0) == 0 && c.retired == 1);
+	}
+}
+
+static void test_retiring_worker_hands_off_its_queue(void **state)
+{
+	struct handoff h;
+
+	(void)state;
+	memset(&h, 0, sizeof(h));
+	h.p = make_pool(2, 2);
+	h.m.want = 2;
+	h.rc = -1;
+	assert_int_equal(sx_pool_submit(h.p, handoff_task, &h), 0);
+	assert_int_equal(sx_pool_submit(h.p, handoff_task, &h), 0);
+	TU_WAIT_FOR(atomic_load(&h.kids_ran) == QUEUED_KIDS);
+	assert_int_equal(sx_pool_wait_idle(h.p), 0);
+	assert_int_equal(h.rc, 0);
+	assert_int_equal(atomic_load(&h.kids_ran), QUEUED_KIDS);
+	assert_int_equal(sx_pool_workers(h.p), 1);
+	sx_pool_destroy(h.p);
+}
+
 /* ---- after shutdown ------------------------------------------------------------------------ */
 
 static void test_resize_after_shutdown(void **state)
@@ -472,6 +523,7 @@ int main(void)
 		cmocka_unit_test(test_after_shrink_one_worker_runs_everything),
 		cmocka_unit_test(test_resizes_while_tasks_run_lose_nothing),
 		cmocka_unit_test(test_resize_from_a_worker_does_not_wait),
+		cmocka_unit_test(test_retiring_worker_hands_off_its_queue),
 		cmocka_unit_test(test_resize_after_shutdown),
 		cmocka_unit_test(test_idle_resizes_keep_wakeups),
 		cmocka_unit_test(test_block_in_place_keeps_queued_tasks_running),
