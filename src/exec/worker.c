@@ -813,6 +813,9 @@ void *sx__worker_main(void *arg)
 	if (!stopping(w->pool) && ck_pr_load_int(&w->retire) == 2) {
 		sx__hand_off(w);
 		sx__worker_retired(w);
+		/* Its last task may have been the pool's last: wait_idle waiters hear it from the
+		 * worker that ran it, which may be this one, leaving before it ever searched. */
+		signal_idle(w);
 	}
 	sx__self = NULL;
 	return NULL;
