@@ -365,9 +365,11 @@ static bool owner_stuck(const sx__worker *v)
 }
 
 /*
- * One sweep over the other slots, from a random one, inside one read section of the pool's
- * epoch domain: the victims' ring buffers it may read stay allocated until it ends (struct
- * sx__worker). Slots without a thread have empty rings and LIFO slots and cost a look each.
+ * One sweep over the other slots, from a random one. A victim whose ring looks non-empty is
+ * stolen from inside a read section of the pool's epoch domain, opened before the steal's own
+ * snapshot of the ring, so the buffer it may read stays allocated until it ends (struct
+ * sx__worker); an empty ring costs no section. Slots without a thread have empty rings and
+ * LIFO slots and cost a look each.
  */
 static sx_task *steal_any(sx__worker *w)
 {
@@ -381,14 +383,17 @@ static sx_task *steal_any(sx__worker *w)
 	w->rng ^= w->rng >> 7;
 	w->rng ^= w->rng << 17;
 	start = (unsigned)(w->rng % n);
-	sx__epoch_begin(&w->cache);
 	for (unsigned i = 0; i < n; i++) {
 		sx__worker *v = sx__slot(p, (start + i) % n);
 
 		if (v == w)
 			continue;
 		sx__stat_add(&w->stats.steal_attempts, 1);
-		t = sx__ring_steal_half(w, v);
+		if (ck_ring_size(&v->ring) != 0) {
+			sx__epoch_begin(&w->cache);
+			t = sx__ring_steal_half(w, v);
+			sx__epoch_end(&w->cache);
+		}
 		if (t == NULL && ck_pr_load_ptr(&v->lifo) != NULL && owner_stuck(v)) {
 			t = ck_pr_fas_ptr(&v->lifo, NULL);
 			if (t != NULL) {
@@ -399,7 +404,6 @@ static sx_task *steal_any(sx__worker *w)
 		if (t != NULL)
 			break;
 	}
-	sx__epoch_end(&w->cache);
 	return t;
 }
 
