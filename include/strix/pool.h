@@ -253,7 +253,8 @@ SX_API int sx_pool_wait_idle(sx_pool *pool);
  * Afterwards every submit returns -ESHUTDOWN. Worker threads are joined before it returns.
  * Returns 0; -EINVAL for a NULL pool or a mode that is not exactly one of the two; -EDEADLK from
  * one of the pool's own workers; -ESHUTDOWN if a shutdown was already started (that one wins).
- * Blocks until the workers have exited. Any thread outside the pool.
+ * Blocks until the workers have exited (a worker inside sx_pool_block_in_place exits once its
+ * fn has returned). Any thread outside the pool.
  */
 SX_API int sx_pool_shutdown(sx_pool *pool, int mode);
 
@@ -306,9 +307,11 @@ SX_API unsigned sx_pool_workers(const sx_pool *pool);
  * From a thread outside the pool the call blocks until the retiring workers have exited (each
  * finishes its current task first; a task that waits for the caller deadlocks it) and, when
  * growing needs the slots of retirements still under way, until those have. From one of the
- * pool's own workers it never waits for another worker: retirement is asynchronous (the
- * workers are joined by a later resize or by shutdown), and a grow that finds too few free
- * slots fails with -EAGAIN. Either way it takes the pool's resize lock, a cold-path mutex,
+ * pool's own workers it never waits for a task to end: retirement is asynchronous (the workers
+ * are joined by a later resize or by shutdown; a grow may take back a retirement not begun yet,
+ * or join a worker that has run its last task), and a grow that finds too few free slots fails
+ * with -EAGAIN. Slots are held by live workers, by workers blocked in place, and (from a worker)
+ * by retirements still finishing their current task. Either way it takes the pool's resize lock, a cold-path mutex,
  * and starts threads.
  * Returns 0; -EINVAL for a NULL pool, 0 workers or more than the pool's max_workers (nothing
  * changes); -ESHUTDOWN once sx_pool_shutdown has begun; -EAGAIN when no thread can be started or
@@ -328,7 +331,8 @@ SX_API int sx_pool_resize(sx_pool *pool, unsigned workers);
  * then fn(arg) runs on this thread, which stays the pool's worker (tasks fn submits queue on it
  * and other workers steal them). When fn returns, the worker counts again and one worker beyond
  * the count asked for - the compensating one, if it still runs - retires as sx_pool_resize's do
- * (asynchronously: this call does not wait for it). Calls nest: only the outermost hands off
+ * (asynchronously: this call does not wait for it). Without a free slot fn still runs, and the
+ * handed-off tasks wait for the other workers (with none, until fn returns). Calls nest: only the outermost hands off
  * and compensates. From any other thread (or with pool not the caller's pool) it just runs
  * fn(arg). fn must not call sx_pool_wait_idle or sx_pool_shutdown on this pool.
  * Returns 0 once fn has returned; -EINVAL for a NULL pool or fn (fn is not called).

@@ -31,9 +31,10 @@
  * its own ring, and pushes the rest back as one chain with one CAS. No producer can stall another
  * (unlike ck_ring MPMC's reserve/commit).
  *
- * Parking (no lost wake-ups). pool->idle counts unparked and searching workers; pool->parked is a
- * bitmap. A worker parks by: reading its event count, setting its bit, decrementing the counters
- * (atomic RMW), then re-checking every queue. A submitter pushes, then (after a full barrier)
+ * Parking (no lost wake-ups). pool->idle counts parked and searching workers; pool->parked is a
+ * bitmap. A worker parks by: reading its event count, setting its bit, moving itself from the
+ * searching count to the parked one (atomic RMW), then re-checking every queue (and its retire
+ * flag, which a resizer sets before it reads the parked count: the same Dekker pairing). A submitter pushes, then (after a full barrier)
  * reads pool->idle; if nobody searches and somebody sleeps it claims a sleeper by clearing its bit
  * and bumps that sleeper's event count. Either the submitter sees the parker's decrement, or the
  * parker's re-check sees the task: both sides order their write before their read with an atomic
