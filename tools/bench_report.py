@@ -84,6 +84,17 @@ FIGURES = {
     "strand_spawn": ["ns_per_task"],
     "strand_pingpong": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
     "group_signal": ["p50_ns", "p99_ns", "max_ns"],
+    "blocking/none": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
+    "blocking/workers": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
+    "blocking/side": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],
+    "registry/1e3/1": ["ns_per_task", "bytes_per_key"],
+    "registry/1e3/2": ["ns_per_task", "bytes_per_key"],
+    "registry/1e5/1": ["ns_per_task", "bytes_per_key"],
+    "registry/1e5/2": ["ns_per_task", "bytes_per_key"],
+    "registry/1e6/1": ["ns_per_task", "bytes_per_key"],
+    "registry/1e6/2": ["ns_per_task", "bytes_per_key"],
+    "registry/churn1e5/1": ["ns_per_task", "bytes_per_key"],
+    "registry/churn1e5/2": ["ns_per_task", "bytes_per_key"],
     "adaptive": ["p99_ns", "rejected_pct", "calls_per_s", "limit_before", "limit_after",
                  "converge_ns"],
     "hedge": ["p50_ns", "p99_ns", "extra_load_pct"],
@@ -118,7 +129,7 @@ HIGHER_BETTER = {"speedup", "calls_per_s"}
 NO_RATIO = {"idle_cpu_pct", "svc_idle_cpu_pct", "lost", "duplicated", "rss_kib", "max_inflight",
             "allocs_per_call", "bytes_per_timer", "svc_bytes_per_timer", "lateness_p99_ticks",
             "rss_start_kib", "rss_end_kib", "rss_max_kib", "false_refusals", "rejected_pct",
-            "limit_before", "limit_after", "converge_ns", "extra_load_pct"}
+            "limit_before", "limit_after", "converge_ns", "extra_load_pct", "bytes_per_key"}
 # Checks: figures that must be 0 for every implementation, or the result is wrong.
 CHECK_ZERO = {"lost", "duplicated", "false_refusals"}
 # Figures in nanoseconds: per task or call, and latency samples.
