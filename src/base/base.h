@@ -1,14 +1,15 @@
 /*
  * base: what every layer above may use. Compiler macros; the clock; waiting (wait.c): the futex
  * operations, the waiting word every blocking call sleeps on, the event word, ck_ec's mode; the
- * closable lock-free stack and the list reversal; per-thread records (thread.c); the default
- * allocator's zeroing helpers (the allocator itself is alloc_jemalloc.c or alloc_libc.c, chosen
- * by the build); single-writer counters.
+ * closable lock-free stack and the list reversal; the sequenced ring (a bounded lock-free
+ * queue); per-thread records (thread.c); the default allocator's zeroing helpers (the allocator
+ * itself is alloc_jemalloc.c or alloc_libc.c, chosen by the build); single-writer counters.
  * Includes no other internal header. Nothing here is public API.
  */
 #ifndef STRIX_SRC_BASE_H
 #define STRIX_SRC_BASE_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -244,6 +245,119 @@ static inline sx__link *sx__list_reverse(sx__link *l)
 		l = next;
 	}
 	return out;
+}
+
+/* ---- the sequenced ring ---------------------------------------------------------------------- */
+
+/*
+ * A bounded ring of slots that each begin with a sequence word (Vyukov's bounded queue), for many
+ * producers and one or many consumers. The slot of position p (index p & mask) is free for p's
+ * producer when its seq is p and holds p's item when its seq is p + 1; p's consumer hands it to
+ * the next lap by storing p + mask + 1. Producers claim positions with a CAS on the tail and
+ * consumers with a CAS on the head (a lone consumer's always succeeds), so nobody waits for
+ * anybody: a member preempted between its claim and its publish or release holds up only the
+ * one slot it claimed. The caller lays out its slots (the uint64_t seq first, then the item) and
+ * passes their size; the top bit of the tail, SX__RING_CLOSED, closes the ring to producers.
+ */
+#define SX__RING_CLOSED (UINT64_C(1) << 63)
+
+static inline uint64_t *sx__ring_seq(void *slots, size_t size, uint64_t mask, uint64_t pos)
+{
+	return (uint64_t *)((char *)slots + (size_t)(pos & mask) * size);
+}
+
+/* Number the n slots for the first lap. Before the ring is shared. */
+static inline void sx__ring_init(void *slots, size_t size, uint64_t n)
+{
+	for (uint64_t i = 0; i < n; i++)
+		*sx__ring_seq(slots, size, n - 1, i) = i;
+}
+
+/* Claim the next position to fill: 0 and *pos (write the item, then sx__ring_publish);
+ * -EAGAIN when the ring is full (the slot still holds its item of the lap before); -ESHUTDOWN
+ * when the ring is closed. Lock-free. */
+static inline int sx__ring_claim(uint64_t *tail, void *slots, size_t size, uint64_t mask,
+    uint64_t *pos)
+{
+	uint64_t p = ck_pr_load_64(tail);
+
+	for (;;) {
+		uint64_t *seq;
+		int64_t diff;
+
+		if (p & SX__RING_CLOSED)
+			return -ESHUTDOWN;
+		seq = sx__ring_seq(slots, size, mask, p);
+		diff = (int64_t)(ck_pr_load_64(seq) - p);
+		ck_pr_fence_load();
+		if (diff == 0) {
+			if (ck_pr_cas_64_value(tail, p, p + 1, &p)) {
+				SX__TSAN_ACQUIRE(seq); /* the last lap's consumer is done with it */
+				*pos = p;
+				return 0;
+			}
+		} else if (diff < 0) {
+			return -EAGAIN;
+		} else {
+			p = ck_pr_load_64(tail); /* another producer took p */
+		}
+	}
+}
+
+/* The item of pos is written: hand it to consumers (a release store of its seq). */
+static inline void sx__ring_publish(void *slots, size_t size, uint64_t mask, uint64_t pos)
+{
+	uint64_t *seq = sx__ring_seq(slots, size, mask, pos);
+
+	ck_pr_fence_store();
+	SX__TSAN_RELEASE(seq); /* the sanitizer does not see fences */
+	ck_pr_store_64(seq, pos + 1);
+}
+
+/* Claim the oldest published position: true and *pos (read the item, then sx__ring_release);
+ * false when the ring is empty or that position's producer has not published it yet.
+ * Lock-free. */
+static inline bool sx__ring_take(uint64_t *head, void *slots, size_t size, uint64_t mask,
+    uint64_t *pos)
+{
+	uint64_t p = ck_pr_load_64(head);
+
+	for (;;) {
+		uint64_t *seq = sx__ring_seq(slots, size, mask, p);
+		int64_t diff = (int64_t)(ck_pr_load_64(seq) - (p + 1));
+
+		ck_pr_fence_load();
+		if (diff == 0) {
+			if (ck_pr_cas_64_value(head, p, p + 1, &p)) {
+				SX__TSAN_ACQUIRE(seq); /* the producer's writes of the item */
+				*pos = p;
+				return true;
+			}
+		} else if (diff < 0) {
+			return false;
+		} else {
+			p = ck_pr_load_64(head); /* another consumer took p */
+		}
+	}
+}
+
+/* The item of pos has been read: give its slot to the next lap's producer. */
+static inline void sx__ring_release(void *slots, size_t size, uint64_t mask, uint64_t pos)
+{
+	uint64_t *seq = sx__ring_seq(slots, size, mask, pos);
+
+	ck_pr_fence_load_store(); /* the read of the item before the slot is handed back */
+	SX__TSAN_RELEASE(seq);
+	ck_pr_store_64(seq, pos + mask + 1);
+}
+
+/* Positions claimed by producers and not yet taken by consumers (published or about to be). */
+static inline uint64_t sx__ring_count(const uint64_t *head, const uint64_t *tail)
+{
+	uint64_t h = ck_pr_load_64(head);
+	uint64_t t = ck_pr_load_64(tail) & ~SX__RING_CLOSED;
+
+	return t > h ? t - h : 0;
 }
 
 /* ---- per-thread records (thread.c) -------------------------------------------------------- */

@@ -4,11 +4,9 @@
  * started by the first spawn; pool.c reaches it through its hooks (stop at shutdown, free at
  * destroy) and the four sx__blocking_* calls of exec.h.
  *
- * Queue: a bounded FIFO of task pointers with one sequence word per cell (Vyukov's MPMC
- * queue). A producer claims a cell by a CAS on `enq`, writes the task and publishes it with a
- * release store of the cell's sequence; a consumer claims it by a CAS on `deq` once the
- * sequence says it is full, reads the task and hands the cell back to the next lap. The top bit
- * of `enq` closes the queue: a spawn that claimed its cell before the close is accepted and
+ * Queue: a bounded FIFO of task pointers, base's sequenced ring (sx__ring_*: producers claim
+ * cells by a CAS on `enq`, the side threads take them by a CAS on `deq`). The top bit of `enq`
+ * closes the queue: a spawn that claimed its cell before the close is accepted and
  * will be drained or cancelled; one after it gets -ESHUTDOWN. Nothing is allocated per task
  * (the fn form takes a node from the caller's magazines, as sx_pool_submit does).
  *
@@ -38,7 +36,6 @@
 
 #include "exec/exec.h"
 
-#define BL_CLOSED (UINT64_C(1) << 63)
 #define BL_MASK (SX_POOL_BLOCKING_QUEUE - 1u)
 
 _Static_assert((SX_POOL_BLOCKING_QUEUE & BL_MASK) == 0, "the queue is a power of two");
@@ -62,7 +59,7 @@ struct sx__blocking {
 	int64_t idle_ns;
 	struct bl_cell *cells;    /* SX_POOL_BLOCKING_QUEUE */
 	struct bl_thread *th;     /* max slots */
-	SX__ALIGNED uint64_t enq; /* BL_CLOSED | next cell to fill */
+	SX__ALIGNED uint64_t enq; /* SX__RING_CLOSED | next cell to fill */
 	SX__ALIGNED uint64_t deq; /* next cell to take */
 	SX__ALIGNED uint32_t idle;   /* waiting threads no spawn has claimed yet */
 	uint32_t tokens;             /* futex word: wake-ups posted, not yet taken */
@@ -79,67 +76,33 @@ static __thread struct sx__blocking *bl_self;
 
 static int bl_push(struct sx__blocking *b, sx_task *t)
 {
-	uint64_t pos = ck_pr_load_64(&b->enq);
-	struct bl_cell *c;
+	uint64_t pos;
+	int rc = sx__ring_claim(&b->enq, b->cells, sizeof(*b->cells), BL_MASK, &pos);
 
-	for (;;) {
-		int64_t diff;
-
-		if (pos & BL_CLOSED)
-			return -ESHUTDOWN;
-		c = &b->cells[pos & BL_MASK];
-		diff = (int64_t)(ck_pr_load_64(&c->seq) - pos);
-		ck_pr_fence_load();
-		if (diff == 0) {
-			if (ck_pr_cas_64_value(&b->enq, pos, pos + 1, &pos))
-				break;
-		} else if (diff < 0) {
-			return -EAGAIN; /* the cell still holds the task of the lap before: full */
-		} else {
-			pos = ck_pr_load_64(&b->enq);
-		}
-	}
-	c->task = t;
-	ck_pr_fence_store();
-	ck_pr_store_64(&c->seq, pos + 1);
+	if (rc != 0)
+		return rc;
+	b->cells[pos & BL_MASK].task = t;
+	sx__ring_publish(b->cells, sizeof(*b->cells), BL_MASK, pos);
 	return 0;
 }
 
 /* The oldest published task, or NULL (empty, or its producer has not published it yet). */
 static sx_task *bl_pop(struct sx__blocking *b)
 {
-	uint64_t pos = ck_pr_load_64(&b->deq);
-	struct bl_cell *c;
+	uint64_t pos;
 	sx_task *t;
 
-	for (;;) {
-		int64_t diff;
-
-		c = &b->cells[pos & BL_MASK];
-		diff = (int64_t)(ck_pr_load_64(&c->seq) - (pos + 1));
-		ck_pr_fence_load();
-		if (diff == 0) {
-			if (ck_pr_cas_64_value(&b->deq, pos, pos + 1, &pos))
-				break;
-		} else if (diff < 0) {
-			return NULL;
-		} else {
-			pos = ck_pr_load_64(&b->deq);
-		}
-	}
-	t = c->task;
-	ck_pr_fence_store(); /* our read of the task before the cell goes back to producers */
-	ck_pr_store_64(&c->seq, pos + BL_MASK + 1);
+	if (!sx__ring_take(&b->deq, b->cells, sizeof(*b->cells), BL_MASK, &pos))
+		return NULL;
+	t = b->cells[pos & BL_MASK].task;
+	sx__ring_release(b->cells, sizeof(*b->cells), BL_MASK, pos);
 	return t;
 }
 
 /* Tasks claimed by a spawn and not yet taken (published or about to be). */
 static uint64_t bl_queued(struct sx__blocking *b)
 {
-	uint64_t d = ck_pr_load_64(&b->deq);
-	uint64_t e = ck_pr_load_64(&b->enq) & ~BL_CLOSED;
-
-	return e > d ? e - d : 0;
+	return sx__ring_count(&b->deq, &b->enq);
 }
 
 /* ---- waking and waiting ------------------------------------------------------------------ */
@@ -335,8 +298,7 @@ static int bl_start(sx_pool *p, void **svc)
 		sx__pfree(p, b, sizeof(*b));
 		return -ENOMEM;
 	}
-	for (unsigned i = 0; i < SX_POOL_BLOCKING_QUEUE; i++)
-		b->cells[i].seq = i;
+	sx__ring_init(b->cells, sizeof(*b->cells), SX_POOL_BLOCKING_QUEUE);
 	pthread_mutex_init(&b->lock, NULL);
 	*svc = b;
 	return 0;
@@ -355,7 +317,7 @@ static void bl_stop(sx_pool *p)
 	uint64_t e = ck_pr_load_64(&b->enq);
 	sx_task *t;
 
-	while (!ck_pr_cas_64_value(&b->enq, e, e | BL_CLOSED, &e))
+	while (!ck_pr_cas_64_value(&b->enq, e, e | SX__RING_CLOSED, &e))
 		;
 	ck_pr_store_int(&b->mode, mode);
 	ck_pr_fence_store_atomic();

@@ -1,15 +1,10 @@
 /*
- * The event ring (strix/events.h): a bounded ring of slots, each with a sequence word, for many
- * producers and one reader. Slot i of lap L is free for the producer of position p = L * cap + i
- * when its seq is p, and published when its seq is p + 1; the reader, at position r, takes the
- * slot when seq is r + 1 and frees it for the next lap by storing r + cap.
- *
- * A producer loads the tail, checks the slot's seq (p: free; below p: the reader has not freed
- * it from the last lap, so the ring is full and the event is dropped), claims the position with
- * a CAS on the tail, writes the event and publishes it with a release store of seq. Producers
- * never wait for each other (ck_ring's multi-producer enqueue would make each wait for the
- * producers before it to commit, so one preempted producer would stall every emit), and a
- * producer preempted between its CAS and its publish only holds the reader at that slot.
+ * The event ring (strix/events.h): base's sequenced ring (sx__ring_*) of events, many producers
+ * and one reader. A producer that finds the ring full (the reader has not freed the slot from
+ * the last lap) drops its event and counts it. Producers never wait for each other (ck_ring's
+ * multi-producer enqueue would make each wait for the producers before it to commit, so one
+ * preempted producer would stall every emit), and a producer preempted between its claim and
+ * its publish only holds the reader at that slot.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -49,8 +44,7 @@ int sx_events_create(size_t capacity, sx_events **out)
 		sx__dfree(ev, sizeof(*ev), SX__CACHELINE);
 		return -ENOMEM;
 	}
-	for (size_t i = 0; i < capacity; i++)
-		ev->slots[i].seq = i;
+	sx__ring_init(ev->slots, sizeof(*ev->slots), capacity);
 	ev->mask = capacity - 1;
 	*out = ev;
 	return 0;
@@ -71,55 +65,32 @@ int sx_events_emit(sx_events *ev, int kind, int code, uint64_t value, const char
 
 	if (ev == NULL || kind <= 0)
 		return -EINVAL;
-	p = ck_pr_load_64(&ev->tail);
-	for (;;) {
-		uint64_t seq;
-
-		s = &ev->slots[p & ev->mask];
-		seq = ck_pr_load_64(&s->seq);
-		ck_pr_fence_load();
-		if (seq == p) {
-			if (ck_pr_cas_64_value(&ev->tail, p, p + 1, &p)) {
-				SX__TSAN_ACQUIRE(&s->seq); /* the reader's copy of the last lap */
-				break;
-			}
-		} else if (seq < p) {
-			ck_pr_inc_64(&ev->dropped); /* the reader is a lap behind: full */
-			return -ENOSPC;
-		} else {
-			p = ck_pr_load_64(&ev->tail); /* another producer took p */
-		}
+	if (sx__ring_claim(&ev->tail, ev->slots, sizeof(*ev->slots), ev->mask, &p) != 0) {
+		ck_pr_inc_64(&ev->dropped); /* the reader is a lap behind: full */
+		return -ENOSPC;
 	}
+	s = &ev->slots[p & ev->mask];
 	s->e.time_ns = sx__now_ns();
 	s->e.kind = kind;
 	s->e.code = code;
 	s->e.value = value;
 	s->e.source = source;
-	ck_pr_fence_store();
-	SX__TSAN_RELEASE(&s->seq); /* the sanitizer does not see fences: the publish releases */
-	ck_pr_store_64(&s->seq, p + 1);
+	sx__ring_publish(ev->slots, sizeof(*ev->slots), ev->mask, p);
 	return 0;
 }
 
 size_t sx_events_poll(sx_events *ev, sx_event *out, size_t max)
 {
 	size_t n = 0;
+	uint64_t r;
 
 	if (ev == NULL || out == NULL)
 		return 0;
 	for (; n < max; n++) {
-		uint64_t r = ev->head;
-		struct slot *s = &ev->slots[r & ev->mask];
-
-		if (ck_pr_load_64(&s->seq) != r + 1)
-			break; /* not published yet */
-		ck_pr_fence_load();
-		SX__TSAN_ACQUIRE(&s->seq);
-		out[n] = s->e;
-		ck_pr_fence_load_store(); /* the copy is done before the slot is handed back */
-		SX__TSAN_RELEASE(&s->seq);
-		ck_pr_store_64(&s->seq, r + ev->mask + 1);
-		ev->head = r + 1;
+		if (!sx__ring_take(&ev->head, ev->slots, sizeof(*ev->slots), ev->mask, &r))
+			break; /* empty, or not published yet */
+		out[n] = ev->slots[r & ev->mask].e;
+		sx__ring_release(ev->slots, sizeof(*ev->slots), ev->mask, r);
 	}
 	return n;
 }
