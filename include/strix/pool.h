@@ -114,8 +114,13 @@ SX_API uint64_t sx_allocations(void);
 typedef struct sx_pool_opts {
 	unsigned workers;        /**< 0: number of online CPUs; at most SX_POOL_MAX_WORKERS */
 	unsigned ring_size;      /**< local ring slots, a power of two in [MIN_RING, MAX_RING]; 0: 256 */
-	int64_t spin_ns;         /**< idle spin before parking: > 0 ns, or an SX_SPIN_* value (other
-	                              negative values are refused); 0: SX_SPIN_DEFAULT */
+	int64_t spin_ns;         /**< idle spin before parking, at most: > 0 ns, or an SX_SPIN_*
+	                              value (other negative values are refused); 0: SX_SPIN_DEFAULT.
+	                              Each worker spins less while spinning does not pay: work
+	                              that turns up during a spin or within spin_ns of parking
+	                              doubles its budget (up to spin_ns), a longer sleep halves it
+	                              (to 0: park at once), so a mostly idle pool stops burning
+	                              CPU and bursty work keeps its hand-offs without wake-ups */
 	unsigned lifo_cap;       /**< max consecutive runs from the LIFO slot, at most 1024; 0: 4 */
 	unsigned flags;          /**< SX_POOL_* */
 	const sx_allocator *allocator; /**< NULL: sx_allocator_default; copied at create */

@@ -65,6 +65,14 @@ static const struct ck_ec_ops ec_ops = {
 	/* Callers spin on their own terms before waiting; ck_ec's extra spin would only add
 	 * latency-free CPU burn. */
 	.busy_loop_iter = 1,
+	/* Without a deadline of its own a wait still sleeps with timeouts, ck_ec's backstop
+	 * against wake-ups lost by single-producer increments. Every mode here is multi-producer
+	 * (an increment is an atomic RMW that sees the waiter flag and wakes), so none is lost,
+	 * and the timeouts only cost: a sleep whose timer is the CPU's earliest makes the kernel
+	 * program the timer hardware to sleep and again to cancel it on wake-up, microseconds per
+	 * wake-up in a VM. A first timeout of one second is not the earliest timer, and after it
+	 * ck_ec sleeps without one. Every caller here waits without a deadline. */
+	.initial_wait_ns = 1000000000u,
 };
 
 const struct ck_ec_mode sx__ec_mode = {

@@ -146,6 +146,7 @@ typedef struct sx__worker {
 	unsigned untake_c;          /* sx__untake: c_head when it last looked, and the highest */
 	unsigned untake_p;          /* p_tail published since c_head had that value */
 	unsigned inject_in;         /* tasks until the periodic injector check */
+	uint64_t spin_budget;       /* ns this worker spins before parking now, <= pool->spin_ns */
 	bool searching;             /* counted in pool->idle's searching field */
 	bool went_idle;             /* already told wait_idle waiters since the last task */
 	unsigned help_depth;        /* tasks nested in sx__help_one on this worker's stack */

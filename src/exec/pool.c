@@ -129,6 +129,7 @@ static int init_workers(sx_pool *p)
 		w->pool = p;
 		w->index = i;
 		w->inject_in = 1;
+		w->spin_budget = p->spin_ns > 0 ? (uint64_t)p->spin_ns : 0;
 		w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
 		w->cache.pool = p;
 	}

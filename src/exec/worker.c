@@ -9,7 +9,8 @@
  *   3. the local ring (FIFO from the owner's side);
  *   4. the injector;
  *   5. searching: steal half of another worker's ring (or its LIFO slot), random victim order,
- *      then the injector again; spin like that for spin_ns, then park.
+ *      then the injector again; spin like that for up to spin_ns (the budget adapts: see
+ *      spin_paid), then park.
  *
  * Steal-half on ck_ring's fields. ck_ring (SPMC) keeps c_head (consumer position, advanced by
  * CAS) and p_tail (producer position, written only by the owner). A thief snapshots c_head then
@@ -625,12 +626,42 @@ out:
 /* Search rounds between two clock reads of the spin budget (a read costs more than a round). */
 #define SX__SPIN_CLOCK_EVERY 32u
 
+/*
+ * The spin budget adapts, as an adaptive mutex's spin does: a worker spins before parking only
+ * while spinning pays. Work that turned up during a spin, or soon after the worker parked
+ * (within the pool's spin_ns, so a full spin would have caught it), doubles the budget, up to
+ * spin_ns; a park that lasted longer than spin_ns, a spin that could not have caught anything,
+ * halves it, and below spin_ns / SX__SPIN_FLOOR_DIV it is 0: the worker parks as soon as a
+ * search fails. A worker that keeps spinning in vain costs more than the CPU it burns: the
+ * kernel's fair scheduler counts that time against it, so when work arrives from a thread on its
+ * CPU the woken worker no longer preempts that thread and waits until it sleeps, which makes
+ * every wake-up of a mostly idle pool slower. Bursty work keeps the full budget, and with it
+ * hand-offs without a wake-up.
+ */
+#define SX__SPIN_FLOOR_DIV 64u
+
+static void spin_paid(sx__worker *w)
+{
+	uint64_t cap = (uint64_t)w->pool->spin_ns, b = w->spin_budget;
+
+	b = b < cap / 8 ? cap / 8 : b * 2;
+	w->spin_budget = b < cap ? b : cap;
+}
+
+static void spin_wasted(sx__worker *w)
+{
+	w->spin_budget /= 2;
+	if (w->spin_budget < (uint64_t)w->pool->spin_ns / SX__SPIN_FLOOR_DIV)
+		w->spin_budget = 0;
+}
+
 /* Search until a task turns up (spinning, then parking) or the pool stops (NULL). */
 static sx_task *find_work(sx__worker *w)
 {
 	sx_pool *p = w->pool;
 	uint64_t spin_start = 0;
 	unsigned round = 0, pause = 1;
+	bool adapt = p->spin_ns > 0;
 
 	become_searching(w);
 	for (;;) {
@@ -648,6 +679,8 @@ static sx_task *find_work(sx__worker *w)
 		    poll_now(w, ph) > 0)
 			t = ring_pop(w);
 		if (t != NULL) {
+			if (adapt && round != 0)
+				spin_paid(w);
 			leave_searching(w);
 			return t;
 		}
@@ -660,19 +693,31 @@ static sx_task *find_work(sx__worker *w)
 			pause *= 2;
 		if (p->spin_ns == SX_SPIN_FOREVER)
 			continue;
-		if (p->spin_ns != SX_SPIN_NONE) {
+		if (adapt && w->spin_budget != 0) {
 			if (round++ % SX__SPIN_CLOCK_EVERY != 0)
 				continue;
 			if (spin_start == 0) {
 				spin_start = sx__now_ns();
 				continue;
 			}
-			if (sx__now_ns() - spin_start < (uint64_t)p->spin_ns) {
+			if (sx__now_ns() - spin_start < w->spin_budget) {
 				sched_yield();
 				continue;
 			}
 		}
-		if (park(w) && (t = ring_pop(w)) != NULL) {
+		if (adapt) {
+			uint64_t parked_at = sx__now_ns();
+			bool got = park(w);
+
+			if (sx__now_ns() - parked_at < (uint64_t)p->spin_ns)
+				spin_paid(w);
+			else
+				spin_wasted(w);
+			if (got && (t = ring_pop(w)) != NULL) {
+				leave_searching(w);
+				return t;
+			}
+		} else if (park(w) && (t = ring_pop(w)) != NULL) {
 			leave_searching(w);
 			return t;
 		}
