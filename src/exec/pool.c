@@ -274,20 +274,24 @@ static inline void local_hint(sx_pool *p)
 }
 
 /*
- * An empty LIFO slot takes the task with a plain store: only the owner ever fills the slot and
- * thieves only empty it (an exchange with NULL), so a store into an empty slot cannot lose a
- * task, whichever way it orders against a thief's exchange. A full slot keeps its task and the
- * new one goes to the ring: a spawning loop then costs no atomic read-modify-write per task,
- * and a chain (each task spawning its successor from the slot it was taken from) still finds
- * the slot empty and hands off through it.
+ * An empty LIFO slot takes the task with an exchange: only the owner ever fills the slot and
+ * thieves only empty it (an exchange with NULL), so filling an empty slot cannot lose a task,
+ * and the exchange is also the full barrier between the slot and local_hint's load of
+ * pool->idle. Without it a worker that parks at that moment (its decrement of idle, then its
+ * look at every queue) and this worker (its slot, then its look at idle) could each miss the
+ * other's write: the task would then wait for this worker to come back to its loop, forever if
+ * the task it runs waits for the one it just handed off (a ping-pong between workers). A full
+ * slot keeps its task and the new one goes to the ring with plain stores, a parker sees the
+ * full slot: a spawning loop costs no atomic read-modify-write per task, and a chain (each task
+ * spawning its successor from the slot it was taken from) hands off through the slot.
  */
 void sx__spawn_local(sx__worker *w, sx_task *t)
 {
 	t->sx_chain_tail = NULL;
 	sx__stat_add(&w->cache.submitted, 1);
 	if (ck_pr_load_ptr(&w->lifo) == NULL) {
-		ck_pr_fence_store(); /* the task's fields before the slot */
-		ck_pr_store_ptr(&w->lifo, t);
+		(void)ck_pr_fas_ptr(&w->lifo, t); /* NULL: thieves never fill the slot */
+		ck_pr_fence_atomic_load();
 	} else {
 		sx__ring_push(w, t);
 	}

@@ -183,6 +183,82 @@ static void test_park_and_wake_under_random_timing(void **state)
 	}
 }
 
+/*
+ * A task hands one task to the other worker and spins until it has run (a ping-pong between
+ * workers), with workers that park as soon as a search fails and CPU hogs that preempt them at
+ * random. The hand-off goes through the spinner's LIFO slot, which only a thief can take while
+ * its owner spins: a parker and the spawner that miss each other's write (the parker's look at
+ * the queues, the spawner's look at who is searching) leave it there forever. A hand-off that
+ * has not run within the deadline fails the test instead of hanging it.
+ */
+struct handoff {
+	atomic_int token;
+	atomic_bool stop;
+	unsigned rounds, done;
+	bool lost;
+};
+
+static void handoff_pong(void *arg)
+{
+	atomic_store_explicit(&((struct handoff *)arg)->token, 1, memory_order_release);
+}
+
+static void handoff_ping(void *arg)
+{
+	struct handoff *h = arg;
+
+	for (; h->done < h->rounds; h->done++) {
+		uint64_t t0 = tu_now_ns();
+
+		atomic_store_explicit(&h->token, 0, memory_order_relaxed);
+		assert_int_equal(sx_pool_submit(pool, handoff_pong, h), 0);
+		while (!atomic_load_explicit(&h->token, memory_order_acquire)) {
+			if (tu_now_ns() - t0 > TU_DEADLINE_NS / 6) {
+				h->lost = true;
+				return;
+			}
+		}
+	}
+}
+
+static void *cpu_hog(void *arg)
+{
+	struct handoff *h = arg;
+	uint64_t seed = (uint64_t)(uintptr_t)&seed;
+
+	while (!atomic_load_explicit(&h->stop, memory_order_relaxed)) {
+		uint64_t until = tu_now_ns() + tu_rand(&seed) % 200000;
+
+		while (tu_now_ns() < until)
+			;
+		if (tu_rand(&seed) % 2)
+			sched_yield();
+		else
+			tu_sleep_ns(tu_rand(&seed) % 100000);
+	}
+	return NULL;
+}
+
+static void test_handoff_to_a_parking_worker_is_never_missed(void **state)
+{
+	struct handoff h = { .rounds = 200000 * tu_stress_scale() };
+	pthread_t hog[2];
+
+	(void)state;
+	pool = make(2, 0, SX_SPIN_NONE);
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&hog[i], NULL, cpu_hog, &h), 0);
+	assert_int_equal(sx_pool_submit(pool, handoff_ping, &h), 0);
+	assert_int_equal(sx_pool_wait_idle(pool), 0);
+	atomic_store(&h.stop, true);
+	for (unsigned i = 0; i < 2; i++)
+		assert_int_equal(pthread_join(hog[i], NULL), 0);
+	if (h.lost)
+		fail_msg("hand-off %u of %u never ran", h.done, h.rounds);
+	assert_int_equal(h.done, h.rounds);
+	sx_pool_destroy(pool);
+}
+
 static void shutdown_race(int mode, unsigned rounds)
 {
 	for (unsigned round = 0; round < rounds; round++) {
@@ -232,6 +308,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_million_tasks_from_four_threads_run_exactly_once),
 		cmocka_unit_test(test_park_and_wake_under_random_timing),
+		cmocka_unit_test(test_handoff_to_a_parking_worker_is_never_missed),
 		cmocka_unit_test(test_drain_racing_with_submitters_loses_nothing),
 		cmocka_unit_test(test_cancel_racing_with_submitters_hands_back_everything_once),
 	};
