@@ -201,19 +201,24 @@ unsigned sx__hedge_max(const sx_hedge *h)
 	return h->max_hedges;
 }
 
-bool sx__hedge_sampled(const sx_hedge *h)
+int64_t sx__hedge_fixed_ns(const sx_hedge *h)
 {
-	return h->fixed_ns <= 0;
+	return h->fixed_ns;
+}
+
+bool sx__hedge_deposits(const sx_hedge *h)
+{
+	return h->budget != NULL && !h->no_deposit;
+}
+
+uint64_t *sx__hedge_calls(sx_hedge *h)
+{
+	return &h->calls;
 }
 
 void sx__hedge_sample(sx_hedge *h, uint64_t ns)
 {
 	sample(h, ns);
-}
-
-void sx__hedge_called(sx_hedge *h)
-{
-	ck_pr_inc_64(&h->calls);
 }
 
 int sx__hedge_admit(sx_hedge *h, unsigned k)

@@ -74,6 +74,7 @@ struct layer {
 	bool (*when)(int err, void *arg);
 	void *arg;
 	uint64_t (*key)(const sx_call *call);
+	uint64_t *count;             /* hedge: its policy's count of calls */
 	sx_interceptor ic;
 	sx_events *events;           /* the pipeline's event ring (NULL: none), and its source */
 	const char *name;
@@ -105,8 +106,12 @@ static int run_adaptive(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_chaos(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_hedge(const layer *l, sx_call *call, sx_call_fn fn);
 
-/* A hedge layer's flag: the layer just outside it is a timeout (run_hedge may share its breaker). */
+/* A hedge layer's flags: the layer just outside it is a timeout (run_hedge may share its
+ * breaker); its policy learns the delay from samples (else ns is the fixed delay); a success
+ * deposits into its budget. */
 #define HEDGE_IN_TIMEOUT 0x100u
+#define HEDGE_SAMPLED 0x200u
+#define HEDGE_DEPOSIT 0x400u
 
 /* ---- building ------------------------------------------------------------------------------- */
 
@@ -263,8 +268,14 @@ int sx_pipeline_add_hedge(sx_pipeline *pl, sx_hedge *h)
 {
 	layer l = { .run = run_hedge, .obj = h };
 
+	if (h != NULL) {
+		l.arg = sx__hedge_pool(h);
+		l.count = sx__hedge_calls(h);
+		l.ns = (uint64_t)sx__hedge_fixed_ns(h);
+		l.flags = (l.ns == 0 ? HEDGE_SAMPLED : 0) | (sx__hedge_deposits(h) ? HEDGE_DEPOSIT : 0);
+	}
 	if (pl != NULL && pl->n > 0 && pl->l[pl->n - 1].run == run_timeout)
-		l.flags = HEDGE_IN_TIMEOUT;
+		l.flags |= HEDGE_IN_TIMEOUT;
 	return push(pl, &l, h != NULL);
 }
 
@@ -1126,7 +1137,7 @@ static __attribute__((noinline)) int hedge_join(struct hrun *r, sx_call *call, i
 static int run_hedge(const layer *l, sx_call *call, sx_call_fn fn)
 {
 	sx_hedge *h = l->obj;
-	sx_pool *pool = sx__hedge_pool(h);
+	sx_pool *pool = l->arg;
 	sx_breaker *outer = call->breaker, *b0 = NULL, *child = NULL;
 	tw_entry *e, *pe = NULL;
 	struct hrun r;
@@ -1170,7 +1181,7 @@ static int run_hedge(const layer *l, sx_call *call, sx_call_fn fn)
 	r.ctx = call->ctx;
 	r.attempt = call->attempt;
 	r.t0 = call_now(call);
-	r.delay = (uint64_t)sx_hedge_delay_ns(h);
+	r.delay = (l->flags & HEDGE_SAMPLED) ? (uint64_t)sx_hedge_delay_ns(h) : l->ns;
 	r.due = 0;
 	r.started = 1;
 	r.won = H_NONE;
@@ -1184,7 +1195,7 @@ static int run_hedge(const layer *l, sx_call *call, sx_call_fn fn)
 	ck_pr_store_64(&e->deadline, deadline);
 	ck_pr_fence_store();
 	tw_note(e, ck_pr_fas_64(&e->state, s | E_ACTIVE)); /* the barrier before armed_until */
-	sx__hedge_called(h);
+	ck_pr_inc_64(l->count);
 	armed = (rc = tw_arm(rec, pool, deadline)) == 0;
 	if (SX__LIKELY(armed)) {
 		rec->depth++;
@@ -1194,13 +1205,13 @@ static int run_hedge(const layer *l, sx_call *call, sx_call_fn fn)
 		rec->depth--;
 	}
 	n = hedge_stop(e, s, &r); /* a watch armed before may have started hedges all the same */
-	if (armed && sx__hedge_sampled(h))
+	if (armed && (l->flags & HEDGE_SAMPLED))
 		sx__hedge_sample(h, sx__now_ns() - r.t0);
 	if (SX__UNLIKELY(n > 1)) {
 		rc = hedge_join(&r, call, rc, e, slot, outer == NULL, pe);
 		if (rc == 0)
 			sx__hedge_succeeded(h, r.won > 0);
-	} else if (rc == 0) {
+	} else if (rc == 0 && (l->flags & HEDGE_DEPOSIT)) {
 		sx__hedge_succeeded(h, false);
 	}
 	sx_breaker_release(child);
