@@ -40,6 +40,17 @@
  * a stop breaker to runs under a child of it and ends with CAS ACTIVE -> IDLE instead; a lost
  * CAS waits for fired to show its seq (a trip on the timer thread: a few instructions), and the
  * child goes when the call ends. Any call settles a dirty slot before it writes b[] there.
+ *
+ * Hedges ride on the same records. A hedge layer's call takes the entry at its depth like a
+ * timeout, with h[slot] pointing at a record in its own frame and the deadline of its first
+ * hedge; the watch, finding it due, claims it as it would a timeout but, seeing h[slot], queues
+ * the next attempt on the pool instead of tripping anything, and hands the entry back (ACTIVE
+ * with the next hedge's deadline, or IDLE). The owner ends such an entry with CAS ACTIVE ->
+ * IDLE, waiting out a claim in progress, so after its end no watch touches the frame, and the
+ * frame outlives every attempt because the call returns only once they have all ended. A first
+ * attempt that a hedge cancelled has had its breaker tripped: when that is the thread's own[]
+ * (or the enclosing timeout's, which a hedge directly inside one shares), the slot is marked
+ * dirty with E_SPENT, a claim with nothing to wait for, so the next call there replaces it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -529,7 +540,7 @@ static void tw_wait_fired(tw_entry *e, unsigned slot, uint64_t seq)
 }
 
 /* Before a call writes b[slot]: if own[slot] was claimed (dirty), wait until its trip is over
- * and drop it; then, for a call under own[] (make), have one. On failure to make it the slot is
+ * (none to wait for if a hedge spent it) and drop it; then, for a call under own[] (make), have one. On failure to make it the slot is
  * left empty (and clean): the call fails, the next one tries again. */
 static __attribute__((noinline)) int tw_slot(tw_entry *e, unsigned slot, bool make)
 {
