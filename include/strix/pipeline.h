@@ -216,7 +216,7 @@ SX_API int sx_pipeline_add_chaos(sx_pipeline *pl, struct sx_chaos *ch);
  * every attempt it started has ended, so the action must end soon when its breaker trips (on a
  * worker of h's pool the wait runs other tasks meanwhile).
  * Costs: a call that ends before its delay, an exchange and a CAS on the thread's timeout
- * record and, about once per delay per thread, a timer (the timeouts' watch, shared with every
+ * record, an atomic add to h's count of calls and, about once per delay per thread, a timer (the timeouts' watch, shared with every
  * timeout layer on the thread); its first attempt runs under the thread's reusable breaker, or,
  * directly inside a timeout layer, under that timeout's breaker; under any other breaker of the
  * call, a child of it (one allocation per call). A hedge that starts allocates its breaker, and
