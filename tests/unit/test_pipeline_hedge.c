@@ -235,6 +235,73 @@ static void test_step_values_once(void **state)
 	sx_hedge_destroy(h);
 }
 
+/* A promise step on the only worker of the hedge's pool: the hedge is queued behind the step
+ * itself, and runs when the step waits for it (the wait helps); its value wins. */
+static void test_one_worker_helps(void **state)
+{
+	sx_pool *one = tu_pool(1);
+	sx_hedge_opts o = SX_HEDGE_OPTS_INIT;
+	sx_pipeline_opts po = SX_PIPELINE_OPTS_INIT;
+	sx_pipeline *pl = NULL;
+	sx_hedge *h = NULL;
+	struct script s = { .wait_ms = { 50, 0 }, .rc = { -EIO } };
+	sx_pipeline_step_arg sa;
+	sx_promise *p;
+	void *v = NULL;
+
+	(void)state;
+	o.delay_ns = 5 * MS;
+	assert_int_equal(sx_hedge_create(one, &o, &h), 0);
+	po.pool = one;
+	assert_int_equal(sx_pipeline_create(&po, &pl), 0);
+	assert_int_equal(sx_pipeline_add_hedge(pl, h), 0);
+	sa = (sx_pipeline_step_arg){ pl, act, &s };
+	assert_int_equal(sx_breaker_create(&s.never), 0);
+	atomic_store(&dtor_count, 0);
+	s.t0 = tu_now_ns();
+	assert_int_equal(sx_promise_run(one, sx_pipeline_step, &sa, &p), 0);
+	assert_int_equal(sx_promise_get(p, 10000 * MS, &v), 0);
+	assert_int_equal(*(int *)v, 2);
+	assert_int_equal(atomic_load(&s.started), 2);
+	sx_promise_release(p);
+	sx_pool_wait_idle(one);
+	assert_int_equal(atomic_load(&dtor_count), 1);
+	done(&s);
+	sx_pipeline_destroy(pl);
+	sx_hedge_destroy(h);
+	sx_pool_destroy(one);
+}
+
+/* A percentile policy learns from the first attempts' latencies: after a window of fast calls
+ * its delay is still its least (nothing slower seen), and calls go on unhedged. */
+static void test_percentile_samples(void **state)
+{
+	sx_hedge_opts o = SX_HEDGE_OPTS_INIT;
+	sx_pipeline *pl = pipeline();
+	sx_hedge *h = NULL;
+	sx_hedge_metrics m;
+	int who;
+
+	(void)state;
+	o.min_delay_ns = 500 * MS;
+	o.window = 16;
+	assert_int_equal(sx_hedge_create(pool, &o, &h), 0);
+	assert_int_equal(sx_pipeline_add_hedge(pl, h), 0);
+	for (int i = 0; i < 40; i++) {
+		struct script f = { 0 };
+
+		assert_int_equal(call(pl, &f, NULL, &who), 0);
+		assert_int_equal(who, 1);
+		done(&f);
+	}
+	assert_int_equal(sx_hedge_snapshot(h, &m), 0);
+	assert_int_equal(m.calls, 40);
+	assert_int_equal(m.hedges, 0);
+	assert_int_equal(m.delay_ns, 500 * MS);
+	sx_pipeline_destroy(pl);
+	sx_hedge_destroy(h);
+}
+
 /* A budget of one token: the first slow call hedges, the second's hedge is refused and it
  * waits for its first attempt; the refusal is counted and sent as an event. */
 static void test_budget_refuses(void **state)
@@ -455,6 +522,8 @@ int main(void)
 		cmocka_unit_test(test_slow_first_overtaken_after_delay),
 		cmocka_unit_test(test_no_hedge_before_delay),
 		cmocka_unit_test(test_step_values_once),
+		cmocka_unit_test(test_one_worker_helps),
+		cmocka_unit_test(test_percentile_samples),
 		cmocka_unit_test(test_budget_refuses),
 		cmocka_unit_test(test_all_fail_last_failure),
 		cmocka_unit_test(test_hedge_inside_retry),
