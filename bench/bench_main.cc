@@ -482,11 +482,16 @@ void register_all()
 	add("pipeline/strix", reps(5), [calls](benchmark::State &st) {
 		run_policy(st, [&](double *a, bench_out *o) { return strix_pipeline(calls, a, o); });
 	});
-	// pipeline6: rate limit, total timeout, retry, circuit, adaptive limit, fault injection (off);
-	// policy/<layer>: each policy alone around an empty call, its cost when it admits (idle).
+	// pipeline6: issue 23's six: rate limit, total timeout, hedge, retry, circuit, adaptive
+	// limit; pipeline7: the same with fault injection (off) innermost; policy/<layer>: each
+	// policy alone around an empty call, its cost when it admits (idle: no hedge fires).
 	add("pipeline6/strix", reps(5), [calls](benchmark::State &st) {
 		run_policy(st, [&](double *a, bench_out *o) {
-			return strix_pipeline_of("rtycax", calls, a, o); });
+			return strix_pipeline_of("rthyca", calls, a, o); });
+	});
+	add("pipeline7/strix", reps(5), [calls](benchmark::State &st) {
+		run_policy(st, [&](double *a, bench_out *o) {
+			return strix_pipeline_of("rthycax", calls, a, o); });
 	});
 	{
 		struct policy_row {
@@ -494,7 +499,8 @@ void register_all()
 		};
 		static const policy_row rows[] = { { "none", "" }, { "ratelimit", "r" },
 			{ "timeout", "t" }, { "retry", "y" }, { "circuit", "c" }, { "bulkhead", "b" },
-			{ "adaptive", "a" }, { "chaos_off", "x" } };
+			{ "adaptive", "a" }, { "chaos_off", "x" }, { "hedge", "h" },
+			{ "timeout_hedge", "th" } };
 		for (const auto &r : rows)
 			add(std::string("policy/strix/") + r.name, reps(3),
 			    [r, calls](benchmark::State &st) {

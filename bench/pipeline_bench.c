@@ -8,7 +8,8 @@
  * the run divided by the calls of one thread (so with 2 threads it shows what contention adds).
  *
  * pipeline: n calls of an empty action through rate limit, timeout, retry, circuit and bulkhead
- * (outermost first), from one thread. allocs_per_call: allocations strix's default
+ * (outermost first), from one thread; pipeline6 and policy/<layer>: other lists of layers
+ * (strix_pipeline_of), hedging among them (a fixed delay no call reaches: its idle cost). allocs_per_call: allocations strix's default
  * allocator made on the calling threads during the timed calls, per call.
  */
 #include <errno.h>
@@ -192,9 +193,10 @@ static int empty_action(sx_call *call)
 	return 0;
 }
 
-/* A pipeline of the layers `layers` names, outermost first: r rate limit, t total timeout, y
- * retry, c circuit, b bulkhead, a adaptive limit, x fault injection switched off. None of them
- * refuses or fails (the cost of the checks is what is measured). */
+/* A pipeline of the layers `layers` names, outermost first: r rate limit, t total timeout, h
+ * hedge (after 1 s: never reached, even by a preempted call), y retry, c circuit, b bulkhead, a adaptive limit, x fault
+ * injection switched off. None of them refuses or fails (the cost of the checks is what is
+ * measured). */
 int strix_pipeline_of(const char *layers, uint64_t n, double *allocs, bench_out *o)
 {
 	sx_pool_opts po = SX_POOL_OPTS_INIT;
@@ -204,6 +206,8 @@ int strix_pipeline_of(const char *layers, uint64_t n, double *allocs, bench_out 
 	sx_pipeline_opts plo = SX_PIPELINE_OPTS_INIT;
 	sx_adaptive_opts ao = SX_ADAPTIVE_OPTS_INIT;
 	sx_chaos_opts xo = SX_CHAOS_OPTS_INIT;
+	sx_hedge_opts ho = SX_HEDGE_OPTS_INIT;
+	sx_hedge *h = NULL;
 	sx_pool *pool = NULL;
 	sx_ratelimit *rl = NULL;
 	sx_circuit *c = NULL;
@@ -223,7 +227,9 @@ int strix_pipeline_of(const char *layers, uint64_t n, double *allocs, bench_out 
 	ao.initial_limit = 64;
 	xo.error_rate = 0.5;
 	xo.disabled = true;
-	if (sx_pool_create(&po, &pool) != 0 || sx_ratelimit_create(&ro, &rl) != 0 ||
+	ho.delay_ns = 1000000000;
+	if (sx_pool_create(&po, &pool) != 0 || sx_hedge_create(pool, &ho, &h) != 0 ||
+	    sx_ratelimit_create(&ro, &rl) != 0 ||
 	    sx_circuit_create(&co, &c) != 0 || sx_sem_create(NULL, 64, &sem) != 0 ||
 	    sx_adaptive_create(&ao, &al) != 0 || sx_chaos_create(&xo, &ch) != 0)
 		goto out;
@@ -233,6 +239,7 @@ int strix_pipeline_of(const char *layers, uint64_t n, double *allocs, bench_out 
 	for (const char *k = layers; *k != '\0'; k++) {
 		int e = *k == 'r' ? sx_pipeline_add_ratelimit(pl, rl, 0) :
 		    *k == 't' ? sx_pipeline_add_timeout(pl, 1000000000) :
+		    *k == 'h' ? sx_pipeline_add_hedge(pl, h) :
 		    *k == 'y' ? sx_pipeline_add_retry(pl, &rp, 0) :
 		    *k == 'c' ? sx_pipeline_add_circuit(pl, c) :
 		    *k == 'b' ? sx_pipeline_add_bulkhead(pl, sem, 0) :
@@ -242,7 +249,7 @@ int strix_pipeline_of(const char *layers, uint64_t n, double *allocs, bench_out 
 		if (e != 0)
 			goto out;
 	}
-	for (int i = 0; i < 10000; i++) /* warm: the thread's timeout record and breaker */
+	for (int i = 0; i < 10000; i++) /* warm: the thread's timeout record and breakers */
 		failed += sx_pipeline_call(pl, empty_action, NULL, NULL, NULL) != 0;
 	a0 = sx_allocations();
 	t0 = now_ns();
@@ -263,6 +270,7 @@ out:
 	sx_adaptive_destroy(al);
 	sx_circuit_destroy(c);
 	sx_ratelimit_destroy(rl);
+	sx_hedge_destroy(h);
 	sx_pool_destroy(pool);
 	return rc;
 }

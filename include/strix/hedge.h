@@ -27,6 +27,9 @@
  * it does not start. A call that succeeds deposits into the budget, unless opts.no_deposit (set
  * it when a retry layer over the same calls deposits already).
  *
+ * sx_pipeline_add_hedge (<strix/pipeline.h>) hedges the inner layers of a pipeline with a
+ * policy, on the calling thread and without a promise.
+ *
  * A step must be written for hedging: it may run more than once for one call, concurrently, and
  * should poll its chain's breaker (sx_ctx_cancelled) or wait on it, so that a losing attempt
  * ends soon.

@@ -38,6 +38,8 @@
  *                    with the inner result and latency
  *     chaos       -> an injected error instead of the inner layers, a delay before them, or
  *                    an outcome in place of theirs (<strix/chaos.h>)
+ *     hedge       -> the inner layers again, beside the first attempt, when it is slow; the
+ *                    first success wins, the others are cancelled (<strix/hedge.h>)
  *     interceptor -> your before/after pair
  * @endcode
  *
@@ -78,6 +80,7 @@ extern "C" {
 struct sx_adaptive; /* <strix/adaptive.h> */
 struct sx_chaos;    /* <strix/chaos.h> */
 struct sx_events;   /* <strix/events.h> */
+struct sx_hedge;    /* <strix/hedge.h> */
 
 /** A pipeline (opaque): sx_pipeline_create makes one. */
 typedef struct sx_pipeline sx_pipeline;
@@ -194,6 +197,34 @@ SX_API int sx_pipeline_add_adaptive(sx_pipeline *pl, struct sx_adaptive *al);
  * then), an injected outcome replaces the inner result. Off: one load.
  * @copydoc sx_pipeline_add_ratelimit */
 SX_API int sx_pipeline_add_chaos(sx_pipeline *pl, struct sx_chaos *ch);
+/**
+ * sx_pipeline_add_hedge: hedging (<strix/hedge.h>) with h's delay, max_hedges, budget, counts
+ * and events. The layers inside it are one attempt, run on the calling thread; if it has no
+ * result after the delay (fixed, or h's observed percentile, read when the call starts: its
+ * samples are the first attempts' latencies), attempt k + 1 of the inner layers starts beside
+ * it as a task on h's pool k delays after the call began, for k up to max_hedges, each first
+ * taking a token from h's budget (refused: that hedge does not start, the next may) and counted
+ * in sx_hedge_snapshot. Hedges start only while the first attempt runs and no attempt has
+ * succeeded. Each attempt has its own call->breaker (tripped by the call's breaker too) and
+ * call->out; with a promise step's context, its own copy of call->ctx (set call->ctx->dtor in
+ * it: the copy's dtor is the one used; sx_ctx_breaker there is still the chain's, so poll
+ * call->breaker instead). The first attempt that succeeds wins: its value is the call's, the
+ * others are cancelled through their breakers (-ECANCELED) and their values, and the values
+ * failed attempts left, destroyed with their ctx dtor exactly once (a plain call's are
+ * dropped: free them in the action when its breaker has tripped). If every attempt started
+ * fails, the call returns the code of the attempt that ended last. The call returns only once
+ * every attempt it started has ended, so the action must end soon when its breaker trips (on a
+ * worker of h's pool the wait runs other tasks meanwhile).
+ * Costs: a call that ends before its delay, an exchange and a CAS on the thread's timeout
+ * record, an atomic add to h's count of calls and, about once per delay per thread, a timer (the timeouts' watch, shared with every
+ * timeout layer on the thread); its first attempt runs under the thread's reusable breaker, or,
+ * directly inside a timeout layer, under that timeout's breaker; under any other breaker of the
+ * call, a child of it (one allocation per call). A hedge that starts allocates its breaker, and
+ * a first attempt it cancels makes the reusable breaker be replaced (one allocation). The
+ * errors of a call are the timeout layer's when the timer or the thread's record cannot be set up
+ * (-ENOMEM, -EAGAIN, -ESHUTDOWN; -EOVERFLOW past 8 nested timeout or hedge layers on a thread).
+ * @copydoc sx_pipeline_add_ratelimit */
+SX_API int sx_pipeline_add_hedge(sx_pipeline *pl, struct sx_hedge *h);
 
 /**
  * sx_pipeline_set_events - send pl's events to ev (NULL: none, the default): the layers'

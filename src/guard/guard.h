@@ -44,4 +44,21 @@ void *sx__registry_peek(struct sx_registry *reg, uint64_t key);
 int sx__registry_kind(const struct sx_registry *reg);
 uint64_t sx__registry_slow_ns(const struct sx_registry *reg);
 
+/* hedge.c, for the pipeline's hedge layer: the policy's pool (its tasks and timers), its
+ * max_hedges; its fixed delay (0: it learns the delay from samples, sx__hedge_sample: a first
+ * attempt's latency); whether a success deposits into a budget; its count of calls (to add to
+ * atomically); hedge k asking the budget (0, counted and sent as SX_EVENT_HEDGE; SX_EREJECTED,
+ * counted and sent as refused); a call that succeeded (the budget's deposit unless no_deposit;
+ * a hedge's win counted if by_hedge). Never block; lock-free; any thread. */
+struct sx_hedge;
+struct sx_pool;
+struct sx_pool *sx__hedge_pool(const struct sx_hedge *h);
+unsigned sx__hedge_max(const struct sx_hedge *h);
+int64_t sx__hedge_fixed_ns(const struct sx_hedge *h);
+bool sx__hedge_deposits(const struct sx_hedge *h);
+uint64_t *sx__hedge_calls(struct sx_hedge *h);
+void sx__hedge_sample(struct sx_hedge *h, uint64_t ns);
+int sx__hedge_admit(struct sx_hedge *h, unsigned k);
+void sx__hedge_succeeded(struct sx_hedge *h, bool by_hedge);
+
 #endif /* STRIX_SRC_GUARD_H */

@@ -189,6 +189,60 @@ static void call_put(struct hcall *c)
 		sx__dfree(c, sizeof(*c), SX__SMALL_ALIGN);
 }
 
+/* ---- what the pipeline's hedge layer shares with the promise form (guard.h) ----------------- */
+
+sx_pool *sx__hedge_pool(const sx_hedge *h)
+{
+	return h->pool;
+}
+
+unsigned sx__hedge_max(const sx_hedge *h)
+{
+	return h->max_hedges;
+}
+
+int64_t sx__hedge_fixed_ns(const sx_hedge *h)
+{
+	return h->fixed_ns;
+}
+
+bool sx__hedge_deposits(const sx_hedge *h)
+{
+	return h->budget != NULL && !h->no_deposit;
+}
+
+uint64_t *sx__hedge_calls(sx_hedge *h)
+{
+	return &h->calls;
+}
+
+void sx__hedge_sample(sx_hedge *h, uint64_t ns)
+{
+	sample(h, ns);
+}
+
+int sx__hedge_admit(sx_hedge *h, unsigned k)
+{
+	if (h->budget != NULL && !sx_retry_budget_withdraw(h->budget)) {
+		ck_pr_inc_64(&h->refused);
+		if (h->events != NULL)
+			(void)sx_events_emit(h->events, SX_EVENT_REJECTED, SX_EREJECTED, k, h->name);
+		return SX_EREJECTED;
+	}
+	ck_pr_inc_64(&h->hedges);
+	if (h->events != NULL)
+		(void)sx_events_emit(h->events, SX_EVENT_HEDGE, 0, k, h->name);
+	return 0;
+}
+
+void sx__hedge_succeeded(sx_hedge *h, bool by_hedge)
+{
+	if (!h->no_deposit)
+		sx_retry_budget_deposit(h->budget);
+	if (by_hedge)
+		ck_pr_inc_64(&h->wins);
+}
+
 /* Attempt a->k of the call: a hedge first asks the budget; then the user's step runs with the
  * call's argument (the dtor it sets is the chain's). */
 static int attempt_step(sx_ctx *ctx, void *last, void **out)
@@ -199,28 +253,14 @@ static int attempt_step(sx_ctx *ctx, void *last, void **out)
 	int rc;
 
 	(void)last;
-	if (a->k > 0) {
-		if (h->budget != NULL && !sx_retry_budget_withdraw(h->budget)) {
-			ck_pr_inc_64(&h->refused);
-			if (h->events != NULL)
-				(void)sx_events_emit(h->events, SX_EVENT_REJECTED, SX_EREJECTED, a->k,
-				    h->name);
-			return SX_EREJECTED;
-		}
-		ck_pr_inc_64(&h->hedges);
-		if (h->events != NULL)
-			(void)sx_events_emit(h->events, SX_EVENT_HEDGE, 0, a->k, h->name);
-	}
+	if (a->k > 0 && (rc = sx__hedge_admit(h, a->k)) != 0)
+		return rc;
 	ctx->arg = c->arg;
 	rc = c->step(ctx, NULL, out);
 	if (a->k == 0)
 		sample(h, sx__now_ns() - c->t0);
-	if (rc == 0) {
-		if (!h->no_deposit)
-			sx_retry_budget_deposit(h->budget);
-		if (a->k > 0 && !sx_ctx_cancelled(ctx))
-			ck_pr_inc_64(&h->wins);
-	}
+	if (rc == 0)
+		sx__hedge_succeeded(h, a->k > 0 && !sx_ctx_cancelled(ctx));
 	return rc;
 }
 

@@ -40,6 +40,17 @@
  * a stop breaker to runs under a child of it and ends with CAS ACTIVE -> IDLE instead; a lost
  * CAS waits for fired to show its seq (a trip on the timer thread: a few instructions), and the
  * child goes when the call ends. Any call settles a dirty slot before it writes b[] there.
+ *
+ * Hedges ride on the same records. A hedge layer's call takes the entry at its depth like a
+ * timeout, with h[slot] pointing at a record in its own frame and the deadline of its first
+ * hedge; the watch, finding it due, claims it as it would a timeout but, seeing h[slot], queues
+ * the next attempt on the pool instead of tripping anything, and hands the entry back (ACTIVE
+ * with the next hedge's deadline, or IDLE). The owner ends such an entry with CAS ACTIVE ->
+ * IDLE, waiting out a claim in progress, so after its end no watch touches the frame, and the
+ * frame outlives every attempt because the call returns only once they have all ended. A first
+ * attempt that a hedge cancelled has had its breaker tripped: when that is the thread's own[]
+ * (or the enclosing timeout's, which a hedge directly inside one shares), the slot is marked
+ * dirty with E_SPENT, a claim with nothing to wait for, so the next call there replaces it.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -52,6 +63,7 @@
 #include <strix/adaptive.h>
 #include <strix/chaos.h>
 #include <strix/events.h>
+#include <strix/hedge.h>
 #include <strix/pipeline.h>
 #include <strix/registry.h>
 
@@ -73,6 +85,7 @@ struct layer {
 	bool (*when)(int err, void *arg);
 	void *arg;
 	uint64_t (*key)(const sx_call *call);
+	uint64_t *count;             /* hedge: its policy's count of calls */
 	sx_interceptor ic;
 	sx_events *events;           /* the pipeline's event ring (NULL: none), and its source */
 	const char *name;
@@ -102,6 +115,14 @@ static int run_fallback(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_interceptor(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_adaptive(const layer *l, sx_call *call, sx_call_fn fn);
 static int run_chaos(const layer *l, sx_call *call, sx_call_fn fn);
+static int run_hedge(const layer *l, sx_call *call, sx_call_fn fn);
+
+/* A hedge layer's flags: the layer just outside it is a timeout (run_hedge may share its
+ * breaker); its policy learns the delay from samples (else ns is the fixed delay); a success
+ * deposits into its budget. */
+#define HEDGE_IN_TIMEOUT 0x100u
+#define HEDGE_SAMPLED 0x200u
+#define HEDGE_DEPOSIT 0x400u
 
 /* ---- building ------------------------------------------------------------------------------- */
 
@@ -254,6 +275,21 @@ int sx_pipeline_add_chaos(sx_pipeline *pl, sx_chaos *ch)
 	return push(pl, &l, ch != NULL);
 }
 
+int sx_pipeline_add_hedge(sx_pipeline *pl, sx_hedge *h)
+{
+	layer l = { .run = run_hedge, .obj = h };
+
+	if (h != NULL) {
+		l.arg = sx__hedge_pool(h);
+		l.count = sx__hedge_calls(h);
+		l.ns = (uint64_t)sx__hedge_fixed_ns(h);
+		l.flags = (l.ns == 0 ? HEDGE_SAMPLED : 0) | (sx__hedge_deposits(h) ? HEDGE_DEPOSIT : 0);
+	}
+	if (pl != NULL && pl->n > 0 && pl->l[pl->n - 1].run == run_timeout)
+		l.flags |= HEDGE_IN_TIMEOUT;
+	return push(pl, &l, h != NULL);
+}
+
 int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic)
 {
 	layer l = { .run = run_interceptor };
@@ -268,6 +304,8 @@ int sx_pipeline_add_interceptor(sx_pipeline *pl, const sx_interceptor *ic)
 
 #define TW_DEPTH 8u
 enum { E_IDLE = 0, E_ACTIVE = 1, E_CLAIMED = 2 };
+/* dirty[slot]'s value for an own[] breaker that a hedge tripped (no seq is 1: no watch to wait for) */
+#define E_SPENT UINT64_C(1)
 #define E_ST(s) ((unsigned)((s) & 3u))
 #define E_SEQ(s) ((s) & ~UINT64_C(3))      /* seq << 2 */
 #define E_SLOT(s) ((unsigned)((s) >> 2) & 1u)
@@ -279,6 +317,7 @@ typedef struct tw_entry {
 	uint64_t deadline;    /* CLOCK_MONOTONIC ns */
 	sx_pool *pool;
 	sx_breaker *b[2];     /* per slot: the breaker of its latest call (the watch trips it) */
+	struct hrun *h[2];    /* per slot: its latest call's hedge (NULL: a timeout's entry) */
 	sx_breaker *own[2];   /* per slot: the thread's reusable breakers at this depth (owner) */
 	uint64_t dirty[2];    /* per slot: seq << 2 of a claim of own[] not yet made good (owner) */
 } tw_entry;
@@ -382,18 +421,26 @@ static inline int tw_arm(tw_rec *r, sx_pool *pool, uint64_t deadline)
 	return tw_arm_slow(r, pool, deadline);
 }
 
-/* Fire entry e (state s, ACTIVE) with err, if its call has not ended yet: claim it, trip the
- * breaker of its slot, then say the trip is over (see the top). */
-static void tw_fire(tw_entry *e, uint64_t s, int err)
+static uint64_t hedge_fire(tw_entry *e, uint64_t s, struct hrun *r, int err);
+
+/* Fire entry e (state s, ACTIVE) with err, if its call has not ended yet: claim it; a timeout's
+ * entry then has the breaker of its slot tripped and says the trip is over (see the top); a
+ * hedge's starts its next attempt (hedge_fire, which ends the claim). Returns the deadline the
+ * entry waits for now (a hedge's next), 0 for none. */
+static uint64_t tw_fire(tw_entry *e, uint64_t s, int err)
 {
 	unsigned slot = E_SLOT(s);
+	struct hrun *r;
 
 	if (!ck_pr_cas_64(&e->state, s, E_SEQ(s) | E_CLAIMED))
-		return;
-	ck_pr_fence_load(); /* b[slot] as the owner wrote it before publishing s */
+		return 0;
+	ck_pr_fence_load(); /* b[slot], h[slot] as the owner wrote them before publishing s */
+	if ((r = ck_pr_load_ptr(&e->h[slot])) != NULL)
+		return hedge_fire(e, s, r, err);
 	sx__breaker_trip_err(ck_pr_load_ptr(&e->b[slot]), err);
 	ck_pr_fence_release();
 	ck_pr_store_64(&e->fired[slot], E_SEQ(s));
+	return 0;
 }
 
 /* Whether entry e (state s) holds a call in progress: ACTIVE and not ended under own[]. */
@@ -429,10 +476,10 @@ static void watch(void *arg, int status)
 		p = ck_pr_load_ptr(&e->pool);
 		d = ck_pr_load_64(&e->deadline);
 		if (pool_down(p))
-			tw_fire(e, s, -ESHUTDOWN);
+			d = tw_fire(e, s, -ESHUTDOWN);
 		else if (d <= now)
-			tw_fire(e, s, -ETIMEDOUT);
-		else if (d < next)
+			d = tw_fire(e, s, -ETIMEDOUT); /* a hedge's next deadline, or 0 */
+		if (d != 0 && d < next)
 			next = d, npool = p;
 	}
 	if (npool != NULL && tw_arm(r, npool, next) != 0) {
@@ -443,7 +490,7 @@ static void watch(void *arg, int status)
 			uint64_t s = ck_pr_load_64(&e->state);
 
 			if (tw_running(e, s) && ck_pr_load_ptr(&e->pool) == npool)
-				tw_fire(e, s, -ESHUTDOWN);
+				(void)tw_fire(e, s, -ESHUTDOWN);
 		}
 	}
 }
@@ -493,7 +540,7 @@ static void tw_wait_fired(tw_entry *e, unsigned slot, uint64_t seq)
 }
 
 /* Before a call writes b[slot]: if own[slot] was claimed (dirty), wait until its trip is over
- * and drop it; then, for a call under own[] (make), have one. On failure to make it the slot is
+ * (none to wait for if a hedge spent it) and drop it; then, for a call under own[] (make), have one. On failure to make it the slot is
  * left empty (and clean): the call fails, the next one tries again. */
 static __attribute__((noinline)) int tw_slot(tw_entry *e, unsigned slot, bool make)
 {
@@ -501,7 +548,8 @@ static __attribute__((noinline)) int tw_slot(tw_entry *e, unsigned slot, bool ma
 	int rc;
 
 	if (e->dirty[slot] != 0) {
-		tw_wait_fired(e, slot, e->dirty[slot]);
+		if (e->dirty[slot] != E_SPENT)
+			tw_wait_fired(e, slot, e->dirty[slot]);
 		sx_breaker_release(e->own[slot]);
 		e->own[slot] = NULL;
 		e->dirty[slot] = 0;
@@ -569,6 +617,7 @@ static inline __attribute__((always_inline)) int tw_run(const layer *l, sx_call 
 	if (__builtin_add_overflow(call_now(call), l->ns, &deadline))
 		deadline = UINT64_MAX;
 	ck_pr_store_ptr(&e->b[slot], b);
+	ck_pr_store_ptr(&e->h[slot], NULL);
 	ck_pr_store_ptr(&e->pool, pool);
 	ck_pr_store_64(&e->deadline, deadline);
 	ck_pr_fence_store();
@@ -864,6 +913,320 @@ static int run_chaos(const layer *l, sx_call *call, sx_call_fn fn)
 		return rc;
 	rc = next(l, call, fn);
 	return f.replace ? f.outcome : rc;
+}
+
+/* ---- hedges: more attempts of the inner layers beside a slow one ---------------------------- */
+
+#define H_NONE (-1)
+
+struct hrun;
+
+/* One attempt of a hedged call after the first: a pool task (queued by the watch) that runs the
+ * inner layers under a breaker of its own, made when it starts. */
+struct hatt {
+	sx_task task;
+	struct hrun *r;
+	unsigned k;                  /* 1 .. max_hedges: its place among the attempts started */
+	sx_breaker *b;               /* its breaker, published by the attempt (the owner frees it) */
+	sx_call call;
+	sx_ctx ctx;                  /* a copy of the caller's (its own dtor), if it has one */
+};
+
+/* A hedged call, in the calling thread's frame: the call returns only after every attempt it
+ * started has ended, so nothing outlives it. The watch writes due, started and att[started]
+ * only while it holds the entry's claim; the owner reads them after ending the entry. */
+struct hrun {
+	const layer *l;
+	sx_call_fn fn;
+	sx_hedge *h;
+	sx_breaker *outer;           /* the breaker the hedge layer was called under (or NULL) */
+	void *arg, *last;            /* the call's, for the attempts the pool runs */
+	sx_ctx *ctx;
+	unsigned attempt;
+	uint64_t t0, delay;          /* hedge j is due at t0 + j * delay */
+	unsigned due;                /* hedges due so far, refused ones included (watch) */
+	unsigned started;            /* attempts started, the first included (watch) */
+	int won;                     /* the k of the attempt whose value the call returns, or H_NONE */
+	int last_rc;                 /* the code of the attempt that failed last */
+	uint32_t ended;              /* waiting word: SX__EVENT_STEP per attempt of the pool ended */
+	struct hatt att[SX_HEDGE_MAX_HEDGES + 1]; /* att[0].b: the first attempt's breaker */
+};
+
+/* The value a losing attempt made (or a failed one left) goes: destroyed with the dtor its ctx
+ * has, if any (a plain call's is dropped: it has no dtor). */
+static void hedge_discard(void *out, sx_ctx *ctx)
+{
+	if (out != NULL && ctx != NULL && ctx->dtor != NULL) {
+		ctx->dtor(out);
+		ctx->dtor = NULL;
+	}
+}
+
+/* The first success wins: k's, if none came before (true). The winner trips every other
+ * attempt's breaker it can see; one not published yet sees won after publishing its own (both
+ * sides use a full barrier between their write and their read), so none is missed. */
+static bool hedge_win(struct hrun *r, unsigned k)
+{
+	unsigned n;
+
+	if (!ck_pr_cas_int(&r->won, H_NONE, (int)k))
+		return false;
+	n = ck_pr_load_uint(&r->started);
+	for (unsigned j = 0; j < n; j++) {
+		sx_breaker *b = j != k ? ck_pr_load_ptr(&r->att[j].b) : NULL;
+
+		if (b != NULL)
+			sx__breaker_trip_err(b, -ECANCELED);
+	}
+	return true;
+}
+
+/* The end of attempt a (on a worker, or in the cancel of a shutdown): its outcome, then one
+ * step of the waiting word. After that step the owner may return: nothing of the frame is
+ * touched again (the wake-up passes the word's address to the kernel only, and the flag is
+ * never cleared, so no later write is needed). */
+static void hedge_attempt_end(struct hatt *a, int rc)
+{
+	struct hrun *r = a->r;
+
+	if (rc == 0) {
+		if (!hedge_win(r, a->k))
+			hedge_discard(a->call.out, a->call.ctx);
+	} else {
+		hedge_discard(a->call.out, a->call.ctx);
+		ck_pr_store_int(&r->last_rc, rc);
+	}
+	if (ck_pr_faa_32(&r->ended, SX__EVENT_STEP) & SX__EVENT_WAITERS)
+		sx__futex_wake(&r->ended);
+}
+
+static void hedge_task(sx_task *t)
+{
+	struct hatt *a = SX_CONTAINER_OF(t, struct hatt, task);
+	struct hrun *r = a->r;
+	sx_breaker *b = NULL;
+	int rc;
+
+	a->call = (sx_call){ r->arg, r->last, NULL, NULL, r->attempt, NULL, 0 };
+	if (r->ctx != NULL) {
+		a->ctx = (sx_ctx){ r->ctx->arg, r->ctx->attempt, r->ctx->promise, NULL };
+		a->call.ctx = &a->ctx;
+	}
+	rc = r->outer != NULL ? sx_breaker_child(r->outer, &b) : sx_breaker_create(&b);
+	if (rc == 0) {
+		(void)ck_pr_fas_ptr(&a->b, b); /* published before won is read: see hedge_win */
+		if (ck_pr_load_int(&r->won) != H_NONE)
+			rc = -ECANCELED;
+	}
+	if (rc == 0) {
+		a->call.breaker = b;
+		rc = next(r->l, &a->call, r->fn);
+	}
+	hedge_attempt_end(a, rc);
+}
+
+/* The pool shut down (SX_CANCEL) with the attempt still queued: it ends without running. */
+static void hedge_task_cancelled(sx_task *t, int err)
+{
+	(void)err;
+	hedge_attempt_end(SX_CONTAINER_OF(t, struct hatt, task), -ESHUTDOWN);
+}
+
+/* The watch, holding the claim of r's entry e (state s): hedge r->due + 1 is due (err
+ * -ETIMEDOUT), or the pool went down (-ESHUTDOWN: no more hedges). Unless a value is in
+ * already, the hedge asks the budget and is queued on the pool; then the entry waits for the
+ * next hedge (ACTIVE again, with its deadline, which this returns) or for nothing (IDLE, 0).
+ * That store ends the claim: r may be gone right after it. */
+static uint64_t hedge_fire(tw_entry *e, uint64_t s, struct hrun *r, int err)
+{
+	sx_hedge *h = r->h;
+	unsigned j = ++r->due, k = r->started;
+	bool more = j < sx__hedge_max(h);
+	uint64_t next = 0;
+
+	if (err == -ETIMEDOUT && ck_pr_load_int(&r->won) == H_NONE &&
+	    sx__hedge_admit(h, j) == 0) {
+		struct hatt *a = &r->att[k];
+
+		a->task = (sx_task)SX_TASK_INIT(hedge_task, hedge_task_cancelled);
+		a->r = r;
+		a->k = k;
+		a->b = NULL;
+		if (sx_pool_submit_task(sx__hedge_pool(h), &a->task) == 0)
+			ck_pr_store_uint(&r->started, k + 1);
+		else
+			more = false; /* the pool refused: no more hedges for this call */
+	}
+	if (err != -ETIMEDOUT || ck_pr_load_int(&r->won) != H_NONE)
+		more = false;
+	if (more) {
+		if (__builtin_mul_overflow(r->delay, (uint64_t)j + 1, &next) ||
+		    __builtin_add_overflow(next, r->t0, &next))
+			next = UINT64_MAX;
+		ck_pr_store_64(&e->deadline, next);
+	}
+	ck_pr_fence_release();
+	ck_pr_store_64(&e->state, E_SEQ(s) | (more ? E_ACTIVE : E_IDLE));
+	return next;
+}
+
+/* The owner ends its entry (seq s): no hedge starts after this. A claim in progress (the watch
+ * queuing a hedge: a few instructions) is waited out. Returns the attempts started. */
+static unsigned hedge_stop(tw_entry *e, uint64_t s, struct hrun *r)
+{
+	for (;;) {
+		uint64_t cur = ck_pr_load_64(&e->state);
+
+		if (cur == (s | E_ACTIVE) && ck_pr_cas_64(&e->state, cur, s | E_IDLE))
+			break;
+		if (cur == (s | E_IDLE))
+			break;
+		sched_yield(); /* CLAIMED: the watch is inside hedge_fire */
+	}
+	ck_pr_fence_acquire();
+	return ck_pr_load_uint(&r->started);
+}
+
+static int hedge_joined(void *arg, uint32_t seen)
+{
+	const struct hrun *r = arg;
+
+	return seen / SX__EVENT_STEP + 1 >= r->started ? 1 : 0;
+}
+
+/* The first attempt ended with rc and n > 1 attempts started: settle the first's outcome, wait
+ * for the others (helping the hedge's pool when on one of its workers: a hedge may be queued
+ * behind this very task), and return the winner's value or the last failure. own: b0 is the
+ * entry's own[slot] (spent once a hedge may have tripped it); shared: b0 is the enclosing
+ * timeout's own breaker, whose entry pe is told when a hedge tripped it. */
+static __attribute__((noinline)) int hedge_join(struct hrun *r, sx_call *call, int rc,
+    tw_entry *e, unsigned slot, bool own, tw_entry *pe)
+{
+	sx_breaker *b0 = r->att[0].b;
+	sx__worker *w = sx__worker_of(sx__hedge_pool(r->h));
+	int won;
+
+	if (own) {
+		/* A call this thread helps run meanwhile may take this depth and slot: it makes a
+		 * new breaker, and the reference held here keeps b0 for a winner that trips it. */
+		sx__breaker_ref(b0);
+		e->dirty[slot] = E_SPENT;
+	}
+	if (rc == 0) {
+		if (!hedge_win(r, 0))
+			hedge_discard(call->out, call->ctx), call->out = NULL;
+	} else {
+		ck_pr_store_int(&r->last_rc, rc);
+	}
+	if (sx__wait(w, &r->ended, SX__EVENT_WAITERS, hedge_joined, r, UINT64_MAX) != 1)
+		(void)sx__wait(NULL, &r->ended, SX__EVENT_WAITERS, hedge_joined, r, UINT64_MAX);
+	ck_pr_fence_acquire();
+	won = ck_pr_load_int(&r->won);
+	for (unsigned k = 1; k < r->started; k++)
+		sx_breaker_release(ck_pr_load_ptr(&r->att[k].b));
+	if (own)
+		sx__breaker_unref(b0);
+	if (won > 0) {
+		struct hatt *a = &r->att[won];
+
+		hedge_discard(call->out, call->ctx);
+		call->out = a->call.out;
+		if (call->ctx != NULL)
+			call->ctx->dtor = a->ctx.dtor;
+		if (pe != NULL) /* the winner tripped the enclosing timeout's breaker */
+			pe->dirty[E_SLOT(ck_pr_load_64(&pe->state))] = E_SPENT;
+	}
+	return won == H_NONE ? ck_pr_load_int(&r->last_rc) : 0;
+}
+
+/* The hedge layer. The first attempt runs here, on the calling thread, under a breaker of its
+ * own: the entry's reusable own[slot] when the call has no breaker, the enclosing timeout's own
+ * breaker when this layer is directly inside a timeout that runs under one (nothing outside
+ * sees it), else a child of the call's breaker. Its delay is an entry of the thread's timeout
+ * record, watched with the timeouts (see the top): a call that ends before its delay costs an
+ * exchange and a CAS on the entry and, about once per delay, a timer. */
+static int run_hedge(const layer *l, sx_call *call, sx_call_fn fn)
+{
+	sx_hedge *h = l->obj;
+	sx_pool *pool = l->arg;
+	sx_breaker *outer = call->breaker, *b0 = NULL, *child = NULL;
+	tw_entry *e, *pe = NULL;
+	struct hrun r;
+	uint64_t s, deadline;
+	unsigned slot, n;
+	tw_rec *rec;
+	bool armed;
+	int rc;
+
+	if ((rc = stopped(call)) != 0 || (rc = tw_get(&rec)) != 0)
+		return rc;
+	if (rec->depth == TW_DEPTH)
+		return -EOVERFLOW;
+	e = &rec->e[rec->depth];
+	s = E_SEQ(ck_pr_load_64(&e->state)) + 4;
+	slot = E_SLOT(s);
+	if (outer != NULL && (l->flags & HEDGE_IN_TIMEOUT) && rec->depth > 0) {
+		tw_entry *t = &rec->e[rec->depth - 1];
+
+		if (t->own[E_SLOT(ck_pr_load_64(&t->state))] == outer)
+			pe = t, b0 = outer;
+	}
+	if (outer != NULL && b0 == NULL) {
+		if ((rc = sx_breaker_child(outer, &child)) != 0)
+			return rc;
+		b0 = child;
+	}
+	if (SX__UNLIKELY(e->dirty[slot] != 0 || (b0 == NULL && e->own[slot] == NULL)) &&
+	    (rc = tw_slot(e, slot, b0 == NULL)) != 0) {
+		sx_breaker_release(child);
+		return rc;
+	}
+	if (b0 == NULL)
+		b0 = e->own[slot];
+	r.l = l;
+	r.fn = fn;
+	r.h = h;
+	r.outer = outer;
+	r.arg = call->arg;
+	r.last = call->last;
+	r.ctx = call->ctx;
+	r.attempt = call->attempt;
+	r.t0 = call_now(call);
+	r.delay = (l->flags & HEDGE_SAMPLED) ? (uint64_t)sx_hedge_delay_ns(h) : l->ns;
+	r.due = 0;
+	r.started = 1;
+	r.won = H_NONE;
+	r.last_rc = 0;
+	r.ended = 0;
+	r.att[0].b = b0;
+	if (__builtin_add_overflow(r.t0, r.delay, &deadline))
+		deadline = UINT64_MAX;
+	ck_pr_store_ptr(&e->h[slot], &r);
+	ck_pr_store_ptr(&e->pool, pool);
+	ck_pr_store_64(&e->deadline, deadline);
+	ck_pr_fence_store();
+	tw_note(e, ck_pr_fas_64(&e->state, s | E_ACTIVE)); /* the barrier before armed_until */
+	ck_pr_inc_64(l->count);
+	armed = (rc = tw_arm(rec, pool, deadline)) == 0;
+	if (SX__LIKELY(armed)) {
+		rec->depth++;
+		call->breaker = b0;
+		rc = next(l, call, fn);
+		call->breaker = outer;
+		rec->depth--;
+	}
+	n = hedge_stop(e, s, &r); /* a watch armed before may have started hedges all the same */
+	if (armed && (l->flags & HEDGE_SAMPLED))
+		sx__hedge_sample(h, sx__now_ns() - r.t0);
+	if (SX__UNLIKELY(n > 1)) {
+		rc = hedge_join(&r, call, rc, e, slot, outer == NULL, pe);
+		if (rc == 0)
+			sx__hedge_succeeded(h, r.won > 0);
+	} else if (rc == 0 && (l->flags & HEDGE_DEPOSIT)) {
+		sx__hedge_succeeded(h, false);
+	}
+	sx_breaker_release(child);
+	return rc;
 }
 
 static int call_with(sx_pipeline *pl, sx_call *call, sx_call_fn fn)
