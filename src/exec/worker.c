@@ -299,8 +299,10 @@ static sx_task *ring_pop(sx__worker *w)
 }
 
 /*
- * Steal about half of v's ring into w's (which is empty: only its owner fills it, and the owner
- * is here). Returns the first stolen task, to run at once; NULL if v had nothing.
+ * Steal about half of v's ring into w's, which must be empty: the copies go to w's slots from
+ * p_tail on, up to half a ring of them, and into a ring holding tasks they could overwrite
+ * some that are still queued (only its owner fills it, and the owner is here, so empty stays
+ * empty). Returns the first stolen task, to run at once; NULL if v had nothing.
  */
 /* CAS races a steal may lose to other thieves (or the owner's take-back) before it gives v up. */
 #define SX__STEAL_TRIES 4
@@ -310,6 +312,7 @@ static sx_task *sx__ring_steal_half(sx__worker *w, sx__worker *v)
 	const unsigned vmask = v->ring.mask, wmask = w->ring.mask;
 	const ck_ring_buffer_t *vbuf;
 
+	SX__ASSERT(ck_ring_size(&w->ring) == 0);
 	for (int tries = 0; tries < SX__STEAL_TRIES; tries++) {
 		unsigned c = ck_pr_load_uint(&v->ring.c_head);
 		unsigned p, n, k, wp;
@@ -787,7 +790,13 @@ static sx_task *find_work(sx__worker *w)
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
-static sx_task *next_local(sx__worker *w)
+/*
+ * The next task from w's own queues, or every SX__INJECT_EVERY tasks the injector's. NULL: all
+ * of them are empty - or, only when `retire` is given (w's own loop, never a waiting task that
+ * helps), w was asked to retire: then *retire is set and w's queues may still hold tasks, which
+ * the caller must not search other workers with (a steal fills only an empty ring).
+ */
+static sx_task *next_local(sx__worker *w, bool *retire)
 {
 	sx_task *t;
 
@@ -795,10 +804,10 @@ static sx_task *next_local(sx__worker *w)
 		const struct sx__pool_hooks *ph = ck_pr_load_ptr(&w->pool->poll_hooks);
 
 		w->inject_in = SX__INJECT_EVERY;
-		/* A worker asked to retire stops taking tasks here, in its own loop only (not while
-		 * a task it runs waits and helps): the loop then finds nothing and ends. */
-		if (SX__UNLIKELY(retire_asked(w)) && w->help_depth == 0)
+		if (SX__UNLIKELY(retire != NULL && retire_asked(w))) {
+			*retire = true;
 			return NULL;
+		}
 		/* A busy worker's look at readiness: what it ends queues behind this worker's tasks. */
 		if (SX__UNLIKELY(ph != NULL) && poll_busy(w, ph) > 0)
 			polled_hint(w->pool);
@@ -838,23 +847,25 @@ void *sx__worker_main(void *arg)
 
 	sx__self = w;
 	for (;;) {
+		bool retire = false;
 		sx_task *t;
 
 		/* SX_CANCEL stops a worker between two tasks, whatever is still queued. */
 		if (SX__UNLIKELY(stopping(w->pool)))
 			break;
-		t = next_local(w);
-		if (t == NULL) {
+		t = next_local(w, &retire);
+		/* Asked to retire, w goes straight to committing: its queues may hold tasks. */
+		if (t == NULL && !retire)
 			t = find_work(w);
-			if (t == NULL) {
-				if (stopping(w->pool))
-					break;
-				/* Asked to retire: commit to it (1 -> 2), unless a resizer took the
-				 * request back first (1 -> 0); then work on. */
-				if (ck_pr_cas_int(&w->retire, 1, 2))
-					break;
-				continue;
-			}
+		if (t == NULL) {
+			if (stopping(w->pool))
+				break;
+			/* Asked to retire: commit to it (1 -> 2), unless a resizer took the request
+			 * back first (1 -> 0); then work on, from w's own queues first (only a
+			 * worker whose queues are empty may search, and steal). */
+			if (ck_pr_cas_int(&w->retire, 1, 2))
+				break;
+			continue;
 		}
 		run_counted(w, t);
 	}
@@ -992,7 +1003,7 @@ static int help_one(sx__worker *w, bool through_cancel)
 	 * (other workers steal from its queues meanwhile). */
 	if (w->help_depth >= SX__HELP_MAX_DEPTH)
 		return 0;
-	t = next_local(w);
+	t = next_local(w, NULL);
 	if (t == NULL)
 		t = steal_any(w);
 	if (t == NULL)
