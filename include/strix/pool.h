@@ -360,9 +360,10 @@ SX_API unsigned sx_pool_workers(const sx_pool *pool);
  * sx_pool_resize - change the pool's worker count while it runs.
  *
  * Growing starts new worker threads, which steal, park and poll like the others. Shrinking asks
- * the workers of the highest indices to retire: each finishes the task it runs, takes no new
- * one, hands what is queued on it (its ring and LIFO slot) to the injector, where the remaining
- * workers find it, and exits; its memory is reclaimed once no other thread can read it (the
+ * the workers of the highest indices to retire: each sees the request between two tasks (at its
+ * next look at the injector, every few dozen tasks, or when its own queues run dry), takes no
+ * new one, hands what is queued on it (its ring and LIFO slot) to the injector, where the
+ * remaining workers find it, and exits; its memory is reclaimed once no other thread can read it (the
  * pool's epoch domain). No task is lost or run twice; the caller's own worker may be one of
  * those that retire (after its current task). Workers inside sx_pool_block_in_place are not
  * counted and never asked to retire.
