@@ -620,6 +620,11 @@ void register_all()
 			    [s, n](benchmark::State &st) { run_spawn(st, s.remote, n); });
 
 	register_steady_spawn(); // spawn_many_reused/<impl>, spawn_remote_reused/<impl>
+	// spawn_many on a pool resized every 10 ms while it runs (beside spawn_many/strix).
+	add("spawn_many_resized/strix", reps(5), [n](benchmark::State &st) {
+		run_spawn(st, [](unsigned w, uint64_t k, bench_out *o) {
+			return harness_spawn_many(&bench_strix_resized_api, w, k, o); }, n);
+	});
 }
 
 } // namespace

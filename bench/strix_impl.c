@@ -1,5 +1,7 @@
 /* strix behind the shared harness: the public API only, default options but the worker count. */
+#include <pthread.h>
 #include <semaphore.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +47,76 @@ static void strix_destroy(void *p)
 
 const bench_pool_api bench_strix_api = {
 	"strix", strix_create, strix_submit, strix_wait_idle, strix_destroy,
+};
+
+/* ---- resized while it runs ---------------------------------------------------------------------
+ * The same pool behind the harness, with a thread that resizes it every 10 ms between its worker
+ * count and one (or two, for a one-worker run) while the workload runs: spawn_many_resized. */
+
+struct resized {
+	sx_pool *pool;
+	pthread_t th;
+	atomic_int stop;
+	unsigned hi, lo;
+	atomic_uint_fast64_t resizes;
+};
+
+static void *resizer(void *arg)
+{
+	struct resized *r = arg;
+	struct timespec ts = { 0, 10000000 };
+
+	for (unsigned i = 0; !atomic_load(&r->stop); i++) {
+		nanosleep(&ts, NULL);
+		if (sx_pool_resize(r->pool, i % 2 ? r->hi : r->lo) == 0)
+			atomic_fetch_add(&r->resizes, 1);
+	}
+	return NULL;
+}
+
+static void *resized_create(unsigned workers)
+{
+	sx_pool_opts opts = SX_POOL_OPTS_INIT;
+	struct resized *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return NULL;
+	r->hi = workers > 1 ? workers : 2;
+	r->lo = 1;
+	opts.workers = workers;
+	opts.max_workers = r->hi;
+	if (sx_pool_create(&opts, &r->pool) != 0 ||
+	    pthread_create(&r->th, NULL, resizer, r) != 0) {
+		sx_pool_destroy(r->pool);
+		free(r);
+		return NULL;
+	}
+	return r;
+}
+
+static int resized_submit(void *p, void (*fn)(void *), void *arg)
+{
+	return sx_pool_submit(((struct resized *)p)->pool, fn, arg);
+}
+
+static void resized_wait_idle(void *p)
+{
+	sx_pool_wait_idle(((struct resized *)p)->pool);
+}
+
+static void resized_destroy(void *p)
+{
+	struct resized *r = p;
+
+	atomic_store(&r->stop, 1);
+	pthread_join(r->th, NULL);
+	sx_pool_destroy(r->pool);
+	free(r);
+}
+
+const bench_pool_api bench_strix_resized_api = {
+	"strix (resized every 10 ms)", resized_create, resized_submit, resized_wait_idle,
+	resized_destroy,
 };
 
 /* ---- yield ------------------------------------------------------------------------------------ */

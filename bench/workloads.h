@@ -40,6 +40,9 @@ typedef struct bench_pool_api {
 } bench_pool_api;
 
 extern const bench_pool_api bench_strix_api;
+/* strix with a thread resizing the pool every 10 ms (sx_pool_resize) between its worker count and
+ * one while the workload runs (spawn_many_resized). */
+extern const bench_pool_api bench_strix_resized_api;
 /* A strix pool of `workers` with default options for the workloads that use strix's own API
  * (strix_impl.c); NULL, with a message in o->err, if it cannot be created. */
 struct sx_pool;

@@ -49,6 +49,7 @@ FIGURES = {
     "spawn_remote": ["ns_per_task"],
     "spawn_many_reused": ["ns_per_task"],
     "spawn_remote_reused": ["ns_per_task"],
+    "spawn_many_resized": ["ns_per_task"],
     "sustained": ["p50_ns", "p99_ns", "p999_ns", "max_ns", "rss_start_kib", "rss_end_kib",
                   "rss_max_kib"],
     "ping_pong": ["p50_ns", "p99_ns", "p999_ns", "max_ns"],

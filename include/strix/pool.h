@@ -101,7 +101,10 @@ SX_API uint64_t sx_allocations(void);
 
 #define SX_POOL_PIN 0x1u /**< pin worker i to CPU (i mod number of online CPUs) */
 
-#define SX_POOL_MAX_WORKERS   1024u      /**< sx_pool_opts.workers, at most */
+#define SX_POOL_MAX_WORKERS   1024u      /**< sx_pool_opts.workers and max_workers, at most */
+/** sx_pool_opts.max_workers when 0: 4 times the initial workers, but at least this (and at most
+ * SX_POOL_MAX_WORKERS). */
+#define SX_POOL_DEFAULT_MAX_WORKERS 256u
 #define SX_POOL_MIN_RING      4u         /**< sx_pool_opts.ring_size, at least */
 #define SX_POOL_MAX_RING      (1u << 20) /**< sx_pool_opts.ring_size, at most */
 #define SX_POOL_DEFAULT_RING  256u       /**< sx_pool_opts.ring_size when 0 */
@@ -133,17 +136,21 @@ typedef struct sx_pool_opts {
 	/** The most side threads for blocking work (sx_pool_spawn_blocking) alive at once, at most
 	 * SX_POOL_BLOCKING_MAX_THREADS; 0: SX_POOL_BLOCKING_DEFAULT_THREADS. */
 	unsigned blocking_max_threads;
+	/** The most workers the pool may ever have at once (sx_pool_resize, and the compensating
+	 * workers of sx_pool_block_in_place), at least workers and at most SX_POOL_MAX_WORKERS;
+	 * worker indices stay below it. 0: SX_POOL_DEFAULT_MAX_WORKERS's rule. */
+	unsigned max_workers;
 	/** How long a side thread waits for blocking work before it exits, > 0 ns; 0:
 	 * SX_POOL_BLOCKING_DEFAULT_IDLE_NS (10 s); negative values are refused. */
 	int64_t blocking_idle_ns;
-	uint64_t reserved[2];        /**< zero: room for later fields (strix_error, "Growing structs") */
+	uint64_t reserved[4];        /**< zero: room for later fields (strix_error, "Growing structs") */
 } sx_pool_opts;
 
 /** An sx_pool_opts with every default. */
 #if SX_DESIGNATED_INIT
 #define SX_POOL_OPTS_INIT { .spin_ns = SX_SPIN_DEFAULT }
 #else
-#define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL, 0, 0, 0, {} }
+#define SX_POOL_OPTS_INIT { 0, 0, SX_SPIN_DEFAULT, 0, 0, NULL, NULL, 0, 0, 0, 0, {} }
 #endif
 
 /** Per-worker counters. Each is written only by its worker; a snapshot taken while the pool runs
@@ -163,7 +170,7 @@ typedef struct sx_worker_counters {
 
 /** The pool's counters, as sx_pool_stats fills them in. */
 typedef struct sx_pool_counters {
-	/** the pool's worker count */
+	/** the pool's worker count now: the workers taking tasks (sx_pool_workers) */
 	unsigned workers;
 	uint64_t submitted;      /**< tasks accepted, from anywhere */
 	uint64_t remote;         /**< of those, submitted from outside the pool (via the injector) */
@@ -175,7 +182,11 @@ typedef struct sx_pool_counters {
 	uint64_t blocking_threads;  /**< side threads for blocking work alive now (counted while they
 	                                 may take work; one that retires stops counting first) */
 	uint64_t blocking_queued;   /**< blocking tasks waiting for a side thread now */
-	uint64_t reserved[2];        /**< set to zero: room for later fields (strix_error, "Growing structs") */
+	uint64_t retired;        /**< workers retired so far (sx_pool_resize, sx_pool_block_in_place) */
+	/** worker slots used so far (at most max_workers): per_worker entries worth asking for */
+	unsigned slots;
+	unsigned max_workers;    /**< the pool's max_workers (sx_pool_opts) */
+	uint64_t reserved[4];        /**< set to zero: room for later fields (strix_error, "Growing structs") */
 } sx_pool_counters;
 
 /** The modes of sx_pool_shutdown: SX_DRAIN runs what is queued first, SX_CANCEL hands it to
@@ -303,8 +314,10 @@ SX_API int sx_pool_wait_idle(sx_pool *pool);
  * workers: SX_DRAIN runs what is queued, SX_CANCEL hands it to its cancel callbacks (see there).
  * Afterwards every submit returns -ESHUTDOWN. Worker and side threads are joined before it
  * returns. Returns 0; -EINVAL for a NULL pool or a mode that is not exactly one of the two;
- * -EDEADLK from one of the pool's own workers or side threads; -ESHUTDOWN if a shutdown was already started (that one wins).
- * Blocks until the workers have exited. Any thread outside the pool.
+ * -EDEADLK from one of the pool's own workers or side threads; -ESHUTDOWN if a shutdown was
+ * already started (that one wins).
+ * Blocks until the workers have exited (a worker inside sx_pool_block_in_place exits once its
+ * fn has returned). Any thread outside the pool.
  */
 SX_API int sx_pool_shutdown(sx_pool *pool, int mode);
 
@@ -319,23 +332,78 @@ SX_API void sx_pool_destroy(sx_pool *pool);
 /**
  * sx_pool_stats - snapshot the counters.
  *
- * Fills *out (totals) and, when per_worker is not NULL, the first min(n, workers) entries of
- * per_worker. Returns 0; -EINVAL for a NULL pool or out. Never blocks; wait-free (reads only).
- * Any thread, concurrently with everything but destroy.
+ * Fills *out (totals) and, when per_worker is not NULL, the first min(n, out->slots) entries of
+ * per_worker: entry i is worker slot i's (the worker whose sx_pool_worker_index is i; a slot's
+ * counters carry on from a retired worker to the next one that takes its index). Returns 0;
+ * -EINVAL for a NULL pool or out. Never blocks; wait-free (reads only). Any thread,
+ * concurrently with everything but destroy.
  */
 SX_API int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counters *per_worker, unsigned n);
 
 /**
- * sx_pool_worker_index - the index (0..workers-1) of the calling worker within pool, or -1 when
- * the caller is not one of pool's workers (or pool is NULL): a value, not an error. Never
- * blocks; wait-free; any thread.
+ * sx_pool_worker_index - the index of the calling worker within pool, or -1 when the caller is
+ * not one of pool's workers (or pool is NULL): a value, not an error. A pool that is never
+ * resized numbers its workers 0..workers-1; indices are always below the pool's max_workers
+ * (so arrays sized by it at create stay valid), fixed for a worker's life, and a retired
+ * worker's index may be taken by a later one. Never blocks; wait-free; any thread.
  */
 SX_API int sx_pool_worker_index(const sx_pool *pool);
 
 /**
- * sx_pool_workers - the pool's worker count (0 for NULL). Never blocks; wait-free; any thread.
+ * sx_pool_workers - the pool's worker count now (0 for NULL): the workers taking tasks, which
+ * sx_pool_resize sets; a worker inside sx_pool_block_in_place is not counted, its compensating
+ * worker is. Never blocks; wait-free; any thread.
  */
 SX_API unsigned sx_pool_workers(const sx_pool *pool);
+
+/**
+ * sx_pool_resize - change the pool's worker count while it runs.
+ *
+ * Growing starts new worker threads, which steal, park and poll like the others. Shrinking asks
+ * the workers of the highest indices to retire: each sees the request between two tasks (at its
+ * next look at the injector, every few dozen tasks, or when its own queues run dry), takes no
+ * new one, hands what is queued on it (its ring and LIFO slot) to the injector, where the
+ * remaining workers find it, and exits; its memory is reclaimed once no other thread can read it (the
+ * pool's epoch domain). No task is lost or run twice; the caller's own worker may be one of
+ * those that retire (after its current task). Workers inside sx_pool_block_in_place are not
+ * counted and never asked to retire.
+ *
+ * From a thread outside the pool the call blocks until the retiring workers have exited (each
+ * finishes its current task first; a task that waits for the caller deadlocks it) and, when
+ * growing needs the slots of retirements still under way, until those have. From one of the
+ * pool's own workers it never waits for a task to end: retirement is asynchronous (the workers
+ * are joined by a later resize or by shutdown; a grow may take back a retirement not begun yet,
+ * or join a worker that has run its last task), and a grow that finds too few free slots fails
+ * with -EAGAIN. Slots are held by live workers, by workers blocked in place, and (from a worker)
+ * by retirements still finishing their current task. Either way it takes the pool's resize lock, a cold-path mutex,
+ * and starts threads.
+ * Returns 0; -EINVAL for a NULL pool, 0 workers or more than the pool's max_workers (nothing
+ * changes); -ESHUTDOWN once sx_pool_shutdown has begun; -EAGAIN when no thread can be started or
+ * (from a worker) too few slots are free; -ENOMEM when a worker's memory cannot be allocated.
+ * On -EAGAIN or -ENOMEM the workers started before the failure stay (sx_pool_workers tells).
+ * Any thread, concurrently with everything but destroy.
+ */
+SX_API int sx_pool_resize(sx_pool *pool, unsigned workers);
+
+/**
+ * sx_pool_block_in_place - run fn(arg), a call that blocks, on the calling worker without
+ * stalling the tasks queued behind it.
+ *
+ * On one of the pool's workers: first its queued tasks (its ring and LIFO slot) go to the
+ * injector, and a compensating worker starts in its place (when a slot below max_workers is
+ * free and the pool is not shutting down), so the pool keeps its worker count while fn blocks;
+ * then fn(arg) runs on this thread, which stays the pool's worker (tasks fn submits queue on it
+ * and other workers steal them). When fn returns, the worker counts again and one worker beyond
+ * the count asked for - the compensating one, if it still runs - retires as sx_pool_resize's do
+ * (asynchronously: this call does not wait for it). Without a free slot fn still runs, and the
+ * handed-off tasks wait for the other workers (with none, until fn returns). Calls nest: only the outermost hands off
+ * and compensates. From any other thread (or with pool not the caller's pool) it just runs
+ * fn(arg). fn must not call sx_pool_wait_idle or sx_pool_shutdown on this pool.
+ * Returns 0 once fn has returned; -EINVAL for a NULL pool or fn (fn is not called).
+ * Blocks for as long as fn does; around it, takes the pool's resize lock and may start a
+ * thread. Any thread.
+ */
+SX_API int sx_pool_block_in_place(sx_pool *pool, void (*fn)(void *arg), void *arg);
 
 #ifdef __cplusplus
 }

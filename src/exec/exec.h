@@ -130,9 +130,33 @@ typedef struct sx__tcache {
 	ck_epoch_record_t erec;     /* this thread's record in the pool's epoch domain */
 } SX__ALIGNED sx__tcache;
 
+/*
+ * A worker slot. The pool has max_workers of them (pool->slots); a slot's struct is allocated
+ * when the slot is first used and kept until destroy, whatever the pool's size does meanwhile:
+ * a retired worker's slot is reused by a later one, which takes over its index, its counters
+ * (so sums of them stay monotone, as sx__quiescent needs), its ring positions (which only move
+ * forward: a thief's stale snapshot of the ring can never match a later incarnation's) and its
+ * tcache with its epoch record (ck_epoch records are never freed). So any thread may read any
+ * slot's fields at any time; waking a parked worker and the poller role touch only those.
+ *
+ * What is reclaimed is the ring's buffer: a worker that retires empties its ring and LIFO slot
+ * into the injector (nobody else ever adds to them), then retires the buffer through the pool's
+ * epoch domain. A thief reads the slots of a victim's buffer only after a snapshot of the ring
+ * showed tasks in it, inside a read section (steal_any, worker.c), so a buffer is freed only
+ * once every thief that can have seen it non-empty is gone; a later incarnation gets a fresh
+ * one (published before its thread starts).
+ */
+enum sx__life {
+	SX__SLOT_NONE = 0,   /* no thread: never started, or joined */
+	SX__SLOT_LIVE,       /* its thread runs the worker loop */
+	SX__SLOT_RETIRING,   /* asked to retire; the thread may still run (not joined yet) */
+	SX__SLOT_JOINING,    /* a resizer or shutdown joins it now, without the resize lock */
+};
+
 typedef struct sx__worker {
 	/* Shared with thieves: the ring (its fields are padded to separate lines by ck) and the
-	 * LIFO slot on a line of its own. */
+	 * LIFO slot on a line of its own. buf changes only while the slot has no thread (atomic
+	 * loads by thieves). */
 	ck_ring_t ring;
 	ck_ring_buffer_t *buf;
 	SX__ALIGNED sx_task *lifo;
@@ -156,7 +180,22 @@ typedef struct sx__worker {
 	pthread_t thread;
 	sx_worker_counters stats;
 	sx__tcache cache;
+
+	/* Life cycle (pool.c): written under pool->resize_lock, but `retire`, which its thread
+	 * reads with atomic loads between tasks and while it searches or parks. */
+	int retire;                 /* 1: asked to retire; 2: committed to it (sx__worker_main) */
+	enum sx__life life;
+	bool buf_owned;             /* buf is this slot's (not retired) */
+	unsigned blocked;           /* depth of sx_pool_block_in_place on this worker */
+	bool uncounted;             /* blocked and taken out of pool->nworkers */
+	struct sx__worker *comp;    /* the worker started to stand in while this one blocks */
 } SX__ALIGNED sx__worker;
+
+/* The header line in front of a ring buffer: its entry in the epoch domain once retired. */
+struct sx__ringbuf {
+	ck_epoch_entry_t entry;
+	sx_pool *pool;
+} SX__ALIGNED;
 
 /* The kinds of per-pool service, one slot each in the pool (sx__pool_service). */
 enum sx__svc_kind {
@@ -166,15 +205,26 @@ enum sx__svc_kind {
 	SX__SVC_KINDS
 };
 
-/* pool->idle packs two counters so one CAS moves a worker between states. */
-#define SX__IDLE_UNPARKED_ONE 1u
+/* pool->idle packs two counters so one CAS moves a worker between states: the workers parked
+ * (or about to park) and the workers searching. Counting the parked ones rather than the others
+ * keeps the word independent of the worker count, which resizing changes. */
+#define SX__IDLE_PARKED_ONE 1u
 #define SX__IDLE_SEARCHING_ONE (1u << 16)
-#define SX__IDLE_UNPARKED(v) ((v) & 0xffffu)
+#define SX__IDLE_PARKED(v) ((v) & 0xffffu)
 #define SX__IDLE_SEARCHING(v) ((v) >> 16)
+/* A parked worker starts searching / a searching one parks: one add each (unsigned wrap). */
+#define SX__IDLE_UNPARK (SX__IDLE_SEARCHING_ONE - SX__IDLE_PARKED_ONE)
+#define SX__IDLE_PARK (SX__IDLE_PARKED_ONE - SX__IDLE_SEARCHING_ONE)
 
 struct sx_pool {
-	/* Read-mostly configuration. */
-	unsigned nworkers;
+	/* Read-mostly configuration. The worker slots: slots[0, nalloc) are allocated (struct
+	 * sx__worker says what of them may be read when); no slot at or above nslots has a thread.
+	 * Both bounds and nworkers change under resize_lock and are read with atomic loads. */
+	unsigned nworkers;          /* live workers that take tasks (not blocked in place) */
+	unsigned nslots;            /* 1 + the highest slot with a thread */
+	unsigned nalloc;            /* slots allocated (only grows) */
+	unsigned max_workers;       /* slots */
+	unsigned target;            /* the worker count asked for (create, sx_pool_resize) */
 	unsigned ring_size;
 	unsigned lifo_cap;
 	unsigned flags;
@@ -183,7 +233,7 @@ struct sx_pool {
 	pthread_key_t key;          /* per outside thread: its sx__tcache */
 	sx_allocator alloc;
 	void (*on_cancel)(void (*fn)(void *), void *arg, int err);
-	sx__worker *workers;
+	sx__worker **slots;         /* [max_workers] */
 	uint64_t *parked;           /* bit i set: worker i is parked (or about to) */
 	/* The hooks of the service that polls (the reactor), NULL until it started: workers read it
 	 * on parking and every SX__INJECT_EVERY tasks, never per task (worker.c). */
@@ -228,7 +278,20 @@ struct sx_pool {
 	/* sx_pool_opts' blocking_max_threads and blocking_idle_ns, defaults applied (blocking.c). */
 	unsigned blocking_max;
 	int64_t blocking_idle_ns;
+
+	/* Resizing (pool.c): a cold-path lock over the slots' life cycle, never held while a
+	 * thread is joined; joined signals the end of a join made without it. */
+	pthread_mutex_t resize_lock;
+	pthread_cond_t joined;
+	bool resize_closed;         /* shutdown collected the threads: none may start */
+	uint64_t retired;           /* workers retired (stats) */
 };
+
+/* Slot i's worker (NULL if never allocated). Any thread; the struct stays until destroy. */
+static inline sx__worker *sx__slot(const sx_pool *p, unsigned i)
+{
+	return ck_pr_load_ptr(&p->slots[i]);
+}
 
 /* node.c */
 sx__mag *sx__node_refill(sx__tcache *c);
@@ -246,6 +309,12 @@ void sx__ring_overflow(sx__worker *w);
 void sx__inj_push_chain(sx_pool *p, sx_task *head, sx_task *tail);
 void sx__notify(sx_pool *p);
 void sx__wake_all(sx_pool *p);
+/* After setting v's retire flag (and a full fence): wake v if it is parked, so that it sees the
+ * flag; otherwise it sees it at its next look (between tasks or while searching). Lock-free. */
+void sx__wake_worker(sx_pool *p, sx__worker *v);
+/* Owner only: move everything queued on w (its LIFO slot and ring) to the injector, oldest
+ * first, and wake a worker for it. Nothing is left for thieves or for w itself. Lock-free. */
+void sx__hand_off(sx__worker *w);
 bool sx__quiescent(sx_pool *p);
 int sx__help_one(sx__worker *w);
 bool sx__untake(sx__worker *w, sx_task *t);
@@ -454,6 +523,11 @@ int sx__blocking_submit(sx_pool *p, sx_task *t);
 
 /* pool.c */
 sx__tcache *sx__tcache_get(sx_pool *p);
+/* A retiring worker, on its own thread after its loop ended (not stopping): gives back what
+ * its tcache holds and retires its ring buffer; the queues are empty already. */
+void sx__worker_retired(sx__worker *w);
+/* c's owner is going away: its nodes and service state go back to the pool. */
+void sx__tcache_give_back(sx__tcache *c);
 /*
  * The submission section of a thread outside p: sx__remote_enter sets the thread's busy flag
  * (shutdown waits for it to clear) and checks that p still runs. Inside the section the caller

@@ -48,6 +48,9 @@ static int check_opts(const sx_pool_opts *o)
 {
 	if (o->workers > SX_POOL_MAX_WORKERS || !SX__RESERVED_CLEAR(o))
 		return -EINVAL;
+	if (o->max_workers > SX_POOL_MAX_WORKERS ||
+	    (o->max_workers != 0 && o->workers > o->max_workers))
+		return -EINVAL;
 	if (o->ring_size != 0 && (o->ring_size < SX_POOL_MIN_RING ||
 	    o->ring_size > SX_POOL_MAX_RING || (o->ring_size & (o->ring_size - 1)) != 0))
 		return -EINVAL;
@@ -63,13 +66,8 @@ static int check_opts(const sx_pool_opts *o)
 	return sx__blocking_check(o);
 }
 
-static void tcache_exit(void *arg)
+void sx__tcache_give_back(sx__tcache *c)
 {
-	sx__tcache *c = arg;
-
-	/* The thread is going away: give its nodes back, run what its epoch record holds that is
-	 * due (the rest waits for the record's next owner, or destroy), then let another thread
-	 * claim the record. */
 	sx__tcache_release(c);
 	for (unsigned k = 0; k < SX__SVC_KINDS; k++) {
 		const struct sx__pool_hooks *h = ck_pr_load_ptr(&c->pool->hooks[k]);
@@ -77,8 +75,118 @@ static void tcache_exit(void *arg)
 		if (h != NULL && h->tcache_release != NULL)
 			h->tcache_release(c);
 	}
+}
+
+static void tcache_exit(void *arg)
+{
+	sx__tcache *c = arg;
+
+	/* The thread is going away: give its nodes back, run what its epoch record holds that is
+	 * due (the rest waits for the record's next owner, or destroy), then let another thread
+	 * claim the record. */
+	sx__tcache_give_back(c);
 	(void)sx__epoch_poll(c);
 	sx__rec_leave(&c->rec);
+}
+
+/* ---- worker slots ------------------------------------------------------------------------ */
+
+/* A ring buffer with its header line in front (struct sx__ringbuf). */
+static ck_ring_buffer_t *ring_buf_new(sx_pool *p)
+{
+	struct sx__ringbuf *h = sx__palloc(p, SX__CACHELINE + sizeof(ck_ring_buffer_t) *
+	    p->ring_size);
+
+	if (h == NULL)
+		return NULL;
+	h->pool = p;
+	return (ck_ring_buffer_t *)(void *)((char *)h + SX__CACHELINE);
+}
+
+static struct sx__ringbuf *ring_buf_head(ck_ring_buffer_t *buf)
+{
+	return (struct sx__ringbuf *)(void *)((char *)buf - SX__CACHELINE);
+}
+
+static void ring_buf_free(sx_pool *p, ck_ring_buffer_t *buf)
+{
+	sx__pfree(p, ring_buf_head(buf), SX__CACHELINE + sizeof(ck_ring_buffer_t) * p->ring_size);
+}
+
+/* The epoch callback of a retired buffer: no thief can read it any more. */
+static void ring_buf_reclaim(ck_epoch_entry_t *e)
+{
+	struct sx__ringbuf *h = SX_CONTAINER_OF(e, struct sx__ringbuf, entry);
+
+	ring_buf_free(h->pool, (ck_ring_buffer_t *)(void *)((char *)h + SX__CACHELINE));
+}
+
+void sx__worker_retired(sx__worker *w)
+{
+	sx_pool *p = w->pool;
+
+	SX__ASSERT(ck_ring_size(&w->ring) == 0 && ck_pr_load_ptr(&w->lifo) == NULL);
+	while (w->empty != NULL) {
+		sx__batch *b = w->empty;
+
+		w->empty = b->next;
+		ck_stack_push_upmc(&p->spare_batches, sx__task_link(&b->task));
+	}
+	w->nempty = 0;
+	ck_pr_inc_64(&p->retired);
+	sx__tcache_give_back(&w->cache);
+	/* The ring stays empty from here on; the slot keeps pointing at the buffer (a thief that
+	 * saw it non-empty may still read it) until a later incarnation replaces it. */
+	w->buf_owned = false;
+	sx__epoch_retire(&w->cache, &ring_buf_head(w->buf)->entry, ring_buf_reclaim);
+}
+
+/*
+ * Slot i ready for a new thread (under resize_lock, or at create): allocated the first time,
+ * given a fresh ring buffer later (its positions and counters carry on). 0 or -ENOMEM.
+ */
+static int slot_prepare(sx_pool *p, unsigned i)
+{
+	sx__worker *w = p->slots[i];
+	ck_ring_buffer_t *buf = ring_buf_new(p);
+
+	if (buf == NULL)
+		return -ENOMEM;
+	if (w == NULL) {
+		w = sx__palloc(p, sizeof(*w));
+		if (w == NULL) {
+			ring_buf_free(p, buf);
+			return -ENOMEM;
+		}
+		ck_ring_init(&w->ring, p->ring_size);
+		ck_ec32_init(&w->ec, 0);
+		w->pool = p;
+		w->index = i;
+		w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
+		w->cache.pool = p;
+		w->buf = buf;
+		ck_pr_store_ptr(&p->slots[i], w);
+		SX__ASSERT(i == p->nalloc);
+		ck_pr_store_uint(&p->nalloc, i + 1);
+	} else {
+		SX__ASSERT(w->life == SX__SLOT_NONE && !w->buf_owned);
+		/* A new incarnation: the owner-private state starts afresh. */
+		w->lifo_streak = 0;
+		w->searching = w->went_idle = false;
+		w->help_depth = 0;
+		w->blocked = 0;
+		w->uncounted = false;
+		w->comp = NULL;
+		ck_pr_store_int(&w->retire, 0);
+		/* The previous incarnation retired the old buffer; its record is ours now (the
+		 * thread was joined): run what is due. */
+		(void)sx__epoch_poll(&w->cache);
+		ck_pr_store_ptr(&w->buf, buf);
+	}
+	w->inject_in = 1;
+	w->spin_budget = p->spin_ns > 0 ? (uint64_t)p->spin_ns : 0;
+	w->buf_owned = true;
+	return 0;
 }
 
 static void free_memory(sx_pool *p)
@@ -104,34 +212,30 @@ static void free_memory(sx_pool *p)
 		next = e->next;
 		sx__pfree(p, SX_CONTAINER_OF(e, sx__tcache, rec.link), sizeof(sx__tcache));
 	}
-	if (p->workers != NULL) {
-		for (unsigned i = 0; i < p->nworkers; i++)
-			sx__pfree(p, p->workers[i].buf, sizeof(ck_ring_buffer_t) * p->ring_size);
-		sx__pfree(p, p->workers, sizeof(sx__worker) * p->nworkers);
+	if (p->slots != NULL) {
+		for (unsigned i = 0; i < p->nalloc; i++) {
+			sx__worker *w = p->slots[i];
+
+			if (w->buf_owned)
+				ring_buf_free(p, w->buf);
+			sx__pfree(p, w, sizeof(*w));
+		}
+		sx__pfree(p, p->slots, sizeof(sx__worker *) * p->max_workers);
 	}
 	sx__pfree(p, p->parked, sizeof(uint64_t) * p->nbitmap);
 }
 
 static int init_workers(sx_pool *p)
 {
-	p->workers = sx__palloc(p, sizeof(sx__worker) * p->nworkers);
+	p->slots = sx__palloc(p, sizeof(sx__worker *) * p->max_workers);
 	p->parked = sx__palloc(p, sizeof(uint64_t) * p->nbitmap);
-	if (p->workers == NULL || p->parked == NULL)
+	if (p->slots == NULL || p->parked == NULL)
 		return -ENOMEM;
 	for (unsigned i = 0; i < p->nworkers; i++) {
-		sx__worker *w = &p->workers[i];
+		int rc = slot_prepare(p, i);
 
-		w->buf = sx__palloc(p, sizeof(ck_ring_buffer_t) * p->ring_size);
-		if (w->buf == NULL)
-			return -ENOMEM;
-		ck_ring_init(&w->ring, p->ring_size);
-		ck_ec32_init(&w->ec, 0);
-		w->pool = p;
-		w->index = i;
-		w->inject_in = 1;
-		w->spin_budget = p->spin_ns > 0 ? (uint64_t)p->spin_ns : 0;
-		w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
-		w->cache.pool = p;
+		if (rc != 0)
+			return rc;
 	}
 	return 0;
 }
@@ -148,29 +252,77 @@ static void pin_worker(sx_pool *p, sx__worker *w, pthread_attr_t *attr)
 	pthread_attr_setaffinity_np(attr, sizeof(set), &set);
 }
 
-/* Stop and join the first n workers (create's failure path and shutdown). */
-static void stop_and_join(sx_pool *p, unsigned n, int final_state)
+/*
+ * Stop and join every worker thread (create's failure path and shutdown): close the slots to
+ * new threads, wait for joins other threads make without the lock, take every remaining thread
+ * as ours to join, then set the final state, wake everyone and join.
+ */
+static void stop_and_join(sx_pool *p, int final_state)
 {
+	unsigned n;
+
+	pthread_mutex_lock(&p->resize_lock);
+	p->resize_closed = true;
+	for (;;) {
+		bool busy = false;
+
+		for (unsigned i = 0; i < p->nalloc; i++)
+			busy |= p->slots[i]->life == SX__SLOT_JOINING;
+		if (!busy)
+			break;
+		pthread_cond_wait(&p->joined, &p->resize_lock);
+	}
+	n = p->nalloc;
+	for (unsigned i = 0; i < n; i++)
+		if (p->slots[i]->life != SX__SLOT_NONE)
+			p->slots[i]->life = SX__SLOT_JOINING;
+	pthread_mutex_unlock(&p->resize_lock);
+
 	ck_pr_store_int(&p->state, final_state);
 	ck_pr_fence_store_atomic();
 	sx__wake_all(p);
 	for (unsigned i = 0; i < n; i++)
-		pthread_join(p->workers[i].thread, NULL);
+		if (p->slots[i]->life == SX__SLOT_JOINING)
+			pthread_join(p->slots[i]->thread, NULL);
+	pthread_mutex_lock(&p->resize_lock);
+	for (unsigned i = 0; i < n; i++)
+		if (p->slots[i]->life == SX__SLOT_JOINING)
+			p->slots[i]->life = SX__SLOT_NONE;
+	pthread_mutex_unlock(&p->resize_lock);
+}
+
+/* Start slot i's thread (prepared: slot_prepare); counted live from here. Under resize_lock,
+ * or at create. 0 or -EAGAIN. */
+static int slot_start(sx_pool *p, unsigned i)
+{
+	sx__worker *w = p->slots[i];
+	pthread_attr_t attr;
+	int rc;
+
+	w->life = SX__SLOT_LIVE;
+	if (i + 1 > p->nslots)
+		ck_pr_store_uint(&p->nslots, i + 1);
+	pthread_attr_init(&attr);
+	pin_worker(p, w, &attr);
+	rc = pthread_create(&w->thread, &attr, sx__worker_main, w);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		/* Never ran: its buffer is still its own, and nobody queued anything on it. */
+		w->life = SX__SLOT_NONE;
+		return -EAGAIN;
+	}
+	ck_pr_store_uint(&p->nworkers, p->nworkers + 1);
+	return 0;
 }
 
 static int start_workers(sx_pool *p)
 {
-	for (unsigned i = 0; i < p->nworkers; i++) {
-		sx__worker *w = &p->workers[i];
-		pthread_attr_t attr;
-		int rc;
+	unsigned n = p->nworkers;
 
-		pthread_attr_init(&attr);
-		pin_worker(p, w, &attr);
-		rc = pthread_create(&w->thread, &attr, sx__worker_main, w);
-		pthread_attr_destroy(&attr);
-		if (rc != 0) {
-			stop_and_join(p, i, SX__STOPPED);
+	p->nworkers = 0;
+	for (unsigned i = 0; i < n; i++) {
+		if (slot_start(p, i) != 0) {
+			stop_and_join(p, SX__STOPPED);
 			return -EAGAIN;
 		}
 	}
@@ -202,18 +354,31 @@ int sx_pool_create(const sx_pool_opts *opts, sx_pool **out)
 	p->nworkers = opts->workers != 0 ? opts->workers : (ncpu > 0 ? (unsigned)ncpu : 1u);
 	if (p->nworkers > SX_POOL_MAX_WORKERS)
 		p->nworkers = SX_POOL_MAX_WORKERS;
+	if (opts->max_workers != 0) {
+		p->max_workers = opts->max_workers;
+		if (p->nworkers > p->max_workers)
+			p->nworkers = p->max_workers; /* more CPUs than the cap: the cap wins */
+	} else {
+		p->max_workers = 4 * p->nworkers > SX_POOL_DEFAULT_MAX_WORKERS ?
+		    4 * p->nworkers : SX_POOL_DEFAULT_MAX_WORKERS;
+		if (p->max_workers > SX_POOL_MAX_WORKERS)
+			p->max_workers = SX_POOL_MAX_WORKERS;
+	}
+	p->target = p->nworkers;
 	p->ring_size = opts->ring_size != 0 ? opts->ring_size : SX_POOL_DEFAULT_RING;
 	p->spin_ns = opts->spin_ns != SX_SPIN_DEFAULT ? opts->spin_ns : SX__DEFAULT_SPIN_NS;
 	p->lifo_cap = opts->lifo_cap != 0 ? opts->lifo_cap : SX__DEFAULT_LIFO_CAP;
 	p->flags = opts->flags;
 	p->on_cancel = opts->on_cancel;
-	p->nbitmap = (p->nworkers + 63) / 64;
-	p->idle = p->nworkers * SX__IDLE_UNPARKED_ONE;
+	p->nbitmap = (p->max_workers + 63) / 64;
+	p->idle = 0;
 	ck_ec32_init(&p->idle_ec, 0);
 	ck_epoch_init(&p->epoch);
 	p->timer_tick_ns = opts->timer_tick_ns; /* 0: the wheel's default */
 	sx__blocking_init(p, opts);
 	pthread_mutex_init(&p->svc_lock, NULL);
+	pthread_mutex_init(&p->resize_lock, NULL);
+	pthread_cond_init(&p->joined, NULL);
 
 	rc = init_workers(p);
 	if (rc == 0 && pthread_key_create(&p->key, tcache_exit) != 0)
@@ -223,6 +388,8 @@ int sx_pool_create(const sx_pool_opts *opts, sx_pool **out)
 	if (rc != 0) {
 		free_memory(p);
 		pthread_mutex_destroy(&p->svc_lock);
+		pthread_mutex_destroy(&p->resize_lock);
+		pthread_cond_destroy(&p->joined);
 		a->free(a->ctx, p, sizeof(*p), SX__CACHELINE);
 		return rc;
 	}
@@ -269,7 +436,7 @@ static inline void local_hint(sx_pool *p)
 {
 	uint32_t st = ck_pr_load_32(&p->idle);
 
-	if (SX__IDLE_SEARCHING(st) == 0 && SX__IDLE_UNPARKED(st) < p->nworkers)
+	if (SX__IDLE_SEARCHING(st) == 0 && SX__IDLE_PARKED(st) != 0)
 		sx__notify(p);
 }
 
@@ -499,8 +666,8 @@ static void cancel_queued(sx_pool *p)
 {
 	ck_stack_entry_t *e, *next;
 
-	for (unsigned i = 0; i < p->nworkers; i++) {
-		sx__worker *w = &p->workers[i];
+	for (unsigned i = 0; i < p->nalloc; i++) {
+		sx__worker *w = p->slots[i];
 		sx_task *t;
 
 		if ((t = w->lifo) != NULL) {
@@ -591,9 +758,9 @@ int sx_pool_shutdown(sx_pool *pool, int mode)
 	wait_submitters(pool);
 	if (mode == SX_DRAIN) {
 		wait_quiescent(pool, false);
-		stop_and_join(pool, pool->nworkers, SX__STOPPED);
+		stop_and_join(pool, SX__STOPPED);
 	} else {
-		stop_and_join(pool, pool->nworkers, SX__CANCELLING);
+		stop_and_join(pool, SX__CANCELLING);
 		cancel_queued(pool);
 		ck_pr_store_int(&pool->state, SX__STOPPED);
 		/* Wake wait_idle callers so they see the cancellation. */
@@ -615,6 +782,8 @@ void sx_pool_destroy(sx_pool *pool)
 	a = pool->alloc;
 	free_memory(pool);
 	pthread_mutex_destroy(&pool->svc_lock);
+	pthread_mutex_destroy(&pool->resize_lock);
+	pthread_cond_destroy(&pool->joined);
 	a.free(a.ctx, pool, sizeof(*pool), SX__CACHELINE);
 }
 
@@ -639,9 +808,12 @@ int sx_pool_stats(sx_pool *pool, sx_pool_counters *out, sx_worker_counters *per_
 	if (pool == NULL || out == NULL)
 		return -EINVAL;
 	memset(out, 0, sizeof(*out));
-	out->workers = pool->nworkers;
-	for (unsigned i = 0; i < pool->nworkers; i++) {
-		const sx__worker *w = &pool->workers[i];
+	out->workers = ck_pr_load_uint(&pool->nworkers);
+	out->slots = ck_pr_load_uint(&pool->nalloc);
+	out->retired = ck_pr_load_64(&pool->retired);
+	out->max_workers = pool->max_workers;
+	for (unsigned i = 0; i < out->slots; i++) {
+		const sx__worker *w = sx__slot(pool, i);
 
 		if (per_worker != NULL && i < n) {
 			memset(&per_worker[i], 0, sizeof(per_worker[i]));
@@ -670,5 +842,262 @@ int sx_pool_worker_index(const sx_pool *pool)
 
 unsigned sx_pool_workers(const sx_pool *pool)
 {
-	return pool != NULL ? pool->nworkers : 0;
+	return pool != NULL ? ck_pr_load_uint(&pool->nworkers) : 0;
+}
+
+/* ---- resizing and blocking in place -------------------------------------------------------- */
+
+/* Under resize_lock: lower nslots past the slots at the top that have no thread. */
+static void trim_nslots(sx_pool *p)
+{
+	unsigned n = p->nslots;
+
+	while (n > 0 && p->slots[n - 1]->life == SX__SLOT_NONE)
+		n--;
+	if (n != p->nslots)
+		ck_pr_store_uint(&p->nslots, n);
+}
+
+/* Under resize_lock: a slot that ended its thread is ours (joined): run what its epoch record
+ * has that is due (its ring buffer, once no thief can read it). */
+static void slot_joined(sx_pool *p, sx__worker *w)
+{
+	(void)p;
+	w->life = SX__SLOT_NONE;
+	(void)sx__epoch_poll(&w->cache);
+}
+
+/* Under resize_lock: join, without waiting, the retired workers whose threads have ended, and
+ * run what is due on the records of the slots without a thread. */
+static void reap(sx_pool *p)
+{
+	for (unsigned i = 0; i < p->nalloc; i++) {
+		sx__worker *w = p->slots[i];
+
+		if (w->life == SX__SLOT_RETIRING && pthread_tryjoin_np(w->thread, NULL) == 0)
+			slot_joined(p, w);
+		else if (w->life == SX__SLOT_NONE && sx__epoch_pending(&w->cache) != 0)
+			(void)sx__epoch_poll(&w->cache);
+	}
+	trim_nslots(p);
+}
+
+/*
+ * Under resize_lock, from a thread outside the pool: join every retiring worker, without the
+ * lock (each finishes its current task first; others may resize meanwhile, shutdown waits).
+ */
+static void join_retiring(sx_pool *p)
+{
+	uint64_t mine[(SX_POOL_MAX_WORKERS + 63) / 64] = { 0 };
+	unsigned n = p->nalloc;
+	bool any = false;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (p->slots[i]->life == SX__SLOT_RETIRING) {
+			p->slots[i]->life = SX__SLOT_JOINING;
+			mine[i / 64] |= UINT64_C(1) << (i % 64);
+			any = true;
+		}
+	}
+	if (!any)
+		return;
+	pthread_mutex_unlock(&p->resize_lock);
+	for (unsigned i = 0; i < n; i++)
+		if (mine[i / 64] & (UINT64_C(1) << (i % 64)))
+			pthread_join(p->slots[i]->thread, NULL);
+	pthread_mutex_lock(&p->resize_lock);
+	for (unsigned i = 0; i < n; i++)
+		if (mine[i / 64] & (UINT64_C(1) << (i % 64)))
+			slot_joined(p, p->slots[i]);
+	trim_nslots(p);
+	pthread_cond_broadcast(&p->joined);
+}
+
+/* Under resize_lock: workers grow_one could add now: free slots, and retiring workers (told to
+ * stay, or joined once they committed to leaving). */
+static unsigned free_slots(const sx_pool *p)
+{
+	unsigned n = p->max_workers - p->nalloc;
+
+	for (unsigned i = 0; i < p->nalloc; i++)
+		n += p->slots[i]->life == SX__SLOT_NONE || p->slots[i]->life == SX__SLOT_RETIRING;
+	return n;
+}
+
+/*
+ * Under resize_lock: one more worker - a retiring one that has not begun to exit, told to stay
+ * (its retire flag taken back by CAS before it commits to leaving, sx__worker_main), or else a
+ * new thread in the lowest free slot; *out (if not NULL) gets it. 0, -EAGAIN (no free slot,
+ * or no thread), -ENOMEM.
+ */
+static int grow_one(sx_pool *p, sx__worker **out)
+{
+	unsigned i = 0;
+	int rc;
+
+	for (i = 0; i < p->nalloc; i++) {
+		sx__worker *w = p->slots[i];
+
+		if (w->life == SX__SLOT_RETIRING && ck_pr_cas_int(&w->retire, 1, 0)) {
+			w->life = SX__SLOT_LIVE;
+			ck_pr_store_uint(&p->nworkers, p->nworkers + 1);
+			if (out != NULL)
+				*out = w;
+			return 0;
+		}
+	}
+	i = 0;
+	while (i < p->nalloc && p->slots[i]->life != SX__SLOT_NONE)
+		i++;
+	/* Every slot taken: a worker that committed to retiring runs no task any more, only its
+	 * own hand-off and exit (no lock), so joining it here cannot deadlock, even on a worker. */
+	for (unsigned j = 0; i == p->max_workers && j < p->nalloc; j++) {
+		sx__worker *w = p->slots[j];
+
+		if (w->life == SX__SLOT_RETIRING && ck_pr_load_int(&w->retire) == 2) {
+			pthread_join(w->thread, NULL);
+			slot_joined(p, w);
+			i = j;
+		}
+	}
+	if (i == p->max_workers)
+		return -EAGAIN;
+	rc = slot_prepare(p, i);
+	if (rc == 0 && (rc = slot_start(p, i)) != 0) {
+		/* Its ring was never filled, so no thief read the buffer. */
+		ring_buf_free(p, p->slots[i]->buf);
+		p->slots[i]->buf_owned = false;
+		trim_nslots(p);
+	}
+	if (rc == 0 && out != NULL)
+		*out = p->slots[i];
+	return rc;
+}
+
+/* Whether w may be asked to retire: it runs, takes tasks, and was not asked already. */
+static bool retirable(const sx__worker *w)
+{
+	return w != NULL && w->life == SX__SLOT_LIVE && !w->uncounted &&
+	    ck_pr_load_int(&w->retire) == 0;
+}
+
+/* Under resize_lock: the live worker of the highest slot that may retire, other than avoid. */
+static sx__worker *pick_retiree(const sx_pool *p, const sx__worker *avoid)
+{
+	for (unsigned i = p->nslots; i-- > 0;) {
+		sx__worker *w = p->slots[i];
+
+		if (w != avoid && retirable(w))
+			return w;
+	}
+	return NULL;
+}
+
+/* Under resize_lock: ask w to retire: it finishes its current task, stops taking new ones,
+ * hands what is queued on it to the others, and exits (worker.c, sx__worker_main). */
+static void retire_one(sx_pool *p, sx__worker *w)
+{
+	w->life = SX__SLOT_RETIRING;
+	ck_pr_store_uint(&p->nworkers, p->nworkers - 1);
+	ck_pr_fas_int(&w->retire, 1);
+	ck_pr_fence_atomic_load(); /* the flag before the parked count (sx__wake_worker) */
+	sx__wake_worker(p, w);
+}
+
+int sx_pool_resize(sx_pool *pool, unsigned workers)
+{
+	sx__worker *self;
+	int rc = 0;
+
+	if (pool == NULL || workers == 0 || workers > pool->max_workers)
+		return -EINVAL;
+	self = sx__worker_of(pool);
+	pthread_mutex_lock(&pool->resize_lock);
+	if (!sx__pool_running(pool) || pool->resize_closed) {
+		pthread_mutex_unlock(&pool->resize_lock);
+		return -ESHUTDOWN;
+	}
+	reap(pool);
+	if (workers > pool->nworkers) {
+		/* Retirements still under way hold their slots: outside the pool, wait for them. */
+		if (free_slots(pool) < workers - pool->nworkers && self == NULL)
+			join_retiring(pool);
+		if (pool->resize_closed)
+			rc = -ESHUTDOWN;
+		else if (free_slots(pool) < workers - pool->nworkers)
+			rc = -EAGAIN;
+		while (rc == 0 && pool->nworkers < workers)
+			rc = grow_one(pool, NULL);
+	} else {
+		while (pool->nworkers > workers) {
+			sx__worker *w = pick_retiree(pool, NULL);
+
+			if (w == NULL)
+				break;
+			retire_one(pool, w);
+		}
+		if (self == NULL)
+			join_retiring(pool);
+	}
+	pool->target = rc == 0 ? workers : pool->nworkers;
+	pthread_mutex_unlock(&pool->resize_lock);
+	return rc;
+}
+
+/* On w, before it blocks: its queue goes to the others, it stops counting as a worker, and a
+ * compensating worker starts in its place when a slot is free. */
+static void block_begin(sx_pool *p, sx__worker *w)
+{
+	sx__hand_off(w);
+	pthread_mutex_lock(&p->resize_lock);
+	if (w->life == SX__SLOT_LIVE && ck_pr_load_int(&w->retire) == 0 && sx__pool_running(p) &&
+	    !p->resize_closed) {
+		w->uncounted = true;
+		ck_pr_store_uint(&p->nworkers, p->nworkers - 1);
+		reap(p);
+		if (grow_one(p, &w->comp) != 0)
+			w->comp = NULL;
+	}
+	pthread_mutex_unlock(&p->resize_lock);
+}
+
+/* On w, back from blocking: it counts again, and one worker beyond the count asked for
+ * retires - its compensator by preference. */
+static void block_end(sx_pool *p, sx__worker *w)
+{
+	pthread_mutex_lock(&p->resize_lock);
+	if (w->uncounted) {
+		w->uncounted = false;
+		if (w->life == SX__SLOT_LIVE)
+			ck_pr_store_uint(&p->nworkers, p->nworkers + 1);
+		if (sx__pool_running(p) && !p->resize_closed && p->nworkers > p->target) {
+			sx__worker *v = retirable(w->comp) && w->comp != w ? w->comp :
+			    pick_retiree(p, w);
+
+			if (v != NULL)
+				retire_one(p, v);
+		}
+		reap(p);
+	}
+	w->comp = NULL;
+	pthread_mutex_unlock(&p->resize_lock);
+}
+
+int sx_pool_block_in_place(sx_pool *pool, void (*fn)(void *arg), void *arg)
+{
+	sx__worker *w;
+
+	if (pool == NULL || fn == NULL)
+		return -EINVAL;
+	w = sx__worker_of(pool);
+	if (w == NULL) {
+		fn(arg);
+		return 0;
+	}
+	if (w->blocked++ == 0)
+		block_begin(pool, w);
+	fn(arg);
+	if (--w->blocked == 0)
+		block_end(pool, w);
+	return 0;
 }

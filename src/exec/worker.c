@@ -32,9 +32,10 @@
  * its own ring, and pushes the rest back as one chain with one CAS. No producer can stall another
  * (unlike ck_ring MPMC's reserve/commit).
  *
- * Parking (no lost wake-ups). pool->idle counts unparked and searching workers; pool->parked is a
- * bitmap. A worker parks by: reading its event count, setting its bit, decrementing the counters
- * (atomic RMW), then re-checking every queue. A submitter pushes, then (after a full barrier)
+ * Parking (no lost wake-ups). pool->idle counts parked and searching workers; pool->parked is a
+ * bitmap. A worker parks by: reading its event count, setting its bit, moving itself from the
+ * searching count to the parked one (atomic RMW), then re-checking every queue (and its retire
+ * flag, which a resizer sets before it reads the parked count: the same Dekker pairing). A submitter pushes, then (after a full barrier)
  * reads pool->idle; if nobody searches and somebody sleeps it claims a sleeper by clearing its bit
  * and bumps that sleeper's event count. Either the submitter sees the parker's decrement, or the
  * parker's re-check sees the task: both sides order their write before their read with an atomic
@@ -298,8 +299,10 @@ static sx_task *ring_pop(sx__worker *w)
 }
 
 /*
- * Steal about half of v's ring into w's (which is empty: only its owner fills it, and the owner
- * is here). Returns the first stolen task, to run at once; NULL if v had nothing.
+ * Steal about half of v's ring into w's, which must be empty: the copies go to w's slots from
+ * p_tail on, up to half a ring of them, and into a ring holding tasks they could overwrite
+ * some that are still queued (only its owner fills it, and the owner is here, so empty stays
+ * empty). Returns the first stolen task, to run at once; NULL if v had nothing.
  */
 /* CAS races a steal may lose to other thieves (or the owner's take-back) before it gives v up. */
 #define SX__STEAL_TRIES 4
@@ -307,7 +310,9 @@ static sx_task *ring_pop(sx__worker *w)
 static sx_task *sx__ring_steal_half(sx__worker *w, sx__worker *v)
 {
 	const unsigned vmask = v->ring.mask, wmask = w->ring.mask;
+	const ck_ring_buffer_t *vbuf;
 
+	SX__ASSERT(ck_ring_size(&w->ring) == 0);
 	for (int tries = 0; tries < SX__STEAL_TRIES; tries++) {
 		unsigned c = ck_pr_load_uint(&v->ring.c_head);
 		unsigned p, n, k, wp;
@@ -321,12 +326,13 @@ static sx_task *sx__ring_steal_half(sx__worker *w, sx__worker *v)
 		if (n > vmask)
 			continue; /* c_head moved between the two loads */
 		k = n - n / 2;
-		ck_pr_fence_load(); /* slot contents after the producer's p_tail */
-		first = ck_pr_load_ptr(&v->buf[c & vmask].value);
+		ck_pr_fence_load(); /* slot contents (and a new incarnation's buffer) after p_tail */
+		vbuf = ck_pr_load_ptr(&v->buf);
+		first = ck_pr_load_ptr(&vbuf[c & vmask].value);
 		wp = w->ring.p_tail;
 		for (unsigned i = 1; i < k; i++) {
 			ck_pr_store_ptr(&w->buf[(wp + i - 1) & wmask].value,
-			    ck_pr_load_ptr(&v->buf[(c + i) & vmask].value));
+			    ck_pr_load_ptr(&vbuf[(c + i) & vmask].value));
 		}
 		/* The copies must be read before the claim makes the slots reusable. */
 		ck_pr_fence_load_atomic();
@@ -363,10 +369,18 @@ static bool owner_stuck(const sx__worker *v)
 	return true;
 }
 
+/*
+ * One sweep over the other slots, from a random one. A victim whose ring looks non-empty is
+ * stolen from inside a read section of the pool's epoch domain, opened before the steal's own
+ * snapshot of the ring, so the buffer it may read stays allocated until it ends (struct
+ * sx__worker); an empty ring costs no section. Slots without a thread have empty rings and
+ * LIFO slots and cost a look each.
+ */
 static sx_task *steal_any(sx__worker *w)
 {
 	sx_pool *p = w->pool;
-	unsigned n = p->nworkers, start;
+	unsigned n = ck_pr_load_uint(&p->nslots), start;
+	sx_task *t = NULL;
 
 	if (n < 2)
 		return NULL;
@@ -375,13 +389,16 @@ static sx_task *steal_any(sx__worker *w)
 	w->rng ^= w->rng << 17;
 	start = (unsigned)(w->rng % n);
 	for (unsigned i = 0; i < n; i++) {
-		sx__worker *v = &p->workers[(start + i) % n];
-		sx_task *t;
+		sx__worker *v = sx__slot(p, (start + i) % n);
 
 		if (v == w)
 			continue;
 		sx__stat_add(&w->stats.steal_attempts, 1);
-		t = sx__ring_steal_half(w, v);
+		if (ck_ring_size(&v->ring) != 0) {
+			sx__epoch_begin(&w->cache);
+			t = sx__ring_steal_half(w, v);
+			sx__epoch_end(&w->cache);
+		}
 		if (t == NULL && ck_pr_load_ptr(&v->lifo) != NULL && owner_stuck(v)) {
 			t = ck_pr_fas_ptr(&v->lifo, NULL);
 			if (t != NULL) {
@@ -390,9 +407,9 @@ static sx_task *steal_any(sx__worker *w)
 			}
 		}
 		if (t != NULL)
-			return t;
+			break;
 	}
-	return NULL;
+	return t;
 }
 
 /* ---- idle accounting and parking --------------------------------------------------------- */
@@ -401,8 +418,8 @@ static bool work_visible(const sx_pool *p)
 {
 	if (ck_pr_load_ptr(&p->inj.head) != NULL)
 		return true;
-	for (unsigned i = 0; i < p->nworkers; i++) {
-		const sx__worker *v = &p->workers[i];
+	for (unsigned i = 0, n = ck_pr_load_uint(&p->nslots); i < n; i++) {
+		const sx__worker *v = sx__slot(p, i);
 
 		if (ck_ring_size(&v->ring) != 0 || ck_pr_load_ptr(&v->lifo) != NULL)
 			return true;
@@ -424,21 +441,19 @@ static inline void kick_if_poller(sx_pool *p, const sx__worker *v)
 }
 
 /*
- * Wake one parked worker if nobody is searching. Callers have published their task and ordered
- * that before this call's first load (an atomic RMW or a full fence). Lock-free.
+ * Holding one unit taken from the parked count (moved to searching, on behalf of the worker
+ * claimed): claim a parked worker by clearing its bit - prefer's first, when given - and wake
+ * it. The worker structs stay until destroy, so the one a bit names may be woken even if it
+ * has left its park meanwhile (a spurious wake-up, which it tolerates).
  */
-void sx__notify(sx_pool *p)
+static void claim_parked(sx_pool *p, sx__worker *prefer)
 {
-	uint32_t st = ck_pr_load_32(&p->idle);
+	sx__worker *v;
 
-	for (;;) {
-		if (SX__IDLE_SEARCHING(st) != 0 || SX__IDLE_UNPARKED(st) == p->nworkers)
-			return;
-		if (ck_pr_cas_32_value(&p->idle, st,
-		    st + SX__IDLE_SEARCHING_ONE + SX__IDLE_UNPARKED_ONE, &st))
-			break;
+	if (prefer != NULL && ck_pr_btr_64(&p->parked[prefer->index / 64], prefer->index % 64)) {
+		v = prefer;
+		goto wake;
 	}
-	/* We now own one "unparked searching" unit on behalf of the worker we are about to claim. */
 	for (unsigned wi = 0; wi < p->nbitmap; wi++) {
 		uint64_t bits = ck_pr_load_64(&p->parked[wi]);
 
@@ -447,25 +462,63 @@ void sx__notify(sx_pool *p)
 			uint64_t mask = UINT64_C(1) << b;
 
 			if (ck_pr_btr_64(&p->parked[wi], b)) {
-				sx__worker *v = &p->workers[wi * 64 + b];
-
-				ck_ec32_inc(&v->ec, &sx__ec_mode);
-				kick_if_poller(p, v);
-				return;
+				v = sx__slot(p, wi * 64 + b);
+				goto wake;
 			}
 			bits &= ~mask;
 		}
 	}
 	/* No bit to claim: every would-be sleeper is un-parking itself and will search. */
-	ck_pr_sub_32(&p->idle, SX__IDLE_SEARCHING_ONE + SX__IDLE_UNPARKED_ONE);
+	ck_pr_add_32(&p->idle, SX__IDLE_PARK);
+	return;
+wake:
+	ck_ec32_inc(&v->ec, &sx__ec_mode);
+	kick_if_poller(p, v);
+}
+
+/*
+ * Wake one parked worker if nobody is searching. Callers have published their task and ordered
+ * that before this call's first load (an atomic RMW or a full fence). Lock-free.
+ */
+void sx__notify(sx_pool *p)
+{
+	uint32_t st = ck_pr_load_32(&p->idle);
+
+	for (;;) {
+		if (SX__IDLE_SEARCHING(st) != 0 || SX__IDLE_PARKED(st) == 0)
+			return;
+		if (ck_pr_cas_32_value(&p->idle, st, st + SX__IDLE_UNPARK, &st))
+			break;
+	}
+	claim_parked(p, NULL);
+}
+
+/*
+ * The caller stored v's retire flag and fenced. v parks by setting its bit, counting itself
+ * parked (RMWs), then reading the flag; so either v sees the flag, or this load of the parked
+ * count sees v counted. If any worker is counted parked, one is claimed - v by preference; when
+ * v's bit cannot be had, v is awake and sees the flag, and whoever is claimed instead searches
+ * (a spurious wake-up, never a lost one).
+ */
+void sx__wake_worker(sx_pool *p, sx__worker *v)
+{
+	uint32_t st = ck_pr_load_32(&p->idle);
+
+	for (;;) {
+		if (SX__IDLE_PARKED(st) == 0)
+			return;
+		if (ck_pr_cas_32_value(&p->idle, st, st + SX__IDLE_UNPARK, &st))
+			break;
+	}
+	claim_parked(p, v);
 }
 
 void sx__wake_all(sx_pool *p)
 {
 	const struct sx__pool_hooks *ph = ck_pr_load_ptr(&p->poll_hooks);
 
-	for (unsigned i = 0; i < p->nworkers; i++)
-		ck_ec32_inc(&p->workers[i].ec, &sx__ec_mode);
+	for (unsigned i = 0, n = ck_pr_load_uint(&p->nalloc); i < n; i++)
+		ck_ec32_inc(&sx__slot(p, i)->ec, &sx__ec_mode);
 	/* The caller's state store first (Dekker with the poller's claim, then its state load): a
 	 * poller that claims the role after this load sees the state before it sleeps. */
 	ck_pr_fence_memory();
@@ -495,7 +548,7 @@ static void polled_hint(sx_pool *p)
 {
 	uint32_t st = ck_pr_load_32(&p->idle);
 
-	if (SX__IDLE_SEARCHING(st) == 0 && SX__IDLE_UNPARKED(st) < p->nworkers)
+	if (SX__IDLE_SEARCHING(st) == 0 && SX__IDLE_PARKED(st) != 0)
 		sx__notify(p);
 }
 
@@ -555,11 +608,17 @@ static void signal_idle(sx__worker *w)
 		ck_ec32_inc(&p->idle_ec, &sx__ec_mode);
 }
 
+/* Whether w was asked to retire (sx_pool_resize, the end of a block in place). */
+static inline bool retire_asked(const sx__worker *w)
+{
+	return ck_pr_load_int(&w->retire) != 0;
+}
+
 /* Returns true if it un-parked itself, false if a waker claimed it (and counted it). */
 static bool unannounce(sx__worker *w, uint64_t *word, unsigned bit)
 {
 	if (ck_pr_btr_64(word, bit)) {
-		ck_pr_add_32(&w->pool->idle, SX__IDLE_SEARCHING_ONE + SX__IDLE_UNPARKED_ONE);
+		ck_pr_add_32(&w->pool->idle, SX__IDLE_UNPARK);
 		return true;
 	}
 	return false;
@@ -580,11 +639,11 @@ static bool park(sx__worker *w)
 	uint32_t seq = ck_ec32_value(&w->ec);
 
 	ck_pr_bts_64(word, bit); /* after the role: a waker that clears the bit sees it (RMW) */
-	/* We were searching: leave both counts in one RMW. */
-	ck_pr_sub_32(&p->idle, SX__IDLE_SEARCHING_ONE + SX__IDLE_UNPARKED_ONE);
+	/* We were searching: move from one count to the other in one RMW. */
+	ck_pr_add_32(&p->idle, SX__IDLE_PARK);
 	w->searching = false;
 	ck_pr_fence_atomic_load();
-	if (work_visible(p) || stopping(p)) {
+	if (work_visible(p) || stopping(p) || retire_asked(w)) {
 		if (!unannounce(w, word, bit))
 			sx__stat_add(&w->stats.wakeups, 1);
 		goto out;
@@ -595,7 +654,7 @@ static bool park(sx__worker *w)
 			sx__stat_add(&w->stats.wakeups, 1);
 			break;
 		}
-		if (stopping(p)) {
+		if (stopping(p) || retire_asked(w)) {
 			if (!unannounce(w, word, bit))
 				sx__stat_add(&w->stats.wakeups, 1);
 			break;
@@ -655,7 +714,8 @@ static void spin_wasted(sx__worker *w)
 		w->spin_budget = 0;
 }
 
-/* Search until a task turns up (spinning, then parking) or the pool stops (NULL). */
+/* Search until a task turns up (spinning, then parking), or the pool stops or w is asked to
+ * retire (NULL). */
 static sx_task *find_work(sx__worker *w)
 {
 	sx_pool *p = w->pool;
@@ -668,7 +728,7 @@ static sx_task *find_work(sx__worker *w)
 		const struct sx__pool_hooks *ph;
 		sx_task *t;
 
-		if (stopping(p))
+		if (stopping(p) || retire_asked(w))
 			break;
 		t = steal_any(w);
 		if (t == NULL)
@@ -730,7 +790,13 @@ static sx_task *find_work(sx__worker *w)
 
 /* ---- the loop ---------------------------------------------------------------------------- */
 
-static sx_task *next_local(sx__worker *w)
+/*
+ * The next task from w's own queues, or every SX__INJECT_EVERY tasks the injector's. NULL: all
+ * of them are empty - or, only when `retire` is given (w's own loop, never a waiting task that
+ * helps), w was asked to retire: then *retire is set and w's queues may still hold tasks, which
+ * the caller must not search other workers with (a steal fills only an empty ring).
+ */
+static sx_task *next_local(sx__worker *w, bool *retire)
 {
 	sx_task *t;
 
@@ -738,6 +804,10 @@ static sx_task *next_local(sx__worker *w)
 		const struct sx__pool_hooks *ph = ck_pr_load_ptr(&w->pool->poll_hooks);
 
 		w->inject_in = SX__INJECT_EVERY;
+		if (SX__UNLIKELY(retire != NULL && retire_asked(w))) {
+			*retire = true;
+			return NULL;
+		}
 		/* A busy worker's look at readiness: what it ends queues behind this worker's tasks. */
 		if (SX__UNLIKELY(ph != NULL) && poll_busy(w, ph) > 0)
 			polled_hint(w->pool);
@@ -777,21 +847,75 @@ void *sx__worker_main(void *arg)
 
 	sx__self = w;
 	for (;;) {
+		bool retire = false;
 		sx_task *t;
 
 		/* SX_CANCEL stops a worker between two tasks, whatever is still queued. */
 		if (SX__UNLIKELY(stopping(w->pool)))
 			break;
-		t = next_local(w);
-		if (t == NULL) {
+		t = next_local(w, &retire);
+		/* Asked to retire, w goes straight to committing: its queues may hold tasks. */
+		if (t == NULL && !retire)
 			t = find_work(w);
-			if (t == NULL)
+		if (t == NULL) {
+			if (stopping(w->pool))
 				break;
+			/* Asked to retire: commit to it (1 -> 2), unless a resizer took the request
+			 * back first (1 -> 0); then work on, from w's own queues first (only a
+			 * worker whose queues are empty may search, and steal). */
+			if (ck_pr_cas_int(&w->retire, 1, 2))
+				break;
+			continue;
 		}
 		run_counted(w, t);
 	}
+	/* Retiring while the pool goes on (a stopping pool cancels or has drained what is queued
+	 * here): what is still queued on w goes to the others. */
+	if (!stopping(w->pool) && ck_pr_load_int(&w->retire) == 2) {
+		sx__hand_off(w);
+		sx__worker_retired(w);
+		/* Its last task may have been the pool's last: wait_idle waiters hear it from the
+		 * worker that ran it, which may be this one, leaving before it ever searched. */
+		signal_idle(w);
+	}
 	sx__self = NULL;
 	return NULL;
+}
+
+void sx__hand_off(sx__worker *w)
+{
+	const unsigned mask = w->ring.mask;
+	sx_task *head = NULL, *tail = NULL;
+
+	SX__ASSERT(w == sx__self);
+	if (ck_pr_load_ptr(&w->lifo) != NULL)
+		head = tail = ck_pr_fas_ptr(&w->lifo, NULL);
+	for (;;) {
+		unsigned c = ck_pr_load_uint(&w->ring.c_head), n = w->ring.p_tail - c;
+
+		if (n == 0)
+			break;
+		/* Claim every slot at once, as a thief would; only the owner adds to the ring, so
+		 * once this succeeds it stays empty. */
+		if (!ck_pr_cas_uint(&w->ring.c_head, c, c + n))
+			continue;
+		for (unsigned i = 0; i < n; i++) {
+			sx_task *t = w->buf[(c + i) & mask].value;
+
+			if (tail != NULL)
+				sx__task_link(tail)->next = sx__task_link(t);
+			else
+				head = t;
+			tail = t;
+		}
+		break;
+	}
+	if (head == NULL)
+		return;
+	/* The LIFO task first: it was to run next. */
+	sx__inj_push_chain(w->pool, head, tail);
+	ck_pr_fence_atomic_load();
+	sx__notify(w->pool);
 }
 
 /* Every task submitted has finished, observed at one instant: completions are summed before
@@ -801,11 +925,13 @@ bool sx__quiescent(sx_pool *p)
 	uint64_t done = 0, sub = 0;
 	ck_stack_entry_t *e;
 
-	for (unsigned i = 0; i < p->nworkers; i++)
-		done += ck_pr_load_64(&p->workers[i].stats.executed);
+	/* Every slot ever allocated, live or not: the counters of a retired worker stay in its slot
+	 * (a slot allocated between the two sums only adds to the submissions). */
+	for (unsigned i = 0, n = ck_pr_load_uint(&p->nalloc); i < n; i++)
+		done += ck_pr_load_64(&sx__slot(p, i)->stats.executed);
 	ck_pr_fence_load();
-	for (unsigned i = 0; i < p->nworkers; i++)
-		sub += ck_pr_load_64(&p->workers[i].cache.submitted);
+	for (unsigned i = 0, n = ck_pr_load_uint(&p->nalloc); i < n; i++)
+		sub += ck_pr_load_64(&sx__slot(p, i)->cache.submitted);
 	for (e = ck_pr_load_ptr(&p->caches.head); e != NULL; e = ck_pr_load_ptr(&e->next))
 		sub += ck_pr_load_64(&SX_CONTAINER_OF(e, sx__tcache, rec.link)->submitted);
 	return done == sub;
@@ -877,7 +1003,7 @@ static int help_one(sx__worker *w, bool through_cancel)
 	 * (other workers steal from its queues meanwhile). */
 	if (w->help_depth >= SX__HELP_MAX_DEPTH)
 		return 0;
-	t = next_local(w);
+	t = next_local(w, NULL);
 	if (t == NULL)
 		t = steal_any(w);
 	if (t == NULL)

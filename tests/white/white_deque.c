@@ -13,6 +13,8 @@
  *   - directed cases: the bound, exactly where the claim puts it (a slot beyond every possible
  *     claim comes back, one inside a possible claim does not), the last-slot CAS, and the reset
  *     of the bound when c_head has moved;
+ *   - a retire request: reported to the worker's own loop with its queues as they were, never
+ *     to a waiting task's help;
  *   - a model run: one thread plays the owner and up to four stalled thieves, each of which
  *     snapshots, copies and claims at steps of its own (the schedules a preempted thief sees),
  *     next to real steals, over many random sequences from fixed seeds; every task must run
@@ -390,6 +392,44 @@ static void test_untake_bound_restarts_when_c_head_moves(void **state)
 	assert_int_equal(tasks[6].by, 3);
 }
 
+/* A retire request is reported to the worker's own loop, at an injector look, with the tasks
+ * still queued; it never makes the queues look empty to a task that waits and helps, which
+ * would then steal on top of them (a steal fills only an empty ring). After the request is
+ * taken back, the loop gets its own tasks again. */
+static void test_retire_request_leaves_the_queues_to_their_owner(void **state)
+{
+	static sx_pool pool;
+	sx__worker *w = worker_init(0, 16, UINT_MAX - 1);
+	bool retire = false;
+	sx_task *t;
+
+	(void)state;
+	memset(&pool, 0, sizeof(pool));
+	pool.ring_size = 16;
+	pool.lifo_cap = 4;
+	w->pool = &pool;
+	reset_tasks(4);
+	for (unsigned i = 0; i < 4; i++)
+		owner_put(w, &tasks[i]);
+	ck_pr_store_int(&w->retire, 1);
+	w->inject_in = 1;
+	assert_null(next_local(w, &retire));
+	assert_true(retire);
+	assert_int_equal(ck_ring_size(&w->ring), 4);
+	w->inject_in = 1;
+	t = next_local(w, NULL); /* a waiting task's help */
+	assert_ptr_equal(t, &tasks[0].task);
+	run(t, OWNER);
+	ck_pr_store_int(&w->retire, 0); /* a resizer took the request back */
+	retire = false;
+	w->inject_in = 1;
+	while ((t = next_local(w, &retire)) != NULL)
+		run(t, OWNER);
+	assert_false(retire);
+	assert_int_equal(ck_ring_size(&w->ring), 0);
+	check_exactly_once(4);
+}
+
 /* ---- the model run ----------------------------------------------------------------------- */
 
 #define GHOSTS 4u
@@ -693,6 +733,8 @@ int main(void)
 		cmocka_unit_test_setup(test_untake_bound_remembers_the_highest_tail, clear_failure),
 		cmocka_unit_test_setup(test_untake_races_for_the_last_slot_by_cas, clear_failure),
 		cmocka_unit_test_setup(test_untake_bound_restarts_when_c_head_moves, clear_failure),
+		cmocka_unit_test_setup(test_retire_request_leaves_the_queues_to_their_owner,
+		    clear_failure),
 		cmocka_unit_test_setup(test_model_untake_against_stalled_thieves, clear_failure),
 		cmocka_unit_test_setup(test_race_untake_against_steal_half, clear_failure),
 	};
