@@ -57,6 +57,7 @@ WHITE_TESTS := $(patsubst tests/white/%.c,%,$(wildcard tests/white/white_*.c))
 WHITE_LIB_SRCS := $(LIB_SRCS) src/base/alloc_libc.c
 WHITE_SRC_white_deque := src/exec/worker.c
 WHITE_SRC_white_wheel := src/time/wheel.c
+WHITE_SRC_white_hedge := src/guard/hedge.c
 # libFuzzer targets comparing a module with a reference model on a virtual clock.
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 
