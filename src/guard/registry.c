@@ -5,9 +5,10 @@
  * reg->lock is the registry's cold-path lock: it serialises every change of the table (listing
  * an entry, the table's growth and rebuilds, eviction, removal) and the writer-only fields (the
  * sweep's ring, the counters). A new key's entry and guard are allocated before the lock is
- * taken, and the entries evicted under it are retired after it is released. The table allows one
- * writer with any number of concurrent readers; the lock is that one writer. A get that finds
- * its key's entry never takes it.
+ * taken, and the entries evicted under it are retired after it is released (GRAVE_BATCH at a
+ * time: until then they wait, unlisted, in reg->grave; sx_registry_sweep and destroy take all
+ * of them). The table allows one writer with any number of concurrent readers; the lock is that
+ * one writer. A get that finds its key's entry never takes it.
  *
  * An entry's count, refs, is 1 for the table while the entry is listed plus 1 per reference
  * handed out. A reader inside an epoch section finds the entry and takes a reference with a CAS
@@ -67,21 +68,25 @@
 
 /* 64 bytes, one line in the allocator's 64-byte class: a get and a put touch the first 24. */
 struct sx_registry_ref {
-	uint64_t key;             /* written once, before the entry is published */
+	SX__ALIGNED uint64_t key; /* written once, before the entry is published */
 	uint32_t refs;            /* 1 for the table while listed, + 1 per reference; 0: going */
 	uint8_t used;             /* set by gets, cleared by the sweep */
 	uint8_t kind;
 	void *guard;
 	struct sx_registry *reg;
-	uint64_t seen;            /* writer: when the sweep last found it used, or it was made */
 	union {
-		/* Writer, while listed: the sweep's ring. */
+		/* Writer, while listed: the sweep's ring, and when the sweep last found the entry
+		 * used (or it was made). */
 		struct {
 			struct sx_registry_ref *prev, *next;
+			uint64_t seen;
 		};
-		/* Once unlisted (and unreferenced): its retirement, or its link in reg->orphans.
-		 * (Between the unlist and the retirement, next links reg->grave.) */
-		ck_epoch_entry_t ep;
+		/* Once unlisted (and unreferenced): its retirement, or its link in reg->orphans;
+		 * chain: the entries retired with it (reg->grave's link until then). */
+		struct {
+			ck_epoch_entry_t ep;
+			struct sx_registry_ref *chain;
+		};
 	};
 };
 
@@ -89,12 +94,15 @@ typedef struct sx_registry_ref entry;
 
 /* What one entry costs (the allocator's 16-byte classes). */
 #define ENTRY_BYTES ((sizeof(entry) + 15) & ~(size_t)15)
-_Static_assert(sizeof(entry) <= SX__CACHELINE, "a registry entry fits one cache line");
+_Static_assert(sizeof(entry) == SX__CACHELINE, "a registry entry is one cache line");
 
-typedef struct slot {
-	uint64_t key;
-	entry *e;                 /* NULL: empty; TOMB: its entry was unlisted */
-} slot;
+/* A slot: 0, empty; TOMB, its entry was unlisted; else the entry's address (entries are
+ * line-aligned: 58 bits say where) with TAG_BITS of its key's hash above, so that a probe
+ * dereferences an entry only when the tags match: the key's own, and one in 64 of the others. */
+typedef uint64_t slot;
+
+#define TAG_BITS 6u
+#define TOMB ((slot)1)
 
 typedef struct table {
 	ck_epoch_entry_t ep;      /* its retirement, once replaced */
@@ -102,10 +110,9 @@ typedef struct table {
 	unsigned shift;           /* 64 - log2(slots): a hash's top bits index it */
 	uint64_t filled;          /* writer: live slots and tombstones */
 	size_t bytes;             /* the whole block */
-	SX__ALIGNED slot s[];     /* four to a line */
+	SX__ALIGNED slot s[];     /* eight to a line */
 } table;
 
-#define TOMB ((entry *)(uintptr_t)1)
 #define TAB_MIN 64u
 /* Steps of the hand per new key: AGE_STEPS for ageing; while over the bound, up to two rounds
  * of the ring (CLOCK: the first may only clear marks), or ROOM_STEPS after a walk that found
@@ -113,6 +120,9 @@ typedef struct table {
  * the whole ring per new key. */
 #define AGE_STEPS 4u
 #define ROOM_STEPS 64u
+/* Evicted entries are retired in batches of GRAVE_BATCH, with one epoch entry: a retirement
+ * costs a full fence and a scan of the pool's epoch records, more than the eviction. */
+#define GRAVE_BATCH 32u
 
 struct sx_registry {
 	/* Read by every get. */
@@ -134,7 +144,8 @@ struct sx_registry {
 	entry *hand;
 	uint64_t keys, bytes, table_bytes, created, evicted, removed;
 	bool futile;              /* the last walk for room evicted nothing */
-	entry *grave;             /* evicted under the lock, retired after it (linked by next) */
+	entry *grave;             /* evicted, not retired yet (linked by chain) */
+	unsigned ngrave;
 	/* Entries whose last put found no epoch record to retire them on (its thread's first record
 	 * could not be allocated): the writer retires them. */
 	SX__ALIGNED ck_stack_t orphans;
@@ -202,21 +213,41 @@ static void tab_retire(sx_registry *reg, table *t, sx__tcache *c)
 		tab_free(&t->ep); /* destroy: no reader is left */
 }
 
+static inline uint64_t tag_of(uint64_t h)
+{
+	return (h >> 20) & ((1u << TAG_BITS) - 1); /* below the index's bits in any real table */
+}
+
+static inline slot pack(const entry *e, uint64_t h)
+{
+	return (uint64_t)(uintptr_t)e >> TAG_BITS | tag_of(h) << (64u - TAG_BITS);
+}
+
+static inline entry *unpack(slot v)
+{
+	return (entry *)(uintptr_t)(v << TAG_BITS);
+}
+
 /* key's entry in the table now (NULL: none; the entry may be going). Inside an epoch section, or
  * under the lock. Lock-free: probes stop at an empty slot, and at most half the slots are full. */
 static inline entry *tab_find(const sx_registry *reg, uint64_t key, uint64_t h)
 {
 	const table *t = ck_pr_load_ptr(&reg->tab);
-	uint64_t i;
+	uint64_t i, tag = tag_of(h);
 
 	SX__TSAN_ACQUIRE(t);
 	for (i = h >> t->shift;; i = (i + 1) & t->mask) {
-		entry *e = ck_pr_load_ptr(&t->s[i].e);
+		slot v = ck_pr_load_64(&t->s[i]);
+		entry *e;
 
-		if (e == NULL)
+		if (v == 0)
 			return NULL;
-		ck_pr_fence_load(); /* the slot's key was stored before its entry */
-		if (ck_pr_load_64(&t->s[i].key) == key && e != TOMB)
+		if (v >> (64u - TAG_BITS) != tag || v == TOMB)
+			continue;
+		/* The entry's key, like every field, was written before the slot published it. */
+		e = unpack(v);
+		SX__TSAN_ACQUIRE(e);
+		if (ck_pr_load_64(&e->key) == key)
 			return e;
 	}
 }
@@ -226,11 +257,10 @@ static void tab_place(table *t, entry *e, uint64_t h)
 {
 	uint64_t i = h >> t->shift;
 
-	while (t->s[i].e != NULL)
+	while (t->s[i] != 0)
 		i = (i + 1) & t->mask;
-	ck_pr_store_64(&t->s[i].key, e->key);
-	ck_pr_fence_store(); /* the key, and the entry's fields, before the slot's entry */
-	ck_pr_store_ptr(&t->s[i].e, e);
+	ck_pr_fence_store(); /* the entry's fields before the slot */
+	ck_pr_store_64(&t->s[i], pack(e, h));
 	t->filled++;
 }
 
@@ -249,10 +279,10 @@ static bool tab_reserve(sx_registry *reg, sx__tcache *c)
 	if ((n = tab_new(reg, slots)) == NULL)
 		return false;
 	for (i = 0; i <= t->mask; i++) {
-		entry *e = t->s[i].e;
+		slot v = t->s[i];
 
-		if (e != NULL && e != TOMB)
-			tab_place(n, e, hash_of(reg, e->key));
+		if (v != 0 && v != TOMB)
+			tab_place(n, unpack(v), hash_of(reg, unpack(v)->key));
 	}
 	SX__TSAN_RELEASE(n);
 	ck_pr_fence_store(); /* the new table's slots before the pointer that publishes it */
@@ -265,11 +295,12 @@ static bool tab_reserve(sx_registry *reg, sx__tcache *c)
 static void tab_unlist(sx_registry *reg, entry *e)
 {
 	table *t = reg->tab;
-	uint64_t i = hash_of(reg, e->key) >> t->shift;
+	uint64_t h = hash_of(reg, e->key), i = h >> t->shift;
+	slot v = pack(e, h);
 
-	while (t->s[i].e != e)
+	while (t->s[i] != v)
 		i = (i + 1) & t->mask;
-	ck_pr_store_ptr(&t->s[i].e, TOMB);
+	ck_pr_store_64(&t->s[i], TOMB);
 }
 
 /* ---- guards ---------------------------------------------------------------------------------- */
@@ -323,17 +354,22 @@ static bool guard_idle(const sx_registry *reg, entry *e, bool aged)
 	}
 }
 
+/* Free ep's entry and those chained to it. */
 static void entry_free(ck_epoch_entry_t *ep)
 {
-	entry *e = SX_CONTAINER_OF(ep, entry, ep);
+	entry *e = SX_CONTAINER_OF(ep, entry, ep), *next;
 
-	guard_free(e->kind, e->guard);
-	sx__dfree(e, sizeof(*e), SX__SMALL_ALIGN);
+	for (; e != NULL; e = next) {
+		next = e->chain;
+		guard_free(e->kind, e->guard);
+		sx__dfree(e, sizeof(*e), SX__CACHELINE);
+	}
 }
 
 /* e is unlisted and unreferenced: free it once no epoch section can still see it. */
 static void retire(sx__tcache *c, entry *e)
 {
+	e->chain = NULL;
 	if (c != NULL)
 		sx__epoch_retire(c, &e->ep, entry_free);
 	else
@@ -356,20 +392,23 @@ static void wlock(sx_registry *reg, sx__tcache *c)
 	}
 }
 
-/* Unlock, then retire what was evicted meanwhile: the epoch's bookkeeping and the frees it
+/* Unlock, then retire the evicted entries as one batch once GRAVE_BATCH of them wait (or all
+ * of them: flush), if the caller has an epoch record: the epoch's bookkeeping and the frees it
  * may run stay out of the critical section. */
-static void wunlock(sx_registry *reg)
+static void wunlock(sx_registry *reg, bool flush)
 {
 	sx__tcache *c = w_tc;
-	entry *e = reg->grave, *next;
+	entry *e = NULL;
 
-	reg->grave = NULL;
+	if (c != NULL && reg->grave != NULL && (flush || reg->ngrave >= GRAVE_BATCH)) {
+		e = reg->grave;
+		reg->grave = NULL;
+		reg->ngrave = 0;
+	}
 	w_tc = NULL;
 	pthread_mutex_unlock(&reg->lock);
-	for (; e != NULL; e = next) {
-		next = e->next;
-		retire(c, e);
-	}
+	if (e != NULL)
+		sx__epoch_retire(c, &e->ep, entry_free);
 }
 
 static uint64_t clock_now(const sx_registry *reg)
@@ -433,8 +472,9 @@ static bool evict(sx_registry *reg, entry *e, bool aged)
 	}
 	unlist(reg, e);
 	set64(&reg->evicted, reg->evicted + 1);
-	e->next = reg->grave; /* retired by wunlock */
+	e->chain = reg->grave; /* retired by wunlock */
 	reg->grave = e;
+	reg->ngrave++;
 	return true;
 }
 
@@ -467,12 +507,12 @@ static unsigned walk(sx_registry *reg, uint64_t now, uint64_t steps, bool room,
 /* A new entry and its guard, made before the lock is taken (NULL: no memory). */
 static entry *prepare(sx_registry *reg)
 {
-	entry *e = sx__zalloc(sizeof(*e), SX__SMALL_ALIGN);
+	entry *e = sx__zalloc(sizeof(*e), SX__CACHELINE);
 
 	if (e == NULL)
 		return NULL;
 	if (guard_new(reg, &e->guard) != 0) { /* -ENOMEM: the options were checked at create */
-		sx__dfree(e, sizeof(*e), SX__SMALL_ALIGN);
+		sx__dfree(e, sizeof(*e), SX__CACHELINE);
 		return NULL;
 	}
 	e->kind = (uint8_t)reg->kind;
@@ -483,7 +523,7 @@ static entry *prepare(sx_registry *reg)
 static void discard(entry *e)
 {
 	guard_free(e->kind, e->guard);
-	sx__dfree(e, sizeof(*e), SX__SMALL_ALIGN);
+	sx__dfree(e, sizeof(*e), SX__CACHELINE);
 }
 
 /* List e, prepared, as key's entry with one reference for the caller (under the lock, with an
@@ -502,7 +542,7 @@ static int install(sx_registry *reg, entry *e, uint64_t key, uint64_t h)
 		return -ENOMEM;
 	e->refs = 2;
 	e->seen = now;
-	e->key = key;
+	ck_pr_store_64(&e->key, key); /* readers load it atomically */
 	SX__TSAN_RELEASE(e);
 	tab_place(reg->tab, e, h); /* publishes e, after its fields */
 	ring_insert(reg, e);
@@ -552,7 +592,7 @@ static __attribute__((noinline)) int get_slow(sx_registry *reg, sx__tcache *c, u
 		*out = spare;
 		spare = NULL;
 	}
-	wunlock(reg);
+	wunlock(reg, false);
 	if (spare != NULL)
 		discard(spare); /* another thread made the key first, or the table could not grow */
 	return rc;
@@ -647,7 +687,7 @@ int sx_registry_remove(sx_registry *reg, uint64_t key)
 		if (ck_pr_faa_32(&e->refs, (uint32_t)-1) == 1)
 			retire(c, e);
 	}
-	wunlock(reg);
+	wunlock(reg, false);
 	return rc;
 }
 
@@ -661,7 +701,7 @@ int sx_registry_sweep(sx_registry *reg)
 	c = sx__tcache_get(reg->pool);
 	wlock(reg, c);
 	n = walk(reg, clock_now(reg), reg->keys, true, 0, 0);
-	wunlock(reg);
+	wunlock(reg, true); /* what it evicted, and what waited for a batch */
 	if (c != NULL)
 		(void)sx__epoch_poll(c);
 	return (int)(n > (unsigned)INT32_MAX ? INT32_MAX : n);
@@ -803,8 +843,11 @@ void sx_registry_destroy(sx_registry *reg)
 		entry *e = reg->hand;
 
 		ring_remove(reg, e);
+		e->chain = NULL;
 		entry_free(&e->ep);
 	}
+	if (reg->grave != NULL)
+		entry_free(&reg->grave->ep);
 	for (s = ck_stack_batch_pop_upmc(&reg->orphans); s != NULL; s = next) {
 		next = CK_STACK_NEXT(s);
 		entry_free(SX_CONTAINER_OF(s, ck_epoch_entry_t, stack_entry));
