@@ -28,22 +28,22 @@
  * the entry stays) or meets the seal and looks the key up again, so a key never gets a fresh
  * bucket while its old one admits: never more than burst at once.
  *
- * The table: open addressing with linear probing over slots of {key, entry}, so that a probe
- * compares keys in the slot and touches no entry but the one it finds: a lookup reads one or two
- * lines of slots and the entry's one line (an entry is 64 bytes, what a get and a put touch in
- * its first 24). (It replaces a ck_hs set: without pointer packing, which Debian's Concurrency
- * Kit is built without, ck_hs keeps no hash bits in its slots and compares every probed object
- * through its pointer, a cache miss per collision.) A slot goes from empty to {key, entry} (the
- * key stored before the entry, which publishes it) to a tombstone, and is never reused in that
- * table: a reader that has loaded an entry pointer then reads the key that belongs to it. When
- * live keys and tombstones would pass half the slots, the writer copies the live entries into a
- * new table (sized for at most a quarter full, at least TAB_MIN slots), publishes it and
- * retires the old one to the epoch domain: readers still probing the old table are inside
- * sections that the retirement waits for, and at worst miss a key made since (the slow path
- * finds it under the lock) or find an entry unlisted since: an evicted one's count of 0 sends
- * them to the slow path too, and a removed one is what a get that overlaps the removal may
- * return in any case. Every retirement's callback frees memory and ends a guard and nothing else,
- * so it may run after the registry is gone.
+ * The table: open addressing with linear probing over 8-byte slots, each an entry's address
+ * (entries are line-aligned) and 6 bits of its key's hash, so that a probe dereferences no entry
+ * but the one it finds, bar one in 64 of the others: a lookup reads one line of slots (rarely
+ * two) and the entry's one line (an entry is 64 bytes; a get and a put touch its first 24).
+ * (It replaces a ck_hs set: without pointer packing, which Debian's Concurrency Kit is built
+ * without, ck_hs keeps no hash bits in its slots and compares every probed object through its
+ * pointer, a cache miss per collision.) A slot goes from empty to an entry (stored after the
+ * entry's fields, which the store publishes) to a tombstone, and is never reused in that table.
+ * When live keys and tombstones would pass half the slots, the writer copies the live entries
+ * into a new table (a quarter full at most, at least TAB_MIN slots), publishes it and retires
+ * the old one to the epoch domain: readers still probing the old table are inside sections that
+ * the retirement waits for, and at worst miss a key made since (the slow path finds it under
+ * the lock) or find an entry unlisted since: an evicted one's count of 0 sends them to the slow
+ * path too, and a removed one is what a get that overlaps the removal may return in any case.
+ * Every retirement's callback frees memory and ends a guard and nothing else, so it may run
+ * after the registry is gone.
  *
  * Eviction order: CLOCK. A get or a put sets its entry's used flag (a store only when it was
  * clear); the hand walks the ring of entries (writer-only links; a new entry goes just behind the
