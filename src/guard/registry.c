@@ -411,9 +411,11 @@ static void wunlock(sx_registry *reg, bool flush)
 		sx__epoch_retire(c, &e->ep, entry_free);
 }
 
+/* The time `seen` is stamped with; only ageing reads it, so without idle_ns the clock is not
+ * read (0). */
 static uint64_t clock_now(const sx_registry *reg)
 {
-	return reg->clock.now_ns(reg->clock.ctx);
+	return reg->idle_ns != 0 ? reg->clock.now_ns(reg->clock.ctx) : 0;
 }
 
 /* Whether adding keys more keys of `bytes` bytes passes the bound. */
