@@ -23,14 +23,14 @@
  *     }
  * @endcode
  *
- * Keys live in a hash set (Concurrency Kit's ck_hs, one writer, any number of readers) of
- * entries; finding a key that has an entry takes no lock and allocates nothing: an epoch section
- * of the registry's pool (its memory reclamation domain), a probe and one CAS on the entry's
- * reference count. Making an entry, growing the set, evicting and removing are serialised by one
- * lock per registry (a cold path: it is taken only when a key has no entry). The set grows as
- * keys come, without a fixed size; replaced tables and evicted entries are freed through the
- * pool's epoch domain once no reader can still see them, and an entry only after its last
- * reference was put.
+ * Keys live in a hash table of entries (open addressing, one writer, any number of readers);
+ * finding a key that has an entry takes no lock and allocates nothing: an epoch section of the
+ * registry's pool (its memory reclamation domain), a probe of the table's slots (which hold
+ * hash bits beside each entry's address) and one CAS on the entry's reference count. Making an
+ * entry, growing the table, evicting and removing are serialised by one lock per registry (a
+ * cold path: it is taken only when a key has no entry). The table grows as keys come, without a
+ * fixed size; replaced tables and evicted entries are freed through the pool's epoch domain
+ * once no reader can still see them, and an entry only after its last reference was put.
  *
  * Eviction. An entry is evicted only when no reference to it is held and its guard is idle (a
  * bulkhead with no permit out or waiter, a circuit that is not OPEN, HALF_OPEN or FORCED_OPEN, a
@@ -46,9 +46,10 @@
  * is never evicted before idle_ns has passed since its last get or put, unless the bound needs
  * room.
  *
- * Memory per key: one entry (80 bytes: key, count, guard, the sweep's links and the epoch
- * record) and 16 to 32 bytes of table (the set keeps at most half its slots full), plus the
- * guard (sx_registry_stats reports the bytes in use).
+ * Memory per key: one entry (64 bytes: key, count, guard, the sweep's links, which the epoch
+ * record reuses once the entry is unlisted) and 16 to 32 bytes of table (8-byte slots, a quarter
+ * to a half of them in use, tombstones of evicted or removed keys included), plus the guard
+ * (sx_registry_stats reports the bytes in use).
  *
  * Lifetime: the registry owns its guards. Guards never outlive sx_registry_destroy; every
  * reference must be put before it.
@@ -168,9 +169,10 @@ SX_API int sx_registry_remove(sx_registry *reg, uint64_t key);
 
 /**
  * sx_registry_sweep - one full CLOCK sweep now: evicts the idle entries unused for idle_ns (and,
- * while the registry is over its bound, idle entries unused since the last sweep).
- * Returns how many entries it evicted (>= 0); -EINVAL for NULL reg. Blocks on the writer lock
- * and runs in time linear in the keys; any thread.
+ * while the registry is over its bound, idle entries unused since the last sweep), and hands
+ * every entry evicted so far to the pool's epoch domain to be freed (evictions are otherwise
+ * freed in batches of a few dozen). Returns how many entries it evicted (>= 0); -EINVAL for
+ * NULL reg. Blocks on the writer lock and runs in time linear in the keys; any thread.
  */
 SX_API int sx_registry_sweep(sx_registry *reg);
 

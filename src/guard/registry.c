@@ -1,20 +1,21 @@
 /*
- * Keyed registries (strix/registry.h): a ck_hs set of entries, read without a lock inside the
+ * Keyed registries (strix/registry.h): a hash table of entries, read without a lock inside the
  * pool's epoch sections, written by one thread at a time under reg->lock.
  *
- * reg->lock is the registry's cold-path lock: it serialises every change of the set (listing an
- * entry, the set's growth and rebuilds, eviction, removal) and the writer-only fields (the sweep's
- * ring, the counters). A new key's entry and guard are allocated before the lock is taken, and the
- * entries evicted under it are retired after it is released. ck_hs allows one writer with any
- * number of concurrent readers (CK_HS_MODE_SPMC); the lock is that one writer. A get that finds its
- * key's entry never takes it.
+ * reg->lock is the registry's cold-path lock: it serialises every change of the table (listing
+ * an entry, the table's growth and rebuilds, eviction, removal) and the writer-only fields (the
+ * sweep's ring, the counters). A new key's entry and guard are allocated before the lock is
+ * taken, and the entries evicted under it are retired after it is released (GRAVE_BATCH at a
+ * time: until then they wait, unlisted, in reg->grave; sx_registry_sweep and destroy take all
+ * of them). The table allows one writer with any number of concurrent readers; the lock is that
+ * one writer. A get that finds its key's entry never takes it.
  *
  * An entry's count, refs, is 1 for the table while the entry is listed plus 1 per reference
  * handed out. A reader inside an epoch section finds the entry and takes a reference with a CAS
  * that never raises a count of 0 (take). Eviction, under the lock, CASes refs from 1 to 0: it
  * succeeds only when no reference is out, and afterwards no reader can take one (a reader that
  * meets 0 goes to the slow path, which waits for the lock and then finds the key gone). The
- * entry is then unlisted and retired to the epoch domain: readers that found it in the set
+ * entry is then unlisted and retired to the epoch domain: readers that found it in the table
  * before the unlink are inside sections that the retirement waits for. If the guard turns out
  * busy (its kind's idle test), refs goes back to 1 with a plain store: nobody else can change a
  * count of 0. sx_registry_remove unlists an entry whatever its count and drops the table's
@@ -27,10 +28,22 @@
  * the entry stays) or meets the seal and looks the key up again, so a key never gets a fresh
  * bucket while its old one admits: never more than burst at once.
  *
- * Tables: ck_hs allocates its maps through hs_alloc; each map carries an epoch entry in a
- * header, and a map ck_hs replaces (growth, rebuild) is retired to the epoch domain by the
- * writer, whose record w_tc names (set while the lock is held). Every retirement's callback
- * frees memory and ends a guard and nothing else, so it may run after the registry is gone.
+ * The table: open addressing with linear probing over 8-byte slots, each an entry's address
+ * (entries are line-aligned) and 6 bits of its key's hash, so that a probe dereferences no entry
+ * but the one it finds, bar one in 64 of the others: a lookup reads one line of slots (rarely
+ * two) and the entry's one line (an entry is 64 bytes; a get and a put touch its first 24).
+ * (It replaces a ck_hs set: without pointer packing, which Debian's Concurrency Kit is built
+ * without, ck_hs keeps no hash bits in its slots and compares every probed object through its
+ * pointer, a cache miss per collision.) A slot goes from empty to an entry (stored after the
+ * entry's fields, which the store publishes) to a tombstone, and is never reused in that table.
+ * When live keys and tombstones would pass half the slots, the writer copies the live entries
+ * into a new table (a quarter full at most, at least TAB_MIN slots), publishes it and retires
+ * the old one to the epoch domain: readers still probing the old table are inside sections that
+ * the retirement waits for, and at worst miss a key made since (the slow path finds it under
+ * the lock) or find an entry unlisted since: an evicted one's count of 0 sends them to the slow
+ * path too, and a removed one is what a get that overlaps the removal may return in any case.
+ * Every retirement's callback frees memory and ends a guard and nothing else, so it may run
+ * after the registry is gone.
  *
  * Eviction order: CLOCK. A get or a put sets its entry's used flag (a store only when it was
  * clear); the hand walks the ring of entries (writer-only links; a new entry goes just behind the
@@ -38,15 +51,14 @@
  * when the bound needs room or when idle_ns has passed since `seen`. A new key walks a few steps
  * (more while over the bound); sx_registry_sweep walks once round.
  *
- * Thread-sanitizer builds: ck_hs lives in libck, which the sanitizer does not see; an entry is
- * released (SX__TSAN_RELEASE) before it is published and acquired after it is found, and its
- * key is written and read with atomics because ck_hs's compare reads it before that.
+ * Thread-sanitizer builds: the sanitizer does not see fences; an entry and a table are released
+ * (SX__TSAN_RELEASE) before they are published and acquired after they are found, and slots are
+ * written and read with atomics.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <string.h>
 
-#include <ck_hs.h>
 #include <ck_pr.h>
 #include <ck_stack.h>
 
@@ -54,34 +66,69 @@
 
 #include "guard/guard.h"
 
+/* 64 bytes, one line in the allocator's 64-byte class: a get and a put touch the first 24. */
 struct sx_registry_ref {
-	uint64_t key;             /* first: the set's hash and compare read it (atomically) */
+	SX__ALIGNED uint64_t key; /* written once, before the entry is published */
 	uint32_t refs;            /* 1 for the table while listed, + 1 per reference; 0: going */
 	uint8_t used;             /* set by gets, cleared by the sweep */
 	uint8_t kind;
 	void *guard;
 	struct sx_registry *reg;
-	uint64_t seen;            /* writer: when the sweep last found it used, or it was made */
-	struct sx_registry_ref *prev, *next; /* writer: the sweep's ring */
-	ck_epoch_entry_t ep;      /* its retirement; before that, its link in reg->orphans */
+	union {
+		/* Writer, while listed: the sweep's ring, and when the sweep last found the entry
+		 * used (or it was made). */
+		struct {
+			struct sx_registry_ref *prev, *next;
+			uint64_t seen;
+		};
+		/* Once unlisted (and unreferenced): its retirement, or its link in reg->orphans;
+		 * chain: the entries retired with it (reg->grave's link until then). */
+		struct {
+			ck_epoch_entry_t ep;
+			struct sx_registry_ref *chain;
+		};
+	};
 };
 
 typedef struct sx_registry_ref entry;
 
 /* What one entry costs (the allocator's 16-byte classes). */
 #define ENTRY_BYTES ((sizeof(entry) + 15) & ~(size_t)15)
+_Static_assert(sizeof(entry) == SX__CACHELINE, "a registry entry is one cache line");
+
+/* A slot: 0, empty; TOMB, its entry was unlisted; else the entry's address (entries are
+ * line-aligned: 58 bits say where) with TAG_BITS of its key's hash above, so that a probe
+ * dereferences an entry only when the tags match: the key's own, and one in 64 of the others. */
+typedef uint64_t slot;
+
+#define TAG_BITS 6u
+#define TOMB ((slot)1)
+
+typedef struct table {
+	ck_epoch_entry_t ep;      /* its retirement, once replaced */
+	uint64_t mask;            /* slots - 1 */
+	unsigned shift;           /* 64 - log2(slots): a hash's top bits index it */
+	uint64_t filled;          /* writer: live slots and tombstones */
+	size_t bytes;             /* the whole block */
+	SX__ALIGNED slot s[];     /* eight to a line */
+} table;
+
+#define TAB_MIN 64u
 /* Steps of the hand per new key: AGE_STEPS for ageing; while over the bound, up to two rounds
  * of the ring (CLOCK: the first may only clear marks), or ROOM_STEPS after a walk that found
  * nothing to evict (every entry busy), so that a registry of busy keys does not cost a walk of
  * the whole ring per new key. */
 #define AGE_STEPS 4u
 #define ROOM_STEPS 64u
+/* Evicted entries are retired in batches of GRAVE_BATCH, with one epoch entry: a retirement
+ * costs a full fence and a scan of the pool's epoch records, more than the eviction. */
+#define GRAVE_BATCH 32u
 
 struct sx_registry {
 	/* Read by every get. */
-	ck_hs_t hs;
+	table *tab;
 	sx_pool *pool;
-	unsigned long seed;
+	uint64_t seed;
 	int kind;
 	/* Read by the writer (and sx__registry_slow_ns). */
 	sx_circuit_opts copts;
@@ -96,65 +143,24 @@ struct sx_registry {
 	SX__ALIGNED pthread_mutex_t lock;
 	entry *hand;
 	uint64_t keys, bytes, table_bytes, created, evicted, removed;
-	uint64_t dead;            /* removals since the set was last rebuilt (its tombstones) */
 	bool futile;              /* the last walk for room evicted nothing */
-	entry *grave;             /* evicted under the lock, retired after it (linked by next) */
+	entry *grave;             /* evicted, not retired yet (linked by chain) */
+	unsigned ngrave;
 	/* Entries whose last put found no epoch record to retire them on (its thread's first record
 	 * could not be allocated): the writer retires them. */
 	SX__ALIGNED ck_stack_t orphans;
 };
 
-/* ---- the set's memory ------------------------------------------------------------------------ */
+/* ---- the table ------------------------------------------------------------------------------ */
 
-typedef struct map_hdr {
-	ck_epoch_entry_t ep;
-	size_t bytes;             /* the whole block, header included */
-} map_hdr;
-#define MAP_HDR ((size_t)SX__CACHELINE)
-
-/* The writer holding the lock, and its epoch record: whom the set's allocations are charged to
- * and where a replaced map is retired. */
-static __thread sx_registry *w_reg;
+/* The writer holding the lock's epoch record: where a replaced table is retired (set while the
+ * lock is held). */
 static __thread sx__tcache *w_tc;
 
 static void set64(uint64_t *p, uint64_t v)
 {
 	ck_pr_store_64(p, v);
 }
-
-static void *hs_malloc(size_t size)
-{
-	map_hdr *h = sx__zalloc(MAP_HDR + size, SX__CACHELINE);
-
-	if (h == NULL)
-		return NULL;
-	h->bytes = MAP_HDR + size;
-	if (w_reg != NULL)
-		set64(&w_reg->table_bytes, w_reg->table_bytes + h->bytes);
-	return (char *)h + MAP_HDR;
-}
-
-static void map_free(ck_epoch_entry_t *ep)
-{
-	map_hdr *h = SX_CONTAINER_OF(ep, map_hdr, ep);
-
-	sx__dfree(h, h->bytes, SX__CACHELINE);
-}
-
-static void hs_free(void *p, size_t size, bool defer)
-{
-	map_hdr *h = (map_hdr *)((char *)p - MAP_HDR);
-
-	(void)size;
-	if (w_reg != NULL)
-		set64(&w_reg->table_bytes, w_reg->table_bytes - h->bytes);
-	if (defer && w_tc != NULL)
-		sx__epoch_retire(w_tc, &h->ep, map_free);
-	else
-		map_free(&h->ep);
-}
-
-static struct ck_malloc hs_alloc = { .malloc = hs_malloc, .free = hs_free };
 
 static uint64_t mix(uint64_t k)
 {
@@ -165,20 +171,136 @@ static uint64_t mix(uint64_t k)
 	return k ^ (k >> 33);
 }
 
-static unsigned long hs_hash(const void *obj, unsigned long seed)
+/* A key's hash: one fold and one multiply (Fibonacci hashing; the table takes the top bits,
+ * which depend on every bit of the folded key), seeded per registry. */
+static inline uint64_t hash_of(const sx_registry *reg, uint64_t key)
 {
-	return (unsigned long)mix(ck_pr_load_64((const uint64_t *)obj) ^ seed);
+	uint64_t x = key ^ reg->seed;
+
+	return (x ^ (x >> 32)) * UINT64_C(0x9e3779b97f4a7c15);
 }
 
-/* An entry and a probe (a bare uint64_t key) both start with the key. */
-static bool hs_cmp(const void *a, const void *b)
+static void tab_free(ck_epoch_entry_t *ep)
 {
-	return ck_pr_load_64((const uint64_t *)a) == ck_pr_load_64((const uint64_t *)b);
+	table *t = SX_CONTAINER_OF(ep, table, ep);
+
+	sx__dfree(t, t->bytes, SX__CACHELINE);
 }
 
-static inline unsigned long hash_of(const sx_registry *reg, uint64_t key)
+/* An empty table of `slots` slots (a power of two), counted in reg's bytes. NULL: no memory. */
+static table *tab_new(sx_registry *reg, uint64_t slots)
 {
-	return (unsigned long)mix(key ^ reg->seed);
+	size_t bytes = sizeof(table) + slots * sizeof(slot);
+	table *t;
+
+	if (slots > (SIZE_MAX - sizeof(table)) / sizeof(slot) ||
+	    (t = sx__zalloc(bytes, SX__CACHELINE)) == NULL)
+		return NULL;
+	t->mask = slots - 1;
+	t->shift = 64u - (unsigned)__builtin_ctzll(slots);
+	t->bytes = bytes;
+	set64(&reg->table_bytes, reg->table_bytes + bytes);
+	return t;
+}
+
+/* Drop t from reg's bytes and free it once no reader can be probing it. */
+static void tab_retire(sx_registry *reg, table *t, sx__tcache *c)
+{
+	set64(&reg->table_bytes, reg->table_bytes - t->bytes);
+	if (c != NULL)
+		sx__epoch_retire(c, &t->ep, tab_free);
+	else
+		tab_free(&t->ep); /* destroy: no reader is left */
+}
+
+static inline uint64_t tag_of(uint64_t h)
+{
+	return (h >> 20) & ((1u << TAG_BITS) - 1); /* below the index's bits in any real table */
+}
+
+static inline slot pack(const entry *e, uint64_t h)
+{
+	return (uint64_t)(uintptr_t)e >> TAG_BITS | tag_of(h) << (64u - TAG_BITS);
+}
+
+static inline entry *unpack(slot v)
+{
+	return (entry *)(uintptr_t)(v << TAG_BITS);
+}
+
+/* key's entry in the table now (NULL: none; the entry may be going). Inside an epoch section, or
+ * under the lock. Lock-free: probes stop at an empty slot, and at most half the slots are full. */
+static inline entry *tab_find(const sx_registry *reg, uint64_t key, uint64_t h)
+{
+	const table *t = ck_pr_load_ptr(&reg->tab);
+	uint64_t i, tag = tag_of(h);
+
+	SX__TSAN_ACQUIRE(t);
+	for (i = h >> t->shift;; i = (i + 1) & t->mask) {
+		slot v = ck_pr_load_64(&t->s[i]);
+		entry *e;
+
+		if (v == 0)
+			return NULL;
+		if (v >> (64u - TAG_BITS) != tag || v == TOMB)
+			continue;
+		/* The entry's key, like every field, was written before the slot published it. */
+		e = unpack(v);
+		SX__TSAN_ACQUIRE(e);
+		if (ck_pr_load_64(&e->key) == key)
+			return e;
+	}
+}
+
+/* Store e in t's first empty slot on h's path (writer; the key is not in t). */
+static void tab_place(table *t, entry *e, uint64_t h)
+{
+	uint64_t i = h >> t->shift;
+
+	while (t->s[i] != 0)
+		i = (i + 1) & t->mask;
+	ck_pr_fence_store(); /* the entry's fields before the slot */
+	ck_pr_store_64(&t->s[i], pack(e, h));
+	t->filled++;
+}
+
+/* Make room for one more slot: if live slots and tombstones would pass half of them, copy the
+ * live entries into a fresh table of at least four slots per key, publish it and retire the old
+ * one on c (writer, c not NULL). false: no memory (nothing changed). */
+static bool tab_reserve(sx_registry *reg, sx__tcache *c)
+{
+	table *t = reg->tab, *n;
+	uint64_t slots = TAB_MIN, i;
+
+	if ((t->filled + 1) * 2 <= t->mask + 1)
+		return true;
+	while (slots < reg->keys * 4)
+		slots *= 2;
+	if ((n = tab_new(reg, slots)) == NULL)
+		return false;
+	for (i = 0; i <= t->mask; i++) {
+		slot v = t->s[i];
+
+		if (v != 0 && v != TOMB)
+			tab_place(n, unpack(v), hash_of(reg, unpack(v)->key));
+	}
+	SX__TSAN_RELEASE(n);
+	ck_pr_fence_store(); /* the new table's slots before the pointer that publishes it */
+	ck_pr_store_ptr(&reg->tab, n);
+	tab_retire(reg, t, c);
+	return true;
+}
+
+/* Replace e's slot by a tombstone (writer; e is listed). */
+static void tab_unlist(sx_registry *reg, entry *e)
+{
+	table *t = reg->tab;
+	uint64_t h = hash_of(reg, e->key), i = h >> t->shift;
+	slot v = pack(e, h);
+
+	while (t->s[i] != v)
+		i = (i + 1) & t->mask;
+	ck_pr_store_64(&t->s[i], TOMB);
 }
 
 /* ---- guards ---------------------------------------------------------------------------------- */
@@ -232,17 +354,22 @@ static bool guard_idle(const sx_registry *reg, entry *e, bool aged)
 	}
 }
 
+/* Free ep's entry and those chained to it. */
 static void entry_free(ck_epoch_entry_t *ep)
 {
-	entry *e = SX_CONTAINER_OF(ep, entry, ep);
+	entry *e = SX_CONTAINER_OF(ep, entry, ep), *next;
 
-	guard_free(e->kind, e->guard);
-	sx__dfree(e, sizeof(*e), SX__SMALL_ALIGN);
+	for (; e != NULL; e = next) {
+		next = e->chain;
+		guard_free(e->kind, e->guard);
+		sx__dfree(e, sizeof(*e), SX__CACHELINE);
+	}
 }
 
 /* e is unlisted and unreferenced: free it once no epoch section can still see it. */
 static void retire(sx__tcache *c, entry *e)
 {
+	e->chain = NULL;
 	if (c != NULL)
 		sx__epoch_retire(c, &e->ep, entry_free);
 	else
@@ -254,7 +381,6 @@ static void retire(sx__tcache *c, entry *e)
 static void wlock(sx_registry *reg, sx__tcache *c)
 {
 	pthread_mutex_lock(&reg->lock);
-	w_reg = reg;
 	w_tc = c;
 	if (c != NULL && CK_STACK_FIRST(&reg->orphans) != NULL) {
 		ck_stack_entry_t *s = ck_stack_batch_pop_upmc(&reg->orphans), *next;
@@ -266,26 +392,30 @@ static void wlock(sx_registry *reg, sx__tcache *c)
 	}
 }
 
-/* Unlock, then retire what was evicted meanwhile: the epoch's bookkeeping and the frees it
+/* Unlock, then retire the evicted entries as one batch once GRAVE_BATCH of them wait (or all
+ * of them: flush), if the caller has an epoch record: the epoch's bookkeeping and the frees it
  * may run stay out of the critical section. */
-static void wunlock(sx_registry *reg)
+static void wunlock(sx_registry *reg, bool flush)
 {
 	sx__tcache *c = w_tc;
-	entry *e = reg->grave, *next;
+	entry *e = NULL;
 
-	reg->grave = NULL;
-	w_reg = NULL;
+	if (c != NULL && reg->grave != NULL && (flush || reg->ngrave >= GRAVE_BATCH)) {
+		e = reg->grave;
+		reg->grave = NULL;
+		reg->ngrave = 0;
+	}
 	w_tc = NULL;
 	pthread_mutex_unlock(&reg->lock);
-	for (; e != NULL; e = next) {
-		next = e->next;
-		retire(c, e);
-	}
+	if (e != NULL)
+		sx__epoch_retire(c, &e->ep, entry_free);
 }
 
+/* The time `seen` is stamped with; only ageing reads it, so without idle_ns the clock is not
+ * read (0). */
 static uint64_t clock_now(const sx_registry *reg)
 {
-	return reg->clock.now_ns(reg->clock.ctx);
+	return reg->idle_ns != 0 ? reg->clock.now_ns(reg->clock.ctx) : 0;
 }
 
 /* Whether adding keys more keys of `bytes` bytes passes the bound. */
@@ -324,19 +454,13 @@ static void ring_remove(sx_registry *reg, entry *e)
 	e->prev = e->next = NULL;
 }
 
-/* Take e out of the set and the ring (under the lock). */
+/* Take e out of the table and the ring (under the lock). */
 static void unlist(sx_registry *reg, entry *e)
 {
-	(void)ck_hs_remove(&reg->hs, hash_of(reg, e->key), e);
+	tab_unlist(reg, e);
 	ring_remove(reg, e);
 	set64(&reg->keys, reg->keys - 1);
 	set64(&reg->bytes, reg->bytes - ENTRY_BYTES - reg->guard_bytes);
-	/* Removals leave tombstones, which lengthen probes until a put reuses them: rebuild the set
-	 * (a copy, retired like a grown one) once they pass a quarter of the keys. */
-	if (++reg->dead > reg->keys / 4 + 64) {
-		if (ck_hs_rebuild(&reg->hs))
-			reg->dead = 0;
-	}
 }
 
 /* Evict e if nobody holds it and its guard is idle; true if it went. */
@@ -350,8 +474,9 @@ static bool evict(sx_registry *reg, entry *e, bool aged)
 	}
 	unlist(reg, e);
 	set64(&reg->evicted, reg->evicted + 1);
-	e->next = reg->grave; /* retired by wunlock */
+	e->chain = reg->grave; /* retired by wunlock */
 	reg->grave = e;
+	reg->ngrave++;
 	return true;
 }
 
@@ -384,12 +509,12 @@ static unsigned walk(sx_registry *reg, uint64_t now, uint64_t steps, bool room,
 /* A new entry and its guard, made before the lock is taken (NULL: no memory). */
 static entry *prepare(sx_registry *reg)
 {
-	entry *e = sx__zalloc(sizeof(*e), SX__SMALL_ALIGN);
+	entry *e = sx__zalloc(sizeof(*e), SX__CACHELINE);
 
 	if (e == NULL)
 		return NULL;
 	if (guard_new(reg, &e->guard) != 0) { /* -ENOMEM: the options were checked at create */
-		sx__dfree(e, sizeof(*e), SX__SMALL_ALIGN);
+		sx__dfree(e, sizeof(*e), SX__CACHELINE);
 		return NULL;
 	}
 	e->kind = (uint8_t)reg->kind;
@@ -400,12 +525,13 @@ static entry *prepare(sx_registry *reg)
 static void discard(entry *e)
 {
 	guard_free(e->kind, e->guard);
-	sx__dfree(e, sizeof(*e), SX__SMALL_ALIGN);
+	sx__dfree(e, sizeof(*e), SX__CACHELINE);
 }
 
-/* List e, prepared, as key's entry with one reference for the caller (under the lock; key has
- * none). Makes room first. 0, or -ENOMEM (the set could not take it; e is the caller's). */
-static int install(sx_registry *reg, entry *e, uint64_t key, unsigned long h)
+/* List e, prepared, as key's entry with one reference for the caller (under the lock, with an
+ * epoch record; key has none). Makes room first. 0, or -ENOMEM (the table could not grow; e is
+ * the caller's). */
+static int install(sx_registry *reg, entry *e, uint64_t key, uint64_t h)
 {
 	uint64_t now = clock_now(reg), bytes = ENTRY_BYTES + reg->guard_bytes;
 
@@ -414,13 +540,13 @@ static int install(sx_registry *reg, entry *e, uint64_t key, unsigned long h)
 		    1, bytes) == 0;
 	else
 		(void)walk(reg, now, AGE_STEPS, true, 1, bytes);
+	if (!tab_reserve(reg, w_tc))
+		return -ENOMEM;
 	e->refs = 2;
 	e->seen = now;
-	ck_pr_store_64(&e->key, key);
+	ck_pr_store_64(&e->key, key); /* readers load it atomically */
 	SX__TSAN_RELEASE(e);
-	ck_pr_fence_store(); /* the entry before the slot that publishes it */
-	if (!ck_hs_put(&reg->hs, h, e))
-		return -ENOMEM;
+	tab_place(reg->tab, e, h); /* publishes e, after its fields */
 	ring_insert(reg, e);
 	set64(&reg->keys, reg->keys + 1);
 	set64(&reg->bytes, reg->bytes + bytes);
@@ -450,13 +576,13 @@ static inline bool take(entry *e)
 }
 
 static __attribute__((noinline)) int get_slow(sx_registry *reg, sx__tcache *c, uint64_t key,
-    unsigned long h, entry **out)
+    uint64_t h, entry **out)
 {
 	entry *e, *spare = prepare(reg); /* outside the lock; NULL: the key may exist after all */
 	int rc = 0;
 
 	wlock(reg, c);
-	e = ck_hs_get(&reg->hs, h, &key);
+	e = tab_find(reg, key, h);
 	if (e != NULL) {
 		/* Listed entries have a count of at least 1 while the lock is held. */
 		ck_pr_inc_32(&e->refs);
@@ -468,15 +594,15 @@ static __attribute__((noinline)) int get_slow(sx_registry *reg, sx__tcache *c, u
 		*out = spare;
 		spare = NULL;
 	}
-	wunlock(reg);
+	wunlock(reg, false);
 	if (spare != NULL)
-		discard(spare); /* another thread made the key first, or the set refused it */
+		discard(spare); /* another thread made the key first, or the table could not grow */
 	return rc;
 }
 
 int sx_registry_get(sx_registry *reg, uint64_t key, sx_registry_ref **ref)
 {
-	unsigned long h;
+	uint64_t h;
 	sx__tcache *c;
 	entry *e;
 
@@ -487,7 +613,7 @@ int sx_registry_get(sx_registry *reg, uint64_t key, sx_registry_ref **ref)
 		return -ENOMEM;
 	h = hash_of(reg, key);
 	sx__epoch_begin(c);
-	e = ck_hs_get(&reg->hs, h, &key);
+	e = tab_find(reg, key, h);
 	if (SX__LIKELY(e != NULL) && SX__LIKELY(take(e))) {
 		sx__epoch_end(c);
 		*ref = e;
@@ -515,7 +641,7 @@ void sx_registry_put(sx_registry_ref *e)
 
 void *sx__registry_peek(sx_registry *reg, uint64_t key)
 {
-	entry *e = ck_hs_get(&reg->hs, hash_of(reg, key), &key);
+	entry *e = tab_find(reg, key, hash_of(reg, key));
 
 	if (e == NULL)
 		return NULL;
@@ -554,7 +680,7 @@ int sx_registry_remove(sx_registry *reg, uint64_t key)
 		return -EINVAL;
 	c = sx__tcache_get(reg->pool);
 	wlock(reg, c);
-	e = ck_hs_get(&reg->hs, hash_of(reg, key), &key);
+	e = tab_find(reg, key, hash_of(reg, key));
 	if (e == NULL) {
 		rc = -ENOENT;
 	} else {
@@ -563,7 +689,7 @@ int sx_registry_remove(sx_registry *reg, uint64_t key)
 		if (ck_pr_faa_32(&e->refs, (uint32_t)-1) == 1)
 			retire(c, e);
 	}
-	wunlock(reg);
+	wunlock(reg, false);
 	return rc;
 }
 
@@ -577,7 +703,7 @@ int sx_registry_sweep(sx_registry *reg)
 	c = sx__tcache_get(reg->pool);
 	wlock(reg, c);
 	n = walk(reg, clock_now(reg), reg->keys, true, 0, 0);
-	wunlock(reg);
+	wunlock(reg, true); /* what it evicted, and what waited for a batch */
 	if (c != NULL)
 		(void)sx__epoch_poll(c);
 	return (int)(n > (unsigned)INT32_MAX ? INT32_MAX : n);
@@ -691,21 +817,16 @@ int sx_registry_create(sx_pool *pool, const sx_registry_opts *o, sx_registry **o
 	reg->max_bytes = o->max_bytes;
 	reg->idle_ns = (uint64_t)o->idle_ns;
 	reg->clock = o->clock != NULL ? *o->clock : sx_clock_monotonic;
-	reg->seed = (unsigned long)mix((uintptr_t)reg ^ sx__now_ns());
-	if ((rc = pthread_mutex_init(&reg->lock, NULL)) != 0) {
-		rc = -rc;
-		goto fail;
-	}
-	w_reg = reg;
-	w_tc = NULL;
-	if (!ck_hs_init(&reg->hs, CK_HS_MODE_SPMC | CK_HS_MODE_OBJECT, hs_hash, hs_cmp, &hs_alloc,
-	    64, reg->seed)) {
-		w_reg = NULL;
-		pthread_mutex_destroy(&reg->lock);
+	reg->seed = mix((uintptr_t)reg ^ sx__now_ns());
+	if ((reg->tab = tab_new(reg, TAB_MIN)) == NULL) {
 		rc = -ENOMEM;
 		goto fail;
 	}
-	w_reg = NULL;
+	if ((rc = pthread_mutex_init(&reg->lock, NULL)) != 0) {
+		tab_retire(reg, reg->tab, NULL);
+		rc = -rc;
+		goto fail;
+	}
 	*out = reg;
 	return 0;
 fail:
@@ -724,15 +845,16 @@ void sx_registry_destroy(sx_registry *reg)
 		entry *e = reg->hand;
 
 		ring_remove(reg, e);
+		e->chain = NULL;
 		entry_free(&e->ep);
 	}
+	if (reg->grave != NULL)
+		entry_free(&reg->grave->ep);
 	for (s = ck_stack_batch_pop_upmc(&reg->orphans); s != NULL; s = next) {
 		next = CK_STACK_NEXT(s);
 		entry_free(SX_CONTAINER_OF(s, ck_epoch_entry_t, stack_entry));
 	}
-	w_reg = NULL;
-	w_tc = NULL;
-	ck_hs_destroy(&reg->hs);
+	tab_retire(reg, reg->tab, NULL);
 	pthread_mutex_destroy(&reg->lock);
 	sx__dfree(reg, sizeof(*reg), SX__CACHELINE);
 }
