@@ -32,9 +32,9 @@
  * (entries are line-aligned) and 6 bits of its key's hash, so that a probe dereferences no entry
  * but the one it finds, bar one in 64 of the others: a lookup reads one line of slots (rarely
  * two) and the entry's one line (an entry is 64 bytes; a get and a put touch its first 24).
- * (It replaces a ck_hs set: without pointer packing, which Debian's Concurrency Kit is built
- * without, ck_hs keeps no hash bits in its slots and compares every probed object through its
- * pointer, a cache miss per collision.) A slot goes from empty to an entry (stored after the
+ * (Not ck_hs: without pointer packing, which Debian's Concurrency Kit is built without, ck_hs
+ * keeps no hash bits in its slots and compares every probed object through its pointer, a
+ * cache miss per collision.) A slot goes from empty to an entry (stored after the
  * entry's fields, which the store publishes) to a tombstone, and is never reused in that table.
  * When live keys and tombstones would pass half the slots, the writer copies the live entries
  * into a new table (a quarter full at most, at least TAB_MIN slots), publishes it and retires
