@@ -25,7 +25,7 @@ LIBS     := -lck -lpthread -ldl -lm
 # One folder per layer, lowest first; a layer includes and calls only the layers below it
 # (src/README, checked by tools/check-layers.sh). The allocator (src/base/alloc_*.c) is chosen per
 # build: jemalloc for the release library, the C library's for the sanitizers.
-BASE_SRCS   := src/base/wait.c src/base/thread.c src/base/error.c
+BASE_SRCS   := src/base/wait.c src/base/thread.c src/base/error.c src/base/clock.c
 EXEC_SRCS   := src/exec/pool.c src/exec/worker.c src/exec/node.c src/exec/epoch.c \
                src/exec/blocking.c
 TIME_SRCS   := src/time/wheel.c src/time/timer.c
@@ -58,6 +58,7 @@ WHITE_LIB_SRCS := $(LIB_SRCS) src/base/alloc_libc.c
 WHITE_SRC_white_deque := src/exec/worker.c
 WHITE_SRC_white_wheel := src/time/wheel.c
 WHITE_SRC_white_hedge := src/guard/hedge.c
+WHITE_SRC_white_clock := src/base/clock.c
 # libFuzzer targets comparing a module with a reference model on a virtual clock.
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
 

@@ -1,7 +1,7 @@
 /*
- * base: what every layer above may use. Compiler macros; the clock; waiting (wait.c): the futex
- * operations, the waiting word every blocking call sleeps on, the event word, ck_ec's mode; the
- * closable lock-free stack and the list reversal; the sequenced ring (a bounded lock-free
+ * base: what every layer above may use. Compiler macros; the clock and the fast clock (clock.c);
+ * waiting (wait.c): the futex operations, the waiting word every blocking call sleeps on, the
+ * event word, ck_ec's mode; the closable lock-free stack and the list reversal; the sequenced ring (a bounded lock-free
  * queue); per-thread records (thread.c); the default allocator's zeroing helpers (the allocator
  * itself is alloc_jemalloc.c or alloc_libc.c, chosen by the build); single-writer counters.
  * Includes no other internal header. Nothing here is public API.
@@ -68,6 +68,43 @@ static inline uint64_t sx__now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The fast clock (clock.c): CLOCK_MONOTONIC extrapolated from the CPU's time-stamp counter, for
+ * the paths that read the time on every call. One thread's readings never go back; readings on
+ * different threads agree with CLOCK_MONOTONIC, and so with each other, to within about a
+ * microsecond (clock.c says why), so a deadline taken from it may be compared with sx__now_ns.
+ * Where the counter is not what the kernel keeps CLOCK_MONOTONIC on, it is sx__now_ns. Not
+ * async-signal-safe (a thread's anchor is plain per-thread data). */
+typedef struct sx__tclock {
+	uint64_t tsc;   /* the anchor's counter reading: readings within SX__TSC_PERIOD of it use it */
+	uint64_t ns;    /* its CLOCK_MONOTONIC reading */
+	uint64_t mult;  /* ns per counter tick, 32.32 fixed point */
+	uint64_t last;  /* the latest reading this thread was given */
+} sx__tclock;
+
+/* Ticks an anchor serves (about a millisecond at 2 GHz): see clock.c. */
+#define SX__TSC_PERIOD (UINT64_C(1) << 21)
+
+extern __thread sx__tclock sx__tclock_mine __attribute__((tls_model("initial-exec")));
+uint64_t sx__now_fast_anchor(uint64_t tsc);
+
+static inline uint64_t sx__now_fast_ns(void)
+{
+#if defined(__x86_64__)
+	sx__tclock *c = &sx__tclock_mine;
+	uint64_t t = __builtin_ia32_rdtsc(), d = t - c->tsc, ns;
+
+	if (SX__UNLIKELY(d >= SX__TSC_PERIOD))
+		return sx__now_fast_anchor(t);
+	ns = c->ns + ((d * c->mult) >> 32); /* no overflow: d < 2^21, mult < 2^40 (clock.c) */
+	if (SX__UNLIKELY(ns < c->last))
+		return c->last; /* a new anchor came out below an extrapolation from the old one */
+	c->last = ns;
+	return ns;
+#else
+	return sx__now_ns();
+#endif
 }
 
 /* Whether the reserved words of a public options struct are all zero; where they are not, the

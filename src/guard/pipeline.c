@@ -498,7 +498,7 @@ static void watch(void *arg, int status)
 static uint64_t call_now(sx_call *call)
 {
 	if (call->sx_now == 0)
-		call->sx_now = sx__now_ns();
+		call->sx_now = sx__now_fast_ns();
 	return call->sx_now;
 }
 
@@ -767,9 +767,9 @@ static int run_circuit_timed(const layer *l, sx_call *call, sx_call_fn fn)
 
 	if (rc != 0 || (rc = sx_circuit_acquire(l->obj, &permit)) != 0)
 		return refused(l, rc);
-	t0 = sx__now_ns();
+	t0 = sx__now_fast_ns();
 	rc = next(l, call, fn);
-	(void)sx_circuit_release(l->obj, permit, rc, (int64_t)(sx__now_ns() - t0));
+	(void)sx_circuit_release(l->obj, permit, rc, (int64_t)(sx__now_fast_ns() - t0));
 	return rc;
 }
 
@@ -786,10 +786,10 @@ static int run_circuit_keyed(const layer *l, sx_call *call, sx_call_fn fn)
 	c = sx_registry_guard(ref);
 	if ((rc = sx_circuit_acquire(c, &permit)) == 0) {
 		if (l->ns != 0)
-			t0 = sx__now_ns();
+			t0 = sx__now_fast_ns();
 		rc = next(l, call, fn);
 		(void)sx_circuit_release(c, permit, rc,
-		    l->ns != 0 ? (int64_t)(sx__now_ns() - t0) : 0);
+		    l->ns != 0 ? (int64_t)(sx__now_fast_ns() - t0) : 0);
 	}
 	sx_registry_put(ref);
 	return rc;
@@ -891,9 +891,9 @@ static int run_adaptive(const layer *l, sx_call *call, sx_call_fn fn)
 		(void)sx_adaptive_release(l->obj, rc, SX_ADAPTIVE_UNTIMED);
 		return rc;
 	}
-	t0 = sx__now_ns(); /* fresh: a waiting layer outside may have taken time since call_now */
+	t0 = sx__now_fast_ns(); /* fresh: a waiting layer outside may have taken time since call_now */
 	rc = next(l, call, fn);
-	(void)sx_adaptive_release(l->obj, rc, (int64_t)(sx__now_ns() - t0));
+	(void)sx_adaptive_release(l->obj, rc, (int64_t)(sx__now_fast_ns() - t0));
 	return rc;
 }
 
@@ -1217,7 +1217,7 @@ static int run_hedge(const layer *l, sx_call *call, sx_call_fn fn)
 	}
 	n = hedge_stop(e, s, &r); /* a watch armed before may have started hedges all the same */
 	if (armed && (l->flags & HEDGE_SAMPLED))
-		sx__hedge_sample(h, sx__now_ns() - r.t0);
+		sx__hedge_sample(h, sx__now_fast_ns() - r.t0);
 	if (SX__UNLIKELY(n > 1)) {
 		rc = hedge_join(&r, call, rc, e, slot, outer == NULL, pe);
 		if (rc == 0)

@@ -1,0 +1,154 @@
+/*
+ * The fast clock, sx__now_fast_ns (base/base.h): CLOCK_MONOTONIC for the paths that read the time
+ * on every call (a pipeline's call, its timed layers).
+ *
+ * clock_gettime(2) through the vDSO reads the CPU's time-stamp counter in an ordered way (rdtscp
+ * or lfence + rdtsc) under a sequence lock and scales it; in a virtual machine the ordered read
+ * alone costs several times a plain rdtsc. Where the kernel keeps CLOCK_MONOTONIC on that counter
+ * (its clocksource is "tsc", which it only picks for a counter that is invariant and in step
+ * across CPUs), a thread can scale the counter itself:
+ *
+ *     now = anchor.ns + (rdtsc - anchor.tsc) * mult
+ *
+ * Each thread keeps its own anchor, a CLOCK_MONOTONIC reading and the counter at its middle
+ * (taken between two counter reads at most ANCHOR_TICKS apart, so a preemption does not skew it),
+ * and retakes it once it is SX__TSC_PERIOD ticks old, or the counter reads below it (a move to a
+ * CPU whose counter is behind). `mult`, ns per tick in 32.32 fixed point, is measured between the
+ * process's first anchor and each new one: the longest baseline, so two anchors' reading error
+ * shrinks with the process's age. What remains between anchors is the difference between that
+ * average rate and the kernel's current one (NTP slews CLOCK_MONOTONIC by at most 500 ppm) over
+ * one period: under a microsecond, and it never accumulates, since every anchor is a fresh
+ * reading. A new anchor may come out just below the extrapolation it replaces; the thread's
+ * readings are then held at the last one until the clock passes it, so they never go back.
+ *
+ * Anywhere else (another clocksource, no /sys, another architecture) every reading is
+ * clock_gettime: a thread's anchor is set so that every reading takes the slow path.
+ */
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/base.h"
+
+__thread sx__tclock sx__tclock_mine __attribute__((tls_model("initial-exec")));
+
+/* An anchor is the tightest of at most ANCHOR_TRIES brackets of counter reads around
+ * clock_gettime, the first no wider than ANCHOR_TICKS (about 250 ns at 2 GHz) ending the search:
+ * half the bracket bounds the anchor's error, and a preemption or an interrupt widens it. */
+#define ANCHOR_TICKS (UINT64_C(1) << 9)
+#define ANCHOR_TRIES 4
+/* The first anchor's age, in ticks, before mult is measured from it (about 8 ms at 2 GHz): until
+ * then readings are clock_gettime. */
+#define MIN_BASELINE (UINT64_C(1) << 24)
+/* An anchor's counter reading for a thread on the slow path: every counter reading is at least
+ * SX__TSC_PERIOD from it (for the next 2^63 ticks), whatever the counter does. */
+#define SLOW(t) ((t) + (UINT64_C(1) << 63))
+/* A mult at or above this (256 ns per tick: a counter below 4 MHz) is not believed; below it,
+ * the fast path's product of a tick count under SX__TSC_PERIOD and mult fits in 64 bits. */
+#define MULT_MAX (UINT64_C(1) << 40)
+
+static const char clocksource_path[] =
+    "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+
+enum { TSC_UNKNOWN = 0, TSC_USABLE, TSC_UNUSABLE };
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+static int tsc_state;
+static uint64_t base_tsc, base_ns; /* the process's first anchor (written once, in probe) */
+static uint64_t base_mult;         /* the latest mult any thread measured (0: none yet) */
+
+static inline uint64_t rdtsc(void)
+{
+#if defined(__x86_64__)
+	return __builtin_ia32_rdtsc();
+#else
+	return 0;
+#endif
+}
+
+/* A CLOCK_MONOTONIC reading, with the counter at its middle in *tsc. */
+static uint64_t anchor_read(uint64_t *tsc)
+{
+	uint64_t t1, t2, ns, best_ns = 0, best_width = UINT64_MAX;
+
+	for (int i = 0; i < ANCHOR_TRIES && best_width > ANCHOR_TICKS; i++) {
+		t1 = rdtsc();
+		ns = sx__now_ns();
+		t2 = rdtsc();
+		if (t2 >= t1 && t2 - t1 < best_width) {
+			best_width = t2 - t1;
+			best_ns = ns;
+			*tsc = t1 + best_width / 2;
+		}
+	}
+	if (best_width == UINT64_MAX) { /* the counter went back every time */
+		*tsc = t2;
+		best_ns = ns;
+	}
+	return best_ns;
+}
+
+/* Whether the file at path (a clocksource name) says "tsc". */
+static bool tsc_is_clocksource(const char *path)
+{
+	char buf[16] = { 0 };
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	n = read(fd, buf, sizeof(buf) - 1);
+	(void)close(fd);
+	return n >= 3 && memcmp(buf, "tsc", 3) == 0 && (n == 3 || buf[3] == '\n');
+}
+
+/* Decide once per process whether the counter may be used, from the clocksource at path; take the
+ * first anchor if so. */
+static void probe_path(const char *path)
+{
+#if defined(__x86_64__)
+	if (tsc_is_clocksource(path)) {
+		base_ns = anchor_read(&base_tsc);
+		ck_pr_store_int(&tsc_state, TSC_USABLE);
+		return;
+	}
+#else
+	(void)path;
+#endif
+	ck_pr_store_int(&tsc_state, TSC_UNUSABLE);
+}
+
+static void probe(void)
+{
+	probe_path(clocksource_path);
+}
+
+/* sx__now_fast_anchor - the slow half of sx__now_fast_ns: this thread's anchor is missing, old
+ * or ahead of the counter t (or the counter is not usable). Returns a reading, not below the
+ * thread's last. */
+uint64_t sx__now_fast_anchor(uint64_t t)
+{
+	sx__tclock *c = &sx__tclock_mine;
+	uint64_t ns, tsc, mult = 0;
+
+	(void)pthread_once(&probe_once, probe);
+	if (ck_pr_load_int(&tsc_state) != TSC_USABLE) {
+		c->tsc = SLOW(t);
+		ns = sx__now_ns();
+	} else {
+		ns = anchor_read(&tsc);
+		if (tsc > base_tsc && tsc - base_tsc >= MIN_BASELINE && ns > base_ns) {
+			mult = (uint64_t)((((unsigned __int128)(ns - base_ns)) << 32) /
+			    (tsc - base_tsc));
+			ck_pr_store_64(&base_mult, mult);
+		} else {
+			mult = ck_pr_load_64(&base_mult);
+		}
+		c->tsc = mult != 0 && mult < MULT_MAX ? tsc : SLOW(t);
+		c->ns = ns;
+		c->mult = mult;
+	}
+	if (ns < c->last)
+		return c->last;
+	c->last = ns;
+	return ns;
+}
