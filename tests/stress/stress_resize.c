@@ -119,22 +119,16 @@ static bool all_ran_once(unsigned ids, const sx_pool_counters *c)
 	return false;
 }
 
-static void test_resizes_race_steals_and_submissions(void **state)
+/* One round of the race below: resizes from outside while three threads submit per parents
+ * each (their children on the workers). The ids of a round stay below MAX_IDS. */
+static void resize_race_round(unsigned per, uint64_t seed)
 {
-	unsigned scale = tu_stress_scale();
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-	unsigned per = 3000 * scale;
-#else
-	unsigned per = 30000 * scale;
-#endif
 	struct submitter subs[3];
 	pthread_t th[3];
 	sx_pool_opts o = SX_POOL_OPTS_INIT;
-	uint64_t seed = 12345;
 	unsigned rounds = 0, ids;
 	sx_pool_counters c;
 
-	(void)state;
 	memset(ran, 0, sizeof(ran));
 	memset(kind, 0, sizeof(kind));
 	atomic_store(&next_id, 0);
@@ -144,7 +138,7 @@ static void test_resizes_race_steals_and_submissions(void **state)
 	assert_int_equal(sx_pool_create(&o, &pool), 0);
 	for (unsigned i = 0; i < 3; i++) {
 		subs[i].n = per;
-		subs[i].seed = 77 + i;
+		subs[i].seed = seed + 77 + i;
 		assert_int_equal(pthread_create(&th[i], NULL, submit_loop, &subs[i]), 0);
 	}
 	/* Resize from outside all along: between 1 and MAX_W (more workers than cores). */
@@ -174,6 +168,23 @@ static void test_resizes_race_steals_and_submissions(void **state)
 	assert_true(rounds > 0);
 	sx_pool_destroy(pool);
 	pool = NULL;
+}
+
+/* STRESS=N runs 10*N rounds: a parent has at most 6 children, so a round of per parents on each
+ * of three threads takes at most 21 * per ids, under MAX_IDS. */
+static void test_resizes_race_steals_and_submissions(void **state)
+{
+#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
+	unsigned per = 3000;
+#else
+	unsigned per = 30000;
+#endif
+	unsigned scale = tu_stress_scale();
+
+	(void)state;
+	_Static_assert(21u * 30000u < MAX_IDS, "a round's ids fit");
+	for (unsigned r = 0; r < scale; r++)
+		resize_race_round(per, 12345 + 1000 * (uint64_t)r);
 }
 
 /* Shrink-grow cycles on an idle pool that parks at once, racing single submissions. */
