@@ -40,7 +40,8 @@ OTHERS_INTERVAL_MAX = 0.25
 # During and after the run the load also counts the benchmark's own threads, so the figure
 # compared is the load minus the benchmark's share of it, estimated with the kernel's own
 # filter (the 1-minute exponential average, updated per sample) applied to the benchmark's
-# cores in use; what remains is other work, judged against the same limit.
+# threads that are runnable at each sample (at least its cores in use over the interval); what
+# remains is other work, judged against the same limit.
 LOAD_MAX_PER_CPU = 1.0
 
 
@@ -64,9 +65,11 @@ def loadavg():
 
 
 def proc_cpu(pid):
-    """CPU time so far, in jiffies, of the process (all threads), its reaped children and its
-    live descendants (the benchmark binary has none, but a wrapper such as timeout would);
-    None once the process is gone."""
+    """(CPU time so far, in jiffies, of the process (all threads), its reaped children and its
+    live descendants; how many of their threads are runnable or in uninterruptible sleep now,
+    what the load average counts), or None once the process is gone. The benchmark binary has
+    no descendants, but a wrapper such as timeout would, and the proxy benchmark's script runs
+    wrk, the proxies and the upstreams."""
     stats = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
@@ -80,18 +83,37 @@ def proc_cpu(pid):
         stats[int(d)] = (int(rest[1]), sum(int(x) for x in rest[11:15]))
     if pid not in stats:
         return None
-    total, todo = 0, [pid]
+    total, runnable, todo = 0, 0, [pid]
     while todo:
         p = todo.pop()
         total += stats[p][1]
+        runnable += runnable_threads(p)
         todo += [c for c, (pp, _) in stats.items() if pp == p]
-    return total
+    return total, runnable
+
+
+def runnable_threads(pid):
+    """The threads of pid in state R or D (stat(5) field 3): the tasks the load average counts."""
+    n = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for t in tids:
+        try:
+            with open(f"/proc/{pid}/task/{t}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        n += state in ("R", "D")
+    return n
 
 
 def sample(pid=None):
     s = {"t": time.monotonic(), "load1": loadavg(), **cpu_line()}
     if pid is not None:
-        s["proc"] = proc_cpu(pid)
+        got = proc_cpu(pid)
+        s["proc"], s["runnable"] = got if got is not None else (None, None)
     return s
 
 
@@ -127,8 +149,13 @@ def verdict(samples, child_cpu_s, wall_s, interval):
         if pa is None:
             pa = 0
         bench_cores = max(0.0, (pb - pa) / TICK / dt)
+        # What the benchmark adds to the load: its threads that are running or waiting for a
+        # CPU (a benchmark with more runnable threads than CPUs, as the proxy benchmark's wrk,
+        # proxies and upstreams, loads the machine beyond the cores it uses), and at least the
+        # cores it used over the interval.
+        bench_in_load = max(bench_cores, b.get("runnable") or 0)
         decay = math.exp(-dt / 60.0)
-        bench_load = bench_load * decay + bench_cores * (1 - decay)
+        bench_load = bench_load * decay + bench_in_load * (1 - decay)
         jb, ji = b["busy"] - a["busy"], b["idle"] - a["idle"]
         machine = jb / (jb + ji) * NCPU * dt if jb + ji > 0 else 0.0
         o = max(0.0, machine - (pb - pa) / TICK)
@@ -222,7 +249,7 @@ def main():
     v = verdict(samples, ru.ru_utime + ru.ru_stime, wall, a.interval)
     v["interval_s"] = a.interval
     v["samples"] = [{"at_s": round(s["t"] - t0, 2), "load1": s["load1"],
-                     **{k: s[k] for k in ("bench_cores", "others_share") if k in s}}
+                     **{k: s[k] for k in ("bench_cores", "runnable", "others_share") if k in s}}
                     for s in samples]
     with open(a.out, "w") as f:
         json.dump(v, f, indent=1)

@@ -56,6 +56,13 @@
  * pipeline's pool watches each thread's earliest deadline, so most calls arm no timer at all.
  * Exception: a call given a stop breaker through a timeout policy links a child breaker to it
  * (one allocation).
+ *
+ * Time: a call reads the clock once for its layers (the rate limit's admission, a timeout's
+ * deadline, a hedge's start) and timed layers read it again when the inner layers return. Where
+ * the kernel keeps CLOCK_MONOTONIC on the CPU's time-stamp counter (clocksource `tsc`), the
+ * reading is that counter scaled by the calling thread against CLOCK_MONOTONIC about once a
+ * millisecond: within about a microsecond of CLOCK_MONOTONIC, and never going back on one
+ * thread; elsewhere it is clock_gettime(CLOCK_MONOTONIC).
  * @{
  */
 #ifndef STRIX_PIPELINE_H
@@ -94,7 +101,7 @@ typedef struct sx_call {
 	                             else the caller's stop; NULL if neither. Poll, wait or register */
 	unsigned attempt;       /**< 1, then 2, 3, ... under a retry policy */
 	sx_ctx *ctx;            /**< the promise step's context (sx_pipeline_step), else NULL */
-	uint64_t sx_now;        /**< private: CLOCK_MONOTONIC read once per attempt, shared by layers */
+	uint64_t sx_now;        /**< private: the clock read once per attempt (see Time), shared by layers */
 } sx_call;
 
 /** An action: returns 0 (its value, if any, in call->out) or an error code. */
