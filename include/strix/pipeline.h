@@ -101,7 +101,7 @@ typedef struct sx_call {
 	                             else the caller's stop; NULL if neither. Poll, wait or register */
 	unsigned attempt;       /**< 1, then 2, 3, ... under a retry policy */
 	sx_ctx *ctx;            /**< the promise step's context (sx_pipeline_step), else NULL */
-	uint64_t sx_now;        /**< private: the clock read once per attempt (see Time), shared by layers */
+	uint64_t sx_now;        /**< private: the clock read once per attempt (see Time) */
 } sx_call;
 
 /** An action: returns 0 (its value, if any, in call->out) or an error code. */

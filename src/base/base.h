@@ -1,9 +1,10 @@
 /*
  * base: what every layer above may use. Compiler macros; the clock and the fast clock (clock.c);
  * waiting (wait.c): the futex operations, the waiting word every blocking call sleeps on, the
- * event word, ck_ec's mode; the closable lock-free stack and the list reversal; the sequenced ring (a bounded lock-free
- * queue); per-thread records (thread.c); the default allocator's zeroing helpers (the allocator
- * itself is alloc_jemalloc.c or alloc_libc.c, chosen by the build); single-writer counters.
+ * event word, ck_ec's mode; the closable lock-free stack and the list reversal; the sequenced
+ * ring (a bounded lock-free queue); per-thread records (thread.c); the default allocator's
+ * zeroing helpers (the allocator itself is alloc_jemalloc.c or alloc_libc.c, chosen by the
+ * build); single-writer counters.
  * Includes no other internal header. Nothing here is public API.
  */
 #ifndef STRIX_SRC_BASE_H

@@ -11,7 +11,7 @@
  *     now = anchor.ns + (rdtsc - anchor.tsc) * mult
  *
  * Each thread keeps its own anchor, a CLOCK_MONOTONIC reading and the counter at its middle
- * (taken between two counter reads at most ANCHOR_TICKS apart, so a preemption does not skew it),
+ * (from the tightest of a few brackets of two counter reads, so a preemption does not skew it),
  * and retakes it once it is SX__TSC_PERIOD ticks old, or the counter reads below it (a move to a
  * CPU whose counter is behind). `mult`, ns per tick in 32.32 fixed point, is measured between the
  * process's first anchor and each new one: the longest baseline, so two anchors' reading error
@@ -30,7 +30,10 @@
 
 #include "base/base.h"
 
-__thread sx__tclock sx__tclock_mine __attribute__((tls_model("initial-exec")));
+/* A new thread's anchor is 2^63 ticks from any counter reading: its first reading takes one. */
+__thread sx__tclock sx__tclock_mine __attribute__((tls_model("initial-exec"))) = {
+	.tsc = UINT64_C(1) << 63
+};
 
 /* An anchor is the tightest of at most ANCHOR_TRIES brackets of counter reads around
  * clock_gettime, the first no wider than ANCHOR_TICKS (about 250 ns at 2 GHz) ending the search:

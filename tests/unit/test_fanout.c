@@ -151,8 +151,10 @@ static void test_limit_one_serializes_limit_three_overlaps(void **state)
 	three = tu_now_ns() - t0;
 	assert_true(one >= 60 * MS);
 	assert_true(three >= 20 * MS);
-	assert_true(three < 60 * MS);
+	/* Three in flight at once is the proof of overlap; the time only has to show it paid off
+	 * (against the serial run just before, not a fixed bound: the machine is shared). */
 	assert_int_equal(high_water, 3);
+	assert_true(three < one);
 }
 
 static void test_reusable_after_a_failed_call(void **state)
