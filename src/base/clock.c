@@ -104,25 +104,17 @@ static bool tsc_is_clocksource(const char *path)
 	return n >= 3 && memcmp(buf, "tsc", 3) == 0 && (n == 3 || buf[3] == '\n');
 }
 
-/* Decide once per process whether the counter may be used, from the clocksource at path; take the
- * first anchor if so. */
-static void probe_path(const char *path)
+/* Decide once per process whether the counter may be used; take the first anchor if so. */
+static void probe(void)
 {
 #if defined(__x86_64__)
-	if (tsc_is_clocksource(path)) {
+	if (tsc_is_clocksource(clocksource_path)) {
 		base_ns = anchor_read(&base_tsc);
 		ck_pr_store_int(&tsc_state, TSC_USABLE);
 		return;
 	}
-#else
-	(void)path;
 #endif
 	ck_pr_store_int(&tsc_state, TSC_UNUSABLE);
-}
-
-static void probe(void)
-{
-	probe_path(clocksource_path);
 }
 
 /* sx__now_fast_anchor - the slow half of sx__now_fast_ns: this thread's anchor is missing, old

@@ -54,11 +54,7 @@ sx_promise *sx__promise_alloc(const struct sx__promise_ops *ops, size_t extra)
 	    SX__SMALL_ALIGN);
 
 	if (q != NULL) {
-		/* A constant size for the common case lets the compiler zero q inline. */
-		if (extra == 0)
-			memset(q, 0, sizeof(*q));
-		else
-			memset(q, 0, sizeof(*q) + extra);
+		memset(q, 0, sizeof(*q) + extra);
 		q->task.run = p_run;
 		q->task.cancel = p_cancel;
 		q->refs = 2; /* the caller's and the pending one */

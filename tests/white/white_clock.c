@@ -148,14 +148,14 @@ static void test_counter_behind_the_anchor_reanchors(void **state)
 	if (!usable())
 		skip();
 	(void)sx__now_fast_ns();
-	sx__tclock_mine.tsc = __builtin_ia32_rdtsc() + (UINT64_C(1) << 30);
+	sx__tclock_mine.tsc = rdtsc() + (UINT64_C(1) << 30);
 	sx__tclock_mine.ns += 5000000000u; /* were it used, the reading would be 5 s ahead */
 	sx__tclock_mine.last = 0;
 	a = sx__now_ns();
 	f = sx__now_fast_ns();
 	b = sx__now_ns();
 	assert_true(f + MARGIN_NS >= a && f <= b + MARGIN_NS);
-	assert_true(__builtin_ia32_rdtsc() - sx__tclock_mine.tsc < SX__TSC_PERIOD);
+	assert_true(rdtsc() - sx__tclock_mine.tsc < SX__TSC_PERIOD);
 }
 
 /* Where the counter may not be used, every reading is clock_gettime: the anchor sends every
@@ -173,7 +173,7 @@ static void test_without_the_counter_every_reading_is_clock_gettime(void **state
 		uint64_t a = sx__now_ns(), f = sx__now_fast_ns(), b = sx__now_ns();
 
 		assert_true(a <= f && f <= b);
-		assert_true(__builtin_ia32_rdtsc() - sx__tclock_mine.tsc >= SX__TSC_PERIOD);
+		assert_true(rdtsc() - sx__tclock_mine.tsc >= SX__TSC_PERIOD);
 	}
 	ck_pr_store_int(&tsc_state, saved);
 	sx__tclock_mine.tsc = 0;
