@@ -11,7 +11,8 @@
  * A metrics set lists the objects to expose, each under a name (a label value). One call,
  * sx_metrics_render, reads every object's own snapshot (the same figures its *_stats or
  * *_snapshot call gives) and writes the families below, each sample labelled with the object's
- * name (label pool, circuit, bulkhead, limit, hedge, chaos or budget):
+ * name (label pool, circuit, bulkhead, limit, hedge, chaos, budget, limiter, pipeline or
+ * registry):
  *
  * @code{.unparsed}
  *   pools          strix_pool_workers (gauge), strix_pool_submitted, strix_pool_remote,
@@ -31,6 +32,14 @@
  *   chaos          strix_chaos_draws, strix_chaos_errors, strix_chaos_delays,
  *                  strix_chaos_outcomes (counters)
  *   retry budgets  strix_retry_budget_tokens (gauge)
+ *   rate limiters  strix_ratelimit_available, strix_ratelimit_burst (gauges),
+ *                  strix_ratelimit_refused, strix_ratelimit_delayed (counters)
+ *   keyed limiters strix_ratelimit_keyed_keys (gauge), strix_ratelimit_keyed_refused (counter)
+ *   pipelines      strix_pipeline_calls, strix_pipeline_failed, strix_pipeline_rejected,
+ *                  strix_pipeline_retries, strix_pipeline_timeouts, strix_pipeline_hedges,
+ *                  strix_pipeline_fallbacks (counters)
+ *   registries     strix_registry_keys, strix_registry_bytes (gauges), strix_registry_created,
+ *                  strix_registry_evicted, strix_registry_removed (counters)
  * @endcode
  *
  * Counters are written with the _total suffix; in the Prometheus format the stateset becomes a
@@ -60,7 +69,11 @@ enum sx_metrics_kind {
 	SX_METRICS_ADAPTIVE = 4,      /**< sx_adaptive */
 	SX_METRICS_HEDGE = 5,         /**< sx_hedge */
 	SX_METRICS_CHAOS = 6,         /**< sx_chaos */
-	SX_METRICS_RETRY_BUDGET = 7   /**< sx_retry_budget */
+	SX_METRICS_RETRY_BUDGET = 7,  /**< sx_retry_budget */
+	SX_METRICS_RATELIMIT = 8,     /**< sx_ratelimit */
+	SX_METRICS_RATELIMIT_KEYED = 9, /**< sx_ratelimit_keyed */
+	SX_METRICS_PIPELINE = 10,     /**< sx_pipeline (its calls, rejections, retries, hedges...) */
+	SX_METRICS_REGISTRY = 11      /**< sx_registry (keyed circuits or bulkheads) */
 };
 
 /** The formats of sx_metrics_render. */

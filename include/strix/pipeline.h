@@ -265,6 +265,35 @@ SX_API int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breake
     void **out);
 
 /**
+ * What sx_pipeline_snapshot reports: counters since the pipeline was created, monotone. A call
+ * that tripped several policies counts in each (a retried call whose last attempt a circuit
+ * refused: one call, its retries, one rejection, one failure).
+ */
+typedef struct sx_pipeline_metrics {
+	uint64_t calls;       /**< sx_pipeline_call / sx_pipeline_step calls run (bad input aside) */
+	uint64_t failed;      /**< of which returned non-zero (after any fallback) */
+	uint64_t rejected;    /**< policies' refusals: rate limit, bulkhead, circuit, adaptive
+	                           (SX_ERATE_LIMITED, SX_EREJECTED, SX_ECIRCUIT_OPEN, ...), per
+	                           attempt; a tripped breaker's code or -ENOMEM is not one */
+	uint64_t retries;     /**< attempts a retry layer started after the first */
+	uint64_t timeouts;    /**< attempts a timeout layer ended with -ETIMEDOUT */
+	uint64_t hedges;      /**< extra attempts a hedge layer started */
+	uint64_t fallbacks;   /**< failures a fallback layer replaced */
+	uint64_t reserved[4]; /**< zero */
+} sx_pipeline_metrics;
+
+/**
+ * sx_pipeline_snapshot - pl's counters into *out. Each counter is read once, so a snapshot
+ * taken during calls may count a call's layers but not yet the call (or the reverse); every
+ * event that happened before the snapshot began is in it. Counting costs a call no locked
+ * instruction and no shared write: each thread adds to a cache line of its own (from the 33rd
+ * thread alive at once, to one shared line with atomic adds).
+ * Returns 0; -EINVAL for NULL pl or out. Never blocks; wait-free; any thread, concurrently with
+ * calls.
+ */
+SX_API int sx_pipeline_snapshot(const sx_pipeline *pl, sx_pipeline_metrics *out);
+
+/**
  * Promise steps through a pipeline: fill a sx_pipeline_step_arg (caller storage, alive until
  * the step has run) and pass sx_pipeline_step with it to sx_promise_run / then:
  * @code

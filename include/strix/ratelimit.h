@@ -102,6 +102,27 @@ SX_API int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop);
  */
 SX_API uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n);
 
+/** What sx_ratelimit_snapshot and sx_ratelimit_keyed_snapshot report. Counters are monotone
+ * since the limiter was created; the rest is a reading. */
+typedef struct sx_ratelimit_metrics {
+	uint64_t refused;      /**< events sx_ratelimit_try (or a pipeline's rate layer) refused */
+	uint64_t delayed;      /**< sx_ratelimit_wait calls that had to wait (0 for a keyed one) */
+	uint64_t available;    /**< events of weight 1 that would pass now, 0 .. burst (a keyed
+	                            limiter: 0, its keys differ) */
+	uint64_t burst;        /**< the burst */
+	uint64_t keys;         /**< a keyed limiter: keys held now (0 for a single limiter) */
+	uint64_t reserved[4];  /**< zero */
+} sx_ratelimit_metrics;
+
+/**
+ * sx_ratelimit_snapshot - rl's counters and its state now into *out. Counting costs a refusal
+ * or a delayed wait no shared write: each thread adds to a cache line of its own. A limiter
+ * from a keyed registry's sx_registry_guard counts nothing (its keyed limiter counts).
+ * Returns 0; -EINVAL for NULL rl or out. Changes nothing. Never blocks; wait-free; any thread,
+ * concurrently with admissions.
+ */
+SX_API int sx_ratelimit_snapshot(const sx_ratelimit *rl, sx_ratelimit_metrics *out);
+
 /**
  * Keyed limiters: one GCRA limit per key (a client, a route, an address), like Workshop's rate
  * middle: a keyed registry of limiters (<strix/registry.h>) on the library's shared pool. A key
@@ -146,6 +167,13 @@ SX_API void sx_ratelimit_keyed_destroy(sx_ratelimit_keyed *kl);
  * rather than wrap its state open; so does sx_ratelimit_try.
  */
 SX_API int sx_ratelimit_keyed_try(sx_ratelimit_keyed *kl, uint64_t key, uint32_t n);
+
+/**
+ * sx_ratelimit_keyed_snapshot - kl's refusals (every key's together), burst and keys held now
+ * into *out. Returns 0; -EINVAL for NULL kl or out. Changes nothing. Never blocks; wait-free;
+ * any thread, concurrently with admissions.
+ */
+SX_API int sx_ratelimit_keyed_snapshot(const sx_ratelimit_keyed *kl, sx_ratelimit_metrics *out);
 
 #ifdef __cplusplus
 }

@@ -420,6 +420,79 @@ void sx__rec_leave(sx__rec *r);
 /* Bind r to the calling thread under key: 0, or -ENOMEM (r is left for another claim). */
 int sx__rec_bind(pthread_key_t key, sx__rec *r);
 
+/* Create *key with dtor once per process, *state (zero-initialised) tracking it: 0, or
+ * pthread_key_create's error negated (nothing created; a later call tries again). Threads that
+ * find another creating it yield until it is done (once per process). */
+int sx__key_once(int *state, pthread_key_t *key, void (*dtor)(void *));
+
+/* ---- thread indexes (thread.c) ------------------------------------------------------------ */
+
+/*
+ * A small number for the calling thread, unique among the live threads: 0, 1, 2, ... in the
+ * order threads first ask, an exited thread's number going to the next thread that asks (a
+ * per-thread record of the index registry), so the numbers stay below the most threads the
+ * process ever had asking at once. Its owner may update state indexed by it with plain
+ * (relaxed) loads and stores; the hand-over to the next owner is ordered by the record's claim.
+ * SX__THREAD_NONE when the thread could not get one (out of memory, or no key): it is not
+ * remembered, so a later call tries again; callers treat it as "shared": atomic updates.
+ * Wait-free once the thread has its number (one TLS load); the first call allocates.
+ */
+#define SX__THREAD_NONE UINT32_MAX
+
+extern __thread uint32_t sx__thread_idx1 __attribute__((tls_model("initial-exec")));
+
+uint32_t sx__thread_index_slow(void);
+
+static inline uint32_t sx__thread_index(void)
+{
+	uint32_t i = sx__thread_idx1;
+
+	return SX__LIKELY(i != 0) ? i - 1 : sx__thread_index_slow();
+}
+
+/*
+ * Striped event counters: SX__STRIPES cache lines, each updated only by the thread whose index
+ * it is (a relaxed load and store: no locked instruction), and one shared line updated
+ * atomically by every other thread (index SX__STRIPES and up, or SX__THREAD_NONE). Up to
+ * SX__STRIPE_N counters per set. Readers sum relaxed loads: a sum is exact once the updates it
+ * should count have happened before the read, and never goes down.
+ */
+#define SX__STRIPES 32u
+#define SX__STRIPE_N 8u
+
+typedef struct sx__stripe {
+	SX__ALIGNED uint64_t v[SX__STRIPE_N];
+} sx__stripe;
+
+typedef struct sx__counters {
+	sx__stripe own[SX__STRIPES];
+	sx__stripe shared;
+} sx__counters;
+
+/* Count one event of counter `what` (< SX__STRIPE_N). Wait-free; any thread. */
+static inline void sx__count(sx__counters *c, unsigned what)
+{
+	uint32_t i = sx__thread_index();
+
+	if (SX__LIKELY(i < SX__STRIPES)) {
+		uint64_t *w = &c->own[i].v[what];
+
+		ck_pr_store_64(w, ck_pr_load_64(w) + 1);
+	} else {
+		ck_pr_inc_64(&c->shared.v[what]);
+	}
+}
+
+/* The total of counter `what`. Wait-free; any thread. */
+static inline uint64_t sx__count_sum(const sx__counters *c, unsigned what)
+{
+	uint64_t sum = ck_pr_load_64(&c->shared.v[what]);
+
+	for (unsigned i = 0; i < SX__STRIPES; i++)
+		sum += ck_pr_load_64(&c->own[i].v[what]);
+	return sum;
+}
+
 /* The alignment of strix's small allocations: every jemalloc size class has it already, so asking
  * for it keeps jemalloc on its thread-cache path (a larger one goes down its aligned path). */
 #define SX__SMALL_ALIGN 16u

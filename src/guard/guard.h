@@ -13,6 +13,7 @@
  * only if rl runs on that clock). circuit.c: the circuit's slow-call threshold (0: none). chaos.c:
  * an injected delay on its clock, cut short by the call's breaker (its code; 0 after the delay). */
 struct sx_ratelimit;
+struct sx_ratelimit_opts;
 struct sx_circuit;
 struct sx_chaos;
 int sx__chaos_delay(struct sx_chaos *ch, int64_t ns, sx_breaker *stop);
@@ -25,6 +26,9 @@ uint64_t sx__circuit_slow_ns(const struct sx_circuit *c);
 size_t sx__circuit_bytes(const struct sx_circuit *c);
 size_t sx__sem_bytes(void);
 size_t sx__ratelimit_bytes(void);
+/* ratelimit.c, for the registry: a keyed limiter's per-key limiter, as sx_ratelimit_create makes
+ * but without counters of its own (sx__ratelimit_bytes is its size). */
+int sx__ratelimit_create_keyed(const struct sx_ratelimit_opts *opts, struct sx_ratelimit **out);
 
 /* ratelimit.c, for the registry: seal rl if its bucket is full at its clock's now (its state is
  * then a fresh limiter's): true, and every later event on rl is refused as LOST by the keyed

@@ -16,7 +16,10 @@
 #include <strix/circuit.h>
 #include <strix/hedge.h>
 #include <strix/metrics.h>
+#include <strix/pipeline.h>
 #include <strix/pool.h>
+#include <strix/ratelimit.h>
+#include <strix/registry.h>
 #include <strix/retry.h>
 #include <strix/sem.h>
 
@@ -32,6 +35,9 @@ union snap {
 	sx_hedge_metrics hedge;
 	sx_chaos_metrics chaos;
 	double tokens;
+	sx_ratelimit_metrics limiter;
+	sx_pipeline_metrics pipeline;
+	sx_registry_counters registry;
 };
 
 struct entry {
@@ -89,7 +95,7 @@ int sx_metrics_add(sx_metrics *m, int kind, const char *name, const void *obj)
 	int rc = 0;
 
 	if (m == NULL || obj == NULL || name == NULL || kind < SX_METRICS_POOL ||
-	    kind > SX_METRICS_RETRY_BUDGET || !name_ok(name))
+	    kind > SX_METRICS_REGISTRY || !name_ok(name))
 		return -EINVAL;
 	pthread_mutex_lock(&m->lock);
 	for (size_t i = 0; i < m->n; i++)
@@ -183,7 +189,11 @@ static const char *label_of(int kind)
 	case SX_METRICS_ADAPTIVE: return "limit";
 	case SX_METRICS_HEDGE: return "hedge";
 	case SX_METRICS_CHAOS: return "chaos";
-	default: return "budget";
+	case SX_METRICS_RETRY_BUDGET: return "budget";
+	case SX_METRICS_RATELIMIT:
+	case SX_METRICS_RATELIMIT_KEYED: return "limiter";
+	case SX_METRICS_PIPELINE: return "pipeline";
+	default: return "registry";
 	}
 }
 
@@ -218,6 +228,23 @@ V(ch_errors, s->chaos.errors)
 V(ch_delays, s->chaos.delays)
 V(ch_outcomes, s->chaos.outcomes)
 V(budget_tokens, s->tokens)
+V(rl_available, s->limiter.available)
+V(rl_burst, s->limiter.burst)
+V(rl_refused, s->limiter.refused)
+V(rl_delayed, s->limiter.delayed)
+V(rl_keys, s->limiter.keys)
+V(pl_calls, s->pipeline.calls)
+V(pl_failed, s->pipeline.failed)
+V(pl_rejected, s->pipeline.rejected)
+V(pl_retries, s->pipeline.retries)
+V(pl_timeouts, s->pipeline.timeouts)
+V(pl_hedges, s->pipeline.hedges)
+V(pl_fallbacks, s->pipeline.fallbacks)
+V(reg_keys, s->registry.keys)
+V(reg_bytes, s->registry.bytes)
+V(reg_created, s->registry.created)
+V(reg_evicted, s->registry.evicted)
+V(reg_removed, s->registry.removed)
 #undef V
 
 static const struct family families[] = {
@@ -268,6 +295,36 @@ static const struct family families[] = {
 	{ SX_METRICS_CHAOS, "strix_chaos_outcomes", COUNTER, "Results replaced.", ch_outcomes },
 	{ SX_METRICS_RETRY_BUDGET, "strix_retry_budget_tokens", GAUGE, "Whole tokens left.",
 	  budget_tokens },
+	{ SX_METRICS_RATELIMIT, "strix_ratelimit_available", GAUGE,
+	  "Events that would pass now.", rl_available },
+	{ SX_METRICS_RATELIMIT, "strix_ratelimit_burst", GAUGE, "Events admitted at once.",
+	  rl_burst },
+	{ SX_METRICS_RATELIMIT, "strix_ratelimit_refused", COUNTER, "Events refused.",
+	  rl_refused },
+	{ SX_METRICS_RATELIMIT, "strix_ratelimit_delayed", COUNTER, "Waits that had to wait.",
+	  rl_delayed },
+	{ SX_METRICS_RATELIMIT_KEYED, "strix_ratelimit_keyed_keys", GAUGE, "Keys held.", rl_keys },
+	{ SX_METRICS_RATELIMIT_KEYED, "strix_ratelimit_keyed_refused", COUNTER,
+	  "Events refused, every key's.", rl_refused },
+	{ SX_METRICS_PIPELINE, "strix_pipeline_calls", COUNTER, "Calls run.", pl_calls },
+	{ SX_METRICS_PIPELINE, "strix_pipeline_failed", COUNTER, "Calls that failed.", pl_failed },
+	{ SX_METRICS_PIPELINE, "strix_pipeline_rejected", COUNTER, "Attempts a policy refused.",
+	  pl_rejected },
+	{ SX_METRICS_PIPELINE, "strix_pipeline_retries", COUNTER, "Attempts retried.",
+	  pl_retries },
+	{ SX_METRICS_PIPELINE, "strix_pipeline_timeouts", COUNTER, "Attempts timed out.",
+	  pl_timeouts },
+	{ SX_METRICS_PIPELINE, "strix_pipeline_hedges", COUNTER, "Hedged attempts started.",
+	  pl_hedges },
+	{ SX_METRICS_PIPELINE, "strix_pipeline_fallbacks", COUNTER, "Failures replaced.",
+	  pl_fallbacks },
+	{ SX_METRICS_REGISTRY, "strix_registry_keys", GAUGE, "Keys held.", reg_keys },
+	{ SX_METRICS_REGISTRY, "strix_registry_bytes", GAUGE, "Bytes held by keys and table.",
+	  reg_bytes },
+	{ SX_METRICS_REGISTRY, "strix_registry_created", COUNTER, "Keys made.", reg_created },
+	{ SX_METRICS_REGISTRY, "strix_registry_evicted", COUNTER, "Idle keys evicted.",
+	  reg_evicted },
+	{ SX_METRICS_REGISTRY, "strix_registry_removed", COUNTER, "Keys removed.", reg_removed },
 };
 
 static const char *const circuit_states[] = { "closed", "open", "half_open", "forced_open",
@@ -296,8 +353,20 @@ static void snapshot(struct entry *e)
 	case SX_METRICS_CHAOS:
 		(void)sx_chaos_snapshot(e->obj, &e->s.chaos);
 		break;
-	default:
+	case SX_METRICS_RETRY_BUDGET:
 		e->s.tokens = (double)sx_retry_budget_tokens(e->obj);
+		break;
+	case SX_METRICS_RATELIMIT:
+		(void)sx_ratelimit_snapshot(e->obj, &e->s.limiter);
+		break;
+	case SX_METRICS_RATELIMIT_KEYED:
+		(void)sx_ratelimit_keyed_snapshot(e->obj, &e->s.limiter);
+		break;
+	case SX_METRICS_PIPELINE:
+		(void)sx_pipeline_snapshot(e->obj, &e->s.pipeline);
+		break;
+	default:
+		(void)sx_registry_stats(e->obj, &e->s.registry);
 		break;
 	}
 }

@@ -51,6 +51,10 @@
  * attempt that a hedge cancelled has had its breaker tripped: when that is the thread's own[]
  * (or the enclosing timeout's, which a hedge directly inside one shares), the slot is marked
  * dirty with E_SPENT, a claim with nothing to wait for, so the next call there replaces it.
+ *
+ * Counting. A pipeline counts its calls and what its layers did (sx_pipeline_snapshot) in
+ * striped counters (base/base.h): a call's thread adds to its own cache line with a plain store,
+ * so counting costs no locked instruction and no shared write.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -89,7 +93,11 @@ struct layer {
 	sx_interceptor ic;
 	sx_events *events;           /* the pipeline's event ring (NULL: none), and its source */
 	const char *name;
+	sx__counters *stats;         /* the pipeline's counters */
 };
+
+/* The pipeline's counters (sx__counters slots), in sx_pipeline_metrics' order. */
+enum { C_CALLS, C_FAILED, C_REJECTED, C_RETRIES, C_TIMEOUTS, C_HEDGES, C_FALLBACKS, C_N };
 
 /* l[n] is the action's layer, so that every layer's inside is the layer after it. */
 struct sx_pipeline {
@@ -99,6 +107,7 @@ struct sx_pipeline {
 	sx_events *events;
 	const char *name;
 	layer l[SX_PIPELINE_MAX + 1];
+	sx__counters stats;
 };
 
 static int run_action(const layer *l, sx_call *call, sx_call_fn fn);
@@ -132,11 +141,12 @@ int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out)
 
 	if (out == NULL || (opts != NULL && !SX__RESERVED_CLEAR(opts)))
 		return -EINVAL;
-	pl = sx__zalloc(sizeof(*pl), SX__SMALL_ALIGN);
+	pl = sx__zalloc(sizeof(*pl), SX__CACHELINE);
 	if (pl == NULL)
 		return -ENOMEM;
 	pl->pool = opts != NULL ? opts->pool : NULL;
 	pl->l[0].run = run_action;
+	pl->l[0].stats = &pl->stats;
 	*out = pl;
 	return 0;
 }
@@ -144,7 +154,7 @@ int sx_pipeline_create(const sx_pipeline_opts *opts, sx_pipeline **out)
 void sx_pipeline_destroy(sx_pipeline *pl)
 {
 	if (pl != NULL)
-		sx__dfree(pl, sizeof(*pl), SX__SMALL_ALIGN);
+		sx__dfree(pl, sizeof(*pl), SX__CACHELINE);
 }
 
 /* Append layer l, filled by the caller; ok says whether the caller's arguments were valid.
@@ -159,8 +169,10 @@ static int push(sx_pipeline *pl, const layer *l, bool ok)
 		return -ENOSPC;
 	pl->l[pl->n] = *l;
 	pl->l[pl->n].events = pl->events;
+	pl->l[pl->n].stats = &pl->stats;
 	pl->l[pl->n++].name = pl->name;
 	pl->l[pl->n].run = run_action;
+	pl->l[pl->n].stats = &pl->stats;
 	return 0;
 }
 
@@ -331,41 +343,18 @@ typedef struct tw_rec {
 
 static ck_stack_t tw_all = CK_STACK_INITIALIZER;
 static pthread_key_t tw_key;
-/* tw_key's state: K_NONE (not created, or its creation failed: the next call tries again),
- * K_BUSY (a thread is creating it), K_READY. */
-enum { K_NONE = 0, K_BUSY, K_READY };
-static int tw_key_state;
+static int tw_key_state;      /* sx__key_once's */
 static __thread tw_rec *tw_mine __attribute__((tls_model("initial-exec")));
 
 static void tw_exit(void *arg)
 {
 	tw_rec *r = arg;
 
+	tw_mine = NULL; /* a later destructor of this thread that calls claims a record afresh */
 	sx__rec_leave(&r->rec);
 }
 
-/* Create tw_key once: 0, or pthread_key_create's error negated (nothing created; a later call
- * tries again). Threads that find another creating it wait for it (once per process). */
-static int tw_key_ready(void)
-{
-	int st, rc;
-
-	while ((st = ck_pr_load_int(&tw_key_state)) != K_READY) {
-		if (st == K_BUSY || !ck_pr_cas_int(&tw_key_state, K_NONE, K_BUSY)) {
-			sched_yield();
-			continue;
-		}
-		rc = pthread_key_create(&tw_key, tw_exit);
-		ck_pr_fence_store();
-		ck_pr_store_int(&tw_key_state, rc == 0 ? K_READY : K_NONE);
-		if (rc != 0)
-			return -rc;
-	}
-	ck_pr_fence_load();
-	return 0;
-}
-
-/* This thread's record in *out: 0; -ENOMEM; or tw_key_ready's error. Nothing changes on error. */
+/* This thread's record in *out: 0; -ENOMEM; or sx__key_once's error. Nothing changes on error. */
 static int tw_get(tw_rec **out)
 {
 	sx__rec *claimed;
@@ -376,7 +365,7 @@ static int tw_get(tw_rec **out)
 		*out = tw_mine;
 		return 0;
 	}
-	if ((rc = tw_key_ready()) != 0)
+	if ((rc = sx__key_once(&tw_key_state, &tw_key, tw_exit)) != 0)
 		return rc;
 	if ((claimed = sx__rec_claim(&tw_all)) != NULL) {
 		r = SX_CONTAINER_OF(claimed, tw_rec, rec);
@@ -522,12 +511,15 @@ static __attribute__((noinline)) void note(const layer *l, int kind, int code, u
 	(void)sx_events_emit(l->events, kind, code, value, l->name);
 }
 
-/* rc ends the call before its inner layers: a policy's refusal (a library code) goes to the
- * pipeline's ring; a tripped breaker's code or bad input does not. */
+/* rc ends the call before its inner layers: a policy's refusal (a library code) is counted and
+ * goes to the pipeline's ring; a tripped breaker's code or bad input does not. */
 static inline int refused(const layer *l, int rc)
 {
-	if (SX__UNLIKELY(l->events != NULL) && rc < SX_EBASE && rc != SX_ESIGNAL)
-		note(l, SX_EVENT_REJECTED, rc, 0);
+	if (rc < SX_EBASE && rc != SX_ESIGNAL) {
+		sx__count(l->stats, C_REJECTED);
+		if (SX__UNLIKELY(l->events != NULL))
+			note(l, SX_EVENT_REJECTED, rc, 0);
+	}
 	return rc;
 }
 
@@ -674,8 +666,11 @@ static int run_timeout(const layer *l, sx_call *call, sx_call_fn fn)
 		rc = tw_run(l, call, fn, r, NULL);
 	else
 		rc = run_timeout_slow(l, call, fn);
-	if (SX__UNLIKELY(l->events != NULL) && rc == -ETIMEDOUT)
-		note(l, SX_EVENT_TIMEOUT, rc, 0);
+	if (SX__UNLIKELY(rc == -ETIMEDOUT)) {
+		sx__count(l->stats, C_TIMEOUTS);
+		if (l->events != NULL)
+			note(l, SX_EVENT_TIMEOUT, rc, 0);
+	}
 	return rc;
 }
 
@@ -812,6 +807,7 @@ static __attribute__((noinline)) int retry_more(const layer *l, sx_call *call, s
 			return rc;
 		if (!sx__retry_next(p, &bo, rc, attempt, start, -1, &delay))
 			return rc;
+		sx__count(l->stats, C_RETRIES);
 		if (SX__UNLIKELY(l->events != NULL))
 			note(l, SX_EVENT_RETRY, rc, attempt + 1);
 		if ((prc = sx__pause(p->clock, delay, call->breaker)) != 0)
@@ -853,6 +849,7 @@ static int run_fallback(const layer *l, sx_call *call, sx_call_fn fn)
 		return rc;
 	rc = next(l, call, fn);
 	if (rc != 0 && (l->when == NULL || l->when(rc, l->arg))) {
+		sx__count(l->stats, C_FALLBACKS);
 		if (SX__UNLIKELY(l->events != NULL))
 			note(l, SX_EVENT_FALLBACK, rc, 0);
 		rc = l->fallback(call, rc, l->arg);
@@ -1052,10 +1049,12 @@ static uint64_t hedge_fire(tw_entry *e, uint64_t s, struct hrun *r, int err)
 		a->r = r;
 		a->k = k;
 		a->b = NULL;
-		if (sx_pool_submit_task(sx__hedge_pool(h), &a->task) == 0)
+		if (sx_pool_submit_task(sx__hedge_pool(h), &a->task) == 0) {
 			ck_pr_store_uint(&r->started, k + 1);
-		else
+			sx__count(r->l->stats, C_HEDGES);
+		} else {
 			more = false; /* the pool refused: no more hedges for this call */
+		}
 	}
 	if (err != -ETIMEDOUT || ck_pr_load_int(&r->won) != H_NONE)
 		more = false;
@@ -1231,9 +1230,31 @@ static int run_hedge(const layer *l, sx_call *call, sx_call_fn fn)
 
 static int call_with(sx_pipeline *pl, sx_call *call, sx_call_fn fn)
 {
+	int rc;
+
 	if (SX__UNLIKELY(!ck_pr_load_int(&pl->called)))
 		ck_pr_store_int(&pl->called, 1);
-	return pl->l[0].run(&pl->l[0], call, fn);
+	sx__count(&pl->stats, C_CALLS);
+	rc = pl->l[0].run(&pl->l[0], call, fn);
+	if (rc != 0)
+		sx__count(&pl->stats, C_FAILED);
+	return rc;
+}
+
+int sx_pipeline_snapshot(const sx_pipeline *pl, sx_pipeline_metrics *out)
+{
+	if (pl == NULL || out == NULL)
+		return -EINVAL;
+	*out = (sx_pipeline_metrics){
+		.calls = sx__count_sum(&pl->stats, C_CALLS),
+		.failed = sx__count_sum(&pl->stats, C_FAILED),
+		.rejected = sx__count_sum(&pl->stats, C_REJECTED),
+		.retries = sx__count_sum(&pl->stats, C_RETRIES),
+		.timeouts = sx__count_sum(&pl->stats, C_TIMEOUTS),
+		.hedges = sx__count_sum(&pl->stats, C_HEDGES),
+		.fallbacks = sx__count_sum(&pl->stats, C_FALLBACKS),
+	};
+	return 0;
 }
 
 int sx_pipeline_call(sx_pipeline *pl, sx_call_fn fn, void *arg, sx_breaker *stop, void **out)

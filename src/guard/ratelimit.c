@@ -15,6 +15,11 @@
  * early. So a refusal is only final when `now` was read after the tat it is judged against was
  * loaded; otherwise the clock is read again first. Admitting against an older reading is fine:
  * it is the event arriving at that (real, past) instant.
+ *
+ * A limiter of its own counts its refusals and delayed waits (sx_ratelimit_snapshot) in striped
+ * counters right after it (base/base.h): refusals come in floods, and a shared counter would
+ * make every refusal write the cache line every admission's CAS needs. A keyed limiter's
+ * per-key limiters have none (their keyed limiter counts for them, in its template's).
  */
 #include <errno.h>
 
@@ -31,9 +36,19 @@ struct sx_ratelimit {
 	uint64_t tolerance;
 	uint32_t burst;
 	sx_clock clock;
+	sx__counters *stats;  /* right after the struct; NULL: a keyed limiter's per-key one */
 };
 
-int sx_ratelimit_create(const sx_ratelimit_opts *o, sx_ratelimit **out)
+/* The counters (sx__counters slots). */
+enum { C_REFUSED, C_DELAYED };
+
+static size_t rl_bytes(const sx_ratelimit *rl)
+{
+	return sizeof(*rl) + (rl->stats != NULL ? sizeof(sx__counters) : 0);
+}
+
+/* sx_ratelimit_create, with counters or not. */
+static int rl_create(const sx_ratelimit_opts *o, bool counted, sx_ratelimit **out)
 {
 	sx_ratelimit *rl;
 	uint64_t interval, period;
@@ -55,9 +70,11 @@ int sx_ratelimit_create(const sx_ratelimit_opts *o, sx_ratelimit **out)
 	/* Keep the sums far below 2^64: the tolerance, and reservations on top of it. */
 	if (interval > (UINT64_C(1) << 61) / burst)
 		return -EINVAL;
-	rl = sx__zalloc(sizeof(*rl), SX__CACHELINE);
+	rl = sx__zalloc(sizeof(*rl) + (counted ? sizeof(sx__counters) : 0), SX__CACHELINE);
 	if (rl == NULL)
 		return -ENOMEM;
+	if (counted)
+		rl->stats = (sx__counters *)(void *)(rl + 1);
 	rl->interval = interval;
 	rl->burst = burst;
 	rl->tolerance = (uint64_t)burst * interval;
@@ -66,10 +83,20 @@ int sx_ratelimit_create(const sx_ratelimit_opts *o, sx_ratelimit **out)
 	return 0;
 }
 
+int sx_ratelimit_create(const sx_ratelimit_opts *o, sx_ratelimit **out)
+{
+	return rl_create(o, true, out);
+}
+
+int sx__ratelimit_create_keyed(const sx_ratelimit_opts *o, sx_ratelimit **out)
+{
+	return rl_create(o, false, out);
+}
+
 void sx_ratelimit_destroy(sx_ratelimit *rl)
 {
 	if (rl != NULL)
-		sx__dfree(rl, sizeof(*rl), SX__CACHELINE);
+		sx__dfree(rl, rl_bytes(rl), SX__CACHELINE);
 }
 
 size_t sx__ratelimit_bytes(void)
@@ -164,19 +191,27 @@ static inline int try_at(sx_ratelimit *rl, uint32_t n, uint64_t now, bool sealab
 	return gcra(rl, &rl->tat, sealable, n, now);
 }
 
+/* rc, a refusal counted in st (NULL: not counted). */
+static inline int counted(sx__counters *st, int rc)
+{
+	if (SX__UNLIKELY(rc == SX_ERATE_LIMITED) && st != NULL)
+		sx__count(st, C_REFUSED);
+	return rc;
+}
+
 int sx_ratelimit_try(sx_ratelimit *rl, uint32_t n)
 {
 	if (bad(rl, n))
 		return -EINVAL;
-	return try_at(rl, n, now_of(rl), false);
+	return counted(rl->stats, try_at(rl, n, now_of(rl), false));
 }
 
 int sx__ratelimit_try_mono(sx_ratelimit *rl, uint32_t n, uint64_t mono_now)
 {
 	if (bad(rl, n))
 		return -EINVAL;
-	return try_at(rl, n, rl->clock.now_ns == sx_clock_monotonic.now_ns ? mono_now : now_of(rl),
-	    false);
+	return counted(rl->stats, try_at(rl, n, rl->clock.now_ns == sx_clock_monotonic.now_ns ?
+	    mono_now : now_of(rl), false));
 }
 
 uint64_t sx_ratelimit_delay_ns(const sx_ratelimit *rl, uint32_t n)
@@ -210,6 +245,8 @@ int sx_ratelimit_wait(sx_ratelimit *rl, uint32_t n, sx_breaker *stop)
 	delay = delay_of(rl, next, now);
 	if (delay == 0)
 		return 0;
+	if (rl->stats != NULL)
+		sx__count(rl->stats, C_DELAYED);
 	rc = sx__pause(&rl->clock, delay, stop);
 	if (rc == 0)
 		return 0;
@@ -319,13 +356,47 @@ int sx_ratelimit_keyed_try(sx_ratelimit_keyed *kl, uint64_t key, uint32_t n)
 		rc = rl != NULL ? try_at(rl, n, now, true) : LOST;
 		sx__epoch_end(c);
 		if (rc != LOST)
-			return rc;
+			return counted(kl->tmpl->stats, rc);
 		/* No limiter, or a sealed one: the slow path, with a reference (never sealed). */
 		if ((rc = sx_registry_get(kl->reg, key, &ref)) != 0)
 			return rc;
 		rc = try_at(sx_registry_guard(ref), n, now, true);
 		sx_registry_put(ref);
 		if (rc != LOST)
-			return rc;
+			return counted(kl->tmpl->stats, rc);
 	}
+}
+
+/* ---- snapshots ------------------------------------------------------------------------------ */
+
+int sx_ratelimit_snapshot(const sx_ratelimit *rl, sx_ratelimit_metrics *out)
+{
+	uint64_t tat, now, debt;
+
+	if (rl == NULL || out == NULL)
+		return -EINVAL;
+	*out = (sx_ratelimit_metrics){ .burst = rl->burst, .available = rl->burst };
+	if (rl->stats != NULL) {
+		out->refused = sx__count_sum(rl->stats, C_REFUSED);
+		out->delayed = sx__count_sum(rl->stats, C_DELAYED);
+	}
+	if (rl->interval != 0) {
+		tat = ck_pr_load_64(&rl->tat);
+		now = now_of(rl); /* after the load, as sx_ratelimit_delay_ns */
+		debt = tat > now ? tat - now : 0;
+		out->available = debt >= rl->tolerance ? 0 : (rl->tolerance - debt) / rl->interval;
+	}
+	return 0;
+}
+
+int sx_ratelimit_keyed_snapshot(const sx_ratelimit_keyed *kl, sx_ratelimit_metrics *out)
+{
+	sx_registry_counters rc;
+
+	if (kl == NULL || out == NULL)
+		return -EINVAL;
+	(void)sx_registry_stats(kl->reg, &rc);
+	*out = (sx_ratelimit_metrics){ .burst = kl->tmpl->burst, .keys = rc.keys,
+	    .refused = sx__count_sum(kl->tmpl->stats, C_REFUSED) };
+	return 0;
 }

@@ -313,7 +313,7 @@ static int guard_new(const sx_registry *reg, void **out)
 	case SX_REGISTRY_BULKHEAD:
 		return sx_sem_create(reg->pool, reg->permits, (sx_sem **)out);
 	default:
-		return sx_ratelimit_create(&reg->ropts, (sx_ratelimit **)out);
+		return sx__ratelimit_create_keyed(&reg->ropts, (sx_ratelimit **)out);
 	}
 }
 

@@ -25,6 +25,24 @@ static sx_pipeline *pipeline(sx_pool *pool)
 	return pl;
 }
 
+/* pl's counters, checked against the expected ones in sx_pipeline_metrics' order. */
+static void expect_counts(const sx_pipeline *pl, uint64_t calls, uint64_t failed,
+    uint64_t rejected, uint64_t retries, uint64_t timeouts, uint64_t fallbacks)
+{
+	sx_pipeline_metrics m;
+
+	assert_int_equal(sx_pipeline_snapshot(pl, &m), 0);
+	assert_int_equal(m.calls, calls);
+	assert_int_equal(m.failed, failed);
+	assert_int_equal(m.rejected, rejected);
+	assert_int_equal(m.retries, retries);
+	assert_int_equal(m.timeouts, timeouts);
+	assert_int_equal(m.hedges, 0);
+	assert_int_equal(m.fallbacks, fallbacks);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(m.reserved[i], 0);
+}
+
 static int ok_action(sx_call *call)
 {
 	call->out = call->arg;
@@ -203,6 +221,9 @@ static void test_rate_limit_refuses_without_running(void **state)
 	assert_int_equal(sx_pipeline_call(pl, counting_action, NULL, NULL, NULL), 0);
 	assert_int_equal(runs, 7);
 	assert_int_equal(outer.afters, 8); /* the outer layer's after ran for the refusal too */
+	expect_counts(pl, 8, 1, 1, 0, 0, 0);
+	assert_int_equal(sx_pipeline_snapshot(NULL, &(sx_pipeline_metrics){ 0 }), -EINVAL);
+	assert_int_equal(sx_pipeline_snapshot(pl, NULL), -EINVAL);
 	sx_pipeline_destroy(pl);
 	sx_ratelimit_destroy(rl);
 }
@@ -416,14 +437,17 @@ static void test_retry_then_success_and_fallback(void **state)
 	assert_int_equal((uintptr_t)out, 3);
 	assert_int_equal(tu_vnow, 20 * MS);
 	assert_int_equal(sx_retry_budget_tokens(&budget), 9); /* two spent, one back */
+	expect_counts(pl, 1, 0, 0, 2, 0, 0);
 	/* Five failures: the retry gives up with -EAGAIN, which this fallback lets through. */
 	fails = 10;
 	runs = 0;
 	assert_int_equal(sx_pipeline_call(pl, flaky_action, &fails, NULL, NULL), -EAGAIN);
 	assert_int_equal(runs, 5);
+	expect_counts(pl, 2, 1, 0, 6, 0, 0);
 	/* Another error is replaced by the fallback's value. */
 	assert_int_equal(sx_pipeline_call(pl, fail_action, (void *)(intptr_t)-EIO, NULL, &out), 0);
 	assert_int_equal((intptr_t)out, -EIO);
+	expect_counts(pl, 3, 1, 0, 10, 0, 1); /* replaced: not a failure */
 	sx_pipeline_destroy(pl);
 }
 
@@ -569,6 +593,7 @@ static void test_timeout_trips_and_holds_inner_permits(void **state)
 	assert_int_equal(sx_sem_in_use(bh_sem), 0);
 	/* The thread's breaker was handed to the watch: the next call gets a fresh one. */
 	assert_int_equal(sx_pipeline_call(pl, ok_action, NULL, NULL, NULL), 0);
+	expect_counts(pl, 3, 2, 0, 0, 2, 0);
 	sx_pipeline_destroy(pl);
 	sx_sem_destroy(bh_sem);
 	sx_pool_destroy(pool);
@@ -744,19 +769,34 @@ int __wrap_pthread_key_create(pthread_key_t *key, void (*dtor)(void *))
 	return __real_pthread_key_create(key, dtor);
 }
 
-/* Runs first in this program: the timeout layer's key is created by the first timeout call. A
- * failed creation is an error of that call (nothing run, the application's keys untouched), and
- * the next call creates the key and works. */
+/* Runs first in this program: the library's thread-index key is created by the first counted
+ * call, and the timeout layer's key by the first timeout call. A failed index key costs nothing
+ * but the thread's own counter line (the call runs and is counted on the shared one; the next
+ * call creates the key). A failed timeout key is an error of that call (nothing run, the
+ * application's keys untouched), and the next call creates the key and works. */
 static void test_timeout_key_creation_fails_cleanly(void **state)
 {
 	sx_pool *pool = tu_pool(1);
-	sx_pipeline *pl = pipeline(pool);
+	sx_pipeline *pl = pipeline(pool), *plain = pipeline(NULL);
+	sx_pipeline_metrics m;
 	pthread_key_t mine;
 	int marker;
 
 	(void)state;
 	assert_int_equal(__real_pthread_key_create(&mine, NULL), 0);
 	assert_int_equal(pthread_setspecific(mine, &marker), 0);
+	runs = 0;
+	__atomic_store_n(&fail_keys, 1, __ATOMIC_RELEASE);
+	assert_int_equal(sx_pipeline_call(plain, counting_action, NULL, NULL, NULL), 0);
+	assert_int_equal(keys_failed, 1);
+	assert_int_equal(sx_pipeline_call(plain, counting_action, NULL, NULL, NULL), 0);
+	assert_int_equal(runs, 2);
+	assert_int_equal(sx_pipeline_snapshot(plain, &m), 0);
+	assert_int_equal(m.calls, 2);
+	assert_int_equal(m.failed, 0);
+	assert_ptr_equal(pthread_getspecific(mine), &marker);
+	sx_pipeline_destroy(plain);
+	keys_failed = 0;
 	assert_int_equal(sx_pipeline_add_timeout(pl, 10 * SEC), 0);
 	runs = 0;
 	__atomic_store_n(&fail_keys, 1, __ATOMIC_RELEASE);

@@ -43,7 +43,54 @@ static unsigned admit_all(sx_ratelimit *rl, unsigned tries)
 	return ok;
 }
 
+static void expect_metrics(const sx_ratelimit *rl, uint64_t refused, uint64_t delayed,
+    uint64_t available, uint64_t burst)
+{
+	sx_ratelimit_metrics m;
+
+	assert_int_equal(sx_ratelimit_snapshot(rl, &m), 0);
+	assert_int_equal(m.refused, refused);
+	assert_int_equal(m.delayed, delayed);
+	assert_int_equal(m.available, available);
+	assert_int_equal(m.burst, burst);
+	assert_int_equal(m.keys, 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(m.reserved[i], 0);
+}
+
 /* ---- tests ---------------------------------------------------------------------------------- */
+
+/* The snapshot: refusals counted (not admissions), the bucket's level as it drains and refills
+ * (whole events of weight 1), rate 0 always full; bad input changes nothing. */
+static void test_snapshot_counts_refusals_and_reads_the_bucket(void **state)
+{
+	sx_ratelimit *rl = limiter(10, SEC, 4), *open = limiter(0, SEC, 0);
+	sx_ratelimit_metrics m;
+
+	(void)state;
+	tu_vnow = 100 * SEC;
+	expect_metrics(rl, 0, 0, 4, 4);
+	assert_int_equal(sx_ratelimit_try(rl, 3), 0);
+	expect_metrics(rl, 0, 0, 1, 4);
+	assert_int_equal(sx_ratelimit_try(rl, 2), SX_ERATE_LIMITED); /* weight 2: refused */
+	assert_int_equal(sx_ratelimit_try(rl, 1), 0);
+	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED);
+	assert_int_equal(sx_ratelimit_try(rl, 0), -EINVAL);          /* bad input: not a refusal */
+	expect_metrics(rl, 2, 0, 0, 4);
+	tu_vadvance(100 * MS - 1);
+	expect_metrics(rl, 2, 0, 0, 4);                              /* not yet a whole event */
+	tu_vadvance(1);
+	expect_metrics(rl, 2, 0, 1, 4);
+	tu_vadvance(10 * SEC);
+	expect_metrics(rl, 2, 0, 4, 4);                              /* full, never more */
+	for (int i = 0; i < 1000; i++)
+		assert_int_equal(sx_ratelimit_try(open, 1), 0);
+	expect_metrics(open, 0, 0, SX_RATELIMIT_MAX_BURST, SX_RATELIMIT_MAX_BURST);
+	assert_int_equal(sx_ratelimit_snapshot(NULL, &m), -EINVAL);
+	assert_int_equal(sx_ratelimit_snapshot(rl, NULL), -EINVAL);
+	sx_ratelimit_destroy(rl);
+	sx_ratelimit_destroy(open);
+}
 
 static void test_burst_six_at_six_per_second(void **state)
 {
@@ -199,6 +246,7 @@ static void test_wait_sleeps_until_its_turn(void **state)
 	assert_int_equal(sx_ratelimit_wait(rl, 2, NULL), 0);
 	assert_int_equal(tu_vnow, 300 * MS);
 	assert_int_equal(sx_ratelimit_try(rl, 1), SX_ERATE_LIMITED);
+	expect_metrics(rl, 1, 2, 0, 2);
 	sx_ratelimit_destroy(rl);
 }
 
@@ -416,6 +464,7 @@ static sx_ratelimit_keyed *keyed(uint64_t rate, uint32_t burst, uint32_t max_key
 static void test_keyed_limits_each_key_alone(void **state)
 {
 	sx_ratelimit_keyed *kl;
+	sx_ratelimit_metrics m;
 
 	(void)state;
 	tu_vnow = 3 * SEC;
@@ -433,6 +482,14 @@ static void test_keyed_limits_each_key_alone(void **state)
 	assert_int_equal(sx_ratelimit_keyed_try(kl, 1, 1), SX_ERATE_LIMITED);
 	assert_int_equal(sx_ratelimit_keyed_try(kl, 0, 1), 0);
 	assert_int_equal(sx_ratelimit_keyed_try(kl, 0, 1), SX_ERATE_LIMITED);
+	assert_int_equal(sx_ratelimit_keyed_try(kl, 0, 0), -EINVAL);
+	assert_int_equal(sx_ratelimit_keyed_snapshot(kl, &m), 0);
+	assert_int_equal(m.refused, 4);
+	assert_int_equal(m.keys, 3);
+	assert_int_equal(m.burst, 6);
+	assert_int_equal(m.delayed + m.available, 0);
+	assert_int_equal(sx_ratelimit_keyed_snapshot(NULL, &m), -EINVAL);
+	assert_int_equal(sx_ratelimit_keyed_snapshot(kl, NULL), -EINVAL);
 	sx_ratelimit_keyed_destroy(kl);
 }
 
@@ -622,6 +679,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_burst_six_at_six_per_second),
+		cmocka_unit_test(test_snapshot_counts_refusals_and_reads_the_bucket),
 		cmocka_unit_test(test_steady_rate_and_no_window_edge),
 		cmocka_unit_test(test_weights_and_delay),
 		cmocka_unit_test(test_zero_rate_is_no_limit_and_zero_period_one_second),
