@@ -555,6 +555,15 @@ int main(int argc, char **argv)
 		if ((rc = sx_ratelimit_create(&ro, &px.rate)) != 0)
 			die(1, "sx_ratelimit_create: %s", sx_strerror(rc));
 	}
+	if (px.cfg.client_rate_limit > 0) {
+		sx_ratelimit_opts ro = SX_RATELIMIT_OPTS_INIT;
+
+		ro.rate = px.cfg.client_rate_limit;
+		ro.burst = px.cfg.client_rate_burst;
+		if ((rc = sx_ratelimit_keyed_create(&ro, px.cfg.client_rate_keys,
+		    &px.client_rate)) != 0)
+			die(1, "sx_ratelimit_keyed_create: %s", sx_strerror(rc));
+	}
 	{
 		static char shard_name[PX_MAX_SHARDS][16];
 
@@ -568,15 +577,11 @@ int main(int argc, char **argv)
 			    px.pools[i])) != 0)
 				die(1, "the metrics set: %s", sx_strerror(rc));
 		}
-	}
-	if (px.cfg.client_rate_limit > 0) {
-		sx_ratelimit_opts ro = SX_RATELIMIT_OPTS_INIT;
-
-		ro.rate = px.cfg.client_rate_limit;
-		ro.burst = px.cfg.client_rate_burst;
-		if ((rc = sx_ratelimit_keyed_create(&ro, px.cfg.client_rate_keys,
-		    &px.client_rate)) != 0)
-			die(1, "sx_ratelimit_keyed_create: %s", sx_strerror(rc));
+		if ((px.rate != NULL && (rc = sx_metrics_add(px.metrics, SX_METRICS_RATELIMIT,
+		    "admission", px.rate)) != 0) || (px.client_rate != NULL &&
+		    (rc = sx_metrics_add(px.metrics, SX_METRICS_RATELIMIT_KEYED, "per-client",
+		    px.client_rate)) != 0))
+			die(1, "the metrics set: %s", sx_strerror(rc));
 	}
 	if (px.cfg.backoff_ns > 0) {
 		sx_retry_policy p = SX_RETRY_POLICY_INIT;

@@ -234,6 +234,13 @@ limits() {
     "$("$CLIENT" "$P" --from 127.0.0.2 "$G" "$G" 2>&1 || true)"
   check "per client: the first address is still limited on a new connection" "429" \
     "$("$CLIENT" "$P" "$G" 2>&1 | head -1 | cut -d' ' -f1)"
+  "$CLIENT" "$P" --body-to "$tmp/metrics.txt" \
+    'GET /metrics HTTP/1.1\r\nHost: smoke\r\nConnection: close\r\n\r\n' > /dev/null 2>&1 || true
+  check "per client: /metrics counts the limiters' refusals and the client addresses held" \
+    "2 2 0" "$(grep '^strix_ratelimit_keyed_refused_total{limiter="per-client"} ' "$tmp/metrics.txt" |
+      cut -d' ' -f2) $(grep '^strix_ratelimit_keyed_keys{limiter="per-client"} ' "$tmp/metrics.txt" |
+      cut -d' ' -f2) $(grep '^strix_ratelimit_refused_total{limiter="admission"} ' "$tmp/metrics.txt" |
+      cut -d' ' -f2)"
   stop_pid "$ppid"
   check "per client: SIGTERM: exit status 0" 0 "$STATUS"
   stop_pid "$upid"

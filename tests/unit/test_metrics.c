@@ -13,9 +13,15 @@
 #include <strix/circuit.h>
 #include <strix/hedge.h>
 #include <strix/metrics.h>
+#include <strix/pipeline.h>
 #include <strix/pool.h>
+#include <strix/ratelimit.h>
+#include <strix/registry.h>
 #include <strix/retry.h>
 #include <strix/sem.h>
+
+#define MS 1000000ull
+#define SEC 1000000000ull
 
 static char text[65536];
 
@@ -162,6 +168,116 @@ static void test_every_kind(void **state)
 	sx_pool_destroy(pool);
 }
 
+/* Fails while *arg is non-zero, counting it down. */
+static int fails_first(sx_call *call)
+{
+	unsigned *left = call->arg;
+
+	return *left > 0 ? (--*left, -EIO) : 0;
+}
+
+static int replace(sx_call *call, int err, void *arg)
+{
+	(void)call;
+	(void)err;
+	(void)arg;
+	return 0;
+}
+
+/* Limiters, keyed limiters, pipelines and registries, their figures exact on a virtual clock:
+ * the counters a dashboard reads to see refusals, retries and fallbacks. */
+static void test_limiters_pipelines_registries(void **state)
+{
+	sx_ratelimit_opts ro = SX_RATELIMIT_OPTS_INIT;
+	sx_retry_policy rp = SX_RETRY_POLICY_INIT;
+	sx_pipeline_opts po = SX_PIPELINE_OPTS_INIT;
+	sx_registry_opts rg = SX_REGISTRY_OPTS_INIT;
+	sx_ratelimit *rl, *prl;
+	sx_ratelimit_keyed *kl;
+	sx_pipeline *pl;
+	sx_registry *reg;
+	sx_registry_ref *ref;
+	sx_metrics *m;
+	unsigned left;
+	const char *t;
+
+	(void)state;
+	tu_vnow = 10 * SEC;
+	ro.rate = 4;
+	ro.clock = &tu_vclock;
+	assert_int_equal(sx_ratelimit_create(&ro, &rl), 0);
+	for (int i = 0; i < 7; i++)
+		(void)sx_ratelimit_try(rl, 1);               /* 4 admitted, 3 refused */
+	assert_int_equal(sx_ratelimit_keyed_create(&ro, 100, &kl), 0);
+	for (uint64_t k = 0; k < 3; k++)
+		for (int i = 0; i < 5; i++)
+			(void)sx_ratelimit_keyed_try(kl, k, 1); /* 3 keys, 1 refused each */
+	/* A pipeline: fallback, retry (3 attempts, virtual waits), a limiter of 2 a second. */
+	ro.rate = 2;
+	assert_int_equal(sx_ratelimit_create(&ro, &prl), 0);
+	rp.max_attempts = 3;
+	rp.backoff = SX_BACKOFF_CONSTANT;
+	rp.base_ns = MS;
+	rp.clock = &tu_vclock;
+	assert_int_equal(sx_pipeline_create(&po, &pl), 0);
+	assert_int_equal(sx_pipeline_add_fallback(pl, replace, NULL, NULL), 0);
+	assert_int_equal(sx_pipeline_add_retry(pl, &rp, 0), 0);
+	assert_int_equal(sx_pipeline_add_ratelimit(pl, prl, 0), 0);
+	left = 1;   /* one failure, then success: a retry */
+	assert_int_equal(sx_pipeline_call(pl, fails_first, &left, NULL, NULL), 0);
+	left = 9;   /* the limiter is empty: a refusal, retried twice, refused twice more, replaced */
+	assert_int_equal(sx_pipeline_call(pl, fails_first, &left, NULL, NULL), 0);
+	rg.kind = SX_REGISTRY_BULKHEAD;
+	rg.permits = 2;
+	assert_int_equal(sx_registry_create(NULL, &rg, &reg), 0);
+	for (uint64_t k = 0; k < 4; k++) {
+		assert_int_equal(sx_registry_get(reg, k, &ref), 0);
+		sx_registry_put(ref);
+	}
+	assert_int_equal(sx_registry_remove(reg, 3), 0);
+
+	assert_int_equal(sx_metrics_create(&m), 0);
+	assert_int_equal(sx_metrics_add(m, SX_METRICS_RATELIMIT, "login", rl), 0);
+	assert_int_equal(sx_metrics_add(m, SX_METRICS_RATELIMIT_KEYED, "per-client", kl), 0);
+	assert_int_equal(sx_metrics_add(m, SX_METRICS_PIPELINE, "upstream", pl), 0);
+	assert_int_equal(sx_metrics_add(m, SX_METRICS_REGISTRY, "per-route", reg), 0);
+	assert_int_equal(sx_metrics_add(m, 12, "x", reg), -EINVAL);
+	t = render(m, SX_METRICS_OPENMETRICS);
+	well_formed(t);
+	has(t, "# TYPE strix_ratelimit_refused counter");
+	has(t, "strix_ratelimit_refused_total{limiter=\"login\"} 3");
+	has(t, "strix_ratelimit_delayed_total{limiter=\"login\"} 0");
+	has(t, "strix_ratelimit_available{limiter=\"login\"} 0");
+	has(t, "strix_ratelimit_burst{limiter=\"login\"} 4");
+	has(t, "strix_ratelimit_keyed_keys{limiter=\"per-client\"} 3");
+	has(t, "strix_ratelimit_keyed_refused_total{limiter=\"per-client\"} 3");
+	has(t, "strix_pipeline_calls_total{pipeline=\"upstream\"} 2");
+	has(t, "strix_pipeline_failed_total{pipeline=\"upstream\"} 0");
+	has(t, "strix_pipeline_rejected_total{pipeline=\"upstream\"} 3");
+	has(t, "strix_pipeline_retries_total{pipeline=\"upstream\"} 3");
+	has(t, "strix_pipeline_timeouts_total{pipeline=\"upstream\"} 0");
+	has(t, "strix_pipeline_hedges_total{pipeline=\"upstream\"} 0");
+	has(t, "strix_pipeline_fallbacks_total{pipeline=\"upstream\"} 1");
+	has(t, "strix_registry_keys{registry=\"per-route\"} 3");
+	has(t, "strix_registry_created_total{registry=\"per-route\"} 4");
+	has(t, "strix_registry_removed_total{registry=\"per-route\"} 1");
+	has(t, "strix_registry_evicted_total{registry=\"per-route\"} 0");
+	assert_non_null(strstr(t, "strix_registry_bytes{registry=\"per-route\"} "));
+	/* Half a second later the login limiter has two events again. */
+	tu_vadvance(SEC / 2);
+	t = render(m, SX_METRICS_PROMETHEUS);
+	well_formed(t);
+	has(t, "# TYPE strix_pipeline_calls_total counter");
+	has(t, "strix_ratelimit_available{limiter=\"login\"} 2");
+
+	sx_metrics_destroy(m);
+	sx_registry_destroy(reg);
+	sx_pipeline_destroy(pl);
+	sx_ratelimit_destroy(prl);
+	sx_ratelimit_keyed_destroy(kl);
+	sx_ratelimit_destroy(rl);
+}
+
 /* A buffer too small: -ENOSPC, the length the text needs, a NUL-terminated prefix; then the
  * whole text with len + 1 bytes. Size queries with no buffer at all. */
 static void test_buffer_contract(void **state)
@@ -257,6 +373,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_every_kind),
+		cmocka_unit_test(test_limiters_pipelines_registries),
 		cmocka_unit_test(test_buffer_contract),
 		cmocka_unit_test(test_add_rules_and_bad_input),
 		cmocka_unit_test(test_many_objects_in_order),

@@ -159,6 +159,7 @@ static void test_slow_first_overtaken_after_delay(void **state)
 	sx_pipeline *pl = pipeline();
 	struct script s = { .wait_ms = { -1, 0 } };
 	sx_hedge_metrics m;
+	sx_pipeline_metrics pm;
 	int who;
 
 	(void)state;
@@ -180,6 +181,12 @@ static void test_slow_first_overtaken_after_delay(void **state)
 		assert_int_equal(who, 1);
 		done(&f);
 	}
+	/* The pipeline counts the hedge it started (counted on the timer thread, before the
+	 * call could end). */
+	assert_int_equal(sx_pipeline_snapshot(pl, &pm), 0);
+	assert_int_equal(pm.calls, 4);
+	assert_int_equal(pm.hedges, 1);
+	assert_int_equal(pm.failed + pm.rejected + pm.retries + pm.timeouts + pm.fallbacks, 0);
 	done(&s);
 	sx_pipeline_destroy(pl);
 	sx_hedge_destroy(h);
@@ -314,6 +321,7 @@ static void test_budget_refuses(void **state)
 	sx_hedge *h = NULL;
 	struct script s1 = { .wait_ms = { -1, 0 } }, s2 = { .wait_ms = { 60, 0 } };
 	sx_hedge_metrics m;
+	sx_pipeline_metrics pm;
 	int who;
 
 	(void)state;
@@ -333,6 +341,11 @@ static void test_budget_refuses(void **state)
 	assert_int_equal(sx_hedge_snapshot(h, &m), 0);
 	assert_int_equal(m.hedges, 1);
 	assert_int_equal(m.refused, 1);
+	/* The refused hedge is no hedge of the pipeline's, nor a refusal of its call. */
+	assert_int_equal(sx_pipeline_snapshot(pl, &pm), 0);
+	assert_int_equal(pm.calls, 2);
+	assert_int_equal(pm.hedges, 1);
+	assert_int_equal(pm.rejected + pm.failed, 0);
 	assert_int_equal(sx_events_poll(ev, out, 4), 2);
 	assert_int_equal(out[0].kind, SX_EVENT_HEDGE);
 	assert_int_equal(out[0].value, 1);
