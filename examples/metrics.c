@@ -1,5 +1,6 @@
-/* Metrics and events: a circuit and a bulkhead exposed in the OpenMetrics text format, and the
- * events a pipeline emits (a refusal, the circuit's state change) read from an event ring. */
+/* Metrics and events: a circuit, a bulkhead and the pipeline over them exposed in the
+ * OpenMetrics text format, and the events the pipeline emits (a refusal, the circuit's state
+ * change) read from an event ring. */
 #include <stdio.h>
 #include <strix.h>
 
@@ -24,6 +25,7 @@ int main(void)
 	sx_events *events;
 	sx_event ev[8];
 	sx_metrics *metrics;
+	sx_pipeline_metrics counts;
 	sx_pipeline *pl;
 	sx_circuit *db;
 	sx_sem *pool_of_conns;
@@ -52,12 +54,17 @@ int main(void)
 
 	if ((rc = sx_metrics_create(&metrics)) != 0 ||
 	    (rc = sx_metrics_add(metrics, SX_METRICS_CIRCUIT, "db", db)) != 0 ||
-	    (rc = sx_metrics_add(metrics, SX_METRICS_BULKHEAD, "db", pool_of_conns)) != 0)
+	    (rc = sx_metrics_add(metrics, SX_METRICS_BULKHEAD, "db", pool_of_conns)) != 0 ||
+	    (rc = sx_metrics_add(metrics, SX_METRICS_PIPELINE, "db-calls", pl)) != 0)
 		return fail("the metrics set", rc);
 	if ((rc = sx_metrics_render(metrics, SX_METRICS_OPENMETRICS, text, sizeof(text),
 	    &len)) != 0)
 		return fail("sx_metrics_render", rc);
 	fputs(text, stdout);                    /* what GET /metrics would answer */
+	/* The same counters, read directly: two calls, one refused by the open circuit. */
+	if ((rc = sx_pipeline_snapshot(pl, &counts)) != 0 || counts.calls != 2 ||
+	    counts.failed != 1 || counts.rejected != 1)
+		return fail("sx_pipeline_snapshot", rc);
 
 	n = sx_events_poll(events, ev, 8);
 	for (i = 0; i < n; i++)
