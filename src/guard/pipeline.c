@@ -1228,7 +1228,8 @@ static int run_hedge(const layer *l, sx_call *call, sx_call_fn fn)
 	return rc;
 }
 
-static int call_with(sx_pipeline *pl, sx_call *call, sx_call_fn fn)
+static inline __attribute__((always_inline)) int call_with(sx_pipeline *pl, sx_call *call,
+    sx_call_fn fn)
 {
 	int rc;
 
