@@ -29,7 +29,8 @@ void sx__rec_add(ck_stack_t *reg, sx__rec *r)
 
 void sx__rec_leave(sx__rec *r)
 {
-	/* The owner's writes to the record before the next owner's claim (a full barrier) reads them. */
+	/* The owner's writes (to the record, and to what its number indexes) come before the record
+	 * is seen dead: the next owner's claim (a CAS, a full barrier) then reads them. */
 	ck_pr_fence_store();
 	ck_pr_store_uint(&r->dead, 1);
 }

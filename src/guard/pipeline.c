@@ -98,6 +98,7 @@ struct layer {
 
 /* The pipeline's counters (sx__counters slots), in sx_pipeline_metrics' order. */
 enum { C_CALLS, C_FAILED, C_REJECTED, C_RETRIES, C_TIMEOUTS, C_HEDGES, C_FALLBACKS, C_N };
+_Static_assert(C_N <= SX__STRIPE_N, "one cache line of counters per thread");
 
 /* l[n] is the action's layer, so that every layer's inside is the layer after it. */
 struct sx_pipeline {

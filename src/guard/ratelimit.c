@@ -40,7 +40,8 @@ struct sx_ratelimit {
 };
 
 /* The counters (sx__counters slots). */
-enum { C_REFUSED, C_DELAYED };
+enum { C_REFUSED, C_DELAYED, C_N };
+_Static_assert(C_N <= SX__STRIPE_N, "one cache line of counters per thread");
 
 static size_t rl_bytes(const sx_ratelimit *rl)
 {
