@@ -60,7 +60,9 @@ struct sx_pool *sx__hedge_pool(const struct sx_hedge *h);
 unsigned sx__hedge_max(const struct sx_hedge *h);
 int64_t sx__hedge_fixed_ns(const struct sx_hedge *h);
 bool sx__hedge_deposits(const struct sx_hedge *h);
-uint64_t *sx__hedge_calls(struct sx_hedge *h);
+/* The hedge's counters (base's striped sets), by these slots; the pipeline counts its calls. */
+enum { SX__HEDGE_CALLS, SX__HEDGE_HEDGES, SX__HEDGE_REFUSED, SX__HEDGE_WINS };
+struct sx__counters *sx__hedge_stats(struct sx_hedge *h);
 void sx__hedge_sample(struct sx_hedge *h, uint64_t ns);
 int sx__hedge_admit(struct sx_hedge *h, unsigned k);
 void sx__hedge_succeeded(struct sx_hedge *h, bool by_hedge);

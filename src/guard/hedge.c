@@ -43,7 +43,7 @@ struct sx_hedge {
 	SX__ALIGNED int64_t delay_ns;   /* the delay now */
 	uint64_t samples;               /* in the open window */
 	uint32_t recomputing;
-	SX__ALIGNED uint64_t calls, hedges, refused, wins;
+	sx__counters stats;             /* H_CALLS.. (guard.h), striped: calls count on every call */
 	SX__ALIGNED uint32_t hist[NBUCKETS];
 };
 
@@ -175,10 +175,10 @@ int sx_hedge_snapshot(const sx_hedge *h, sx_hedge_metrics *m)
 	if (h == NULL || m == NULL)
 		return -EINVAL;
 	*m = (sx_hedge_metrics){ 0 };
-	m->calls = ck_pr_load_64(&h->calls);
-	m->hedges = ck_pr_load_64(&h->hedges);
-	m->refused = ck_pr_load_64(&h->refused);
-	m->hedge_wins = ck_pr_load_64(&h->wins);
+	m->calls = sx__count_sum(&h->stats, SX__HEDGE_CALLS);
+	m->hedges = sx__count_sum(&h->stats, SX__HEDGE_HEDGES);
+	m->refused = sx__count_sum(&h->stats, SX__HEDGE_REFUSED);
+	m->hedge_wins = sx__count_sum(&h->stats, SX__HEDGE_WINS);
 	m->delay_ns = sx_hedge_delay_ns(h);
 	return 0;
 }
@@ -211,9 +211,9 @@ bool sx__hedge_deposits(const sx_hedge *h)
 	return h->budget != NULL && !h->no_deposit;
 }
 
-uint64_t *sx__hedge_calls(sx_hedge *h)
+sx__counters *sx__hedge_stats(sx_hedge *h)
 {
-	return &h->calls;
+	return &h->stats;
 }
 
 void sx__hedge_sample(sx_hedge *h, uint64_t ns)
@@ -224,12 +224,12 @@ void sx__hedge_sample(sx_hedge *h, uint64_t ns)
 int sx__hedge_admit(sx_hedge *h, unsigned k)
 {
 	if (h->budget != NULL && !sx_retry_budget_withdraw(h->budget)) {
-		ck_pr_inc_64(&h->refused);
+		sx__count(&h->stats, SX__HEDGE_REFUSED);
 		if (h->events != NULL)
 			(void)sx_events_emit(h->events, SX_EVENT_REJECTED, SX_EREJECTED, k, h->name);
 		return SX_EREJECTED;
 	}
-	ck_pr_inc_64(&h->hedges);
+	sx__count(&h->stats, SX__HEDGE_HEDGES);
 	if (h->events != NULL)
 		(void)sx_events_emit(h->events, SX_EVENT_HEDGE, 0, k, h->name);
 	return 0;
@@ -240,7 +240,7 @@ void sx__hedge_succeeded(sx_hedge *h, bool by_hedge)
 	if (!h->no_deposit)
 		sx_retry_budget_deposit(h->budget);
 	if (by_hedge)
-		ck_pr_inc_64(&h->wins);
+		sx__count(&h->stats, SX__HEDGE_WINS);
 }
 
 /* Attempt a->k of the call: a hedge first asks the budget; then the user's step runs with the
@@ -348,7 +348,7 @@ int sx_hedge_run(sx_hedge *h, sx_step_fn step, void *arg, sx_promise **out)
 		if (first)
 			sx_promise_cancel(list[0]);
 	} else {
-		ck_pr_inc_64(&h->calls);
+		sx__count(&h->stats, SX__HEDGE_CALLS);
 	}
 	for (i = 1; i <= n; i++)
 		sx_promise_release(list[i]);

@@ -89,7 +89,7 @@ struct layer {
 	bool (*when)(int err, void *arg);
 	void *arg;
 	uint64_t (*key)(const sx_call *call);
-	uint64_t *count;             /* hedge: its policy's count of calls */
+	sx__counters *hstats;        /* hedge: its policy's counters */
 	sx_interceptor ic;
 	sx_events *events;           /* the pipeline's event ring (NULL: none), and its source */
 	const char *name;
@@ -294,7 +294,7 @@ int sx_pipeline_add_hedge(sx_pipeline *pl, sx_hedge *h)
 
 	if (h != NULL) {
 		l.arg = sx__hedge_pool(h);
-		l.count = sx__hedge_calls(h);
+		l.hstats = sx__hedge_stats(h);
 		l.ns = (uint64_t)sx__hedge_fixed_ns(h);
 		l.flags = (l.ns == 0 ? HEDGE_SAMPLED : 0) | (sx__hedge_deposits(h) ? HEDGE_DEPOSIT : 0);
 	}
@@ -1206,7 +1206,7 @@ static int run_hedge(const layer *l, sx_call *call, sx_call_fn fn)
 	ck_pr_store_64(&e->deadline, deadline);
 	ck_pr_fence_store();
 	tw_note(e, ck_pr_fas_64(&e->state, s | E_ACTIVE)); /* the barrier before armed_until */
-	ck_pr_inc_64(l->count);
+	sx__count(l->hstats, SX__HEDGE_CALLS);
 	armed = (rc = tw_arm(rec, pool, deadline)) == 0;
 	if (SX__LIKELY(armed)) {
 		rec->depth++;
