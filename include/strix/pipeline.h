@@ -62,7 +62,12 @@
  * the kernel keeps CLOCK_MONOTONIC on the CPU's time-stamp counter (clocksource `tsc`), the
  * reading is that counter scaled by the calling thread against CLOCK_MONOTONIC about once a
  * millisecond: within about a microsecond of CLOCK_MONOTONIC, and never going back on one
- * thread; elsewhere it is clock_gettime(CLOCK_MONOTONIC).
+ * thread; elsewhere it is clock_gettime(CLOCK_MONOTONIC). There, on a counter that runs at a
+ * constant rate and through idle states (x86's constant_tsc and nonstop_tsc: most virtual
+ * machines), the call's start may reuse the thread's latest clock_gettime reading while the
+ * counter has moved less than 2048 ticks since it was taken (about a microsecond at 2 GHz): a
+ * deadline or an admission may then be up to that much early, never late; latencies' ends are
+ * always read afresh.
  * @{
  */
 #ifndef STRIX_PIPELINE_H

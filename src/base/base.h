@@ -82,27 +82,60 @@ typedef struct sx__tclock {
 	uint64_t ns;    /* its CLOCK_MONOTONIC reading */
 	uint64_t mult;  /* ns per counter tick, 32.32 fixed point */
 	uint64_t last;  /* the latest reading this thread was given */
+	uint64_t lag;   /* sx__now_lag_ns: the counter just before `last` was read from the kernel */
 } sx__tclock;
 
 /* Ticks an anchor serves (about a millisecond at 2 GHz): see clock.c. */
 #define SX__TSC_PERIOD (UINT64_C(1) << 21)
+/* Ticks a kernel reading serves sx__now_lag_ns (about a microsecond at 2 GHz): see clock.c. */
+#define SX__LAG_TICKS (UINT64_C(1) << 11)
 
 extern __thread sx__tclock sx__tclock_mine __attribute__((tls_model("initial-exec")));
 uint64_t sx__now_fast_anchor(uint64_t tsc);
+
+/* The extrapolation from c's anchor, d ticks past it (d < SX__TSC_PERIOD). */
+static inline uint64_t sx__now_fast_from(sx__tclock *c, uint64_t d)
+{
+	uint64_t ns = c->ns + ((d * c->mult) >> 32); /* no overflow: d < 2^21, mult < 2^40 */
+
+	if (SX__UNLIKELY(ns < c->last))
+		return c->last; /* a new anchor came out below an extrapolation from the old one */
+	c->last = ns;
+	return ns;
+}
 
 static inline uint64_t sx__now_fast_ns(void)
 {
 #if defined(__x86_64__)
 	sx__tclock *c = &sx__tclock_mine;
-	uint64_t t = __builtin_ia32_rdtsc(), d = t - c->tsc, ns;
+	uint64_t t = __builtin_ia32_rdtsc(), d = t - c->tsc;
 
 	if (SX__UNLIKELY(d >= SX__TSC_PERIOD))
 		return sx__now_fast_anchor(t);
-	ns = c->ns + ((d * c->mult) >> 32); /* no overflow: d < 2^21, mult < 2^40 (clock.c) */
-	if (SX__UNLIKELY(ns < c->last))
-		return c->last; /* a new anchor came out below an extrapolation from the old one */
-	c->last = ns;
-	return ns;
+	return sx__now_fast_from(c, d);
+#else
+	return sx__now_ns();
+#endif
+}
+
+/* sx__now_fast_ns for a reading that may lag: where the fast clock extrapolates from the
+ * counter, the same reading; where it reads the kernel instead and the counter runs at a constant
+ * rate through idle states (clock.c), the thread's latest reading while the counter has moved
+ * less than SX__LAG_TICKS since just before the kernel was read for it, so a reading is at most
+ * that old (a counter read, not a kernel call, for most readings). For the time a call starts
+ * (a deadline, a rate limit's admission), never for a latency's end. One thread's readings never
+ * go back. */
+static inline uint64_t sx__now_lag_ns(void)
+{
+#if defined(__x86_64__)
+	sx__tclock *c = &sx__tclock_mine;
+	uint64_t t = __builtin_ia32_rdtsc(), d = t - c->tsc;
+
+	if (SX__LIKELY(d < SX__TSC_PERIOD))
+		return sx__now_fast_from(c, d);
+	if (t - c->lag < SX__LAG_TICKS)
+		return c->last;
+	return sx__now_fast_anchor(t);
 #else
 	return sx__now_ns();
 #endif

@@ -21,8 +21,19 @@
  * reading. A new anchor may come out just below the extrapolation it replaces; the thread's
  * readings are then held at the last one until the clock passes it, so they never go back.
  *
- * Anywhere else (another clocksource, no /sys, another architecture) every reading is
- * clock_gettime: a thread's anchor is set so that every reading takes the slow path.
+ * Anywhere else (another clocksource, no /sys, another architecture) every sx__now_fast_ns
+ * reading is clock_gettime: a thread's anchor is set so that every reading takes the slow path.
+ *
+ * sx__now_lag_ns, for the time a call starts, is the same reading where the counter is the
+ * kernel's clocksource. Elsewhere (a virtual machine whose kernel keeps CLOCK_MONOTONIC on the
+ * hypervisor's clock, for one) clock_gettime costs a few times a counter read, and a thread may
+ * reuse its latest reading while the counter has moved less than SX__LAG_TICKS since just before
+ * it was taken: the counter is then only a stopwatch, never scaled or compared across CPUs, so
+ * all it needs is to keep counting while the thread is off its CPU. That is what /proc/cpuinfo's
+ * constant_tsc and nonstop_tsc say (a constant rate, and no stop in idle states); without both,
+ * every reading is clock_gettime. A counter that went back or jumped (a move to another CPU, a
+ * restored snapshot) reads outside the window and takes a new reading; one that ran slower than
+ * a tick a nanosecond stretches the window by as much.
  */
 #include <fcntl.h>
 #include <string.h>
@@ -32,7 +43,7 @@
 
 /* A new thread's anchor is 2^63 ticks from any counter reading: its first reading takes one. */
 __thread sx__tclock sx__tclock_mine __attribute__((tls_model("initial-exec"))) = {
-	.tsc = UINT64_C(1) << 63
+	.tsc = UINT64_C(1) << 63, .lag = UINT64_C(1) << 63
 };
 
 /* An anchor is the tightest of at most ANCHOR_TRIES brackets of counter reads around
@@ -52,10 +63,12 @@ __thread sx__tclock sx__tclock_mine __attribute__((tls_model("initial-exec"))) =
 
 static const char clocksource_path[] =
     "/sys/devices/system/clocksource/clocksource0/current_clocksource";
+static const char cpuinfo_path[] = "/proc/cpuinfo";
 
 enum { TSC_UNKNOWN = 0, TSC_USABLE, TSC_UNUSABLE };
 static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
 static int tsc_state;
+static bool lag_ok;                /* sx__now_lag_ns may reuse a reading (written once, in probe) */
 static uint64_t base_tsc, base_ns; /* the process's first anchor (written once, in probe) */
 static uint64_t base_mult;         /* the latest mult any thread measured (0: none yet) */
 
@@ -104,6 +117,43 @@ static bool tsc_is_clocksource(const char *path)
 	return n >= 3 && memcmp(buf, "tsc", 3) == 0 && (n == 3 || buf[3] == '\n');
 }
 
+/* Whether the first "flags" line of the cpuinfo file at path (within its first CPUINFO_HEAD
+ * bytes, where the first CPU's entry is) lists both constant_tsc and nonstop_tsc. Reads with
+ * read(2) into a buffer on the stack: the probe allocates nothing. */
+#define CPUINFO_HEAD 8192
+static bool counter_steady(const char *path)
+{
+	char buf[CPUINFO_HEAD + 1], *line, *end, *save = NULL;
+	bool constant = false, nonstop = false;
+	size_t len = 0;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return false;
+	while (len < CPUINFO_HEAD && (n = read(fd, buf + len, CPUINFO_HEAD - len)) > 0)
+		len += (size_t)n;
+	(void)close(fd);
+	buf[len] = '\0';
+	for (line = buf; line != NULL && *line != '\0'; line = end != NULL ? end + 1 : NULL) {
+		char *colon;
+
+		end = strchr(line, '\n');
+		if (end == NULL)
+			break; /* a line cut short by the buffer's end is not read */
+		*end = '\0';
+		if (strncmp(line, "flags", 5) != 0 || (colon = strchr(line, ':')) == NULL)
+			continue;
+		for (char *w = strtok_r(colon + 1, " \t", &save); w != NULL;
+		    w = strtok_r(NULL, " \t", &save)) {
+			constant |= strcmp(w, "constant_tsc") == 0;
+			nonstop |= strcmp(w, "nonstop_tsc") == 0;
+		}
+		break;
+	}
+	return constant && nonstop;
+}
+
 /* Decide once per process whether the counter may be used; take the first anchor if so. */
 static void probe(void)
 {
@@ -113,6 +163,7 @@ static void probe(void)
 		ck_pr_store_int(&tsc_state, TSC_USABLE);
 		return;
 	}
+	lag_ok = counter_steady(cpuinfo_path);
 #endif
 	ck_pr_store_int(&tsc_state, TSC_UNUSABLE);
 }
@@ -128,6 +179,7 @@ uint64_t sx__now_fast_anchor(uint64_t t)
 	(void)pthread_once(&probe_once, probe);
 	if (ck_pr_load_int(&tsc_state) != TSC_USABLE) {
 		c->tsc = SLOW(t);
+		c->lag = lag_ok ? t : SLOW(t); /* t was read before the kernel is (sx__now_lag_ns) */
 		ns = sx__now_ns();
 	} else {
 		ns = anchor_read(&tsc);

@@ -485,10 +485,12 @@ static void watch(void *arg, int status)
 	}
 }
 
+/* The attempt's start, read once for all its layers: a reading that may lag (base.h) by about a
+ * microsecond, far below a timer's or a limiter's resolution. */
 static uint64_t call_now(sx_call *call)
 {
 	if (call->sx_now == 0)
-		call->sx_now = sx__now_fast_ns();
+		call->sx_now = sx__now_lag_ns();
 	return call->sx_now;
 }
 

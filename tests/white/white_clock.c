@@ -8,7 +8,11 @@
  * (checked here against a bracket of two clock_gettime readings with a generous margin, since a
  * preemption between the three reads widens the bracket, never narrows it); one thread's readings
  * never go back, even when a new anchor comes out below the last reading; anywhere else every
- * reading is clock_gettime.
+ * reading is clock_gettime. sx__now_lag_ns is the same reading where the counter is the
+ * clocksource; elsewhere, on a steady counter (cpuinfo's constant_tsc and nonstop_tsc), it reuses
+ * the thread's latest reading while the counter has moved less than SX__LAG_TICKS since just
+ * before that reading, so it lags by at most that (checked against its bracket with the same
+ * margin, which holds for any counter of 100 MHz or more), and never goes back.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -87,6 +91,39 @@ static void test_clocksource_names(void **state)
 		memcpy(path + sizeof(path) - 7, "XXXXXX", 6);
 	}
 	assert_false(tsc_is_clocksource("/nonexistent/strix/clocksource"));
+}
+
+static void test_cpuinfo_flags(void **state)
+{
+	char path[] = "/tmp/strix-cpuinfo-XXXXXX";
+	static const struct {
+		const char *text;
+		bool steady;
+	} cases[] = {
+		{ "processor\t: 0\nflags\t\t: fpu tsc constant_tsc rep_good nonstop_tsc pni\n", true },
+		{ "flags\t: nonstop_tsc constant_tsc\nflags\t: fpu\n", true },
+		{ "flags\t: fpu tsc constant_tsc\n", false },       /* may stop in idle states */
+		{ "flags\t: nonstop_tsc\n", false },                /* rate not constant */
+		{ "flags\t: fpu\nflags\t: constant_tsc nonstop_tsc\n", false }, /* the first CPU's */
+		{ "flags\t: constant_tscx nonstop_tsc\n", false },
+		{ "flags\t: constant_tsc nonstop_tsc", false },      /* cut short: no end of line */
+		{ "model name\t: constant_tsc nonstop_tsc\n", false },
+		{ "", false },
+	};
+	int fd;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t n = strlen(cases[i].text);
+
+		assert_true((fd = mkstemp(path)) >= 0);
+		assert_int_equal(write(fd, cases[i].text, n), (ssize_t)n);
+		(void)close(fd);
+		assert_int_equal(counter_steady(path), cases[i].steady);
+		(void)unlink(path);
+		memcpy(path + sizeof(path) - 7, "XXXXXX", 6);
+	}
+	assert_false(counter_steady("/nonexistent/strix/cpuinfo"));
 }
 
 /* On this machine the probe agrees with the kernel's clocksource, and where it allowed the
@@ -179,15 +216,138 @@ static void test_without_the_counter_every_reading_is_clock_gettime(void **state
 	sx__tclock_mine.tsc = 0;
 }
 
+/* Where the counter is the clocksource, sx__now_lag_ns is the fast path's reading: from the
+ * anchor, in its bracket, never back. */
+static void test_lag_is_the_fast_reading_on_the_clocksource(void **state)
+{
+	uint64_t prev = 0;
+	unsigned long fast = 0;
+
+	(void)state;
+	if (!usable())
+		skip();
+	warm_up();
+	for (int i = 0; i < 200000; i++) {
+		uint64_t a = sx__now_ns(), anchor = sx__tclock_mine.tsc;
+		uint64_t f = sx__now_lag_ns();
+		uint64_t b = sx__now_ns();
+
+		assert_true(f + MARGIN_NS >= a && f <= b + MARGIN_NS);
+		assert_true(f >= prev);
+		prev = f;
+		fast += sx__tclock_mine.tsc == anchor;
+	}
+	assert_true(fast > 200000 / 2);
+}
+
+/* Lag readings with the counter off the clocksource, on a steady counter or not (forced), over
+ * count iterations: each in [before - margin, after], none below the one before. Returns how
+ * many reused an earlier reading (the thread's last did not change and no kernel reading came
+ * between). */
+static unsigned long check_lagged(unsigned long count)
+{
+	/* on the clocksource it is the fast reading: the margin above too */
+	uint64_t prev = 0, over = ck_pr_load_int(&tsc_state) == TSC_USABLE ? MARGIN_NS : 0;
+	unsigned long reused = 0;
+
+	for (unsigned long i = 0; i < count; i++) {
+		uint64_t a = sx__now_ns(), lag = sx__tclock_mine.lag;
+		uint64_t f = sx__now_lag_ns();
+		uint64_t b = sx__now_ns();
+
+		if (f + MARGIN_NS < a || f > b + over) {
+			fprintf(stderr, "lagged reading %lu: %llu outside [%llu - margin, %llu]\n", i,
+			    (unsigned long long)f, (unsigned long long)a, (unsigned long long)b);
+			fail();
+		}
+		assert_true(f >= prev);
+		prev = f;
+		reused += sx__tclock_mine.lag == lag;
+	}
+	return reused;
+}
+
+/* Off the clocksource (forced), lag readings on a steady counter mostly reuse a reading, and each
+ * is within the window of the clock; without a steady counter every one is clock_gettime. */
+static void test_lag_reuses_a_reading_within_the_window(void **state)
+{
+	int saved_state;
+	bool saved_ok;
+	unsigned long reused;
+
+	(void)state;
+	(void)usable();
+	saved_state = ck_pr_load_int(&tsc_state);
+	saved_ok = lag_ok;
+	ck_pr_store_int(&tsc_state, TSC_UNUSABLE);
+	sx__tclock_mine.tsc = 0;
+	sx__tclock_mine.lag = 0;
+
+	lag_ok = true;
+	reused = check_lagged(200000);
+	/* An iteration (three kernel reads around a lag reading) takes far fewer than 2^11 ticks
+	 * even instrumented: most reuse the reading before unless the thread is preempted. */
+	assert_true(reused > 200000 / 4);
+	assert_true(rdtsc() - sx__tclock_mine.lag < (UINT64_C(1) << 40));
+
+	lag_ok = false;
+	sx__tclock_mine.lag = 0;
+	for (int i = 0; i < 100000; i++) {
+		uint64_t a = sx__now_ns(), f = sx__now_lag_ns(), b = sx__now_ns();
+
+		assert_true(a <= f && f <= b);
+		assert_true(rdtsc() - sx__tclock_mine.lag >= SX__LAG_TICKS);
+	}
+	lag_ok = saved_ok;
+	ck_pr_store_int(&tsc_state, saved_state);
+	sx__tclock_mine.tsc = 0;
+	sx__tclock_mine.lag = UINT64_C(1) << 63;
+}
+
+/* A counter below the reading's (a move to a CPU whose counter is behind) or far past it (a jump)
+ * takes a new reading rather than reusing an old one. */
+static void test_lag_counter_outside_the_window_reads_again(void **state)
+{
+	int saved_state;
+	bool saved_ok;
+	uint64_t a, f, b;
+
+	(void)state;
+	(void)usable();
+	saved_state = ck_pr_load_int(&tsc_state);
+	saved_ok = lag_ok;
+	ck_pr_store_int(&tsc_state, TSC_UNUSABLE);
+	lag_ok = true;
+	sx__tclock_mine.tsc = 0;
+	(void)sx__now_lag_ns();
+	for (int k = 0; k < 2; k++) {
+		/* were the old reading reused, it would be 5 s behind */
+		sx__tclock_mine.last -= 5000000000u;
+		sx__tclock_mine.lag = k == 0 ? rdtsc() + (UINT64_C(1) << 30) :
+		    rdtsc() - (UINT64_C(1) << 30);
+		a = sx__now_ns();
+		f = sx__now_lag_ns();
+		b = sx__now_ns();
+		assert_true(a <= f && f <= b);
+		assert_true(rdtsc() - sx__tclock_mine.lag < (UINT64_C(1) << 30));
+	}
+	lag_ok = saved_ok;
+	ck_pr_store_int(&tsc_state, saved_state);
+	sx__tclock_mine.tsc = 0;
+	sx__tclock_mine.lag = UINT64_C(1) << 63;
+}
+
 /* More threads than cores, each reading across many anchors and preemptions: every reading in
- * its bracket, none below its thread's last. */
+ * its bracket, none below its thread's last; and lag readings likewise. */
 static void *reader(void *arg)
 {
 	unsigned long *fast = arg;
 	uint64_t until = sx__now_ns() + 200000000u;
 
-	while (sx__now_ns() < until)
+	while (sx__now_ns() < until) {
 		*fast += check_readings(5000);
+		(void)check_lagged(5000);
+	}
 	return NULL;
 }
 
@@ -212,11 +372,15 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_clocksource_names),
+		cmocka_unit_test(test_cpuinfo_flags),
 		cmocka_unit_test(test_fast_path_used_where_the_kernel_uses_the_counter),
 		cmocka_unit_test(test_readings_track_monotonic),
 		cmocka_unit_test(test_anchor_below_the_last_reading_holds),
 		cmocka_unit_test(test_counter_behind_the_anchor_reanchors),
 		cmocka_unit_test(test_without_the_counter_every_reading_is_clock_gettime),
+		cmocka_unit_test(test_lag_is_the_fast_reading_on_the_clocksource),
+		cmocka_unit_test(test_lag_reuses_a_reading_within_the_window),
+		cmocka_unit_test(test_lag_counter_outside_the_window_reads_again),
 		cmocka_unit_test(test_threads_read_in_step),
 	};
 
