@@ -31,9 +31,10 @@
  * it was taken: the counter is then only a stopwatch, never scaled or compared across CPUs, so
  * all it needs is to keep counting while the thread is off its CPU. That is what /proc/cpuinfo's
  * constant_tsc and nonstop_tsc say (a constant rate, and no stop in idle states); without both,
- * every reading is clock_gettime. A counter that went back or jumped (a move to another CPU, a
- * restored snapshot) reads outside the window and takes a new reading; one that ran slower than
- * a tick a nanosecond stretches the window by as much.
+ * every reading is clock_gettime. A counter that went back further than the ticks since the
+ * reading, or jumped ahead (a move to another CPU, a restored snapshot), reads outside the window
+ * and takes a new reading; a move to a CPU whose counter is behind by less adds that skew to the
+ * lag, and a counter slower than a tick a nanosecond stretches the window by as much.
  */
 #include <fcntl.h>
 #include <string.h>
