@@ -43,7 +43,7 @@ struct sx_hedge {
 	SX__ALIGNED int64_t delay_ns;   /* the delay now */
 	uint64_t samples;               /* in the open window */
 	uint32_t recomputing;
-	sx__counters stats;             /* H_CALLS.. (guard.h), striped: calls count on every call */
+	sx__counters stats;             /* SX__HEDGE_* slots (guard.h): calls count on every call */
 	SX__ALIGNED uint32_t hist[NBUCKETS];
 };
 
