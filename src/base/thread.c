@@ -76,6 +76,10 @@ typedef struct index_rec {
 
 static ck_stack_t index_all = CK_STACK_INITIALIZER;
 static uint32_t index_next;
+/* The records of the numbers below SX__STRIPES, the ones counters give a line of their own: in
+ * static storage, so the threads a process runs at once, up to that many, allocate nothing for
+ * their numbers (and a failed allocation never costs a thread its own line). */
+static index_rec index_fixed[SX__STRIPES];
 static pthread_key_t index_key;
 static int index_key_state;
 
@@ -100,11 +104,17 @@ uint32_t sx__thread_index_slow(void)
 	if ((claimed = sx__rec_claim(&index_all)) != NULL) {
 		r = SX_CONTAINER_OF(claimed, index_rec, rec);
 	} else {
-		r = sx__zalloc(sizeof(*r), SX__SMALL_ALIGN);
-		if (r == NULL)
+		/* Numbers are never given back, only handed on: 2^32 - 1 threads alive at once. One
+		 * at or above SX__STRIPES is lost if its record cannot be allocated: those numbers
+		 * all count on the shared line, so none is missed. */
+		uint32_t n = ck_pr_faa_32(&index_next, 1);
+
+		if (n < SX__STRIPES) {
+			r = &index_fixed[n];
+		} else if ((r = sx__zalloc(sizeof(*r), SX__SMALL_ALIGN)) == NULL) {
 			return SX__THREAD_NONE;
-		/* Numbers are never given back, only handed on: 2^32 - 1 threads alive at once. */
-		r->index = ck_pr_faa_32(&index_next, 1);
+		}
+		r->index = n;
 		sx__rec_add(&index_all, &r->rec);
 	}
 	if (sx__rec_bind(index_key, &r->rec) != 0)
