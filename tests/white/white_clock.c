@@ -45,28 +45,47 @@ static void warm_up(void)
 	}
 }
 
-/* Readings over count iterations: each inside [before - margin, after + margin] and none below
- * the one before. Returns how many came from the thread's anchor (the fast path). */
-static unsigned long check_readings(unsigned long count)
+/* Readings from read over count iterations: each inside [before - MARGIN_NS, after + over] and
+ * none below the one before. Returns how many left the thread's clock word *kept (its anchor's
+ * counter, or the counter of its latest kernel reading) as it was: readings that took no new
+ * anchor or kernel reading. */
+static unsigned long check_clock(uint64_t (*read)(void), const uint64_t *kept, uint64_t over,
+    unsigned long count)
 {
 	uint64_t prev = 0;
-	unsigned long fast = 0;
+	unsigned long same = 0;
 
 	for (unsigned long i = 0; i < count; i++) {
-		uint64_t a = sx__now_ns(), anchor = sx__tclock_mine.tsc;
-		uint64_t f = sx__now_fast_ns();
+		uint64_t a = sx__now_ns(), k = *kept;
+		uint64_t f = read();
 		uint64_t b = sx__now_ns();
 
-		if (f + MARGIN_NS < a || f > b + MARGIN_NS) {
-			fprintf(stderr, "reading %lu: %llu outside [%llu, %llu]\n", i,
-			    (unsigned long long)f, (unsigned long long)a, (unsigned long long)b);
+		if (f + MARGIN_NS < a || f > b + over) {
+			fprintf(stderr, "reading %lu: %llu outside [%llu - margin, %llu + %llu]\n", i,
+			    (unsigned long long)f, (unsigned long long)a, (unsigned long long)b,
+			    (unsigned long long)over);
 			fail();
 		}
 		assert_true(f >= prev);
 		prev = f;
-		fast += sx__tclock_mine.tsc == anchor;
+		same += *kept == k;
 	}
-	return fast;
+	return same;
+}
+
+/* Fast readings: how many came from the thread's anchor (the fast path). */
+static unsigned long check_readings(unsigned long count)
+{
+	return check_clock(sx__now_fast_ns, &sx__tclock_mine.tsc, MARGIN_NS, count);
+}
+
+/* Lag readings: how many reused an earlier reading. Off the clocksource a reading is a kernel
+ * reading already taken, so none is above its bracket; on it, it is the fast reading. */
+static unsigned long check_lagged(unsigned long count)
+{
+	uint64_t over = ck_pr_load_int(&tsc_state) == TSC_USABLE ? MARGIN_NS : 0;
+
+	return check_clock(sx__now_lag_ns, &sx__tclock_mine.lag, over, count);
 }
 
 static void test_clocksource_names(void **state)
@@ -220,51 +239,12 @@ static void test_without_the_counter_every_reading_is_clock_gettime(void **state
  * anchor, in its bracket, never back. */
 static void test_lag_is_the_fast_reading_on_the_clocksource(void **state)
 {
-	uint64_t prev = 0;
-	unsigned long fast = 0;
-
 	(void)state;
 	if (!usable())
 		skip();
 	warm_up();
-	for (int i = 0; i < 200000; i++) {
-		uint64_t a = sx__now_ns(), anchor = sx__tclock_mine.tsc;
-		uint64_t f = sx__now_lag_ns();
-		uint64_t b = sx__now_ns();
-
-		assert_true(f + MARGIN_NS >= a && f <= b + MARGIN_NS);
-		assert_true(f >= prev);
-		prev = f;
-		fast += sx__tclock_mine.tsc == anchor;
-	}
-	assert_true(fast > 200000 / 2);
-}
-
-/* Lag readings with the counter off the clocksource, on a steady counter or not (forced), over
- * count iterations: each in [before - margin, after], none below the one before. Returns how
- * many reused an earlier reading (the thread's last did not change and no kernel reading came
- * between). */
-static unsigned long check_lagged(unsigned long count)
-{
-	/* on the clocksource it is the fast reading: the margin above too */
-	uint64_t prev = 0, over = ck_pr_load_int(&tsc_state) == TSC_USABLE ? MARGIN_NS : 0;
-	unsigned long reused = 0;
-
-	for (unsigned long i = 0; i < count; i++) {
-		uint64_t a = sx__now_ns(), lag = sx__tclock_mine.lag;
-		uint64_t f = sx__now_lag_ns();
-		uint64_t b = sx__now_ns();
-
-		if (f + MARGIN_NS < a || f > b + over) {
-			fprintf(stderr, "lagged reading %lu: %llu outside [%llu - margin, %llu]\n", i,
-			    (unsigned long long)f, (unsigned long long)a, (unsigned long long)b);
-			fail();
-		}
-		assert_true(f >= prev);
-		prev = f;
-		reused += sx__tclock_mine.lag == lag;
-	}
-	return reused;
+	assert_true(check_clock(sx__now_lag_ns, &sx__tclock_mine.tsc, MARGIN_NS, 200000) >
+	    200000 / 2);
 }
 
 /* Off the clocksource (forced), lag readings on a steady counter mostly reuse a reading, and each
