@@ -466,9 +466,10 @@ int sx__key_once(int *state, pthread_key_t *key, void (*dtor)(void *));
  * per-thread record of the index registry), so the numbers stay below the most threads the
  * process ever had asking at once. Its owner may update state indexed by it with plain
  * (relaxed) loads and stores; the hand-over to the next owner is ordered by the record's claim.
- * SX__THREAD_NONE when the thread could not get one (out of memory, or no key): it is not
- * remembered, so a later call tries again; callers treat it as "shared": atomic updates.
- * Wait-free once the thread has its number (one TLS load); the first call allocates.
+ * SX__THREAD_NONE when the thread could not get one (no key, or out of memory for a number at
+ * or above SX__STRIPES): it is not remembered, so a later call tries again; callers treat it as
+ * "shared": atomic updates. Wait-free once the thread has its number (one TLS load); the first
+ * call claims a record, static for the numbers below SX__STRIPES and allocated above.
  */
 #define SX__THREAD_NONE UINT32_MAX
 
